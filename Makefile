@@ -1,0 +1,103 @@
+# Curio's build, run and test entry points. `make help` lists them.
+#
+# SwiftPM compiles every module (for the host in `swift test`, and cross-compiled
+# for riscv64 with toolset-riscv64.json); this Makefile links the riscv64 objects
+# into the kernel and the programs with our own linker scripts, packs the programs
+# into the boot image with mkimage, and runs QEMU.
+
+SWIFT      ?= swift
+TOOLCHAIN  ?= $(dir $(shell readlink -f $(shell command -v swift)))
+LLD        := $(TOOLCHAIN)ld.lld
+OBJCOPY    := $(TOOLCHAIN)llvm-objcopy
+QEMU       ?= qemu-system-riscv64
+BUILD      := build
+TRIPLE     := riscv64-none-none-eabi
+RV_SCRATCH := .build-riscv64
+RV_OUT     := $(RV_SCRATCH)/$(TRIPLE)/release
+EMBEDDED_LIB := $(TOOLCHAIN)../lib/swift/embedded/$(TRIPLE)
+RV_BUILD   := $(SWIFT) build -c release --triple $(TRIPLE) --toolset toolset-riscv64.json --scratch-path $(RV_SCRATCH)
+
+# Programs in the boot image: the SwiftPM module of each (system.toml names them).
+PROGRAMS   := ConsoleServer Shell Crashme
+# Every module cross-built for riscv64 (the embedded build of each is part of `make test`).
+EMBEDDED_MODULES := CurioABI KernelCore Kernel CurioUser ConsoleAPI $(PROGRAMS)
+USER_LIBRARIES := UserArch Freestanding CurioUser CurioABI ConsoleAPI
+KERNEL_LIBRARIES := KernelArch Freestanding Kernel KernelCore CurioABI
+
+MEMORY     ?= 128M
+QEMU_FLAGS := -machine virt -m $(MEMORY) -smp 1 -nographic -bios default \
+              -global virtio-mmio.force-legacy=false -kernel $(BUILD)/kernel.elf
+APPEND     := $(if $(CMDS),-append "$(CMDS)")
+
+.PHONY: all help deps build embedded run debug test test-host test-embedded test-integration bench clean
+
+all: build
+
+help:
+	@echo "make run [CMDS='ps; echo hi']  build and boot Curio (CMDS: run these shell commands, then power off)"
+	@echo "make test                     host unit tests, embedded build of every module, QEMU integration tests"
+	@echo "make bench                    instruction-count benchmarks under -icount shift=0"
+	@echo "make debug                    boot QEMU halted, waiting for gdb-multiarch"
+	@echo "make deps                     install QEMU and the other tools (as root, with apt-get)"
+
+# Install what the build and the tests need. As root we install; otherwise we say how.
+DEB_PACKAGES := qemu-system-misc e2fsprogs
+deps:
+	@missing=""; \
+	command -v $(QEMU) >/dev/null || missing="$$missing qemu-system-misc"; \
+	command -v mke2fs >/dev/null || missing="$$missing e2fsprogs"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing:$$missing -- run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+embedded:
+	@for module in $(EMBEDDED_MODULES); do \
+	  $(RV_BUILD) --target $$module 2>&1 | grep -v -E '^(Building for production|\[[0-9]+/[0-9]+\]|Build of target)' ; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+SHELL := /bin/bash
+
+objects = $(wildcard $(RV_OUT)/$(1).build/*.o)
+
+build: embedded
+	@mkdir -p $(BUILD)/programs
+	@for program in $(PROGRAMS); do \
+	  $(LLD) -T Sources/User/Arch/user.ld --gc-sections -X -o $(BUILD)/programs/$$program.elf \
+	    $(foreach lib,$(USER_LIBRARIES),$(RV_OUT)/$(lib).build/*.o) $(RV_OUT)/$$program.build/*.o \
+	    $(EMBEDDED_LIB)/libswiftUnicodeDataTables.a || exit 1; \
+	done
+	@$(SWIFT) build --product mkimage -q
+	@$$($(SWIFT) build --show-bin-path)/mkimage --system system.toml --elf-dir $(BUILD)/programs --out $(BUILD)/system.img
+	@$(OBJCOPY) -I binary -O elf64-littleriscv --rename-section .data=.bootimage,alloc,load,readonly,data,contents \
+	  $(BUILD)/system.img $(BUILD)/system-image.o
+	@$(LLD) -T Sources/Kernel/Arch/kernel.ld --gc-sections -X -o $(BUILD)/kernel.elf \
+	  $(foreach lib,$(KERNEL_LIBRARIES),$(RV_OUT)/$(lib).build/*.o) $(BUILD)/system-image.o
+	@echo "built $(BUILD)/kernel.elf ($$(stat -c %s $(BUILD)/kernel.elf) bytes)"
+
+run: deps build
+	@$(QEMU) $(QEMU_FLAGS) $(APPEND)
+
+debug: deps build
+	@echo "QEMU is waiting for gdb. In another terminal:"
+	@echo "  gdb-multiarch $(BUILD)/kernel.elf -ex 'target remote :1234'"
+	@echo "(apt-get install gdb-multiarch if missing; 'add-symbol-file $(BUILD)/programs/Shell.elf' for a program)"
+	@$(QEMU) $(QEMU_FLAGS) $(APPEND) -s -S
+
+test: deps test-host build test-integration
+
+test-host:
+	$(SWIFT) test --skip IntegrationTests
+
+test-integration: build
+	CURIO_KERNEL=$(abspath $(BUILD)/kernel.elf) $(SWIFT) test --filter IntegrationTests
+
+bench: deps build
+	CURIO_KERNEL=$(abspath $(BUILD)/kernel.elf) $(SWIFT) run -c release curio-bench
+
+clean:
+	rm -rf $(BUILD) $(RV_SCRATCH)

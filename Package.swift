@@ -1,0 +1,54 @@
+// swift-tools-version: 6.2
+//
+// One package for all of Curio. Every target compiles for the host (so `swift test`
+// sees it); the modules that run inside Curio are also cross-built for
+// riscv64-none-none-eabi with toolset-riscv64.json and linked by the Makefile,
+// which owns the linker scripts.
+import PackageDescription
+
+let embeddedRestrictions: [SwiftSetting] = [
+    .treatWarning("EmbeddedRestrictions", as: .error),
+]
+
+let package = Package(
+    name: "Curio",
+    products: [
+        .executable(name: "mkimage", targets: ["mkimage"]),
+    ],
+    targets: [
+        // Types shared by the kernel and user space: syscall numbers, error codes, IDs.
+        .target(name: "CurioABI", path: "Sources/ABI", swiftSettings: embeddedRestrictions),
+
+        // The kernel: a portable, host-testable core; the hardware layer in C/assembly;
+        // and the riscv64 kernel proper that binds the two together.
+        .target(name: "KernelCore", dependencies: ["CurioABI"], path: "Sources/Kernel/Core",
+                swiftSettings: embeddedRestrictions),
+        .target(name: "KernelArch", path: "Sources/Kernel/Arch", exclude: ["kernel.ld"]),
+        .target(name: "Kernel", dependencies: ["KernelCore", "KernelArch", "Freestanding"], path: "Sources/Kernel/Main",
+                swiftSettings: embeddedRestrictions),
+
+        // memcpy and friends, for the kernel and every program (neither has a libc).
+        .target(name: "Freestanding", path: "Sources/Runtime/Freestanding"),
+
+        // User space: the runtime every process links, then servers and programs.
+        .target(name: "UserArch", path: "Sources/User/Arch", exclude: ["user.ld"]),
+        .target(name: "CurioUser", dependencies: ["CurioABI", "UserArch", "Freestanding"], path: "Sources/User/Library",
+                swiftSettings: embeddedRestrictions),
+        .target(name: "ConsoleAPI", dependencies: ["CurioUser"], path: "Sources/Servers/Console/API",
+                swiftSettings: embeddedRestrictions),
+        .target(name: "ConsoleServer", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"],
+                path: "Sources/Servers/Console/Server", swiftSettings: embeddedRestrictions),
+        .target(name: "Shell", dependencies: ["CurioUser", "ConsoleAPI"], path: "Sources/Programs/Shell",
+                swiftSettings: embeddedRestrictions),
+        .target(name: "Crashme", dependencies: ["CurioUser", "ConsoleAPI"], path: "Sources/Programs/Crashme",
+                swiftSettings: embeddedRestrictions),
+
+        // Host tools: the system description and the boot-image packer.
+        .target(name: "SystemImage", dependencies: ["KernelCore"], path: "Sources/Tools/SystemImage"),
+        .executableTarget(name: "mkimage", dependencies: ["SystemImage"], path: "Sources/Tools/mkimage"),
+
+        .testTarget(name: "KernelCoreTests", dependencies: ["KernelCore"]),
+        .testTarget(name: "SystemImageTests", dependencies: ["SystemImage"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["SystemImage"]),
+    ]
+)

@@ -1,0 +1,103 @@
+// The system-call interface between Curio's kernel and its user processes.
+//
+// A process enters the kernel with `ecall`: the syscall number in a7, up to seven
+// arguments in a0...a6. The kernel answers in a0 (a `SyscallStatus`: zero for
+// success, otherwise a `SyscallError` code) and a1...a5 (results). Every argument
+// is decoded and validated before the kernel changes anything, so a rejected call
+// has no effect.
+//
+//   call        a0           a1          a2         a3        a4        a5        a6
+//   ---------   ----------   ---------   --------   -------   -------   -------   -------
+//   send        endpoint|op  word0       word1      sendPtr   sendLen   replyPtr  replyLen
+//               -> a1 = response code, a2/a3 = reply words, a4 = reply length
+//   receive     bufPtr       bufLen      notifyMask
+//               -> a1 = sender TaskID (or kernelSender), a2 = operation or notification
+//                  bits, a3/a4 = words, a5 = message length
+//   reply       client       code        word0      word1     bufPtr    bufLen
+public enum Syscall: UInt, Sendable {
+    /// End the calling process: a0 = exit code.
+    case exit = 0
+    /// Give up the rest of the time slice.
+    case yield = 1
+    /// Call an endpoint and wait for its reply.
+    case send = 2
+    /// Wait for a message or a notification.
+    case receive = 3
+    /// Answer a message received earlier; never blocks.
+    case reply = 4
+    /// Find the endpoint of a program's running instance: a0/a1 = name pointer/length.
+    case lookup = 5
+    /// Start a program: a0/a1 = name, a2/a3 = argument string. Needs `manage`.
+    case spawn = 6
+    /// Stop a process: a0 = TaskID. Needs `manage`.
+    case kill = 7
+    /// Wait for a child to end: a0 = TaskID. -> a1 = `ExitStatus` raw value.
+    case wait = 8
+    /// Describe task slot a0 into the `TaskInfo` at a1 (a2 = its size).
+    case taskInfo = 9
+    /// -> a1 = total pages, a2 = free pages, a3 = kernel pages.
+    case memoryInfo = 10
+    /// Re-enable interrupt a0 after the owning server has handled it.
+    case irqAcknowledge = 11
+    /// Post notification bits a1 to the caller when the clock reaches a0 (0 = cancel).
+    case setTimer = 12
+    /// -> a1 = the clock (`time` CSR ticks; 10 MHz on QEMU virt).
+    case clock = 13
+    /// Power the machine off with exit code a0. Needs `manage`.
+    case powerOff = 14
+    /// -> a1 = the caller's own TaskID.
+    case whoAmI = 15
+}
+
+/// a0 after a system call.
+public enum SyscallError: UInt, Error, Sendable {
+    case unknownSyscall = 1
+    /// An argument is out of range (bad length, bad flags, bad slot number).
+    case badArgument = 2
+    /// A user pointer is not mapped, not user-accessible, or lacks the needed permission.
+    case badAddress = 3
+    /// The endpoint's process has ended or restarted since the ID was obtained.
+    case deadEndpoint = 4
+    /// The system description does not allow this call.
+    case notPermitted = 5
+    /// No such program, task or endpoint.
+    case notFound = 6
+    /// The memory budget or the machine's memory is exhausted.
+    case outOfMemory = 7
+    /// A message is larger than the receiver's buffer or `maxMessageBytes`.
+    case messageTooLarge = 8
+    /// Every task slot is in use.
+    case noFreeSlot = 9
+    /// `wait` on a process that is not the caller's child.
+    case notChild = 10
+    /// `reply` to a task that is not waiting for the caller's reply.
+    case notWaitingForReply = 11
+}
+
+extension SyscallError {
+    /// How the shell and the kernel's reports name the error.
+    public var name: StaticString {
+        switch self {
+        case .unknownSyscall: "unknown syscall"
+        case .badArgument: "bad argument"
+        case .badAddress: "bad address"
+        case .deadEndpoint: "dead endpoint"
+        case .notPermitted: "not permitted"
+        case .notFound: "not found"
+        case .outOfMemory: "out of memory"
+        case .messageTooLarge: "message too large"
+        case .noFreeSlot: "no free task slot"
+        case .notChild: "not a child"
+        case .notWaitingForReply: "not waiting for a reply"
+        }
+    }
+}
+
+public enum SyscallLimits {
+    /// The largest payload `send` and `reply` copy between address spaces.
+    public static let maxMessageBytes = 4096
+    /// The longest program name.
+    public static let maxNameBytes = 15
+    /// The longest startup argument string.
+    public static let maxArgumentBytes = 128
+}

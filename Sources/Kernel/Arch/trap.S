@@ -1,0 +1,117 @@
+// Every trap, from user or kernel mode, enters at trap_vector.
+//
+// The kernel runs on one stack and never blocks inside itself: a blocked process is
+// just a saved register file. So a trap is "save the running process's registers
+// into its frame, run the Swift handler on the kernel stack, restore whichever frame
+// the handler returns". Switching processes is returning a different frame.
+//
+// sscratch holds the running process's frame while in user mode and 0 while in the
+// kernel, which is how a trap from the kernel itself (always a kernel bug: the kernel
+// runs with interrupts off) is told apart.
+//
+// Trap frame (32 doublewords, index = register number, slot 0 holds the pc):
+//
+//   0      8      16     24          80     88          248
+//   +------+------+------+-- ... ----+------+-- ... ----+------+
+//   |  pc  |  ra  |  sp  |           |  a0  |           | t6   |
+//   +------+------+------+-- ... ----+------+-- ... ----+------+
+#if defined(__riscv)
+    .section .text.trap, "ax"
+    .balign 4
+    .globl trap_vector
+trap_vector:
+    csrrw sp, sscratch, sp
+    beqz sp, trap_from_kernel
+    sd ra, 8(sp)
+    sd gp, 24(sp)
+    sd tp, 32(sp)
+    sd t0, 40(sp)
+    sd t1, 48(sp)
+    sd t2, 56(sp)
+    sd s0, 64(sp)
+    sd s1, 72(sp)
+    sd a0, 80(sp)
+    sd a1, 88(sp)
+    sd a2, 96(sp)
+    sd a3, 104(sp)
+    sd a4, 112(sp)
+    sd a5, 120(sp)
+    sd a6, 128(sp)
+    sd a7, 136(sp)
+    sd s2, 144(sp)
+    sd s3, 152(sp)
+    sd s4, 160(sp)
+    sd s5, 168(sp)
+    sd s6, 176(sp)
+    sd s7, 184(sp)
+    sd s8, 192(sp)
+    sd s9, 200(sp)
+    sd s10, 208(sp)
+    sd s11, 216(sp)
+    sd t3, 224(sp)
+    sd t4, 232(sp)
+    sd t5, 240(sp)
+    sd t6, 248(sp)
+    csrrw t0, sscratch, zero
+    sd t0, 16(sp)
+    csrr t0, sepc
+    sd t0, 0(sp)
+    mv a0, sp
+    .option push
+    .option norelax
+    la gp, __global_pointer$
+    .option pop
+    la sp, __kernel_stack_top
+    call kernel_trap
+    // kernel_trap returns the frame to resume in a0.
+
+    .globl trap_return
+trap_return:
+    ld t0, 0(a0)
+    csrw sepc, t0
+    csrw sscratch, a0
+    ld ra, 8(a0)
+    ld sp, 16(a0)
+    ld gp, 24(a0)
+    ld tp, 32(a0)
+    ld t0, 40(a0)
+    ld t1, 48(a0)
+    ld t2, 56(a0)
+    ld s0, 64(a0)
+    ld s1, 72(a0)
+    ld a1, 88(a0)
+    ld a2, 96(a0)
+    ld a3, 104(a0)
+    ld a4, 112(a0)
+    ld a5, 120(a0)
+    ld a6, 128(a0)
+    ld a7, 136(a0)
+    ld s2, 144(a0)
+    ld s3, 152(a0)
+    ld s4, 160(a0)
+    ld s5, 168(a0)
+    ld s6, 176(a0)
+    ld s7, 184(a0)
+    ld s8, 192(a0)
+    ld s9, 200(a0)
+    ld s10, 208(a0)
+    ld s11, 216(a0)
+    ld t3, 224(a0)
+    ld t4, 232(a0)
+    ld t5, 240(a0)
+    ld t6, 248(a0)
+    ld a0, 80(a0)
+    sret
+
+trap_from_kernel:
+    // Restore sp and sscratch, then report: the kernel does not survive its own faults.
+    csrrw sp, sscratch, sp
+    la sp, __kernel_stack_top
+    csrr a0, scause
+    csrr a1, sepc
+    csrr a2, stval
+    mv a3, ra
+    call kernel_fault
+1:  wfi
+    j 1b
+#endif

@@ -1,0 +1,147 @@
+// Synchronous message passing (L4/Hubris style) and notifications.
+//
+// A `send` blocks the caller until the receiver replies. Messages carry an
+// operation and two words in registers and optionally a payload that the kernel
+// copies from the sender's buffer into the receiver's, and a reply payload back
+// into the sender's reply buffer. Both buffers are validated when the call is
+// decoded, before any state changes; the copy happens at rendezvous, when the
+// kernel holds both address spaces' page tables. No message is ever queued in the
+// kernel: a sender that finds its receiver busy simply waits, recorded as a bit in
+// the receiver's `sendersWaiting`.
+//
+//   client                  kernel                        server
+//   send(ep, op) ------->   receiver waiting? copy in --> receive returns
+//     (awaitingReply)                                     ...work...
+//   send returns  <------   copy reply out  <----------- reply(client)
+//
+// Notifications are bits posted to a process (interrupts, timers). A `receive`
+// whose mask matches a pending bit returns at once with sender `TaskID.kernel`.
+
+import CurioABI
+
+extension Kernel {
+    mutating func send(from caller: Int, to endpoint: TaskID) throws(SyscallError) {
+        guard let target = liveSlot(endpoint) else { throw .deadEndpoint }
+        guard target != caller else { throw .badArgument }
+        let allowed = image.program(tasks[caller].program).sendMask
+        guard allowed & (1 << UInt64(tasks[target].program)) != 0 else { throw .notPermitted }
+
+        if tasks[target].state == .receiving {
+            try deliver(from: caller, to: target)
+            block(caller, in: .awaitingReply, on: target)
+            makeRunnable(target)
+        } else {
+            block(caller, in: .sending, on: target)
+            tasks[target].sendersWaiting |= 1 << UInt64(caller)
+        }
+    }
+
+    mutating func receive(by caller: Int, notificationMask: UInt) {
+        let notifications = tasks[caller].notificationsPending & notificationMask
+        if notifications != 0 {
+            tasks[caller].notificationsPending &= ~notifications
+            deliverNotification(notifications, to: caller)
+            return
+        }
+        while let sender = mostUrgentSender(of: caller) {
+            tasks[caller].sendersWaiting &= ~(1 << UInt64(sender))
+            do {
+                try deliver(from: sender, to: caller)
+                tasks[sender].state = .awaitingReply
+                return
+            } catch {
+                registers(sender).setResult(0, error.rawValue)
+                makeRunnable(sender)
+            }
+        }
+        tasks[caller].receiveMask = notificationMask
+        block(caller, in: .receiving, on: -1)
+    }
+
+    mutating func reply(by caller: Int, to client: TaskID, code: UInt, words: (UInt, UInt),
+                        payload: UserBuffer) throws(SyscallError) {
+        guard let slot = liveSlot(client) else { throw .deadEndpoint }
+        guard tasks[slot].state == .awaitingReply, tasks[slot].partner == caller else {
+            throw .notWaitingForReply
+        }
+        let clientRegisters = registers(slot)
+        let replyBuffer = VirtualAddress(UInt64(clientRegisters.argument(5)))
+        guard payload.count <= Int(clientRegisters.argument(6)) else { throw .messageTooLarge }
+        if payload.count > 0 {
+            try copyPayload(from: caller, payload.address, to: slot, replyBuffer, count: payload.count)
+        }
+        clientRegisters.setResult(0, 0)
+        clientRegisters.setResult(1, code)
+        clientRegisters.setResult(2, words.0)
+        clientRegisters.setResult(3, words.1)
+        clientRegisters.setResult(4, UInt(payload.count))
+        makeRunnable(slot)
+    }
+
+    /// Posts notification bits; wakes the process if it is receiving them.
+    public mutating func notify(_ slot: Int, bits: UInt) {
+        tasks[slot].notificationsPending |= bits
+        guard tasks[slot].state == .receiving else { return }
+        let deliverable = tasks[slot].notificationsPending & tasks[slot].receiveMask
+        guard deliverable != 0 else { return }
+        tasks[slot].notificationsPending &= ~deliverable
+        deliverNotification(deliverable, to: slot)
+        makeRunnable(slot)
+    }
+
+    /// Copies a blocked sender's message into a receiver blocked in (or entering)
+    /// `receive`, and writes the receiver's results. The sender's registers still hold
+    /// its `send` arguments; the receiver's still hold its `receive` arguments.
+    private mutating func deliver(from sender: Int, to receiver: Int) throws(SyscallError) {
+        let senderRegisters = registers(sender)
+        let receiverRegisters = registers(receiver)
+        let call = EndpointCall(rawValue: senderRegisters.argument(0))
+        let count = Int(senderRegisters.argument(4))
+        let destination = VirtualAddress(UInt64(receiverRegisters.argument(0)))
+        guard count <= Int(receiverRegisters.argument(1)) else { throw .messageTooLarge }
+        if count > 0 {
+            let source = VirtualAddress(UInt64(senderRegisters.argument(3)))
+            try copyPayload(from: sender, source, to: receiver, destination, count: count)
+        }
+        receiverRegisters.setResult(0, 0)
+        receiverRegisters.setResult(1, UInt(tasks[sender].id(slot: sender).rawValue))
+        receiverRegisters.setResult(2, UInt(call.operation))
+        receiverRegisters.setResult(3, senderRegisters.argument(1))
+        receiverRegisters.setResult(4, senderRegisters.argument(2))
+        receiverRegisters.setResult(5, UInt(count))
+    }
+
+    private func deliverNotification(_ bits: UInt, to slot: Int) {
+        let file = registers(slot)
+        file.setResult(0, 0)
+        file.setResult(1, UInt(TaskID.kernel.rawValue))
+        file.setResult(2, bits)
+        file.setResult(3, 0)
+        file.setResult(4, 0)
+        file.setResult(5, 0)
+    }
+
+    private func copyPayload(from source: Int, _ sourceAddress: VirtualAddress, to destination: Int,
+                             _ destinationAddress: VirtualAddress, count: Int) throws(SyscallError) {
+        guard let from = tasks[source].addressSpace, let to = tasks[destination].addressSpace else {
+            throw .badAddress
+        }
+        do {
+            try AddressSpace.copy(from: from, sourceAddress, to: to, destinationAddress, count: count,
+                                  memory: platform.memory)
+        } catch {
+            throw .badAddress
+        }
+    }
+
+    private func mostUrgentSender(of receiver: Int) -> Int? {
+        var waiting = tasks[receiver].sendersWaiting
+        var best: Int?
+        while waiting != 0 {
+            let slot = waiting.trailingZeroBitCount
+            waiting &= waiting - 1
+            if best == nil || tasks[slot].priority < tasks[best!].priority { best = slot }
+        }
+        return best
+    }
+}

@@ -1,0 +1,93 @@
+// The kernel's state and its one entry point for traps.
+//
+// `Kernel` owns the task table, the frame allocator and the boot image. The
+// machine layer calls it once per trap: `syscall`, `fault`, `interrupt` or
+// `clockTick`; each updates the tables and leaves `current` naming the process
+// to resume (or nil: nothing is ready, wait for an interrupt). The core never
+// blocks and never switches stacks; it only decides.
+//
+// It is generic over `Platform` so the same code runs in the riscv64 kernel and in
+// host tests.
+
+import CurioABI
+
+public struct Kernel<P: Platform> {
+    public static var maxTasks: Int { ReadyQueues.maxSlots }
+    /// Where programs are loaded: root-table entry 1 of Sv39, which the kernel never uses.
+    public static var userSpace: Range<UInt64> { 0x4000_0000..<0x8000_0000 }
+    public static var programSpace: Range<UInt64> { 0x4000_0000..<0x6000_0000 }
+    public static var deviceWindow: UInt64 { 0x7000_0000 }
+    public static var stackTop: UInt64 { 0x8000_0000 }
+    /// Time slice among processes of equal priority, in clock ticks (10 ms at 10 MHz).
+    public static var timeSlice: UInt64 { 100_000 }
+
+    public var platform: P
+    public var frames: FrameAllocator<P.Memory>
+    public let image: BootImage
+    let kernelRoot: PhysicalAddress
+    let tasks: UnsafeMutablePointer<Task>
+    let registerStorage: UnsafeMutablePointer<UInt64>
+    var ready = ReadyQueues()
+    /// The process to resume when the current trap ends; nil when none is ready.
+    public internal(set) var current: Int?
+    /// The process that ran last, for round-robin.
+    var lastRun = 0
+    var sliceEnds: UInt64 = 0
+    /// The earliest `setTimer` deadline of any process (may be stale-early, never late).
+    public internal(set) var nextTimerDeadline: UInt64?
+    let bootArguments: UnsafeRawBufferPointer?
+
+    /// - Parameters:
+    ///   - taskStorage: room for `maxTasks` tasks; `registerStorage`: `maxTasks` frames.
+    ///   - kernelRoot: the kernel's page table, whose global entries every space shares.
+    public init(platform: P, frames: FrameAllocator<P.Memory>, image: BootImage, kernelRoot: PhysicalAddress,
+                taskStorage: UnsafeMutablePointer<Task>, registerStorage: UnsafeMutablePointer<UInt64>,
+                bootArguments: UnsafeRawBufferPointer?) {
+        self.platform = platform
+        self.frames = frames
+        self.image = image
+        self.kernelRoot = kernelRoot
+        self.tasks = taskStorage
+        self.registerStorage = registerStorage
+        self.bootArguments = bootArguments
+        for slot in 0..<Self.maxTasks {
+            (taskStorage + slot).initialize(to: Task())
+        }
+    }
+
+    public func registers(_ slot: Int) -> RegisterFile {
+        RegisterFile(base: registerStorage + slot * RegisterFile.slots)
+    }
+
+    public func task(_ slot: Int) -> Task { tasks[slot] }
+
+    /// The frame to resume, as trap.S wants it.
+    public var currentFrame: UnsafeMutablePointer<UInt64>? {
+        current.map { registerStorage + $0 * RegisterFile.slots }
+    }
+
+    /// Starts every program the system description marks `start`, in order.
+    public mutating func startBootPrograms() {
+        for program in 0..<image.programCount where image.program(program).startsAtBoot {
+            let arguments = image.program(program).receivesBootArguments ? bootArguments : nil
+            do {
+                _ = try spawn(program: program, arguments: arguments, parent: nil)
+            } catch {
+                platform.write("[kernel] cannot start ")
+                image.program(program).name.withBytes { platform.write(bytes: $0) }
+                platform.write(": ")
+                platform.write(error.name)
+                platform.write("\n")
+            }
+        }
+        reschedule()
+    }
+
+    /// Resolves a TaskID to its slot if it names the live incarnation.
+    func liveSlot(_ id: TaskID) -> Int? {
+        guard id.index < Self.maxTasks else { return nil }
+        let task = tasks[id.index]
+        guard task.isLive, task.generation == id.generation else { return nil }
+        return id.index
+    }
+}

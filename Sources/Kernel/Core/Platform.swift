@@ -1,0 +1,26 @@
+// What the portable kernel core needs from the machine under it.
+//
+// The core (tasks, IPC, syscalls, loading) is plain Swift that runs unchanged in
+// host tests; everything that touches hardware goes through this protocol. The
+// riscv64 kernel implements it with CSRs, the PLIC and the UART; the tests
+// implement it with a fake that records what was asked of it.
+
+public protocol Platform {
+    associatedtype Memory: PhysicalMemory
+    var memory: Memory { get }
+
+    /// The clock, in `time` CSR ticks.
+    func now() -> UInt64
+    /// Unmask or mask an external interrupt at the interrupt controller.
+    mutating func setInterrupt(_ irq: UInt32, enabled: Bool)
+    /// Forget any cached translations of the address space with this ASID.
+    mutating func flushAddressSpace(asid: UInt16)
+    /// Ask for the machine to power off with this exit code once the current trap ends.
+    mutating func requestPowerOff(code: Int)
+
+    /// The kernel's own console output, for reports.
+    func write(_ text: StaticString)
+    func write(bytes: UnsafeRawBufferPointer)
+    func write(decimal: Int)
+    func write(hex: UInt64)
+}

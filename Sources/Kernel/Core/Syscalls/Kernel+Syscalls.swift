@@ -1,0 +1,152 @@
+// Performing a decoded system call.
+//
+// `syscall(from:)` is the whole path: step the pc past `ecall` (so a call that blocks
+// resumes after it), decode and validate, perform, write the status to a0,
+// reschedule. A call that blocks writes its results later, when whatever it waits
+// for happens (IPC rendezvous, a child's end).
+
+import CurioABI
+
+extension Kernel {
+    public mutating func syscall(from slot: Int) {
+        let file = registers(slot)
+        file[.pc] &+= 4
+        guard let space = tasks[slot].addressSpace else { return }
+        do {
+            let request = try SyscallRequest.decode(file, space: space, memory: platform.memory)
+            try perform(request, for: slot)
+            // A call that blocked keeps its arguments in place for the rendezvous and
+            // gets its status when it completes; one that finished succeeded now.
+            if tasks[slot].state == .runnable { file.setResult(0, 0) }
+        } catch {
+            file.setResult(0, error.rawValue)
+        }
+        reschedule()
+    }
+
+    private mutating func perform(_ request: SyscallRequest, for slot: Int) throws(SyscallError) {
+        let file = registers(slot)
+        switch request {
+        case .exit(let code):
+            end(slot, status: .exited(code: code))
+        case .yield:
+            yieldSlice()
+        case .send(let raw, _, _):
+            try send(from: slot, to: EndpointCall(rawValue: raw).endpoint)
+        case .receive(_, let mask):
+            receive(by: slot, notificationMask: mask)
+        case .reply(let client, let code, let words, let payload):
+            try reply(by: slot, to: client, code: code, words: (words.first, words.second), payload: payload)
+        case .lookup(let name):
+            let program = try programIndex(named: name, in: slot)
+            guard let running = firstLiveInstance(of: program) else { throw .notFound }
+            file.setResult(1, UInt(tasks[running].id(slot: running).rawValue))
+        case .spawn(let name, let arguments):
+            guard image.program(tasks[slot].program).mayManage else { throw .notPermitted }
+            let program = try programIndex(named: name, in: slot)
+            var argumentBytes = InlineArray<128, UInt8>(repeating: 0)
+            try copyIn(arguments, from: slot, into: &argumentBytes)
+            let child = try argumentBytes.span.withUnsafeBufferPointer { bytes throws(SyscallError) in
+                try spawn(program: program,
+                          arguments: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(bytes)[0..<arguments.count]),
+                          parent: tasks[slot].id(slot: slot))
+            }
+            file.setResult(1, UInt(child.rawValue))
+        case .kill(let id):
+            guard image.program(tasks[slot].program).mayManage else { throw .notPermitted }
+            guard let victim = liveSlot(id) else { throw .notFound }
+            end(victim, status: .killed)
+        case .wait(let id):
+            try wait(by: slot, for: id)
+        case .taskInfo(let index, let destination):
+            var info = taskInfo(index)
+            try withUnsafeBytes(of: &info) { bytes throws(SyscallError) in
+                try copyOut(bytes, to: destination, of: slot)
+            }
+        case .memoryInfo:
+            file.setResult(1, UInt(frames.totalFrames))
+            file.setResult(2, UInt(frames.freeFrames))
+            file.setResult(3, UInt(kernelPagesInUse))
+        case .irqAcknowledge(let index):
+            let program = image.program(tasks[slot].program)
+            guard index < program.interruptCount else { throw .badArgument }
+            platform.setInterrupt(program.interrupt(index), enabled: true)
+        case .setTimer(let deadline, let bits):
+            tasks[slot].timerDeadline = deadline
+            tasks[slot].timerBits = bits
+            if deadline != 0 && deadline < (nextTimerDeadline ?? UInt64.max) { nextTimerDeadline = deadline }
+        case .clock:
+            file.setResult(1, UInt(platform.now()))
+        case .powerOff(let code):
+            guard image.program(tasks[slot].program).mayManage else { throw .notPermitted }
+            platform.requestPowerOff(code: code)
+        case .whoAmI:
+            file.setResult(1, UInt(tasks[slot].id(slot: slot).rawValue))
+        }
+    }
+
+    /// Pages the kernel holds that no process is charged for: its tables and page tables.
+    public var kernelPagesInUse: Int {
+        var used = frames.totalFrames - frames.freeFrames
+        for slot in 0..<Self.maxTasks { used -= tasks[slot].pagesUsed }
+        return used
+    }
+
+    /// What `taskInfo` reports; a free slot reports state `.free` and nothing else.
+    func taskInfo(_ slot: Int) -> TaskInfo {
+        let task = tasks[slot]
+        var name: (UInt64, UInt64) = (0, 0)
+        if task.state != .free {
+            image.program(task.program).name.withBytes { bytes in
+                withUnsafeMutableBytes(of: &name) { $0.copyMemory(from: bytes) }
+            }
+        }
+        return TaskInfo(id: task.id(slot: slot), state: task.state, priority: task.priority,
+                        restarts: task.restarts, pagesUsed: UInt32(task.pagesUsed),
+                        pageBudget: UInt32(task.pageBudget), name: name)
+    }
+
+    private func programIndex(named name: UserBuffer, in slot: Int) throws(SyscallError) -> Int {
+        var bytes = InlineArray<16, UInt8>(repeating: 0)
+        try copyIn(name, from: slot, into: &bytes)
+        let index = bytes.span.withUnsafeBufferPointer { buffer in
+            image.index(of: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[0..<name.count]))
+        }
+        guard let index else { throw .notFound }
+        return index
+    }
+
+    func firstLiveInstance(of program: Int) -> Int? {
+        for slot in 0..<Self.maxTasks where tasks[slot].isLive && tasks[slot].program == program {
+            return slot
+        }
+        return nil
+    }
+
+    private func copyIn<let n: Int>(_ buffer: UserBuffer, from slot: Int,
+                                    into bytes: inout InlineArray<n, UInt8>) throws(SyscallError) {
+        guard buffer.count <= n else { throw .badArgument }
+        guard buffer.count > 0 else { return }
+        guard let space = tasks[slot].addressSpace else { throw .badAddress }
+        var mutableSpan = bytes.mutableSpan
+        let memory = platform.memory
+        let result: Result<Void, UserAccessError> = mutableSpan.withUnsafeMutableBytes { raw in
+            do throws(UserAccessError) {
+                try space.copyIn(from: buffer.address, count: buffer.count, into: raw.baseAddress!, memory: memory)
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        if case .failure = result { throw .badAddress }
+    }
+
+    private func copyOut(_ bytes: UnsafeRawBufferPointer, to buffer: UserBuffer, of slot: Int) throws(SyscallError) {
+        guard let space = tasks[slot].addressSpace, bytes.count <= buffer.count else { throw .badAddress }
+        do {
+            try space.copyOut(from: bytes.baseAddress!, count: bytes.count, to: buffer.address, memory: platform.memory)
+        } catch {
+            throw .badAddress
+        }
+    }
+}

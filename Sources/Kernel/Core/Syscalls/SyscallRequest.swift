@@ -1,0 +1,122 @@
+// Decoding a system call: registers in, a fully validated request out.
+//
+// seL4's discipline: decode and check everything first — the syscall number, every
+// length against its limit, every user buffer against the caller's page tables —
+// and only then perform. A request that fails here has changed nothing, so a
+// process cannot leave the kernel half-way through an operation by passing a bad
+// pointer.
+
+import CurioABI
+
+/// A range of the calling process's memory, already checked to be accessible.
+public struct UserBuffer: Equatable, Sendable {
+    public var address: VirtualAddress
+    public var count: Int
+
+    public static let empty = UserBuffer(address: VirtualAddress(0), count: 0)
+}
+
+public enum SyscallRequest: Equatable, Sendable {
+    case exit(code: Int32)
+    case yield
+    case send(EndpointCall.Raw, send: UserBuffer, reply: UserBuffer)
+    case receive(buffer: UserBuffer, notificationMask: UInt)
+    case reply(client: TaskID, code: UInt, words: EndpointCall.Words, payload: UserBuffer)
+    case lookup(name: UserBuffer)
+    case spawn(name: UserBuffer, arguments: UserBuffer)
+    case kill(TaskID)
+    case wait(TaskID)
+    case taskInfo(slot: Int, destination: UserBuffer)
+    case memoryInfo
+    case irqAcknowledge(index: Int)
+    case setTimer(deadline: UInt64, bits: UInt)
+    case clock
+    case powerOff(code: Int)
+    case whoAmI
+}
+
+extension EndpointCall {
+    /// The register form of a call, kept raw until the kernel resolves the endpoint.
+    public typealias Raw = UInt
+    public struct Words: Equatable, Sendable {
+        public var first: UInt
+        public var second: UInt
+        public init(_ first: UInt, _ second: UInt) {
+            self.first = first
+            self.second = second
+        }
+    }
+}
+
+extension SyscallRequest {
+    /// Decodes the syscall in `registers`, validating user buffers against `space`.
+    public static func decode<M: PhysicalMemory>(_ registers: RegisterFile, space: AddressSpace,
+                                                 memory: M) throws(SyscallError) -> SyscallRequest {
+        guard let number = Syscall(rawValue: UInt(registers[.a7])) else { throw .unknownSyscall }
+        let a = registers.argument
+
+        func buffer(_ address: UInt, _ count: UInt, limit: Int, writable: Bool) throws(SyscallError) -> UserBuffer {
+            guard count <= UInt(limit) else { throw .messageTooLarge }
+            guard count > 0 else { return .empty }
+            let start = VirtualAddress(UInt64(address))
+            guard space.isUserAccessible(start, count: Int(count), writable: writable, memory: memory) else {
+                throw .badAddress
+            }
+            return UserBuffer(address: start, count: Int(count))
+        }
+
+        func taskID(_ raw: UInt) throws(SyscallError) -> TaskID {
+            guard raw <= UInt(UInt32.max) else { throw .badArgument }
+            return TaskID(rawValue: UInt32(raw))
+        }
+
+        let maxMessage = SyscallLimits.maxMessageBytes
+        switch number {
+        case .exit:
+            return .exit(code: Int32(truncatingIfNeeded: Int(bitPattern: a(0))))
+        case .yield:
+            return .yield
+        case .send:
+            guard a(0) >> 48 == 0 else { throw .badArgument }
+            let send = try buffer(a(3), a(4), limit: maxMessage, writable: false)
+            let reply = try buffer(a(5), a(6), limit: maxMessage, writable: true)
+            return .send(a(0), send: send, reply: reply)
+        case .receive:
+            return .receive(buffer: try buffer(a(0), a(1), limit: maxMessage, writable: true),
+                            notificationMask: a(2))
+        case .reply:
+            let payload = try buffer(a(4), a(5), limit: maxMessage, writable: false)
+            return .reply(client: try taskID(a(0)), code: a(1), words: .init(a(2), a(3)), payload: payload)
+        case .lookup:
+            return .lookup(name: try buffer(a(0), a(1), limit: SyscallLimits.maxNameBytes, writable: false))
+        case .spawn:
+            let name = try buffer(a(0), a(1), limit: SyscallLimits.maxNameBytes, writable: false)
+            let arguments = try buffer(a(2), a(3), limit: SyscallLimits.maxArgumentBytes, writable: false)
+            return .spawn(name: name, arguments: arguments)
+        case .kill:
+            return .kill(try taskID(a(0)))
+        case .wait:
+            return .wait(try taskID(a(0)))
+        case .taskInfo:
+            guard a(0) < UInt(ReadyQueues.maxSlots) else { throw .badArgument }
+            guard a(2) >= UInt(TaskInfo.size) else { throw .badArgument }
+            let destination = try buffer(a(1), UInt(TaskInfo.size), limit: TaskInfo.size, writable: true)
+            return .taskInfo(slot: Int(a(0)), destination: destination)
+        case .memoryInfo:
+            return .memoryInfo
+        case .irqAcknowledge:
+            guard a(0) < 4 else { throw .badArgument }
+            return .irqAcknowledge(index: Int(a(0)))
+        case .setTimer:
+            guard a(1) != 0 || a(0) == 0 else { throw .badArgument }
+            return .setTimer(deadline: UInt64(a(0)), bits: a(1))
+        case .clock:
+            return .clock
+        case .powerOff:
+            guard a(0) <= 255 else { throw .badArgument }
+            return .powerOff(code: Int(a(0)))
+        case .whoAmI:
+            return .whoAmI
+        }
+    }
+}

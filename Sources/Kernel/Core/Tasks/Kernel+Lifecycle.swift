@@ -1,0 +1,285 @@
+// Birth and death of processes.
+//
+// spawn: take the lowest free slot, build a fresh address space, load the program's
+// ELF segments page by page from the boot image, add a stack (with an unmapped guard
+// page below it), a heap and the program's device windows, and put the argument
+// string at the top of the stack. Every page — including page tables — is charged
+// to the process, and exceeding its budget fails the spawn cleanly.
+//
+// User address space (root-table entry 1, 0x4000_0000..0x8000_0000):
+//
+//   0x4000_0000  program segments (text r-x, rodata r--, data/bss rw-)
+//                guard page, heap (rw-)
+//   0x7000_0000  device windows (rw-, not owned: the frames are MMIO)
+//                guard page, stack (rw-), argument string at the top
+//   0x8000_0000  (end of user space)
+//
+// end: a process that exits, faults or is killed is taken out of every IPC
+// relationship first — processes blocked on it get `deadEndpoint` — then its
+// address space and every frame it owned are freed. Its slot lingers as `ended`
+// only while a live parent may still `wait` for the status; when the slot is freed
+// its generation advances, so every TaskID naming the old process goes stale.
+
+import CurioABI
+
+extension Kernel {
+    @discardableResult
+    public mutating func spawn(program: Int, arguments: UnsafeRawBufferPointer?, parent: TaskID?) throws(SyscallError) -> TaskID {
+        guard let slot = freeSlot() else { throw .noFreeSlot }
+        let descriptor = image.program(program)
+        let elf: ELFImage
+        do {
+            elf = try ELFImage(image.elf(of: program), allowedRange: Self.programSpace)
+        } catch {
+            throw .badArgument
+        }
+        guard let space = AddressSpace.create(allocator: &frames, sharing: kernelRoot) else {
+            throw .outOfMemory
+        }
+        var task = Task()
+        task.generation = tasks[slot].generation
+        task.restarts = tasks[slot].restarts
+        task.program = program
+        task.priority = descriptor.priority
+        task.parent = parent
+        task.addressSpace = space
+        task.pagesUsed = 1
+        task.pageBudget = descriptor.memoryPages
+        tasks[slot] = task
+
+        let file = registers(slot)
+        file.clear()
+        do throws(SyscallError) {
+            var programEnd: UInt64 = 0
+            for index in 0..<elf.loadSegmentCount {
+                let segment = elf.loadSegment(index)
+                try loadSegment(segment, from: image.elf(of: program), into: slot)
+                programEnd = max(programEnd, segment.virtualAddress + segment.memorySize)
+            }
+            let pageMask = UInt64(pageSize - 1)
+            let heapBase = VirtualAddress((programEnd + pageMask) & ~pageMask).advanced(by: pageSize)
+            try mapFreshPages(at: heapBase, count: descriptor.heapPages, flags: [.read, .write], in: slot)
+            for device in 0..<descriptor.deviceCount {
+                try mapDevice(descriptor.device(device), window: device, in: slot)
+            }
+            let stackBase = Self.stackTop - UInt64(descriptor.stackPages * pageSize)
+            try mapFreshPages(at: VirtualAddress(stackBase), count: descriptor.stackPages, flags: [.read, .write], in: slot)
+
+            var stackPointer = Self.stackTop
+            let argumentCount = arguments?.count ?? 0
+            if let arguments, argumentCount > 0 {
+                stackPointer -= UInt64((argumentCount + 15) & ~15)
+                do {
+                    try space.copyOut(from: arguments.baseAddress!, count: argumentCount,
+                                      to: VirtualAddress(stackPointer), memory: platform.memory)
+                } catch {
+                    throw .badAddress
+                }
+            }
+            file[.pc] = elf.entryPoint
+            file[.sp] = stackPointer
+            file[.a0] = heapBase.rawValue
+            file[.a1] = UInt64(descriptor.heapPages * pageSize)
+            file[.a2] = stackPointer
+            file[.a3] = UInt64(argumentCount)
+        } catch {
+            release(slot)
+            throw .outOfMemory
+        }
+        platform.flushAddressSpace(asid: asid(of: slot))
+        for index in 0..<descriptor.interruptCount {
+            platform.setInterrupt(descriptor.interrupt(index), enabled: true)
+        }
+        makeRunnable(slot)
+        return tasks[slot].id(slot: slot)
+    }
+
+    /// The ASID of a slot's address space; 0 is the kernel's.
+    public func asid(of slot: Int) -> UInt16 { UInt16(slot + 1) }
+
+    /// Ends a process. It must not be free or already ended.
+    public mutating func end(_ slot: Int, status: ExitStatus) {
+        let dying = tasks[slot]
+        switch dying.state {
+        case .sending:
+            tasks[dying.partner].sendersWaiting &= ~(1 << UInt64(slot))
+        case .runnable, .awaitingReply, .receiving, .waiting:
+            break
+        case .free, .ended:
+            return
+        }
+        ready.remove(slot: slot, priority: dying.priority)
+
+        var waitingSenders = dying.sendersWaiting
+        while waitingSenders != 0 {
+            let sender = waitingSenders.trailingZeroBitCount
+            waitingSenders &= waitingSenders - 1
+            registers(sender).setResult(0, SyscallError.deadEndpoint.rawValue)
+            makeRunnable(sender)
+        }
+        for other in 0..<Self.maxTasks where other != slot {
+            let task = tasks[other]
+            if task.state == .awaitingReply && task.partner == slot {
+                registers(other).setResult(0, SyscallError.deadEndpoint.rawValue)
+                makeRunnable(other)
+            }
+            if let parent = task.parent, parent.index == slot, parent.generation == dying.generation {
+                tasks[other].parent = nil
+                if task.state == .ended { release(other) }
+            }
+        }
+        let program = image.program(dying.program)
+        for index in 0..<program.interruptCount {
+            platform.setInterrupt(program.interrupt(index), enabled: false)
+        }
+
+        let parentSlot = dying.parent.flatMap { liveSlot($0) }
+        release(slot, keepingStatus: parentSlot != nil ? status : nil)
+        if let parentSlot, tasks[parentSlot].state == .waiting, tasks[parentSlot].partner == slot {
+            registers(parentSlot).setResult(0, 0)
+            registers(parentSlot).setResult(1, status.rawValue)
+            makeRunnable(parentSlot)
+            release(slot)
+        }
+        if current == slot { current = nil }
+    }
+
+    /// Stops a process for a hardware fault or a runtime trap and reports it.
+    public mutating func fault(_ slot: Int, cause: FaultCause, address: UInt64) {
+        reportFault(slot, cause: cause, address: address)
+        end(slot, status: .faulted(cause))
+        reschedule()
+    }
+
+    mutating func wait(by caller: Int, for child: TaskID) throws(SyscallError) {
+        guard child.index < Self.maxTasks, tasks[child.index].state != .free,
+              tasks[child.index].generation == child.generation else { throw .notFound }
+        guard let parent = tasks[child.index].parent, parent == tasks[caller].id(slot: caller) else {
+            throw .notChild
+        }
+        if tasks[child.index].state == .ended {
+            registers(caller).setResult(1, tasks[child.index].exitStatus)
+            release(child.index)
+        } else {
+            block(caller, in: .waiting, on: child.index)
+        }
+    }
+
+    /// Posts due timer notifications; returns the earliest deadline still pending.
+    public mutating func expireTimers(now: UInt64) {
+        var earliest: UInt64?
+        for slot in 0..<Self.maxTasks where tasks[slot].isLive && tasks[slot].timerDeadline != 0 {
+            let deadline = tasks[slot].timerDeadline
+            if deadline <= now {
+                tasks[slot].timerDeadline = 0
+                notify(slot, bits: tasks[slot].timerBits)
+            } else if earliest == nil || deadline < earliest! {
+                earliest = deadline
+            }
+        }
+        nextTimerDeadline = earliest
+    }
+
+    /// Posts an interrupt to the process that owns it, masking it until acknowledged.
+    public mutating func interrupt(_ irq: UInt32) {
+        for slot in 0..<Self.maxTasks where tasks[slot].isLive {
+            let program = image.program(tasks[slot].program)
+            for index in 0..<program.interruptCount where program.interrupt(index) == irq {
+                platform.setInterrupt(irq, enabled: false)
+                notify(slot, bits: KernelNotification.firstInterruptBit << UInt(index))
+                return
+            }
+        }
+        platform.setInterrupt(irq, enabled: false)
+    }
+
+    private func freeSlot() -> Int? {
+        for slot in 0..<Self.maxTasks where tasks[slot].state == .free { return slot }
+        return nil
+    }
+
+    /// Frees a slot's memory. With a status the slot stays `ended` for its parent;
+    /// without, it becomes free and its generation advances.
+    private mutating func release(_ slot: Int, keepingStatus status: ExitStatus? = nil) {
+        if let space = tasks[slot].addressSpace {
+            _ = space.destroy(allocator: &frames)
+            platform.flushAddressSpace(asid: asid(of: slot))
+        }
+        tasks[slot].addressSpace = nil
+        tasks[slot].pagesUsed = 0
+        tasks[slot].sendersWaiting = 0
+        tasks[slot].notificationsPending = 0
+        tasks[slot].timerDeadline = 0
+        if let status {
+            tasks[slot].state = .ended
+            tasks[slot].exitStatus = status.rawValue
+        } else {
+            let generation = tasks[slot].generation &+ 1
+            tasks[slot] = Task()
+            tasks[slot].generation = generation
+        }
+    }
+
+    private mutating func loadSegment(_ segment: ELFSegment, from elf: UnsafeRawBufferPointer,
+                                      into slot: Int) throws(SyscallError) {
+        var flags: PageFlags = []
+        if segment.readable { flags.insert(.read) }
+        if segment.writable { flags.insert(.write) }
+        if segment.executable { flags.insert(.execute) }
+        let pages = Int((segment.memorySize + UInt64(pageSize) - 1) / UInt64(pageSize))
+        for page in 0..<pages {
+            let frame = try allocateFrame(for: slot)
+            let offset = page * pageSize
+            if UInt64(offset) < segment.fileSize {
+                let count = min(pageSize, Int(segment.fileSize) - offset)
+                let source = elf.baseAddress! + Int(segment.fileOffset) + offset
+                platform.memory.pointer(to: frame).copyMemory(from: source, byteCount: count)
+            }
+            try map(VirtualAddress(segment.virtualAddress).advanced(by: offset), to: frame,
+                    flags: flags.union([.user, .owned]), in: slot)
+        }
+    }
+
+    private mutating func mapFreshPages(at base: VirtualAddress, count: Int, flags: PageFlags,
+                                        in slot: Int) throws(SyscallError) {
+        for page in 0..<count {
+            let frame = try allocateFrame(for: slot)
+            try map(base.advanced(by: page * pageSize), to: frame, flags: flags.union([.user, .owned]), in: slot)
+        }
+    }
+
+    private mutating func mapDevice(_ device: (base: UInt64, size: UInt64), window: Int,
+                                    in slot: Int) throws(SyscallError) {
+        let windowBase = VirtualAddress(Self.deviceWindow + UInt64(window) * 0x10_0000)
+        let pages = Int((device.size + UInt64(pageSize) - 1) / UInt64(pageSize))
+        for page in 0..<pages {
+            try map(windowBase.advanced(by: page * pageSize),
+                    to: PhysicalAddress(device.base).advanced(by: page * pageSize),
+                    flags: [.read, .write, .user], in: slot)
+        }
+    }
+
+    private mutating func allocateFrame(for slot: Int) throws(SyscallError) -> PhysicalAddress {
+        guard tasks[slot].pagesUsed < tasks[slot].pageBudget, let frame = frames.allocate() else {
+            throw .outOfMemory
+        }
+        tasks[slot].pagesUsed += 1
+        return frame
+    }
+
+    /// Maps a page, charging any page tables it needed; frees an unmappable owned frame.
+    private mutating func map(_ address: VirtualAddress, to frame: PhysicalAddress, flags: PageFlags,
+                              in slot: Int) throws(SyscallError) {
+        guard let space = tasks[slot].addressSpace else { throw .badAddress }
+        do {
+            tasks[slot].pagesUsed += try space.map(address, to: frame, flags: flags, allocator: &frames)
+        } catch {
+            if flags.contains(.owned) {
+                frames.free(frame)
+                tasks[slot].pagesUsed -= 1
+            }
+            throw .outOfMemory
+        }
+        guard tasks[slot].pagesUsed <= tasks[slot].pageBudget else { throw .outOfMemory }
+    }
+}

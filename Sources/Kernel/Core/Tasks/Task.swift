@@ -1,0 +1,43 @@
+// The kernel's record of one process slot.
+//
+// Slots are fixed (Hubris-style): the task table is allocated once at boot and a
+// process is named by its slot and the slot's generation (TaskID). Everything a
+// blocked process is waiting for is recorded here, so the kernel itself never
+// blocks: `partner` says whom a sending, replying or waiting process is waiting on,
+// and `sendersWaiting` is the set of slots queued to send to this one.
+
+import CurioABI
+
+public struct Task {
+    public var generation: UInt16 = 0
+    public var state: TaskState = .free
+    /// The boot-image program this process runs.
+    public var program: Int = -1
+    public var priority: UInt8 = 7
+    public var restarts: UInt16 = 0
+    /// The process that spawned this one and may `wait` for it.
+    public var parent: TaskID?
+    public var addressSpace: AddressSpace?
+    /// Frames this process holds (its pages and its page tables).
+    public var pagesUsed: Int = 0
+    public var pageBudget: Int = 0
+    /// The slot this process is blocked on: the receiver it sends to, the server whose
+    /// reply it awaits, or the child it waits for.
+    public var partner: Int = -1
+    /// Bit n set: slot n is blocked sending to this process.
+    public var sendersWaiting: UInt64 = 0
+    public var notificationsPending: UInt = 0
+    /// The notification bits a blocked `receive` accepts.
+    public var receiveMask: UInt = 0
+    /// When to post `timerBits` (0: no timer set).
+    public var timerDeadline: UInt64 = 0
+    public var timerBits: UInt = 0
+    /// `ExitStatus.rawValue` once ended.
+    public var exitStatus: UInt = 0
+
+    public init() {}
+
+    public var isLive: Bool { state != .free && state != .ended }
+
+    public func id(slot: Int) -> TaskID { TaskID(index: slot, generation: generation) }
+}

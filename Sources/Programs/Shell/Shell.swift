@@ -1,0 +1,201 @@
+// Curio's shell.
+//
+// Interactive, it prompts on the console and runs one command per line. Started
+// with a command line (the kernel's bootargs, from `make run CMDS='...'`), it runs
+// those `;`-separated commands in order, echoing each after the prompt, then powers
+// the machine off with the status of the last one — which becomes QEMU's exit
+// status, so scripts and tests can see whether the commands succeeded.
+
+import ConsoleAPI
+import CurioUser
+
+@main
+struct Shell {
+    static func main() {
+        let script = String(decoding: System.arguments, as: UTF8.self)
+        if !script.isEmpty {
+            var status: Int32 = 0
+            for command in script.split(separator: ";") {
+                let line = String(command.drop(while: { $0 == " " }))
+                print("curio> " + line)
+                status = execute(line)
+            }
+            do throws(SyscallError) {
+                try System.powerOff(code: Int(status))
+            } catch {
+                print("poweroff: " + describe(error))
+                System.exit(status)
+            }
+        }
+        print("Curio shell. Type 'help' for commands.")
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256, alignment: 8)
+        while true {
+            printPrompt()
+            guard let count = try? Console.readLine(into: buffer) else { continue }
+            _ = execute(String(decoding: UnsafeRawBufferPointer(rebasing: buffer[0..<count]), as: UTF8.self))
+        }
+    }
+
+    static func printPrompt() {
+        "curio> ".utf8.withContiguousStorageIfAvailable { Console.write(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Runs one command line; returns its exit status (0 for success).
+    static func execute(_ line: String) -> Int32 {
+        let words = line.split(separator: " ").map(String.init)
+        guard let command = words.first else { return 0 }
+        let arguments = Array(words.dropFirst())
+        switch command {
+        case "help": return help()
+        case "echo":
+            print(arguments.joined(separator: " "))
+            return 0
+        case "ps": return processStatus()
+        case "mem": return memory()
+        case "run": return run(arguments)
+        case "kill": return kill(arguments)
+        case "spawntest": return spawnTest(arguments)
+        case "poweroff":
+            _ = try? System.powerOff(code: 0)
+            return 1
+        default:
+            print(command + ": unknown command (try 'help')")
+            return 127
+        }
+    }
+
+    static func help() -> Int32 {
+        print("""
+        help                      this list
+        echo WORDS...             print the words
+        ps                        list processes: pid, generation, name, state, priority, memory
+        mem                       physical memory: total, free, kernel, processes
+        run PROGRAM [ARGS] [&]    start a program from the boot image and wait for it (& : don't wait)
+        kill PID                  stop a process
+        spawntest N [PROGRAM]     spawn and reap PROGRAM (default crashme) N times; check memory returns
+        poweroff                  turn the machine off
+        """)
+        return 0
+    }
+
+    static func processStatus() -> Int32 {
+        print("PID  GEN  NAME            STATE  PRI  MEM KiB (used/budget)  RESTARTS")
+        for slot in 0..<64 {
+            guard let info = try? System.taskInfo(slot: slot), info.state != .free else { continue }
+            let memory = "\(Int(info.pagesUsed) * 4)/\(Int(info.pageBudget) * 4)"
+            let columns = [pad("\(slot)", 5), pad("\(info.id.generation)", 5), pad(name(info), 16),
+                           pad(String(info.state.name), 7), pad("\(info.priority)", 5), pad(memory, 23)]
+            print(columns.joined() + "\(info.restarts)")
+        }
+        return 0
+    }
+
+    static func memory() -> Int32 {
+        let info = System.memoryInfo()
+        let used = info.totalPages - info.freePages
+        let processes = (used - info.kernelPages) * 4
+        print("total \(info.totalPages * 4) KiB, free \(info.freePages * 4) KiB, kernel \(info.kernelPages * 4) KiB, processes \(processes) KiB")
+        return 0
+    }
+
+    static func run(_ arguments: [String]) -> Int32 {
+        guard var program = arguments.first else {
+            print("usage: run PROGRAM [ARGS] [&]")
+            return 2
+        }
+        var rest = Array(arguments.dropFirst())
+        let background = rest.last == "&" || program.hasSuffix("&")
+        if rest.last == "&" { rest.removeLast() }
+        if program.hasSuffix("&") { program.removeLast() }
+        let child: TaskID
+        do throws(SyscallError) {
+            child = try spawn(program, arguments: rest.joined(separator: " "))
+        } catch {
+            print("run " + program + ": " + describe(error))
+            return 1
+        }
+        if background {
+            print("started \(program) as pid \(child.index)")
+            return 0
+        }
+        do throws(SyscallError) {
+            switch try System.wait(child) {
+            case .exited(let code):
+                if code != 0 { print("\(program) exited with status \(code)") }
+                return code
+            case .faulted(let cause):
+                print(program + " was stopped: " + String(cause.name))
+                return 128 + Int32(cause.rawValue)
+            case .killed:
+                print(program + " was killed")
+                return 137
+            }
+        } catch {
+            print("wait: " + describe(error))
+            return 1
+        }
+    }
+
+    static func kill(_ arguments: [String]) -> Int32 {
+        guard let text = arguments.first, let slot = Int(text), slot >= 0, slot < 64 else {
+            print("usage: kill PID")
+            return 2
+        }
+        do throws(SyscallError) {
+            let info = try System.taskInfo(slot: slot)
+            try System.kill(info.id)
+            print("killed \(name(info)) (pid \(slot))")
+            return 0
+        } catch {
+            print("kill " + text + ": " + describe(error))
+            return 1
+        }
+    }
+
+    /// Spawns and reaps a program many times; fails unless free memory returns exactly.
+    static func spawnTest(_ arguments: [String]) -> Int32 {
+        guard let text = arguments.first, let count = Int(text), count > 0 else {
+            print("usage: spawntest N [PROGRAM]")
+            return 2
+        }
+        let program = arguments.count > 1 ? arguments[1] : "crashme"
+        let before = System.memoryInfo().freePages
+        for iteration in 0..<count {
+            do throws(SyscallError) {
+                let child = try spawn(program, arguments: "exit 0")
+                _ = try System.wait(child)
+            } catch {
+                print("spawntest: iteration \(iteration): \(describe(error))")
+                return 1
+            }
+        }
+        let after = System.memoryInfo().freePages
+        print("spawntest: \(count) cycles, free pages before \(before), after \(after)")
+        return before == after ? 0 : 1
+    }
+
+    static func spawn(_ program: String, arguments: String) throws(SyscallError) -> TaskID {
+        let name = Array(program.utf8)
+        let text = Array(arguments.utf8)
+        let result: Result<TaskID, SyscallError> = name.withUnsafeBytes { nameBytes in
+            text.withUnsafeBytes { argumentBytes in
+                Result { () throws(SyscallError) in try System.spawn(nameBytes, arguments: argumentBytes) }
+            }
+        }
+        return try result.get()
+    }
+
+    static func name(_ info: TaskInfo) -> String {
+        var name = info.name
+        return withUnsafeBytes(of: &name) { bytes in
+            String(decoding: bytes.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+    }
+
+    static func pad(_ text: String, _ width: Int) -> String {
+        let count = text.utf8.count
+        return count >= width ? text + " " : text + String(repeating: " ", count: width - count)
+    }
+}
+
+func describe(_ error: SyscallError) -> String { String(error.name) }

@@ -1,0 +1,3 @@
+// The few C library functions Embedded Swift code calls, for the kernel and every
+// user program (neither has a C library).
+#pragma once

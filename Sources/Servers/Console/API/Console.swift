@@ -1,0 +1,70 @@
+// The console server's client API: write bytes, read a line.
+//
+// Programs normally just call Swift's `print`, which lands in `putchar` below;
+// output is buffered per line and sent in one message, so a line from one process
+// is never interleaved with another's.
+
+import CurioUser
+
+public enum ConsoleOperation: UInt16, Sendable {
+    /// Payload: bytes to write. Reply: nothing.
+    case write = 1
+    /// Reply payload: one line, without its newline; held until a line is typed.
+    case readLine = 2
+}
+
+public enum Console {
+    nonisolated(unsafe) private static var endpoint: TaskID?
+
+    private static func server() throws(SyscallError) -> TaskID {
+        if let endpoint { return endpoint }
+        let found = try System.lookup("console")
+        endpoint = found
+        return found
+    }
+
+    /// Calls the console, looking it up again once if it restarted since last time.
+    private static func call(_ operation: ConsoleOperation, payload: UnsafeRawBufferPointer,
+                             reply: UnsafeMutableRawBufferPointer) throws(SyscallError) -> Reply {
+        do {
+            return try IPC.call(try server(), operation: operation.rawValue, payload: payload, reply: reply)
+        } catch .deadEndpoint {
+            endpoint = nil
+            return try IPC.call(try server(), operation: operation.rawValue, payload: payload, reply: reply)
+        }
+    }
+
+    public static func write(_ bytes: UnsafeRawBufferPointer) {
+        var offset = 0
+        while offset < bytes.count {
+            let chunk = min(bytes.count - offset, SyscallLimits.maxMessageBytes)
+            _ = try? call(.write, payload: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + chunk]),
+                          reply: UnsafeMutableRawBufferPointer(start: nil, count: 0))
+            offset += chunk
+        }
+    }
+
+    /// Reads one line into `buffer`; returns its length.
+    public static func readLine(into buffer: UnsafeMutableRawBufferPointer) throws(SyscallError) -> Int {
+        try call(.readLine, payload: UnsafeRawBufferPointer(start: nil, count: 0), reply: buffer).length
+    }
+}
+
+nonisolated(unsafe) private var lineBuffer = InlineArray<256, UInt8>(repeating: 0)
+nonisolated(unsafe) private var lineLength = 0
+
+private func flushLine() {
+    lineBuffer.span.withUnsafeBytes { bytes in
+        Console.write(UnsafeRawBufferPointer(rebasing: bytes[0..<lineLength]))
+    }
+    lineLength = 0
+}
+
+/// Where Embedded Swift's `print` sends each byte.
+@_cdecl("putchar")
+public func putchar(_ character: CInt) -> CInt {
+    lineBuffer[lineLength] = UInt8(truncatingIfNeeded: character)
+    lineLength += 1
+    if character == 10 || lineLength == lineBuffer.count { flushLine() }
+    return character
+}

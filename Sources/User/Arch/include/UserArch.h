@@ -1,0 +1,86 @@
+// The machine-level half of Curio's user runtime: the system-call instruction and
+// the process entry point. Everything above it is Swift (CurioUser).
+#pragma once
+#include <stdint.h>
+#include <stddef.h>
+
+/// Registers a0...a5 as the kernel left them after `ecall`.
+struct curio_syscall_result {
+    uint64_t status, r1, r2, r3, r4, r5;
+};
+
+static inline struct curio_syscall_result curio_syscall(uint64_t number, uint64_t arg0, uint64_t arg1,
+                                                        uint64_t arg2, uint64_t arg3, uint64_t arg4,
+                                                        uint64_t arg5, uint64_t arg6) {
+    struct curio_syscall_result result = {0, 0, 0, 0, 0, 0};
+#if defined(__riscv)
+    register uint64_t a0 __asm__("a0") = arg0;
+    register uint64_t a1 __asm__("a1") = arg1;
+    register uint64_t a2 __asm__("a2") = arg2;
+    register uint64_t a3 __asm__("a3") = arg3;
+    register uint64_t a4 __asm__("a4") = arg4;
+    register uint64_t a5 __asm__("a5") = arg5;
+    register uint64_t a6 __asm__("a6") = arg6;
+    register uint64_t a7 __asm__("a7") = number;
+    __asm__ volatile("ecall"
+                     : "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3), "+r"(a4), "+r"(a5)
+                     : "r"(a6), "r"(a7)
+                     : "memory");
+    result.status = a0;
+    result.r1 = a1;
+    result.r2 = a2;
+    result.r3 = a3;
+    result.r4 = a4;
+    result.r5 = a5;
+#else
+    (void)number; (void)arg0; (void)arg1; (void)arg2; (void)arg3; (void)arg4; (void)arg5; (void)arg6;
+    __builtin_trap();
+#endif
+    return result;
+}
+
+/// The startup argument string the kernel placed at the top of the stack.
+const uint8_t *curio_arguments(void);
+size_t curio_arguments_length(void);
+
+/// Executes an instruction that is illegal in every RISC-V profile (for fault tests).
+static inline void curio_illegal_instruction(void) {
+#if defined(__riscv)
+    __asm__ volatile(".word 0xffffffff");
+#endif
+}
+
+/// A store and a load the compiler cannot elide or turn into a trap, even at
+/// address 0 (for fault tests).
+static inline void curio_store64(uint64_t address, uint64_t value) {
+#if defined(__riscv)
+    __asm__ volatile("sd %1, 0(%0)" ::"r"(address), "r"(value) : "memory");
+#else
+    (void)address; (void)value;
+#endif
+}
+
+static inline uint64_t curio_load64(uint64_t address) {
+    uint64_t value = 0;
+#if defined(__riscv)
+    __asm__ volatile("ld %0, 0(%1)" : "=r"(value) : "r"(address) : "memory");
+#else
+    (void)address;
+#endif
+    return value;
+}
+
+/// The heap the kernel mapped for this process (malloc.c manages it).
+void curio_heap_statistics(size_t *total, size_t *free);
+
+static inline uint64_t curio_read_instret(void) {
+    uint64_t value = 0;
+#if defined(__riscv)
+    __asm__ volatile("rdinstret %0" : "=r"(value));
+#endif
+    return value;
+}
+
+/// Device registers a server has mapped (never cached or merged by the compiler).
+static inline uint8_t curio_mmio_read8(volatile uint8_t *address) { return *address; }
+static inline void curio_mmio_write8(volatile uint8_t *address, uint8_t value) { *address = value; }

@@ -1,0 +1,55 @@
+// Message passing from user space: `call` for clients, `receive`/`reply` for servers.
+//
+// A client calls an endpoint with an operation, two words and an optional payload,
+// and gets back a response code, two words and an optional reply payload. A server
+// loops over `receive`, which also delivers notifications (interrupts, timers) as
+// messages from `TaskID.kernel`.
+
+import UserArch
+
+public struct Reply: Sendable {
+    /// The server's own response code (0 conventionally means success).
+    public var code: UInt
+    public var words: (UInt, UInt)
+    /// Bytes the server wrote into the reply buffer.
+    public var length: Int
+}
+
+public struct Received: Sendable {
+    public var sender: TaskID
+    /// The operation, or the notification bits when `isNotification`.
+    public var operation: UInt
+    public var words: (UInt, UInt)
+    public var length: Int
+
+    public var isNotification: Bool { sender == .kernel }
+}
+
+public enum IPC {
+    public static func call(_ endpoint: TaskID, operation: UInt16, words: (UInt, UInt) = (0, 0),
+                            payload: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+                            reply: UnsafeMutableRawBufferPointer = UnsafeMutableRawBufferPointer(start: nil, count: 0))
+        throws(SyscallError) -> Reply {
+        let target = EndpointCall(endpoint: endpoint, operation: operation)
+        let result = try System.call(.send, target.rawValue, words.0, words.1,
+                                     UInt(bitPattern: payload.baseAddress), UInt(payload.count),
+                                     UInt(bitPattern: reply.baseAddress), UInt(reply.count))
+        return Reply(code: UInt(result.r1), words: (UInt(result.r2), UInt(result.r3)), length: Int(result.r4))
+    }
+
+    public static func receive(into buffer: UnsafeMutableRawBufferPointer, notificationMask: UInt = 0)
+        throws(SyscallError) -> Received {
+        let result = try System.call(.receive, UInt(bitPattern: buffer.baseAddress), UInt(buffer.count),
+                                     notificationMask)
+        return Received(sender: TaskID(rawValue: UInt32(truncatingIfNeeded: result.r1)),
+                        operation: UInt(result.r2), words: (UInt(result.r3), UInt(result.r4)),
+                        length: Int(result.r5))
+    }
+
+    public static func reply(to client: TaskID, code: UInt = 0, words: (UInt, UInt) = (0, 0),
+                             payload: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0))
+        throws(SyscallError) {
+        _ = try System.call(.reply, UInt(client.rawValue), code, words.0, words.1,
+                            UInt(bitPattern: payload.baseAddress), UInt(payload.count))
+    }
+}
