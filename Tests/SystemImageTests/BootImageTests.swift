@@ -106,9 +106,9 @@ private func exerciseEverything(_ bytes: [UInt8]) {
             #expect(console.startsAtBoot && !console.mayManage && !console.receivesBootArguments)
             #expect(shell.startsAtBoot && shell.mayManage && shell.receivesBootArguments)
             #expect(!crashme.startsAtBoot && !crashme.mayManage && !crashme.receivesBootArguments)
-            #expect([console.memoryPages, console.stackPages, console.heapPages] == [32, 4, 8])
-            #expect([shell.memoryPages, shell.stackPages, shell.heapPages] == [128, 8, 64])
-            #expect([crashme.memoryPages, crashme.stackPages, crashme.heapPages] == [2, 1, 0])
+            #expect([console.memoryPages, console.stackPages, console.heapPages] as [Int] == [32, 4, 8])
+            #expect([shell.memoryPages, shell.stackPages, shell.heapPages] as [Int] == [128, 8, 64])
+            #expect([crashme.memoryPages, crashme.stackPages, crashme.heapPages] as [Int] == [2, 1, 0])
             #expect(console.sendMask == 0 && shell.sendMask == 0b101 && crashme.sendMask == 0b001)
             #expect(console.interruptCount == 2 && console.interrupt(0) == 10 && console.interrupt(1) == 11)
             #expect(shell.interruptCount == 0 && shell.deviceCount == 0)
@@ -166,6 +166,48 @@ private func exerciseEverything(_ bytes: [UInt8]) {
             Issue.record("a non-RISC-V ELF was packed")
         } catch {
             guard case .badELF(program: "shell", .notRISCV) = error else {
+                Issue.record("unexpected error \(error)")
+                return
+            }
+        }
+    }
+}
+
+@Suite struct RealProgramTests {
+    @Test(.enabled(if: toolExists("\(toolchain)/swiftc") && toolExists("\(toolchain)/ld.lld")
+                   && toolExists(SymbolTools().nm) && toolExists(SymbolTools().demangler)))
+    func packsARealProgramWithItsSymbols() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let executable = try ELFTests.buildRealExecutable(in: directory)
+
+        let symbols = try SymbolTools().textSymbols(ofELFAt: executable.path)
+        #expect(symbols.contains(ProgramSymbol(address: 0x4000_0000, name: "_start")))
+        #expect(symbols.contains { $0.name == "start(_:)" }, "Embedded Swift names are demangled: \(symbols)")
+        #expect(!symbols.contains { $0.name.hasPrefix(".L") }, "local labels are dropped")
+        #expect(!symbols.contains { $0.name.contains("counter") }, "data symbols are dropped")
+
+        let description = try SystemDescription(parsing: "[program.prog]\nmodule = \"Prog\"\npriority = 3\n"
+                                                + "memory = 16\nstack = 4\nheap = 4\nstart = true")
+        let bytes = try ImageWriter.makeImage(system: description, elfDirectory: directory.path)
+        try bytes.withUnsafeBytes { buffer in
+            let image = try BootImage(buffer)
+            #expect(Array(image.elf(of: 0)) == [UInt8](try Data(contentsOf: executable)))
+            let start = try #require(symbols.first { $0.name == "start(_:)" })
+            let found = try #require(image.symbolize(program: 0, address: start.address + 6))
+            #expect(String(decoding: found.name, as: UTF8.self) == "start(_:)" && found.offset == 6)
+        }
+    }
+
+    @Test func reportsToolsThatFail() throws {
+        let missing = SymbolTools(nm: "/nonexistent/llvm-nm")
+        #expect(throws: ImageWriterError.self) { try missing.textSymbols(ofELFAt: "/dev/null") }
+        let failing = SymbolTools(nm: "/bin/false")
+        do {
+            _ = try failing.textSymbols(ofELFAt: "/dev/null")
+            Issue.record("a failing nm was not noticed")
+        } catch {
+            guard case .toolFailed(tool: "/bin/false", status: 1, _) = error else {
                 Issue.record("unexpected error \(error)")
                 return
             }

@@ -68,7 +68,8 @@ public enum ImageWriterError: Error, CustomStringConvertible {
         case .unreadableELF(let path): "cannot read \(path)"
         case .badELF(let program, let error): "the ELF file of '\(program)' is unusable: \(error)"
         case .imageTooLarge(let bytes): "the image would be \(bytes) bytes; the format allows 4 GiB"
-        case .toolFailed(let tool, let status, let message): "\(tool) failed (status \(status)): \(message)"
+        case .toolFailed(let tool, let status, let message):
+            "\(tool) failed (status \(status))" + (message.isEmpty ? "" : ": \(message)")
         case .unexpectedToolOutput(let tool, let detail): "unexpected output from \(tool): \(detail)"
         }
     }

@@ -87,9 +87,9 @@ public struct ELFImage {
         let file = UntrustedBytes(bytes)
         guard let header = file.record(at: 0, size: FileHeader.size) else { throw .truncated }
 
-        guard header.byte(at: FileHeader.magic) == 0x7F, header.byte(at: FileHeader.magic + 1) == 0x45,
-              header.byte(at: FileHeader.magic + 2) == 0x4C, header.byte(at: FileHeader.magic + 3) == 0x46
-        else { throw .badMagic }
+        guard header.littleEndian(UInt32.self, at: FileHeader.magic) == FileHeader.expectedMagic else {
+            throw .badMagic
+        }
         guard header.byte(at: FileHeader.fileClass) == FileHeader.class64,
               header.byte(at: FileHeader.dataEncoding) == FileHeader.littleEndian
         else { throw .notELF64LittleEndian }
@@ -192,6 +192,8 @@ private enum FileHeader {
     static let programHeaderEntrySize = 54
     static let programHeaderCount = 56
 
+    /// 7F 'E' 'L' 'F' read as a little-endian u32.
+    static let expectedMagic: UInt32 = 0x464C_457F
     static let class64: UInt8 = 2
     static let littleEndian: UInt8 = 1
     static let typeExecutable: UInt16 = 2
@@ -276,10 +278,6 @@ struct UntrustedBytes {
     /// A fixed-size record at `offset`, or nil if it does not fit.
     func record(at offset: UInt64, size: Int) -> FixedRecord? {
         slice(offset: offset, size: UInt64(size)).map(FixedRecord.init)
-    }
-
-    func byte(at offset: Int) -> UInt8? {
-        record(at: UInt64(offset), size: 1)?.byte(at: 0)
     }
 
     func bigEndian<Value: FixedWidthInteger & BitwiseCopyable>(_: Value.Type, at offset: Int) -> Value? {

@@ -1,0 +1,63 @@
+// Deliberate faults stop only the offender, with one clear report; no process can
+// reach another's memory or the kernel's, through the MMU or through a syscall.
+
+import Testing
+
+@Suite(.serialized)
+struct IsolationTests {
+    /// Each mode of `crashme`, the fault it must cause, and where in its code.
+    static let faults: [(mode: String, report: String, symbol: String)] = [
+        ("null", "store page fault at 0x0,", "curio_store64"),
+        ("kwrite", "store page fault at 0x80200000,", "curio_store64"),
+        ("kread", "load page fault at 0x80200000,", "curio_load64"),
+        ("peek", "load page fault at 0x70000000,", "curio_load64"),
+        ("rotext", "store page fault at 0x40000000,", "curio_store64"),
+        ("illegal", "illegal instruction", "curio_illegal_instruction"),
+        ("overflow", "Swift runtime trap", "Crashme.overflow"),
+    ]
+
+    @Test(arguments: faults.map(\.mode))
+    func faultKillsOnlyTheOffender(mode: String) throws {
+        let expected = try #require(Self.faults.first { $0.mode == mode })
+        let run = try CurioMachine.run(commands: "run crashme \(mode); echo still alive; ps")
+        #expect(!run.timedOut)
+        let report = try #require(run.console.split(separator: "\n").first { $0.hasPrefix("[kernel] crashme") },
+                                  "no fault report:\n\(run.console)")
+        #expect(report.contains(expected.report), "\(report)")
+        #expect(report.contains("in ") && report.contains(expected.symbol), "pc not symbolized: \(report)")
+        #expect(run.console.contains("still alive"))
+        #expect(run.console.contains("console         recv"), "the console server must survive:\n\(run.console)")
+        #expect(!run.console.contains("PANIC"))
+        #expect(run.exitStatus == 0)
+    }
+
+    @Test func endlessLoopIsPreemptedAndKillable() throws {
+        let run = try CurioMachine.run(commands: "run crashme loop &; echo shell still runs; ps; kill 2; ps")
+        #expect(run.console.contains("started crashme as pid 2"))
+        #expect(run.console.contains("shell still runs"))
+        #expect(run.console.contains("killed crashme (pid 2)"))
+        #expect(run.exitStatus == 0, "\(run.console)")
+    }
+
+    @Test func syscallsRefuseKernelPointers() throws {
+        let run = try CurioMachine.run(commands: "run crashme badptr")
+        #expect(run.exitStatus == 0, "\(run.console)")
+        #expect(run.console.components(separatedBy: "badptr: refused: bad address").count - 1 == 2)
+    }
+
+    @Test func staleGenerationIsRefused() throws {
+        let run = try CurioMachine.run(commands: "run crashme stale")
+        #expect(run.exitStatus == 0, "\(run.console)")
+        #expect(run.console.contains("stale: refused: dead endpoint"))
+    }
+
+    @Test func spawnExitCyclesReturnEveryPage() throws {
+        let run = try CurioMachine.run(commands: "spawntest 10000", timeout: .seconds(600))
+        #expect(!run.timedOut)
+        let line = try #require(run.console.split(separator: "\n").first { $0.hasPrefix("spawntest:") })
+        #expect(line.hasPrefix("spawntest: 10000 cycles"), "\(line)")
+        let numbers = line.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .punctuationCharacters)) }
+        #expect(numbers.count == 3 && numbers[1] == numbers[2], "free memory moved: \(line)")
+        #expect(run.exitStatus == 0)
+    }
+}
