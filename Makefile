@@ -18,7 +18,7 @@ EMBEDDED_LIB := $(TOOLCHAIN)../lib/swift/embedded/$(TRIPLE)
 RV_BUILD   := $(SWIFT) build -c release --triple $(TRIPLE) --toolset toolset-riscv64.json --scratch-path $(RV_SCRATCH)
 
 # Programs in the boot image: the SwiftPM module of each (system.toml names them).
-PROGRAMS   := ConsoleServer Shell Crashme
+PROGRAMS   := ConsoleServer Shell Crashme PingServer Bench
 # Every module cross-built for riscv64 (the embedded build of each is part of `make test`).
 EMBEDDED_MODULES := CurioABI KernelCore Kernel CurioUser ConsoleAPI $(PROGRAMS)
 USER_LIBRARIES := UserArch Freestanding CurioUser CurioABI ConsoleAPI

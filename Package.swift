@@ -14,6 +14,7 @@ let package = Package(
     name: "Curio",
     products: [
         .executable(name: "mkimage", targets: ["mkimage"]),
+        .executable(name: "curio-bench", targets: ["curio-bench"]),
     ],
     targets: [
         // Types shared by the kernel and user space: syscall numbers, error codes, IDs.
@@ -38,14 +39,20 @@ let package = Package(
                 swiftSettings: embeddedRestrictions),
         .target(name: "ConsoleServer", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"],
                 path: "Sources/Servers/Console/Server", swiftSettings: embeddedRestrictions),
-        .target(name: "Shell", dependencies: ["CurioUser", "ConsoleAPI"], path: "Sources/Programs/Shell",
+        .target(name: "Shell", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"], path: "Sources/Programs/Shell",
                 swiftSettings: embeddedRestrictions),
-        .target(name: "Crashme", dependencies: ["CurioUser", "ConsoleAPI"], path: "Sources/Programs/Crashme",
+        .target(name: "Crashme", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"], path: "Sources/Programs/Crashme",
+                swiftSettings: embeddedRestrictions),
+
+        .target(name: "PingServer", dependencies: ["CurioUser"], path: "Sources/Programs/PingServer",
+                swiftSettings: embeddedRestrictions),
+        .target(name: "Bench", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"], path: "Sources/Programs/Bench",
                 swiftSettings: embeddedRestrictions),
 
         // Host tools: the system description and the boot-image packer.
         .target(name: "SystemImage", dependencies: ["KernelCore"], path: "Sources/Tools/SystemImage"),
         .executableTarget(name: "mkimage", dependencies: ["SystemImage"], path: "Sources/Tools/mkimage"),
+        .executableTarget(name: "curio-bench", path: "Sources/Tools/Bench"),
 
         .testTarget(name: "KernelCoreTests", dependencies: ["KernelCore"]),
         .testTarget(name: "SystemImageTests", dependencies: ["SystemImage"]),

@@ -21,7 +21,9 @@ import CurioABI
 import KernelArch
 import KernelCore
 
-nonisolated(unsafe) var kernel: Kernel<RISCVPlatform>?
+/// The kernel core's state, in .bss; every trap works on it in place.
+nonisolated(unsafe) let kernel = UnsafeMutableRawPointer(kernel_state_storage())!
+    .bindMemory(to: Kernel<RISCVPlatform>.self, capacity: 1)
 
 @_cdecl("kernel_main")
 public func kernelMain(hart: UInt, deviceTreeAddress: UInt) -> Never {
@@ -78,11 +80,12 @@ public func kernelMain(hart: UInt, deviceTreeAddress: UInt) -> Never {
     console.write(" programs in the boot image\n")
 
     let bootArguments = UnsafeRawBufferPointer(rebasing: commandLine[0..<commandLineLength])
-    kernel = Kernel(platform: RISCVPlatform(kernelRoot: kernelSpace, asidsWork: asidsWork),
+    precondition(MemoryLayout<Kernel<RISCVPlatform>>.size <= kernel_state_storage_size())
+    kernel.initialize(to: Kernel(platform: RISCVPlatform(kernelRoot: kernelSpace, asidsWork: asidsWork),
                     frames: frames, image: image, kernelRoot: kernelRoot,
                     taskStorage: taskStorage(), registerStorage: registerStorage(),
-                    bootArguments: bootArguments)
-    kernel!.startBootPrograms()
+                    bootArguments: bootArguments))
+    kernel.pointee.startBootPrograms()
     trap_return(resumeCurrentProcess())
 }
 

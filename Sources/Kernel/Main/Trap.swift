@@ -25,12 +25,12 @@ public func kernelTrap(frame: UnsafeMutablePointer<UInt64>) -> UnsafeMutablePoin
     let cause = csr_read_scause()
     if cause >> 63 != 0 {
         handleInterrupt(code: cause & 0xFF)
-    } else if let slot = kernel!.current {
+    } else if let slot = kernel.pointee.current {
         if cause == 8 {
-            kernel!.syscall(from: slot)
+            kernel.pointee.syscall(from: slot)
         } else {
             let value = csr_read_stval()
-            kernel!.fault(slot, cause: faultCause(cause, instruction: value), address: value)
+            kernel.pointee.fault(slot, cause: faultCause(cause, instruction: value), address: value)
         }
     }
     return resumeCurrentProcess()
@@ -54,10 +54,10 @@ public func kernelFault(cause: UInt64, pc: UInt64, value: UInt64, returnAddress:
 
 func resumeCurrentProcess() -> UnsafeMutablePointer<UInt64> {
     while true {
-        if let code = kernel!.platform.powerOffCode { PowerControl.powerOff(code: code) }
-        if let frame = kernel!.currentFrame, let slot = kernel!.current {
-            if activeSlot != slot, let space = kernel!.task(slot).addressSpace {
-                kernel!.platform.activate(space, asid: kernel!.asid(of: slot))
+        if let code = kernel.pointee.platform.powerOffCode { PowerControl.powerOff(code: code) }
+        if let frame = kernel.pointee.currentFrame, let slot = kernel.pointee.current {
+            if activeSlot != slot, let space = kernel.pointee.task(slot).addressSpace {
+                kernel.pointee.platform.activate(space, asid: kernel.pointee.asid(of: slot))
                 activeSlot = slot
             }
             armClock()
@@ -84,24 +84,24 @@ private func handleInterrupt(code: UInt64) {
     case 5:
         let now = csr_read_time()
         if now >= nextTick { nextTick = now &+ Kernel<RISCVPlatform>.timeSlice }
-        kernel!.expireTimers(now: now)
+        kernel.pointee.expireTimers(now: now)
         armedDeadline = 0
     case 9:
         while let irq = PLIC.claim() {
-            kernel!.interrupt(irq)
+            kernel.pointee.interrupt(irq)
             PLIC.complete(irq)
         }
     default:
         break
     }
-    kernel!.reschedule()
+    kernel.pointee.reschedule()
 }
 
 /// Programs the timer for the next tick or process deadline, whichever is first;
 /// an SBI call costs hundreds of instructions, so only when that changes.
 private func armClock() {
     if nextTick == 0 { nextTick = csr_read_time() &+ Kernel<RISCVPlatform>.timeSlice }
-    let deadline = min(nextTick, kernel!.nextTimerDeadline ?? UInt64.max)
+    let deadline = min(nextTick, kernel.pointee.nextTimerDeadline ?? UInt64.max)
     if deadline != armedDeadline {
         SBI.setTimer(deadline)
         armedDeadline = deadline

@@ -8,10 +8,15 @@
 
 import ConsoleAPI
 import CurioUser
+import UserArch
 
 @main
 struct Shell {
+    /// Instructions retired since power-on when the shell began (under -icount, exact).
+    nonisolated(unsafe) static var startInstructions: UInt64 = 0
+
     static func main() {
+        startInstructions = curio_read_instret()
         let script = String(decoding: System.arguments, as: UTF8.self)
         if !script.isEmpty {
             var status: Int32 = 0
@@ -55,6 +60,7 @@ struct Shell {
         case "run": return run(arguments)
         case "kill": return kill(arguments)
         case "spawntest": return spawnTest(arguments)
+        case "uptime": return uptime()
         case "poweroff":
             _ = try? System.powerOff(code: 0)
             return 1
@@ -73,6 +79,7 @@ struct Shell {
         run PROGRAM [ARGS] [&]    start a program from the boot image and wait for it (& : don't wait)
         kill PID                  stop a process
         spawntest N [PROGRAM]     spawn and reap PROGRAM (default crashme) N times; check memory returns
+        uptime                    time since boot, and instructions from power-on to the shell
         poweroff                  turn the machine off
         """)
         return 0
@@ -87,6 +94,12 @@ struct Shell {
                            pad(String(info.state.name), 7), pad("\(info.priority)", 5), pad(memory, 23)]
             print(columns.joined() + "\(info.restarts)")
         }
+        return 0
+    }
+
+    static func uptime() -> Int32 {
+        let milliseconds = System.clock() / (System.ticksPerSecond / 1000)
+        print("up \(milliseconds) ms; the shell started \(startInstructions) instructions after power-on")
         return 0
     }
 

@@ -110,6 +110,10 @@ static inline void *trap_vector_address(void) { return (void *)trap_vector; }
 void *kernel_task_storage(void);
 long kernel_task_storage_size(void);
 uint64_t *kernel_register_storage(void);
+/// Room for the kernel core's state (the Swift `Kernel` value), reached by pointer so
+/// a trap never copies it.
+void *kernel_state_storage(void);
+long kernel_state_storage_size(void);
 /// Where boot copies the kernel command line out of the device tree.
 uint8_t *kernel_command_line_storage(void);
 long kernel_command_line_capacity(void);

@@ -1,0 +1,75 @@
+// Kernel microbenchmarks, counted in retired instructions.
+//
+// Run under QEMU with `-icount shift=0` (`make bench`), where `instret` counts every
+// instruction the guest retires — user, kernel and firmware alike — and whole runs
+// are repeatable. Each measurement brackets one operation between two `rdinstret`
+// reads and is repeated; we print the median and the spread, minus the cost of the
+// empty bracket itself.
+//
+//   trap     an `ecall` the kernel rejects at once (unknown number): entry + exit
+//   syscall  the cheapest real system call (`whoAmI`)
+//   ipc      call + reply between two processes in different address spaces,
+//            no payload (pingserver answers)
+//   ipc-4k   the same with a 4 KiB payload each way
+
+import ConsoleAPI
+import CurioUser
+import UserArch
+
+@main
+struct Bench {
+    static let iterations = 2001
+
+    static func main() {
+        let emptyBracket = measure { }
+        report("bracket", emptyBracket, baseline: 0)
+        let baseline = emptyBracket.median
+        report("trap", measure { _ = curio_syscall(0xFFFF, 0, 0, 0, 0, 0, 0, 0) }, baseline: baseline)
+        report("syscall", measure { _ = System.whoAmI() }, baseline: baseline)
+
+        let server: TaskID
+        do throws(SyscallError) {
+            let name: StaticString = "pingserver"
+            server = try System.spawn(UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount),
+                                      arguments: UnsafeRawBufferPointer(start: nil, count: 0))
+        } catch {
+            print("bench: cannot start pingserver: " + String(error.name))
+            System.exit(1)
+        }
+        report("ipc", measure { _ = try? IPC.call(server, operation: 1, words: (1, 2)) }, baseline: baseline)
+        let page = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
+        page.initializeMemory(as: UInt8.self, repeating: 7)
+        report("ipc-4k", measure {
+            _ = try? IPC.call(server, operation: 1, payload: UnsafeRawBufferPointer(page), reply: page)
+        }, baseline: baseline)
+        try? System.kill(server)
+        _ = try? System.wait(server)
+    }
+
+    struct Sample {
+        var median: UInt64
+        var low: UInt64
+        var high: UInt64
+        var p10: UInt64
+        var p90: UInt64
+    }
+
+    static func measure(_ operation: () -> Void) -> Sample {
+        var counts = [UInt64](repeating: 0, count: iterations)
+        for index in 0..<iterations {
+            let start = curio_read_instret()
+            operation()
+            counts[index] = curio_read_instret() &- start
+        }
+        counts.sort()
+        return Sample(median: counts[iterations / 2], low: counts[0], high: counts[iterations - 1],
+                      p10: counts[iterations / 10], p90: counts[iterations * 9 / 10])
+    }
+
+    /// One line per measurement, parsed by `make bench`:
+    /// `bench NAME median=N p10=N p90=N min=N max=N iterations=N`
+    static func report(_ name: String, _ sample: Sample, baseline: UInt64) {
+        func net(_ value: UInt64) -> UInt64 { value > baseline ? value - baseline : 0 }
+        print("bench \(name) median=\(net(sample.median)) p10=\(net(sample.p10)) p90=\(net(sample.p90)) min=\(net(sample.low)) max=\(net(sample.high)) iterations=\(iterations)")
+    }
+}
