@@ -9,10 +9,7 @@ static uint64_t task_storage[MAX_TASKS * TASK_RECORD_BYTES / 8] __attribute__((a
 static uint64_t register_storage[MAX_TASKS * FRAME_DOUBLEWORDS] __attribute__((aligned(64)));
 
 static uint8_t command_line_storage[1024];
-static uint64_t kernel_state[512] __attribute__((aligned(64)));
-
-void *kernel_state_storage(void) { return kernel_state; }
-long kernel_state_storage_size(void) { return (long)sizeof(kernel_state); }
+uint64_t kernel_state[KERNEL_STATE_DOUBLEWORDS] __attribute__((aligned(64)));
 
 uint8_t *kernel_command_line_storage(void) { return command_line_storage; }
 long kernel_command_line_capacity(void) { return (long)sizeof(command_line_storage); }

@@ -61,6 +61,11 @@ public struct Kernel<P: Platform> {
 
     public func task(_ slot: Int) -> Task { tasks[slot] }
 
+    /// The current TaskID of a slot (without copying the task record).
+    public func id(of slot: Int) -> TaskID { TaskID(index: slot, generation: tasks[slot].generation) }
+
+    public func addressSpace(of slot: Int) -> AddressSpace? { tasks[slot].addressSpace }
+
     /// The frame to resume, as trap.S wants it.
     public var currentFrame: UnsafeMutablePointer<UInt64>? {
         current.map { registerStorage + $0 * RegisterFile.slots }
@@ -86,8 +91,8 @@ public struct Kernel<P: Platform> {
     /// Resolves a TaskID to its slot if it names the live incarnation.
     func liveSlot(_ id: TaskID) -> Int? {
         guard id.index < Self.maxTasks else { return nil }
-        let task = tasks[id.index]
-        guard task.isLive, task.generation == id.generation else { return nil }
+        let state = tasks[id.index].state
+        guard state != .free, state != .ended, tasks[id.index].generation == id.generation else { return nil }
         return id.index
     }
 }

@@ -21,9 +21,12 @@ import CurioABI
 import KernelArch
 import KernelCore
 
-/// The kernel core's state, in .bss; every trap works on it in place.
-nonisolated(unsafe) let kernel = UnsafeMutableRawPointer(kernel_state_storage())!
-    .bindMemory(to: Kernel<RISCVPlatform>.self, capacity: 1)
+/// The kernel core's state, in .bss; every trap works on it in place. (A computed
+/// pointer, not a stored global: a global with an initializer costs a `swift_once`
+/// check on every access.)
+var kernel: UnsafeMutablePointer<Kernel<RISCVPlatform>> {
+    UnsafeMutableRawPointer(kernel_state_storage())!.assumingMemoryBound(to: Kernel<RISCVPlatform>.self)
+}
 
 @_cdecl("kernel_main")
 public func kernelMain(hart: UInt, deviceTreeAddress: UInt) -> Never {
@@ -81,6 +84,7 @@ public func kernelMain(hart: UInt, deviceTreeAddress: UInt) -> Never {
 
     let bootArguments = UnsafeRawBufferPointer(rebasing: commandLine[0..<commandLineLength])
     precondition(MemoryLayout<Kernel<RISCVPlatform>>.size <= kernel_state_storage_size())
+    UnsafeMutableRawPointer(kernel_state_storage())!.bindMemory(to: Kernel<RISCVPlatform>.self, capacity: 1)
     kernel.initialize(to: Kernel(platform: RISCVPlatform(kernelRoot: kernelSpace, asidsWork: asidsWork),
                     frames: frames, image: image, kernelRoot: kernelRoot,
                     taskStorage: taskStorage(), registerStorage: registerStorage(),

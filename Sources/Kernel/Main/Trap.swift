@@ -56,7 +56,7 @@ func resumeCurrentProcess() -> UnsafeMutablePointer<UInt64> {
     while true {
         if let code = kernel.pointee.platform.powerOffCode { PowerControl.powerOff(code: code) }
         if let frame = kernel.pointee.currentFrame, let slot = kernel.pointee.current {
-            if activeSlot != slot, let space = kernel.pointee.task(slot).addressSpace {
+            if activeSlot != slot, let space = kernel.pointee.addressSpace(of: slot) {
                 kernel.pointee.platform.activate(space, asid: kernel.pointee.asid(of: slot))
                 activeSlot = slot
             }

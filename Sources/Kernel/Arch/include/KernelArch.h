@@ -112,8 +112,10 @@ long kernel_task_storage_size(void);
 uint64_t *kernel_register_storage(void);
 /// Room for the kernel core's state (the Swift `Kernel` value), reached by pointer so
 /// a trap never copies it.
-void *kernel_state_storage(void);
-long kernel_state_storage_size(void);
+#define KERNEL_STATE_DOUBLEWORDS 512
+extern uint64_t kernel_state[KERNEL_STATE_DOUBLEWORDS];
+static inline void *kernel_state_storage(void) { return kernel_state; }
+static inline long kernel_state_storage_size(void) { return (long)sizeof(kernel_state); }
 /// Where boot copies the kernel command line out of the device tree.
 uint8_t *kernel_command_line_storage(void);
 long kernel_command_line_capacity(void);

@@ -23,8 +23,7 @@ extension Kernel {
     mutating func send(from caller: Int, to endpoint: TaskID) throws(SyscallError) {
         guard let target = liveSlot(endpoint) else { throw .deadEndpoint }
         guard target != caller else { throw .badArgument }
-        let allowed = image.program(tasks[caller].program).sendMask
-        guard allowed & (1 << UInt64(tasks[target].program)) != 0 else { throw .notPermitted }
+        guard tasks[caller].sendMask & (1 << UInt64(tasks[target].program)) != 0 else { throw .notPermitted }
 
         if tasks[target].state == .receiving {
             try deliver(from: caller, to: target)
@@ -104,7 +103,7 @@ extension Kernel {
             try copyPayload(from: sender, source, to: receiver, destination, count: count)
         }
         receiverRegisters.setResult(0, 0)
-        receiverRegisters.setResult(1, UInt(tasks[sender].id(slot: sender).rawValue))
+        receiverRegisters.setResult(1, UInt(id(of: sender).rawValue))
         receiverRegisters.setResult(2, UInt(call.operation))
         receiverRegisters.setResult(3, senderRegisters.argument(1))
         receiverRegisters.setResult(4, senderRegisters.argument(2))

@@ -40,20 +40,20 @@ extension Kernel {
         case .lookup(let name):
             let program = try programIndex(named: name, in: slot)
             guard let running = firstLiveInstance(of: program) else { throw .notFound }
-            file.setResult(1, UInt(tasks[running].id(slot: running).rawValue))
+            file.setResult(1, UInt(id(of: running).rawValue))
         case .spawn(let name, let arguments):
-            guard image.program(tasks[slot].program).mayManage else { throw .notPermitted }
+            guard tasks[slot].mayManage else { throw .notPermitted }
             let program = try programIndex(named: name, in: slot)
             var argumentBytes = InlineArray<128, UInt8>(repeating: 0)
             try copyIn(arguments, from: slot, into: &argumentBytes)
             let child = try argumentBytes.span.withUnsafeBufferPointer { bytes throws(SyscallError) in
                 try spawn(program: program,
                           arguments: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(bytes)[0..<arguments.count]),
-                          parent: tasks[slot].id(slot: slot))
+                          parent: id(of: slot))
             }
             file.setResult(1, UInt(child.rawValue))
         case .kill(let id):
-            guard image.program(tasks[slot].program).mayManage else { throw .notPermitted }
+            guard tasks[slot].mayManage else { throw .notPermitted }
             guard let victim = liveSlot(id) else { throw .notFound }
             end(victim, status: .killed)
         case .wait(let id):
@@ -78,10 +78,10 @@ extension Kernel {
         case .clock:
             file.setResult(1, UInt(platform.now()))
         case .powerOff(let code):
-            guard image.program(tasks[slot].program).mayManage else { throw .notPermitted }
+            guard tasks[slot].mayManage else { throw .notPermitted }
             platform.requestPowerOff(code: code)
         case .whoAmI:
-            file.setResult(1, UInt(tasks[slot].id(slot: slot).rawValue))
+            file.setResult(1, UInt(id(of: slot).rawValue))
         }
     }
 

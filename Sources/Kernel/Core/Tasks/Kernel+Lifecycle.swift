@@ -45,6 +45,8 @@ extension Kernel {
         task.addressSpace = space
         task.pagesUsed = 1
         task.pageBudget = descriptor.memoryPages
+        task.sendMask = descriptor.sendMask
+        task.mayManage = descriptor.mayManage
         tasks[slot] = task
 
         let file = registers(slot)
@@ -91,7 +93,7 @@ extension Kernel {
             platform.setInterrupt(descriptor.interrupt(index), enabled: true)
         }
         makeRunnable(slot)
-        return tasks[slot].id(slot: slot)
+        return id(of: slot)
     }
 
     /// The ASID of a slot's address space; 0 is the kernel's.
@@ -154,7 +156,7 @@ extension Kernel {
     mutating func wait(by caller: Int, for child: TaskID) throws(SyscallError) {
         guard child.index < Self.maxTasks, tasks[child.index].state != .free,
               tasks[child.index].generation == child.generation else { throw .notFound }
-        guard let parent = tasks[child.index].parent, parent == tasks[caller].id(slot: caller) else {
+        guard let parent = tasks[child.index].parent, parent == id(of: caller) else {
             throw .notChild
         }
         if tasks[child.index].state == .ended {

@@ -11,30 +11,30 @@ public struct ReadyQueues: Sendable {
     public static let maxSlots = 64
 
     private var levels: InlineArray<8, UInt64> = .init(repeating: 0)
+    /// Bit p set: `levels[p]` is not empty; makes the most urgent level one instruction.
+    private var occupiedLevels: UInt8 = 0
 
     public init() {}
 
     public mutating func insert(slot: Int, priority: UInt8) {
         levels[Int(priority)] |= 1 << UInt64(slot)
+        occupiedLevels |= 1 << priority
     }
 
     public mutating func remove(slot: Int, priority: UInt8) {
         levels[Int(priority)] &= ~(1 << UInt64(slot))
+        if levels[Int(priority)] == 0 { occupiedLevels &= ~(1 << priority) }
     }
 
     public func contains(slot: Int, priority: UInt8) -> Bool {
         levels[Int(priority)] & (1 << UInt64(slot)) != 0
     }
 
-    public var isEmpty: Bool {
-        for level in 0..<Self.priorities where levels[level] != 0 { return false }
-        return true
-    }
+    public var isEmpty: Bool { occupiedLevels == 0 }
 
     /// The most urgent priority with a ready process.
     public var highestPriority: UInt8? {
-        for level in 0..<Self.priorities where levels[level] != 0 { return UInt8(level) }
-        return nil
+        occupiedLevels == 0 ? nil : UInt8(occupiedLevels.trailingZeroBitCount)
     }
 
     /// The next ready slot of the most urgent priority, searching round-robin from

@@ -34,6 +34,10 @@ public struct Task {
     public var timerBits: UInt = 0
     /// `ExitStatus.rawValue` once ended.
     public var exitStatus: UInt = 0
+    /// From the program's descriptor, kept here because the IPC path checks them on
+    /// every call and decoding the descriptor costs hundreds of instructions.
+    public var sendMask: UInt64 = 0
+    public var mayManage = false
 
     public init() {}
 
