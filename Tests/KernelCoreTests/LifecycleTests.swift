@@ -117,7 +117,7 @@ import Testing
 
     @Test func aBadELFIsABadArgumentAndCostsNothing() throws {
         let programs = [
-            KernelTestProgram(name: "outside", elf: KernelTestELF.make(entry: 0x4000_0000).replacing16(at: 18, with: 62)),
+            KernelTestProgram(name: "notriscv", elf: KernelTestELF.make(entry: 0x4000_0000).replacing16(at: 18, with: 62)),
             KernelTestProgram(name: "entry", elf: KernelTestELF.make(entry: 0x4000_1000)),
         ]
         let harness = try KernelHarness(programs: programs, megabytes: 1)
