@@ -14,6 +14,9 @@
 //               -> a1 = sender TaskID (or kernelSender), a2 = operation or notification
 //                  bits, a3/a4 = words, a5 = message length
 //   reply       client       code        word0      word1     bufPtr    bufLen
+//   replyRecv   client       code|mask   word0      word1     bufPtr    replyLen  bufCapacity
+//               replies with buf[0..<replyLen], then receives into buf (as receive);
+//               mask = notification mask in the high 32 bits of a1
 public enum Syscall: UInt, Sendable {
     /// End the calling process: a0 = exit code.
     case exit = 0
@@ -47,6 +50,9 @@ public enum Syscall: UInt, Sendable {
     case powerOff = 14
     /// -> a1 = the caller's own TaskID.
     case whoAmI = 15
+    /// A server's loop step in one trap: reply to one client, then receive the next
+    /// message (seL4's ReplyRecv). A reply to a client that has died is dropped.
+    case replyAndReceive = 16
 }
 
 /// a0 after a system call.

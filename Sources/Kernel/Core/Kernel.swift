@@ -29,12 +29,22 @@ public struct Kernel<P: Platform> {
     let registerStorage: UnsafeMutablePointer<UInt64>
     var ready = ReadyQueues()
     /// The process to resume when the current trap ends; nil when none is ready.
-    public internal(set) var current: Int?
+    public internal(set) var current: Int? {
+        get { currentSlot < 0 ? nil : currentSlot }
+        set { currentSlot = newValue ?? -1 }
+    }
+    /// `current`, stored without an Optional's packed tag (read on every trap).
+    public private(set) var currentSlot = -1
     /// The process that ran last, for round-robin.
     var lastRun = 0
     var sliceEnds: UInt64 = 0
     /// The earliest `setTimer` deadline of any process (may be stale-early, never late).
-    public internal(set) var nextTimerDeadline: UInt64?
+    public internal(set) var nextTimerDeadline: UInt64? {
+        get { earliestDeadline == .max ? nil : earliestDeadline }
+        set { earliestDeadline = newValue ?? .max }
+    }
+    /// `nextTimerDeadline`, with `UInt64.max` for none.
+    public private(set) var earliestDeadline: UInt64 = .max
     let bootArguments: UnsafeRawBufferPointer?
 
     /// - Parameters:
@@ -55,20 +65,25 @@ public struct Kernel<P: Platform> {
         }
     }
 
-    public func registers(_ slot: Int) -> RegisterFile {
+    @inline(__always) public func registers(_ slot: Int) -> RegisterFile {
         RegisterFile(base: registerStorage + slot * RegisterFile.slots)
     }
 
     public func task(_ slot: Int) -> Task { tasks[slot] }
 
     /// The current TaskID of a slot (without copying the task record).
-    public func id(of slot: Int) -> TaskID { TaskID(index: slot, generation: tasks[slot].generation) }
+    @inline(__always) public func id(of slot: Int) -> TaskID { TaskID(index: slot, generation: tasks[slot].generation) }
 
-    public func addressSpace(of slot: Int) -> AddressSpace? { tasks[slot].addressSpace }
+    @inline(__always) public func addressSpace(of slot: Int) -> AddressSpace? { tasks[slot].addressSpace }
 
-    /// The frame to resume, as trap.S wants it.
-    public var currentFrame: UnsafeMutablePointer<UInt64>? {
-        current.map { registerStorage + $0 * RegisterFile.slots }
+    @inline(__always) public func rootTable(of slot: Int) -> UInt64 { tasks[slot].rootTable }
+
+    /// The frame to resume when this trap ends, if any process is ready.
+    public var currentFrame: UnsafeMutablePointer<UInt64>? { current.map(frame(of:)) }
+
+    /// A slot's saved registers, as trap.S wants them.
+    @inline(__always) public func frame(of slot: Int) -> UnsafeMutablePointer<UInt64> {
+        registerStorage + slot * RegisterFile.slots
     }
 
     /// Starts every program the system description marks `start`, in order.
@@ -89,7 +104,7 @@ public struct Kernel<P: Platform> {
     }
 
     /// Resolves a TaskID to its slot if it names the live incarnation.
-    func liveSlot(_ id: TaskID) -> Int? {
+    @inline(__always) func liveSlot(_ id: TaskID) -> Int? {
         guard id.index < Self.maxTasks else { return nil }
         let state = tasks[id.index].state
         guard state != .free, state != .ended, tasks[id.index].generation == id.generation else { return nil }

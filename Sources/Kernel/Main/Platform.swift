@@ -14,7 +14,8 @@ struct RISCVPlatform: Platform {
     let memory = IdentityMemory()
     let kernelRoot: AddressSpace
     let asidsWork: Bool
-    private(set) var powerOffCode: Int?
+    private(set) var powerOffRequested = false
+    private(set) var powerOffCode = 0
     private var activeASID: UInt16 = 0
     private let console = KernelConsole()
 
@@ -35,7 +36,7 @@ struct RISCVPlatform: Platform {
         if activeASID == asid {
             csr_write_satp(kernelRoot.satp(asid: 0))
             activeASID = 0
-            activeSlot = nil
+            activeSlot = -1
         }
         if asidsWork { sfence_vma_asid(UInt64(asid)) } else { sfence_vma_all() }
     }
@@ -46,7 +47,10 @@ struct RISCVPlatform: Platform {
         activeASID = asid
     }
 
-    mutating func requestPowerOff(code: Int) { powerOffCode = code }
+    mutating func requestPowerOff(code: Int) {
+        powerOffRequested = true
+        powerOffCode = code
+    }
 
     func write(_ text: StaticString) { console.write(text) }
     func write(bytes: UnsafeRawBufferPointer) { console.write(bytes: bytes) }

@@ -16,7 +16,8 @@ import CurioABI
 import KernelArch
 import KernelCore
 
-nonisolated(unsafe) var activeSlot: Int?
+/// The slot whose address space satp holds (-1: the kernel's own).
+nonisolated(unsafe) var activeSlot = -1
 nonisolated(unsafe) var nextTick: UInt64 = 0
 nonisolated(unsafe) var armedDeadline: UInt64 = 0
 
@@ -54,14 +55,16 @@ public func kernelFault(cause: UInt64, pc: UInt64, value: UInt64, returnAddress:
 
 func resumeCurrentProcess() -> UnsafeMutablePointer<UInt64> {
     while true {
-        if let code = kernel.pointee.platform.powerOffCode { PowerControl.powerOff(code: code) }
-        if let frame = kernel.pointee.currentFrame, let slot = kernel.pointee.current {
-            if activeSlot != slot, let space = kernel.pointee.addressSpace(of: slot) {
-                kernel.pointee.platform.activate(space, asid: kernel.pointee.asid(of: slot))
+        if kernel.pointee.platform.powerOffRequested { PowerControl.powerOff(code: kernel.pointee.platform.powerOffCode) }
+        let slot = kernel.pointee.currentSlot
+        if slot >= 0 {
+            if activeSlot != slot {
+                kernel.pointee.platform.activate(AddressSpace(root: PhysicalAddress(kernel.pointee.rootTable(of: slot))),
+                                                 asid: kernel.pointee.asid(of: slot))
                 activeSlot = slot
             }
             armClock()
-            return frame
+            return kernel.pointee.frame(of: slot)
         }
         armClock()
         waitForInterrupt()
@@ -101,7 +104,7 @@ private func handleInterrupt(code: UInt64) {
 /// an SBI call costs hundreds of instructions, so only when that changes.
 private func armClock() {
     if nextTick == 0 { nextTick = csr_read_time() &+ Kernel<RISCVPlatform>.timeSlice }
-    let deadline = min(nextTick, kernel.pointee.nextTimerDeadline ?? UInt64.max)
+    let deadline = min(nextTick, kernel.pointee.earliestDeadline)
     if deadline != armedDeadline {
         SBI.setTimer(deadline)
         armedDeadline = deadline

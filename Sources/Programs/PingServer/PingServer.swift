@@ -7,10 +7,15 @@ import CurioUser
 struct PingServer {
     static func main() {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: SyscallLimits.maxMessageBytes, alignment: 8)
+        guard var message = try? IPC.receive(into: buffer) else { System.exit(1) }
         while true {
-            guard let message = try? IPC.receive(into: buffer) else { continue }
-            try? IPC.reply(to: message.sender, words: message.words,
-                           payload: UnsafeRawBufferPointer(rebasing: buffer[0..<message.length]))
+            do throws(SyscallError) {
+                message = try IPC.replyAndReceive(to: message.sender, words: message.words,
+                                                  replyLength: message.length, buffer: buffer)
+            } catch {
+                guard let next = try? IPC.receive(into: buffer) else { continue }
+                message = next
+            }
         }
     }
 }

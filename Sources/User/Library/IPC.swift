@@ -46,6 +46,19 @@ public enum IPC {
                         length: Int(result.r5))
     }
 
+    /// Replies with `buffer[0..<replyLength]`, then waits for the next message into
+    /// `buffer` — a server loop's step in one system call.
+    public static func replyAndReceive(to client: TaskID, code: UInt32 = 0, words: (UInt, UInt) = (0, 0),
+                                       replyLength: Int = 0, buffer: UnsafeMutableRawBufferPointer,
+                                       notificationMask: UInt32 = 0) throws(SyscallError) -> Received {
+        let result = try System.call(.replyAndReceive, UInt(client.rawValue),
+                                     UInt(code) | UInt(notificationMask) << 32, words.0, words.1,
+                                     UInt(bitPattern: buffer.baseAddress), UInt(replyLength), UInt(buffer.count))
+        return Received(sender: TaskID(rawValue: UInt32(truncatingIfNeeded: result.r1)),
+                        operation: UInt(result.r2), words: (UInt(result.r3), UInt(result.r4)),
+                        length: Int(result.r5))
+    }
+
     public static func reply(to client: TaskID, code: UInt = 0, words: (UInt, UInt) = (0, 0),
                              payload: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0))
         throws(SyscallError) {

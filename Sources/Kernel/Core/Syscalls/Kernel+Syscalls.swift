@@ -24,6 +24,7 @@ extension Kernel {
         reschedule()
     }
 
+    @inline(__always)
     private mutating func perform(_ request: SyscallRequest, for slot: Int) throws(SyscallError) {
         let file = registers(slot)
         switch request {
@@ -37,6 +38,17 @@ extension Kernel {
             receive(by: slot, notificationMask: mask)
         case .reply(let client, let code, let words, let payload):
             try reply(by: slot, to: client, code: code, words: (words.first, words.second), payload: payload)
+        case .replyAndReceive(let client, let code, let words, let payload, let buffer, let mask):
+            do {
+                try reply(by: slot, to: client, code: code, words: (words.first, words.second), payload: payload)
+            } catch .deadEndpoint {
+                // The client died while we served it; nobody is left to answer.
+            }
+            // From here on this is a plain receive: put its arguments where one keeps them.
+            file.setResult(0, UInt(buffer.address.rawValue))
+            file.setResult(1, UInt(buffer.count))
+            file.setResult(2, mask)
+            receive(by: slot, notificationMask: mask)
         case .lookup(let name):
             let program = try programIndex(named: name, in: slot)
             guard let running = firstLiveInstance(of: program) else { throw .notFound }
@@ -54,7 +66,7 @@ extension Kernel {
             file.setResult(1, UInt(child.rawValue))
         case .kill(let id):
             guard tasks[slot].mayManage else { throw .notPermitted }
-            guard let victim = liveSlot(id) else { throw .notFound }
+            guard let victim = liveSlot(id) else { throw .deadEndpoint }
             end(victim, status: .killed)
         case .wait(let id):
             try wait(by: slot, for: id)

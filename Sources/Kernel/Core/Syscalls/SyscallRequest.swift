@@ -22,6 +22,8 @@ public enum SyscallRequest: Equatable, Sendable {
     case send(EndpointCall.Raw, send: UserBuffer, reply: UserBuffer)
     case receive(buffer: UserBuffer, notificationMask: UInt)
     case reply(client: TaskID, code: UInt, words: EndpointCall.Words, payload: UserBuffer)
+    case replyAndReceive(client: TaskID, code: UInt, words: EndpointCall.Words, payload: UserBuffer,
+                         buffer: UserBuffer, notificationMask: UInt)
     case lookup(name: UserBuffer)
     case spawn(name: UserBuffer, arguments: UserBuffer)
     case kill(TaskID)
@@ -50,6 +52,7 @@ extension EndpointCall {
 
 extension SyscallRequest {
     /// Decodes the syscall in `registers`, validating user buffers against `space`.
+    @inline(__always)
     public static func decode<M: PhysicalMemory>(_ registers: RegisterFile, space: AddressSpace,
                                                  memory: M) throws(SyscallError) -> SyscallRequest {
         guard let number = Syscall(rawValue: UInt(registers[.a7])) else { throw .unknownSyscall }
@@ -87,6 +90,11 @@ extension SyscallRequest {
         case .reply:
             let payload = try buffer(a(4), a(5), limit: maxMessage, writable: false)
             return .reply(client: try taskID(a(0)), code: a(1), words: .init(a(2), a(3)), payload: payload)
+        case .replyAndReceive:
+            let payload = try buffer(a(4), a(5), limit: maxMessage, writable: false)
+            let receiveBuffer = try buffer(a(4), a(6), limit: maxMessage, writable: true)
+            return .replyAndReceive(client: try taskID(a(0)), code: a(1) & 0xFFFF_FFFF, words: .init(a(2), a(3)),
+                                    payload: payload, buffer: receiveBuffer, notificationMask: a(1) >> 32)
         case .lookup:
             return .lookup(name: try buffer(a(0), a(1), limit: SyscallLimits.maxNameBytes, writable: false))
         case .spawn:

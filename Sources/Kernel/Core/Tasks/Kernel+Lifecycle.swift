@@ -204,8 +204,8 @@ extension Kernel {
     /// without, it becomes free and its generation advances.
     private mutating func release(_ slot: Int, keepingStatus status: ExitStatus? = nil) {
         if let space = tasks[slot].addressSpace {
-            _ = space.destroy(allocator: &frames)
             platform.flushAddressSpace(asid: asid(of: slot))
+            _ = space.destroy(allocator: &frames)
         }
         tasks[slot].addressSpace = nil
         tasks[slot].pagesUsed = 0

@@ -7,13 +7,13 @@
 import CurioABI
 
 extension Kernel {
-    mutating func makeRunnable(_ slot: Int) {
+    @inline(__always) mutating func makeRunnable(_ slot: Int) {
         tasks[slot].state = .runnable
         tasks[slot].partner = -1
         ready.insert(slot: slot, priority: tasks[slot].priority)
     }
 
-    mutating func block(_ slot: Int, in state: TaskState, on partner: Int) {
+    @inline(__always) mutating func block(_ slot: Int, in state: TaskState, on partner: Int) {
         ready.remove(slot: slot, priority: tasks[slot].priority)
         tasks[slot].state = state
         tasks[slot].partner = partner
@@ -22,10 +22,14 @@ extension Kernel {
     /// Decides which process resumes when this trap ends.
     public mutating func reschedule() {
         let now = platform.now()
-        if let running = current, tasks[running].state == .runnable,
-           let mostUrgent = ready.highestPriority, mostUrgent >= tasks[running].priority {
-            let othersOfEqualPriority = ready.next(after: running) != running
-            if now < sliceEnds || !othersOfEqualPriority || mostUrgent > tasks[running].priority { return }
+        if let running = current, tasks[running].state == .runnable {
+            let priority = tasks[running].priority
+            // Still among the most urgent: keep the processor until the slice ends,
+            // or for good if no equal is waiting.
+            if ready.highestPriority == priority
+                && (now < sliceEnds || ready.isOnlyReady(slot: running, priority: priority)) {
+                return
+            }
         }
         guard let next = ready.next(after: current ?? lastRun) else {
             current = nil

@@ -16,14 +16,18 @@ public struct ReadyQueues: Sendable {
 
     public init() {}
 
-    public mutating func insert(slot: Int, priority: UInt8) {
+    @inline(__always) public mutating func insert(slot: Int, priority: UInt8) {
         levels[Int(priority)] |= 1 << UInt64(slot)
         occupiedLevels |= 1 << priority
     }
 
-    public mutating func remove(slot: Int, priority: UInt8) {
+    @inline(__always) public mutating func remove(slot: Int, priority: UInt8) {
         levels[Int(priority)] &= ~(1 << UInt64(slot))
         if levels[Int(priority)] == 0 { occupiedLevels &= ~(1 << priority) }
+    }
+
+    @inline(__always) public func isOnlyReady(slot: Int, priority: UInt8) -> Bool {
+        levels[Int(priority)] == 1 << UInt64(slot)
     }
 
     public func contains(slot: Int, priority: UInt8) -> Bool {
@@ -33,13 +37,13 @@ public struct ReadyQueues: Sendable {
     public var isEmpty: Bool { occupiedLevels == 0 }
 
     /// The most urgent priority with a ready process.
-    public var highestPriority: UInt8? {
+    @inline(__always) public var highestPriority: UInt8? {
         occupiedLevels == 0 ? nil : UInt8(occupiedLevels.trailingZeroBitCount)
     }
 
     /// The next ready slot of the most urgent priority, searching round-robin from
     /// the slot after `previous`.
-    public func next(after previous: Int) -> Int? {
+    @inline(__always) public func next(after previous: Int) -> Int? {
         guard let level = highestPriority else { return nil }
         let bits = levels[Int(level)]
         let start = UInt64((previous + 1) & 63)

@@ -17,7 +17,14 @@ public struct Task {
     public var restarts: UInt16 = 0
     /// The process that spawned this one and may `wait` for it.
     public var parent: TaskID?
-    public var addressSpace: AddressSpace?
+    /// The root page table, 0 while the slot has no address space. (Stored plain:
+    /// Swift packs an Optional's tag beside its payload, and RISC-V then loads the
+    /// payload a byte at a time on every trap.)
+    var rootTable: UInt64 = 0
+    public var addressSpace: AddressSpace? {
+        get { rootTable == 0 ? nil : AddressSpace(root: PhysicalAddress(rootTable)) }
+        set { rootTable = newValue?.root.rawValue ?? 0 }
+    }
     /// Frames this process holds (its pages and its page tables).
     public var pagesUsed: Int = 0
     public var pageBudget: Int = 0

@@ -9,7 +9,7 @@ struct curio_syscall_result {
     uint64_t status, r1, r2, r3, r4, r5;
 };
 
-static inline struct curio_syscall_result curio_syscall(uint64_t number, uint64_t arg0, uint64_t arg1,
+static inline __attribute__((always_inline)) struct curio_syscall_result curio_syscall(uint64_t number, uint64_t arg0, uint64_t arg1,
                                                         uint64_t arg2, uint64_t arg3, uint64_t arg4,
                                                         uint64_t arg5, uint64_t arg6) {
     struct curio_syscall_result result = {0, 0, 0, 0, 0, 0};
@@ -44,7 +44,7 @@ const uint8_t *curio_arguments(void);
 size_t curio_arguments_length(void);
 
 /// Executes an instruction that is illegal in every RISC-V profile (for fault tests).
-static inline void curio_illegal_instruction(void) {
+static inline __attribute__((always_inline)) void curio_illegal_instruction(void) {
 #if defined(__riscv)
     __asm__ volatile(".word 0xffffffff");
 #endif
@@ -52,7 +52,7 @@ static inline void curio_illegal_instruction(void) {
 
 /// A store and a load the compiler cannot elide or turn into a trap, even at
 /// address 0 (for fault tests).
-static inline void curio_store64(uint64_t address, uint64_t value) {
+static inline __attribute__((always_inline)) void curio_store64(uint64_t address, uint64_t value) {
 #if defined(__riscv)
     __asm__ volatile("sd %1, 0(%0)" ::"r"(address), "r"(value) : "memory");
 #else
@@ -60,7 +60,7 @@ static inline void curio_store64(uint64_t address, uint64_t value) {
 #endif
 }
 
-static inline uint64_t curio_load64(uint64_t address) {
+static inline __attribute__((always_inline)) uint64_t curio_load64(uint64_t address) {
     uint64_t value = 0;
 #if defined(__riscv)
     __asm__ volatile("ld %0, 0(%1)" : "=r"(value) : "r"(address) : "memory");
@@ -73,7 +73,7 @@ static inline uint64_t curio_load64(uint64_t address) {
 /// The heap the kernel mapped for this process (malloc.c manages it).
 void curio_heap_statistics(size_t *total, size_t *free);
 
-static inline uint64_t curio_read_instret(void) {
+static inline __attribute__((always_inline)) uint64_t curio_read_instret(void) {
     uint64_t value = 0;
 #if defined(__riscv)
     __asm__ volatile("rdinstret %0" : "=r"(value));
@@ -82,5 +82,5 @@ static inline uint64_t curio_read_instret(void) {
 }
 
 /// Device registers a server has mapped (never cached or merged by the compiler).
-static inline uint8_t curio_mmio_read8(volatile uint8_t *address) { return *address; }
-static inline void curio_mmio_write8(volatile uint8_t *address, uint8_t value) { *address = value; }
+static inline __attribute__((always_inline)) uint8_t curio_mmio_read8(volatile uint8_t *address) { return *address; }
+static inline __attribute__((always_inline)) void curio_mmio_write8(volatile uint8_t *address, uint8_t value) { *address = value; }
