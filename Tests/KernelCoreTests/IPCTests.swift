@@ -127,6 +127,54 @@ import Testing
         #expect(harness.state(3) == .sending)
     }
 
+    @Test func replyAndReceiveAnswersOneClientAndTakesTheNext() throws {
+        let harness = try KernelHarness()
+        try harness.spawn(Program.server)  // 0
+        try harness.spawn(Program.client)  // 1
+        try harness.spawn(Program.client)  // 2
+        harness.receive(0)
+        try harness.send(from: 1, to: harness.id(0), payload: [1], replyCapacity: 16)
+        try harness.send(from: 2, to: harness.id(0), operation: 22, payload: [2, 2])
+        #expect(harness.state(2) == .sending)
+
+        let heap = UInt(ProcessLayout.heap)
+        try harness.write("ok", at: ProcessLayout.heap, in: 0)
+        harness.syscall(0, .replyAndReceive, UInt(harness.id(1).rawValue), 7 | 0b100 << 32, 0xA, 0xB, heap, 2, 64)
+        #expect(harness.state(1) == .runnable)
+        #expect(harness.error(1) == nil)
+        #expect(harness.result(1, 1) == 7)
+        #expect(harness.result(1, 2) == 0xA)
+        #expect(harness.result(1, 3) == 0xB)
+        #expect(harness.result(1, 4) == 2)
+        #expect(try harness.read(2, at: ProcessLayout.heap + 0x1000, in: 1) == Array("ok".utf8))
+        #expect(harness.state(0) == .runnable, "the queued message is taken at once")
+        #expect(harness.error(0) == nil)
+        #expect(harness.result(0, 1) == UInt(harness.id(2).rawValue))
+        #expect(harness.result(0, 2) == 22)
+        #expect(harness.result(0, 5) == 2)
+        #expect(try harness.read(2, at: ProcessLayout.heap, in: 0) == [2, 2])
+        #expect(harness.state(2) == .awaitingReply)
+
+        // Nobody queued: the server blocks, with the notification mask from a1's high half.
+        harness.syscall(0, .replyAndReceive, UInt(harness.id(2).rawValue), 0 | 0b100 << 32, 0, 0, heap, 0, 64)
+        #expect(harness.state(2) == .runnable)
+        #expect(harness.state(0) == .receiving)
+        harness.kernel.notify(0, bits: 0b110)
+        #expect(harness.state(0) == .runnable)
+        #expect(harness.result(0, 1) == UInt(TaskID.kernel.rawValue))
+        #expect(harness.result(0, 2) == 0b100)
+    }
+
+    @Test func replyAndReceiveDropsTheReplyToADeadClient() throws {
+        let harness = try serverAndClient()
+        harness.receive(0)
+        try harness.send(from: 1, to: harness.id(0))
+        let client = harness.id(1)
+        harness.kernel.fault(1, cause: .breakpoint, address: 0)
+        harness.syscall(0, .replyAndReceive, UInt(client.rawValue), 0, 0, 0, UInt(ProcessLayout.heap), 0, 64)
+        #expect(harness.state(0) == .receiving, "on to the next message, no error")
+    }
+
     // MARK: Refusals
 
     @Test func aPayloadLargerThanTheReceiverBufferFailsTheSender() throws {
@@ -433,6 +481,25 @@ import Testing
         #expect(harness.task(0).sendersWaiting == 0)
         harness.receive(0)
         #expect(harness.state(0) == .receiving, "nobody is left to receive from")
+    }
+
+    @Test func aNewIncarnationInheritsNothing() throws {
+        let harness = try serverAndClient()
+        harness.syscall(0, .setTimer, 1_000, 1)
+        harness.kernel.notify(0, bits: 0b1000)
+        try harness.send(from: 1, to: harness.id(0))
+        harness.syscall(0, .exit, 0)
+        #expect(harness.error(1) == .deadEndpoint)
+
+        let reborn = try harness.spawn(Program.server)
+        #expect(reborn == TaskID(index: 0, generation: 1))
+        #expect(harness.task(0).notificationsPending == 0)
+        #expect(harness.task(0).timerDeadline == 0)
+        #expect(harness.task(0).sendersWaiting == 0)
+        harness.kernel.expireTimers(now: 2_000)
+        #expect(harness.task(0).notificationsPending == 0, "the old timer died with its owner")
+        harness.receive(0, mask: .max)
+        #expect(harness.state(0) == .receiving)
     }
 
     @Test func aReceiverThatDiesWakesNobody() throws {

@@ -14,9 +14,9 @@
 // Every process of the standard image has the same layout (text r-x, data rw- with
 // a zero-filled tail, a guard page, two heap pages, two stack pages):
 //
-//   0x4000_0000  text, 1 page       0x4000_4000  heap, 2 pages (a0 at spawn)
-//   0x4000_1000  data + bss, 2 pages 0x7FFF_E000  stack, 2 pages, up to 0x8000_0000
-//   0x4000_3000  guard (unmapped)   0x4000_6000  unmapped above the heap
+//   0x4000_0000  text, 1 page           0x4000_4000  heap, 2 pages (a0 at spawn)
+//   0x4000_1000  data + bss, 2 pages    0x4000_6000  unmapped above the heap
+//   0x4000_3000  guard (unmapped)       0x7FFF_E000  stack, 2 pages, up to 0x8000_0000
 import CurioABI
 import Testing
 @testable import KernelCore
@@ -95,6 +95,8 @@ enum KernelTestELF {
 
     static let headerSize = 64
     static let programHeaderSize = 56
+    /// Where the data segment's p_flags are, for tests that corrupt them.
+    static let dataSegmentFlagsOffset = headerSize + programHeaderSize + 4
 
     static func make(entry: UInt64 = textAddress, withData: Bool = true) -> [UInt8] {
         // (flags, vaddr, memsz, contents); flags X=1 W=2 R=4.

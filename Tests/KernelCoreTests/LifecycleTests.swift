@@ -117,7 +117,7 @@ import Testing
 
     @Test func aBadELFIsABadArgumentAndCostsNothing() throws {
         let programs = [
-            KernelTestProgram(name: "notriscv", elf: KernelTestELF.make(entry: 0x4000_0000).replacing16(at: 18, with: 62)),
+            KernelTestProgram(name: "notriscv", elf: KernelTestELF.make().replacing16(at: 18, with: 62)),  // x86-64
             KernelTestProgram(name: "entry", elf: KernelTestELF.make(entry: 0x4000_1000)),
         ]
         let harness = try KernelHarness(programs: programs, megabytes: 1)
@@ -125,6 +125,58 @@ import Testing
         #expect(throws: SyscallError.badArgument) { try harness.spawn(1) }
         #expect(harness.freeFrames == harness.baselineFreeFrames)
         #expect(harness.state(0) == .free)
+    }
+
+    // A hostile image must cost the program, never the kernel. These run in a child
+    // process (exit tests) because the failure they look for is a trap. Each is a
+    // known kernel bug today (described above each); `withKnownIssue` keeps the suite
+    // green and turns into a failure once the bug is fixed, so remove it then.
+
+    // Bug: ELFImage accepts a PT_LOAD with W but not R, Kernel.loadSegment passes those
+    // flags on, and AddressSpace.map's "write without read" precondition traps.
+    @Test func aSegmentWithWriteButNotReadIsRefusedNotFatal() async {
+        await withKnownIssue("a W-only segment traps in AddressSpace.map") {
+            await #expect(processExitsWith: .success) {
+                // Data segment flags W only (2): valid ELF as far as ELFImage checks.
+                var elf = KernelTestELF.make()
+                storeLittleEndian(UInt32(2), in: &elf, at: KernelTestELF.dataSegmentFlagsOffset)
+                let harness = try KernelHarness(programs: [KernelTestProgram(name: "wonly", elf: elf)], megabytes: 1)
+                let result = Result { () throws(SyscallError) in try harness.spawn(0) }
+                precondition(result == .failure(.badArgument) || result == .failure(.outOfMemory))
+                precondition(harness.freeFrames == harness.baselineFreeFrames)
+            }
+        }
+    }
+
+    // Bug: ELFImage accepts a PT_LOAD with none of R, W, X, and AddressSpace.map's
+    // "leaf needs read or execute" precondition traps.
+    @Test func aSegmentWithNoPermissionsIsRefusedNotFatal() async {
+        await withKnownIssue("a segment without permissions traps in AddressSpace.map") {
+            await #expect(processExitsWith: .success) {
+                var elf = KernelTestELF.make()
+                storeLittleEndian(UInt32(0), in: &elf, at: KernelTestELF.dataSegmentFlagsOffset)
+                let harness = try KernelHarness(programs: [KernelTestProgram(name: "noperm", elf: elf)], megabytes: 1)
+                let result = Result { () throws(SyscallError) in try harness.spawn(0) }
+                precondition(result == .failure(.badArgument) || result == .failure(.outOfMemory))
+                precondition(harness.freeFrames == harness.baselineFreeFrames)
+            }
+        }
+    }
+
+    // Bug: spawn computes `stackTop - stackPages * pageSize` unchecked; BootImage bounds
+    // stackPages only by memoryPages, so more than 0x80000 pages overflows and traps.
+    @Test func aStackLargerThanUserSpaceIsRefusedNotFatal() async {
+        await withKnownIssue("a stack larger than 2 GiB overflows in spawn") {
+            await #expect(processExitsWith: .success) {
+                // 0x80001 pages is more than the 2 GiB below stackTop.
+                let program = KernelTestProgram(name: "hugestack", memoryPages: 0x8_0001, stackPages: 0x8_0001,
+                                                heapPages: 0)
+                let harness = try KernelHarness(programs: [program], megabytes: 1)
+                let result = Result { () throws(SyscallError) in try harness.spawn(0) }
+                precondition(result == .failure(.outOfMemory) || result == .failure(.badArgument))
+                precondition(harness.freeFrames == harness.baselineFreeFrames)
+            }
+        }
     }
 
     @Test func spawnAndExitAThousandTimesLeaksNothing() throws {
@@ -156,7 +208,8 @@ import Testing
                 break
             }
             let child = TaskID(rawValue: UInt32(harness.result(manager, 1)))
-            #expect(try harness.read(1, at: harness.registers(child.index)[.a2], in: child.index) == [UInt8(ascii: "x")])
+            let arguments = harness.registers(child.index)[.a2]
+            #expect(try harness.read(1, at: arguments, in: child.index) == [UInt8(ascii: "x")])
             if round % 2 == 0 {
                 harness.syscall(child.index, .exit, UInt(round))  // ends first: status kept
                 harness.syscall(manager, .wait, UInt(child.rawValue))
@@ -165,7 +218,7 @@ import Testing
                 harness.syscall(child.index, .exit, UInt(round))
             }
             #expect(harness.error(manager) == nil)
-            #expect(ExitStatus(rawValue: harness.result(manager, 1)) == .exited(code: Int32(round)))
+            #expect(CurioABI.ExitStatus(rawValue: harness.result(manager, 1)) == .exited(code: Int32(round)))
             #expect(harness.state(child.index) == .free)
         }
         #expect(harness.freeFrames == start)
@@ -198,7 +251,7 @@ import Testing
         harness.syscall(manager, .wait, UInt(child.rawValue))
         #expect(harness.error(manager) == nil)
         #expect(harness.state(manager) == .runnable)
-        #expect(ExitStatus(rawValue: harness.result(manager, 1)) == .exited(code: -42))
+        #expect(CurioABI.ExitStatus(rawValue: harness.result(manager, 1)) == .exited(code: -42))
         #expect(harness.state(1) == .free)
         #expect(harness.task(1).generation == 1, "the old ID is stale now")
 
@@ -218,7 +271,7 @@ import Testing
         harness.kernel.fault(child.index, cause: .storePageFault, address: 0)
         #expect(harness.state(manager) == .runnable)
         #expect(harness.error(manager) == nil)
-        #expect(ExitStatus(rawValue: harness.result(manager, 1)) == .faulted(.storePageFault))
+        #expect(CurioABI.ExitStatus(rawValue: harness.result(manager, 1)) == .faulted(.storePageFault))
         #expect(harness.state(child.index) == .free)
         #expect(harness.task(child.index).generation == 1)
         #expect(harness.freeFrames == harness.baselineFreeFrames - ProcessLayout.standardPages)
@@ -287,7 +340,7 @@ import Testing
             InterruptChange(irq: 10, enabled: false), InterruptChange(irq: 11, enabled: false),
         ], "its interrupts are masked")
         harness.syscall(manager, .wait, UInt(child.rawValue))
-        #expect(ExitStatus(rawValue: harness.result(manager, 1)) == .killed)
+        #expect(CurioABI.ExitStatus(rawValue: harness.result(manager, 1)) == .killed)
     }
 
     @Test func killingYourselfEndsYou() throws {
@@ -311,7 +364,7 @@ import Testing
         harness.kernel.fault(1, cause: .storePageFault, address: 0)
         #expect(harness.output == "[kernel] crashme (pid 1, gen 0) stopped: store page fault at 0x0, "
                 + "pc 0x4000004c in Crashme.writeThroughNull() + 0xc\n")
-        #expect(harness.output.components(separatedBy: "[kernel]").count == 2, "exactly one report")
+        #expect(harness.output.ranges(of: "[kernel]").count == 1, "exactly one report")
         #expect(harness.state(1) == .free)
         #expect(harness.task(1).generation == crashme.generation + 1)
         #expect(harness.freeFrames == harness.baselineFreeFrames - ProcessLayout.standardPages)
@@ -324,7 +377,8 @@ import Testing
         try harness.spawn(Program.crashme)
         harness.registers(0)[.pc] = 0x4000_0010
         harness.kernel.fault(0, cause: .runtimeTrap, address: 0x1234)
-        #expect(harness.output == "[kernel] client (pid 0, gen 0) stopped: Swift runtime trap at 0x1234, pc 0x40000010\n")
+        #expect(harness.output
+                == "[kernel] client (pid 0, gen 0) stopped: Swift runtime trap at 0x1234, pc 0x40000010\n")
 
         harness.registers(1)[.pc] = 0x3FFF_FFF0  // below the first symbol
         harness.kernel.fault(1, cause: .instructionPageFault, address: 0x3FFF_FFF0)
@@ -343,19 +397,19 @@ import Testing
     // MARK: Exit statuses and the other lifecycle calls
 
     @Test func exitStatusRoundTrips() {
-        var statuses: [ExitStatus] = [.killed]
+        var statuses: [CurioABI.ExitStatus] = [.killed]
         for code: Int32 in [0, 1, -1, 42, Int32.max, Int32.min] { statuses.append(.exited(code: code)) }
         for raw in UInt8(1)...UInt8(10) { statuses.append(.faulted(FaultCause(rawValue: raw)!)) }
         for status in statuses {
-            #expect(ExitStatus(rawValue: status.rawValue) == status)
+            #expect(CurioABI.ExitStatus(rawValue: status.rawValue) == status)
         }
-        #expect(ExitStatus.exited(code: -1).rawValue == 0xFFFF_FFFF_0001)
-        #expect(ExitStatus.faulted(.storePageFault).rawValue == 0x302)
-        #expect(ExitStatus.killed.rawValue == 3)
-        #expect(ExitStatus(rawValue: 0) == nil)
-        #expect(ExitStatus(rawValue: 4) == nil)
-        #expect(ExitStatus(rawValue: 2) == nil, "a fault with cause 0")
-        #expect(ExitStatus(rawValue: 2 | 11 << 8) == nil, "an unknown cause")
+        #expect(CurioABI.ExitStatus.exited(code: -1).rawValue == 0xFFFF_FFFF_0001)
+        #expect(CurioABI.ExitStatus.faulted(.storePageFault).rawValue == 0x302)
+        #expect(CurioABI.ExitStatus.killed.rawValue == 3)
+        #expect(CurioABI.ExitStatus(rawValue: 0) == nil)
+        #expect(CurioABI.ExitStatus(rawValue: 4) == nil)
+        #expect(CurioABI.ExitStatus(rawValue: 2) == nil, "a fault with cause 0")
+        #expect(CurioABI.ExitStatus(rawValue: 2 | 11 << 8) == nil, "an unknown cause")
     }
 
     @Test func taskInfoDescribesASlot() throws {

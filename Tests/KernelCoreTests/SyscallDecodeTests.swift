@@ -54,7 +54,8 @@ import Testing
                                    words: .init(6, 7), payload: buffer(ProcessLayout.heap, 10))))
         #expect(decode(harness, .lookup, heap, 15) == .success(.lookup(name: buffer(ProcessLayout.heap, 15))))
         #expect(decode(harness, .spawn, heap, 6, heap + 16, 128)
-                == .success(.spawn(name: buffer(ProcessLayout.heap, 6), arguments: buffer(ProcessLayout.heap + 16, 128))))
+                == .success(.spawn(name: buffer(ProcessLayout.heap, 6),
+                                   arguments: buffer(ProcessLayout.heap + 16, 128))))
         #expect(decode(harness, .kill, 0x0001_0002) == .success(.kill(TaskID(index: 2, generation: 1))))
         #expect(decode(harness, .wait, 0x0001_0002) == .success(.wait(TaskID(index: 2, generation: 1))))
         #expect(decode(harness, .taskInfo, 63, heap, 32)
@@ -82,7 +83,8 @@ import Testing
 
     @Test func unknownNumbersAreRefused() throws {
         let harness = try Self.caller()
-        for number: UInt64 in [16, 17, 99, 0x1_0000_0000, UInt64.max] {
+        let firstUnused = try #require((0..<UInt64(1_000)).first { Syscall(rawValue: UInt($0)) == nil })
+        for number: UInt64 in [firstUnused, 999, 0x1_0000_0000, UInt64.max] {
             #expect(decode(harness, number, []) == .failure(.unknownSyscall), "number \(number)")
         }
     }
@@ -307,8 +309,12 @@ import Testing
                            fails: .notFound, "no such program")
         try expectNoEffect(harness, slot: 2, UInt64(Syscall.wait.rawValue), [UInt(harness.id(0).rawValue)],
                            fails: .notChild, "not a child")
-        try expectNoEffect(harness, slot: 2, UInt64(Syscall.reply.rawValue), [UInt(harness.id(1).rawValue), 0, 0, 0, 0, 0],
+        try expectNoEffect(harness, slot: 2, UInt64(Syscall.reply.rawValue),
+                           [UInt(harness.id(1).rawValue), 0, 0, 0, 0, 0],
                            fails: .notWaitingForReply, "nobody waits")
+        try expectNoEffect(harness, slot: 2, UInt64(Syscall.replyAndReceive.rawValue),
+                           [UInt(harness.id(1).rawValue), 0, 0, 0, heap, 0, 64],
+                           fails: .notWaitingForReply, "a failed reply does not go on to receive")
         try expectNoEffect(harness, slot: 2, UInt64(Syscall.irqAcknowledge.rawValue), [0],
                            fails: .badArgument, "owns no interrupt")
         #expect(harness.kernel.platform.powerOffRequests.isEmpty)
