@@ -7,12 +7,12 @@ import Testing
 struct IsolationTests {
     /// Each mode of `crashme`, the fault it must cause, and where in its code.
     static let faults: [(mode: String, report: String, symbol: String)] = [
-        ("null", "store page fault at 0x0,", "curio_store64"),
-        ("kwrite", "store page fault at 0x80200000,", "curio_store64"),
-        ("kread", "load page fault at 0x80200000,", "curio_load64"),
-        ("peek", "load page fault at 0x70000000,", "curio_load64"),
-        ("rotext", "store page fault at 0x40000000,", "curio_store64"),
-        ("illegal", "illegal instruction", "curio_illegal_instruction"),
+        ("null", "store page fault at 0x0,", "Crashme.store(at:)"),
+        ("kwrite", "store page fault at 0x80200000,", "Crashme.store(at:)"),
+        ("kread", "load page fault at 0x80200000,", "Crashme.load(from:)"),
+        ("peek", "load page fault at 0x70000000,", "Crashme.load(from:)"),
+        ("rotext", "store page fault at 0x40000000,", "Crashme.store(at:)"),
+        ("illegal", "illegal instruction", "Crashme.executeIllegalInstruction()"),
         ("overflow", "Swift runtime trap", "Crashme.overflow"),
     ]
 

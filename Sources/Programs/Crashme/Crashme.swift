@@ -31,7 +31,7 @@ struct Crashme {
         case "kread": print(String(load(from: 0x8020_0000)))
         case "peek": print(String(load(from: 0x7000_0000)))
         case "rotext": store(at: programStart)
-        case "illegal": curio_illegal_instruction()
+        case "illegal": executeIllegalInstruction()
         case "overflow": print(String(overflow(Int.max - Int(words.count))))
         case "loop": while true { spin() }
         case "badptr": return badPointer()
@@ -45,11 +45,17 @@ struct Crashme {
         System.exit(1)
     }
 
+    // Not inlined, so each fault report names the function that misbehaved.
+    @inline(never)
     static func store(at address: UInt) { curio_store64(UInt64(address), 0xDEAD) }
+
+    @inline(never)
+    static func executeIllegalInstruction() { curio_illegal_instruction() }
 
     /// Where user.ld puts `_start`: the first page of this program's text.
     static let programStart: UInt = 0x4000_0000
 
+    @inline(never)
     static func load(from address: UInt) -> UInt64 { curio_load64(UInt64(address)) }
 
     @inline(never)
