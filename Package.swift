@@ -44,13 +44,13 @@ let package = Package(
         .target(name: "Crashme", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"], path: "Sources/Programs/Crashme",
                 swiftSettings: embeddedRestrictions),
 
-        .target(name: "PingServer", dependencies: ["CurioUser"], path: "Sources/Programs/PingServer",
+        .target(name: "PingServer", dependencies: ["CurioUser", "UserArch"], path: "Sources/Programs/PingServer",
                 swiftSettings: embeddedRestrictions),
         .target(name: "Bench", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"], path: "Sources/Programs/Bench",
                 swiftSettings: embeddedRestrictions),
 
         // Host tools: the system description and the boot-image packer.
-        .target(name: "SystemImage", dependencies: ["KernelCore"], path: "Sources/Tools/SystemImage"),
+        .target(name: "SystemImage", dependencies: ["KernelCore", "CurioABI"], path: "Sources/Tools/SystemImage"),
         .executableTarget(name: "mkimage", dependencies: ["SystemImage"], path: "Sources/Tools/mkimage"),
         .executableTarget(name: "curio-bench", path: "Sources/Tools/Bench"),
 

@@ -12,7 +12,8 @@
 //               -> a1 = response code, a2/a3 = reply words, a4 = reply length
 //   receive     bufPtr       bufLen      notifyMask
 //               -> a1 = sender TaskID (or kernelSender), a2 = operation or notification
-//                  bits, a3/a4 = words, a5 = message length
+//                  bits, a3/a4 = words, a5 = message length, a6 = request id (nonzero
+//                  only for a client bound to the receiver by a server state region)
 //   reply       client       code        word0      word1     bufPtr    bufLen
 //   replyRecv   client       code|mask   word0      word1     bufPtr    replyLen  bufCapacity
 //               replies with buf[0..<replyLen], then receives into buf (as receive);
@@ -53,6 +54,28 @@ public enum Syscall: UInt, Sendable {
     /// A server's loop step in one trap: reply to one client, then receive the next
     /// message (seL4's ReplyRecv). A reply to a client that has died is dropped.
     case replyAndReceive = 16
+
+    // Server state regions (see ServerStateRegions.swift).
+
+    /// Map the SSR of client a0 (which must be awaiting the caller's reply) into the
+    /// caller's SSR window. -> a1 = window address, a2 = size in bytes, a3 = request id.
+    case ssrOpen = 17
+    /// Recovery: map the next SSR bound to the caller, from cursor a0 (0 first).
+    /// -> a1 = client TaskID or `TaskID.kernel` when done, a2 = `SSRState`, a3 = next
+    /// cursor, a4 = the last request id the kernel saw completed, a5 = window address.
+    case ssrRecoverNext = 18
+    /// Recovery: the verdict a1 (`SSRVerdict`) on the SSR of client a0.
+    case ssrVerdict = 19
+    /// Recovery is over: re-deliver the requests that were in flight.
+    case recoveryComplete = 20
+    /// Inject a fault into program a0/a1 (name): kind a2 (`FaultKind`), trigger a3
+    /// (`FaultTrigger`), trigger argument a4. Needs `manage`.
+    case injectFault = 21
+    /// Describe SSR number a0 (over all processes) into the `SSRInfo` at a1 (a2 = size).
+    /// -> a1 = 1 if there was one, 0 past the end.
+    case ssrInfo = 22
+    /// A server found its own state inconsistent: restart it as if it had faulted.
+    case reportFailure = 23
 }
 
 /// a0 after a system call.
@@ -78,6 +101,11 @@ public enum SyscallError: UInt, Error, Sendable {
     case notChild = 10
     /// `reply` to a task that is not waiting for the caller's reply.
     case notWaitingForReply = 11
+    /// The server lost this client's state in a crash (its SSR failed the checker).
+    /// The client may simply call again: it is bound afresh.
+    case serverStateLost = 12
+    /// The server kept crashing and was given up.
+    case serverFailed = 13
 }
 
 extension SyscallError {
@@ -95,6 +123,8 @@ extension SyscallError {
         case .noFreeSlot: "no free task slot"
         case .notChild: "not a child"
         case .notWaitingForReply: "not waiting for a reply"
+        case .serverStateLost: "server state lost"
+        case .serverFailed: "server failed"
         }
     }
 }

@@ -13,6 +13,10 @@ public enum FaultCause: UInt8, Sendable {
     case instructionAccessFault = 8
     case loadAccessFault = 9
     case storeAccessFault = 10
+    /// The watchdog: a server held a request too long without waiting on anyone.
+    case hang = 11
+    /// The server reported its own state inconsistent.
+    case reportedFailure = 12
 
     public var name: StaticString {
         switch self {
@@ -26,6 +30,8 @@ public enum FaultCause: UInt8, Sendable {
         case .instructionAccessFault: "instruction access fault"
         case .loadAccessFault: "load access fault"
         case .storeAccessFault: "store access fault"
+        case .hang: "hang (watchdog)"
+        case .reportedFailure: "reported failure"
         }
     }
 }
@@ -74,6 +80,10 @@ public enum TaskState: UInt8, Sendable {
     case waiting = 5
     /// Ended; its slot is kept until its parent collects the status.
     case ended = 6
+    /// A restarted server held back (crashing too often) until its backoff ends.
+    case held = 7
+    /// A server that kept crashing and was given up; its clients get `serverFailed`.
+    case failed = 8
 
     public var name: StaticString {
         switch self {
@@ -84,6 +94,8 @@ public enum TaskState: UInt8, Sendable {
         case .receiving: "recv"
         case .waiting: "wait"
         case .ended: "ended"
+        case .held: "held"
+        case .failed: "failed"
         }
     }
 }

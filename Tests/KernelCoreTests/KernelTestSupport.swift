@@ -68,6 +68,14 @@ struct FakePlatform: Platform {
 
     mutating func requestPowerOff(code: Int) { powerOffRequests.append(code) }
 
+    /// Pages flushed one at a time (SSR windows closing): address and ASID.
+    var pageFlushes: [(address: UInt64, asid: UInt16)] = []
+    var instructionSynchronizations = 0
+
+    mutating func flushPage(_ address: UInt64, asid: UInt16) { pageFlushes.append((address, asid)) }
+
+    mutating func synchronizeInstructions() { instructionSynchronizations += 1 }
+
     func write(_ text: StaticString) { console.text += text.description }
 
     func write(bytes: UnsafeRawBufferPointer) { console.text += String(decoding: bytes, as: UTF8.self) }

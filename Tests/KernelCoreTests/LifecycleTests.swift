@@ -398,7 +398,7 @@ import Testing
         #expect(CurioABI.ExitStatus(rawValue: 0) == nil)
         #expect(CurioABI.ExitStatus(rawValue: 4) == nil)
         #expect(CurioABI.ExitStatus(rawValue: 2) == nil, "a fault with cause 0")
-        #expect(CurioABI.ExitStatus(rawValue: 2 | 11 << 8) == nil, "an unknown cause")
+        #expect(CurioABI.ExitStatus(rawValue: 2 | 200 << 8) == nil, "an unknown cause")
     }
 
     @Test func taskInfoDescribesASlot() throws {

@@ -252,7 +252,8 @@ private func exerciseEverything(_ bytes: [UInt8]) {
             ("a name used before", { bytes, entry in
                 bytes.replaceSubrange(entry..<entry + 8, with: Array("console\0".utf8)) }),
             ("priority 8", { bytes, entry in bytes[entry + Field.priority] = 8 }),
-            ("unknown flag", { bytes, entry in bytes[entry + Field.flags] |= 0x08 }),
+            ("unknown flag", { bytes, entry in bytes[entry + Field.flags] |= 0x10 }),
+            ("SSR of 5 pages", { bytes, entry in bytes[entry + Field.ssrPages] = 5 }),
             ("5 interrupts", { bytes, entry in bytes[entry + Field.interruptCount] = 5 }),
             ("interrupt 0 in use", { bytes, entry in bytes[entry + Field.interruptCount] = 1 }),
             ("unused interrupt set", { bytes, entry in put(UInt32(7), in: &bytes, at: entry + Field.interrupts + 12) }),
@@ -262,7 +263,7 @@ private func exerciseEverything(_ bytes: [UInt8]) {
             ("stack + heap over budget", { bytes, entry in put(UInt32(200), in: &bytes, at: entry + Field.stackPages) }),
             ("sends to program 3 of 3", { bytes, entry in put(UInt64(0b1001), in: &bytes, at: entry + Field.sendMask) }),
             ("sends to program 63", { bytes, entry in put(UInt64(1) << 63, in: &bytes, at: entry + Field.sendMask) }),
-            ("reserved byte", { bytes, entry in bytes[entry + Field.reserved + 15] = 1 }),
+            ("reserved byte", { bytes, entry in bytes[entry + Field.reserved + 14] = 1 }),
             ("ELF inside the table", { bytes, entry in put(UInt32(40), in: &bytes, at: entry + Field.elfOffset) }),
             ("ELF past the end", { bytes, entry in put(UInt32.max, in: &bytes, at: entry + Field.elfSize) }),
             ("ELF offset past the end", { bytes, entry in put(UInt32.max, in: &bytes, at: entry + Field.elfOffset) }),

@@ -2,7 +2,7 @@
 #include "KernelArch.h"
 
 #define MAX_TASKS 64
-#define TASK_RECORD_BYTES 256
+#define TASK_RECORD_BYTES 1024
 #define FRAME_DOUBLEWORDS 32
 
 static uint64_t task_storage[MAX_TASKS * TASK_RECORD_BYTES / 8] __attribute__((aligned(64)));

@@ -43,13 +43,17 @@ public struct Kernel<P: Platform> {
     var preemptedAtLevel = InlineArray<8, Int>(repeating: -1)
     var preemptedSliceLeft = InlineArray<8, UInt64>(repeating: 0)
     var sliceEnds: UInt64 = 0
+    /// SSRs of ended clients, waiting for their servers' cleanup.
+    var orphans = InlineArray<16, OrphanedSSR>(repeating: OrphanedSSR())
+    /// The fault injector's generator (fixed seed: runs under -icount repeat).
+    var randomState: UInt64 = 0x9E37_79B9_7F4A_7C15
     /// The earliest `setTimer` deadline of any process (may be stale-early, never late).
     public internal(set) var nextTimerDeadline: UInt64? {
         get { earliestDeadline == .max ? nil : earliestDeadline }
         set { earliestDeadline = newValue ?? .max }
     }
     /// `nextTimerDeadline`, with `UInt64.max` for none.
-    public private(set) var earliestDeadline: UInt64 = .max
+    public internal(set) var earliestDeadline: UInt64 = .max
     let bootArguments: UnsafeRawBufferPointer?
 
     /// - Parameters:
@@ -108,11 +112,20 @@ public struct Kernel<P: Platform> {
         reschedule()
     }
 
+    /// The periodic clock interrupt: process timers, held restarts and the watchdog,
+    /// and injections due at this time.
+    public mutating func clockTick(now: UInt64) {
+        expireTimers(now: now)
+        superviseServers(now: now)
+        injectionPointAtClock(now: now)
+    }
+
     /// Resolves a TaskID to its slot if it names the live incarnation.
     @inline(__always) func liveSlot(_ id: TaskID) -> Int? {
         guard id.index < Self.maxTasks else { return nil }
         let state = tasks[id.index].state
-        guard state != .free, state != .ended, tasks[id.index].generation == id.generation else { return nil }
+        guard state != .free, state != .ended, state != .failed, tasks[id.index].generation == id.generation
+        else { return nil }
         return id.index
     }
 }

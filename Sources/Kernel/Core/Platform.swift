@@ -15,6 +15,10 @@ public protocol Platform {
     mutating func setInterrupt(_ irq: UInt32, enabled: Bool)
     /// Forget any cached translations of the address space with this ASID.
     mutating func flushAddressSpace(asid: UInt16)
+    /// Forget the cached translation of one page of one address space.
+    mutating func flushPage(_ address: UInt64, asid: UInt16)
+    /// Instructions in memory were rewritten (fault injection): make fetches see them.
+    mutating func synchronizeInstructions()
     /// Ask for the machine to power off with this exit code once the current trap ends.
     mutating func requestPowerOff(code: Int)
 

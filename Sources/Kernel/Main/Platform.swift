@@ -47,6 +47,12 @@ struct RISCVPlatform: Platform {
         activeASID = asid
     }
 
+    mutating func flushPage(_ address: UInt64, asid: UInt16) {
+        sfence_vma_page(address, UInt64(asidsWork ? asid : 0))
+    }
+
+    mutating func synchronizeInstructions() { fence_instructions() }
+
     mutating func requestPowerOff(code: Int) {
         powerOffRequested = true
         powerOffCode = code

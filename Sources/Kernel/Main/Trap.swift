@@ -87,7 +87,7 @@ private func handleInterrupt(code: UInt64) {
     case 5:
         let now = csr_read_time()
         if now >= nextTick { nextTick = now &+ Kernel<RISCVPlatform>.timeSlice }
-        kernel.pointee.expireTimers(now: now)
+        kernel.pointee.clockTick(now: now)
         armedDeadline = 0
     case 9:
         while let irq = PLIC.claim() {

@@ -11,6 +11,9 @@
 //   ipc      call + reply between two processes in different address spaces,
 //            no payload (pingserver answers)
 //   ipc-4k   the same with a 4 KiB payload each way
+//   ipc-ssr  the null round trip to a server holding a 4 KiB SSR per client: the
+//            kernel maps the SSR on delivery and unmaps it (one-page TLB flush) on
+//            reply
 
 import ConsoleAPI
 import CurioUser
@@ -27,16 +30,12 @@ struct Bench {
         report("trap", measure { _ = curio_syscall(0xFFFF, 0, 0, 0, 0, 0, 0, 0) }, baseline: baseline)
         report("syscall", measure { _ = System.whoAmI() }, baseline: baseline)
 
-        let server: TaskID
-        do throws(SyscallError) {
-            let name: StaticString = "pingserver"
-            server = try System.spawn(UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount),
-                                      arguments: UnsafeRawBufferPointer(start: nil, count: 0))
-        } catch {
-            print("bench: cannot start pingserver: " + String(error.name))
-            System.exit(1)
-        }
+        let server = start("pingserver")
         report("ipc", measure { _ = try? IPC.call(server, operation: 1, words: (1, 2)) }, baseline: baseline)
+        let ssrServer = start("ssrping")
+        report("ipc-ssr", measure { _ = try? IPC.call(ssrServer, operation: 1, words: (1, 2)) }, baseline: baseline)
+        try? System.kill(ssrServer)
+        _ = try? System.wait(ssrServer)
         let page = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
         page.initializeMemory(as: UInt8.self, repeating: 7)
         report("ipc-4k", measure {
@@ -44,6 +43,16 @@ struct Bench {
         }, baseline: baseline)
         try? System.kill(server)
         _ = try? System.wait(server)
+    }
+
+    static func start(_ name: StaticString) -> TaskID {
+        do throws(SyscallError) {
+            return try System.spawn(UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount),
+                                    arguments: UnsafeRawBufferPointer(start: nil, count: 0))
+        } catch {
+            print("bench: cannot start \(String(name)): \(String(error.name))")
+            System.exit(1)
+        }
     }
 
     struct Sample {

@@ -98,6 +98,7 @@ let rows: [(String, String, String, String)] = [
     ("null syscall (whoAmI)", cell("syscall"), "seL4 123 · xv6 getpid 1,130", "≤ 300"),
     ("null IPC round trip, cross address space", cell("ipc"), "seL4 fastpath 538 · xv6 pipe ping-pong ≈95,800", "≤ 1,500"),
     ("IPC round trip, 4 KiB each way", cell("ipc-4k"), "—", "—"),
+    ("null IPC round trip with an SSR mapped and unmapped", cell("ipc-ssr"), "the null round trip above", "≤ 1.25 × null IPC"),
     ("power-on to shell", bootInstructions.map { "\($0)" } ?? "missing", "—", "—"),
     ("kernel image (text+rodata+data, bytes)", kernelImageSize(kernel).map { "\($0)" } ?? "missing", "—", "—"),
 ]

@@ -161,6 +161,8 @@ public enum ImageWriter {
         image[entry + Field.flags] = (program.startsAtBoot ? Flag.startsAtBoot : 0)
             | (program.mayManage ? Flag.mayManage : 0)
             | (program.receivesBootArguments ? Flag.receivesBootArguments : 0)
+            | (program.restartable ? Flag.restartable : 0)
+        image[entry + Field.ssrPages] = UInt8(program.ssrKiB / SystemDescription.kibibytesPerPage)
         image[entry + Field.interruptCount] = UInt8(program.interrupts.count)
         image[entry + Field.deviceCount] = UInt8(program.devices.count)
         let kibibytesPerPage = SystemDescription.kibibytesPerPage

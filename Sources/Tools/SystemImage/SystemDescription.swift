@@ -40,6 +40,10 @@
 //   start           boolean            started at boot (default false)
 //   manage          boolean            may spawn, kill, power off (default false)
 //   boot_arguments  boolean            gets the kernel command line (default false)
+//   restartable     boolean            restarted from its pristine image when it faults
+//                                      (default false: a faulting program is just stopped)
+//   ssr             integer            KiB of server state per client, a multiple of 4,
+//                                      at most 16 (default 0: no server state regions)
 //   sends           [string]           programs it may send to (default none)
 //   interrupts      [integer]          PLIC sources it owns, 1...1023, at most 4
 //   devices         [string]           "0xBASE+0xSIZE" MMIO ranges, page-aligned, at most 2
@@ -49,6 +53,7 @@
 // any order in the file) and not the program itself, no interrupt has two
 // owners, no two device ranges overlap, and there are 1 to 64 programs.
 
+import CurioABI
 import KernelCore
 
 public struct DeviceRange: Equatable, Sendable {
@@ -75,6 +80,8 @@ public struct ProgramDescription: Equatable, Sendable {
     public var startsAtBoot: Bool
     public var mayManage: Bool
     public var receivesBootArguments: Bool
+    public var restartable: Bool = false
+    public var ssrKiB: Int = 0
     public var sends: [String]
     public var interrupts: [UInt32]
     public var devices: [DeviceRange]
@@ -315,6 +322,8 @@ private struct ProgramDraft {
     var startsAtBoot = false
     var mayManage = false
     var receivesBootArguments = false
+    var restartable = false
+    var ssrKiB = 0
     var sends: [String] = []
     var interrupts: [UInt32] = []
     var devices: [DeviceRange] = []
@@ -363,6 +372,14 @@ private struct ProgramDraft {
             mayManage = try boolean()
         case "boot_arguments":
             receivesBootArguments = try boolean()
+        case "restartable":
+            restartable = try boolean()
+        case "ssr":
+            let kibibytes = try kibibytes(allowZero: true)
+            guard kibibytes <= SSRWindow.maxPages * SystemDescription.kibibytesPerPage else {
+                throw bad("at most \(SSRWindow.maxPages * SystemDescription.kibibytesPerPage) KiB per client")
+            }
+            ssrKiB = kibibytes
         case "sends":
             for element in try array() {
                 guard case .string(let target) = element else { throw bad("expected program names") }
@@ -408,10 +425,13 @@ private struct ProgramDraft {
             throw SystemDescriptionError(line: keyLines["memory"] ?? line, .badValue(
                 key: "memory", reason: "\(memoryKiB) KiB is less than stack + heap (\(stackKiB + heapKiB) KiB)"))
         }
-        return ProgramDescription(
+        var program = ProgramDescription(
             name: name, module: module, priority: priority, memoryKiB: memoryKiB, stackKiB: stackKiB,
             heapKiB: heapKiB, startsAtBoot: startsAtBoot, mayManage: mayManage,
             receivesBootArguments: receivesBootArguments, sends: sends, interrupts: interrupts, devices: devices)
+        program.restartable = restartable
+        program.ssrKiB = ssrKiB
+        return program
     }
 }
 

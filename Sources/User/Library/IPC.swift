@@ -21,8 +21,21 @@ public struct Received: Sendable {
     public var operation: UInt
     public var words: (UInt, UInt)
     public var length: Int
+    /// The kernel's id for this request when the sender is bound to the receiver by a
+    /// server state region (ids count up from 1 per client and survive re-delivery
+    /// after a server restart); 0 for notifications, unbind messages and servers
+    /// without SSRs.
+    public var requestID: UInt64 = 0
 
     public var isNotification: Bool { sender == .kernel }
+
+    init(_ result: curio_syscall_result) {
+        sender = TaskID(rawValue: UInt32(truncatingIfNeeded: result.r1))
+        operation = UInt(result.r2)
+        words = (UInt(result.r3), UInt(result.r4))
+        length = Int(result.r5)
+        requestID = sender == .kernel ? 0 : result.r6
+    }
 }
 
 public enum IPC {
@@ -41,9 +54,7 @@ public enum IPC {
         throws(SyscallError) -> Received {
         let result = try System.call(.receive, UInt(bitPattern: buffer.baseAddress), UInt(buffer.count),
                                      notificationMask)
-        return Received(sender: TaskID(rawValue: UInt32(truncatingIfNeeded: result.r1)),
-                        operation: UInt(result.r2), words: (UInt(result.r3), UInt(result.r4)),
-                        length: Int(result.r5))
+        return Received(result)
     }
 
     /// Replies with `buffer[0..<replyLength]`, then waits for the next message into
@@ -54,9 +65,7 @@ public enum IPC {
         let result = try System.call(.replyAndReceive, UInt(client.rawValue),
                                      UInt(code) | UInt(notificationMask) << 32, words.0, words.1,
                                      UInt(bitPattern: buffer.baseAddress), UInt(replyLength), UInt(buffer.count))
-        return Received(sender: TaskID(rawValue: UInt32(truncatingIfNeeded: result.r1)),
-                        operation: UInt(result.r2), words: (UInt(result.r3), UInt(result.r4)),
-                        length: Int(result.r5))
+        return Received(result)
     }
 
     public static func reply(to client: TaskID, code: UInt = 0, words: (UInt, UInt) = (0, 0),

@@ -87,6 +87,93 @@ public enum System {
         UnsafeRawBufferPointer(start: curio_arguments(), count: curio_arguments_length())
     }
 
+    // MARK: Server state regions (see CurioABI's ServerStateRegions.swift)
+
+    /// A client's SSR as the kernel mapped it into the calling server's window.
+    public struct SSRMapping: Sendable {
+        /// The window's address (`SSRWindow.base`).
+        public var address: UInt
+        public var size: Int
+        /// The id of the request of the client's that the server is holding.
+        public var requestID: UInt64
+
+        public var window: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: address)! }
+    }
+
+    /// Maps the SSR of `client`, whose request the caller holds (a deferred reply),
+    /// into the caller's window. The window closes at the reply, the next receive or
+    /// the next `ssrOpen`.
+    public static func ssrOpen(_ client: TaskID) throws(SyscallError) -> SSRMapping {
+        let result = try call(.ssrOpen, UInt(client.rawValue))
+        return SSRMapping(address: UInt(result.r1), size: Int(result.r2), requestID: result.r3)
+    }
+
+    /// One SSR handed to a restarted server by `ssrRecoverNext`, mapped in its window.
+    public struct RecoveredSSR: Sendable {
+        public var client: TaskID
+        /// `suspect` if it was mapped in the server when the server failed.
+        public var state: SSRState
+        /// Where the next `ssrRecoverNext` continues.
+        public var nextCursor: Int
+        /// The id of the client's latest request the server replied to (0: none yet).
+        public var lastCompletedRequest: UInt64
+        public var address: UInt
+
+        public var window: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: address)! }
+    }
+
+    /// Recovery: maps the next SSR bound to the caller, starting at `cursor` (0 first);
+    /// nil when every SSR has been seen.
+    public static func ssrRecoverNext(cursor: Int) throws(SyscallError) -> RecoveredSSR? {
+        let result = try call(.ssrRecoverNext, UInt(cursor))
+        let client = TaskID(rawValue: UInt32(truncatingIfNeeded: result.r1))
+        guard client != .kernel else { return nil }
+        return RecoveredSSR(client: client, state: SSRState(rawValue: UInt8(truncatingIfNeeded: result.r2)) ?? .suspect,
+                            nextCursor: Int(result.r3), lastCompletedRequest: result.r4, address: UInt(result.r5))
+    }
+
+    /// Recovery: the caller's judgement of `client`'s SSR. `lost` fails the client's
+    /// pending request with `serverStateLost`; its next request starts from a zeroed SSR.
+    public static func ssrVerdict(_ client: TaskID, _ verdict: SSRVerdict) throws(SyscallError) {
+        _ = try call(.ssrVerdict, UInt(client.rawValue), verdict.rawValue)
+    }
+
+    /// Recovery is over: the kernel re-delivers the requests that were in flight.
+    public static func recoveryComplete() throws(SyscallError) { _ = try call(.recoveryComplete) }
+
+    /// The caller found its own state inconsistent: the kernel restarts it (if it is
+    /// restartable) as if it had faulted. Does not return.
+    public static func reportFailure() -> Never {
+        _ = try? call(.reportFailure)
+        while true {}
+    }
+
+    /// Describes SSR number `index` over all processes (then orphans); nil past the end.
+    public static func ssrInfo(index: Int) throws(SyscallError) -> SSRInfo? {
+        var info = SSRInfo(owner: TaskID(rawValue: 0), serverProgram: 0, pages: 0, state: .valid,
+                           lastCompletedRequest: 0, serverName: (0, 0))
+        let found = try withUnsafeMutableBytes(of: &info) { bytes throws(SyscallError) in
+            try call(.ssrInfo, UInt(index), address(UnsafeRawBufferPointer(bytes)), UInt(bytes.count)).r1
+        }
+        return found != 0 ? info : nil
+    }
+
+    // MARK: Fault injection (needs `manage`)
+
+    /// Arms a fault of `kind` in the running instance of the program named `program`,
+    /// striking as `trigger` says (`argument`: N for `afterRequests`, a bound in clock
+    /// ticks for `randomTime`).
+    public static func injectFault(into program: UnsafeRawBufferPointer, kind: FaultKind,
+                                   trigger: FaultTrigger = .nextRequest, argument: UInt = 0) throws(SyscallError) {
+        _ = try call(.injectFault, address(program), UInt(program.count), kind.rawValue, trigger.rawValue, argument)
+    }
+
+    public static func injectFault(into program: StaticString, kind: FaultKind, trigger: FaultTrigger = .nextRequest,
+                                   argument: UInt = 0) throws(SyscallError) {
+        try injectFault(into: UnsafeRawBufferPointer(start: program.utf8Start, count: program.utf8CodeUnitCount),
+                        kind: kind, trigger: trigger, argument: argument)
+    }
+
     static func address(_ buffer: UnsafeRawBufferPointer) -> UInt {
         UInt(bitPattern: buffer.baseAddress)
     }

@@ -62,6 +62,9 @@ static inline __attribute__((always_inline)) void sfence_vma_page(uint64_t addre
     ARCH_ASM("sfence.vma %0, %1" ::"r"(address), "r"(asid) : "memory");
 }
 
+/// Make instruction fetch see stores to code (fault injection patches programs).
+static inline __attribute__((always_inline)) void fence_instructions(void) { ARCH_ASM("fence.i" ::: "memory"); }
+
 static inline __attribute__((always_inline)) void wait_for_interrupt(void) { ARCH_ASM("wfi" ::: "memory"); }
 
 static inline __attribute__((always_inline)) uint32_t mmio_read32(uint64_t address) { return *(volatile uint32_t *)address; }

@@ -21,11 +21,15 @@ import CurioABI
 
 extension Kernel {
     mutating func send(from caller: Int, to endpoint: TaskID) throws(SyscallError) {
-        guard let target = liveSlot(endpoint) else { throw .deadEndpoint }
+        guard let target = liveSlot(endpoint) else {
+            let failed = endpoint.index < Self.maxTasks && tasks[endpoint.index].state == .failed
+            throw failed ? .serverFailed : .deadEndpoint
+        }
         guard target != caller else { throw .badArgument }
         guard tasks[caller].sendMask & (1 << UInt64(tasks[target].program)) != 0 else { throw .notPermitted }
+        try issueRequest(from: caller, to: target)
 
-        if tasks[target].state == .receiving {
+        if tasks[target].state == .receiving && !tasks[target].recovering {
             try deliver(from: caller, to: target)
             block(caller, in: .awaitingReply, on: target)
             makeRunnable(target)
@@ -36,10 +40,21 @@ extension Kernel {
     }
 
     mutating func receive(by caller: Int, notificationMask: UInt) {
+        closeWindow(of: caller)
+        tasks[caller].servingSince = 0
         let notifications = tasks[caller].notificationsPending & notificationMask
         if notifications != 0 {
             tasks[caller].notificationsPending &= ~notifications
             deliverNotification(notifications, to: caller)
+            return
+        }
+        if tasks[caller].recovering {
+            tasks[caller].receiveMask = notificationMask
+            block(caller, in: .receiving, on: -1)
+            return
+        }
+        if deliverUnbind(to: caller) {
+            noteServing(caller)
             return
         }
         while let sender = mostUrgentSender(of: caller) {
@@ -59,7 +74,10 @@ extension Kernel {
 
     mutating func reply(by caller: Int, to client: TaskID, code: UInt, words: (UInt, UInt),
                         payload: UserBuffer) throws(SyscallError) {
-        guard let slot = liveSlot(client) else { throw .deadEndpoint }
+        guard let slot = liveSlot(client) else {
+            if finishUnbind(by: caller, client: client) { return }
+            throw .deadEndpoint
+        }
         guard tasks[slot].state == .awaitingReply, tasks[slot].partner == caller else {
             throw .notWaitingForReply
         }
@@ -74,6 +92,7 @@ extension Kernel {
         clientRegisters.setResult(2, words.0)
         clientRegisters.setResult(3, words.1)
         clientRegisters.setResult(4, UInt(payload.count))
+        completeRequest(of: slot, by: caller)
         makeRunnable(slot)
     }
 
@@ -85,6 +104,7 @@ extension Kernel {
         guard deliverable != 0 else { return }
         tasks[slot].notificationsPending &= ~deliverable
         deliverNotification(deliverable, to: slot)
+        noteServing(slot)
         makeRunnable(slot)
     }
 
@@ -108,6 +128,14 @@ extension Kernel {
         receiverRegisters.setResult(3, senderRegisters.argument(1))
         receiverRegisters.setResult(4, senderRegisters.argument(2))
         receiverRegisters.setResult(5, UInt(count))
+        receiverRegisters[.a6] = tasks[receiver].ssrPages > 0 ? openWindow(of: receiver, for: sender) : 0
+        noteServing(receiver)
+        injectionPointAtDelivery(receiver)
+    }
+
+    /// A restartable server starts working on something: the watchdog's clock runs.
+    private mutating func noteServing(_ server: Int) {
+        if tasks[server].restartable { tasks[server].servingSince = platform.now() }
     }
 
     private func deliverNotification(_ bits: UInt, to slot: Int) {
@@ -118,6 +146,7 @@ extension Kernel {
         file.setResult(3, 0)
         file.setResult(4, 0)
         file.setResult(5, 0)
+        file[.a6] = 0
     }
 
     private func copyPayload(from source: Int, _ sourceAddress: VirtualAddress, to destination: Int,

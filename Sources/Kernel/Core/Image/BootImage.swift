@@ -43,9 +43,11 @@
 //     48 symbolsOffset u32  52 symbolCount u32   56 stringsOffset u32   60 stringsSize u32
 //     64 interrupts[4] u32
 //     80 devices[2] (base u64, size u64)
-//    112 reserved, 16 bytes of zero                                          -> 128 bytes
+//    112 ssrPages u8 (per client, <= SSRWindow.maxPages)
+//    113 reserved, 15 bytes of zero                                          -> 128 bytes
 //
-//   flags: bit 0 startsAtBoot, bit 1 mayManage, bit 2 receivesBootArguments
+//   flags: bit 0 startsAtBoot, bit 1 mayManage, bit 2 receivesBootArguments,
+//          bit 3 restartable (restarted from its pristine image when it faults)
 //
 //   Symbol record: 0 address u64 | 8 nameOffset u32 (into the program's strings) | 12 nameLength u32
 
@@ -110,15 +112,17 @@ public enum BootImageFormat {
         public static let devices = 80
         /// One device: base u64, size u64.
         public static let deviceSize = 16
-        public static let reserved = 112
-        public static let reservedSize = 16
+        public static let ssrPages = 112
+        public static let reserved = 113
+        public static let reservedSize = 15
     }
 
     public enum ProgramFlag {
         public static let startsAtBoot: UInt8 = 1 << 0
         public static let mayManage: UInt8 = 1 << 1
         public static let receivesBootArguments: UInt8 = 1 << 2
-        static let all: UInt8 = startsAtBoot | mayManage | receivesBootArguments
+        public static let restartable: UInt8 = 1 << 3
+        static let all: UInt8 = startsAtBoot | mayManage | receivesBootArguments | restartable
     }
 
     public enum SymbolField {
@@ -186,6 +190,10 @@ public struct ProgramDescriptor: Sendable {
     public var mayManage: Bool
     /// Gets the kernel command line as its argument string.
     public var receivesBootArguments: Bool
+    /// Restarted from its pristine image when it faults (a server), not just stopped.
+    public var restartable: Bool
+    /// Pages of server state each client gets (0: keeps no per-client state).
+    public var ssrPages: Int
     /// The budget for everything the process owns: image, stack, heap, page tables.
     public var memoryPages: Int
     public var stackPages: Int
@@ -227,7 +235,9 @@ public struct ProgramDescriptor: Sendable {
         let stackPages = entry.littleEndian(UInt32.self, at: Field.stackPages)
         let heapPages = entry.littleEndian(UInt32.self, at: Field.heapPages)
         let sendMask = entry.littleEndian(UInt64.self, at: Field.sendMask)
+        let ssrPages = Int(entry.byte(at: Field.ssrPages))
         guard priority <= BootImageFormat.maxPriority,
+              ssrPages <= SSRWindow.maxPages,
               flags & ~BootImageFormat.ProgramFlag.all == 0,
               interruptCount <= BootImageFormat.maxInterrupts,
               deviceCount <= BootImageFormat.maxDevices,
@@ -268,6 +278,8 @@ public struct ProgramDescriptor: Sendable {
         startsAtBoot = flags & BootImageFormat.ProgramFlag.startsAtBoot != 0
         mayManage = flags & BootImageFormat.ProgramFlag.mayManage != 0
         receivesBootArguments = flags & BootImageFormat.ProgramFlag.receivesBootArguments != 0
+        restartable = flags & BootImageFormat.ProgramFlag.restartable != 0
+        self.ssrPages = ssrPages
         self.memoryPages = Int(memoryPages)
         self.stackPages = Int(stackPages)
         self.heapPages = Int(heapPages)

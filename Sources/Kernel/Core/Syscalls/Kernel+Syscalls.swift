@@ -51,7 +51,9 @@ extension Kernel {
             receive(by: slot, notificationMask: mask)
         case .lookup(let name):
             let program = try programIndex(named: name, in: slot)
-            guard let running = firstLiveInstance(of: program) else { throw .notFound }
+            guard let running = firstLiveInstance(of: program) else {
+                throw hasFailed(program) ? .serverFailed : .notFound
+            }
             file.setResult(1, UInt(id(of: running).rawValue))
         case .spawn(let name, let arguments):
             guard tasks[slot].mayManage else { throw .notPermitted }
@@ -94,6 +96,31 @@ extension Kernel {
             platform.requestPowerOff(code: code)
         case .whoAmI:
             file.setResult(1, UInt(id(of: slot).rawValue))
+        case .ssrOpen(let client):
+            try ssrOpen(by: slot, client: client)
+            tasks[slot].servingSince = platform.now()
+        case .ssrRecoverNext(let cursor):
+            guard tasks[slot].recovering else { throw .badArgument }
+            ssrRecoverNext(by: slot, cursor: cursor)
+        case .ssrVerdict(let client, let verdict):
+            guard tasks[slot].recovering else { throw .badArgument }
+            try ssrVerdict(by: slot, client: client, verdict: verdict)
+        case .recoveryComplete:
+            recoveryComplete(by: slot)
+        case .injectFault(let name, let kind, let trigger, let argument):
+            try injectFault(by: slot, into: name, kind: kind, trigger: trigger, argument: argument)
+        case .ssrInfo(let index, let destination):
+            guard var info = ssrInfo(index) else {
+                file.setResult(1, 0)
+                return
+            }
+            try withUnsafeBytes(of: &info) { bytes throws(SyscallError) in
+                try copyOut(bytes, to: destination, of: slot)
+            }
+            file.setResult(1, 1)
+        case .reportFailure:
+            guard tasks[slot].restartable else { throw .notPermitted }
+            fault(slot, cause: .reportedFailure, address: 0)
         }
     }
 
@@ -118,7 +145,7 @@ extension Kernel {
                         pageBudget: UInt32(task.pageBudget), name: name)
     }
 
-    private func programIndex(named name: UserBuffer, in slot: Int) throws(SyscallError) -> Int {
+    func programIndex(named name: UserBuffer, in slot: Int) throws(SyscallError) -> Int {
         var bytes = InlineArray<16, UInt8>(repeating: 0)
         try copyIn(name, from: slot, into: &bytes)
         let index = bytes.span.withUnsafeBufferPointer { buffer in
@@ -126,6 +153,13 @@ extension Kernel {
         }
         guard let index else { throw .notFound }
         return index
+    }
+
+    func hasFailed(_ program: Int) -> Bool {
+        for slot in 0..<Self.maxTasks where tasks[slot].state == .failed && tasks[slot].program == program {
+            return true
+        }
+        return false
     }
 
     func firstLiveInstance(of program: Int) -> Int? {

@@ -35,6 +35,13 @@ public enum SyscallRequest: Equatable, Sendable {
     case clock
     case powerOff(code: Int)
     case whoAmI
+    case ssrOpen(client: TaskID)
+    case ssrRecoverNext(cursor: Int)
+    case ssrVerdict(client: TaskID, verdict: SSRVerdict)
+    case recoveryComplete
+    case injectFault(server: UserBuffer, kind: FaultKind, trigger: FaultTrigger, argument: UInt)
+    case ssrInfo(index: Int, destination: UserBuffer)
+    case reportFailure
 }
 
 extension EndpointCall {
@@ -125,6 +132,28 @@ extension SyscallRequest {
             return .powerOff(code: Int(a(0)))
         case .whoAmI:
             return .whoAmI
+        case .ssrOpen:
+            return .ssrOpen(client: try taskID(a(0)))
+        case .ssrRecoverNext:
+            guard a(0) <= UInt(ReadyQueues.maxSlots * SSRTable.bindingsPerTask) else { throw .badArgument }
+            return .ssrRecoverNext(cursor: Int(a(0)))
+        case .ssrVerdict:
+            guard let verdict = SSRVerdict(rawValue: a(1)) else { throw .badArgument }
+            return .ssrVerdict(client: try taskID(a(0)), verdict: verdict)
+        case .recoveryComplete:
+            return .recoveryComplete
+        case .injectFault:
+            let name = try buffer(a(0), a(1), limit: SyscallLimits.maxNameBytes, writable: false)
+            guard let kind = FaultKind(rawValue: a(2)), let trigger = FaultTrigger(rawValue: a(3)) else {
+                throw .badArgument
+            }
+            return .injectFault(server: name, kind: kind, trigger: trigger, argument: a(4))
+        case .ssrInfo:
+            guard a(2) >= UInt(SSRInfo.size) else { throw .badArgument }
+            let destination = try buffer(a(1), UInt(SSRInfo.size), limit: SSRInfo.size, writable: true)
+            return .ssrInfo(index: Int(min(a(0), UInt(Int.max))), destination: destination)
+        case .reportFailure:
+            return .reportFailure
         }
     }
 }

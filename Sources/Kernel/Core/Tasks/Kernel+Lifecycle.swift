@@ -26,6 +26,19 @@ extension Kernel {
     @discardableResult
     public mutating func spawn(program: Int, arguments: UnsafeRawBufferPointer?, parent: TaskID?) throws(SyscallError) -> TaskID {
         guard let slot = freeSlot() else { throw .noFreeSlot }
+        var task = Task()
+        task.generation = tasks[slot].generation
+        task.parent = parent
+        try load(program, into: slot, as: task, arguments: arguments)
+        makeRunnable(slot)
+        return id(of: slot)
+    }
+
+    /// Builds a fresh process for `program` in `slot` from the record `task` (which
+    /// carries what the slot keeps: generation, parent, restart history, queued
+    /// senders). On failure the slot is left free and nothing is leaked.
+    mutating func load(_ program: Int, into slot: Int, as task: Task,
+                       arguments: UnsafeRawBufferPointer?) throws(SyscallError) {
         let descriptor = image.program(program)
         let elf: ELFImage
         do {
@@ -37,17 +50,17 @@ extension Kernel {
         guard let space = AddressSpace.create(allocator: &frames, sharing: kernelRoot) else {
             throw .outOfMemory
         }
-        var task = Task()
-        task.generation = tasks[slot].generation
-        task.restarts = tasks[slot].restarts
+        var task = task
         task.program = program
         task.priority = descriptor.priority
-        task.parent = parent
         task.addressSpace = space
         task.pagesUsed = 1
         task.pageBudget = descriptor.memoryPages
         task.sendMask = descriptor.sendMask
         task.mayManage = descriptor.mayManage
+        task.restartable = descriptor.restartable
+        task.ssrPages = descriptor.ssrPages
+        task.recovering = descriptor.ssrPages > 0
         tasks[slot] = task
 
         let file = registers(slot)
@@ -59,6 +72,9 @@ extension Kernel {
             let pageMask = UInt64(pageSize - 1)
             let heapBase = VirtualAddress((elf.endAddress + pageMask) & ~pageMask).advanced(by: pageSize)
             try mapFreshPages(at: heapBase, count: descriptor.heapPages, flags: [.read, .write], in: slot)
+            tasks[slot].dataStart = Self.writableStart(of: elf)
+            tasks[slot].dataEnd = heapBase.rawValue + UInt64(descriptor.heapPages * pageSize)
+            if descriptor.ssrPages > 0 { try prepareWindow(of: slot, scratch: space.root) }
             for device in 0..<descriptor.deviceCount {
                 try mapDevice(descriptor.device(device), window: device, in: slot)
             }
@@ -90,8 +106,14 @@ extension Kernel {
         for index in 0..<descriptor.interruptCount {
             platform.setInterrupt(descriptor.interrupt(index), enabled: true)
         }
-        makeRunnable(slot)
-        return id(of: slot)
+    }
+
+    /// Where the first writable segment starts (data bit flips aim from here on).
+    static func writableStart(of elf: ELFImage) -> UInt64 {
+        for index in 0..<elf.loadSegmentCount where elf.loadSegment(index).writable {
+            return elf.loadSegment(index).virtualAddress
+        }
+        return elf.endAddress
     }
 
     /// Whether heap, device windows and stack fit the user address space without
@@ -114,12 +136,14 @@ extension Kernel {
         switch dying.state {
         case .sending:
             tasks[dying.partner].sendersWaiting &= ~(1 << UInt64(slot))
-        case .runnable, .awaitingReply, .receiving, .waiting:
+        case .runnable, .awaitingReply, .receiving, .waiting, .held:
             break
-        case .free, .ended:
+        case .free, .ended, .failed:
             return
         }
         ready.remove(slot: slot, priority: dying.priority)
+        closeWindow(of: slot)
+        orphanBindings(of: slot)
 
         var waitingSenders = dying.sendersWaiting
         while waitingSenders != 0 {
@@ -144,6 +168,9 @@ extension Kernel {
             platform.setInterrupt(program.interrupt(index), enabled: false)
         }
 
+        if dying.ssrPages > 0 {
+            dropOrphans(of: dying.program)
+        }
         let parentSlot = dying.parent.flatMap { liveSlot($0) }
         release(slot, keepingStatus: parentSlot != nil ? status : nil)
         if let parentSlot, tasks[parentSlot].state == .waiting, tasks[parentSlot].partner == slot {
@@ -153,13 +180,6 @@ extension Kernel {
             release(slot)
         }
         if current == slot { current = nil }
-    }
-
-    /// Stops a process for a hardware fault or a runtime trap and reports it.
-    public mutating func fault(_ slot: Int, cause: FaultCause, address: UInt64) {
-        reportFault(slot, cause: cause, address: address)
-        end(slot, status: .faulted(cause))
-        reschedule()
     }
 
     mutating func wait(by caller: Int, for child: TaskID) throws(SyscallError) {

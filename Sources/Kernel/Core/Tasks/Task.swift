@@ -45,10 +45,36 @@ public struct Task {
     /// every call and decoding the descriptor costs hundreds of instructions.
     public var sendMask: UInt64 = 0
     public var mayManage = false
+    public var restartable = false
+    /// Pages of state this server keeps per client (0: not an SSR server).
+    public var ssrPages = 0
+
+    // As a client: the SSRs this process owns, one per server it has called.
+    public var bindings = InlineArray<4, SSRBinding>(repeating: SSRBinding())
+
+    // As a server (see Kernel+SSR.swift, Kernel+Restart.swift):
+    /// The client whose SSR is mapped in this server's window (-1: none).
+    public var windowClient = -1
+    /// The orphan whose SSR is mapped for an unbind message (-1: none).
+    public var windowOrphan = -1
+    /// Restarted and not yet done checking its SSRs: takes no messages.
+    public var recovering = false
+    /// When the request being worked on was delivered (0: none); for the watchdog.
+    public var servingSince: UInt64 = 0
+    /// Restarts in quick succession, for backoff; the time of the last one.
+    public var rapidRestarts = 0
+    public var lastRestart: UInt64 = 0
+    /// A backed-off restart holds the fresh process until this time.
+    public var heldUntil: UInt64 = 0
+    /// Where its writable data (data, bss, heap) lies, for data bit flips.
+    public var dataStart: UInt64 = 0
+    public var dataEnd: UInt64 = 0
+    /// A fault waiting to strike (see Kernel+FaultInjection.swift).
+    public var injection = PendingInjection()
 
     public init() {}
 
-    public var isLive: Bool { state != .free && state != .ended }
+    public var isLive: Bool { state != .free && state != .ended && state != .failed }
 
     public func id(slot: Int) -> TaskID { TaskID(index: slot, generation: generation) }
 }

@@ -1,0 +1,129 @@
+// Server State Regions: the types shared by the kernel, servers and tools.
+//
+// A server declares in the system description how many pages of state it keeps per
+// client (`ssr = N`, KiB). The first time a client sends to it, the kernel allocates
+// those pages from the client's budget: the client's SSR for that server. The client
+// can never map it. The kernel maps it into the server at `SSRWindow.base` while the
+// server handles one of that client's requests, and unmaps it (flushing just those
+// pages from the TLB) when the server replies or moves on. When the server faults,
+// the kernel restarts it from its pristine image; SSRs survive, and the one mapped at
+// the moment of the fault is marked suspect. The restarted server walks its SSRs
+// (`ssrRecoverNext`), judges each (`ssrVerdict`), rebuilds its caches, and says
+// `recoveryComplete`; then the kernel re-delivers the requests that were in flight.
+//
+// Every request from a bound client carries a request id, assigned by the kernel
+// when the client sends and kept across re-delivery, so a server can recognise a
+// request it already applied (exactly-once; see SSRFormat).
+
+public enum SSRWindow {
+    /// Where a server sees the SSR it may touch right now.
+    public static let base: UInt = 0x6000_0000
+    /// The largest SSR, in pages.
+    public static let maxPages = 4
+}
+
+/// What the kernel knows about an SSR.
+public enum SSRState: UInt8, Sendable {
+    case valid = 0
+    /// Mapped into a server when that server faulted: check with extra care.
+    case suspect = 1
+    /// The server's checker rejected it; its client's requests get `serverStateLost`.
+    case lost = 2
+    /// Its client has ended; waiting for the server to clean up (the unbind message).
+    case orphaned = 3
+
+    public var name: StaticString {
+        switch self {
+        case .valid: "valid"
+        case .suspect: "suspect"
+        case .lost: "lost"
+        case .orphaned: "orphaned"
+        }
+    }
+}
+
+/// A restarted server's judgement of one SSR.
+public enum SSRVerdict: UInt, Sendable {
+    case valid = 0
+    case repaired = 1
+    case lost = 2
+}
+
+/// The operation of the message the kernel sends a server when one of its clients
+/// has ended: the SSR is mapped; clean up (close, unlock, cancel) and reply, after
+/// which the kernel frees the SSR's pages.
+public enum SSRMessage {
+    public static let unbindOperation: UInt = 0xFFFF
+}
+
+/// Faults the kernel can inject into a server (software-implemented fault injection).
+public enum FaultKind: UInt, CaseIterable, Sendable {
+    /// Point a random saved register at an unmapped address: a wild access follows.
+    case wildWrite = 0
+    /// Flip one bit of one saved register at a random point of execution.
+    case registerBitFlip = 1
+    /// Flip one bit of the server's data, bss or heap.
+    case dataBitFlip = 2
+    /// Flip one bit of the server's live stack.
+    case stackBitFlip = 3
+    /// Flip one bit of the SSR the server has mapped.
+    case ssrBitFlip = 4
+    /// Make the server spin forever (the watchdog must catch it).
+    case endlessLoop = 5
+    /// Replace the next instruction with an illegal one.
+    case illegalInstruction = 6
+
+    public var name: StaticString {
+        switch self {
+        case .wildWrite: "wild-write"
+        case .registerBitFlip: "reg-flip"
+        case .dataBitFlip: "data-flip"
+        case .stackBitFlip: "stack-flip"
+        case .ssrBitFlip: "ssr-flip"
+        case .endlessLoop: "loop"
+        case .illegalInstruction: "illegal"
+        }
+    }
+}
+
+/// When an injected fault strikes.
+public enum FaultTrigger: UInt, Sendable {
+    /// When the next request is delivered to the server.
+    case nextRequest = 0
+    /// When the Nth request from now is delivered (argument: N).
+    case afterRequests = 1
+    /// After a pseudo-random number of clock ticks below the argument, wherever the
+    /// server is then (if it is not running, at the next moment it is).
+    case randomTime = 2
+}
+
+/// What `ssrInfo` writes: a fixed little-endian layout.
+///
+///   offset  size  field
+///   0       4     owner TaskID
+///   4       1     server program index
+///   5       1     pages
+///   6       1     SSRState
+///   7       1     reserved
+///   8       8     last request id completed
+///   16      16    server name, NUL-padded
+public struct SSRInfo: Sendable {
+    public static let size = 32
+    public var owner: TaskID
+    public var serverProgram: UInt8
+    public var pages: UInt8
+    public var state: SSRState
+    public var reserved: UInt8 = 0
+    public var lastCompletedRequest: UInt64
+    public var serverName: (UInt64, UInt64)
+
+    public init(owner: TaskID, serverProgram: UInt8, pages: UInt8, state: SSRState,
+                lastCompletedRequest: UInt64, serverName: (UInt64, UInt64)) {
+        self.owner = owner
+        self.serverProgram = serverProgram
+        self.pages = pages
+        self.state = state
+        self.lastCompletedRequest = lastCompletedRequest
+        self.serverName = serverName
+    }
+}

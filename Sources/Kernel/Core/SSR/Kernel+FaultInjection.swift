@@ -1,0 +1,136 @@
+// Software-implemented fault injection, for watching servers fail and recover.
+//
+// `injectFault` arms one fault against a running program; it strikes on a trigger:
+// when the next (or Nth) request is delivered, or after a pseudo-random number of
+// clock ticks. The faults follow the models of the Rio, Nooks and MINIX 3 campaigns:
+//
+//   wild-write   a random register is pointed at unmapped memory, so the code that
+//                next dereferences it makes a wild access
+//   reg-flip     one bit of one saved register (x1..x31 or pc) flips
+//   data-flip    one bit of the data/bss/heap flips
+//   stack-flip   one bit of the live stack (sp..top) flips
+//   ssr-flip     one bit of the SSR in the server's window flips
+//   loop         the next instruction becomes `j .` (a hang for the watchdog)
+//   illegal      the next instruction becomes an illegal one
+//
+// A flip is not always *activated*: the bit may never be read, or be masked. The
+// kernel only reports what it did; campaigns judge the outcome from what clients see.
+// The generator is a fixed-seed xorshift, so a run under -icount repeats exactly.
+
+import CurioABI
+
+public struct PendingInjection: Sendable {
+    public var kind: FaultKind?
+    public var trigger: FaultTrigger = .nextRequest
+    /// Requests still to pass (afterRequests), or the clock time (randomTime).
+    public var countdown: UInt64 = 0
+
+    public init() {}
+}
+
+extension Kernel {
+    mutating func injectFault(by caller: Int, into name: UserBuffer, kind: FaultKind, trigger: FaultTrigger,
+                              argument: UInt) throws(SyscallError) {
+        guard tasks[caller].mayManage else { throw .notPermitted }
+        let program = try programIndex(named: name, in: caller)
+        guard let target = firstLiveInstance(of: program) else { throw .notFound }
+        var injection = PendingInjection()
+        injection.kind = kind
+        injection.trigger = trigger
+        switch trigger {
+        case .nextRequest:
+            injection.countdown = 1
+        case .afterRequests:
+            injection.countdown = UInt64(max(argument, 1))
+        case .randomTime:
+            injection.countdown = platform.now() &+ 1 &+ random() % UInt64(max(argument, 1))
+            noteDeadline(injection.countdown)
+        }
+        tasks[target].injection = injection
+    }
+
+    /// A request is being delivered to `slot`: count down request triggers.
+    mutating func injectionPointAtDelivery(_ slot: Int) {
+        guard let kind = tasks[slot].injection.kind, tasks[slot].injection.trigger != .randomTime else { return }
+        tasks[slot].injection.countdown -= 1
+        if tasks[slot].injection.countdown == 0 {
+            tasks[slot].injection = PendingInjection()
+            strike(kind, at: slot)
+        }
+    }
+
+    /// The clock: strike time triggers that are due.
+    public mutating func injectionPointAtClock(now: UInt64) {
+        for slot in 0..<Self.maxTasks where tasks[slot].isLive {
+            guard let kind = tasks[slot].injection.kind, tasks[slot].injection.trigger == .randomTime else { continue }
+            if tasks[slot].injection.countdown <= now {
+                tasks[slot].injection = PendingInjection()
+                strike(kind, at: slot)
+            } else {
+                noteDeadline(tasks[slot].injection.countdown)
+            }
+        }
+    }
+
+    private mutating func strike(_ kind: FaultKind, at slot: Int) {
+        let file = registers(slot)
+        let bit = UInt64(1) << (random() % 64)
+        switch kind {
+        case .wildWrite:
+            let register = 1 + Int(random() % 31)
+            file.base[register] = 0x10 &+ (random() & 0xFF0)
+        case .registerBitFlip:
+            file.base[Int(random() % 32)] ^= bit
+        case .dataBitFlip:
+            let span = tasks[slot].dataEnd &- tasks[slot].dataStart
+            if span > 0 { flipBit(at: tasks[slot].dataStart + random() % span, in: slot) }
+        case .stackBitFlip:
+            let top = Self.stackTop
+            let sp = file[.sp]
+            if sp < top { flipBit(at: sp + random() % (top - sp), in: slot) }
+        case .ssrBitFlip:
+            let client = tasks[slot].windowClient
+            if client >= 0, let index = binding(of: client, to: tasks[slot].program) {
+                let bytes = UInt64(tasks[client].bindings[index].pageCount * pageSize)
+                flipBit(at: UInt64(SSRWindow.base) + random() % bytes, in: slot)
+            }
+        case .endlessLoop:
+            patchInstruction(at: file[.pc], with: 0x0000_006F, in: slot)
+        case .illegalInstruction:
+            patchInstruction(at: file[.pc], with: 0xFFFF_FFFF, in: slot)
+        }
+        platform.write("[kernel] injected ")
+        platform.write(kind.name)
+        platform.write(" into ")
+        image.program(tasks[slot].program).name.withBytes { platform.write(bytes: $0) }
+        platform.write("\n")
+    }
+
+    /// Flips one random bit of the byte at a user address of `slot`, through its
+    /// physical page (the kernel never writes user virtual addresses).
+    private mutating func flipBit(at address: UInt64, in slot: Int) {
+        guard let space = tasks[slot].addressSpace,
+              let (frame, _) = space.translate(VirtualAddress(address & ~UInt64(pageSize - 1)),
+                                               memory: platform.memory) else { return }
+        let byte = platform.memory.pointer(to: frame).advanced(by: Int(address % UInt64(pageSize)))
+        byte.storeBytes(of: byte.load(as: UInt8.self) ^ UInt8(1 << (random() % 8)), as: UInt8.self)
+    }
+
+    /// Overwrites the instruction at `pc` in the process's own copy of its code.
+    private mutating func patchInstruction(at pc: UInt64, with instruction: UInt32, in slot: Int) {
+        guard pc % 2 == 0, pc % UInt64(pageSize) <= UInt64(pageSize - 4), let space = tasks[slot].addressSpace,
+              let (frame, _) = space.translate(VirtualAddress(pc & ~UInt64(pageSize - 1)), memory: platform.memory)
+        else { return }
+        let word = platform.memory.pointer(to: frame).advanced(by: Int(pc % UInt64(pageSize)))
+        word.storeBytes(of: UInt16(truncatingIfNeeded: instruction), as: UInt16.self)
+        (word + 2).storeBytes(of: UInt16(truncatingIfNeeded: instruction >> 16), as: UInt16.self)
+        platform.synchronizeInstructions()
+    }
+
+    mutating func random() -> UInt64 {
+        randomState ^= randomState << 13
+        randomState ^= randomState >> 7
+        randomState ^= randomState << 17
+        return randomState
+    }
+}

@@ -1,0 +1,318 @@
+// Server state regions: binding, the per-request window, recovery and unbinding.
+//
+//   client C                       kernel                               server S
+//   send(S, op) ──────────► bind C to S on first use (pages from C's budget)
+//                           request id = ++C.binding.lastIssued
+//                           map C's SSR at S's window (RW, U) ─────► receive: a6 = id
+//                                                                    ...reads/commits SSR...
+//   reply arrives ◄──────── unmap window, sfence.vma per page ◄───── reply(C)
+//                           C.binding.lastCompleted = id
+//
+// Need-to-know: S's window holds at most one client's SSR, and only while S is
+// working for that client — between delivery (or `ssrOpen` of a held request) and
+// its reply, its next receive, or its next `ssrOpen`. The client never maps its SSR.
+//
+// Recovery (after Kernel+Restart.swift restarted S): S walks its SSRs with
+// `ssrRecoverNext`, each mapped in turn, gives each a verdict, then calls
+// `recoveryComplete`; until then S takes no messages, and the requests that were in
+// flight wait in its queue with their original ids.
+
+import CurioABI
+
+extension Kernel {
+    /// Finds the binding of `client` to `serverProgram`.
+    func binding(of client: Int, to serverProgram: Int) -> Int? {
+        for index in 0..<SSRTable.bindingsPerTask where tasks[client].bindings[index].serverProgram == serverProgram {
+            return index
+        }
+        return nil
+    }
+
+    /// The binding `client` uses to call `serverProgram`, created (and charged to the
+    /// client) on first use; a binding whose state was lost starts again from zero.
+    mutating func bind(_ client: Int, to serverProgram: Int) throws(SyscallError) -> Int {
+        if let existing = binding(of: client, to: serverProgram) {
+            if tasks[client].bindings[existing].state == .lost {
+                zeroSSR(tasks[client].bindings[existing])
+                tasks[client].bindings[existing].state = .valid
+            }
+            return existing
+        }
+        var free: Int?
+        for index in 0..<SSRTable.bindingsPerTask where !tasks[client].bindings[index].isUsed {
+            free = index
+            break
+        }
+        guard let index = free else { throw .outOfMemory }
+        let pages = image.program(serverProgram).ssrPages
+        guard tasks[client].pagesUsed + pages <= tasks[client].pageBudget, frames.freeFrames >= pages else {
+            throw .outOfMemory
+        }
+        var record = SSRBinding()
+        record.serverProgram = serverProgram
+        record.pageCount = pages
+        for page in 0..<pages {
+            guard let frame = frames.allocate() else { preconditionFailure("frames counted free but none allocated") }
+            record.frames[page] = frame.rawValue
+        }
+        tasks[client].pagesUsed += pages
+        tasks[client].bindings[index] = record
+        return index
+    }
+
+    /// Issues the next request id on the binding `client` uses to call `server`.
+    mutating func issueRequest(from client: Int, to server: Int) throws(SyscallError) {
+        guard tasks[server].ssrPages > 0 else { return }
+        let index = try bind(client, to: tasks[server].program)
+        tasks[client].bindings[index].lastIssuedRequest &+= 1
+    }
+
+    /// Maps `client`'s SSR into `server`'s window for the request being delivered or
+    /// reopened; returns the request id (0 if the client has no SSR with the server).
+    @discardableResult
+    mutating func openWindow(of server: Int, for client: Int) -> UInt64 {
+        guard let index = binding(of: client, to: tasks[server].program) else { return 0 }
+        closeWindow(of: server)
+        mapWindow(of: server, tasks[client].bindings[index])
+        tasks[server].windowClient = client
+        return tasks[client].bindings[index].lastIssuedRequest
+    }
+
+    /// Unmaps whatever SSR the server's window holds, flushing just those pages.
+    mutating func closeWindow(of server: Int) {
+        let pages: Int
+        if tasks[server].windowClient >= 0 {
+            let client = tasks[server].windowClient
+            pages = binding(of: client, to: tasks[server].program).map { tasks[client].bindings[$0].pageCount } ?? 0
+        } else if tasks[server].windowOrphan >= 0 {
+            pages = orphans[tasks[server].windowOrphan].binding.pageCount
+        } else {
+            return
+        }
+        tasks[server].windowClient = -1
+        tasks[server].windowOrphan = -1
+        guard let space = tasks[server].addressSpace else { return }
+        for page in 0..<pages {
+            let address = VirtualAddress(UInt64(SSRWindow.base) + UInt64(page * pageSize))
+            _ = space.unmap(address, memory: platform.memory)
+            platform.flushPage(address.rawValue, asid: asid(of: server))
+        }
+    }
+
+    private mutating func mapWindow(of server: Int, _ record: SSRBinding) {
+        guard let space = tasks[server].addressSpace else { return }
+        for page in 0..<record.pageCount {
+            let address = VirtualAddress(UInt64(SSRWindow.base) + UInt64(page * pageSize))
+            // The window's page table was built at spawn, so this allocates nothing.
+            _ = try? space.map(address, to: PhysicalAddress(record.frames[page]), flags: [.read, .write, .user],
+                               allocator: &frames)
+        }
+    }
+
+    /// Builds the page table under a server's window once, at spawn, so mapping an SSR
+    /// later never needs memory (and cannot fail half-way through a delivery).
+    mutating func prepareWindow(of server: Int, scratch: PhysicalAddress) throws(SyscallError) {
+        guard let space = tasks[server].addressSpace else { return }
+        let window = VirtualAddress(UInt64(SSRWindow.base))
+        do {
+            tasks[server].pagesUsed += try space.map(window, to: scratch, flags: [.read], allocator: &frames)
+        } catch {
+            throw .outOfMemory
+        }
+        _ = space.unmap(window, memory: platform.memory)
+        guard tasks[server].pagesUsed <= tasks[server].pageBudget else { throw .outOfMemory }
+    }
+
+    private func zeroSSR(_ record: SSRBinding) {
+        for page in 0..<record.pageCount {
+            platform.memory.pointer(to: PhysicalAddress(record.frames[page])).initializeMemory(
+                as: UInt8.self, repeating: 0, count: pageSize)
+        }
+    }
+
+    private mutating func freeSSR(_ record: SSRBinding) {
+        for page in 0..<record.pageCount { frames.free(PhysicalAddress(record.frames[page])) }
+    }
+
+    // MARK: System calls
+
+    mutating func ssrOpen(by server: Int, client id: TaskID) throws(SyscallError) {
+        guard let client = liveSlot(id), tasks[client].state == .awaitingReply, tasks[client].partner == server,
+              binding(of: client, to: tasks[server].program) != nil else { throw .notWaitingForReply }
+        let request = openWindow(of: server, for: client)
+        let file = registers(server)
+        file.setResult(1, SSRWindow.base)
+        file.setResult(2, UInt(tasks[server].ssrPages * pageSize))
+        file.setResult(3, UInt(request))
+    }
+
+    /// Maps the next SSR bound to the calling server, from `cursor` (slot * bindings +
+    /// binding index), and says whose it is and in what state.
+    mutating func ssrRecoverNext(by server: Int, cursor: Int) {
+        closeWindow(of: server)
+        let program = tasks[server].program
+        let file = registers(server)
+        var position = cursor
+        while position < Self.maxTasks * SSRTable.bindingsPerTask {
+            let client = position / SSRTable.bindingsPerTask
+            let index = position % SSRTable.bindingsPerTask
+            position += 1
+            let record = tasks[client].bindings[index]
+            guard tasks[client].isLive, record.serverProgram == program, record.state != .lost else { continue }
+            mapWindow(of: server, record)
+            tasks[server].windowClient = client
+            file.setResult(1, UInt(id(of: client).rawValue))
+            file.setResult(2, UInt(record.state.rawValue))
+            file.setResult(3, UInt(position))
+            file.setResult(4, UInt(record.lastCompletedRequest))
+            file.setResult(5, SSRWindow.base)
+            return
+        }
+        file.setResult(1, UInt(TaskID.kernel.rawValue))
+        file.setResult(3, UInt(position))
+    }
+
+    mutating func ssrVerdict(by server: Int, client id: TaskID, verdict: SSRVerdict) throws(SyscallError) {
+        guard let client = liveSlot(id), let index = binding(of: client, to: tasks[server].program) else {
+            throw .notFound
+        }
+        switch verdict {
+        case .valid, .repaired:
+            tasks[client].bindings[index].state = .valid
+        case .lost:
+            tasks[client].bindings[index].state = .lost
+            if tasks[server].windowClient == client { closeWindow(of: server) }
+            failPendingRequest(of: client, to: server, with: .serverStateLost)
+        }
+    }
+
+    mutating func recoveryComplete(by server: Int) {
+        closeWindow(of: server)
+        tasks[server].recovering = false
+    }
+
+    /// Ends a client's blocked call to `server` with an error.
+    mutating func failPendingRequest(of client: Int, to server: Int, with error: SyscallError) {
+        switch tasks[client].state {
+        case .sending where tasks[client].partner == server:
+            tasks[server].sendersWaiting &= ~(1 << UInt64(client))
+        case .awaitingReply where tasks[client].partner == server:
+            break
+        default:
+            return
+        }
+        registers(client).setResult(0, error.rawValue)
+        makeRunnable(client)
+    }
+
+    /// The reply for a request from a bound client completes its request id.
+    mutating func completeRequest(of client: Int, by server: Int) {
+        if tasks[server].windowClient == client { closeWindow(of: server) }
+        if let index = binding(of: client, to: tasks[server].program) {
+            tasks[client].bindings[index].lastCompletedRequest = tasks[client].bindings[index].lastIssuedRequest
+        }
+    }
+
+    // MARK: Unbinding
+
+    /// A client is ending: hand each of its SSRs to its server for cleanup, or free it
+    /// at once when the server is gone (or the orphan table is full).
+    mutating func orphanBindings(of client: Int) {
+        for index in 0..<SSRTable.bindingsPerTask where tasks[client].bindings[index].isUsed {
+            var record = tasks[client].bindings[index]
+            tasks[client].bindings[index] = SSRBinding()
+            tasks[client].pagesUsed -= record.pageCount
+            let server = firstLiveInstance(of: record.serverProgram)
+            for other in 0..<Self.maxTasks where tasks[other].windowClient == client { closeWindow(of: other) }
+            guard let server, let slot = freeOrphanSlot() else {
+                freeSSR(record)
+                continue
+            }
+            record.state = .orphaned
+            orphans[slot].binding = record
+            orphans[slot].client = id(of: client)
+            notifyUnbind(server)
+        }
+    }
+
+    /// Delivers a pending unbind message to a server entering `receive`; true if it did.
+    mutating func deliverUnbind(to server: Int) -> Bool {
+        let program = tasks[server].program
+        for slot in 0..<SSRTable.maxOrphans where orphans[slot].binding.serverProgram == program {
+            closeWindow(of: server)
+            mapWindow(of: server, orphans[slot].binding)
+            tasks[server].windowOrphan = slot
+            let file = registers(server)
+            file.setResult(0, 0)
+            file.setResult(1, UInt(orphans[slot].client.rawValue))
+            file.setResult(2, SSRMessage.unbindOperation)
+            file.setResult(3, 0)
+            file.setResult(4, 0)
+            file.setResult(5, 0)
+            file[.a6] = 0
+            return true
+        }
+        return false
+    }
+
+    /// A server's reply to an unbind message: the SSR can go. True if it was one.
+    mutating func finishUnbind(by server: Int, client: TaskID) -> Bool {
+        let slot = tasks[server].windowOrphan
+        guard slot >= 0, orphans[slot].client == client else { return false }
+        closeWindow(of: server)
+        freeSSR(orphans[slot].binding)
+        orphans[slot] = OrphanedSSR()
+        return true
+    }
+
+    /// Frees the orphans of a program that is gone for good.
+    mutating func dropOrphans(of program: Int) {
+        for slot in 0..<SSRTable.maxOrphans where orphans[slot].binding.serverProgram == program {
+            freeSSR(orphans[slot].binding)
+            orphans[slot] = OrphanedSSR()
+        }
+    }
+
+    func hasOrphans(for program: Int) -> Bool {
+        for slot in 0..<SSRTable.maxOrphans where orphans[slot].binding.serverProgram == program { return true }
+        return false
+    }
+
+    private mutating func notifyUnbind(_ server: Int) {
+        if tasks[server].state == .receiving && !tasks[server].recovering {
+            if deliverUnbind(to: server) { makeRunnable(server) }
+        }
+    }
+
+    private func freeOrphanSlot() -> Int? {
+        for slot in 0..<SSRTable.maxOrphans where !orphans[slot].binding.isUsed { return slot }
+        return nil
+    }
+
+    // MARK: Listing
+
+    /// The `index`th SSR over all processes and orphans, for the shell's `ssr`.
+    func ssrInfo(_ index: Int) -> SSRInfo? {
+        var remaining = index
+        for client in 0..<Self.maxTasks where tasks[client].isLive {
+            for binding in 0..<SSRTable.bindingsPerTask where tasks[client].bindings[binding].isUsed {
+                if remaining == 0 { return info(tasks[client].bindings[binding], owner: id(of: client)) }
+                remaining -= 1
+            }
+        }
+        for slot in 0..<SSRTable.maxOrphans where orphans[slot].binding.isUsed {
+            if remaining == 0 { return info(orphans[slot].binding, owner: orphans[slot].client) }
+            remaining -= 1
+        }
+        return nil
+    }
+
+    private func info(_ record: SSRBinding, owner: TaskID) -> SSRInfo {
+        var name: (UInt64, UInt64) = (0, 0)
+        image.program(record.serverProgram).name.withBytes { bytes in
+            withUnsafeMutableBytes(of: &name) { $0.copyMemory(from: bytes) }
+        }
+        return SSRInfo(owner: owner, serverProgram: UInt8(record.serverProgram), pages: UInt8(record.pageCount),
+                       state: record.state, lastCompletedRequest: record.lastCompletedRequest, serverName: name)
+    }
+}
