@@ -18,10 +18,10 @@ EMBEDDED_LIB := $(TOOLCHAIN)../lib/swift/embedded/$(TRIPLE)
 RV_BUILD   := $(SWIFT) build -c release --triple $(TRIPLE) --toolset toolset-riscv64.json --scratch-path $(RV_SCRATCH)
 
 # Programs in the boot image: the SwiftPM module of each (system.toml names them).
-PROGRAMS   := ConsoleServer Shell Crashme PingServer Bench
+PROGRAMS   := ConsoleServer Shell Crashme PingServer Bench Binder RogueServer TimerServer TimerClient TimerTest
 # Every module cross-built for riscv64 (the embedded build of each is part of `make test`).
-EMBEDDED_MODULES := CurioABI KernelCore Kernel CurioUser ConsoleAPI $(PROGRAMS)
-USER_LIBRARIES := UserArch Freestanding CurioUser CurioABI ConsoleAPI
+EMBEDDED_MODULES := CurioABI KernelCore Kernel CurioUser ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore $(PROGRAMS)
+USER_LIBRARIES := UserArch Freestanding CurioUser CurioABI ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore
 KERNEL_LIBRARIES := KernelArch Freestanding Kernel KernelCore CurioABI
 
 MEMORY     ?= 128M
@@ -29,7 +29,7 @@ QEMU_FLAGS := -machine virt -m $(MEMORY) -smp 1 -nographic -bios default \
               -global virtio-mmio.force-legacy=false -kernel $(BUILD)/kernel.elf
 APPEND     := $(if $(CMDS),-append "$(CMDS)")
 
-.PHONY: all help deps build embedded run debug test test-host test-embedded test-integration bench clean
+.PHONY: all help deps build embedded run debug test test-host test-embedded test-integration bench campaign clean
 
 all: build
 
@@ -37,6 +37,7 @@ help:
 	@echo "make run [CMDS='ps; echo hi']  build and boot Curio (CMDS: run these shell commands, then power off)"
 	@echo "make test                     host unit tests, embedded build of every module, QEMU integration tests"
 	@echo "make bench                    instruction-count benchmarks under -icount shift=0"
+	@echo "make campaign [SERVER=timer RUNS=20]  fault-injection campaign against a server"
 	@echo "make debug                    boot QEMU halted, waiting for gdb-multiarch"
 	@echo "make deps                     install QEMU and the other tools (as root, with apt-get)"
 
@@ -95,6 +96,13 @@ test-host:
 
 test-integration: build
 	CURIO_KERNEL=$(abspath $(BUILD)/kernel.elf) $(SWIFT) test --filter IntegrationTests
+
+# A fault-injection campaign: RUNS injections of every fault kind into SERVER while
+# its clients run, and a table of outcomes per fault kind (deterministic: -icount).
+SERVER ?= timer
+RUNS   ?= 20
+campaign: deps build
+	@$(QEMU) $(QEMU_FLAGS) -icount shift=0,sleep=off -append "run campaign $(SERVER) $(RUNS)"
 
 bench: deps build
 	CURIO_KERNEL=$(abspath $(BUILD)/kernel.elf) $(SWIFT) run -c release curio-bench

@@ -44,9 +44,32 @@ let package = Package(
         .target(name: "Crashme", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"], path: "Sources/Programs/Crashme",
                 swiftSettings: embeddedRestrictions),
 
-        .target(name: "PingServer", dependencies: ["CurioUser", "UserArch"], path: "Sources/Programs/PingServer",
+        // Server state regions: the on-SSR format (host-tested, allocation-free) and the
+        // runtime that turns a service into a restartable SSR server.
+        .target(name: "SSRFormat", path: "Sources/User/SSR/Format", swiftSettings: embeddedRestrictions),
+        .target(name: "SSRServer", dependencies: ["CurioUser", "SSRFormat"], path: "Sources/User/SSR/Server",
+                swiftSettings: embeddedRestrictions),
+
+        // The timer service: its protocol and per-client logic (host-tested), client API, server.
+        .target(name: "TimerCore", dependencies: ["CurioABI"], path: "Sources/Servers/Timer/Core",
+                swiftSettings: embeddedRestrictions),
+        .target(name: "TimerAPI", dependencies: ["CurioUser", "TimerCore"], path: "Sources/Servers/Timer/API",
+                swiftSettings: embeddedRestrictions),
+        .target(name: "TimerServer", dependencies: ["CurioUser", "TimerAPI", "TimerCore", "SSRServer", "SSRFormat"],
+                path: "Sources/Servers/Timer/Server", swiftSettings: embeddedRestrictions),
+        .target(name: "TimerClient", dependencies: ["CurioUser", "ConsoleAPI", "TimerAPI", "UserArch"],
+                path: "Sources/Programs/TimerClient", swiftSettings: embeddedRestrictions),
+        .target(name: "TimerTest", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"],
+                path: "Sources/Programs/TimerTest", swiftSettings: embeddedRestrictions),
+
+        .target(name: "PingServer", dependencies: ["CurioUser"], path: "Sources/Programs/PingServer",
                 swiftSettings: embeddedRestrictions),
         .target(name: "Bench", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"], path: "Sources/Programs/Bench",
+                swiftSettings: embeddedRestrictions),
+
+        .target(name: "Binder", dependencies: ["CurioUser"], path: "Sources/Programs/Binder",
+                swiftSettings: embeddedRestrictions),
+        .target(name: "RogueServer", dependencies: ["CurioUser", "UserArch"], path: "Sources/Programs/RogueServer",
                 swiftSettings: embeddedRestrictions),
 
         // Host tools: the system description and the boot-image packer.
@@ -57,5 +80,7 @@ let package = Package(
         .testTarget(name: "KernelCoreTests", dependencies: ["KernelCore"]),
         .testTarget(name: "SystemImageTests", dependencies: ["SystemImage"]),
         .testTarget(name: "IntegrationTests", dependencies: ["SystemImage"]),
+        .testTarget(name: "SSRFormatTests", dependencies: ["SSRFormat"]),
+        .testTarget(name: "TimerCoreTests", dependencies: ["TimerCore", "SSRFormat", "CurioABI"]),
     ]
 )

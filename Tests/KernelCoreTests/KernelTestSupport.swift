@@ -157,6 +157,10 @@ struct KernelTestProgram: Sendable {
     var startsAtBoot = false
     var mayManage = false
     var receivesBootArguments = false
+    /// Restarted from its pristine image when it faults (flag bit 3).
+    var restartable = false
+    /// Pages of server state per client (entry byte 112; 0: not an SSR server).
+    var ssrPages: UInt8 = 0
     var memoryPages: UInt32 = 32
     var stackPages: UInt32 = 2
     var heapPages: UInt32 = 2
@@ -230,7 +234,8 @@ enum KernelTestImage {
             image.replaceSubrange(entry..<entry + name.count, with: name)
             image[entry + Field.priority] = program.priority
             image[entry + Field.flags] = (program.startsAtBoot ? 1 : 0) | (program.mayManage ? 2 : 0)
-                | (program.receivesBootArguments ? 4 : 0)
+                | (program.receivesBootArguments ? 4 : 0) | (program.restartable ? 8 : 0)
+            image[entry + Field.ssrPages] = program.ssrPages
             image[entry + Field.interruptCount] = UInt8(program.interrupts.count)
             image[entry + Field.deviceCount] = UInt8(program.devices.count)
             storeLittleEndian(program.memoryPages, in: &image, at: entry + Field.memoryPages)

@@ -14,6 +14,7 @@
 //   ipc-ssr  the null round trip to a server holding a 4 KiB SSR per client: the
 //            kernel maps the SSR on delivery and unmaps it (one-page TLB flush) on
 //            reply
+//   restart-N  fault to first request served again, with N clients bound
 
 import ConsoleAPI
 import CurioUser
@@ -34,6 +35,7 @@ struct Bench {
         report("ipc", measure { _ = try? IPC.call(server, operation: 1, words: (1, 2)) }, baseline: baseline)
         let ssrServer = start("ssrping")
         report("ipc-ssr", measure { _ = try? IPC.call(ssrServer, operation: 1, words: (1, 2)) }, baseline: baseline)
+        measureRestarts(ssrServer)
         try? System.kill(ssrServer)
         _ = try? System.wait(ssrServer)
         let page = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
@@ -44,6 +46,43 @@ struct Bench {
         try? System.kill(server)
         _ = try? System.wait(server)
     }
+
+    /// Restart latency: from the fault (an illegal instruction injected at the next
+    /// request) to that request answered by the restarted server, which first walks
+    /// the SSRs of all its bound clients. Clients are `binder` processes; the task
+    /// table's 64 slots bound how many there can be.
+    static func measureRestarts(_ server: TaskID) {
+        var binders: [TaskID] = []
+        for clients in [1, 16, 48] {
+            while binders.count + 1 < clients { binders.append(start("binder")) }
+            // Let the binders bind (they run at a lower priority than we do).
+            while System.ssrCount() < binders.count + 1 { System.sleepTicks(1_000) }
+            var samples: [UInt64] = []
+            for _ in 0..<9 {
+                let name: StaticString = "ssrping"
+                let nameBytes = UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+                _ = curio_syscall(UInt64(Syscall.injectFault.rawValue), UInt64(UInt(bitPattern: nameBytes.baseAddress)),
+                                  UInt64(nameBytes.count), UInt64(FaultKind.illegalInstruction.rawValue),
+                                  UInt64(FaultTrigger.nextRequest.rawValue), 0, 0, 0)
+                let start = curio_read_instret()
+                let endpoint = (try? System.lookup("ssrping")) ?? server
+                _ = try? IPC.call(endpoint, operation: 1)
+                samples.append(curio_read_instret() &- start)
+                System.sleepTicks(Bench.apartFromBackoff)
+            }
+            samples.sort()
+            print("bench restart-\(clients) median=\(samples[4]) p10=\(samples[0]) p90=\(samples[8]) min=\(samples[0]) max=\(samples[8]) iterations=\(samples.count)")
+        }
+        for binder in binders {
+            try? System.kill(binder)
+            _ = try? System.wait(binder)
+        }
+    }
+
+    /// Faults further apart than the kernel's quick-succession window, so no
+    /// measurement includes restart backoff. (Virtual time: under -icount with
+    /// sleep=off an idle wait costs no real time.)
+    static let apartFromBackoff: UInt64 = 11_000_000
 
     static func start(_ name: StaticString) -> TaskID {
         do throws(SyscallError) {
@@ -80,5 +119,32 @@ struct Bench {
     static func report(_ name: String, _ sample: Sample, baseline: UInt64) {
         func net(_ value: UInt64) -> UInt64 { value > baseline ? value - baseline : 0 }
         print("bench \(name) median=\(net(sample.median)) p10=\(net(sample.p10)) p90=\(net(sample.p90)) min=\(net(sample.low)) max=\(net(sample.high)) iterations=\(iterations)")
+    }
+}
+
+extension System {
+    /// SSRs in the system (the kernel lists them one index at a time).
+    fileprivate static func ssrCount() -> Int {
+        var info = [UInt8](repeating: 0, count: SSRInfo.size)
+        var count = 0
+        while true {
+            let found = info.withUnsafeMutableBytes { bytes in
+                curio_syscall(UInt64(Syscall.ssrInfo.rawValue), UInt64(count),
+                              UInt64(UInt(bitPattern: bytes.baseAddress)), UInt64(bytes.count), 0, 0, 0, 0)
+            }
+            guard found.status == 0, found.r1 == 1 else { return count }
+            count += 1
+        }
+    }
+
+    /// Blocks for `ticks` of the clock.
+    fileprivate static func sleepTicks(_ ticks: UInt64) {
+        let bit = KernelNotification.timerBit
+        try? setTimer(deadline: clock() + ticks, bits: bit)
+        let nothing = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+        while true {
+            guard let message = try? IPC.receive(into: nothing, notificationMask: bit) else { continue }
+            if message.isNotification { return }
+        }
     }
 }

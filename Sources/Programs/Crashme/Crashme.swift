@@ -11,6 +11,11 @@
 //   loop      spin forever (preemption keeps the system alive; `kill` ends it)
 //   badptr    pass the kernel's memory to a syscall  -> refused with badAddress
 //   stale     send to an endpoint of an older generation -> refused with deadEndpoint
+//   ssrpeek   bind to rogueserver, then read the SSR window address (never mapped
+//             in a client)                        -> load page fault
+//   rogue     ask rogueserver to touch its window outside a request: it faults and
+//             is restarted; then check it serves again
+//   bind      call rogueserver, whose SSR may not fit this program's budget
 //   exit N    exit with status N
 
 import ConsoleAPI
@@ -36,6 +41,11 @@ struct Crashme {
         case "loop": while true { spin() }
         case "badptr": return badPointer()
         case "stale": return staleEndpoint()
+        case "ssrpeek":
+            _ = try? IPC.call(System.lookup("rogueserver"), operation: 1)
+            print(String(load(from: SSRWindow.base)))
+        case "rogue": return rogueServer()
+        case "bind": return bind()
         case "exit": System.exit(Int32(words.count > 1 ? Int(words[1]) ?? 1 : 0))
         default:
             print("crashme: unknown mode " + mode)
@@ -80,6 +90,27 @@ struct Crashme {
             System.exit(1)
         } catch {
             print("badptr: refused: " + String(error.name))
+        }
+    }
+
+    static func rogueServer() {
+        do throws(SyscallError) {
+            let first = try IPC.call(System.lookup("rogueserver"), operation: 1)
+            _ = try IPC.call(System.lookup("rogueserver"), operation: 2)
+            let again = try IPC.call(System.lookup("rogueserver"), operation: 1)
+            print("rogue: served again, requests \(first.words.1) then \(again.words.1)")
+        } catch {
+            print("rogue: " + String(error.name))
+            System.exit(1)
+        }
+    }
+
+    static func bind() {
+        do throws(SyscallError) {
+            _ = try IPC.call(System.lookup("rogueserver"), operation: 1)
+            print("bind: bound")
+        } catch {
+            print("bind: refused: " + String(error.name))
         }
     }
 

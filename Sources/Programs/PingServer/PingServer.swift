@@ -2,15 +2,14 @@
 // two words. As small as a server can be, so the benchmark measures the kernel.
 
 import CurioUser
-import UserArch
 
 @main
 struct PingServer {
     static func main() {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: SyscallLimits.maxMessageBytes, alignment: 8)
-        // As `ssrping` (the same program with an SSR per client, for the SSR cost
-        // benchmark) it starts in recovery; it keeps nothing in its SSRs to check.
-        _ = curio_syscall(UInt64(Syscall.recoveryComplete.rawValue), 0, 0, 0, 0, 0, 0, 0)
+        // As `ssrping` (the same program with an SSR per client, for the SSR cost and
+        // restart benchmarks) it starts in recovery and walks its SSRs.
+        TrivialRecovery.run()
         guard var message = try? IPC.receive(into: buffer) else { System.exit(1) }
         while true {
             do throws(SyscallError) {

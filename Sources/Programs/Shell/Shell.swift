@@ -61,6 +61,8 @@ struct Shell {
         case "kill": return kill(arguments)
         case "spawntest": return spawnTest(arguments)
         case "uptime": return uptime()
+        case "ssr": return serverStateRegions()
+        case "inject": return inject(arguments)
         case "poweroff":
             _ = try? System.powerOff(code: 0)
             return 1
@@ -80,6 +82,11 @@ struct Shell {
         kill PID                  stop a process
         spawntest N [PROGRAM]     spawn and reap PROGRAM (default crashme) N times; check memory returns
         uptime                    time since boot, and instructions from power-on to the shell
+        ssr                       list server state regions: owner pid, server, pages, state, last request
+        inject SERVER FAULT [TRIGGER [ARG]]
+                                  inject a fault into a server: FAULT one of wild-write, reg-flip,
+                                  data-flip, stack-flip, ssr-flip, loop, illegal; TRIGGER next (default),
+                                  after (ARG requests, default 1) or random (within ARG ticks, default 1 s)
         poweroff                  turn the machine off
         """)
         return 0
@@ -94,6 +101,83 @@ struct Shell {
                            pad(String(info.state.name), 7), pad("\(info.priority)", 5), pad(memory, 23)]
             print(columns.joined() + "\(info.restarts)")
         }
+        return 0
+    }
+
+    /// Lists every SSR in the system (live clients' first, then orphans awaiting cleanup).
+    static func serverStateRegions() -> Int32 {
+        print("OWNER  SERVER          PAGES  STATE     LAST REQUEST")
+        var index = 0
+        while true {
+            let info: SSRInfo?
+            do throws(SyscallError) {
+                info = try System.ssrInfo(index: index)
+            } catch {
+                print("ssr: " + describe(error))
+                return 1
+            }
+            guard let info else { break }
+            var server = info.serverName
+            let serverName = withUnsafeBytes(of: &server) { bytes in
+                String(decoding: bytes.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            print(pad("\(info.owner.index)", 7) + pad(serverName, 16) + pad("\(info.pages)", 7)
+                  + pad(String(info.state.name), 10) + "\(info.lastCompletedRequest)")
+            index += 1
+        }
+        print("\(index) server state region" + (index == 1 ? "" : "s"))
+        return 0
+    }
+
+    /// `inject SERVER FAULT [TRIGGER [ARG]]`: arms a fault in a running server.
+    static func inject(_ arguments: [String]) -> Int32 {
+        let usage = "usage: inject SERVER FAULT [next|after|random [ARG]]"
+        guard arguments.count >= 2, arguments.count <= 4 else {
+            print(usage)
+            return 2
+        }
+        guard let kind = FaultKind.allCases.first(where: { String($0.name) == arguments[1] }) else {
+            print("inject: unknown fault '" + arguments[1] + "'; one of: "
+                  + FaultKind.allCases.map { String($0.name) }.joined(separator: ", "))
+            return 2
+        }
+        var trigger = FaultTrigger.nextRequest
+        var argument: UInt = 0
+        if arguments.count >= 3 {
+            switch arguments[2] {
+            case "next": trigger = .nextRequest
+            case "after":
+                trigger = .afterRequests
+                argument = 1
+            case "random":
+                trigger = .randomTime
+                argument = UInt(System.ticksPerSecond)
+            default:
+                print(usage)
+                return 2
+            }
+        }
+        if arguments.count == 4 {
+            guard let value = UInt(arguments[3]) else {
+                print(usage)
+                return 2
+            }
+            argument = value
+        }
+        let name = Array(arguments[0].utf8)
+        let result: Result<Void, SyscallError> = name.withUnsafeBytes { bytes in
+            Result { () throws(SyscallError) in
+                try System.injectFault(into: bytes, kind: kind, trigger: trigger, argument: argument)
+            }
+        }
+        do throws(SyscallError) {
+            try result.get()
+        } catch {
+            print("inject " + arguments[0] + ": " + describe(error))
+            return 1
+        }
+        let when = arguments.count > 2 ? arguments.dropFirst(2).joined(separator: " ") : "next"
+        print("armed " + String(kind.name) + " in " + arguments[0] + " (" + when + ")")
         return 0
     }
 

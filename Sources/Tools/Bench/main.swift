@@ -99,6 +99,9 @@ let rows: [(String, String, String, String)] = [
     ("null IPC round trip, cross address space", cell("ipc"), "seL4 fastpath 538 · xv6 pipe ping-pong ≈95,800", "≤ 1,500"),
     ("IPC round trip, 4 KiB each way", cell("ipc-4k"), "—", "—"),
     ("null IPC round trip with an SSR mapped and unmapped", cell("ipc-ssr"), "the null round trip above", "≤ 1.25 × null IPC"),
+    ("restart latency, 1 bound client (fault → request served)", cell("restart-1"), "xv6 fork+exec ≈1,560,000", "—"),
+    ("restart latency, 16 bound clients", cell("restart-16"), "—", "—"),
+    ("restart latency, 48 bound clients (64-slot task table)", cell("restart-48"), "—", "≤ 200,000 at 64"),
     ("power-on to shell", bootInstructions.map { "\($0)" } ?? "missing", "—", "—"),
     ("kernel image (text+rodata+data, bytes)", kernelImageSize(kernel).map { "\($0)" } ?? "missing", "—", "—"),
 ]

@@ -35,6 +35,12 @@ public enum System {
         return TaskID(rawValue: UInt32(truncatingIfNeeded: result.r1))
     }
 
+    /// Finds the running instance of the program named by `name`'s bytes.
+    public static func lookup(_ name: UnsafeRawBufferPointer) throws(SyscallError) -> TaskID {
+        let result = try call(.lookup, address(name), UInt(name.count))
+        return TaskID(rawValue: UInt32(truncatingIfNeeded: result.r1))
+    }
+
     public static func spawn(_ name: UnsafeRawBufferPointer, arguments: UnsafeRawBufferPointer) throws(SyscallError) -> TaskID {
         let result = try call(.spawn, address(name), UInt(name.count), address(arguments), UInt(arguments.count))
         return TaskID(rawValue: UInt32(truncatingIfNeeded: result.r1))

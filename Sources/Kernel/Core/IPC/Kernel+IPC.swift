@@ -53,7 +53,7 @@ extension Kernel {
             block(caller, in: .receiving, on: -1)
             return
         }
-        if deliverUnbind(to: caller) {
+        if tasks[caller].ssrPages > 0 && deliverUnbind(to: caller) {
             noteServing(caller)
             return
         }

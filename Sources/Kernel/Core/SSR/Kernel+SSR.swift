@@ -75,6 +75,7 @@ extension Kernel {
         closeWindow(of: server)
         mapWindow(of: server, tasks[client].bindings[index])
         tasks[server].windowClient = client
+        tasks[server].windowBinding = index
         return tasks[client].bindings[index].lastIssuedRequest
     }
 
@@ -82,8 +83,7 @@ extension Kernel {
     mutating func closeWindow(of server: Int) {
         let pages: Int
         if tasks[server].windowClient >= 0 {
-            let client = tasks[server].windowClient
-            pages = binding(of: client, to: tasks[server].program).map { tasks[client].bindings[$0].pageCount } ?? 0
+            pages = tasks[tasks[server].windowClient].bindings[tasks[server].windowBinding].pageCount
         } else if tasks[server].windowOrphan >= 0 {
             pages = orphans[tasks[server].windowOrphan].binding.pageCount
         } else {
@@ -91,21 +91,22 @@ extension Kernel {
         }
         tasks[server].windowClient = -1
         tasks[server].windowOrphan = -1
-        guard let space = tasks[server].addressSpace else { return }
+        let entries = PhysicalAddress(tasks[server].windowEntries)
         for page in 0..<pages {
-            let address = VirtualAddress(UInt64(SSRWindow.base) + UInt64(page * pageSize))
-            _ = space.unmap(address, memory: platform.memory)
-            platform.flushPage(address.rawValue, asid: asid(of: server))
+            Sv39.store(PageTableEntry(rawValue: 0), at: entries.advanced(by: page * 8), memory: platform.memory)
+            platform.flushPage(UInt64(SSRWindow.base) + UInt64(page * pageSize), asid: asid(of: server))
         }
     }
 
+    /// Maps an SSR at the window by writing its entries in place (no walk, no
+    /// allocation: the table was built at spawn). A and D are preset, as for all
+    /// Curio mappings the hardware might otherwise have to update.
     private mutating func mapWindow(of server: Int, _ record: SSRBinding) {
-        guard let space = tasks[server].addressSpace else { return }
+        let entries = PhysicalAddress(tasks[server].windowEntries)
+        let flags = PageFlags.valid.union(.read).union(.write).union(.user).union(.accessed).union(.dirty)
         for page in 0..<record.pageCount {
-            let address = VirtualAddress(UInt64(SSRWindow.base) + UInt64(page * pageSize))
-            // The window's page table was built at spawn, so this allocates nothing.
-            _ = try? space.map(address, to: PhysicalAddress(record.frames[page]), flags: [.read, .write, .user],
-                               allocator: &frames)
+            Sv39.store(PageTableEntry(frame: PhysicalAddress(record.frames[page]), flags: flags),
+                       at: entries.advanced(by: page * 8), memory: platform.memory)
         }
     }
 
@@ -119,6 +120,7 @@ extension Kernel {
         } catch {
             throw .outOfMemory
         }
+        tasks[server].windowEntries = space.walk(window, memory: platform.memory).slot.rawValue
         _ = space.unmap(window, memory: platform.memory)
         guard tasks[server].pagesUsed <= tasks[server].pageBudget else { throw .outOfMemory }
     }
@@ -161,6 +163,7 @@ extension Kernel {
             guard tasks[client].isLive, record.serverProgram == program, record.state != .lost else { continue }
             mapWindow(of: server, record)
             tasks[server].windowClient = client
+            tasks[server].windowBinding = index
             file.setResult(1, UInt(id(of: client).rawValue))
             file.setResult(2, UInt(record.state.rawValue))
             file.setResult(3, UInt(position))
@@ -207,10 +210,17 @@ extension Kernel {
 
     /// The reply for a request from a bound client completes its request id.
     mutating func completeRequest(of client: Int, by server: Int) {
-        if tasks[server].windowClient == client { closeWindow(of: server) }
-        if let index = binding(of: client, to: tasks[server].program) {
-            tasks[client].bindings[index].lastCompletedRequest = tasks[client].bindings[index].lastIssuedRequest
+        guard tasks[server].ssrPages > 0 else { return }
+        let index: Int
+        if tasks[server].windowClient == client {
+            index = tasks[server].windowBinding
+            closeWindow(of: server)
+        } else if let found = binding(of: client, to: tasks[server].program) {
+            index = found
+        } else {
+            return
         }
+        tasks[client].bindings[index].lastCompletedRequest = tasks[client].bindings[index].lastIssuedRequest
     }
 
     // MARK: Unbinding
@@ -218,12 +228,12 @@ extension Kernel {
     /// A client is ending: hand each of its SSRs to its server for cleanup, or free it
     /// at once when the server is gone (or the orphan table is full).
     mutating func orphanBindings(of client: Int) {
+        for other in 0..<Self.maxTasks where tasks[other].windowClient == client { closeWindow(of: other) }
         for index in 0..<SSRTable.bindingsPerTask where tasks[client].bindings[index].isUsed {
             var record = tasks[client].bindings[index]
             tasks[client].bindings[index] = SSRBinding()
             tasks[client].pagesUsed -= record.pageCount
             let server = firstLiveInstance(of: record.serverProgram)
-            for other in 0..<Self.maxTasks where tasks[other].windowClient == client { closeWindow(of: other) }
             guard let server, let slot = freeOrphanSlot() else {
                 freeSSR(record)
                 continue

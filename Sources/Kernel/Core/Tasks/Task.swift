@@ -53,8 +53,13 @@ public struct Task {
     public var bindings = InlineArray<4, SSRBinding>(repeating: SSRBinding())
 
     // As a server (see Kernel+SSR.swift, Kernel+Restart.swift):
-    /// The client whose SSR is mapped in this server's window (-1: none).
+    /// The client whose SSR is mapped in this server's window (-1: none), and which
+    /// of its bindings that is.
     public var windowClient = -1
+    var windowBinding = 0
+    /// Where the window's page-table entries live (found once, at spawn), so mapping
+    /// an SSR is a few stores rather than a page-table walk per page.
+    var windowEntries: UInt64 = 0
     /// The orphan whose SSR is mapped for an unbind message (-1: none).
     public var windowOrphan = -1
     /// Restarted and not yet done checking its SSRs: takes no messages.

@@ -1,0 +1,183 @@
+// timertest: runs timer clients, optionally injecting faults into a server while they
+// run, and says how they fared. The basis of the fault-injection campaign.
+//
+//   timertest CLIENTS PERIOD WAITS [FAULT [TRIGGER [ARG]]] [faults=N] [every=TICKS] [target=NAME]
+//
+// starts CLIENTS `timerclient PERIOD WAITS`. With a FAULT (a FaultKind name:
+// wild-write, reg-flip, data-flip, stack-flip, ssr-flip, loop, illegal) it injects it
+// into `target` (default timer) N times (default 1), the first at once and then one
+// every TICKS clock ticks (default: spread over the run), each with TRIGGER
+// (next | after | random, default next) and ARG (after: N requests; random: a bound
+// in ticks, default the run's length). Then it waits for every client and prints
+//
+//   timertest ok clients=K ok=K fail=0 lost=0 error=0 crashed=0 injected=F restarts=R
+//
+// (FAIL instead of ok if any client did not pass) and exits 0 only if all passed.
+// The clients' own lines (timerclient ok/FAIL ...) come before it.
+
+import ConsoleAPI
+import CurioUser
+
+@main
+struct TimerTest {
+    static func main() {
+        guard let plan = Plan(String(decoding: System.arguments, as: UTF8.self)) else {
+            print("usage: timertest CLIENTS PERIOD WAITS [FAULT [next|after|random [ARG]]] [faults=N] [every=TICKS] [target=NAME]")
+            System.exit(2)
+        }
+        let restartsBefore = restarts(of: plan.target)
+        var children: [TaskID] = []
+        let arguments = "\(plan.period) \(plan.waits)"
+        for _ in 0..<plan.clients {
+            do throws(SyscallError) {
+                children.append(try spawn("timerclient", arguments: arguments))
+            } catch {
+                print("timertest: cannot start timerclient: " + String(error.name))
+                break
+            }
+        }
+
+        var injected = 0
+        if let fault = plan.fault {
+            for number in 0..<plan.faults {
+                if number > 0 { sleep(ticks: plan.every) }
+                do throws(SyscallError) {
+                    try inject(plan.target, kind: fault, trigger: plan.trigger, argument: plan.argument)
+                    injected += 1
+                } catch {
+                    print("timertest: inject " + String(fault.name) + " into " + plan.target + ": " + String(error.name))
+                }
+            }
+        }
+
+        var tally = Tally()
+        for child in children {
+            switch try? System.wait(child) {
+            case .exited(let code)?:
+                switch code {
+                case 0: tally.ok += 1
+                case 2: tally.lost += 1
+                case 1: tally.fail += 1
+                default: tally.error += 1
+                }
+            case .faulted?, .killed?:
+                tally.crashed += 1
+            case nil:
+                tally.error += 1
+            }
+        }
+        let restartCount = restarts(of: plan.target) - restartsBefore
+        let passed = tally.ok == plan.clients
+        print("timertest " + (passed ? "ok" : "FAIL") + " clients=\(plan.clients) ok=\(tally.ok) fail=\(tally.fail) lost=\(tally.lost) error=\(tally.error) crashed=\(tally.crashed) injected=\(injected) restarts=\(restartCount)")
+        System.exit(passed ? 0 : 1)
+    }
+
+    struct Tally {
+        var ok = 0
+        var fail = 0
+        var lost = 0
+        var error = 0
+        var crashed = 0
+    }
+
+    /// The restart count of the running instance of `name` (0 if it is not running).
+    static func restarts(of name: String) -> Int {
+        let found: TaskID? = withBytes(name) { bytes in try? System.lookup(bytes) }
+        guard let found, let info = try? System.taskInfo(slot: found.index) else { return 0 }
+        return Int(info.restarts)
+    }
+
+    static func inject(_ name: String, kind: FaultKind, trigger: FaultTrigger, argument: UInt) throws(SyscallError) {
+        let result: Result<Void, SyscallError> = withBytes(name) { bytes in
+            Result { () throws(SyscallError) in
+                try System.injectFault(into: bytes, kind: kind, trigger: trigger, argument: argument)
+            }
+        }
+        try result.get()
+    }
+
+    static func spawn(_ program: String, arguments: String) throws(SyscallError) -> TaskID {
+        let result: Result<TaskID, SyscallError> = withBytes(program) { name in
+            withBytes(arguments) { text in
+                Result { () throws(SyscallError) in try System.spawn(name, arguments: text) }
+            }
+        }
+        return try result.get()
+    }
+
+    static func withBytes<R>(_ text: String, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBytes { body($0) }
+    }
+
+    /// Blocks for `ticks` on the kernel's timer (not the timer server, which may be
+    /// the one being crashed).
+    static func sleep(ticks: UInt64) {
+        guard ticks > 0 else { return }
+        let bit = KernelNotification.timerBit
+        try? System.setTimer(deadline: System.clock() + ticks, bits: bit)
+        _ = try? IPC.receive(into: UnsafeMutableRawBufferPointer(start: nil, count: 0), notificationMask: bit)
+    }
+}
+
+struct Plan {
+    var clients = 4
+    var period: UInt64 = 100_000
+    var waits = 20
+    var fault: FaultKind?
+    var trigger = FaultTrigger.nextRequest
+    var argument: UInt = 0
+    var faults = 1
+    var every: UInt64 = 0
+    var target = "timer"
+
+    init?(_ text: String) {
+        var positional: [Substring] = []
+        var everyGiven = false
+        var argumentGiven = false
+        for word in text.split(separator: " ") {
+            if let equals = word.firstIndex(of: "=") {
+                let key = word[word.startIndex..<equals]
+                let value = word[word.index(after: equals)...]
+                switch key {
+                case "faults": guard let number = Int(value), number >= 0 else { return nil }; faults = number
+                case "every": guard let ticks = UInt64(value) else { return nil }; every = ticks; everyGiven = true
+                case "target": target = String(value)
+                default: return nil
+                }
+            } else {
+                positional.append(word)
+            }
+        }
+        if positional.count > 0 { guard let value = Int(positional[0]), value > 0 else { return nil }; clients = value }
+        if positional.count > 1 { guard let value = UInt64(positional[1]), value > 0 else { return nil }; period = value }
+        if positional.count > 2 { guard let value = Int(positional[2]), value > 0 else { return nil }; waits = value }
+        if positional.count > 3 {
+            guard let kind = FaultKind.allCases.first(where: { String($0.name) == positional[3] }) else { return nil }
+            fault = kind
+        }
+        if positional.count > 4 {
+            switch positional[4] {
+            case "next": trigger = .nextRequest
+            case "after": trigger = .afterRequests
+            case "random": trigger = .randomTime
+            default: return nil
+            }
+        }
+        if positional.count > 5 {
+            guard let value = UInt(positional[5]) else { return nil }
+            argument = value
+            argumentGiven = true
+        }
+        guard positional.count <= 6 else { return nil }
+        let runLength = period * UInt64(waits)
+        if !argumentGiven {
+            switch trigger {
+            case .nextRequest: argument = 0
+            case .afterRequests: argument = UInt(clients)
+            case .randomTime: argument = UInt(runLength)
+            }
+        }
+        if !everyGiven { every = runLength / UInt64(faults + 1) }
+    }
+}

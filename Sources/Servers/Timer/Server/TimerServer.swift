@@ -1,0 +1,103 @@
+// The timer server: periodic and one-shot timers for every program, restartable,
+// with each client's timers in that client's server state region.
+//
+// `Timer.wait` is a held request: the server answers at once when an expiration is
+// due, and otherwise keeps the client blocked and asks the kernel (`setTimer`) to
+// wake it at the earliest held deadline. If the server crashes, the SSRs keep the
+// absolute deadlines and sequence numbers; the restarted server rebuilds its queue
+// from them, the kernel re-delivers the held waits, and every expiration missed
+// meanwhile is delivered — late by at most the time the restart took, once each.
+
+import CurioUser
+import SSRServer
+import TimerAPI
+import TimerCore
+
+struct TimerService: SSRService {
+    typealias State = TimerClientState
+
+    static let layoutVersion: UInt32 = 1
+    static var initialState: TimerClientState { .initial }
+    static var notificationMask: UInt32 { UInt32(truncatingIfNeeded: KernelNotification.timerBit) }
+    static func check(_ state: TimerClientState) -> Bool { TimerLogic.isConsistent(state) }
+
+    var queue = TimerQueue()
+    /// The deadline handed to `setTimer` (0: none).
+    var armed: UInt64 = 0
+
+    mutating func rebuild(client: TaskID, state: TimerClientState) {
+        queue.update(client, earliest: TimerLogic.earliestDeadline(state), waiting: false)
+    }
+
+    mutating func handle(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
+                         state: inout TimerClientState) -> SSROutcome {
+        let now = System.clock()
+        let result: TimerResult
+        switch TimerOperation(rawValue: operation) {
+        case .start: result = TimerLogic.start(&state, period: UInt64(words.0), repeating: words.1 != 0, now: now)
+        case .cancel: result = TimerLogic.cancel(&state, id: UInt16(truncatingIfNeeded: words.0))
+        case .wait: result = TimerLogic.wait(&state, now: now)
+        case nil: result = .reply(.badOperation, (0, 0))
+        }
+        switch result {
+        case .reply(let code, let words):
+            queue.update(client, earliest: TimerLogic.earliestDeadline(state), waiting: false)
+            arm()
+            return .reply(code.rawValue, words.0, words.1)
+        case .wait(let deadline):
+            queue.update(client, earliest: deadline, waiting: true)
+            arm()
+            return .deferred
+        }
+    }
+
+    mutating func clientEnded(client: TaskID, state: TimerClientState?) {
+        queue.remove(client)
+        arm()
+    }
+
+    /// The kernel's timer fired: answer every held wait that has come due.
+    mutating func notified(bits: UInt) {
+        armed = 0  // the kernel's timer is spent
+        let now = System.clock()
+        var index = 0
+        while let due = queue.firstDue(now: now, from: index) {
+            index = due + 1
+            let client = queue.entries[due].client
+            var earliest: UInt64?
+            do throws(SyscallError) {
+                let replied = try SSRServer<TimerService>.complete(client) { state in
+                    let result = TimerLogic.wait(&state, now: now)
+                    earliest = TimerLogic.earliestDeadline(state)
+                    switch result {
+                    case .reply(let code, let words): return .reply(code.rawValue, words.0, words.1)
+                    case .wait(let deadline):
+                        earliest = deadline
+                        return .deferred
+                    }
+                }
+                queue.update(client, earliest: earliest, waiting: !replied)
+            } catch {
+                // Not waiting for us any more (it ended): the unbind message follows.
+                queue.remove(client)
+            }
+        }
+        arm()
+    }
+
+    /// Asks the kernel to wake us at the earliest held deadline.
+    mutating func arm() {
+        let wake = queue.nextWake ?? 0
+        guard wake != armed else { return }
+        try? System.setTimer(deadline: wake, bits: KernelNotification.timerBit)
+        armed = wake
+    }
+}
+
+@main
+struct TimerServer {
+    static func main() {
+        var server = SSRServer(service: TimerService())
+        server.run()
+    }
+}

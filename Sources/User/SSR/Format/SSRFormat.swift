@@ -1,0 +1,424 @@
+// SSRFormat: how a server lays out one client's state in that client's server state
+// region, so that a crash at any instant loses nothing the client was told, and no
+// request ever takes effect twice.
+//
+// Why this works: the exactly-once argument
+// -----------------------------------------
+// What the kernel guarantees (Kernel+SSR.swift):
+//   K1. Every request a client sends to an SSR server carries an id; a client's ids
+//       count up from 1, and a client has at most one request outstanding (`send`
+//       blocks until the reply).
+//   K2. A request the server has not replied to when it fails is delivered again,
+//       with the same id, to the restarted server; a replied request never is.
+//   K3. The kernel records L, the id of the client's last request the server replied
+//       to, and hands it to the restarted server with the SSR.
+// What the server does (SSRServer):
+//   S1. To answer request r it reads the committed record (state, id R, reply),
+//       computes the new state and the reply, commits (new state, r, reply), and only
+//       then replies. A deferred request commits nothing until it is answered, and is
+//       answered the same way (commit with the held request's id, then reply).
+//   S2. A request whose id equals the committed id R is not applied again: the
+//       cached reply is sent instead.
+// What this file guarantees:
+//   F1. A commit is atomic: the region has two copies, the commit writes the
+//       inactive one completely, then switches the selector to it with one aligned
+//       8-byte store, release-ordered after the copy's stores. Before that store the
+//       old record is the committed one, untouched; after it, the new one is. No
+//       store of a commit ever touches the active copy, so a crash between any two
+//       stores leaves the previous commit intact and checkable, and the half-written
+//       copy is never selected.
+//   F2. Damage is detected: each copy carries an FNV-1a 64 checksum over all of its
+//       bytes (seeded with the layout and the copy's number), and the selector holds
+//       the commit number next to its complement.
+//
+// Now let the server fail while it works on request r of some client. Because the
+// server commits before each reply (S1) and the client waits (K1), the committed id
+// is L or r. Either the failure came before the selector store of r's commit: the
+// committed record has id L and does not contain r, r comes back (K2), and is
+// applied once to the state without it. Or after: the committed record has id r and
+// contains r, r comes back and is answered from the cache (S2), with the reply that
+// one application computed. Or after the reply: r is done and never comes back (K2).
+// In every case r takes effect exactly once and its client sees that one result.
+// Remembering only the last id suffices because of K1.
+//
+// Repair. If the active copy (or the selector) is damaged, the other copy holds the
+// commit before it. That is an acceptable past exactly when its id equals L: then
+// the damaged commit was for the request in flight, which the kernel will deliver
+// again, so going back one commit loses nothing the client has seen. If its id is
+// older than L, going back would silently undo a request the client already got an
+// answer to: the region is corrupt, the verdict is "lost", and the client is told
+// (`serverStateLost`) instead of being lied to. When L == 0 nothing was ever
+// acknowledged, so any region may start fresh. A valid-looking record whose id is
+// below L is refused too: the selector can only point at an older copy through
+// damage (two flipped bits), never through a crash.
+//
+// What it cannot do: a checksum catches corruption of bytes, not a wrong
+// computation committed with a good checksum; the service's own invariant check is
+// the second line, and the server runtime rolls back an unacknowledged commit made
+// by a server that then failed (its work is redone by a fresh instance). A bit flip
+// in the active copy of an acknowledged commit is detected but not repairable (the
+// other copy is older): that client loses its state, knowingly. The cached reply is
+// the code and two words; a reply payload is not cached.
+//
+// Layout (little-endian, every field an aligned 8-byte word):
+//
+//   offset  field
+//   0       magic "CurioSSR"
+//   8       layout: version (low 32 bits) | state size in bytes (high 32 bits)
+//   16      selector: commit number s (low 32) | ~s (high 32); 0 = never committed
+//   24      reserved, 0
+//   32      copy 0, then copy 1 at 32 + stride, each:
+//             0   checksum  FNV-1a 64 over bytes 8..<stride, seeded (magic, layout, copy)
+//             8   commit number (its parity is the copy's number; 0 is never used)
+//             16  request id
+//             24  reply code       32 reply word 0       40 reply word 1
+//             48  state, zero-padded to a multiple of 8
+//
+// An all-zero region (what the kernel hands out) reads as unformatted: a fresh
+// client. Nothing here allocates; everything works on the host for the tests.
+
+/// The cached answer to the committed request.
+public struct SSRReply: Equatable, Sendable {
+    public var code: UInt64
+    public var word0: UInt64
+    public var word1: UInt64
+
+    public init(code: UInt64 = 0, word0: UInt64 = 0, word1: UInt64 = 0) {
+        self.code = code
+        self.word0 = word0
+        self.word1 = word1
+    }
+}
+
+/// One commit as read back from a copy whose checksum verified.
+public struct SSRRecord<State: BitwiseCopyable> {
+    /// The commit number (which copy it lives in is its parity).
+    public var sequence: UInt32
+    /// The request this commit answered.
+    public var requestID: UInt64
+    public var reply: SSRReply
+    public var state: State
+}
+
+/// What is wrong with a region that is not simply valid.
+public enum SSRDamage: Equatable, Sendable {
+    /// The magic or layout word is wrong (the copies may still be fine).
+    case header
+    /// The selector is not a commit number next to its complement.
+    case selector
+    /// Formatted (or partly written) but never committed.
+    case noCommit
+    /// The copy the selector names fails its checksum or has the wrong commit number.
+    case activeCopy
+    /// The active commit is older than the last request the kernel saw answered.
+    case behindKernel
+}
+
+/// A state a damaged region can be returned to.
+public enum SSRRestorePoint<State: BitwiseCopyable> {
+    /// Nothing was ever acknowledged: start from the initial state.
+    case fresh
+    /// This (verified) commit holds everything acknowledged.
+    case record(SSRRecord<State>)
+}
+
+/// The restarted server's view of a region (see `SSRFormat.check(lastCompleted:)`).
+public enum SSRCheck<State: BitwiseCopyable> {
+    /// All zero: the client never got a commit. Start fresh.
+    case unformatted
+    case valid(SSRRecord<State>)
+    /// Damaged, but `repair(to:)` with this restore point loses nothing acknowledged.
+    case repairable(SSRRestorePoint<State>, SSRDamage)
+    /// Damaged, and something acknowledged is gone.
+    case corrupt(SSRDamage)
+}
+
+/// The running server's view of a region: during normal operation there is no crash
+/// between commits, so anything but these two means a fault hit the region.
+public enum SSRLoad<State: BitwiseCopyable> {
+    case unformatted
+    case committed(SSRRecord<State>)
+    case damaged(SSRDamage)
+}
+
+/// Where a format's bytes live. Every write of a commit goes through `store` or
+/// `publish` as one aligned 8-byte word, so tests can cut a commit off after any
+/// store (a crash) and look at what is left.
+public protocol SSRStorage {
+    /// The region, for reading.
+    var bytes: UnsafeRawBufferPointer { get }
+    /// Writes one aligned word.
+    func store(_ word: UInt64, at offset: Int)
+    /// Writes the selector: one aligned 8-byte store that must not be seen before
+    /// any store issued before it.
+    func publish(_ word: UInt64, at offset: Int)
+}
+
+public enum SSRLayout {
+    /// "CurioSSR" in little-endian byte order.
+    public static let magic: UInt64 = 0x5253_536F_6972_7543
+    public static let magicOffset = 0
+    public static let layoutOffset = 8
+    public static let selectorOffset = 16
+    public static let headerBytes = 32
+
+    public static let checksumField = 0
+    public static let sequenceField = 8
+    public static let requestField = 16
+    public static let codeField = 24
+    public static let word0Field = 32
+    public static let word1Field = 40
+    public static let stateField = 48
+
+    /// The selector word for commit number `sequence` (never 0).
+    @inline(__always)
+    public static func selector(for sequence: UInt32) -> UInt64 {
+        UInt64(sequence) | UInt64(~sequence) << 32
+    }
+
+    /// The commit number a selector word names, nil if it is damaged or 0.
+    @inline(__always)
+    public static func sequence(inSelector word: UInt64) -> UInt32? {
+        let low = UInt32(truncatingIfNeeded: word)
+        let high = UInt32(truncatingIfNeeded: word >> 32)
+        return high == ~low && low != 0 ? low : nil
+    }
+}
+
+/// One client's region, laid out for a state of type `State`.
+public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
+    public let storage: Storage
+    /// The server's layout version: a region written under another version (or for a
+    /// state of another size) does not verify.
+    public let layoutVersion: UInt32
+
+    public static var stateBytes: Int { MemoryLayout<State>.size }
+    static var paddedStateBytes: Int { (stateBytes + 7) & ~7 }
+    /// Bytes per copy.
+    public static var copyStride: Int { SSRLayout.stateField + paddedStateBytes }
+    /// Bytes of the region the format uses (the rest of the region is never touched).
+    public static var requiredBytes: Int { SSRLayout.headerBytes + 2 * copyStride }
+
+    public init(storage: Storage, layoutVersion: UInt32) {
+        precondition(storage.bytes.count >= Self.requiredBytes, "the SSR is too small for this state")
+        precondition(UInt(bitPattern: storage.bytes.baseAddress) & 7 == 0, "the SSR must be 8-byte aligned")
+        self.storage = storage
+        self.layoutVersion = layoutVersion
+    }
+
+    var layoutWord: UInt64 { UInt64(layoutVersion) | UInt64(UInt32(truncatingIfNeeded: Self.stateBytes)) << 32 }
+
+    @inline(__always)
+    func word(at offset: Int) -> UInt64 { storage.bytes.load(fromByteOffset: offset, as: UInt64.self) }
+
+    func copyOffset(_ index: Int) -> Int { SSRLayout.headerBytes + index * Self.copyStride }
+
+    var headerIsValid: Bool {
+        word(at: SSRLayout.magicOffset) == SSRLayout.magic && word(at: SSRLayout.layoutOffset) == layoutWord
+    }
+
+    /// The commit number the selector names, if it is intact and set.
+    public var activeSequence: UInt32? { SSRLayout.sequence(inSelector: word(at: SSRLayout.selectorOffset)) }
+
+    /// True if every byte the format uses is zero.
+    public var isZero: Bool {
+        var offset = 0
+        while offset < Self.requiredBytes {
+            if word(at: offset) != 0 { return false }
+            offset += 8
+        }
+        return true
+    }
+
+    func checksumSeed(copy index: Int) -> FNV1a64 {
+        var hash = FNV1a64()
+        hash.add(word: SSRLayout.magic)
+        hash.add(word: layoutWord)
+        hash.add(word: UInt64(index))
+        return hash
+    }
+
+    /// The commit in copy `index`, if its checksum verifies and its number fits the copy.
+    public func record(inCopy index: Int) -> SSRRecord<State>? {
+        let base = copyOffset(index)
+        var hash = checksumSeed(copy: index)
+        hash.add(UnsafeRawBufferPointer(rebasing: storage.bytes[(base + 8)..<(base + Self.copyStride)]))
+        guard hash.value == word(at: base + SSRLayout.checksumField) else { return nil }
+        let number = word(at: base + SSRLayout.sequenceField)
+        guard number >> 32 == 0, number != 0, Int(number & 1) == index else { return nil }
+        return SSRRecord(
+            sequence: UInt32(truncatingIfNeeded: number),
+            requestID: word(at: base + SSRLayout.requestField),
+            reply: SSRReply(code: word(at: base + SSRLayout.codeField), word0: word(at: base + SSRLayout.word0Field),
+                            word1: word(at: base + SSRLayout.word1Field)),
+            state: storage.bytes.loadUnaligned(fromByteOffset: base + SSRLayout.stateField, as: State.self))
+    }
+
+    /// The commit the selector names, if the header, the selector and that copy verify.
+    public var activeRecord: SSRRecord<State>? {
+        guard headerIsValid, let sequence = activeSequence,
+              let record = record(inCopy: Int(sequence & 1)), record.sequence == sequence else { return nil }
+        return record
+    }
+
+    /// What the damage is, for a region whose active record does not verify.
+    var damage: SSRDamage {
+        let selector = word(at: SSRLayout.selectorOffset)
+        guard let sequence = SSRLayout.sequence(inSelector: selector) else {
+            return selector == 0 ? .noCommit : .selector
+        }
+        guard let record = record(inCopy: Int(sequence & 1)), record.sequence == sequence else { return .activeCopy }
+        return .header
+    }
+
+    // MARK: Normal operation
+
+    /// Reads the committed record, for a request being served.
+    public func load() -> SSRLoad<State> {
+        if let record = activeRecord { return .committed(record) }
+        if isZero { return .unformatted }
+        return .damaged(damage)
+    }
+
+    /// Commits `state` as the result of request `requestID`, answered by `reply`: writes
+    /// the inactive copy completely, then switches the selector to it in one store.
+    /// The region must be unformatted or hold a valid commit (load it, or repair it,
+    /// first): this is the only write of the region in normal operation.
+    public func commit(state: State, requestID: UInt64, reply: SSRReply) {
+        var next = (activeSequence ?? 0) &+ 1
+        if next == 0 { next = 2 }  // 0 means "never committed"; keep the parity
+        let index = Int(next & 1)
+        let base = copyOffset(index)
+        let storage = self.storage
+        if !headerIsValid {
+            storage.store(SSRLayout.magic, at: SSRLayout.magicOffset)
+            storage.store(layoutWord, at: SSRLayout.layoutOffset)
+        }
+        var hash = checksumSeed(copy: index)
+        func put(_ value: UInt64, _ field: Int) {
+            hash.add(word: value)
+            storage.store(value, at: base + field)
+        }
+        put(UInt64(next), SSRLayout.sequenceField)
+        put(requestID, SSRLayout.requestField)
+        put(reply.code, SSRLayout.codeField)
+        put(reply.word0, SSRLayout.word0Field)
+        put(reply.word1, SSRLayout.word1Field)
+        withUnsafeBytes(of: state) { bytes in
+            var offset = 0
+            while offset < Self.paddedStateBytes {
+                var value: UInt64 = 0
+                if offset + 8 <= bytes.count {
+                    value = bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+                } else {
+                    for byte in 0..<(bytes.count - offset) { value |= UInt64(bytes[offset + byte]) << (8 * byte) }
+                }
+                put(value, SSRLayout.stateField + offset)
+                offset += 8
+            }
+        }
+        storage.store(hash.value, at: base + SSRLayout.checksumField)
+        storage.publish(SSRLayout.selector(for: next), at: SSRLayout.selectorOffset)
+    }
+
+    /// How many stores `commit` issues on this region as it is now (for tests).
+    public var storesPerCommit: Int {
+        (headerIsValid ? 0 : 2) + 5 + Self.paddedStateBytes / 8 + 2
+    }
+
+    // MARK: Recovery
+
+    /// Judges the region of a client whose last answered request is `lastCompleted`
+    /// (the kernel's L; see the essay above).
+    public func check(lastCompleted: UInt64) -> SSRCheck<State> {
+        if let record = activeRecord, record.requestID >= lastCompleted { return .valid(record) }
+        if isZero { return .unformatted }
+        var damage = self.damage
+        if let sequence = activeSequence, let record = record(inCopy: Int(sequence & 1)), record.sequence == sequence {
+            // Only the header is wrong (the copies' checksums still verify against the
+            // expected layout), or the active commit is older than the kernel's L.
+            if record.requestID >= lastCompleted { return .repairable(.record(record), .header) }
+            damage = .behindKernel
+        }
+        if lastCompleted != 0, let record = newestRecord(withRequest: lastCompleted) {
+            return .repairable(.record(record), damage)
+        }
+        if lastCompleted == 0 { return .repairable(.fresh, damage) }
+        return .corrupt(damage)
+    }
+
+    /// The newest verified copy that answered `requestID`.
+    func newestRecord(withRequest requestID: UInt64) -> SSRRecord<State>? {
+        var best: SSRRecord<State>?
+        for index in 0..<2 {
+            guard let record = record(inCopy: index), record.requestID == requestID else { continue }
+            if let current = best, Int32(bitPattern: record.sequence &- current.sequence) <= 0 { continue }
+            best = record
+        }
+        return best
+    }
+
+    /// For a valid region whose active commit was never acknowledged (its id is above
+    /// L): the state before it, if that can be had — the other copy when it verifies
+    /// and answered L, or a fresh start when L is 0. Used to throw away work done by a
+    /// server that then failed; the kernel delivers the request again.
+    public func rollbackPoint(lastCompleted: UInt64) -> SSRRestorePoint<State>? {
+        guard let active = activeRecord, active.requestID > lastCompleted else { return nil }
+        if lastCompleted == 0 { return .fresh }
+        let other = 1 - Int(active.sequence & 1)
+        guard let record = record(inCopy: other), record.requestID == lastCompleted else { return nil }
+        return .record(record)
+    }
+
+    /// Makes `point` the committed state: rewrites the header if needed and points the
+    /// selector at the record's copy; `.fresh` clears the region (selector first). A
+    /// crash part-way leaves a region that checks the same way again.
+    public func repair(to point: SSRRestorePoint<State>) {
+        switch point {
+        case .record(let record):
+            if !headerIsValid {
+                storage.store(SSRLayout.magic, at: SSRLayout.magicOffset)
+                storage.store(layoutWord, at: SSRLayout.layoutOffset)
+            }
+            storage.publish(SSRLayout.selector(for: record.sequence), at: SSRLayout.selectorOffset)
+        case .fresh:
+            storage.publish(0, at: SSRLayout.selectorOffset)
+            var offset = 0
+            while offset < Self.requiredBytes {
+                if offset != SSRLayout.selectorOffset && word(at: offset) != 0 { storage.store(0, at: offset) }
+                offset += 8
+            }
+        }
+    }
+}
+
+/// FNV-1a, 64 bits. Each step xors one byte in and multiplies by an odd constant (a
+/// bijection modulo 2^64), so two inputs that differ in a single byte — in
+/// particular by any one flipped bit — always hash differently.
+public struct FNV1a64: Sendable {
+    public static let offsetBasis: UInt64 = 0xCBF2_9CE4_8422_2325
+    public static let prime: UInt64 = 0x0000_0100_0000_01B3
+
+    public private(set) var value: UInt64 = offsetBasis
+
+    public init() {}
+
+    @inline(__always)
+    public mutating func add(byte: UInt8) {
+        value = (value ^ UInt64(byte)) &* Self.prime
+    }
+
+    /// The word's eight bytes, least significant first (its little-endian layout).
+    @inline(__always)
+    public mutating func add(word: UInt64) {
+        var rest = word
+        for _ in 0..<8 {
+            add(byte: UInt8(truncatingIfNeeded: rest))
+            rest >>= 8
+        }
+    }
+
+    public mutating func add(_ bytes: UnsafeRawBufferPointer) {
+        for byte in bytes { add(byte: byte) }
+    }
+}

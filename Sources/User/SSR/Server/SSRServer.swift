@@ -1,0 +1,307 @@
+// SSRServer: the runtime that makes a restartable server with per-client state in
+// server state regions a few lines of code.
+//
+// A service says what its per-client state is, how to check it, how to handle a
+// request, and how to rebuild its caches from a client's state; the runtime does
+// the rest:
+//
+//   start     recovery (a fresh start simply finds no SSRs): for every SSR the kernel
+//             hands back (`ssrRecoverNext`), check the format (SSRFormat: checksums,
+//             the kernel's last-answered id L) and the service's invariants, repair
+//             or roll back where that loses nothing acknowledged, give the kernel the
+//             verdict, rebuild the service's caches; then `recoveryComplete`, after
+//             which the kernel re-delivers the requests that were in flight.
+//   request   the client's SSR is in the window. If the committed request id is this
+//             request's id, the request was applied before a crash: send the cached
+//             reply (exactly once). Otherwise hand a copy of the state to the service;
+//             if it answers now, commit (state, request id, reply), then reply in the
+//             same trap as the next receive. If it defers, nothing is committed (its
+//             changes to the state are dropped: the request may be delivered again);
+//             it answers later with `complete(_:_:)`.
+//   unbind    a client ended: the service cleans up, the reply frees the SSR.
+//   damage    a committed record that fails its checksum or the service's invariants
+//             in normal operation means a fault hit the region or the server:
+//             `reportFailure`, so the kernel restarts us and recovery judges it with L.
+//
+// The state is copied out of the window, changed by the service, and written back by
+// the commit; the window itself is only ever written by SSRFormat.
+
+import CurioUser
+import SSRFormat
+
+/// What a service does with a request.
+public enum SSROutcome: Sendable {
+    /// Answer now: response code, two words, and `length` bytes of reply payload
+    /// already written to the payload buffer. Only the code and the words are cached
+    /// for a re-delivered request, so a payload must be derivable from the state.
+    case reply(code: UInt32, words: (UInt, UInt), length: Int)
+    /// Hold the request; answer it later with `SSRServer.complete(_:_:)`.
+    case deferred
+
+    public static func reply(_ code: UInt32 = 0, _ word0: UInt = 0, _ word1: UInt = 0) -> SSROutcome {
+        .reply(code: code, words: (word0, word1), length: 0)
+    }
+}
+
+/// A request's payload: the bytes received, and the buffer a reply payload goes in
+/// (the same memory).
+public struct SSRPayload {
+    public var request: UnsafeRawBufferPointer
+    public var replyBuffer: UnsafeMutableRawBufferPointer
+}
+
+/// A server whose per-client state lives in SSRs.
+public protocol SSRService {
+    /// One client's state: plain bytes, checksummed and committed as a whole.
+    associatedtype State: BitwiseCopyable
+
+    /// Bump when `State`'s layout or meaning changes: older regions then fail to verify.
+    static var layoutVersion: UInt32 { get }
+    /// The state of a client the server has never served.
+    static var initialState: State { get }
+    /// The notification bits `receive` should deliver to `notified(bits:)`.
+    static var notificationMask: UInt32 { get }
+    /// The service's own invariants over one client's state (the checksum only proves
+    /// the bytes are what was committed). Static: it must not depend on caches.
+    static func check(_ state: State) -> Bool
+
+    /// Recovery: `client`'s state was judged good; rebuild caches from it.
+    mutating func rebuild(client: TaskID, state: State)
+    /// Handles one request from `client`. Changes to `state` are committed when the
+    /// outcome is a reply, discarded when it is `deferred`.
+    mutating func handle(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
+                         state: inout State) -> SSROutcome
+    /// `client` has ended: forget it. `state` is nil if its SSR did not verify.
+    mutating func clientEnded(client: TaskID, state: State?)
+    /// Notification bits arrived (interrupts, `setTimer`). Deferred requests are
+    /// answered from here with `SSRServer.complete(_:_:)`.
+    mutating func notified(bits: UInt)
+}
+
+/// Reply codes the runtime itself sends.
+public enum SSRServerReply {
+    /// The sender has no SSR with this server (the kernel gave no request id).
+    public static let noState: UInt32 = 0xFFFF_FF00
+}
+
+/// How the last recovery went (for a service that wants to report it).
+public struct SSRRecoveryReport: Sendable {
+    public var valid = 0
+    public var repaired = 0
+    public var rolledBack = 0
+    public var lost = 0
+    public var fresh = 0
+}
+
+/// True while a request's SSR is in the window and the service is handling it:
+/// `complete` would map another client's SSR over it.
+nonisolated(unsafe) private var windowInUse = false
+
+public struct SSRServer<Service: SSRService> {
+    public typealias State = Service.State
+    typealias Format = SSRFormat<State, SSRMemory>
+
+    public var service: Service
+    public private(set) var recovery = SSRRecoveryReport()
+    let buffer: UnsafeMutableRawBufferPointer
+    let regionBytes: Int
+
+    /// `regionBytes`: the smallest SSR the server is configured with (system.toml's
+    /// `ssr`); the state's format must fit in it.
+    public init(service: Service, regionBytes: Int = 4096) {
+        precondition(Format.requiredBytes <= regionBytes, "the state does not fit in the SSR")
+        self.service = service
+        self.regionBytes = regionBytes
+        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: SyscallLimits.maxMessageBytes, alignment: 16)
+    }
+
+    static func format(at window: UnsafeMutableRawPointer, bytes: Int) -> Format {
+        Format(storage: SSRMemory(base: window, count: bytes), layoutVersion: Service.layoutVersion)
+    }
+
+    static var windowFormat: Format {
+        format(at: UnsafeMutableRawPointer(bitPattern: SSRWindow.base)!, bytes: Format.requiredBytes)
+    }
+
+    // MARK: Recovery
+
+    /// Walks every SSR bound to this server, judges, repairs and rebuilds; then lets the
+    /// kernel re-deliver the requests in flight. On a first start there are none.
+    public mutating func recover() {
+        var cursor = 0
+        while true {
+            let found: System.RecoveredSSR?
+            do throws(SyscallError) {
+                found = try System.ssrRecoverNext(cursor: cursor)
+            } catch {
+                break
+            }
+            guard let found else { break }
+            cursor = found.nextCursor
+            let format = Self.format(at: found.window, bytes: Format.requiredBytes)
+            let (verdict, state) = judge(format, kernelState: found.state, lastCompleted: found.lastCompletedRequest)
+            try? System.ssrVerdict(found.client, verdict)
+            if let state { service.rebuild(client: found.client, state: state) }
+        }
+        try? System.recoveryComplete()
+    }
+
+    /// The verdict on one region, after repairing it if that is safe; and the state
+    /// to rebuild from (nil for a fresh or lost client).
+    mutating func judge(_ format: Format, kernelState: SSRState, lastCompleted: UInt64) -> (SSRVerdict, State?) {
+        switch format.check(lastCompleted: lastCompleted) {
+        case .unformatted:
+            recovery.fresh += 1
+            return (.valid, nil)
+        case .valid(let record):
+            // Work a failing server committed for an unanswered request is redone by
+            // us when we can get back to the state before it: always for a suspect
+            // region, and whenever the commit breaks the service's invariants.
+            let trusted = kernelState != .suspect && Service.check(record.state)
+            if !trusted, let point = format.rollbackPoint(lastCompleted: lastCompleted), let state = restore(point) {
+                format.repair(to: point)
+                recovery.rolledBack += 1
+                return (.repaired, state)
+            }
+            if Service.check(record.state) {
+                recovery.valid += 1
+                return (.valid, record.state)
+            }
+            recovery.lost += 1
+            return (.lost, nil)
+        case .repairable(let point, _):
+            guard let state = restore(point) else {
+                recovery.lost += 1
+                return (.lost, nil)
+            }
+            format.repair(to: point)
+            recovery.repaired += 1
+            return (.repaired, state)
+        case .corrupt:
+            recovery.lost += 1
+            return (.lost, nil)
+        }
+    }
+
+    /// The state at a restore point, if it passes the service's invariants.
+    func restore(_ point: SSRRestorePoint<State>) -> State? {
+        switch point {
+        case .fresh: return Service.initialState
+        case .record(let record): return Service.check(record.state) ? record.state : nil
+        }
+    }
+
+    // MARK: Serving
+
+    /// Recovers, then serves forever.
+    public mutating func run() -> Never {
+        recover()
+        var pending: (client: TaskID, code: UInt32, words: (UInt, UInt), length: Int)?
+        while true {
+            let message: Received
+            do throws(SyscallError) {
+                if let reply = pending {
+                    message = try IPC.replyAndReceive(to: reply.client, code: reply.code, words: reply.words,
+                                                      replyLength: reply.length, buffer: buffer,
+                                                      notificationMask: Service.notificationMask)
+                } else {
+                    message = try IPC.receive(into: buffer, notificationMask: UInt(Service.notificationMask))
+                }
+            } catch {
+                // The reply went nowhere (the client is gone) or the receive was refused:
+                // either way there is nothing left to answer.
+                pending = nil
+                continue
+            }
+            pending = nil
+            if message.isNotification {
+                service.notified(bits: message.operation)
+            } else if message.operation == SSRMessage.unbindOperation && message.requestID == 0 {
+                unbind(message.sender)
+                pending = (message.sender, 0, (0, 0), 0)
+            } else {
+                pending = serve(message)
+            }
+        }
+    }
+
+    mutating func unbind(_ client: TaskID) {
+        let state: State?
+        switch Self.windowFormat.load() {
+        case .committed(let record) where Service.check(record.state): state = record.state
+        case .unformatted: state = Service.initialState
+        default: state = nil
+        }
+        service.clientEnded(client: client, state: state)
+    }
+
+    /// Handles one request; returns the reply to send, or nil if it is deferred.
+    mutating func serve(_ message: Received) -> (client: TaskID, code: UInt32, words: (UInt, UInt), length: Int)? {
+        guard message.requestID != 0 else { return (message.sender, SSRServerReply.noState, (0, 0), 0) }
+        let format = Self.windowFormat
+        var state: State
+        switch format.load() {
+        case .unformatted:
+            state = Service.initialState
+        case .committed(let record):
+            if record.requestID == message.requestID {
+                // Applied and committed before a crash; only the reply was lost.
+                return (message.sender, UInt32(truncatingIfNeeded: record.reply.code),
+                        (UInt(record.reply.word0), UInt(record.reply.word1)), 0)
+            }
+            guard Service.check(record.state) else { System.reportFailure() }
+            state = record.state
+        case .damaged:
+            System.reportFailure()
+        }
+        let payload = SSRPayload(request: UnsafeRawBufferPointer(rebasing: buffer[0..<min(message.length, buffer.count)]),
+                                 replyBuffer: buffer)
+        windowInUse = true
+        let outcome = service.handle(operation: UInt16(truncatingIfNeeded: message.operation), words: message.words,
+                                     payload: payload, client: message.sender, state: &state)
+        windowInUse = false
+        switch outcome {
+        case .reply(let code, let words, let length):
+            format.commit(state: state, requestID: message.requestID,
+                          reply: SSRReply(code: UInt64(code), word0: UInt64(words.0), word1: UInt64(words.1)))
+            return (message.sender, code, words, min(max(length, 0), buffer.count))
+        case .deferred:
+            return nil
+        }
+    }
+
+    /// Answers a deferred request of `client`: maps its SSR (`ssrOpen`), lets `body`
+    /// update the state and decide, commits (state, the held request's id, reply) and
+    /// replies. `body` returning `.deferred` keeps holding the request (its changes
+    /// are dropped). Returns true if the client got its reply. Throws if the client is
+    /// not waiting for us (it ended). Call it from `notified(bits:)`, not from `handle`.
+    public static func complete(_ client: TaskID, _ body: (inout State) -> SSROutcome) throws(SyscallError) -> Bool {
+        guard !windowInUse else { throw .badArgument }
+        let mapping = try System.ssrOpen(client)
+        let format = format(at: mapping.window, bytes: Format.requiredBytes)
+        var state: State
+        switch format.load() {
+        case .unformatted:
+            state = Service.initialState
+        case .committed(let record):
+            if record.requestID == mapping.requestID {
+                try IPC.reply(to: client, code: UInt(record.reply.code),
+                              words: (UInt(record.reply.word0), UInt(record.reply.word1)))
+                return true
+            }
+            guard Service.check(record.state) else { System.reportFailure() }
+            state = record.state
+        case .damaged:
+            System.reportFailure()
+        }
+        switch body(&state) {
+        case .reply(let code, let words, _):
+            format.commit(state: state, requestID: mapping.requestID,
+                          reply: SSRReply(code: UInt64(code), word0: UInt64(words.0), word1: UInt64(words.1)))
+            try IPC.reply(to: client, code: UInt(code), words: words)
+            return true
+        case .deferred:
+            return false
+        }
+    }
+}

@@ -1,0 +1,495 @@
+// Tests of transparent server restart: what a fault does to the server, its SSRs and
+// its clients; recovery (ssrRecoverNext / ssrVerdict / recoveryComplete) and the
+// re-delivery of requests in flight with their ids; backoff and giving up; the
+// watchdog.
+import CurioABI
+import Testing
+@testable import KernelCore
+
+@Suite struct RestartTests {
+    typealias Program = SSRProgram
+    typealias TestKernel = KernelHarness.TestKernel
+
+    /// The scene of a fault: fs (slot 0, recovered) is working on client 1's second
+    /// request (id 2) with client 1's SSR in its window; client 2 is bound and idle;
+    /// client 3 is queued with its first request; client 4's first request was taken
+    /// earlier and awaits its reply. Clients 1 and 2 each hold 64 bytes of state.
+    private struct Scene {
+        let harness: KernelHarness
+        let serving = 1, idle = 2, queued = 3, held = 4
+        var clients: [Int] { [serving, idle, queued, held] }
+    }
+
+    private func scene() throws -> Scene {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)
+        for _ in 0..<4 { try harness.spawn(Program.client) }
+        let scene = Scene(harness: harness)
+        harness.recover(0, pages: 2)
+        for (client, byte) in [(scene.serving, UInt8(0x11)), (scene.idle, 0x22)] {
+            harness.receive(0)
+            try harness.call(client, harness.id(0))
+            try harness.write([UInt8](repeating: byte, count: 64), at: SSRLayout.window + 100, in: 0)
+            try harness.reply(from: 0, to: harness.id(client))
+        }
+        harness.receive(0)
+        try harness.call(scene.held, harness.id(0))
+        try harness.call(scene.serving, harness.id(0))
+        try harness.call(scene.queued, harness.id(0))
+        harness.receive(0)
+        #expect(harness.result(0, 1) == UInt(harness.id(scene.serving).rawValue))
+        #expect(harness.result(0, 6) == 2)
+        #expect(harness.state(scene.held) == .awaitingReply)
+        #expect(harness.state(scene.serving) == .awaitingReply)
+        #expect(harness.state(scene.queued) == .sending)
+        return scene
+    }
+
+    // MARK: The restart
+
+    @Test func aFaultRestartsTheServerInPlace() throws {
+        let scene = try scene()
+        let harness = scene.harness
+        let oldID = harness.id(0)
+        let contents = scene.clients.map { harness.ssrBytes(of: $0, to: Program.fs) }
+        let frames = scene.clients.map { harness.ssrFrames(of: $0, to: Program.fs) }
+        let freeBefore = harness.freeFrames
+        #expect(harness.mappings(of: 0).filter { $0.flags.contains(.owned) }.count == 7)
+        let fullFlushes = harness.kernel.platform.flushes.count
+        let pageFlushes = harness.pageFlushCount
+
+        harness.kernel.fault(0, cause: .storePageFault, address: 0x10)
+        let server = harness.task(0)
+        #expect(server.generation == oldID.generation + 1)
+        #expect(server.restarts == 1)
+        #expect(server.state == .runnable)
+        #expect(server.recovering)
+        #expect(server.program == Program.fs)
+        #expect(server.pagesUsed == SSRLayout.serverPages)
+        #expect(harness.registers(0)[.pc] == KernelTestELF.textAddress, "from the pristine image")
+        #expect(harness.output.contains("[kernel] fs (pid 0, gen 0) stopped: store page fault at 0x10"))
+        #expect(harness.output.contains("[kernel] restarted fs (pid 0, gen 1, restart 1)"))
+        #expect(harness.windowFrames(of: 0) == harness.emptyWindow)
+        #expect(harness.pageFlushes(since: pageFlushes) == harness.windowFlushes(of: 0, pages: 2))
+
+        // Only the SSR in the window at the fault is suspect; all survive unchanged.
+        #expect(harness.binding(of: scene.serving, to: Program.fs)?.state == .suspect)
+        for client in [scene.idle, scene.queued, scene.held] {
+            #expect(harness.binding(of: client, to: Program.fs)?.state == .valid)
+        }
+        #expect(scene.clients.map { harness.ssrBytes(of: $0, to: Program.fs) } == contents)
+        #expect(scene.clients.map { harness.ssrFrames(of: $0, to: Program.fs) } == frames)
+        #expect(harness.ssrBytes(of: scene.serving, to: Program.fs)[100] == 0x11)
+
+        // The old incarnation's memory went back; the new one took as much.
+        #expect(harness.freeFrames == freeBefore)
+        #expect(harness.kernel.kernelPagesInUse == 1)
+        #expect(harness.kernel.platform.flushes.count > fullFlushes)
+        #expect(harness.kernel.platform.flushes.dropFirst(fullFlushes).allSatisfy { $0.asid == harness.kernel.asid(of: 0) })
+
+        // Clients awaiting its reply are queued again; the queue is kept.
+        for client in [scene.serving, scene.queued, scene.held] {
+            #expect(harness.state(client) == .sending)
+            #expect(harness.task(client).partner == 0)
+        }
+        #expect(harness.task(0).sendersWaiting == 1 << 1 | 1 << 3 | 1 << 4)
+        #expect(harness.state(scene.idle) == .runnable)
+
+        // The old ID is stale.
+        try harness.call(scene.idle, oldID)
+        #expect(harness.error(scene.idle) == .deadEndpoint)
+        #expect(harness.state(scene.idle) == .runnable)
+    }
+
+    @Test func aRestartCostsNoMemory() throws {
+        let harness = try KernelHarness.ssr()
+        let before = harness.freeFrames
+        try harness.spawn(Program.fs)
+        for _ in 0..<3 {
+            harness.kernel.fault(0, cause: .illegalInstruction, address: 0)
+            #expect(harness.freeFrames == before - SSRLayout.serverPages)
+        }
+        harness.kernel.end(0, status: .killed)
+        #expect(harness.freeFrames == before)
+    }
+
+    @Test func recoveryWalksTheSSRsAndRedeliversWithTheSameIDs() throws {
+        let scene = try scene()
+        let harness = scene.harness
+        harness.kernel.fault(0, cause: .loadPageFault, address: 0)
+
+        // During recovery receive takes nothing, however long the queue.
+        harness.receive(0, mask: 1)
+        #expect(harness.state(0) == .receiving)
+        #expect(harness.task(0).sendersWaiting == 1 << 1 | 1 << 3 | 1 << 4)
+        #expect(harness.windowFrames(of: 0) == harness.emptyWindow)
+        // Nor does a new send reach it.
+        try harness.call(scene.idle, harness.id(0))
+        #expect(harness.state(scene.idle) == .sending)
+        #expect(harness.state(0) == .receiving)
+        harness.kernel.notify(0, bits: 1)
+        #expect(harness.state(0) == .runnable)
+        #expect(harness.result(0, 1) == UInt(TaskID.kernel.rawValue))
+
+        let walked = harness.recover(0, pages: 2, complete: false)
+        let expected: [RecoveredSSR] = [
+            RecoveredSSR(client: harness.id(scene.serving), state: .suspect, lastCompleted: 1,
+                         windowFrames: harness.ssrWindow(of: scene.serving, to: Program.fs)),
+            RecoveredSSR(client: harness.id(scene.idle), state: .valid, lastCompleted: 1,
+                         windowFrames: harness.ssrWindow(of: scene.idle, to: Program.fs)),
+            RecoveredSSR(client: harness.id(scene.queued), state: .valid, lastCompleted: 0,
+                         windowFrames: harness.ssrWindow(of: scene.queued, to: Program.fs)),
+            RecoveredSSR(client: harness.id(scene.held), state: .valid, lastCompleted: 0,
+                         windowFrames: harness.ssrWindow(of: scene.held, to: Program.fs)),
+        ]
+        #expect(walked == expected)
+        #expect(harness.binding(of: scene.serving, to: Program.fs)?.state == .valid, "judged valid")
+        #expect(harness.windowFrames(of: 0) == harness.emptyWindow, "the walk's end closes the window")
+        #expect(harness.task(0).recovering)
+        harness.syscall(0, .recoveryComplete)
+        #expect(!harness.task(0).recovering)
+
+        // Re-delivery: the same request ids, each with its SSR mapped.
+        var delivered: [TaskID: UInt] = [:]
+        for _ in 0..<4 {
+            harness.receive(0)
+            #expect(harness.error(0) == nil)
+            let client = TaskID(rawValue: UInt32(harness.result(0, 1)))
+            delivered[client] = harness.result(0, 6)
+            #expect(harness.windowFrames(of: 0, pages: 2) == harness.ssrWindow(of: client.index, to: Program.fs))
+            #expect(harness.state(client.index) == .awaitingReply)
+        }
+        #expect(delivered == [harness.id(scene.serving): 2, harness.id(scene.idle): 2,
+                              harness.id(scene.queued): 1, harness.id(scene.held): 1])
+        try harness.reply(from: 0, to: harness.id(scene.serving), code: 5)
+        #expect(harness.error(scene.serving) == nil)
+        #expect(harness.result(scene.serving, 1) == 5)
+        #expect(harness.binding(of: scene.serving, to: Program.fs)?.lastCompletedRequest == 2)
+    }
+
+    @Test func aLostSSRFailsItsRequestAndStartsAgainFromZero() throws {
+        let scene = try scene()
+        let harness = scene.harness
+        harness.kernel.fault(0, cause: .storePageFault, address: 0)
+        let lost = harness.id(scene.serving)
+        harness.recover(0, pages: 2) { $0 == lost ? .lost : .valid }
+
+        #expect(harness.state(scene.serving) == .runnable)
+        #expect(harness.error(scene.serving) == .serverStateLost)
+        #expect(harness.binding(of: scene.serving, to: Program.fs)?.state == .lost)
+        #expect(harness.task(0).sendersWaiting == 1 << 3 | 1 << 4, "out of the queue")
+        #expect(harness.ssrBytes(of: scene.serving, to: Program.fs)[100] == 0x11, "not wiped yet")
+
+        // A lost SSR is no longer walked.
+        harness.kernel.fault(0, cause: .storePageFault, address: 0)
+        let walked = harness.recover(0, pages: 2)
+        #expect(!walked.map(\.client).contains(lost))
+        #expect(walked.count == 3)
+
+        // Its next call binds afresh: same pages, zeroed, valid.
+        let frames = harness.ssrFrames(of: scene.serving, to: Program.fs)
+        let pages = harness.task(scene.serving).pagesUsed
+        try harness.call(scene.serving, harness.id(0))
+        #expect(harness.state(scene.serving) == .sending)
+        #expect(harness.binding(of: scene.serving, to: Program.fs)?.state == .valid)
+        #expect(harness.ssrFrames(of: scene.serving, to: Program.fs) == frames)
+        #expect(harness.ssrBytes(of: scene.serving, to: Program.fs).allSatisfy { $0 == 0 })
+        #expect(harness.task(scene.serving).pagesUsed == pages)
+    }
+
+    @Test func recoveryCallsBelongToRecovery() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.client)  // 1
+        harness.recover(0, pages: 2)
+        harness.syscall(0, .ssrRecoverNext, 0)
+        #expect(harness.error(0) == .badArgument)
+        harness.syscall(0, .ssrVerdict, UInt(harness.id(1).rawValue), 0)
+        #expect(harness.error(0) == .badArgument)
+
+        harness.kernel.fault(0, cause: .breakpoint, address: 0)
+        harness.syscall(0, .ssrVerdict, UInt(harness.id(1).rawValue), 0)
+        #expect(harness.error(0) == .notFound, "not bound")
+        harness.syscall(0, .ssrVerdict, UInt(harness.id(1).rawValue), 3)
+        #expect(harness.error(0) == .badArgument, "no such verdict")
+        harness.syscall(0, .ssrRecoverNext, UInt(TestKernel.maxTasks * SSRTable.bindingsPerTask + 1))
+        #expect(harness.error(0) == .badArgument)
+        harness.syscall(0, .ssrRecoverNext, 0)
+        #expect(harness.error(0) == nil)
+        #expect(harness.result(0, 1) == UInt(TaskID.kernel.rawValue), "nothing bound")
+    }
+
+    @Test func aRestartOrphansTheServersOwnSSRs() throws {
+        // fs is itself a client of disk: a restart ends that incarnation's bindings.
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.disk)  // 0
+        try harness.spawn(Program.fs)  // 1
+        harness.recover(0, pages: 1)
+        harness.recover(1, pages: 2)
+        harness.receive(0)
+        try harness.call(1, harness.id(0))
+        try harness.reply(from: 0, to: harness.id(1))
+        let oldFS = harness.id(1)
+        #expect(harness.task(1).pagesUsed == SSRLayout.serverPages + 1)
+        harness.kernel.fault(1, cause: .storePageFault, address: 0)
+        #expect(harness.bindingCount(of: 1) == 0)
+        #expect(harness.task(1).pagesUsed == SSRLayout.serverPages)
+        #expect(harness.orphans().map(\.client) == [oldFS])
+        harness.receive(0)
+        #expect(harness.result(0, 1) == UInt(oldFS.rawValue))
+        #expect(harness.result(0, 2) == SSRMessage.unbindOperation)
+        try harness.reply(from: 0, to: oldFS)
+        #expect(harness.error(0) == nil)
+        #expect(harness.kernel.kernelPagesInUse == 1)
+    }
+
+    @Test func reportFailureRestartsOnlyRestartableServers() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.plain)  // 1
+        harness.syscall(0, .reportFailure)
+        #expect(harness.task(0).restarts == 1)
+        #expect(harness.task(0).generation == 1)
+        #expect(harness.output.contains("stopped: reported failure"))
+        harness.syscall(1, .reportFailure)
+        #expect(harness.error(1) == .notPermitted)
+        #expect(harness.state(1) == .runnable)
+
+        // A plain server that faults simply ends.
+        harness.kernel.fault(1, cause: .storePageFault, address: 0)
+        #expect(harness.state(1) == .free)
+    }
+
+    // MARK: Backoff and giving up
+
+    @Test func restartsInQuickSuccessionAreHeldBack() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)
+        // Restart n (counting from 1) is the (n-1)th in quick succession.
+        for restart in 1...TestKernel.restartsBeforeBackoff {
+            harness.kernel.fault(0, cause: .storePageFault, address: 0)
+            #expect(harness.state(0) == .runnable, "restart \(restart)")
+            #expect(harness.task(0).rapidRestarts == restart - 1)
+            harness.tick(by: 1_000)
+        }
+        harness.kernel.fault(0, cause: .storePageFault, address: 0)
+        #expect(harness.state(0) == .held)
+        #expect(harness.task(0).restarts == 4)
+        let until = harness.task(0).heldUntil
+        #expect(until == harness.clock + 100_000)
+        #expect(harness.kernel.nextTimerDeadline.map { $0 <= until } == true)
+        harness.kernel.reschedule()
+        #expect(harness.kernel.current == nil, "a held server does not run")
+
+        harness.tick(by: 99_999)
+        #expect(harness.state(0) == .held)
+        harness.tick(by: 1)
+        #expect(harness.state(0) == .runnable)
+        #expect(harness.task(0).recovering)
+
+        // The next quick restart waits twice as long.
+        harness.kernel.fault(0, cause: .storePageFault, address: 0)
+        #expect(harness.state(0) == .held)
+        #expect(harness.task(0).heldUntil == harness.clock + 200_000)
+
+        // A restart long after the last one starts the count again.
+        harness.tick(by: 200_000)
+        harness.tick(by: TestKernel.rapidRestartWindow)
+        harness.kernel.fault(0, cause: .storePageFault, address: 0)
+        #expect(harness.state(0) == .runnable)
+        #expect(harness.task(0).rapidRestarts == 0)
+    }
+
+    @Test func aHeldServerKeepsItsClientsQueued() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.client)  // 1
+        for _ in 0...TestKernel.restartsBeforeBackoff {
+            harness.kernel.fault(0, cause: .storePageFault, address: 0)
+            harness.tick(by: 10)
+        }
+        #expect(harness.state(0) == .held)
+        try harness.call(1, harness.id(0))
+        #expect(harness.error(1) == nil)
+        #expect(harness.state(1) == .sending)
+        harness.tick(by: harness.task(0).heldUntil - harness.clock)
+        #expect(harness.state(0) == .runnable)
+        harness.recover(0, pages: 2)
+        harness.receive(0)
+        #expect(harness.result(0, 1) == UInt(harness.id(1).rawValue))
+        #expect(harness.result(0, 6) == 1)
+    }
+
+    @Test func aServerThatKeepsFailingIsGivenUp() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.client)  // 1: queued at fs at the last fault
+        try harness.spawn(Program.client)  // 2: awaiting fs's reply at the last fault
+        try harness.spawn(Program.disk)  // 3: an unrelated server
+        try harness.spawn(Program.client)  // 4: disk's client
+        try harness.spawn(Program.manager)  // 5
+        // What is free once fs is gone, with the SSRs clients 1 and 2 are about to bind.
+        let freeWithoutFS = harness.freeFrames + SSRLayout.serverPages - 2 * SSRLayout.fsPages
+
+        var faults = 0
+        while harness.state(0) != .failed && faults <= 20 {
+            if harness.state(0) == .held { harness.tick(by: harness.task(0).heldUntil - harness.clock) }
+            #expect(harness.state(0) == .runnable)
+            if faults == TestKernel.restartsBeforeGivingUp {
+                // The last incarnation takes a request before it fails.
+                harness.recover(0, pages: 2)
+                harness.receive(0)
+                try harness.call(2, harness.id(0))
+                #expect(harness.state(2) == .awaitingReply)
+                try harness.call(1, harness.id(0))
+                #expect(harness.state(1) == .sending)
+            }
+            harness.kernel.fault(0, cause: .storePageFault, address: 0)
+            faults += 1
+            harness.tick(by: 1_000)
+        }
+        #expect(faults == TestKernel.restartsBeforeGivingUp + 1)
+        #expect(harness.state(0) == .failed)
+        #expect(harness.output.contains("[kernel] gave up on fs: it kept failing"))
+        #expect(harness.task(0).addressSpace == nil)
+
+        for client in [1, 2] {
+            #expect(harness.state(client) == .runnable)
+            #expect(harness.error(client) == .serverFailed)
+        }
+        #expect(harness.task(0).sendersWaiting == 0)
+        #expect(harness.freeFrames == freeWithoutFS, "its memory is back")
+
+        // Later calls and lookups fail the same way.
+        try harness.call(1, harness.id(0))
+        #expect(harness.error(1) == .serverFailed)
+        let (name, length) = try harness.name("fs", in: 1)
+        harness.syscall(1, .lookup, name, length)
+        #expect(harness.error(1) == .serverFailed)
+        let (diskName, diskLength) = try harness.name("disk", in: 1)
+        harness.syscall(1, .lookup, diskName, diskLength)
+        #expect(harness.error(1) == nil)
+        #expect(harness.result(1, 1) == UInt(harness.id(3).rawValue))
+
+        // Nobody else is affected.
+        harness.recover(3, pages: 1)
+        harness.receive(3)
+        try harness.call(4, harness.id(3))
+        #expect(harness.state(4) == .awaitingReply)
+        try harness.reply(from: 3, to: harness.id(4), code: 1)
+        #expect(harness.error(4) == nil)
+        #expect(harness.result(4, 1) == 1)
+        #expect(harness.state(5) == .runnable)
+        #expect(harness.task(3).restarts == 0)
+
+        // The failed slot is never handed out again.
+        #expect(try harness.spawn(Program.client).index != 0)
+    }
+
+    @Test func aClientOfAFailedServerCanStillEnd() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.client)  // 1
+        harness.recover(0, pages: 2)
+        harness.receive(0)
+        try harness.call(1, harness.id(0))
+        try harness.reply(from: 0, to: harness.id(1))
+        for _ in 0...TestKernel.restartsBeforeGivingUp {
+            if harness.state(0) == .held { harness.tick(by: harness.task(0).heldUntil - harness.clock) }
+            harness.kernel.fault(0, cause: .storePageFault, address: 0)
+            harness.tick(by: 10)
+        }
+        #expect(harness.state(0) == .failed)
+        harness.syscall(1, .exit, 0)
+        #expect(harness.orphans().isEmpty, "no server left to clean up: freed at once")
+        #expect(harness.freeFrames == harness.baselineFreeFrames)
+    }
+
+    // MARK: The watchdog
+
+    @Test func theWatchdogRestartsAHungServer() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.client)  // 1
+        harness.recover(0, pages: 2)
+        harness.receive(0)
+        try harness.call(1, harness.id(0))
+        #expect(harness.state(0) == .runnable)
+        #expect(harness.task(0).servingSince == harness.clock)
+
+        harness.tick(by: TestKernel.watchdogTicks)
+        #expect(harness.task(0).generation == 0, "not yet: exactly the limit")
+        harness.tick(by: 1)
+        #expect(harness.task(0).generation == 1)
+        #expect(harness.task(0).restarts == 1)
+        #expect(harness.output.contains("stopped: hang (watchdog)"))
+        #expect(harness.state(1) == .sending)
+        #expect(harness.binding(of: 1, to: Program.fs)?.state == .suspect)
+        #expect(harness.task(0).servingSince == 0)
+
+        harness.tick(by: 10 * TestKernel.watchdogTicks)
+        #expect(harness.task(0).generation == 1, "a recovering server holds no request")
+    }
+
+    @Test func theWatchdogSparesServersThatWait() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.disk)  // 1
+        try harness.spawn(Program.client)  // 2
+        harness.recover(0, pages: 2)
+        harness.recover(1, pages: 1)
+
+        // Blocked in receive.
+        harness.receive(0)
+        harness.receive(1)
+        harness.tick(by: 3 * TestKernel.watchdogTicks)
+        #expect(harness.task(0).generation == 0)
+        #expect(harness.task(1).generation == 0)
+
+        // Awaiting another server's reply while holding a request.
+        try harness.call(2, harness.id(0))
+        #expect(harness.state(0) == .runnable)
+        try harness.call(0, harness.id(1))
+        #expect(harness.state(0) == .awaitingReply)
+        harness.tick(by: 3 * TestKernel.watchdogTicks)
+        #expect(harness.task(0).generation == 0, "fs waits for disk")
+        #expect(harness.task(1).generation == 1, "disk held fs's request while runnable: hung")
+
+        // An ordinary server is never the watchdog's business.
+        try harness.spawn(Program.plain)  // 3
+        harness.receive(3)
+        let client = try harness.spawn(Program.client)
+        try harness.call(client.index, harness.id(3))
+        harness.tick(by: 3 * TestKernel.watchdogTicks)
+        #expect(harness.task(3).generation == 0)
+        #expect(harness.state(3) == .runnable)
+    }
+
+    /// Time spent waiting on another server is not time hung: when the answer comes,
+    /// the server has a full watchdog period again.
+    @Test func theWatchdogCountsOnlyRunnableTime() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.disk)  // 1
+        try harness.spawn(Program.client)  // 2
+        harness.recover(0, pages: 2)
+        harness.recover(1, pages: 1)
+        harness.receive(0)
+        try harness.call(2, harness.id(0))
+        try harness.call(0, harness.id(1))  // fs calls disk, which is not receiving yet
+        #expect(harness.state(0) == .sending)
+        harness.tick(by: 2 * TestKernel.watchdogTicks)
+        harness.receive(1)
+        try harness.reply(from: 1, to: harness.id(0))
+        #expect(harness.state(0) == .runnable)
+        withKnownIssue("""
+            Kernel+Restart.swift superviseServers measures now - servingSince, and servingSince \
+            is set only at delivery (Kernel+IPC.swift noteServing) and ssrOpen: time spent blocked \
+            on another server counts, so a server answered after a long wait is declared hung \
+            at the next tick
+            """) {
+            harness.tick(by: 1_000)
+            #expect(harness.task(0).generation == 0, "fs has been runnable for 1000 ticks only")
+        }
+    }
+}

@@ -1,0 +1,410 @@
+// The SSR format's promises, checked on the host: a commit cut off after any one of
+// its stores leaves the old record or the new one, never a mix, and never a
+// half-written copy that checks; damage anywhere in the active copy is detected;
+// repair only goes back to a record that holds everything the kernel saw answered.
+
+import SSRFormat
+import Testing
+
+/// A state whose size is not a multiple of 8, with padding inside.
+struct Sample: BitwiseCopyable, Equatable {
+    var counter: UInt64
+    var flags: UInt8
+    var values: (UInt32, UInt32, UInt32)
+    var tail: UInt16
+
+    init(_ seed: UInt64) {
+        counter = seed &* 0x9E37_79B9_7F4A_7C15
+        flags = UInt8(truncatingIfNeeded: seed)
+        values = (UInt32(truncatingIfNeeded: seed &+ 1), UInt32(truncatingIfNeeded: seed &* 3), 0xA5A5_0000 | UInt32(seed & 0xFFFF))
+        tail = UInt16(truncatingIfNeeded: seed >> 3)
+    }
+
+    static func == (a: Sample, b: Sample) -> Bool {
+        a.counter == b.counter && a.flags == b.flags && a.values.0 == b.values.0 && a.values.1 == b.values.1
+            && a.values.2 == b.values.2 && a.tail == b.tail
+    }
+}
+
+/// Storage over a page-sized buffer that counts stores and, once `limit` stores have
+/// landed, silently drops the rest: the commit "crashed" after `limit` stores.
+final class CrashingStorage: SSRStorage {
+    let buffer: UnsafeMutableRawBufferPointer
+    var limit = Int.max
+    var stores = 0
+    var publishes = 0
+
+    init(bytes: Int = 4096) {
+        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes, alignment: 4096)
+        buffer.initializeMemory(as: UInt8.self, repeating: 0)
+    }
+
+    deinit { buffer.deallocate() }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(buffer) }
+
+    func store(_ word: UInt64, at offset: Int) {
+        #expect(offset & 7 == 0 && offset + 8 <= buffer.count)
+        stores += 1
+        guard stores <= limit else { return }
+        buffer.storeBytes(of: word, toByteOffset: offset, as: UInt64.self)
+    }
+
+    func publish(_ word: UInt64, at offset: Int) {
+        publishes += 1
+        store(word, at: offset)
+    }
+
+    func snapshot() -> [UInt8] { Array(buffer) }
+
+    func restore(_ bytes: [UInt8]) {
+        for index in bytes.indices { buffer[index] = bytes[index] }
+    }
+
+    func flip(bit: Int) { buffer[bit / 8] ^= UInt8(1 << (bit % 8)) }
+}
+
+typealias Format = SSRFormat<Sample, CrashingStorage>
+
+func makeFormat(_ storage: CrashingStorage, version: UInt32 = 7) -> Format {
+    Format(storage: storage, layoutVersion: version)
+}
+
+func reply(for id: UInt64) -> SSRReply { SSRReply(code: id & 3, word0: id &* 11, word1: ~id) }
+
+/// Commits requests 1...count, as a server that replies to each would.
+func committed(_ count: Int, storage: CrashingStorage = CrashingStorage()) -> CrashingStorage {
+    let format = makeFormat(storage)
+    for id in 1...max(count, 1) where count > 0 {
+        format.commit(state: Sample(UInt64(id)), requestID: UInt64(id), reply: reply(for: UInt64(id)))
+    }
+    return storage
+}
+
+func expectRecord(_ record: SSRRecord<Sample>?, id: UInt64, _ comment: Comment? = nil,
+                  sourceLocation: SourceLocation = #_sourceLocation) {
+    guard let record else {
+        Issue.record("no record; expected request \(id). \(comment.map { "\($0)" } ?? "")", sourceLocation: sourceLocation)
+        return
+    }
+    #expect(record.requestID == id, comment, sourceLocation: sourceLocation)
+    #expect(record.state == Sample(id), comment, sourceLocation: sourceLocation)
+    #expect(record.reply == reply(for: id), comment, sourceLocation: sourceLocation)
+}
+
+extension SSRCheck {
+    var validRecord: SSRRecord<State>? {
+        if case .valid(let record) = self { return record }
+        return nil
+    }
+
+    var isUnformatted: Bool {
+        if case .unformatted = self { return true }
+        return false
+    }
+
+    var isCorrupt: Bool {
+        if case .corrupt = self { return true }
+        return false
+    }
+
+    var repairPoint: SSRRestorePoint<State>? {
+        if case .repairable(let point, _) = self { return point }
+        return nil
+    }
+}
+
+extension SSRRestorePoint {
+    var restored: SSRRecord<State>? {
+        if case .record(let record) = self { return record }
+        return nil
+    }
+
+    var isFresh: Bool {
+        if case .fresh = self { return true }
+        return false
+    }
+}
+
+@Suite struct SSRFormatTests {
+    @Test func fnvMatchesPublishedVectors() {
+        func hash(_ text: String) -> UInt64 {
+            var hash = FNV1a64()
+            for byte in text.utf8 { hash.add(byte: byte) }
+            return hash.value
+        }
+        #expect(hash("") == 0xCBF2_9CE4_8422_2325)
+        #expect(hash("a") == 0xAF63_DC4C_8601_EC8C)
+        #expect(hash("foobar") == 0x8594_4171_F739_67E8)
+    }
+
+    @Test func layoutIsCompactAndAligned() {
+        #expect(MemoryLayout<Sample>.size == 26)
+        #expect(Format.copyStride == 48 + 32)
+        #expect(Format.requiredBytes == 32 + 2 * 80)
+        #expect(SSRLayout.sequence(inSelector: 0) == nil)
+        #expect(SSRLayout.sequence(inSelector: SSRLayout.selector(for: 5)) == 5)
+        for bit in 0..<64 {
+            #expect(SSRLayout.sequence(inSelector: SSRLayout.selector(for: 5) ^ (1 << UInt64(bit))) == nil,
+                    "a one-bit flip of the selector must be detected (bit \(bit))")
+        }
+    }
+
+    @Test func zeroRegionIsUnformatted() {
+        let format = makeFormat(CrashingStorage())
+        #expect(format.isZero)
+        guard case .unformatted = format.load() else { Issue.record("zero region not unformatted"); return }
+        for lastCompleted: UInt64 in [0, 1, 99] {
+            #expect(format.check(lastCompleted: lastCompleted).isUnformatted,
+                    "an all-zero region is fresh whatever the kernel's L (the kernel zeroes lost SSRs)")
+        }
+    }
+
+    @Test func commitsReadBack() {
+        let storage = CrashingStorage()
+        let format = makeFormat(storage)
+        for id: UInt64 in 1...5 {
+            format.commit(state: Sample(id), requestID: id, reply: reply(for: id))
+            guard case .committed(let record) = format.load() else {
+                Issue.record("commit \(id) did not load")
+                return
+            }
+            expectRecord(record, id: id)
+            #expect(record.sequence == UInt32(id))
+            expectRecord(format.check(lastCompleted: id).validRecord, id: id)
+            // Committed but not yet answered: still valid (the cached reply will be sent).
+            expectRecord(format.check(lastCompleted: id - 1).validRecord, id: id)
+        }
+        #expect(storage.publishes == 5, "exactly one selector store per commit")
+    }
+
+    @Test func commitNeverTouchesBytesBeyondTheFormat() {
+        let storage = committed(3)
+        #expect(storage.snapshot()[Format.requiredBytes...].allSatisfy { $0 == 0 })
+    }
+
+    /// The heart of it: cut a commit off after every single store.
+    @Test(arguments: [0, 1, 2, 3, 4])
+    func crashAfterEveryStoreLeavesOldOrNew(previousCommits: Int) {
+        let base = committed(previousCommits)
+        let before = base.snapshot()
+        let oldID = UInt64(previousCommits)
+        let newID = oldID + 1
+        let total = makeFormat(base).storesPerCommit
+        #expect(total == (previousCommits == 0 ? 2 : 0) + 5 + 4 + 2)
+
+        for cut in 0...total {
+            let storage = CrashingStorage()
+            storage.restore(before)
+            storage.limit = cut
+            let format = makeFormat(storage)
+            format.commit(state: Sample(newID), requestID: newID, reply: reply(for: newID))
+            #expect(storage.stores == total)
+
+            // The kernel has answered oldID at most: L = oldID.
+            let verdict = format.check(lastCompleted: oldID)
+            if cut == total {
+                expectRecord(verdict.validRecord, id: newID, "the complete commit is the committed state")
+            } else if previousCommits == 0 {
+                // A first commit cut short: nothing was ever acknowledged; fresh.
+                let fresh = verdict.isUnformatted || verdict.repairPoint?.isFresh == true
+                #expect(fresh, "cut \(cut): \(verdict)")
+                if case .committed = format.load() { Issue.record("cut \(cut): a half first commit loaded") }
+            } else {
+                expectRecord(verdict.validRecord, id: oldID, "cut \(cut) of \(total): the old commit must stand")
+                guard case .committed(let record) = format.load() else {
+                    Issue.record("cut \(cut): normal load failed")
+                    continue
+                }
+                expectRecord(record, id: oldID)
+            }
+
+            // No copy may check unless it is entirely the old or entirely the new commit.
+            for index in 0..<2 {
+                guard let record = format.record(inCopy: index) else { continue }
+                let whole = (record.requestID == newID && record.state == Sample(newID) && record.reply == reply(for: newID))
+                    || (record.requestID >= 1 && record.requestID <= oldID && record.state == Sample(record.requestID)
+                        && record.reply == reply(for: record.requestID))
+                #expect(whole, "cut \(cut): copy \(index) verified with mixed contents")
+                if record.requestID == newID { #expect(cut >= total - 1, "a copy verified before its last store") }
+            }
+
+            // Recovery then re-delivery of the request: it ends committed exactly once.
+            switch verdict {
+            case .repairable(let point, _): format.repair(to: point)
+            case .corrupt: Issue.record("cut \(cut): corrupt")
+            default: break
+            }
+            storage.limit = Int.max
+            if case .committed(let record) = format.load(), record.requestID == newID {
+                #expect(cut == total, "only a complete commit is seen as already applied")
+            } else {
+                format.commit(state: Sample(newID), requestID: newID, reply: reply(for: newID))
+            }
+            expectRecord(format.check(lastCompleted: newID).validRecord, id: newID, "after re-delivery (cut \(cut))")
+        }
+    }
+
+    /// A crash in the middle of a repair leaves a region that checks the same way.
+    @Test func crashDuringRepairIsHarmless() {
+        let base = committed(4)
+        // Damage the active copy (request 4) while request 4 is still unanswered (L = 3).
+        let format = makeFormat(base)
+        let active = Int(format.activeSequence! & 1)
+        base.flip(bit: (32 + active * Format.copyStride + 60) * 8 + 2)
+        let before = base.snapshot()
+        guard case .repairable(let point, let damage) = format.check(lastCompleted: 3) else {
+            Issue.record("expected repairable")
+            return
+        }
+        #expect(damage == .activeCopy)
+        expectRecord(point.restored, id: 3)
+        for cut in 0...1 {
+            let storage = CrashingStorage()
+            storage.restore(before)
+            storage.limit = cut
+            let copy = makeFormat(storage)
+            copy.repair(to: point)
+            let again = copy.check(lastCompleted: 3)
+            if cut == 0 {
+                expectRecord(again.repairPoint?.restored, id: 3)
+            } else {
+                expectRecord(again.validRecord, id: 3)
+            }
+        }
+    }
+
+    @Test func bitFlipsAnywhereInTheActiveCopyAreDetected() {
+        let storage = committed(6)
+        let format = makeFormat(storage)
+        let clean = storage.snapshot()
+        let active = Int(format.activeSequence! & 1)
+        let start = (SSRLayout.headerBytes + active * Format.copyStride) * 8
+        var detected = 0
+        for bit in start..<(start + Format.copyStride * 8) {
+            storage.restore(clean)
+            storage.flip(bit: bit)
+            // Request 6 was answered: the older copy (5) cannot stand in for it.
+            let acknowledged = format.check(lastCompleted: 6)
+            #expect(acknowledged.isCorrupt, "bit \(bit): \(acknowledged)")
+            if case .committed = format.load() { Issue.record("bit \(bit): damaged copy loaded") }
+            // Request 6 committed but unanswered: copy 5 holds everything acknowledged.
+            expectRecord(format.check(lastCompleted: 5).repairPoint?.restored, id: 5, "bit \(bit)")
+            detected += 1
+        }
+        #expect(detected == Format.copyStride * 8)
+    }
+
+    @Test func bitFlipsElsewhereAreDetectedOrHarmless() {
+        let storage = committed(6)
+        let format = makeFormat(storage)
+        let clean = storage.snapshot()
+        let active = Int(format.activeSequence! & 1)
+        let inactive = 1 - active
+        for bit in 0..<(4096 * 8) {
+            let byte = bit / 8
+            storage.restore(clean)
+            storage.flip(bit: bit)
+            let verdict = format.check(lastCompleted: 6)
+            let inActive = byte >= 32 + active * Format.copyStride && byte < 32 + (active + 1) * Format.copyStride
+            let inInactive = byte >= 32 + inactive * Format.copyStride && byte < 32 + (inactive + 1) * Format.copyStride
+            if inActive { continue }  // the test above
+            if byte < 16 || (byte >= 24 && byte < 32) {
+                // Header (magic, layout, reserved): data intact; the header is rewritten.
+                if byte < 16 {
+                    #expect(verdict.repairPoint?.restored?.requestID == 6, "header bit \(bit): \(verdict)")
+                } else {
+                    expectRecord(verdict.validRecord, id: 6)
+                }
+            } else if byte >= 16 && byte < 24 {
+                // Selector: detected; the copy that answered L is found and re-selected.
+                expectRecord(verdict.repairPoint?.restored, id: 6, "selector bit \(bit)")
+                if case .committed = format.load() { Issue.record("selector bit \(bit): loaded") }
+            } else if inInactive || byte >= Format.requiredBytes {
+                expectRecord(verdict.validRecord, id: 6, "bit \(bit) outside the active copy is harmless")
+            }
+        }
+    }
+
+    /// Two flips that turn the selector into the older copy's valid selector (commit 6
+    /// -> 5 differ only in their lowest bits) must not roll back an answered request.
+    @Test func selectorRolledBackByDamageIsRefused() {
+        let storage = committed(7)  // active commit 7 (odd); 7 ^ 1 = 6 is the other copy
+        let format = makeFormat(storage)
+        storage.store(SSRLayout.selector(for: 6), at: SSRLayout.selectorOffset)
+        guard case .repairable(let point, let damage) = format.check(lastCompleted: 7) else {
+            Issue.record("rollback by damage accepted")
+            return
+        }
+        #expect(damage == .behindKernel)
+        expectRecord(point.restored, id: 7)
+        format.repair(to: point)
+        expectRecord(format.check(lastCompleted: 7).validRecord, id: 7)
+        // If request 7 was never answered, being at 6 is fine: 7 comes again.
+        storage.store(SSRLayout.selector(for: 6), at: SSRLayout.selectorOffset)
+        expectRecord(format.check(lastCompleted: 6).validRecord, id: 6)
+    }
+
+    @Test func wrongLayoutVersionDoesNotVerify() {
+        let storage = committed(3)
+        let other = makeFormat(storage, version: 8)
+        #expect(other.check(lastCompleted: 3).isCorrupt)
+        #expect(other.check(lastCompleted: 0).repairPoint?.isFresh == true)
+        guard case .damaged = other.load() else {
+            Issue.record("a region of another layout version loaded")
+            return
+        }
+    }
+
+    @Test func freshRepairClearsTheRegion() {
+        let storage = committed(2)
+        let format = makeFormat(storage)
+        format.repair(to: .fresh)
+        #expect(format.isZero)
+        #expect(format.check(lastCompleted: 0).isUnformatted)
+    }
+
+    @Test func rollbackPointOnlyForUnansweredCommits() {
+        let storage = committed(4)
+        let format = makeFormat(storage)
+        #expect(format.rollbackPoint(lastCompleted: 4) == nil, "request 4 was answered: nothing to roll back")
+        expectRecord(format.rollbackPoint(lastCompleted: 3)?.restored, id: 3)
+        #expect(format.rollbackPoint(lastCompleted: 2) == nil, "the other copy answered 3, not 2")
+        let first = committed(1)
+        #expect(makeFormat(first).rollbackPoint(lastCompleted: 0)?.isFresh == true)
+    }
+
+    @Test func commitNumberWrapsKeepingParity() {
+        let storage = CrashingStorage()
+        let format = makeFormat(storage)
+        format.commit(state: Sample(1), requestID: 1, reply: reply(for: 1))
+        // Pretend 2^32 - 2 more commits happened: point the selector at a forged copy 1.
+        let sequence = UInt32.max
+        let copyBase = 32 + Format.copyStride
+        var hash = FNV1a64()
+        hash.add(word: SSRLayout.magic)
+        hash.add(word: storage.bytes.load(fromByteOffset: 8, as: UInt64.self))
+        hash.add(word: 1)
+        storage.store(UInt64(sequence), at: copyBase + 8)
+        hash.add(UnsafeRawBufferPointer(rebasing: storage.bytes[(copyBase + 8)..<(copyBase + Format.copyStride)]))
+        storage.store(hash.value, at: copyBase)
+        storage.store(SSRLayout.selector(for: sequence), at: SSRLayout.selectorOffset)
+        expectRecord(format.check(lastCompleted: 1).validRecord, id: 1)
+        format.commit(state: Sample(2), requestID: 2, reply: reply(for: 2))
+        #expect(format.activeSequence == 2, "0 is skipped and copy 0 comes next")
+        expectRecord(format.check(lastCompleted: 2).validRecord, id: 2)
+    }
+
+    @Test func memoryStorageWritesWholeWords() {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
+        defer { buffer.deallocate() }
+        buffer.initializeMemory(as: UInt8.self, repeating: 0)
+        let format = SSRFormat<Sample, SSRMemory>(storage: SSRMemory(buffer), layoutVersion: 1)
+        format.commit(state: Sample(9), requestID: 9, reply: reply(for: 9))
+        guard case .committed(let record) = format.load() else {
+            Issue.record("no commit")
+            return
+        }
+        #expect(record.state == Sample(9) && record.requestID == 9)
+    }
+}
