@@ -27,6 +27,18 @@ struct ServerStateRegionTests {
         #expect(run.exitStatus == 0)
     }
 
+    /// Each cycle binds a client to rogueserver (a 16 KiB SSR from the client's
+    /// budget) and exits; the server gets the unbind message and the SSR is freed.
+    @Test func bindAndExitCyclesReturnEveryPage() throws {
+        let run = try CurioMachine.run(commands: "spawntest 1000 crashme bind; ssr", timeout: .seconds(300))
+        #expect(!run.timedOut)
+        let line = try #require(run.console.split(separator: "\n").first { $0.hasPrefix("spawntest:") })
+        #expect(line.hasPrefix("spawntest: 1000 cycles"), "\(line)")
+        let numbers = line.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .punctuationCharacters)) }
+        #expect(numbers.count == 3 && numbers[1] == numbers[2], "free memory moved: \(line)")
+        #expect(run.exitStatus == 0)
+    }
+
     @Test func bindingBeyondTheBudgetFailsCleanly() throws {
         let run = try CurioMachine.run(commands: "run tinyclient bind; run crashme bind; mem")
         #expect(run.console.contains("bind: refused: out of memory"), "\(run.console)")

@@ -171,13 +171,7 @@ import Testing
             if differingBits(before, after) != 1 { misses.append(strike) }
             try finishRequest(harness)
         }
-        withKnownIssue("""
-            Kernel+FaultInjection.swift strike(.dataBitFlip) aims anywhere in dataStart..<dataEnd, \
-            which spans the unmapped guard page between bss and heap; flipBit finds no \
-            translation there and silently flips nothing (about 1 strike in 5 here)
-            """) {
-            #expect(misses.isEmpty, "strikes that flipped nothing: \(misses) of 40")
-        }
+        #expect(misses.isEmpty, "strikes that flipped nothing: \(misses) of 40")
     }
 
     @Test func aStackFlipWithAnEmptyStackDoesNothing() throws {

@@ -54,7 +54,9 @@ import Testing
         let contents = scene.clients.map { harness.ssrBytes(of: $0, to: Program.fs) }
         let frames = scene.clients.map { harness.ssrFrames(of: $0, to: Program.fs) }
         let freeBefore = harness.freeFrames
-        #expect(harness.mappings(of: 0).filter { $0.flags.contains(.owned) }.count == 7)
+        let ownedFrames = harness.mappings(of: 0).filter { $0.flags.contains(.owned) }.map(\.frame)
+        #expect(ownedFrames.count == 7)
+        harness.kernel.platform.framesToCheckAtFlush = ownedFrames.map { PhysicalAddress($0) }
         let fullFlushes = harness.kernel.platform.flushes.count
         let pageFlushes = harness.pageFlushCount
 
@@ -85,6 +87,8 @@ import Testing
         #expect(harness.freeFrames == freeBefore)
         #expect(harness.kernel.kernelPagesInUse == 1)
         #expect(harness.kernel.platform.flushes.count > fullFlushes)
+        #expect(harness.kernel.platform.flushes[fullFlushes].framesStillAllocated.allSatisfy { $0 },
+                "the old space is flushed before its frames are freed")
         #expect(harness.kernel.platform.flushes.dropFirst(fullFlushes).allSatisfy { $0.asid == harness.kernel.asid(of: 0) })
 
         // Clients awaiting its reply are queued again; the queue is kept.
@@ -241,6 +245,54 @@ import Testing
         try harness.reply(from: 0, to: oldFS)
         #expect(harness.error(0) == nil)
         #expect(harness.kernel.kernelPagesInUse == 1)
+    }
+
+    @Test func aRestartDuringCleanupRepeatsTheUnbindMessage() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.client)  // 1
+        harness.recover(0, pages: 2)
+        harness.receive(0)
+        try harness.call(1, harness.id(0))
+        try harness.reply(from: 0, to: harness.id(1))
+        let client = harness.id(1)
+        harness.syscall(1, .exit, 0)
+        harness.receive(0)
+        #expect(harness.result(0, 2) == SSRMessage.unbindOperation)
+        harness.kernel.fault(0, cause: .storePageFault, address: 0)
+        #expect(harness.orphans().count == 1, "the orphan survives the restart")
+        #expect(harness.orphans().first?.binding.state == .orphaned)
+        harness.recover(0, pages: 2)
+        harness.receive(0)
+        #expect(harness.result(0, 1) == UInt(client.rawValue))
+        #expect(harness.result(0, 2) == SSRMessage.unbindOperation)
+        try harness.reply(from: 0, to: client)
+        #expect(harness.error(0) == nil)
+        #expect(harness.orphans().isEmpty)
+        #expect(harness.kernel.kernelPagesInUse == 1)
+    }
+
+    @Test func aServerStartedAgainFindsItsClientsSSRs() throws {
+        // Bindings name the server by program: a new instance after a kill walks them.
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.client)  // 1
+        harness.recover(0, pages: 2)
+        harness.receive(0)
+        try harness.call(1, harness.id(0))
+        try harness.write([0x5A], at: SSRLayout.window, in: 0)
+        harness.kernel.end(0, status: .killed)
+        #expect(harness.error(1) == .deadEndpoint)
+        let fresh = try harness.spawn(Program.fs)
+        #expect(fresh.index == 0)
+        let walked = harness.recover(0, pages: 2)
+        #expect(walked.map(\.client) == [harness.id(1)])
+        #expect(walked.first?.windowFrames == harness.ssrWindow(of: 1, to: Program.fs))
+        #expect(walked.first?.lastCompleted == 0, "the request was never answered")
+        harness.receive(0)
+        try harness.call(1, harness.id(0))
+        #expect(harness.result(0, 6) == 2)
+        #expect(try harness.read(1, at: SSRLayout.window, in: 0) == [0x5A])
     }
 
     @Test func reportFailureRestartsOnlyRestartableServers() throws {
@@ -482,14 +534,7 @@ import Testing
         harness.receive(1)
         try harness.reply(from: 1, to: harness.id(0))
         #expect(harness.state(0) == .runnable)
-        withKnownIssue("""
-            Kernel+Restart.swift superviseServers measures now - servingSince, and servingSince \
-            is set only at delivery (Kernel+IPC.swift noteServing) and ssrOpen: time spent blocked \
-            on another server counts, so a server answered after a long wait is declared hung \
-            at the next tick
-            """) {
-            harness.tick(by: 1_000)
-            #expect(harness.task(0).generation == 0, "fs has been runnable for 1000 ticks only")
-        }
+        harness.tick(by: 1_000)
+        #expect(harness.task(0).generation == 0, "fs has been runnable for 1000 ticks only")
     }
 }

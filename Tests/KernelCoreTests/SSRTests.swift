@@ -379,6 +379,20 @@ import Testing
         #expect(harness.state(0) == .receiving, "no second unbind message")
     }
 
+    @Test func aClientCannotPassForAnUnbindMessage() throws {
+        // A live client may send operation 0xFFFF, but its message carries a request
+        // id; the kernel's unbind message never does.
+        let harness = try fsAndClients()
+        harness.receive(0)
+        try harness.call(1, harness.id(0), operation: UInt16(SSRMessage.unbindOperation))
+        #expect(harness.result(0, 2) == SSRMessage.unbindOperation)
+        #expect(harness.result(0, 6) == 1)
+        try harness.reply(from: 0, to: harness.id(1))
+        #expect(harness.error(1) == nil)
+        #expect(harness.bindingCount(of: 1) == 1, "still bound")
+        #expect(harness.orphans().isEmpty)
+    }
+
     @Test func aServerWaitingInReceiveGetsTheUnbindAtOnce() throws {
         let harness = try fsAndClients()
         harness.receive(0)

@@ -80,7 +80,8 @@ struct Shell {
         mem                       physical memory: total, free, kernel, processes
         run PROGRAM [ARGS] [&]    start a program from the boot image and wait for it (& : don't wait)
         kill PID                  stop a process
-        spawntest N [PROGRAM]     spawn and reap PROGRAM (default crashme) N times; check memory returns
+        spawntest N [PROGRAM [ARGS]]  spawn and reap PROGRAM (default: crashme exit 0) N times;
+                                  check that free memory returns exactly
         uptime                    time since boot, and instructions from power-on to the shell
         ssr                       list server state regions: owner pid, server, pages, state, last request
         inject SERVER FAULT [TRIGGER [ARG]]
@@ -252,14 +253,15 @@ struct Shell {
     /// Spawns and reaps a program many times; fails unless free memory returns exactly.
     static func spawnTest(_ arguments: [String]) -> Int32 {
         guard let text = arguments.first, let count = Int(text), count > 0 else {
-            print("usage: spawntest N [PROGRAM]")
+            print("usage: spawntest N [PROGRAM [ARGS]]")
             return 2
         }
         let program = arguments.count > 1 ? arguments[1] : "crashme"
+        let programArguments = arguments.count > 2 ? arguments.dropFirst(2).joined(separator: " ") : "exit 0"
         let before = System.memoryInfo().freePages
         for iteration in 0..<count {
             do throws(SyscallError) {
-                let child = try spawn(program, arguments: "exit 0")
+                let child = try spawn(program, arguments: programArguments)
                 _ = try System.wait(child)
             } catch {
                 print("spawntest: iteration \(iteration): \(describe(error))")

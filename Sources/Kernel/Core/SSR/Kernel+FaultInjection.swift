@@ -82,8 +82,13 @@ extension Kernel {
         case .registerBitFlip:
             file.base[Int(random() % 32)] ^= bit
         case .dataBitFlip:
-            let span = tasks[slot].dataEnd &- tasks[slot].dataStart
-            if span > 0 { flipBit(at: tasks[slot].dataStart + random() % span, in: slot) }
+            let data = tasks[slot].dataEnd - tasks[slot].dataStart
+            let heap = tasks[slot].heapEnd - tasks[slot].heapStart
+            if data + heap > 0 {
+                let offset = random() % (data + heap)
+                flipBit(at: offset < data ? tasks[slot].dataStart + offset : tasks[slot].heapStart + offset - data,
+                        in: slot)
+            }
         case .stackBitFlip:
             let top = Self.stackTop
             let sp = file[.sp]

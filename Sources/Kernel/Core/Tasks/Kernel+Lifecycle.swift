@@ -73,7 +73,9 @@ extension Kernel {
             let heapBase = VirtualAddress((elf.endAddress + pageMask) & ~pageMask).advanced(by: pageSize)
             try mapFreshPages(at: heapBase, count: descriptor.heapPages, flags: [.read, .write], in: slot)
             tasks[slot].dataStart = Self.writableStart(of: elf)
-            tasks[slot].dataEnd = heapBase.rawValue + UInt64(descriptor.heapPages * pageSize)
+            tasks[slot].dataEnd = elf.endAddress
+            tasks[slot].heapStart = heapBase.rawValue
+            tasks[slot].heapEnd = heapBase.rawValue + UInt64(descriptor.heapPages * pageSize)
             if descriptor.ssrPages > 0 { try prepareWindow(of: slot, scratch: space.root) }
             for device in 0..<descriptor.deviceCount {
                 try mapDevice(descriptor.device(device), window: device, in: slot)

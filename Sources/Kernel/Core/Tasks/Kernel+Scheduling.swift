@@ -10,6 +10,9 @@ import CurioABI
 
 extension Kernel {
     @inline(__always) mutating func makeRunnable(_ slot: Int) {
+        // A server's watchdog counts only the time it could run: waiting on another
+        // server is not hanging.
+        if tasks[slot].servingSince != 0 { tasks[slot].servingSince = platform.now() }
         tasks[slot].state = .runnable
         tasks[slot].partner = -1
         ready.insert(slot: slot, priority: tasks[slot].priority)

@@ -71,9 +71,12 @@ public struct Task {
     public var lastRestart: UInt64 = 0
     /// A backed-off restart holds the fresh process until this time.
     public var heldUntil: UInt64 = 0
-    /// Where its writable data (data, bss, heap) lies, for data bit flips.
+    /// Where its writable data lies, for data bit flips: data and bss, then (after an
+    /// unmapped guard page) the heap.
     public var dataStart: UInt64 = 0
     public var dataEnd: UInt64 = 0
+    public var heapStart: UInt64 = 0
+    public var heapEnd: UInt64 = 0
     /// A fault waiting to strike (see Kernel+FaultInjection.swift).
     public var injection = PendingInjection()
 
