@@ -45,6 +45,8 @@ public struct Kernel<P: Platform> {
     var sliceEnds: UInt64 = 0
     /// SSRs of ended clients, waiting for their servers' cleanup.
     var orphans = InlineArray<16, OrphanedSSR>(repeating: OrphanedSSR())
+    /// Bit p set: program p has orphans waiting (so `receive` need not search).
+    var programsWithOrphans: UInt64 = 0
     /// The fault injector's generator (fixed seed: runs under -icount repeat).
     var randomState: UInt64 = 0x9E37_79B9_7F4A_7C15
     /// The earliest `setTimer` deadline of any process (may be stale-early, never late).

@@ -24,27 +24,41 @@ import UserArch
 struct Bench {
     static let iterations = 2001
 
+    /// `bench` runs every measurement; `bench NAME...` only those named (to study one,
+    /// e.g. under QEMU's instruction trace).
     static func main() {
+        let chosen = String(decoding: System.arguments, as: UTF8.self).split(separator: " ").map(String.init)
+        func wanted(_ name: String) -> Bool { chosen.isEmpty || chosen.contains(name) }
+
         let emptyBracket = measure { }
         report("bracket", emptyBracket, baseline: 0)
         let baseline = emptyBracket.median
-        report("trap", measure { _ = curio_syscall(0xFFFF, 0, 0, 0, 0, 0, 0, 0) }, baseline: baseline)
-        report("syscall", measure { _ = System.whoAmI() }, baseline: baseline)
+        if wanted("trap") {
+            report("trap", measure { _ = curio_syscall(0xFFFF, 0, 0, 0, 0, 0, 0, 0) }, baseline: baseline)
+        }
+        if wanted("syscall") { report("syscall", measure { _ = System.whoAmI() }, baseline: baseline) }
 
         let server = start("pingserver")
-        report("ipc", measure { _ = try? IPC.call(server, operation: 1, words: (1, 2)) }, baseline: baseline)
-        let ssrServer = start("ssrping")
-        report("ipc-ssr", measure { _ = try? IPC.call(ssrServer, operation: 1, words: (1, 2)) }, baseline: baseline)
-        measureRestarts(ssrServer)
-        try? System.kill(ssrServer)
-        _ = try? System.wait(ssrServer)
-        let page = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
-        page.initializeMemory(as: UInt8.self, repeating: 7)
-        report("ipc-4k", measure {
-            _ = try? IPC.call(server, operation: 1, payload: UnsafeRawBufferPointer(page), reply: page)
-        }, baseline: baseline)
+        if wanted("ipc") {
+            report("ipc", measure { _ = try? IPC.call(server, operation: 1, words: (1, 2)) }, baseline: baseline)
+        }
+        if wanted("ipc-4k") {
+            let page = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
+            page.initializeMemory(as: UInt8.self, repeating: 7)
+            report("ipc-4k", measure {
+                _ = try? IPC.call(server, operation: 1, payload: UnsafeRawBufferPointer(page), reply: page)
+            }, baseline: baseline)
+        }
         try? System.kill(server)
         _ = try? System.wait(server)
+
+        let ssrServer = start("ssrping")
+        if wanted("ipc-ssr") {
+            report("ipc-ssr", measure { _ = try? IPC.call(ssrServer, operation: 1, words: (1, 2)) }, baseline: baseline)
+        }
+        if wanted("restart") { measureRestarts(ssrServer) }
+        try? System.kill(ssrServer)
+        _ = try? System.wait(ssrServer)
     }
 
     /// Restart latency: from the fault (an illegal instruction injected at the next

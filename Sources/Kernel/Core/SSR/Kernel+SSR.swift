@@ -241,6 +241,7 @@ extension Kernel {
             record.state = .orphaned
             orphans[slot].binding = record
             orphans[slot].client = id(of: client)
+            programsWithOrphans |= 1 << UInt64(record.serverProgram)
             notifyUnbind(server)
         }
     }
@@ -248,6 +249,7 @@ extension Kernel {
     /// Delivers a pending unbind message to a server entering `receive`; true if it did.
     mutating func deliverUnbind(to server: Int) -> Bool {
         let program = tasks[server].program
+        guard programsWithOrphans & (1 << UInt64(program)) != 0 else { return false }
         for slot in 0..<SSRTable.maxOrphans where orphans[slot].binding.serverProgram == program {
             closeWindow(of: server)
             mapWindow(of: server, orphans[slot].binding)
@@ -272,7 +274,12 @@ extension Kernel {
         closeWindow(of: server)
         freeSSR(orphans[slot].binding)
         orphans[slot] = OrphanedSSR()
+        noteOrphansChanged(for: tasks[server].program)
         return true
+    }
+
+    private mutating func noteOrphansChanged(for program: Int) {
+        if !hasOrphans(for: program) { programsWithOrphans &= ~(1 << UInt64(program)) }
     }
 
     /// Frees the orphans of a program that is gone for good.
@@ -281,6 +288,7 @@ extension Kernel {
             freeSSR(orphans[slot].binding)
             orphans[slot] = OrphanedSSR()
         }
+        programsWithOrphans &= ~(1 << UInt64(program))
     }
 
     func hasOrphans(for program: Int) -> Bool {

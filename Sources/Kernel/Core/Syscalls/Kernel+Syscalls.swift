@@ -11,6 +11,10 @@ extension Kernel {
     public mutating func syscall(from slot: Int) {
         let file = registers(slot)
         file[.pc] &+= 4
+        if answeredWithoutArguments(file, slot: slot) {
+            reschedule()
+            return
+        }
         guard let space = tasks[slot].addressSpace else { return }
         do {
             let request = try SyscallRequest.decode(file, space: space, memory: platform.memory)
@@ -22,6 +26,23 @@ extension Kernel {
             file.setResult(0, error.rawValue)
         }
         reschedule()
+    }
+
+    /// The calls that take no arguments have nothing to validate; answering them
+    /// here keeps them off the general decode path (which sets up every request's
+    /// payload). Returns false for every other call.
+    @inline(__always)
+    private mutating func answeredWithoutArguments(_ file: RegisterFile, slot: Int) -> Bool {
+        switch file[.a7] {
+        case UInt64(Syscall.whoAmI.rawValue):
+            file.setResult(1, UInt(id(of: slot).rawValue))
+        case UInt64(Syscall.clock.rawValue):
+            file.setResult(1, UInt(platform.now()))
+        default:
+            return false
+        }
+        file.setResult(0, 0)
+        return true
     }
 
     @inline(__always)
@@ -89,13 +110,11 @@ extension Kernel {
             tasks[slot].timerDeadline = deadline
             tasks[slot].timerBits = bits
             if deadline != 0 && deadline < (nextTimerDeadline ?? UInt64.max) { nextTimerDeadline = deadline }
-        case .clock:
-            file.setResult(1, UInt(platform.now()))
+        case .clock, .whoAmI:
+            _ = answeredWithoutArguments(file, slot: slot)
         case .powerOff(let code):
             guard tasks[slot].mayManage else { throw .notPermitted }
             platform.requestPowerOff(code: code)
-        case .whoAmI:
-            file.setResult(1, UInt(id(of: slot).rawValue))
         case .ssrOpen(let client):
             try ssrOpen(by: slot, client: client)
             tasks[slot].servingSince = platform.now()

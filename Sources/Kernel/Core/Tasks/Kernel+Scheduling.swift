@@ -27,23 +27,23 @@ extension Kernel {
     /// Decides which process resumes when this trap ends.
     public mutating func reschedule() {
         let now = platform.now()
+        guard let mostUrgent = ready.highestPriority else {
+            current = nil
+            return
+        }
         if let running = current, tasks[running].state == .runnable {
             let priority = tasks[running].priority
             // Still among the most urgent: keep the processor until the slice ends,
             // or for good if no equal is waiting.
-            if ready.highestPriority == priority
-                && (now < sliceEnds || ready.isOnlyReady(slot: running, priority: priority)) {
+            if mostUrgent == priority && (now < sliceEnds || ready.isOnlyReady(slot: running, priority: priority)) {
                 return
             }
-            if let mostUrgent = ready.highestPriority, mostUrgent < priority, now < sliceEnds {
+            if mostUrgent < priority, now < sliceEnds {
                 preemptedAtLevel[Int(priority)] = running
                 preemptedSliceLeft[Int(priority)] = sliceEnds - now
             }
         }
-        guard let level = ready.highestPriority.map(Int.init) else {
-            current = nil
-            return
-        }
+        let level = Int(mostUrgent)
         var slice = Self.timeSlice
         let next: Int
         let preempted = preemptedAtLevel[level]

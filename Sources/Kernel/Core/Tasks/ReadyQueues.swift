@@ -46,6 +46,7 @@ public struct ReadyQueues: Sendable {
     @inline(__always) public func next(after previous: Int) -> Int? {
         guard let level = highestPriority else { return nil }
         let bits = levels[Int(level)]
+        if bits & (bits &- 1) == 0 { return bits.trailingZeroBitCount }  // alone at its level
         let start = UInt64((previous + 1) & 63)
         let rotated = start == 0 ? bits : (bits >> start) | (bits << (64 - start))
         return (Int(start) + rotated.trailingZeroBitCount) & 63

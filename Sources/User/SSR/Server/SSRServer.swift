@@ -208,8 +208,11 @@ public struct SSRServer<Service: SSRService> {
                     message = try IPC.receive(into: buffer, notificationMask: UInt(Service.notificationMask))
                 }
             } catch {
-                // The reply went nowhere (the client is gone) or the receive was refused:
-                // either way there is nothing left to answer.
+                // A refused reply (the client no longer waits for it) leaves nothing to
+                // answer: receive plainly. A refused plain receive means our own state
+                // (the buffer, the mask) is damaged: let the kernel restart us now
+                // rather than spin until the watchdog notices.
+                guard pending != nil else { System.reportFailure() }
                 pending = nil
                 continue
             }
