@@ -120,6 +120,20 @@ func expectReply(_ result: TimerResult, _ code: TimerReplyCode, sourceLocation: 
         queue.remove(b)
         #expect(queue.nextWake == 500)
     }
+
+    @Test func everyBitOfTheQueueIsGuarded() {
+        var queue = TimerQueue()
+        queue.update(TaskID(index: 5, generation: 3), earliest: 123_456, waiting: true)
+        queue.update(TaskID(index: 9, generation: 1), earliest: 99, waiting: false)
+        #expect(queue.isIntact)
+        for index in [0, 5, 9] {
+            for bit in 0..<(MemoryLayout<TimerQueue.Entry>.size * 8) {
+                var damaged = queue
+                damaged.flip(entry: index, bit: bit)
+                #expect(!damaged.isIntact, "entry \(index) bit \(bit)")
+            }
+        }
+    }
 }
 
 /// Storage that drops every store after `limit`: a server crash mid-commit.
@@ -183,7 +197,7 @@ final class CutStorage: SSRStorage {
     @Test(arguments: 0..<40)
     func crashesAnywhereNeitherDropNorDouble(crashSeed: Int) {
         let storage = CutStorage()
-        let format = Format(storage: storage, layoutVersion: 1)
+        let format = Format(storage: storage, layoutVersion: 1, owner: 0x0001_0004)
         var kernel = Kernel()
         var crashes = 0
         let period: UInt64 = 1000

@@ -65,13 +65,22 @@ extension Kernel {
         guard tasks[server].ssrPages > 0 else { return }
         let index = try bind(client, to: tasks[server].program)
         tasks[client].bindings[index].lastIssuedRequest &+= 1
+        tasks[client].requestBinding = index
     }
 
     /// Maps `client`'s SSR into `server`'s window for the request being delivered or
     /// reopened; returns the request id (0 if the client has no SSR with the server).
     @discardableResult
     mutating func openWindow(of server: Int, for client: Int) -> UInt64 {
-        guard let index = binding(of: client, to: tasks[server].program) else { return 0 }
+        let cached = tasks[client].requestBinding
+        let index: Int
+        if tasks[client].bindings[cached].serverProgram == tasks[server].program {
+            index = cached
+        } else if let found = binding(of: client, to: tasks[server].program) {
+            index = found
+        } else {
+            return 0
+        }
         closeWindow(of: server)
         mapWindow(of: server, tasks[client].bindings[index])
         tasks[server].windowClient = client
@@ -81,14 +90,9 @@ extension Kernel {
 
     /// Unmaps whatever SSR the server's window holds, flushing just those pages.
     mutating func closeWindow(of server: Int) {
-        let pages: Int
-        if tasks[server].windowClient >= 0 {
-            pages = tasks[tasks[server].windowClient].bindings[tasks[server].windowBinding].pageCount
-        } else if tasks[server].windowOrphan >= 0 {
-            pages = orphans[tasks[server].windowOrphan].binding.pageCount
-        } else {
-            return
-        }
+        let pages = tasks[server].windowPages
+        guard pages > 0 else { return }
+        tasks[server].windowPages = 0
         tasks[server].windowClient = -1
         tasks[server].windowOrphan = -1
         let entries = PhysicalAddress(tasks[server].windowEntries)
@@ -102,6 +106,7 @@ extension Kernel {
     /// allocation: the table was built at spawn). A and D are preset, as for all
     /// Curio mappings the hardware might otherwise have to update.
     private mutating func mapWindow(of server: Int, _ record: SSRBinding) {
+        tasks[server].windowPages = record.pageCount
         let entries = PhysicalAddress(tasks[server].windowEntries)
         let flags = PageFlags.valid.union(.read).union(.write).union(.user).union(.accessed).union(.dirty)
         for page in 0..<record.pageCount {

@@ -16,6 +16,10 @@ extension Kernel {
             return
         }
         guard let space = tasks[slot].addressSpace else { return }
+        if answeredAsIPC(file, slot: slot, space: space) {
+            reschedule()
+            return
+        }
         do {
             let request = try SyscallRequest.decode(file, space: space, memory: platform.memory)
             try perform(request, for: slot)
@@ -26,6 +30,45 @@ extension Kernel {
             file.setResult(0, error.rawValue)
         }
         reschedule()
+    }
+
+    /// The IPC calls servers and clients make on every request: decoded by the same
+    /// validators as the general path, without building the general request.
+    @inline(__always)
+    private mutating func answeredAsIPC(_ file: RegisterFile, slot: Int, space: AddressSpace) -> Bool {
+        do throws(SyscallError) {
+            switch file[.a7] {
+            case UInt64(Syscall.send.rawValue):
+                guard case .send(let raw, _, _) = try SyscallRequest.decodeSend(file, space: space,
+                                                                                 memory: platform.memory)
+                else { return false }
+                try send(from: slot, to: EndpointCall(rawValue: raw).endpoint)
+            case UInt64(Syscall.replyAndReceive.rawValue):
+                let arguments = try SyscallRequest.decodeReplyAndReceive(file, space: space, memory: platform.memory)
+                try replyAndReceive(by: slot, arguments)
+            default:
+                return false
+            }
+            if tasks[slot].state == .runnable { file.setResult(0, 0) }
+        } catch {
+            file.setResult(0, error.rawValue)
+        }
+        return true
+    }
+
+    private mutating func replyAndReceive(by slot: Int, _ arguments: ReplyAndReceiveArguments) throws(SyscallError) {
+        do {
+            try reply(by: slot, to: arguments.client, code: arguments.code,
+                      words: (arguments.words.first, arguments.words.second), payload: arguments.payload)
+        } catch .deadEndpoint {
+            // The client died while we served it; nobody is left to answer.
+        }
+        // From here on this is a plain receive: put its arguments where one keeps them.
+        let file = registers(slot)
+        file.setResult(0, UInt(arguments.buffer.address.rawValue))
+        file.setResult(1, UInt(arguments.buffer.count))
+        file.setResult(2, arguments.notificationMask)
+        receive(by: slot, notificationMask: arguments.notificationMask)
     }
 
     /// The calls that take no arguments have nothing to validate; answering them
@@ -59,17 +102,8 @@ extension Kernel {
             receive(by: slot, notificationMask: mask)
         case .reply(let client, let code, let words, let payload):
             try reply(by: slot, to: client, code: code, words: (words.first, words.second), payload: payload)
-        case .replyAndReceive(let client, let code, let words, let payload, let buffer, let mask):
-            do {
-                try reply(by: slot, to: client, code: code, words: (words.first, words.second), payload: payload)
-            } catch .deadEndpoint {
-                // The client died while we served it; nobody is left to answer.
-            }
-            // From here on this is a plain receive: put its arguments where one keeps them.
-            file.setResult(0, UInt(buffer.address.rawValue))
-            file.setResult(1, UInt(buffer.count))
-            file.setResult(2, mask)
-            receive(by: slot, notificationMask: mask)
+        case .replyAndReceive(let arguments):
+            try replyAndReceive(by: slot, arguments)
         case .lookup(let name):
             let program = try programIndex(named: name, in: slot)
             guard let running = firstLiveInstance(of: program) else {

@@ -22,8 +22,7 @@ public enum SyscallRequest: Equatable, Sendable {
     case send(EndpointCall.Raw, send: UserBuffer, reply: UserBuffer)
     case receive(buffer: UserBuffer, notificationMask: UInt)
     case reply(client: TaskID, code: UInt, words: EndpointCall.Words, payload: UserBuffer)
-    case replyAndReceive(client: TaskID, code: UInt, words: EndpointCall.Words, payload: UserBuffer,
-                         buffer: UserBuffer, notificationMask: UInt)
+    case replyAndReceive(ReplyAndReceiveArguments)
     case lookup(name: UserBuffer)
     case spawn(name: UserBuffer, arguments: UserBuffer)
     case kill(TaskID)
@@ -57,7 +56,58 @@ extension EndpointCall {
     }
 }
 
+/// A server's combined reply and receive, validated.
+public struct ReplyAndReceiveArguments: Equatable, Sendable {
+    public var client: TaskID
+    public var code: UInt
+    public var words: EndpointCall.Words
+    public var payload: UserBuffer
+    public var buffer: UserBuffer
+    public var notificationMask: UInt
+}
+
 extension SyscallRequest {
+    /// A user buffer of at most `limit` bytes, checked against the caller's page tables.
+    static func userBuffer<M: PhysicalMemory>(_ address: UInt, _ count: UInt, limit: Int, writable: Bool,
+                                              space: AddressSpace, memory: M) throws(SyscallError) -> UserBuffer {
+        guard count <= UInt(limit) else { throw .messageTooLarge }
+        guard count > 0 else { return .empty }
+        let start = VirtualAddress(UInt64(address))
+        guard space.isUserAccessible(start, count: Int(count), writable: writable, memory: memory) else {
+            throw .badAddress
+        }
+        return UserBuffer(address: start, count: Int(count))
+    }
+
+    static func taskID(_ raw: UInt) throws(SyscallError) -> TaskID {
+        guard raw <= UInt(UInt32.max) else { throw .badArgument }
+        return TaskID(rawValue: UInt32(raw))
+    }
+
+    /// `send`'s arguments: the call word, and both buffers checked (they stay in the
+    /// registers, to be copied at the rendezvous).
+    @inline(__always)
+    static func decodeSend<M: PhysicalMemory>(_ registers: RegisterFile, space: AddressSpace,
+                                              memory: M) throws(SyscallError) -> SyscallRequest {
+        let a = registers.argument
+        guard a(0) >> 48 == 0 else { throw .badArgument }
+        let limit = SyscallLimits.maxMessageBytes
+        let send = try userBuffer(a(3), a(4), limit: limit, writable: false, space: space, memory: memory)
+        let reply = try userBuffer(a(5), a(6), limit: limit, writable: true, space: space, memory: memory)
+        return .send(a(0), send: send, reply: reply)
+    }
+
+    @inline(__always)
+    static func decodeReplyAndReceive<M: PhysicalMemory>(_ registers: RegisterFile, space: AddressSpace,
+                                                         memory: M) throws(SyscallError) -> ReplyAndReceiveArguments {
+        let a = registers.argument
+        let limit = SyscallLimits.maxMessageBytes
+        let payload = try userBuffer(a(4), a(5), limit: limit, writable: false, space: space, memory: memory)
+        let buffer = try userBuffer(a(4), a(6), limit: limit, writable: true, space: space, memory: memory)
+        return ReplyAndReceiveArguments(client: try taskID(a(0)), code: a(1) & 0xFFFF_FFFF, words: .init(a(2), a(3)),
+                                        payload: payload, buffer: buffer, notificationMask: a(1) >> 32)
+    }
+
     /// Decodes the syscall in `registers`, validating user buffers against `space`.
     @inline(__always)
     public static func decode<M: PhysicalMemory>(_ registers: RegisterFile, space: AddressSpace,
@@ -66,18 +116,7 @@ extension SyscallRequest {
         let a = registers.argument
 
         func buffer(_ address: UInt, _ count: UInt, limit: Int, writable: Bool) throws(SyscallError) -> UserBuffer {
-            guard count <= UInt(limit) else { throw .messageTooLarge }
-            guard count > 0 else { return .empty }
-            let start = VirtualAddress(UInt64(address))
-            guard space.isUserAccessible(start, count: Int(count), writable: writable, memory: memory) else {
-                throw .badAddress
-            }
-            return UserBuffer(address: start, count: Int(count))
-        }
-
-        func taskID(_ raw: UInt) throws(SyscallError) -> TaskID {
-            guard raw <= UInt(UInt32.max) else { throw .badArgument }
-            return TaskID(rawValue: UInt32(raw))
+            try userBuffer(address, count, limit: limit, writable: writable, space: space, memory: memory)
         }
 
         let maxMessage = SyscallLimits.maxMessageBytes
@@ -87,10 +126,7 @@ extension SyscallRequest {
         case .yield:
             return .yield
         case .send:
-            guard a(0) >> 48 == 0 else { throw .badArgument }
-            let send = try buffer(a(3), a(4), limit: maxMessage, writable: false)
-            let reply = try buffer(a(5), a(6), limit: maxMessage, writable: true)
-            return .send(a(0), send: send, reply: reply)
+            return try decodeSend(registers, space: space, memory: memory)
         case .receive:
             return .receive(buffer: try buffer(a(0), a(1), limit: maxMessage, writable: true),
                             notificationMask: a(2))
@@ -98,10 +134,7 @@ extension SyscallRequest {
             let payload = try buffer(a(4), a(5), limit: maxMessage, writable: false)
             return .reply(client: try taskID(a(0)), code: a(1), words: .init(a(2), a(3)), payload: payload)
         case .replyAndReceive:
-            let payload = try buffer(a(4), a(5), limit: maxMessage, writable: false)
-            let receiveBuffer = try buffer(a(4), a(6), limit: maxMessage, writable: true)
-            return .replyAndReceive(client: try taskID(a(0)), code: a(1) & 0xFFFF_FFFF, words: .init(a(2), a(3)),
-                                    payload: payload, buffer: receiveBuffer, notificationMask: a(1) >> 32)
+            return .replyAndReceive(try decodeReplyAndReceive(registers, space: space, memory: memory))
         case .lookup:
             return .lookup(name: try buffer(a(0), a(1), limit: SyscallLimits.maxNameBytes, writable: false))
         case .spawn:

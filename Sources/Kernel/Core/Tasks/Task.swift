@@ -49,14 +49,18 @@ public struct Task {
     /// Pages of state this server keeps per client (0: not an SSR server).
     public var ssrPages = 0
 
-    // As a client: the SSRs this process owns, one per server it has called.
+    // As a client: the SSRs this process owns, one per server it has called, and
+    // which of them its request in flight uses (found at send, used at delivery).
     public var bindings = InlineArray<4, SSRBinding>(repeating: SSRBinding())
+    var requestBinding = 0
 
     // As a server (see Kernel+SSR.swift, Kernel+Restart.swift):
     /// The client whose SSR is mapped in this server's window (-1: none), and which
     /// of its bindings that is.
     public var windowClient = -1
     var windowBinding = 0
+    /// How many pages the window holds now (so closing it reads no binding).
+    var windowPages = 0
     /// Where the window's page-table entries live (found once, at spawn), so mapping
     /// an SSR is a few stores rather than a page-table walk per page.
     var windowEntries: UInt64 = 0

@@ -62,12 +62,7 @@ public enum TimerLogic {
         guard period >= TimerLimits.minimumPeriod, period <= maximumPeriod, now < UInt64.max / 2 else {
             return .reply(.badPeriod, (0, 0))
         }
-        var free: Int?
-        for index in 0..<TimerLimits.timersPerClient where state.slots[index].isFree {
-            free = index
-            break
-        }
-        guard let index = free else { return .reply(.tooManyTimers, (0, 0)) }
+        guard let index = freeSlot(state) else { return .reply(.tooManyTimers, (0, 0)) }
         var generation = state.generation &+ 1
         if generation == 0 || generation > maximumGeneration { generation = 1 }
         state.generation = generation
@@ -76,6 +71,12 @@ public enum TimerLogic {
         state.slots[index] = TimerSlot(id: id.rawValue, flags: repeating ? TimerSlot.repeatingFlag : 0, reserved: 0,
                                        period: period, nextDeadline: deadline, nextSequence: 1)
         return .reply(.ok, (UInt(id.rawValue), UInt(deadline)))
+    }
+
+    static func freeSlot(_ state: TimerClientState) -> Int? {
+        let slots = state.slots.span
+        for index in 0..<TimerLimits.timersPerClient where slots[index].isFree { return index }
+        return nil
     }
 
     public static func cancel(_ state: inout TimerClientState, id: UInt16) -> TimerResult {
@@ -87,9 +88,10 @@ public enum TimerLogic {
 
     /// The timer with the earliest next deadline (the lowest slot on a tie).
     public static func next(_ state: TimerClientState) -> Int? {
+        let slots = state.slots.span
         var best: Int?
-        for index in 0..<TimerLimits.timersPerClient where !state.slots[index].isFree {
-            if let current = best, state.slots[current].nextDeadline <= state.slots[index].nextDeadline { continue }
+        for index in 0..<TimerLimits.timersPerClient where !slots[index].isFree {
+            if let current = best, slots[current].nextDeadline <= slots[index].nextDeadline { continue }
             best = index
         }
         return best
@@ -120,8 +122,9 @@ public enum TimerLogic {
     /// damaged (or computed by a damaged server) and is not trusted.
     public static func isConsistent(_ state: TimerClientState) -> Bool {
         guard state.generation <= maximumGeneration, state.reserved0 == 0, state.reserved1 == 0 else { return false }
+        let slots = state.slots.span
         for index in 0..<TimerLimits.timersPerClient {
-            let slot = state.slots[index]
+            let slot = slots[index]
             if slot.isFree {
                 guard slot.flags == 0, slot.reserved == 0, slot.period == 0, slot.nextDeadline == 0,
                       slot.nextSequence == 0 else { return false }
@@ -143,14 +146,41 @@ public enum TimerLogic {
 /// The server's cache: per client (by task slot), its earliest deadline and whether
 /// its `wait` is being held. Rebuilt from the SSRs after a restart; the held waits
 /// come back as the kernel re-delivers them.
+///
+/// The cache is the one thing a held client depends on that lives only in the
+/// server: a damaged entry could forget a client, which would then wait for ever.
+/// So every entry carries a check word (the complement of its fields, mixed), and
+/// the server verifies the whole table before each use (`isIntact`) and restarts
+/// itself if it is damaged — the restart rebuilds it from the SSRs and the kernel
+/// re-delivers the held waits. Any change confined to one field is detected.
 public struct TimerQueue: Sendable {
     public struct Entry: Sendable {
-        public var client: TaskID
+        public private(set) var client: UInt32
+        /// Bit 0: the client's `wait` is held.
+        public private(set) var flags: UInt32
         /// 0: no timer.
-        public var earliest: UInt64
-        public var waiting: Bool
+        public private(set) var earliest: UInt64
+        var check: UInt64
 
-        static let none = Entry(client: TaskID(rawValue: 0), earliest: 0, waiting: false)
+        init(client: UInt32, flags: UInt32, earliest: UInt64) {
+            self.client = client
+            self.flags = flags
+            self.earliest = earliest
+            check = Self.check(client: client, flags: flags, earliest: earliest)
+        }
+
+        static func check(client: UInt32, flags: UInt32, earliest: UInt64) -> UInt64 {
+            let identity = UInt64(client) | UInt64(flags) << 32
+            return ~(earliest ^ (identity << 29 | identity >> 35))
+        }
+
+        static let none = Entry(client: 0, flags: 0, earliest: 0)
+
+        public var isIntact: Bool {
+            check == Self.check(client: client, flags: flags, earliest: earliest) && flags & ~1 == 0
+        }
+        public var task: TaskID { TaskID(rawValue: client) }
+        public var waiting: Bool { flags & 1 != 0 }
     }
 
     public static let capacity = 64
@@ -160,20 +190,31 @@ public struct TimerQueue: Sendable {
 
     public mutating func update(_ client: TaskID, earliest: UInt64?, waiting: Bool) {
         guard client.index < Self.capacity else { return }
-        entries[client.index] = Entry(client: client, earliest: earliest ?? 0, waiting: waiting && earliest != nil)
+        entries[client.index] = Entry(client: client.rawValue, flags: waiting && earliest != nil ? 1 : 0,
+                                      earliest: earliest ?? 0)
     }
 
     public mutating func remove(_ client: TaskID) {
-        guard client.index < Self.capacity, entries[client.index].client == client else { return }
+        guard client.index < Self.capacity, entries[client.index].client == client.rawValue else { return }
         entries[client.index] = .none
+    }
+
+    // The loops read through `span`: subscripting the InlineArray itself in a loop
+    // copied the whole table (1.5 KiB) per element in the embedded build.
+
+    /// True if no entry has been damaged since it was written.
+    public var isIntact: Bool {
+        let table = entries.span
+        for index in 0..<Self.capacity where !table[index].isIntact { return false }
+        return true
     }
 
     /// The first held client, from `start` on, whose deadline has come.
     public func firstDue(now: UInt64, from start: Int = 0) -> Int? {
+        let table = entries.span
         var index = start
         while index < Self.capacity {
-            let entry = entries[index]
-            if entry.waiting && entry.earliest <= now { return index }
+            if table[index].waiting && table[index].earliest <= now { return index }
             index += 1
         }
         return nil
@@ -181,10 +222,21 @@ public struct TimerQueue: Sendable {
 
     /// When the server must wake next: the earliest deadline of a held wait.
     public var nextWake: UInt64? {
+        let table = entries.span
         var best: UInt64?
-        for index in 0..<Self.capacity where entries[index].waiting {
-            if best == nil || entries[index].earliest < best! { best = entries[index].earliest }
+        for index in 0..<Self.capacity where table[index].waiting {
+            if best == nil || table[index].earliest < best! { best = table[index].earliest }
         }
         return best
+    }
+
+    /// The client of entry `index`.
+    public func client(at index: Int) -> TaskID { entries.span[index].task }
+
+    /// For tests: flips one bit of one entry's storage.
+    public mutating func flip(entry index: Int, bit: Int) {
+        withUnsafeMutableBytes(of: &entries[index]) { bytes in
+            bytes[bit / 8] ^= UInt8(1 << (bit % 8))
+        }
     }
 }

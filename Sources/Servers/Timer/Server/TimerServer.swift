@@ -31,6 +31,7 @@ struct TimerService: SSRService {
 
     mutating func handle(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
                          state: inout TimerClientState) -> SSROutcome {
+        verifyQueue()
         let now = System.clock()
         let result: TimerResult
         switch TimerOperation(rawValue: operation) {
@@ -58,12 +59,13 @@ struct TimerService: SSRService {
 
     /// The kernel's timer fired: answer every held wait that has come due.
     mutating func notified(bits: UInt) {
+        verifyQueue()
         armed = 0  // the kernel's timer is spent
         let now = System.clock()
         var index = 0
         while let due = queue.firstDue(now: now, from: index) {
             index = due + 1
-            let client = queue.entries[due].client
+            let client = queue.client(at: due)
             var earliest: UInt64?
             do throws(SyscallError) {
                 let replied = try SSRServer<TimerService>.complete(client) { state in
@@ -83,6 +85,11 @@ struct TimerService: SSRService {
             }
         }
         arm()
+    }
+
+    /// A damaged queue could forget a held client: restart and rebuild it instead.
+    func verifyQueue() {
+        if !queue.isIntact { System.reportFailure() }
     }
 
     /// Asks the kernel to wake us at the earliest held deadline.

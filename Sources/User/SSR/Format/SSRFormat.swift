@@ -66,13 +66,17 @@
 //   0       magic "CurioSSR"
 //   8       layout: version (low 32 bits) | state size in bytes (high 32 bits)
 //   16      selector: commit number s (low 32) | ~s (high 32); 0 = never committed
-//   24      reserved, 0
+//   24      owner: the client's id (low 32) | its complement (high 32)
 //   32      copy 0, then copy 1 at 32 + stride, each:
 //             0   checksum  FNV-1a 64 over bytes 8..<stride, seeded (magic, layout, copy)
 //             8   commit number (its parity is the copy's number; 0 is never used)
 //             16  request id
 //             24  reply code       32 reply word 0       40 reply word 1
 //             48  state, zero-padded to a multiple of 8
+//
+// The owner word lets the server catch a request that names the wrong client (a
+// damaged sender register would otherwise send the reply astray and leave the real
+// client waiting forever): a region whose owner is not the sender is damaged.
 //
 // An all-zero region (what the kernel hands out) reads as unformatted: a fresh
 // client. Nothing here allocates; everything works on the host for the tests.
@@ -102,7 +106,7 @@ public struct SSRRecord<State: BitwiseCopyable> {
 
 /// What is wrong with a region that is not simply valid.
 public enum SSRDamage: Equatable, Sendable {
-    /// The magic or layout word is wrong (the copies may still be fine).
+    /// The magic, layout or owner word is wrong (the copies may still be fine).
     case header
     /// The selector is not a commit number next to its complement.
     case selector
@@ -160,6 +164,7 @@ public enum SSRLayout {
     public static let magicOffset = 0
     public static let layoutOffset = 8
     public static let selectorOffset = 16
+    public static let ownerOffset = 24
     public static let headerBytes = 32
 
     public static let checksumField = 0
@@ -174,6 +179,12 @@ public enum SSRLayout {
     @inline(__always)
     public static func selector(for sequence: UInt32) -> UInt64 {
         UInt64(sequence) | UInt64(~sequence) << 32
+    }
+
+    /// The owner word for a client id.
+    @inline(__always)
+    public static func ownerWord(for owner: UInt32) -> UInt64 {
+        UInt64(owner) | UInt64(~owner) << 32
     }
 
     /// The commit number a selector word names, nil if it is damaged or 0.
@@ -191,6 +202,8 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
     /// The server's layout version: a region written under another version (or for a
     /// state of another size) does not verify.
     public let layoutVersion: UInt32
+    /// The client the region belongs to (its TaskID's raw value).
+    public let owner: UInt32
 
     public static var stateBytes: Int { MemoryLayout<State>.size }
     static var paddedStateBytes: Int { (stateBytes + 7) & ~7 }
@@ -199,11 +212,12 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
     /// Bytes of the region the format uses (the rest of the region is never touched).
     public static var requiredBytes: Int { SSRLayout.headerBytes + 2 * copyStride }
 
-    public init(storage: Storage, layoutVersion: UInt32) {
+    public init(storage: Storage, layoutVersion: UInt32, owner: UInt32) {
         precondition(storage.bytes.count >= Self.requiredBytes, "the SSR is too small for this state")
         precondition(UInt(bitPattern: storage.bytes.baseAddress) & 7 == 0, "the SSR must be 8-byte aligned")
         self.storage = storage
         self.layoutVersion = layoutVersion
+        self.owner = owner
     }
 
     var layoutWord: UInt64 { UInt64(layoutVersion) | UInt64(UInt32(truncatingIfNeeded: Self.stateBytes)) << 32 }
@@ -215,6 +229,13 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
 
     var headerIsValid: Bool {
         word(at: SSRLayout.magicOffset) == SSRLayout.magic && word(at: SSRLayout.layoutOffset) == layoutWord
+            && word(at: SSRLayout.ownerOffset) == SSRLayout.ownerWord(for: owner)
+    }
+
+    func writeHeader() {
+        storage.store(SSRLayout.magic, at: SSRLayout.magicOffset)
+        storage.store(layoutWord, at: SSRLayout.layoutOffset)
+        storage.store(SSRLayout.ownerWord(for: owner), at: SSRLayout.ownerOffset)
     }
 
     /// The commit number the selector names, if it is intact and set.
@@ -290,10 +311,7 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
         let index = Int(next & 1)
         let base = copyOffset(index)
         let storage = self.storage
-        if !headerIsValid {
-            storage.store(SSRLayout.magic, at: SSRLayout.magicOffset)
-            storage.store(layoutWord, at: SSRLayout.layoutOffset)
-        }
+        if !headerIsValid { writeHeader() }
         var hash = checksumSeed(copy: index)
         func put(_ value: UInt64, _ field: Int) {
             hash.add(word: value)
@@ -323,7 +341,7 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
 
     /// How many stores `commit` issues on this region as it is now (for tests).
     public var storesPerCommit: Int {
-        (headerIsValid ? 0 : 2) + 5 + Self.paddedStateBytes / 8 + 2
+        (headerIsValid ? 0 : 3) + 5 + Self.paddedStateBytes / 8 + 2
     }
 
     // MARK: Recovery
@@ -376,10 +394,7 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
     public func repair(to point: SSRRestorePoint<State>) {
         switch point {
         case .record(let record):
-            if !headerIsValid {
-                storage.store(SSRLayout.magic, at: SSRLayout.magicOffset)
-                storage.store(layoutWord, at: SSRLayout.layoutOffset)
-            }
+            if !headerIsValid { writeHeader() }
             storage.publish(SSRLayout.selector(for: record.sequence), at: SSRLayout.selectorOffset)
         case .fresh:
             storage.publish(0, at: SSRLayout.selectorOffset)

@@ -115,12 +115,14 @@ public struct SSRServer<Service: SSRService> {
         buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: SyscallLimits.maxMessageBytes, alignment: 16)
     }
 
-    static func format(at window: UnsafeMutableRawPointer, bytes: Int) -> Format {
-        Format(storage: SSRMemory(base: window, count: bytes), layoutVersion: Service.layoutVersion)
+    static func format(at window: UnsafeMutableRawPointer, owner: TaskID) -> Format {
+        Format(storage: SSRMemory(base: window, count: Format.requiredBytes), layoutVersion: Service.layoutVersion,
+               owner: owner.rawValue)
     }
 
-    static var windowFormat: Format {
-        format(at: UnsafeMutableRawPointer(bitPattern: SSRWindow.base)!, bytes: Format.requiredBytes)
+    /// The SSR of `owner` in the window, as the kernel mapped it for a delivered message.
+    static func windowFormat(owner: TaskID) -> Format {
+        format(at: UnsafeMutableRawPointer(bitPattern: SSRWindow.base)!, owner: owner)
     }
 
     // MARK: Recovery
@@ -138,7 +140,7 @@ public struct SSRServer<Service: SSRService> {
             }
             guard let found else { break }
             cursor = found.nextCursor
-            let format = Self.format(at: found.window, bytes: Format.requiredBytes)
+            let format = Self.format(at: found.window, owner: found.client)
             let (verdict, state) = judge(format, kernelState: found.state, lastCompleted: found.lastCompletedRequest)
             try? System.ssrVerdict(found.client, verdict)
             if let state { service.rebuild(client: found.client, state: state) }
@@ -208,13 +210,17 @@ public struct SSRServer<Service: SSRService> {
                     message = try IPC.receive(into: buffer, notificationMask: UInt(Service.notificationMask))
                 }
             } catch {
-                // A refused reply (the client no longer waits for it) leaves nothing to
-                // answer: receive plainly. A refused plain receive means our own state
-                // (the buffer, the mask) is damaged: let the kernel restart us now
-                // rather than spin until the watchdog notices.
-                guard pending != nil else { System.reportFailure() }
-                pending = nil
-                continue
+                // The kernel drops a reply to a client that ended, so a refused step means
+                // our own state is wrong: a reply to someone not waiting for us (the real
+                // caller would wait for ever), or a damaged buffer. Restart now rather than
+                // spin until the watchdog notices; the kernel re-delivers what is in flight.
+                // Only a reply payload too large for the client's buffer is the client's
+                // doing: it gets the code and words alone.
+                if let reply = pending, error == .messageTooLarge, reply.length > 0 {
+                    pending = (reply.client, reply.code, reply.words, 0)
+                    continue
+                }
+                System.reportFailure()
             }
             pending = nil
             if message.isNotification {
@@ -230,7 +236,7 @@ public struct SSRServer<Service: SSRService> {
 
     mutating func unbind(_ client: TaskID) {
         let state: State?
-        switch Self.windowFormat.load() {
+        switch Self.windowFormat(owner: client).load() {
         case .committed(let record) where Service.check(record.state): state = record.state
         case .unformatted: state = Service.initialState
         default: state = nil
@@ -241,7 +247,10 @@ public struct SSRServer<Service: SSRService> {
     /// Handles one request; returns the reply to send, or nil if it is deferred.
     mutating func serve(_ message: Received) -> (client: TaskID, code: UInt32, words: (UInt, UInt), length: Int)? {
         guard message.requestID != 0 else { return (message.sender, SSRServerReply.noState, (0, 0), 0) }
-        let format = Self.windowFormat
+        // A region that does not verify for this sender (damage, or a sender that is not
+        // who really called: replying to it would leave the real caller waiting for
+        // ever) means a fault got here first: restart, and recovery sorts it out.
+        let format = Self.windowFormat(owner: message.sender)
         var state: State
         switch format.load() {
         case .unformatted:
@@ -279,9 +288,10 @@ public struct SSRServer<Service: SSRService> {
     /// are dropped). Returns true if the client got its reply. Throws if the client is
     /// not waiting for us (it ended). Call it from `notified(bits:)`, not from `handle`.
     public static func complete(_ client: TaskID, _ body: (inout State) -> SSROutcome) throws(SyscallError) -> Bool {
-        guard !windowInUse else { throw .badArgument }
+        // Called from `handle` (or the flag is damaged): the window is someone else's.
+        guard !windowInUse else { System.reportFailure() }
         let mapping = try System.ssrOpen(client)
-        let format = format(at: mapping.window, bytes: Format.requiredBytes)
+        let format = format(at: mapping.window, owner: client)
         var state: State
         switch format.load() {
         case .unformatted:
