@@ -537,4 +537,19 @@ import Testing
         harness.tick(by: 1_000)
         #expect(harness.task(0).generation == 0, "fs has been runnable for 1000 ticks only")
     }
+
+    /// The clock tick reads the time once, then posts timer notifications, which note
+    /// work a moment later: a server woken that way is not "hung" by a wrapped subtraction.
+    @Test func workNotedAfterTheTickBeganIsNotAHang() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(SSRProgram.fs)
+        harness.kernel.reschedule()
+        let server = harness.kernel.current!
+        harness.receive(server, mask: 1)
+        let tickStart = harness.clock
+        harness.tick(by: 5)
+        harness.kernel.notify(server, bits: 1)
+        harness.kernel.superviseServers(now: tickStart)
+        #expect(harness.task(server).generation == 0)
+    }
 }

@@ -129,7 +129,8 @@ extension Kernel {
             if tasks[slot].state == .held {
                 if tasks[slot].heldUntil <= now { makeRunnable(slot) } else { noteDeadline(tasks[slot].heldUntil) }
             } else if tasks[slot].servingSince != 0, tasks[slot].state == .runnable,
-                      now &- tasks[slot].servingSince > Self.watchdogTicks,
+                      // `now` was read when the tick began; work noted since may be later.
+                      now > tasks[slot].servingSince, now - tasks[slot].servingSince > Self.watchdogTicks,
                       tasks[slot].restartable {
                 fault(slot, cause: .hang, address: 0)
             }
