@@ -15,6 +15,7 @@
 //            kernel maps the SSR on delivery and unmaps it (one-page TLB flush) on
 //            reply
 //   restart-N  fault to first request served again, with N clients bound
+//   realtime   (only when named) nanoseconds per SSR round trip by the clock
 
 import ConsoleAPI
 import CurioUser
@@ -57,6 +58,7 @@ struct Bench {
             report("ipc-ssr", measure { _ = try? IPC.call(ssrServer, operation: 1, words: (1, 2)) }, baseline: baseline)
         }
         if wanted("restart") { measureRestarts(ssrServer) }
+        if chosen.contains("realtime") { measureRealTime(ssrServer) }
         try? System.kill(ssrServer)
         _ = try? System.wait(ssrServer)
     }
@@ -91,6 +93,16 @@ struct Bench {
             try? System.kill(binder)
             _ = try? System.wait(binder)
         }
+    }
+
+    /// Wall-clock time per SSR-mapped request, for information: only meaningful
+    /// without -icount (then the clock is the host's real time, TLB flush costs and all).
+    static func measureRealTime(_ server: TaskID) {
+        let requests: UInt64 = 20_000
+        let start = System.clock()
+        for _ in 0..<requests { _ = try? IPC.call(server, operation: 1) }
+        let nanoseconds = (System.clock() - start) * (1_000_000_000 / System.ticksPerSecond) / requests
+        print("bench realtime-ipc-ssr ns=\(nanoseconds)")
     }
 
     /// Faults further apart than the kernel's quick-succession window, so no
