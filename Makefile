@@ -102,7 +102,7 @@ test-integration: build
 SERVER ?= timer
 RUNS   ?= 20
 campaign: deps build
-	@$(QEMU) $(QEMU_FLAGS) -icount shift=0,sleep=off -append "run campaign $(SERVER) $(RUNS)"
+	$(SWIFT) run -q curio-campaign $(SERVER) $(RUNS) $(abspath $(BUILD)/kernel.elf)
 
 bench: deps build
 	CURIO_KERNEL=$(abspath $(BUILD)/kernel.elf) $(SWIFT) run -c release curio-bench

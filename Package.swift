@@ -15,6 +15,7 @@ let package = Package(
     products: [
         .executable(name: "mkimage", targets: ["mkimage"]),
         .executable(name: "curio-bench", targets: ["curio-bench"]),
+        .executable(name: "curio-campaign", targets: ["curio-campaign"]),
     ],
     targets: [
         // Types shared by the kernel and user space: syscall numbers, error codes, IDs.
@@ -76,6 +77,7 @@ let package = Package(
         .target(name: "SystemImage", dependencies: ["KernelCore", "CurioABI"], path: "Sources/Tools/SystemImage"),
         .executableTarget(name: "mkimage", dependencies: ["SystemImage"], path: "Sources/Tools/mkimage"),
         .executableTarget(name: "curio-bench", path: "Sources/Tools/Bench"),
+        .executableTarget(name: "curio-campaign", path: "Sources/Tools/Campaign"),
 
         .testTarget(name: "KernelCoreTests", dependencies: ["KernelCore"]),
         .testTarget(name: "SystemImageTests", dependencies: ["SystemImage"]),

@@ -127,3 +127,26 @@ public struct SSRInfo: Sendable {
         self.serverName = serverName
     }
 }
+
+/// A seal over a delivered request. The kernel computes it when it delivers a
+/// message from a bound client and leaves it in a7; the server recomputes it from the
+/// registers it received. A mismatch means the server's own copy was damaged between
+/// delivery and use (a fault in the server, not a client sending nonsense), so the
+/// server restarts and the kernel delivers the request again from the client's
+/// intact registers.
+public enum RequestSeal {
+    public static func value(sender: UInt32, operation: UInt, word0: UInt, word1: UInt, length: UInt,
+                             requestID: UInt64) -> UInt64 {
+        var seal: UInt64 = 0x243F_6A88_85A3_08D3 ^ requestID
+        seal = mix(seal, UInt64(sender))
+        seal = mix(seal, UInt64(operation))
+        seal = mix(seal, UInt64(word0))
+        seal = mix(seal, UInt64(word1))
+        return mix(seal, UInt64(length))
+    }
+
+    private static func mix(_ seal: UInt64, _ value: UInt64) -> UInt64 {
+        let mixed = (seal ^ value) &* 0x9E37_79B9_7F4A_7C15
+        return mixed ^ (mixed >> 29)
+    }
+}

@@ -69,7 +69,9 @@ public enum Syscall: UInt, Sendable {
     /// Recovery is over: re-deliver the requests that were in flight.
     case recoveryComplete = 20
     /// Inject a fault into program a0/a1 (name): kind a2 (`FaultKind`), trigger a3
-    /// (`FaultTrigger`), trigger argument a4. Needs `manage`.
+    /// (`FaultTrigger`), trigger argument a4, aim a5 (0: random; otherwise 1 + the
+    /// register number for register faults, 1 + the byte offset in the region for bit
+    /// flips). Needs `manage`.
     case injectFault = 21
     /// Describe SSR number a0 (over all processes) into the `SSRInfo` at a1 (a2 = size).
     /// -> a1 = 1 if there was one, 0 past the end.

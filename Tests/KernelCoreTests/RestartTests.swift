@@ -344,8 +344,11 @@ import Testing
         #expect(harness.state(0) == .held)
         #expect(harness.task(0).heldUntil == harness.clock + 200_000)
 
-        // A restart long after the last one starts the count again.
+        // A restart long after the last one starts the count again. (Released, the
+        // server recovers and waits, so the watchdog has nothing to say meanwhile.)
         harness.tick(by: 200_000)
+        harness.recover(0, pages: 2)
+        harness.receive(0)
         harness.tick(by: TestKernel.rapidRestartWindow)
         harness.kernel.fault(0, cause: .storePageFault, address: 0)
         #expect(harness.state(0) == .runnable)
@@ -477,10 +480,12 @@ import Testing
         #expect(harness.output.contains("stopped: hang (watchdog)"))
         #expect(harness.state(1) == .sending)
         #expect(harness.binding(of: 1, to: Program.fs)?.state == .suspect)
-        #expect(harness.task(0).servingSince == 0)
+        #expect(harness.task(0).servingSince == harness.clock, "watched from its first instruction")
 
+        // A restarted server must reach receive (through recovery) as promptly as it
+        // answers a request; one that never does is hung too.
         harness.tick(by: 10 * TestKernel.watchdogTicks)
-        #expect(harness.task(0).generation == 1, "a recovering server holds no request")
+        #expect(harness.task(0).generation == 2)
     }
 
     @Test func theWatchdogSparesServersThatWait() throws {

@@ -103,7 +103,7 @@ func expectReply(_ result: TimerResult, _ code: TimerReplyCode, sourceLocation: 
     }
 
     @Test func queueWakesAtTheEarliestHeldDeadline() {
-        var queue = TimerQueue()
+        let queue = TimerQueue()
         let a = TaskID(index: 3, generation: 1)
         let b = TaskID(index: 7, generation: 2)
         queue.update(a, earliest: 500, waiting: true)
@@ -122,15 +122,16 @@ func expectReply(_ result: TimerResult, _ code: TimerReplyCode, sourceLocation: 
     }
 
     @Test func everyBitOfTheQueueIsGuarded() {
-        var queue = TimerQueue()
+        let queue = TimerQueue()
         queue.update(TaskID(index: 5, generation: 3), earliest: 123_456, waiting: true)
         queue.update(TaskID(index: 9, generation: 1), earliest: 99, waiting: false)
         #expect(queue.isIntact)
         for index in [0, 5, 9] {
             for bit in 0..<(MemoryLayout<TimerQueue.Entry>.size * 8) {
-                var damaged = queue
-                damaged.flip(entry: index, bit: bit)
-                #expect(!damaged.isIntact, "entry \(index) bit \(bit)")
+                queue.flip(entry: index, bit: bit)
+                #expect(!queue.isIntact, "entry \(index) bit \(bit)")
+                queue.flip(entry: index, bit: bit)
+                #expect(queue.isIntact)
             }
         }
     }

@@ -1,7 +1,7 @@
 // timertest: runs timer clients, optionally injecting faults into a server while they
 // run, and says how they fared. The basis of the fault-injection campaign.
 //
-//   timertest CLIENTS PERIOD WAITS [FAULT [TRIGGER [ARG]]] [faults=N] [every=TICKS] [target=NAME]
+//   timertest CLIENTS PERIOD WAITS [FAULT [TRIGGER [ARG]]] [faults=N] [every=TICKS] [target=NAME] [aim=N]
 //
 // starts CLIENTS `timerclient PERIOD WAITS`. With a FAULT (a FaultKind name:
 // wild-write, reg-flip, data-flip, stack-flip, ssr-flip, loop, illegal) it injects it
@@ -10,10 +10,15 @@
 // (next | after | random, default next) and ARG (after: N requests; random: a bound
 // in ticks, default the run's length). Then it waits for every client and prints
 //
-//   timertest ok clients=K ok=K fail=0 lost=0 error=0 crashed=0 injected=F restarts=R
+//   timertest ok clients=K ok=K fail=0 lost=0 error=0 crashed=0 armed=F restarts=R
 //
 // (FAIL instead of ok if any client did not pass) and exits 0 only if all passed.
-// The clients' own lines (timerclient ok/FAIL ...) come before it.
+// The clients' own lines (timerclient ok/FAIL ...) come before it. Client outcomes
+// come from their exit status: ok 0, fail 1 (a wrong expiration), lost 2 (the server
+// reported their state lost), error 3 (another refused call), crashed (the client
+// itself faulted). `armed` counts injections armed; an injection armed while the
+// previous one has not struck yet replaces it (the kernel's "[kernel] injected"
+// lines say which struck), and `restarts` is how often the target restarted.
 
 import ConsoleAPI
 import CurioUser
@@ -22,7 +27,7 @@ import CurioUser
 struct TimerTest {
     static func main() {
         guard let plan = Plan(String(decoding: System.arguments, as: UTF8.self)) else {
-            print("usage: timertest CLIENTS PERIOD WAITS [FAULT [next|after|random [ARG]]] [faults=N] [every=TICKS] [target=NAME]")
+            print("usage: timertest CLIENTS PERIOD WAITS [FAULT [next|after|random [ARG]]] [faults=N] [every=TICKS] [target=NAME] [aim=N]")
             System.exit(2)
         }
         let restartsBefore = restarts(of: plan.target)
@@ -42,7 +47,7 @@ struct TimerTest {
             for number in 0..<plan.faults {
                 if number > 0 { sleep(ticks: plan.every) }
                 do throws(SyscallError) {
-                    try inject(plan.target, kind: fault, trigger: plan.trigger, argument: plan.argument)
+                    try inject(plan.target, kind: fault, trigger: plan.trigger, argument: plan.argument, aim: plan.aim)
                     injected += 1
                 } catch {
                     print("timertest: inject " + String(fault.name) + " into " + plan.target + ": " + String(error.name))
@@ -68,7 +73,7 @@ struct TimerTest {
         }
         let restartCount = restarts(of: plan.target) - restartsBefore
         let passed = tally.ok == plan.clients
-        print("timertest " + (passed ? "ok" : "FAIL") + " clients=\(plan.clients) ok=\(tally.ok) fail=\(tally.fail) lost=\(tally.lost) error=\(tally.error) crashed=\(tally.crashed) injected=\(injected) restarts=\(restartCount)")
+        print("timertest " + (passed ? "ok" : "FAIL") + " clients=\(plan.clients) ok=\(tally.ok) fail=\(tally.fail) lost=\(tally.lost) error=\(tally.error) crashed=\(tally.crashed) armed=\(injected) restarts=\(restartCount)")
         System.exit(passed ? 0 : 1)
     }
 
@@ -87,10 +92,11 @@ struct TimerTest {
         return Int(info.restarts)
     }
 
-    static func inject(_ name: String, kind: FaultKind, trigger: FaultTrigger, argument: UInt) throws(SyscallError) {
+    static func inject(_ name: String, kind: FaultKind, trigger: FaultTrigger, argument: UInt,
+                       aim: UInt) throws(SyscallError) {
         let result: Result<Void, SyscallError> = withBytes(name) { bytes in
             Result { () throws(SyscallError) in
-                try System.injectFault(into: bytes, kind: kind, trigger: trigger, argument: argument)
+                try System.injectFault(into: bytes, kind: kind, trigger: trigger, argument: argument, aim: aim)
             }
         }
         try result.get()
@@ -130,6 +136,8 @@ struct Plan {
     var faults = 1
     var every: UInt64 = 0
     var target = "timer"
+    /// `aim=N`: strike register N or byte N of the region (default: at random).
+    var aim: UInt = 0
 
     init?(_ text: String) {
         var positional: [Substring] = []
@@ -143,6 +151,7 @@ struct Plan {
                 case "faults": guard let number = Int(value), number >= 0 else { return nil }; faults = number
                 case "every": guard let ticks = UInt64(value) else { return nil }; every = ticks; everyGiven = true
                 case "target": target = String(value)
+                case "aim": guard let offset = UInt(value) else { return nil }; aim = offset + 1
                 default: return nil
                 }
             } else {

@@ -26,6 +26,14 @@ public struct Received: Sendable {
     /// after a server restart); 0 for notifications, unbind messages and servers
     /// without SSRs.
     public var requestID: UInt64 = 0
+    /// The kernel's seal over this request (see `RequestSeal`); 0 when no request id.
+    public var seal: UInt64 = 0
+
+    /// Whether the registers still say what the kernel delivered.
+    public var isIntact: Bool {
+        seal == RequestSeal.value(sender: sender.rawValue, operation: operation, word0: words.0, word1: words.1,
+                                  length: UInt(length), requestID: requestID)
+    }
 
     public var isNotification: Bool { sender == .kernel }
 
@@ -35,6 +43,7 @@ public struct Received: Sendable {
         words = (UInt(result.r3), UInt(result.r4))
         length = Int(result.r5)
         requestID = sender == .kernel ? 0 : result.r6
+        seal = requestID == 0 ? 0 : result.r7
     }
 }
 

@@ -169,9 +169,13 @@ public enum System {
     /// Arms a fault of `kind` in the running instance of the program named `program`,
     /// striking as `trigger` says (`argument`: N for `afterRequests`, a bound in clock
     /// ticks for `randomTime`).
+    /// `aim`: 0 strikes at random; otherwise 1 + the register number (register faults)
+    /// or 1 + the byte offset in the region (bit flips).
     public static func injectFault(into program: UnsafeRawBufferPointer, kind: FaultKind,
-                                   trigger: FaultTrigger = .nextRequest, argument: UInt = 0) throws(SyscallError) {
-        _ = try call(.injectFault, address(program), UInt(program.count), kind.rawValue, trigger.rawValue, argument)
+                                   trigger: FaultTrigger = .nextRequest, argument: UInt = 0,
+                                   aim: UInt = 0) throws(SyscallError) {
+        _ = try call(.injectFault, address(program), UInt(program.count), kind.rawValue, trigger.rawValue, argument,
+                     aim)
     }
 
     public static func injectFault(into program: StaticString, kind: FaultKind, trigger: FaultTrigger = .nextRequest,

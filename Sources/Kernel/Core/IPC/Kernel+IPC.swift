@@ -46,6 +46,7 @@ extension Kernel {
         if notifications != 0 {
             tasks[caller].notificationsPending &= ~notifications
             deliverNotification(notifications, to: caller)
+            noteServing(caller)
             return
         }
         if tasks[caller].recovering {
@@ -128,13 +129,21 @@ extension Kernel {
         receiverRegisters.setResult(3, senderRegisters.argument(1))
         receiverRegisters.setResult(4, senderRegisters.argument(2))
         receiverRegisters.setResult(5, UInt(count))
-        receiverRegisters[.a6] = tasks[receiver].ssrPages > 0 ? openWindow(of: receiver, for: sender) : 0
+        if tasks[receiver].ssrPages > 0 {
+            let request = openWindow(of: receiver, for: sender)
+            receiverRegisters[.a6] = request
+            receiverRegisters[.a7] = RequestSeal.value(
+                sender: id(of: sender).rawValue, operation: UInt(call.operation), word0: senderRegisters.argument(1),
+                word1: senderRegisters.argument(2), length: UInt(count), requestID: request)
+        } else {
+            receiverRegisters[.a6] = 0
+        }
         noteServing(receiver)
         injectionPointAtDelivery(receiver)
     }
 
     /// A restartable server starts working on something: the watchdog's clock runs.
-    private mutating func noteServing(_ server: Int) {
+    mutating func noteServing(_ server: Int) {
         if tasks[server].restartable { tasks[server].servingSince = platform.now() }
     }
 

@@ -24,19 +24,22 @@ public struct PendingInjection: Sendable {
     public var trigger: FaultTrigger = .nextRequest
     /// Requests still to pass (afterRequests), or the clock time (randomTime).
     public var countdown: UInt64 = 0
+    /// 0: strike at random; otherwise 1 + the register or byte offset to hit.
+    public var aim: UInt = 0
 
     public init() {}
 }
 
 extension Kernel {
     mutating func injectFault(by caller: Int, into name: UserBuffer, kind: FaultKind, trigger: FaultTrigger,
-                              argument: UInt) throws(SyscallError) {
+                              argument: UInt, aim: UInt = 0) throws(SyscallError) {
         guard tasks[caller].mayManage else { throw .notPermitted }
         let program = try programIndex(named: name, in: caller)
         guard let target = firstLiveInstance(of: program) else { throw .notFound }
         var injection = PendingInjection()
         injection.kind = kind
         injection.trigger = trigger
+        injection.aim = aim
         switch trigger {
         case .nextRequest:
             injection.countdown = 1
@@ -54,8 +57,9 @@ extension Kernel {
         guard let kind = tasks[slot].injection.kind, tasks[slot].injection.trigger != .randomTime else { return }
         tasks[slot].injection.countdown -= 1
         if tasks[slot].injection.countdown == 0 {
+            let aim = tasks[slot].injection.aim
             tasks[slot].injection = PendingInjection()
-            strike(kind, at: slot)
+            strike(kind, at: slot, aim: aim)
         }
     }
 
@@ -64,40 +68,43 @@ extension Kernel {
         for slot in 0..<Self.maxTasks where tasks[slot].isLive {
             guard let kind = tasks[slot].injection.kind, tasks[slot].injection.trigger == .randomTime else { continue }
             if tasks[slot].injection.countdown <= now {
+                let aim = tasks[slot].injection.aim
                 tasks[slot].injection = PendingInjection()
-                strike(kind, at: slot)
+                strike(kind, at: slot, aim: aim)
             } else {
                 noteDeadline(tasks[slot].injection.countdown)
             }
         }
     }
 
-    private mutating func strike(_ kind: FaultKind, at slot: Int) {
+    private mutating func strike(_ kind: FaultKind, at slot: Int, aim: UInt) {
         let file = registers(slot)
         let bit = UInt64(1) << (random() % 64)
+        /// The aimed register or byte offset, else a random one below `limit`.
+        func target(below limit: UInt64) -> UInt64 { aim > 0 ? UInt64(aim - 1) % limit : random() % limit }
         switch kind {
         case .wildWrite:
-            let register = 1 + Int(random() % 31)
+            let register = 1 + Int(target(below: 31))
             file.base[register] = 0x10 &+ (random() & 0xFF0)
         case .registerBitFlip:
-            file.base[Int(random() % 32)] ^= bit
+            file.base[Int(target(below: 32))] ^= bit
         case .dataBitFlip:
             let data = tasks[slot].dataEnd - tasks[slot].dataStart
             let heap = tasks[slot].heapEnd - tasks[slot].heapStart
             if data + heap > 0 {
-                let offset = random() % (data + heap)
+                let offset = target(below: data + heap)
                 flipBit(at: offset < data ? tasks[slot].dataStart + offset : tasks[slot].heapStart + offset - data,
                         in: slot)
             }
         case .stackBitFlip:
             let top = Self.stackTop
             let sp = file[.sp]
-            if sp < top { flipBit(at: sp + random() % (top - sp), in: slot) }
+            if sp < top { flipBit(at: sp + target(below: top - sp), in: slot) }
         case .ssrBitFlip:
             let client = tasks[slot].windowClient
             if client >= 0, let index = binding(of: client, to: tasks[slot].program) {
                 let bytes = UInt64(tasks[client].bindings[index].pageCount * pageSize)
-                flipBit(at: UInt64(SSRWindow.base) + random() % bytes, in: slot)
+                flipBit(at: UInt64(SSRWindow.base) + target(below: bytes), in: slot)
             }
         case .endlessLoop:
             patchInstruction(at: file[.pc], with: 0x0000_006F, in: slot)

@@ -82,6 +82,10 @@ extension Kernel {
             giveUp(slot, program: program, generation: kept.generation, queued: queued)
             return
         }
+        // A restarted server is watched from its first instruction: start-up and
+        // recovery must reach `receive` as promptly as any request (a fault injected
+        // while it waits to run would otherwise spin unseen).
+        noteServing(slot)
         platform.write("[kernel] restarted ")
         image.program(program).name.withBytes { platform.write(bytes: $0) }
         platform.write(" (pid ")

@@ -20,14 +20,17 @@ extension Kernel {
             reschedule()
             return
         }
+        let generation = tasks[slot].generation
         do {
             let request = try SyscallRequest.decode(file, space: space, memory: platform.memory)
             try perform(request, for: slot)
             // A call that blocked keeps its arguments in place for the rendezvous and
-            // gets its status when it completes; one that finished succeeded now.
-            if tasks[slot].state == .runnable { file.setResult(0, 0) }
+            // gets its status when it completes; one that finished succeeded now. (A
+            // call that restarted its caller, `reportFailure`, left a fresh process
+            // whose registers are its start-up arguments: not ours to touch.)
+            if tasks[slot].state == .runnable && tasks[slot].generation == generation { file.setResult(0, 0) }
         } catch {
-            file.setResult(0, error.rawValue)
+            if tasks[slot].generation == generation { file.setResult(0, error.rawValue) }
         }
         reschedule()
     }
@@ -160,8 +163,8 @@ extension Kernel {
             try ssrVerdict(by: slot, client: client, verdict: verdict)
         case .recoveryComplete:
             recoveryComplete(by: slot)
-        case .injectFault(let name, let kind, let trigger, let argument):
-            try injectFault(by: slot, into: name, kind: kind, trigger: trigger, argument: argument)
+        case .injectFault(let name, let kind, let trigger, let argument, let aim):
+            try injectFault(by: slot, into: name, kind: kind, trigger: trigger, argument: argument, aim: aim)
         case .ssrInfo(let index, let destination):
             guard var info = ssrInfo(index) else {
                 file.setResult(1, 0)

@@ -38,7 +38,7 @@ public enum SyscallRequest: Equatable, Sendable {
     case ssrRecoverNext(cursor: Int)
     case ssrVerdict(client: TaskID, verdict: SSRVerdict)
     case recoveryComplete
-    case injectFault(server: UserBuffer, kind: FaultKind, trigger: FaultTrigger, argument: UInt)
+    case injectFault(server: UserBuffer, kind: FaultKind, trigger: FaultTrigger, argument: UInt, aim: UInt)
     case ssrInfo(index: Int, destination: UserBuffer)
     case reportFailure
 }
@@ -180,7 +180,7 @@ extension SyscallRequest {
             guard let kind = FaultKind(rawValue: a(2)), let trigger = FaultTrigger(rawValue: a(3)) else {
                 throw .badArgument
             }
-            return .injectFault(server: name, kind: kind, trigger: trigger, argument: a(4))
+            return .injectFault(server: name, kind: kind, trigger: trigger, argument: a(4), aim: a(5))
         case .ssrInfo:
             guard a(2) >= UInt(SSRInfo.size) else { throw .badArgument }
             let destination = try buffer(a(1), UInt(SSRInfo.size), limit: SSRInfo.size, writable: true)

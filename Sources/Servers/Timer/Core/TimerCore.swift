@@ -153,7 +153,7 @@ public enum TimerLogic {
 /// the server verifies the whole table before each use (`isIntact`) and restarts
 /// itself if it is damaged — the restart rebuilds it from the SSRs and the kernel
 /// re-delivers the held waits. Any change confined to one field is detected.
-public struct TimerQueue: Sendable {
+public final class TimerQueue {
     public struct Entry: Sendable {
         public private(set) var client: UInt32
         /// Bit 0: the client's `wait` is held.
@@ -184,37 +184,40 @@ public struct TimerQueue: Sendable {
     }
 
     public static let capacity = 64
-    public private(set) var entries = InlineArray<64, Entry>(repeating: .none)
+    /// One entry per task slot. A class over one buffer allocated for the server's
+    /// life: as a struct holding an InlineArray, every read of the table copied all
+    /// 1.5 KiB of it in the embedded build.
+    let entries: UnsafeMutableBufferPointer<Entry>
 
-    public init() {}
+    public init() {
+        entries = UnsafeMutableBufferPointer<Entry>.allocate(capacity: Self.capacity)
+        entries.initialize(repeating: .none)
+    }
 
-    public mutating func update(_ client: TaskID, earliest: UInt64?, waiting: Bool) {
+    deinit { entries.deallocate() }
+
+    public func update(_ client: TaskID, earliest: UInt64?, waiting: Bool) {
         guard client.index < Self.capacity else { return }
         entries[client.index] = Entry(client: client.rawValue, flags: waiting && earliest != nil ? 1 : 0,
                                       earliest: earliest ?? 0)
     }
 
-    public mutating func remove(_ client: TaskID) {
+    public func remove(_ client: TaskID) {
         guard client.index < Self.capacity, entries[client.index].client == client.rawValue else { return }
         entries[client.index] = .none
     }
 
-    // The loops read through `span`: subscripting the InlineArray itself in a loop
-    // copied the whole table (1.5 KiB) per element in the embedded build.
-
     /// True if no entry has been damaged since it was written.
     public var isIntact: Bool {
-        let table = entries.span
-        for index in 0..<Self.capacity where !table[index].isIntact { return false }
+        for index in 0..<Self.capacity where !entries[index].isIntact { return false }
         return true
     }
 
     /// The first held client, from `start` on, whose deadline has come.
     public func firstDue(now: UInt64, from start: Int = 0) -> Int? {
-        let table = entries.span
         var index = start
         while index < Self.capacity {
-            if table[index].waiting && table[index].earliest <= now { return index }
+            if entries[index].waiting && entries[index].earliest <= now { return index }
             index += 1
         }
         return nil
@@ -222,21 +225,22 @@ public struct TimerQueue: Sendable {
 
     /// When the server must wake next: the earliest deadline of a held wait.
     public var nextWake: UInt64? {
-        let table = entries.span
         var best: UInt64?
-        for index in 0..<Self.capacity where table[index].waiting {
-            if best == nil || table[index].earliest < best! { best = table[index].earliest }
+        for index in 0..<Self.capacity where entries[index].waiting {
+            if best == nil || entries[index].earliest < best! { best = entries[index].earliest }
         }
         return best
     }
 
+    public func entry(at index: Int) -> Entry { entries[index] }
+
     /// The client of entry `index`.
-    public func client(at index: Int) -> TaskID { entries.span[index].task }
+    public func client(at index: Int) -> TaskID { entries[index].task }
 
     /// For tests: flips one bit of one entry's storage.
-    public mutating func flip(entry index: Int, bit: Int) {
-        withUnsafeMutableBytes(of: &entries[index]) { bytes in
-            bytes[bit / 8] ^= UInt8(1 << (bit % 8))
-        }
+    public func flip(entry index: Int, bit: Int) {
+        let bytes = UnsafeMutableRawPointer(entries.baseAddress! + index)
+        bytes.storeBytes(of: bytes.load(fromByteOffset: bit / 8, as: UInt8.self) ^ UInt8(1 << (bit % 8)),
+                         toByteOffset: bit / 8, as: UInt8.self)
     }
 }

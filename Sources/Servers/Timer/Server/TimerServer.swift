@@ -21,7 +21,7 @@ struct TimerService: SSRService {
     static var notificationMask: UInt32 { UInt32(truncatingIfNeeded: KernelNotification.timerBit) }
     static func check(_ state: TimerClientState) -> Bool { TimerLogic.isConsistent(state) }
 
-    var queue = TimerQueue()
+    let queue = TimerQueue()
     /// The deadline handed to `setTimer` (0: none).
     var armed: UInt64 = 0
 

@@ -4,16 +4,17 @@
 #include <stdint.h>
 #include <stddef.h>
 
-/// Registers a0...a6 as the kernel left them after `ecall` (a6 carries `receive`'s
-/// request id; calls that do not set it leave the argument there).
+/// Registers a0...a7 as the kernel left them after `ecall` (a6 carries `receive`'s
+/// request id and a7 its seal, for servers with state regions; calls that do not
+/// set them leave the argument and the syscall number there).
 struct curio_syscall_result {
-    uint64_t status, r1, r2, r3, r4, r5, r6;
+    uint64_t status, r1, r2, r3, r4, r5, r6, r7;
 };
 
 static inline __attribute__((always_inline)) struct curio_syscall_result curio_syscall(uint64_t number, uint64_t arg0, uint64_t arg1,
                                                         uint64_t arg2, uint64_t arg3, uint64_t arg4,
                                                         uint64_t arg5, uint64_t arg6) {
-    struct curio_syscall_result result = {0, 0, 0, 0, 0, 0, 0};
+    struct curio_syscall_result result = {0, 0, 0, 0, 0, 0, 0, 0};
 #if defined(__riscv)
     register uint64_t a0 __asm__("a0") = arg0;
     register uint64_t a1 __asm__("a1") = arg1;
@@ -24,8 +25,8 @@ static inline __attribute__((always_inline)) struct curio_syscall_result curio_s
     register uint64_t a6 __asm__("a6") = arg6;
     register uint64_t a7 __asm__("a7") = number;
     __asm__ volatile("ecall"
-                     : "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3), "+r"(a4), "+r"(a5), "+r"(a6)
-                     : "r"(a7)
+                     : "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3), "+r"(a4), "+r"(a5), "+r"(a6), "+r"(a7)
+                     :
                      : "memory");
     result.status = a0;
     result.r1 = a1;
@@ -34,6 +35,7 @@ static inline __attribute__((always_inline)) struct curio_syscall_result curio_s
     result.r4 = a4;
     result.r5 = a5;
     result.r6 = a6;
+    result.r7 = a7;
 #else
     (void)number; (void)arg0; (void)arg1; (void)arg2; (void)arg3; (void)arg4; (void)arg5; (void)arg6;
     __builtin_trap();

@@ -78,12 +78,6 @@ public protocol SSRService {
     mutating func notified(bits: UInt)
 }
 
-/// Reply codes the runtime itself sends.
-public enum SSRServerReply {
-    /// The sender has no SSR with this server (the kernel gave no request id).
-    public static let noState: UInt32 = 0xFFFF_FF00
-}
-
 /// How the last recovery went (for a service that wants to report it).
 public struct SSRRecoveryReport: Sendable {
     public var valid = 0
@@ -97,6 +91,13 @@ public struct SSRRecoveryReport: Sendable {
 /// `complete` would map another client's SSR over it.
 nonisolated(unsafe) private var windowInUse = false
 
+/// The notification mask the loop receives with, re-read from memory for every
+/// receive (each system call clobbers memory, so the compiler cannot keep it in a
+/// register): a fault that corrupts a register holding a loop constant would
+/// otherwise leave the server deaf to its notifications for good — alive, not
+/// runnable, invisible to the watchdog, with every held client waiting for ever.
+nonisolated(unsafe) private var receiveMask: UInt32 = 0
+
 public struct SSRServer<Service: SSRService> {
     public typealias State = Service.State
     typealias Format = SSRFormat<State, SSRMemory>
@@ -104,14 +105,12 @@ public struct SSRServer<Service: SSRService> {
     public var service: Service
     public private(set) var recovery = SSRRecoveryReport()
     let buffer: UnsafeMutableRawBufferPointer
-    let regionBytes: Int
 
     /// `regionBytes`: the smallest SSR the server is configured with (system.toml's
     /// `ssr`); the state's format must fit in it.
     public init(service: Service, regionBytes: Int = 4096) {
         precondition(Format.requiredBytes <= regionBytes, "the state does not fit in the SSR")
         self.service = service
-        self.regionBytes = regionBytes
         buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: SyscallLimits.maxMessageBytes, alignment: 16)
     }
 
@@ -197,6 +196,7 @@ public struct SSRServer<Service: SSRService> {
 
     /// Recovers, then serves forever.
     public mutating func run() -> Never {
+        receiveMask = Service.notificationMask
         recover()
         var pending: (client: TaskID, code: UInt32, words: (UInt, UInt), length: Int)?
         while true {
@@ -205,9 +205,9 @@ public struct SSRServer<Service: SSRService> {
                 if let reply = pending {
                     message = try IPC.replyAndReceive(to: reply.client, code: reply.code, words: reply.words,
                                                       replyLength: reply.length, buffer: buffer,
-                                                      notificationMask: Service.notificationMask)
+                                                      notificationMask: receiveMask)
                 } else {
-                    message = try IPC.receive(into: buffer, notificationMask: UInt(Service.notificationMask))
+                    message = try IPC.receive(into: buffer, notificationMask: UInt(receiveMask))
                 }
             } catch {
                 // The kernel drops a reply to a client that ended, so a refused step means
@@ -246,7 +246,13 @@ public struct SSRServer<Service: SSRService> {
 
     /// Handles one request; returns the reply to send, or nil if it is deferred.
     mutating func serve(_ message: Received) -> (client: TaskID, code: UInt32, words: (UInt, UInt), length: Int)? {
-        guard message.requestID != 0 else { return (message.sender, SSRServerReply.noState, (0, 0), 0) }
+        // Every sender of an SSR server is bound, so every request has an id; only
+        // notifications and unbind messages have none. A request without one means
+        // our own decoding is damaged (a corrupted register keeps misreading every
+        // message, e.g. notifications as requests, leaving held clients waiting for
+        // ever without a crash): restart. The same for a request whose registers no
+        // longer match the kernel's seal: the client sent something else.
+        guard message.requestID != 0, message.isIntact else { System.reportFailure() }
         // A region that does not verify for this sender (damage, or a sender that is not
         // who really called: replying to it would leave the real caller waiting for
         // ever) means a fault got here first: restart, and recovery sorts it out.

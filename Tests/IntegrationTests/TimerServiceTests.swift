@@ -1,0 +1,82 @@
+// The timer service end to end: clients check every expiration they get (sequence
+// numbers consecutive, deadlines exactly a period apart, never early) while faults
+// are injected into the server. Runs under -icount so a loaded host cannot make the
+// watchdog or the skews flaky, and each run repeats exactly.
+
+import Testing
+
+@Suite(.serialized)
+struct TimerServiceTests {
+    static let icount = ["-icount", "shift=0,sleep=off"]
+
+    /// The `timertest ...` summary line, parsed into its key=value fields.
+    static func summary(_ run: MachineRun, sourceLocation: SourceLocation = #_sourceLocation) -> [String: Int]? {
+        guard let line = run.console.split(separator: "\n").last(where: {
+            $0.hasPrefix("timertest ok ") || $0.hasPrefix("timertest FAIL ")
+        }) else {
+            Issue.record("no timertest summary (a client or the server hung?):\n\(run.console)",
+                         sourceLocation: sourceLocation)
+            return nil
+        }
+        var fields: [String: Int] = [:]
+        for field in line.split(separator: " ") {
+            let parts = field.split(separator: "=")
+            if parts.count == 2, let value = Int(parts[1]) { fields[String(parts[0])] = value }
+        }
+        return fields
+    }
+
+    @Test func periodicTimerDeliversEveryExpirationOnce() throws {
+        let run = try CurioMachine.run(commands: "run timerclient 100000 20", extra: Self.icount)
+        let line = try #require(run.console.split(separator: "\n").first { $0.hasPrefix("timerclient ") })
+        #expect(line.hasPrefix("timerclient ok waits=20 "), "\(line)")
+        #expect(line.hasSuffix(" errors=0"))
+        #expect(run.exitStatus == 0)
+    }
+
+    @Test func clientsEndingFreeTheirStateRegions() throws {
+        let run = try CurioMachine.run(commands: "mem; run timertest 4 50000 10; ssr; mem", extra: Self.icount)
+        let memory = run.console.split(separator: "\n").filter { $0.hasPrefix("total ") }
+        #expect(memory.count == 2 && memory[0] == memory[1], "memory did not come back:\n\(run.console)")
+        #expect(run.console.contains("0 server state regions"))
+        #expect(Self.summary(run)?["ok"] == 4)
+    }
+
+    /// Crashes and hangs are invisible to clients: the server restarts, rebuilds its
+    /// queue from the SSRs, and the held waits are answered (late by the recovery).
+    @Test(arguments: ["illegal next", "illegal after 5", "loop next", "illegal random 1000000"])
+    func crashesAndHangsAreTransparent(fault: String) throws {
+        let run = try CurioMachine.run(commands: "run timertest 4 100000 20 \(fault) faults=3", extra: Self.icount)
+        let fields = try #require(Self.summary(run))
+        #expect(fields["ok"] == 4, "\(run.console)")
+        #expect((fields["restarts"] ?? 0) >= 1, "the fault did not strike:\n\(run.console)")
+        #expect(run.exitStatus == 0)
+    }
+
+    /// Bit flips and wild pointers may be masked, crash the server, or be caught by its
+    /// checks; a client may then be told (state lost, a rejected call) — but no client
+    /// may ever get a wrong expiration, and nothing may hang.
+    @Test(arguments: ["wild-write next", "reg-flip next", "stack-flip next", "data-flip next", "ssr-flip next",
+                      "reg-flip random 300000"])
+    func flipsNeverCorruptWhatClientsSee(fault: String) throws {
+        let run = try CurioMachine.run(commands: "run timertest 6 100000 30 \(fault) faults=10", extra: Self.icount)
+        let fields = try #require(Self.summary(run))
+        #expect(fields["fail"] == 0, "a client saw a wrong expiration:\n\(run.console)")
+        #expect(fields["crashed"] == 0)
+        #expect(!run.console.contains("gave up on timer"))
+        #expect(!run.console.contains("PANIC"))
+    }
+
+    @Test func shellListsRegionsAndArmsFaults() throws {
+        let run = try CurioMachine.run(
+            commands: "run timerclient 100000 200 &; run timerclient 100000 200 &; spawntest 100; ssr; "
+                + "inject timer bogus; inject nosuch illegal; inject timer illegal; spawntest 500; ps",
+            extra: Self.icount)
+        #expect(run.console.contains("OWNER  SERVER          PAGES  STATE     LAST REQUEST"))
+        #expect(run.console.contains("2 server state regions"), "\(run.console)")
+        #expect(run.console.contains("inject: unknown fault 'bogus'"))
+        #expect(run.console.contains("inject nosuch: not found"))
+        #expect(run.console.contains("armed illegal in timer (next)"))
+        #expect(run.console.contains("[kernel] restarted timer"), "\(run.console)")
+    }
+}
