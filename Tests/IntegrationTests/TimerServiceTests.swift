@@ -79,4 +79,52 @@ struct TimerServiceTests {
         #expect(run.console.contains("armed illegal in timer (next)"))
         #expect(run.console.contains("[kernel] restarted timer"), "\(run.console)")
     }
+
+    /// The acceptance run: 8 clients, 15 faults of every kind (105 in all),
+    /// one every 1.1 s (further apart than the kernel's quick-succession window, so
+    /// no restart is backed off). Every client must get every expiration exactly once
+    /// and in order; none may see an error unless its own SSR was hit; and no
+    /// expiration may be later than the worst recovery: a hang is caught by the
+    /// watchdog after 50 ms, checked on the 10 ms clock tick, then the restart and
+    /// recovery take about 2 ms (620,000 ticks at 10 MHz in all).
+    @Test func eightClientsSurviveAHundredFaultsOfEveryKind() throws {
+        var armed = 0
+        var restarts = 0
+        for kind in ["wild-write", "reg-flip", "data-flip", "stack-flip", "ssr-flip", "loop", "illegal"] {
+            let run = try CurioMachine.run(
+                commands: "run timertest 8 100000 1750 \(kind) next faults=15 every=11000000",
+                timeout: .seconds(300), extra: Self.icount)
+            let fields = try #require(Self.summary(run), "\(kind)")
+            #expect(fields["fail"] == 0, "\(kind): a client saw a wrong, lost or doubled expiration")
+            #expect(fields["error"] == 0 && fields["crashed"] == 0, "\(kind):\n\(run.console)")
+            if kind == "ssr-flip" {
+                #expect(fields["ok", default: 0] + fields["lost", default: 0] == 8, "\(kind)")
+            } else {
+                #expect(fields["ok"] == 8, "\(kind): a client with an intact SSR was affected:\n\(run.console)")
+            }
+            for line in run.console.split(separator: "\n") where line.hasPrefix("timerclient ok") {
+                let skew = line.split(separator: " ").first { $0.hasPrefix("maxskew=") }
+                    .flatMap { Int($0.dropFirst("maxskew=".count)) }
+                #expect((skew ?? .max) <= 620_000, "\(kind): \(line)")
+            }
+            #expect(!run.console.contains("gave up on timer") && !run.console.contains("PANIC"))
+            armed += fields["armed", default: 0]
+            restarts += fields["restarts", default: 0]
+        }
+        #expect(armed >= 100)
+        #expect(restarts >= 30, "too few faults were activated to mean anything: \(restarts)")
+    }
+
+    /// A bit flipped in one client's committed SSR (aimed into its state): the checker
+    /// catches it at recovery, that client alone is told `serverStateLost`, and the
+    /// other seven carry on.
+    @Test func aFlipInOneSSRCostsOnlyThatClient() throws {
+        let run = try CurioMachine.run(commands: "run timertest 8 100000 60 ssr-flip after 40 aim=64",
+                                       extra: Self.icount)
+        let fields = try #require(Self.summary(run))
+        #expect(fields["lost"] == 1 && fields["ok"] == 7, "\(run.console)")
+        #expect(fields["fail"] == 0 && fields["error"] == 0)
+        let lost = run.console.split(separator: "\n").filter { $0.contains("server state lost") }
+        #expect(lost.count == 1, "\(lost)")
+    }
 }
