@@ -105,12 +105,13 @@ import Testing
 
     @Test func everySlotCanBeFilledAndNoMore() throws {
         let harness = try KernelHarness()
+        #expect(KernelHarness.TestKernel.maxTasks == 320)
         for slot in 0..<KernelHarness.TestKernel.maxTasks {
             #expect(try harness.spawn(Program.lazy).index == slot)
         }
         #expect(throws: SyscallError.noFreeSlot) { try harness.spawn(Program.lazy) }
-        #expect(harness.freeFrames == harness.baselineFreeFrames - 64 * ProcessLayout.standardPages)
-        for slot in 0..<64 { harness.syscall(slot, .exit, 0) }
+        #expect(harness.freeFrames == harness.baselineFreeFrames - 320 * ProcessLayout.standardPages)
+        for slot in 0..<320 { harness.syscall(slot, .exit, 0) }
         #expect(harness.freeFrames == harness.baselineFreeFrames)
         #expect(harness.kernel.current == nil)
     }
@@ -426,6 +427,11 @@ import Testing
         let free = try harness.read(32, at: destination, in: client)
         #expect(free[4] == TaskState.free.rawValue)
         #expect(free[16..<32].allSatisfy { $0 == 0 })
+        harness.syscall(client, .taskInfo, 319, UInt(destination), 32)
+        #expect(harness.error(client) == nil, "the last of the 320 slots")
+        #expect(try harness.read(32, at: destination, in: client)[4] == TaskState.free.rawValue)
+        harness.syscall(client, .taskInfo, 320, UInt(destination), 32)
+        #expect(harness.error(client) == .badArgument)
     }
 
     @Test func memoryInfoLookupWhoAmIAndClock() throws {

@@ -100,7 +100,7 @@ import Testing
         #expect(harness.freeFrames == freeBefore)
         #expect(harness.task(1).pagesUsed == ProcessLayout.standardPages)
         #expect(harness.bindingCount(of: 1) == 0)
-        #expect(harness.task(0).sendersWaiting == 0)
+        #expect(harness.task(0).sendersWaiting.isEmpty)
 
         // The server receiving: it keeps waiting, its registers untouched.
         harness.receive(0)
@@ -137,7 +137,7 @@ import Testing
         #expect(harness.state(client) == .runnable)
         #expect(harness.freeFrames == freeBefore)
         #expect(harness.task(client).pagesUsed == pagesBefore)
-        #expect(harness.task(4).sendersWaiting == 0)
+        #expect(harness.task(4).sendersWaiting.isEmpty)
     }
 
     // MARK: The window
@@ -556,7 +556,7 @@ import Testing
             harness.syscall(client.index, .exit, 0)
         }
         #expect(harness.orphans().count == SSRTable.maxOrphans)
-        #expect(harness.task(0).sendersWaiting == 0)
+        #expect(harness.task(0).sendersWaiting.isEmpty)
 
         harness.kernel.end(victim.index, status: .killed)
         #expect(frames.allSatisfy { !harness.isAllocated($0) }, "no room to orphan it: freed")

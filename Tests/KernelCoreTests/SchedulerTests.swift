@@ -11,11 +11,11 @@ import Testing
     // MARK: ReadyQueues
 
     @Test func emptyQueuesChooseNothing() {
-        let queues = ReadyQueues()
+        var queues = ReadyQueues()
         #expect(queues.isEmpty)
         #expect(queues.highestPriority == nil)
         #expect(queues.next(after: 0) == nil)
-        #expect(queues.next(after: 63) == nil)
+        #expect(queues.next(after: 319) == nil)
     }
 
     @Test func mostUrgentPriorityWins() {
@@ -24,34 +24,46 @@ import Testing
         queues.insert(slot: 9, priority: 1)
         queues.insert(slot: 2, priority: 7)
         #expect(queues.highestPriority == 1)
-        for previous in [0, 5, 9, 10, 63] {
+        for previous in [0, 5, 9, 10, 63, 64, 319] {
             #expect(queues.next(after: previous) == 9, "from \(previous)")
         }
         queues.remove(slot: 9, priority: 1)
         #expect(queues.highestPriority == 3)
         #expect(queues.next(after: 5) == 5, "the only ready slot of the level comes round again")
-        #expect(!queues.contains(slot: 9, priority: 1))
-        #expect(queues.contains(slot: 2, priority: 7))
-        #expect(!queues.contains(slot: 2, priority: 6))
+        #expect(queues.contains(slot: 9, priority: 1) == false)
+        #expect(queues.contains(slot: 2, priority: 7) == true)
+        #expect(queues.contains(slot: 2, priority: 6) == false)
     }
 
     @Test func roundRobinWithinALevelWrapsAround() {
         var queues = ReadyQueues()
-        for slot in [2, 7, 63] { queues.insert(slot: slot, priority: 4) }
+        for slot in [2, 7, 63, 200, 319] { queues.insert(slot: slot, priority: 4) }
         #expect(queues.next(after: 2) == 7)
         #expect(queues.next(after: 7) == 63)
-        #expect(queues.next(after: 63) == 2)
+        #expect(queues.next(after: 63) == 200)
+        #expect(queues.next(after: 200) == 319)
+        #expect(queues.next(after: 319) == 2)
         #expect(queues.next(after: 0) == 2)
         #expect(queues.next(after: 8) == 63)
+        #expect(queues.next(after: 64) == 200)
+        #expect(queues.next(after: 250) == 319)
 
         var edges = ReadyQueues()
         edges.insert(slot: 0, priority: 0)
-        #expect(edges.next(after: 63) == 0)
+        #expect(edges.next(after: 319) == 0)
         #expect(edges.next(after: 0) == 0)
-        edges.insert(slot: 63, priority: 0)
-        #expect(edges.next(after: 0) == 63)
-        #expect(edges.next(after: 62) == 63)
-        #expect(edges.next(after: 63) == 0)
+        edges.insert(slot: 319, priority: 0)
+        #expect(edges.next(after: 0) == 319)
+        #expect(edges.next(after: 318) == 319)
+        #expect(edges.next(after: 319) == 0)
+        edges.insert(slot: 64, priority: 0)
+        #expect(edges.next(after: 63) == 64)
+        #expect(edges.next(after: 64) == 319)
+        #expect(edges.isOnlyReady(slot: 64, priority: 0) == false)
+        edges.remove(slot: 0, priority: 0)
+        edges.remove(slot: 319, priority: 0)
+        #expect(edges.isOnlyReady(slot: 64, priority: 0) == true)
+        #expect(edges.next(after: 64) == 64, "alone at its level")
     }
 
     @Test func insertAndRemoveAreIdempotent() {

@@ -58,8 +58,8 @@ import Testing
                                    arguments: buffer(ProcessLayout.heap + 16, 128))))
         #expect(decode(harness, .kill, 0x0001_0002) == .success(.kill(TaskID(index: 2, generation: 1))))
         #expect(decode(harness, .wait, 0x0001_0002) == .success(.wait(TaskID(index: 2, generation: 1))))
-        #expect(decode(harness, .taskInfo, 63, heap, 32)
-                == .success(.taskInfo(slot: 63, destination: buffer(ProcessLayout.heap, 32))))
+        #expect(decode(harness, .taskInfo, 319, heap, 32)
+                == .success(.taskInfo(slot: 319, destination: buffer(ProcessLayout.heap, 32))))
         #expect(decode(harness, .taskInfo, 0, heap, 1000)
                 == .success(.taskInfo(slot: 0, destination: buffer(ProcessLayout.heap, 32))))
         #expect(decode(harness, .memoryInfo) == .success(.memoryInfo))
@@ -165,7 +165,7 @@ import Testing
     @Test func outOfRangeArgumentsAreBadArguments() throws {
         let harness = try Self.caller()
         let heap = UInt(ProcessLayout.heap)
-        #expect(decode(harness, .taskInfo, 64, heap, 32) == .failure(.badArgument))
+        #expect(decode(harness, .taskInfo, 320, heap, 32) == .failure(.badArgument))
         #expect(decode(harness, .taskInfo, UInt.max, heap, 32) == .failure(.badArgument))
         #expect(decode(harness, .taskInfo, 0, heap, 31) == .failure(.badArgument), "room for a TaskInfo")
         #expect(decode(harness, .send, 1 << 48, 0, 0, 0, 0, 0, 0) == .failure(.badArgument))
@@ -184,7 +184,7 @@ import Testing
         var registers: [[UInt64]]
         var states: [TaskState]
         var partners: [Int]
-        var sendersWaiting: [UInt64]
+        var sendersWaiting: [SlotSet]
         var pending: [UInt]
         var pagesUsed: [Int]
         var generations: [UInt16]
@@ -261,8 +261,8 @@ import Testing
         try expectNoEffect(harness, slot: 0, UInt64(Syscall.reply.rawValue),
                            [UInt(harness.id(3).rawValue), 1, 2, 3, heap, 5000], fails: .messageTooLarge,
                            "reply payload")
-        try expectNoEffect(harness, slot: 1, UInt64(Syscall.taskInfo.rawValue), [64, heap, 32],
-                           fails: .badArgument, "task slot 64")
+        try expectNoEffect(harness, slot: 1, UInt64(Syscall.taskInfo.rawValue), [320, heap, 32],
+                           fails: .badArgument, "task slot 320 (one past the table)")
         try expectNoEffect(harness, slot: 1, UInt64(Syscall.taskInfo.rawValue), [0, text, 32],
                            fails: .badAddress, "task info into text")
         try expectNoEffect(harness, slot: 2, UInt64(Syscall.spawn.rawValue), [heap, 6, 0x8020_0000, 4],

@@ -1,7 +1,7 @@
 // Fixed kernel tables live in .bss: the kernel has no heap.
 #include "KernelArch.h"
 
-#define MAX_TASKS 64
+#define MAX_TASKS 320
 #define TASK_RECORD_BYTES 1024
 #define FRAME_DOUBLEWORDS 32
 

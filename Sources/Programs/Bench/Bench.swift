@@ -65,11 +65,12 @@ struct Bench {
 
     /// Restart latency: from the fault (an illegal instruction injected at the next
     /// request) to that request answered by the restarted server, which first walks
-    /// the SSRs of all its bound clients. Clients are `binder` processes; the task
-    /// table's 64 slots bound how many there can be.
+    /// the SSRs of all its bound clients. Clients are `binder` processes (96 KiB
+    /// each, so 256 of them take 24 MiB); the task table's 320 slots bound how many
+    /// there can be.
     static func measureRestarts(_ server: TaskID) {
         var binders: [TaskID] = []
-        for clients in [1, 16, 48] {
+        for clients in [1, 16, 64, 256] {
             while binders.count + 1 < clients { binders.append(start("binder")) }
             // Let the binders bind (they run at a lower priority than we do).
             while System.ssrCount() < binders.count + 1 { System.sleepTicks(1_000) }

@@ -93,9 +93,12 @@ struct Shell {
         return 0
     }
 
+    /// Task slots in the kernel (ReadyQueues.maxSlots): `ps` asks about each.
+    static let maxProcesses = 320
+
     static func processStatus() -> Int32 {
         print("PID  GEN  NAME            STATE  PRI  MEM KiB (used/budget)  RESTARTS")
-        for slot in 0..<64 {
+        for slot in 0..<maxProcesses {
             guard let info = try? System.taskInfo(slot: slot), info.state != .free else { continue }
             let memory = "\(Int(info.pagesUsed) * 4)/\(Int(info.pageBudget) * 4)"
             let columns = [pad("\(slot)", 5), pad("\(info.id.generation)", 5), pad(name(info), 16),
@@ -235,7 +238,7 @@ struct Shell {
     }
 
     static func kill(_ arguments: [String]) -> Int32 {
-        guard let text = arguments.first, let slot = Int(text), slot >= 0, slot < 64 else {
+        guard let text = arguments.first, let slot = Int(text), slot >= 0, slot < maxProcesses else {
             print("usage: kill PID")
             return 2
         }

@@ -7,7 +7,7 @@
 // decoded, before any state changes; the copy happens at rendezvous, when the
 // kernel holds both address spaces' page tables. No message is ever queued in the
 // kernel: a sender that finds its receiver busy simply waits, recorded as a bit in
-// the receiver's `sendersWaiting`.
+// the receiver's `sendersWaiting` (a SlotSet).
 //
 //   client                  kernel                        server
 //   send(ep, op) ------->   receiver waiting? copy in --> receive returns
@@ -35,7 +35,7 @@ extension Kernel {
             makeRunnable(target)
         } else {
             block(caller, in: .sending, on: target)
-            tasks[target].sendersWaiting |= 1 << UInt64(caller)
+            tasks[target].sendersWaiting.insert(caller)
         }
     }
 
@@ -59,7 +59,7 @@ extension Kernel {
             return
         }
         while let sender = mostUrgentSender(of: caller) {
-            tasks[caller].sendersWaiting &= ~(1 << UInt64(sender))
+            tasks[caller].sendersWaiting.remove(sender)
             do {
                 try deliver(from: sender, to: caller)
                 tasks[sender].state = .awaitingReply
@@ -172,11 +172,11 @@ extension Kernel {
     }
 
     private func mostUrgentSender(of receiver: Int) -> Int? {
+        // The common case first, without copying the set.
+        guard !tasks[receiver].sendersWaiting.isEmpty else { return nil }
         var waiting = tasks[receiver].sendersWaiting
         var best: Int?
-        while waiting != 0 {
-            let slot = waiting.trailingZeroBitCount
-            waiting &= waiting - 1
+        while let slot = waiting.removeFirst() {
             if best == nil || tasks[slot].priority < tasks[best!].priority { best = slot }
         }
         return best

@@ -54,7 +54,7 @@ extension Kernel {
         var queued = tasks[slot].sendersWaiting
         for other in 0..<Self.maxTasks where tasks[other].state == .awaitingReply && tasks[other].partner == slot {
             tasks[other].state = .sending
-            queued |= 1 << UInt64(other)
+            queued.insert(other)
         }
 
         let quick = tasks[slot].lastRestart != 0 && now &- tasks[slot].lastRestart < Self.rapidRestartWindow
@@ -107,7 +107,7 @@ extension Kernel {
 
     /// A server restarted too often: its slot stays `failed` and every client
     /// waiting on it, now or later, gets `serverFailed`.
-    private mutating func giveUp(_ slot: Int, program: Int, generation: UInt16, queued: UInt64) {
+    private mutating func giveUp(_ slot: Int, program: Int, generation: UInt16, queued: SlotSet) {
         var failed = Task()
         failed.generation = generation
         failed.program = program
@@ -115,9 +115,7 @@ extension Kernel {
         failed.restarts = tasks[slot].restarts
         tasks[slot] = failed
         var waiting = queued
-        while waiting != 0 {
-            let client = waiting.trailingZeroBitCount
-            waiting &= waiting - 1
+        while let client = waiting.removeFirst() {
             registers(client).setResult(0, SyscallError.serverFailed.rawValue)
             makeRunnable(client)
         }

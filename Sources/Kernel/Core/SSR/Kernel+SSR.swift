@@ -162,10 +162,15 @@ extension Kernel {
         var position = cursor
         while position < Self.maxTasks * SSRTable.bindingsPerTask {
             let client = position / SSRTable.bindingsPerTask
+            guard tasks[client].isLive else {
+                // Most of the 320 slots are free: skip a slot at a time, not a binding.
+                position = (client + 1) * SSRTable.bindingsPerTask
+                continue
+            }
             let index = position % SSRTable.bindingsPerTask
             position += 1
             let record = tasks[client].bindings[index]
-            guard tasks[client].isLive, record.serverProgram == program, record.state != .lost else { continue }
+            guard record.serverProgram == program, record.state != .lost else { continue }
             mapWindow(of: server, record)
             tasks[server].windowClient = client
             tasks[server].windowBinding = index
@@ -203,7 +208,7 @@ extension Kernel {
     mutating func failPendingRequest(of client: Int, to server: Int, with error: SyscallError) {
         switch tasks[client].state {
         case .sending where tasks[client].partner == server:
-            tasks[server].sendersWaiting &= ~(1 << UInt64(client))
+            tasks[server].sendersWaiting.remove(client)
         case .awaitingReply where tasks[client].partner == server:
             break
         default:

@@ -137,7 +137,7 @@ extension Kernel {
         let dying = tasks[slot]
         switch dying.state {
         case .sending:
-            tasks[dying.partner].sendersWaiting &= ~(1 << UInt64(slot))
+            tasks[dying.partner].sendersWaiting.remove(slot)
         case .runnable, .awaitingReply, .receiving, .waiting, .held:
             break
         case .free, .ended, .failed:
@@ -148,9 +148,7 @@ extension Kernel {
         orphanBindings(of: slot)
 
         var waitingSenders = dying.sendersWaiting
-        while waitingSenders != 0 {
-            let sender = waitingSenders.trailingZeroBitCount
-            waitingSenders &= waitingSenders - 1
+        while let sender = waitingSenders.removeFirst() {
             registers(sender).setResult(0, SyscallError.deadEndpoint.rawValue)
             makeRunnable(sender)
         }
@@ -240,7 +238,7 @@ extension Kernel {
         }
         tasks[slot].addressSpace = nil
         tasks[slot].pagesUsed = 0
-        tasks[slot].sendersWaiting = 0
+        tasks[slot].sendersWaiting = SlotSet()
         tasks[slot].notificationsPending = 0
         tasks[slot].timerDeadline = 0
         if let status {

@@ -31,8 +31,8 @@ public struct Task {
     /// The slot this process is blocked on: the receiver it sends to, the server whose
     /// reply it awaits, or the child it waits for.
     public var partner: Int = -1
-    /// Bit n set: slot n is blocked sending to this process.
-    public var sendersWaiting: UInt64 = 0
+    /// The slots blocked sending to this process.
+    public var sendersWaiting = SlotSet()
     public var notificationsPending: UInt = 0
     /// The notification bits a blocked `receive` accepts.
     public var receiveMask: UInt = 0
