@@ -60,7 +60,9 @@ public enum Syscall: UInt, Sendable {
     /// Map the SSR of client a0 (which must be awaiting the caller's reply) into the
     /// caller's SSR window. -> a1 = window address, a2 = size in bytes, a3 = request id.
     case ssrOpen = 17
-    /// Recovery: map the next SSR bound to the caller, from cursor a0 (0 first).
+    /// Recovery: map the next SSR bound to the caller, from cursor a0 (0 first). A
+    /// nonzero a1 is 1 + the `SSRVerdict` on the SSR mapped now, given in the same trap
+    /// (one trap per SSR instead of two).
     /// -> a1 = client TaskID or `TaskID.kernel` when done, a2 = `SSRState`, a3 = next
     /// cursor, a4 = the last request id the kernel saw completed, a5 = window address.
     case ssrRecoverNext = 18

@@ -155,8 +155,13 @@ extension Kernel {
         case .ssrOpen(let client):
             try ssrOpen(by: slot, client: client)
             tasks[slot].servingSince = platform.now()
-        case .ssrRecoverNext(let cursor):
+        case .ssrRecoverNext(let cursor, let verdict):
             guard tasks[slot].recovering else { throw .badArgument }
+            if let verdict {
+                let client = tasks[slot].windowClient
+                guard client >= 0 else { throw .badArgument }
+                try ssrVerdict(by: slot, client: id(of: client), verdict: verdict)
+            }
             ssrRecoverNext(by: slot, cursor: cursor)
         case .ssrVerdict(let client, let verdict):
             guard tasks[slot].recovering else { throw .badArgument }

@@ -35,7 +35,7 @@ public enum SyscallRequest: Equatable, Sendable {
     case powerOff(code: Int)
     case whoAmI
     case ssrOpen(client: TaskID)
-    case ssrRecoverNext(cursor: Int)
+    case ssrRecoverNext(cursor: Int, verdictOnCurrent: SSRVerdict?)
     case ssrVerdict(client: TaskID, verdict: SSRVerdict)
     case recoveryComplete
     case injectFault(server: UserBuffer, kind: FaultKind, trigger: FaultTrigger, argument: UInt, aim: UInt)
@@ -169,7 +169,12 @@ extension SyscallRequest {
             return .ssrOpen(client: try taskID(a(0)))
         case .ssrRecoverNext:
             guard a(0) <= UInt(ReadyQueues.maxSlots * SSRTable.bindingsPerTask) else { throw .badArgument }
-            return .ssrRecoverNext(cursor: Int(a(0)))
+            var verdict: SSRVerdict?
+            if a(1) != 0 {
+                guard let given = SSRVerdict(rawValue: a(1) - 1) else { throw .badArgument }
+                verdict = given
+            }
+            return .ssrRecoverNext(cursor: Int(a(0)), verdictOnCurrent: verdict)
         case .ssrVerdict:
             guard let verdict = SSRVerdict(rawValue: a(1)) else { throw .badArgument }
             return .ssrVerdict(client: try taskID(a(0)), verdict: verdict)
