@@ -2,7 +2,8 @@
 //
 // For every fault kind, N runs; each run boots Curio under -icount (so it repeats
 // exactly), starts timer clients with `timertest`, injects ONE fault of that kind
-// into SERVER at a pseudo-random moment (a different one per run), and classifies
+// into SERVER (at the Nth request in even runs, at a pseudo-random tick in odd
+// ones; a different moment per run), and classifies
 // what happened, in the vocabulary of the SWIFI literature:
 //
 //   not activated   no restart and every client correct: masked, or never struck
@@ -72,10 +73,11 @@ var totals = [Outcome: Int]()
 for kind in kinds {
     var counts = [Outcome: Int]()
     for run in 0..<runs {
-        // A different moment per run: a random trigger below a bound that grows with
-        // the run number, so the fault lands at many points of the server's work.
-        let bound = 20_000 + run * 37_000
-        let commands = "run timertest 4 100000 30 \(kind) random \(bound) target=\(server)"
+        // A different moment per run, alternating between the two kinds of moment:
+        // as the Nth request is delivered (the server is about to work), and at a
+        // random clock tick (wherever the server happens to be, usually waiting).
+        let trigger = run % 2 == 0 ? "after \(1 + run * 3)" : "random \(20_000 + run * 37_000)"
+        let commands = "run timertest 4 100000 30 \(kind) \(trigger) target=\(server)"
         let (output, finished) = boot(commands, timeout: 120)
         counts[classify(output, finished: finished), default: 0] += 1
     }
