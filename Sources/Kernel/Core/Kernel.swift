@@ -85,8 +85,7 @@ public struct Kernel<P: Platform> {
     /// The current TaskID of a slot (without copying the task record).
     @inline(__always) public func id(of slot: Int) -> TaskID { TaskID(index: slot, generation: tasks[slot].generation) }
 
-    @inline(__always) public func addressSpace(of slot: Int) -> AddressSpace? { tasks[slot].addressSpace }
-
+    /// The root page table of a slot's address space (0: none), for satp.
     @inline(__always) public func rootTable(of slot: Int) -> UInt64 { tasks[slot].rootTable }
 
     /// The frame to resume when this trap ends, if any process is ready.

@@ -129,19 +129,17 @@ public enum System {
     }
 
     /// Recovery: maps the next SSR bound to the caller, starting at `cursor` (0 first);
-    /// nil when every SSR has been seen.
-    public static func ssrRecoverNext(cursor: Int) throws(SyscallError) -> RecoveredSSR? {
-        let result = try call(.ssrRecoverNext, UInt(cursor))
+    /// nil when every SSR has been seen. `verdictOnCurrent` judges the SSR mapped now
+    /// in the same trap (one trap per SSR rather than two): `lost` fails that client's
+    /// pending request with `serverStateLost`, and its next request starts from a
+    /// zeroed SSR.
+    public static func ssrRecoverNext(cursor: Int, verdictOnCurrent: SSRVerdict? = nil) throws(SyscallError)
+        -> RecoveredSSR? {
+        let result = try call(.ssrRecoverNext, UInt(cursor), verdictOnCurrent.map { $0.rawValue + 1 } ?? 0)
         let client = TaskID(rawValue: UInt32(truncatingIfNeeded: result.r1))
         guard client != .kernel else { return nil }
         return RecoveredSSR(client: client, state: SSRState(rawValue: UInt8(truncatingIfNeeded: result.r2)) ?? .suspect,
                             nextCursor: Int(result.r3), lastCompletedRequest: result.r4, address: UInt(result.r5))
-    }
-
-    /// Recovery: the caller's judgement of `client`'s SSR. `lost` fails the client's
-    /// pending request with `serverStateLost`; its next request starts from a zeroed SSR.
-    public static func ssrVerdict(_ client: TaskID, _ verdict: SSRVerdict) throws(SyscallError) {
-        _ = try call(.ssrVerdict, UInt(client.rawValue), verdict.rawValue)
     }
 
     /// Recovery is over: the kernel re-delivers the requests that were in flight.

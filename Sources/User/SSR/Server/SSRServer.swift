@@ -130,10 +130,11 @@ public struct SSRServer<Service: SSRService> {
     /// kernel re-deliver the requests in flight. On a first start there are none.
     public mutating func recover() {
         var cursor = 0
+        var verdictOnCurrent: SSRVerdict?
         while true {
             let found: System.RecoveredSSR?
             do throws(SyscallError) {
-                found = try System.ssrRecoverNext(cursor: cursor)
+                found = try System.ssrRecoverNext(cursor: cursor, verdictOnCurrent: verdictOnCurrent)
             } catch {
                 break
             }
@@ -141,7 +142,8 @@ public struct SSRServer<Service: SSRService> {
             cursor = found.nextCursor
             let format = Self.format(at: found.window, owner: found.client)
             let (verdict, state) = judge(format, kernelState: found.state, lastCompleted: found.lastCompletedRequest)
-            try? System.ssrVerdict(found.client, verdict)
+            // Given with the call that fetches the next region; the state was copied.
+            verdictOnCurrent = verdict
             if let state { service.rebuild(client: found.client, state: state) }
         }
         try? System.recoveryComplete()
