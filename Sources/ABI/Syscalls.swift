@@ -80,6 +80,10 @@ public enum Syscall: UInt, Sendable {
     case ssrInfo = 22
     /// A server found its own state inconsistent: restart it as if it had faulted.
     case reportFailure = 23
+    /// For a driver (a program that owns devices): -> a1 = the physical address of
+    /// the caller's writable user address a0, to hand to a DMA-capable device. The
+    /// frame stays the caller's for its lifetime: user memory is never moved.
+    case physicalAddress = 24
 }
 
 /// a0 after a system call.

@@ -347,6 +347,25 @@ import Testing
         #expect(!window.1.contains(.owned))
     }
 
+    @Test func onlyDriversLearnPhysicalAddressesOfTheirOwnWritableMemory() throws {
+        let harness = try KernelHarness()
+        let driver = try harness.spawn(Program.driver).index
+        let other = try harness.spawn(Program.peer).index
+        let heap = UInt(ProcessLayout.heap) + 0x123
+        harness.syscall(driver, .physicalAddress, heap)
+        #expect(harness.error(driver) == nil)
+        let expected = try #require(harness.task(driver).addressSpace?.translate(
+            VirtualAddress(UInt64(heap)), memory: harness.ram))
+        #expect(harness.result(driver, 1) == UInt(expected.0.rawValue), "the frame behind the address, offset kept")
+
+        harness.syscall(other, .physicalAddress, heap)
+        #expect(harness.error(other) == .notPermitted, "a program without devices does no DMA")
+        harness.syscall(driver, .physicalAddress, 0x1000)
+        #expect(harness.error(driver) == .badAddress, "unmapped")
+        harness.syscall(driver, .physicalAddress, UInt(ProcessLayout.text))
+        #expect(harness.error(driver) == .badAddress, "code is not writable")
+    }
+
     @Test func timersPostTheirBitsWhenDue() throws {
         let harness = try serverAndClient()
         harness.syscall(0, .setTimer, 500, UInt(KernelNotification.timerBit))

@@ -254,7 +254,7 @@ enum KernelTestImage {
             storeLittleEndian(UInt32(stringsOffset), in: &image, at: entry + Field.stringsOffset)
             storeLittleEndian(UInt32(nameOffset), in: &image, at: entry + Field.stringsSize)
             for (slot, irq) in program.interrupts.enumerated() {
-                storeLittleEndian(irq, in: &image, at: entry + Field.interrupts + slot * 4)
+                storeLittleEndian(UInt16(irq), in: &image, at: entry + Field.interrupts + slot * Field.interruptSize)
             }
             for (slot, device) in program.devices.enumerated() {
                 storeLittleEndian(device.base, in: &image, at: entry + Field.devices + slot * Field.deviceSize)

@@ -172,7 +172,7 @@ import Testing
         #expect(decode(harness, .reply, 1 << 32, 0, 0, 0, 0, 0) == .failure(.badArgument))
         #expect(decode(harness, .kill, 1 << 32) == .failure(.badArgument))
         #expect(decode(harness, .wait, UInt.max) == .failure(.badArgument))
-        #expect(decode(harness, .irqAcknowledge, 4) == .failure(.badArgument))
+        #expect(decode(harness, .irqAcknowledge, 8) == .failure(.badArgument))
         #expect(decode(harness, .powerOff, 256) == .failure(.badArgument))
         #expect(decode(harness, .setTimer, 100, 0) == .failure(.badArgument), "a timer that posts nothing")
     }

@@ -155,7 +155,7 @@ private func problem(_ text: String) -> SystemDescriptionError? {
                              ("heap", "2"), ("memory", "0x400000000"), ("start", "1"), ("manage", "\"yes\""),
                              ("boot_arguments", "[]"), ("sends", "\"b\""), ("sends", "[1]"), ("sends", "[\"b\", \"b\"]"),
                              ("sends", "[\"a\"]"), ("interrupts", "[0]"), ("interrupts", "[1024]"),
-                             ("interrupts", "[1, 2, 3, 4, 5]"), ("interrupts", "[3, 3]"), ("interrupts", "5"),
+                             ("interrupts", "[1, 2, 3, 4, 5, 6, 7, 8, 9]"), ("interrupts", "[3, 3]"), ("interrupts", "5"),
                              ("devices", "[\"0x1000\"]"), ("devices", "[\"0x1000+0\"]"), ("devices", "[\"0x1001+0x1000\"]"),
                              ("devices", "[\"0x1000+0x800\"]"), ("devices", "[\"0xFFFFFFFFFFFFF000+0x2000\"]"),
                              ("devices", "[\"0x1000+0x1000\", \"0x1000+0x1000\"]"), ("devices", "[\"a+b\"]"),

@@ -177,7 +177,7 @@ public enum ImageWriter {
         store(UInt32(regions.stringsOffset), in: &image, at: entry + Field.stringsOffset)
         store(UInt32(regions.stringsSize), in: &image, at: entry + Field.stringsSize)
         for (slot, source) in program.interrupts.enumerated() {
-            store(source, in: &image, at: entry + Field.interrupts + slot * 4)
+            store(UInt16(source), in: &image, at: entry + Field.interrupts + slot * Field.interruptSize)
         }
         for (slot, device) in program.devices.enumerated() {
             store(device.base, in: &image, at: entry + Field.devices + slot * Field.deviceSize)

@@ -45,7 +45,7 @@
 //   ssr             integer            KiB of server state per client, a multiple of 4,
 //                                      at most 16 (default 0: no server state regions)
 //   sends           [string]           programs it may send to (default none)
-//   interrupts      [integer]          PLIC sources it owns, 1...1023, at most 4
+//   interrupts      [integer]          PLIC sources it owns, 1...1023, at most 8
 //   devices         [string]           "0xBASE+0xSIZE" MMIO ranges, page-aligned, at most 2
 //
 // Beyond each value's own rules, the description must be consistent as a

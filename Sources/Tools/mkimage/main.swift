@@ -7,6 +7,10 @@
 //       then prints the program table as read back from the written image, so
 //       what is printed is what the kernel will see.
 //
+//   --without-ssr NAME,...  builds the named servers without server state regions
+//       (no `ssr`, not restartable): the same binaries then keep their clients'
+//       state in their own memory, the baseline the benchmarks compare SSRs to.
+//
 //   mkimage --symbolize FILE PROGRAM ADDRESS
 //       Names the code at ADDRESS (decimal or 0x hex) in PROGRAM of image
 //       FILE, the way the kernel does in a fault report.
@@ -20,6 +24,7 @@ import SystemImage
 
 let usage = """
     usage: mkimage --system FILE --elf-dir DIR --out FILE [--list] [--nm PATH] [--demangle PATH]
+                   [--without-ssr NAME,...]
            mkimage --symbolize IMAGE PROGRAM ADDRESS
     """
 
@@ -90,13 +95,21 @@ func symbolize(imagePath: String, program name: String, address text: String) {
     }
 }
 
-func build(systemPath: String, elfDirectory: String, outputPath: String, list: Bool, tools: SymbolTools) {
+func build(systemPath: String, elfDirectory: String, outputPath: String, list: Bool, tools: SymbolTools,
+           withoutSSR: [String]) {
     let text = String(decoding: readFile(systemPath), as: UTF8.self)
-    let system: SystemDescription
+    var system: SystemDescription
     do {
         system = try SystemDescription(parsing: text)
     } catch {
         fail("\(systemPath):\(error.line): \(error.message)")
+    }
+    for name in withoutSSR {
+        guard let index = system.programs.firstIndex(where: { $0.name == name }) else {
+            fail("--without-ssr: no program '\(name)' in \(systemPath)")
+        }
+        system.programs[index].ssrKiB = 0
+        system.programs[index].restartable = false
     }
     let imageBytes: [UInt8]
     do {
@@ -130,7 +143,7 @@ if arguments.first == "--symbolize" {
         arguments.removeFirst()
         if option == "--list" {
             list = true
-        } else if ["--system", "--elf-dir", "--out", "--nm", "--demangle"].contains(option), let value = arguments.first {
+        } else if ["--system", "--elf-dir", "--out", "--nm", "--demangle", "--without-ssr"].contains(option), let value = arguments.first {
             arguments.removeFirst()
             options[option] = value
         } else {
@@ -142,5 +155,6 @@ if arguments.first == "--symbolize" {
     else { fail(usage, status: 2) }
     let defaults = SymbolTools()
     build(systemPath: systemPath, elfDirectory: elfDirectory, outputPath: outputPath, list: list,
-          tools: SymbolTools(nm: options["--nm"] ?? defaults.nm, demangler: options["--demangle"] ?? defaults.demangler))
+          tools: SymbolTools(nm: options["--nm"] ?? defaults.nm, demangler: options["--demangle"] ?? defaults.demangler),
+          withoutSSR: options["--without-ssr"].map { $0.split(separator: ",").map(String.init) } ?? [])
 }

@@ -78,6 +78,12 @@ public enum System {
         _ = try call(.irqAcknowledge, UInt(index))
     }
 
+    /// The physical address behind `address` (writable memory of this process), for a
+    /// driver to hand to a DMA-capable device. Needs devices in the system description.
+    public static func physicalAddress(of address: UnsafeMutableRawPointer) throws(SyscallError) -> UInt64 {
+        UInt64(try call(.physicalAddress, UInt(bitPattern: address)).r1)
+    }
+
     /// Posts `bits` to this process when the clock reaches `deadline` (0 cancels).
     public static func setTimer(deadline: UInt64, bits: UInt) throws(SyscallError) {
         _ = try call(.setTimer, UInt(deadline), bits)

@@ -41,7 +41,7 @@
 //     32 sendMask u64
 //     40 elfOffset u32      44 elfSize u32
 //     48 symbolsOffset u32  52 symbolCount u32   56 stringsOffset u32   60 stringsSize u32
-//     64 interrupts[4] u32
+//     64 interrupts[8] u16
 //     80 devices[2] (base u64, size u64)
 //    112 ssrPages u8 (per client, <= SSRWindow.maxPages)
 //    113 reserved, 15 bytes of zero                                          -> 128 bytes
@@ -77,7 +77,7 @@ public enum BootImageFormat {
     public static let symbolRecordSize = 16
     public static let maxPrograms = 64
     public static let maxPriority: UInt8 = 7
-    public static let maxInterrupts = 4
+    public static let maxInterrupts = 8
     public static let maxDevices = 2
     /// Device ranges are mapped into user space, so they must be whole pages.
     public static let pageSize: UInt64 = 4096
@@ -109,6 +109,8 @@ public enum BootImageFormat {
         public static let stringsOffset = 56
         public static let stringsSize = 60
         public static let interrupts = 64
+        /// One interrupt: a PLIC source number (1...1023) as u16.
+        public static let interruptSize = 2
         public static let devices = 80
         /// One device: base u64, size u64.
         public static let deviceSize = 16
@@ -202,17 +204,14 @@ public struct ProgramDescriptor: Sendable {
     public var sendMask: UInt64
     public var interruptCount: Int
     public var deviceCount: Int
-    private var interrupts: (UInt32, UInt32, UInt32, UInt32)
+    /// The sources, four 16-bit fields to a word.
+    private var interrupts: (UInt64, UInt64)
     private var devices: (UInt64, UInt64, UInt64, UInt64)
 
     public func interrupt(_ index: Int) -> UInt32 {
         precondition(index >= 0 && index < interruptCount, "interrupt index out of range")
-        switch index {
-        case 0: return interrupts.0
-        case 1: return interrupts.1
-        case 2: return interrupts.2
-        default: return interrupts.3
-        }
+        let word = index < 4 ? interrupts.0 : interrupts.1
+        return UInt32(truncatingIfNeeded: word >> UInt64(16 * (index % 4)) & 0xFFFF)
     }
 
     public func device(_ index: Int) -> (base: UInt64, size: UInt64) {
@@ -248,16 +247,12 @@ public struct ProgramDescriptor: Sendable {
 
         // Unused slots must be zero; used interrupts are PLIC sources (never 0)
         // and used devices are non-empty, page-aligned, and do not wrap around.
-        var interrupts: (UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0)
+        var interrupts: (UInt64, UInt64) = (0, 0)
         for slot in 0..<BootImageFormat.maxInterrupts {
-            let source = entry.littleEndian(UInt32.self, at: Field.interrupts + slot * 4)
+            let source = entry.littleEndian(UInt16.self, at: Field.interrupts + slot * Field.interruptSize)
             guard (slot < interruptCount) == (source != 0) else { return nil }
-            switch slot {
-            case 0: interrupts.0 = source
-            case 1: interrupts.1 = source
-            case 2: interrupts.2 = source
-            default: interrupts.3 = source
-            }
+            let field = UInt64(source) << UInt64(16 * (slot % 4))
+            if slot < 4 { interrupts.0 |= field } else { interrupts.1 |= field }
         }
         var devices: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
         for slot in 0..<BootImageFormat.maxDevices {

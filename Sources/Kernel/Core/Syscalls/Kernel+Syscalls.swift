@@ -182,6 +182,11 @@ extension Kernel {
         case .reportFailure:
             guard tasks[slot].restartable else { throw .notPermitted }
             fault(slot, cause: .reportedFailure, address: 0)
+        case .physicalAddress(let address):
+            guard image.program(tasks[slot].program).deviceCount > 0 else { throw .notPermitted }
+            guard let space = tasks[slot].addressSpace,
+                  let (physical, _) = space.translate(address, memory: platform.memory) else { throw .badAddress }
+            file.setResult(1, UInt(physical.rawValue))
         }
     }
 

@@ -41,6 +41,7 @@ public enum SyscallRequest: Equatable, Sendable {
     case injectFault(server: UserBuffer, kind: FaultKind, trigger: FaultTrigger, argument: UInt, aim: UInt)
     case ssrInfo(index: Int, destination: UserBuffer)
     case reportFailure
+    case physicalAddress(VirtualAddress)
 }
 
 extension EndpointCall {
@@ -153,7 +154,7 @@ extension SyscallRequest {
         case .memoryInfo:
             return .memoryInfo
         case .irqAcknowledge:
-            guard a(0) < 4 else { throw .badArgument }
+            guard a(0) < UInt(BootImageFormat.maxInterrupts) else { throw .badArgument }
             return .irqAcknowledge(index: Int(a(0)))
         case .setTimer:
             guard a(1) != 0 || a(0) == 0 else { throw .badArgument }
@@ -192,6 +193,8 @@ extension SyscallRequest {
             return .ssrInfo(index: Int(min(a(0), UInt(Int.max))), destination: destination)
         case .reportFailure:
             return .reportFailure
+        case .physicalAddress:
+            return .physicalAddress(try buffer(a(0), 1, limit: 1, writable: true).address)
         }
     }
 }
