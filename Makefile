@@ -6,6 +6,8 @@
 # into the boot image with mkimage, and runs QEMU.
 
 SWIFT      ?= swift
+# e2fsprogs live in /usr/sbin, which is not on every user's PATH.
+export PATH := $(PATH):/usr/sbin:/sbin
 TOOLCHAIN  ?= $(dir $(shell readlink -f $(shell command -v swift)))
 LLD        := $(TOOLCHAIN)ld.lld
 OBJCOPY    := $(TOOLCHAIN)llvm-objcopy
@@ -18,10 +20,14 @@ EMBEDDED_LIB := $(TOOLCHAIN)../lib/swift/embedded/$(TRIPLE)
 RV_BUILD   := $(SWIFT) build -c release --triple $(TRIPLE) --toolset toolset-riscv64.json --scratch-path $(RV_SCRATCH)
 
 # Programs in the boot image: the SwiftPM module of each (system.toml names them).
-PROGRAMS   := ConsoleServer Shell Crashme PingServer Bench Binder RogueServer TimerServer TimerClient TimerTest
+PROGRAMS   := ConsoleServer Shell Crashme PingServer Bench Binder RogueServer TimerServer TimerClient TimerTest \
+              ConfigServer StorageServer FileSystemServer FileSystemTest
+# Libraries linked into every program (--gc-sections drops what a program does not use).
+USER_LIBRARIES := UserArch Freestanding CurioUser CurioABI ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore \
+                  ConfigAPI StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI
 # Every module cross-built for riscv64 (the embedded build of each is part of `make test`).
-EMBEDDED_MODULES := CurioABI KernelCore Kernel CurioUser ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore $(PROGRAMS)
-USER_LIBRARIES := UserArch Freestanding CurioUser CurioABI ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore
+EMBEDDED_MODULES := CurioABI KernelCore Kernel CurioUser ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore \
+                    ConfigAPI StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI $(PROGRAMS)
 KERNEL_LIBRARIES := KernelArch Freestanding Kernel KernelCore CurioABI
 
 MEMORY     ?= 128M
@@ -29,12 +35,20 @@ QEMU_FLAGS := -machine virt -m $(MEMORY) -smp 1 -nographic -bios default \
               -global virtio-mmio.force-legacy=false -kernel $(BUILD)/kernel.elf
 APPEND     := $(if $(CMDS),-append "$(CMDS)")
 
+# The disk `make run` boots with: by default an ext2 image built from the disk/
+# folder (rebuilt only when that folder changes, so your writes stay until then);
+# DISK=path/to/image.ext2 boots with your own image instead, and writes to it.
+DEFAULT_DISK := $(BUILD)/disk.img
+DISK       ?= $(DEFAULT_DISK)
+DISK_FLAGS  = -drive file=$(DISK),format=raw,if=none,id=disk0 -device virtio-blk-device,drive=disk0
+
 .PHONY: all help deps build embedded run debug test test-host test-embedded test-integration bench campaign clean
 
 all: build
 
 help:
 	@echo "make run [CMDS='ps; echo hi']  build and boot Curio (CMDS: run these shell commands, then power off)"
+	@echo "make run DISK=image.ext2       boot with your own ext2 image (default: build/disk.img from disk/)"
 	@echo "make test                     host unit tests, embedded build of every module, QEMU integration tests"
 	@echo "make bench                    instruction-count benchmarks under -icount shift=0"
 	@echo "make campaign [SERVER=timer RUNS=20]  fault-injection campaign against a server"
@@ -80,14 +94,21 @@ build: embedded
 	  $(foreach lib,$(KERNEL_LIBRARIES),$(RV_OUT)/$(lib).build/*.o) $(BUILD)/system-image.o
 	@echo "built $(BUILD)/kernel.elf ($$(stat -c %s $(BUILD)/kernel.elf) bytes)"
 
-run: deps build
-	@$(QEMU) $(QEMU_FLAGS) $(APPEND)
+$(DEFAULT_DISK): $(shell find disk -type f 2>/dev/null)
+	@mkdir -p $(BUILD)
+	@rm -f $@
+	@mke2fs -q -t ext2 -b 1024 -L curio -d disk $@ 32M
+	@echo "built $@ from disk/ (ext2, 32 MiB)"
 
-debug: deps build
+run: deps build $(if $(filter $(DEFAULT_DISK),$(DISK)),$(DEFAULT_DISK))
+	@test -f "$(DISK)" || { echo "no disk image at $(DISK)"; exit 1; }
+	@$(QEMU) $(QEMU_FLAGS) $(DISK_FLAGS) $(APPEND)
+
+debug: deps build $(if $(filter $(DEFAULT_DISK),$(DISK)),$(DEFAULT_DISK))
 	@echo "QEMU is waiting for gdb. In another terminal:"
 	@echo "  gdb-multiarch $(BUILD)/kernel.elf -ex 'target remote :1234'"
 	@echo "(apt-get install gdb-multiarch if missing; 'add-symbol-file $(BUILD)/programs/Shell.elf' for a program)"
-	@$(QEMU) $(QEMU_FLAGS) $(APPEND) -s -S
+	@$(QEMU) $(QEMU_FLAGS) $(DISK_FLAGS) $(APPEND) -s -S
 
 test: deps test-host build test-integration
 

@@ -40,7 +40,8 @@ let package = Package(
                 swiftSettings: embeddedRestrictions),
         .target(name: "ConsoleServer", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"],
                 path: "Sources/Servers/Console/Server", swiftSettings: embeddedRestrictions),
-        .target(name: "Shell", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"], path: "Sources/Programs/Shell",
+        .target(name: "Shell", dependencies: ["CurioUser", "ConsoleAPI", "UserArch", "FileSystemAPI", "ConfigAPI"],
+                path: "Sources/Programs/Shell",
                 swiftSettings: embeddedRestrictions),
         .target(name: "Crashme", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"], path: "Sources/Programs/Crashme",
                 swiftSettings: embeddedRestrictions),
@@ -63,6 +64,35 @@ let package = Package(
         .target(name: "TimerTest", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"],
                 path: "Sources/Programs/TimerTest", swiftSettings: embeddedRestrictions),
 
+        // The configuration service: settings restarted servers reload (paper §3).
+        .target(name: "ConfigAPI", dependencies: ["CurioUser"], path: "Sources/Servers/Config/API",
+                swiftSettings: embeddedRestrictions),
+        .target(name: "ConfigServer", dependencies: ["CurioUser", "ConfigAPI"], path: "Sources/Servers/Config/Server",
+                swiftSettings: embeddedRestrictions),
+
+        // Block storage: the virtio-blk driver and request queue logic (host-tested), the
+        // client API, and the restartable storage server.
+        .target(name: "StorageCore", path: "Sources/Servers/Storage/Core", swiftSettings: embeddedRestrictions),
+        .target(name: "StorageServer", dependencies: ["CurioUser", "StorageCore", "SSRServer", "SSRFormat", "ConfigAPI", "UserArch"],
+                path: "Sources/Servers/Storage/Server", swiftSettings: embeddedRestrictions),
+        .target(name: "StorageAPI", dependencies: ["CurioUser", "StorageCore"], path: "Sources/Servers/Storage/API",
+                swiftSettings: embeddedRestrictions),
+
+        // The filesystem: shared vocabulary, wire protocol and per-client state (host-tested),
+        // the ext2 engine (host-tested against mke2fs/e2fsck), client API and server.
+        .target(name: "FileSystemCore", path: "Sources/Servers/FileSystem/Core", swiftSettings: embeddedRestrictions),
+        .target(name: "Ext2", dependencies: ["FileSystemCore"], path: "Sources/Servers/FileSystem/Ext2",
+                swiftSettings: embeddedRestrictions),
+
+        .target(name: "FileSystemAPI", dependencies: ["CurioUser", "FileSystemCore"], path: "Sources/Servers/FileSystem/API",
+                swiftSettings: embeddedRestrictions),
+
+        .target(name: "FileSystemServer",
+                dependencies: ["CurioUser", "FileSystemCore", "Ext2", "SSRServer", "SSRFormat", "StorageAPI", "ConfigAPI"],
+                path: "Sources/Servers/FileSystem/Server", swiftSettings: embeddedRestrictions),
+        .target(name: "FileSystemTest", dependencies: ["CurioUser", "ConsoleAPI", "FileSystemAPI", "StorageAPI"],
+                path: "Sources/Programs/FileSystemTest", swiftSettings: embeddedRestrictions),
+
         .target(name: "PingServer", dependencies: ["CurioUser"], path: "Sources/Programs/PingServer",
                 swiftSettings: embeddedRestrictions),
         .target(name: "Bench", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"], path: "Sources/Programs/Bench",
@@ -84,5 +114,8 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: ["SystemImage"]),
         .testTarget(name: "SSRFormatTests", dependencies: ["SSRFormat"]),
         .testTarget(name: "TimerCoreTests", dependencies: ["TimerCore", "SSRFormat", "CurioABI"]),
+        .testTarget(name: "StorageCoreTests", dependencies: ["StorageCore"]),
+        .testTarget(name: "FileSystemCoreTests", dependencies: ["FileSystemCore", "SSRFormat"]),
+        .testTarget(name: "Ext2Tests", dependencies: ["Ext2", "FileSystemCore"]),
     ]
 )

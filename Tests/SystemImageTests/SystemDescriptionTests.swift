@@ -46,11 +46,21 @@ private func problem(_ text: String) -> SystemDescriptionError? {
         #expect(console.sends.isEmpty)
         #expect(shell.priority == 4)
         #expect(shell.startsAtBoot && shell.mayManage && shell.receivesBootArguments)
-        #expect(shell.sends == ["console"])
+        #expect(shell.sends == ["console", "config", "fs"])
         #expect(crashme.priority == 5)
         #expect(!crashme.startsAtBoot && !crashme.mayManage && !crashme.receivesBootArguments)
         #expect(crashme.sends.contains("console"))
-        #expect(system.sendMask(of: shell) == 0b001 && system.sendMask(of: console) == 0)
+        let index = { (name: String) in system.programs.firstIndex { $0.name == name }! }
+        #expect(system.sendMask(of: shell) == 1 << UInt64(index("console")) | 1 << UInt64(index("config"))
+                | 1 << UInt64(index("fs")))
+        #expect(system.sendMask(of: console) == 0)
+        // The storage server owns every virtio-mmio slot and its interrupt; the
+        // filesystem server reaches the disk only through it.
+        let storage = system.programs[index("storage")], fs = system.programs[index("fs")]
+        #expect(storage.interrupts == Array(1...8))
+        #expect(storage.devices == [DeviceRange(base: 0x1000_1000, size: 0x8000)])
+        #expect(storage.restartable && fs.restartable && storage.ssrKiB == 4 && fs.ssrKiB == 4)
+        #expect(fs.sends == ["config", "storage"] && fs.devices.isEmpty)
     }
 
     @Test func readsEveryFeatureOfTheSubset() throws {

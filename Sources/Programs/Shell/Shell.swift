@@ -67,6 +67,7 @@ struct Shell {
             _ = try? System.powerOff(code: 0)
             return 1
         default:
+            if let status = fileCommand(command, arguments) { return status }
             print(command + ": unknown command (try 'help')")
             return 127
         }
@@ -90,6 +91,7 @@ struct Shell {
                                   after (ARG requests, default 1) or random (within ARG ticks, default 1 s)
         poweroff                  turn the machine off
         """)
+        print(fileCommandsHelp)
         return 0
     }
 

@@ -22,6 +22,18 @@
 //   damage    a committed record that fails its checksum or the service's invariants
 //             in normal operation means a fault hit the region or the server:
 //             `reportFailure`, so the kernel restarts us and recovery judges it with L.
+//   checkpoint  a request that takes several steps with effects outside the SSR (disk
+//             writes) may commit its progress part-way (`checkpoint`): the state is
+//             committed under the id and reply of the previous request, so exactly-once
+//             is untouched, and a re-delivery after a crash finds the progress.
+//   replay    a re-delivered request that was committed before the crash gets its cached
+//             code and words; a service whose replies carry payloads regenerates the
+//             payload from the committed state, or asks for the request to be handled
+//             again when doing so is idempotent (`replayPayload`).
+//
+// The same server, given no SSRs in the system description (`ssr` absent), keeps its
+// clients' state in its own memory instead: nothing survives a crash then, which is
+// exactly the baseline the benchmarks compare SSRs against (`mkimage --without-ssr`).
 //
 // The state is copied out of the window, changed by the service, and written back by
 // the commit; the window itself is only ever written by SSRFormat.
@@ -76,7 +88,24 @@ public protocol SSRService {
     /// Notification bits arrived (interrupts, `setTimer`). Deferred requests are
     /// answered from here with `SSRServer.complete(_:_:)`.
     mutating func notified(bits: UInt)
+    /// A request answered and committed before a crash came again; `reply` is its cached
+    /// answer and `state` the state committed with it. Write the reply's payload into
+    /// `payload.replyBuffer` and return its length, or return nil to handle the request
+    /// again from `state` (only where that is idempotent). The default: no payload.
+    mutating func replayPayload(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
+                                state: State, reply: SSRReply) -> Int?
+    /// Work `handle` or `clientEnded` asked for with `SSRServer.requestFollowUp()`, done
+    /// once the current reply is sent and the window is free: typically answering
+    /// deferred requests (`complete`) that the request just handled unblocked.
+    mutating func followUp()
 }
+
+extension SSRService {
+    public mutating func replayPayload(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
+                                       state: State, reply: SSRReply) -> Int? { 0 }
+    public mutating func followUp() {}
+}
+
 
 /// How the last recovery went (for a service that wants to report it).
 public struct SSRRecoveryReport: Sendable {
@@ -90,6 +119,22 @@ public struct SSRRecoveryReport: Sendable {
 /// True while a request's SSR is in the window and the service is handling it:
 /// `complete` would map another client's SSR over it.
 nonisolated(unsafe) private var windowInUse = false
+
+/// The request being handled (its client, and the commit before it), for `checkpoint`.
+nonisolated(unsafe) private var handling: (client: TaskID, requestID: UInt64, committedID: UInt64,
+                                           committedReply: SSRReply)?
+/// Set by `requestFollowUp`: call the service's `followUp` after this reply.
+nonisolated(unsafe) private var followUpRequested = false
+
+/// For a server configured without SSRs: the table of client states in its own
+/// memory, entries of `LocalClientState<State>` indexed by task slot.
+nonisolated(unsafe) private var localStates: UnsafeMutableRawPointer?
+private let localSlots = 320
+
+struct LocalClientState<State> {
+    var client: TaskID
+    var state: State
+}
 
 /// The notification mask the loop receives with, re-read from memory for every
 /// receive (each system call clobbers memory, so the compiler cannot keep it in a
@@ -114,6 +159,44 @@ public struct SSRServer<Service: SSRService> {
         buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: SyscallLimits.maxMessageBytes, alignment: 16)
     }
 
+    /// Whether client state lives in SSRs (false: in this server's memory).
+    public static var usesRegions: Bool { localStates == nil }
+
+    /// Switches to keeping client state in server memory (no SSRs configured).
+    static func placeStatesInServerMemory() {
+        let table = UnsafeMutablePointer<LocalClientState<State>>.allocate(capacity: localSlots)
+        table.initialize(repeating: LocalClientState(client: TaskID(rawValue: 0), state: Service.initialState),
+                         count: localSlots)
+        localStates = UnsafeMutableRawPointer(table)
+    }
+
+    /// Without SSRs: `client`'s state (a client new to its slot
+    /// starts from the initial state; the slot's previous owner has ended).
+    static func localState(_ client: TaskID) -> UnsafeMutablePointer<LocalClientState<State>>? {
+        guard let localStates, client.index < localSlots else { return nil }
+        let entry = localStates.assumingMemoryBound(to: LocalClientState<State>.self) + client.index
+        if entry.pointee.client != client {
+            entry.pointee = LocalClientState(client: client, state: Service.initialState)
+        }
+        return entry
+    }
+
+    /// The kernel's id of the request being handled (0 without SSRs, or outside `handle`).
+    public static var currentRequestID: UInt64 { handling?.requestID ?? 0 }
+
+    /// Asks for the service's `followUp` once the current reply has gone out.
+    public static func requestFollowUp() { followUpRequested = true }
+
+    /// Commits `state` for the request being handled as progress, not as its answer:
+    /// under the previous request's id and reply, so a re-delivery after a crash
+    /// handles the request again from this state (see the essay). Only from `handle`.
+    public static func checkpoint(_ state: State) {
+        guard localStates == nil else { return }
+        guard let current = handling else { System.reportFailure() }
+        windowFormat(owner: current.client).commit(state: state, requestID: current.committedID,
+                                                   reply: current.committedReply)
+    }
+
     static func format(at window: UnsafeMutableRawPointer, owner: TaskID) -> Format {
         Format(storage: SSRMemory(base: window, count: Format.requiredBytes), layoutVersion: Service.layoutVersion,
                owner: owner.rawValue)
@@ -136,6 +219,8 @@ public struct SSRServer<Service: SSRService> {
             do throws(SyscallError) {
                 found = try System.ssrRecoverNext(cursor: cursor, verdictOnCurrent: verdictOnCurrent)
             } catch {
+                // Refused at the very start: this server has no SSRs to recover.
+                if cursor == 0 && verdictOnCurrent == nil && error == .badArgument { Self.placeStatesInServerMemory() }
                 break
             }
             guard let found else { break }
@@ -227,11 +312,20 @@ public struct SSRServer<Service: SSRService> {
             pending = nil
             if message.isNotification {
                 service.notified(bits: message.operation)
-            } else if message.operation == SSRMessage.unbindOperation && message.requestID == 0 {
+            } else if message.operation == SSRMessage.unbindOperation && message.requestID == 0 && Self.usesRegions {
                 unbind(message.sender)
                 pending = (message.sender, 0, (0, 0), 0)
             } else {
                 pending = serve(message)
+            }
+            if followUpRequested {
+                followUpRequested = false
+                if let reply = pending {
+                    try? IPC.reply(to: reply.client, code: UInt(reply.code), words: reply.words,
+                                   payload: UnsafeRawBufferPointer(rebasing: buffer[0..<reply.length]))
+                    pending = nil
+                }
+                service.followUp()
             }
         }
     }
@@ -248,6 +342,7 @@ public struct SSRServer<Service: SSRService> {
 
     /// Handles one request; returns the reply to send, or nil if it is deferred.
     mutating func serve(_ message: Received) -> (client: TaskID, code: UInt32, words: (UInt, UInt), length: Int)? {
+        if localStates != nil { return serveFromServerMemory(message) }
         // Every sender of an SSR server is bound, so every request has an id; only
         // notifications and unbind messages have none. A request without one means
         // our own decoding is damaged (a corrupted register keeps misreading every
@@ -260,30 +355,59 @@ public struct SSRServer<Service: SSRService> {
         // ever) means a fault got here first: restart, and recovery sorts it out.
         let format = Self.windowFormat(owner: message.sender)
         var state: State
+        var committed = (id: UInt64(0), reply: SSRReply())
+        let payload = SSRPayload(request: UnsafeRawBufferPointer(rebasing: buffer[0..<min(message.length, buffer.count)]),
+                                 replyBuffer: buffer)
         switch format.load() {
         case .unformatted:
             state = Service.initialState
         case .committed(let record):
-            if record.requestID == message.requestID {
-                // Applied and committed before a crash; only the reply was lost.
-                return (message.sender, UInt32(truncatingIfNeeded: record.reply.code),
-                        (UInt(record.reply.word0), UInt(record.reply.word1)), 0)
-            }
             guard Service.check(record.state) else { System.reportFailure() }
             state = record.state
+            committed = (record.requestID, record.reply)
+            if record.requestID == message.requestID {
+                // Applied and committed before a crash; only the reply was lost.
+                windowInUse = true
+                let length = service.replayPayload(operation: UInt16(truncatingIfNeeded: message.operation),
+                                                   words: message.words, payload: payload, client: message.sender,
+                                                   state: record.state, reply: record.reply)
+                windowInUse = false
+                if let length {
+                    return (message.sender, UInt32(truncatingIfNeeded: record.reply.code),
+                            (UInt(record.reply.word0), UInt(record.reply.word1)), min(max(length, 0), buffer.count))
+                }
+            }
         case .damaged:
             System.reportFailure()
         }
-        let payload = SSRPayload(request: UnsafeRawBufferPointer(rebasing: buffer[0..<min(message.length, buffer.count)]),
-                                 replyBuffer: buffer)
+        handling = (message.sender, message.requestID, committed.id, committed.reply)
         windowInUse = true
         let outcome = service.handle(operation: UInt16(truncatingIfNeeded: message.operation), words: message.words,
                                      payload: payload, client: message.sender, state: &state)
         windowInUse = false
+        handling = nil
         switch outcome {
         case .reply(let code, let words, let length):
             format.commit(state: state, requestID: message.requestID,
                           reply: SSRReply(code: UInt64(code), word0: UInt64(words.0), word1: UInt64(words.1)))
+            return (message.sender, code, words, min(max(length, 0), buffer.count))
+        case .deferred:
+            return nil
+        }
+    }
+
+    /// `serve` for a server that keeps client state in its own memory.
+    mutating func serveFromServerMemory(_ message: Received)
+        -> (client: TaskID, code: UInt32, words: (UInt, UInt), length: Int)? {
+        guard let entry = Self.localState(message.sender) else { System.reportFailure() }
+        var state = entry.pointee.state
+        let payload = SSRPayload(request: UnsafeRawBufferPointer(rebasing: buffer[0..<min(message.length, buffer.count)]),
+                                 replyBuffer: buffer)
+        let outcome = service.handle(operation: UInt16(truncatingIfNeeded: message.operation), words: message.words,
+                                     payload: payload, client: message.sender, state: &state)
+        switch outcome {
+        case .reply(let code, let words, let length):
+            entry.pointee.state = state
             return (message.sender, code, words, min(max(length, 0), buffer.count))
         case .deferred:
             return nil
@@ -295,9 +419,25 @@ public struct SSRServer<Service: SSRService> {
     /// replies. `body` returning `.deferred` keeps holding the request (its changes
     /// are dropped). Returns true if the client got its reply. Throws if the client is
     /// not waiting for us (it ended). Call it from `notified(bits:)`, not from `handle`.
-    public static func complete(_ client: TaskID, _ body: (inout State) -> SSROutcome) throws(SyscallError) -> Bool {
+    /// A reply payload the body reports (`.reply(code:words:length:)`) is sent from
+    /// `payload[0..<length]`.
+    public static func complete(_ client: TaskID, payload: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+                                _ body: (inout State) -> SSROutcome) throws(SyscallError) -> Bool {
         // Called from `handle` (or the flag is damaged): the window is someone else's.
         guard !windowInUse else { System.reportFailure() }
+        if localStates != nil {
+            guard let entry = localState(client) else { throw .badArgument }
+            var state = entry.pointee.state
+            switch body(&state) {
+            case .reply(let code, let words, let length):
+                try IPC.reply(to: client, code: UInt(code), words: words,
+                              payload: UnsafeRawBufferPointer(rebasing: payload[0..<min(max(length, 0), payload.count)]))
+                entry.pointee.state = state
+                return true
+            case .deferred:
+                return false
+            }
+        }
         let mapping = try System.ssrOpen(client)
         let format = format(at: mapping.window, owner: client)
         var state: State
@@ -316,10 +456,11 @@ public struct SSRServer<Service: SSRService> {
             System.reportFailure()
         }
         switch body(&state) {
-        case .reply(let code, let words, _):
+        case .reply(let code, let words, let length):
             format.commit(state: state, requestID: mapping.requestID,
                           reply: SSRReply(code: UInt64(code), word0: UInt64(words.0), word1: UInt64(words.1)))
-            try IPC.reply(to: client, code: UInt(code), words: words)
+            try IPC.reply(to: client, code: UInt(code), words: words,
+                          payload: UnsafeRawBufferPointer(rebasing: payload[0..<min(max(length, 0), payload.count)]))
             return true
         case .deferred:
             return false

@@ -1,0 +1,501 @@
+// The classic ext2 block map: 12 direct pointers, then single, double and
+// triple indirect blocks, each holding blockSize/4 pointers.
+//
+//   i_block[0..11] ──> data                      positions 0 ..< 12
+//   i_block[12] ──> [ptr × A] ──> data            next A positions
+//   i_block[13] ──> [ptr × A] ──> [ptr × A] ──>   next A² positions
+//   i_block[14] ──> three levels                  next A³ positions
+//
+// The engine works on the map in *chunks* of logical positions: chunk 0 is the
+// 12 direct positions, chunk j >= 1 covers 16 positions starting at
+// 12 + 16 (j - 1). Because A is a multiple of 16, a chunk never straddles two
+// level-1 indirect blocks, so one chunk needs at most 16 data blocks plus the
+// (at most 3) indirect blocks on its single path: 19 blocks, which fit the
+// intent's 20-entry reservation. Growing and shrinking both go chunk by chunk,
+// so every step of either has one path, one reservation and one checkpoint.
+//
+// Within a chunk, writes go bottom-up: data blocks, then the level-1 indirect
+// block, then level 2, level 3, and the inode last. A pointer therefore never
+// becomes reachable before the block it points to has its final contents, and
+// a crash leaves at worst allocated-but-unreferenced blocks (which preen frees).
+// Shrinking goes the other way: the pointer is cleared (one block write, then
+// the inode's i_blocks) before the blocks are freed in the bitmap.
+//
+// Every pointer read from disk is checked (`isDataBlock`) before it is followed
+// or freed, and the walk depth is fixed by the position, so a hostile map can
+// make an operation fail with `.corrupt` but never loop or reach outside.
+
+import FileSystemCore
+
+/// Where one logical position sits in the map.
+struct MapPath {
+    /// 0 for a direct pointer, else how many indirect blocks are on the way.
+    var depth: Int
+    /// Index into i_block of the first pointer (the direct slot, or 12/13/14).
+    var top: Int
+    /// Index within the indirect block at each level, top level first.
+    var index: (Int, Int, Int)
+    /// First logical position covered by the indirect block at each level.
+    var start: (UInt64, UInt64, UInt64)
+
+    func indexAt(_ level: Int) -> Int { level == 0 ? index.0 : level == 1 ? index.1 : index.2 }
+    func startAt(_ level: Int) -> UInt64 { level == 0 ? start.0 : level == 1 ? start.1 : start.2 }
+}
+
+/// Which scratch buffer holds the indirect block at `level` (0 = top).
+@inline(__always) func pathScratch(_ level: Int) -> Scratch {
+    level == 0 ? .path1 : level == 1 ? .path2 : .path3
+}
+
+enum Chunk {
+    static let span: UInt64 = 16
+    static func index(of position: UInt64) -> UInt64 { position < 12 ? 0 : 1 + (position - 12) / span }
+    static func start(_ chunk: UInt64) -> UInt64 { chunk == 0 ? 0 : 12 + (chunk - 1) * span }
+    static func end(_ chunk: UInt64) -> UInt64 { chunk == 0 ? 12 : 12 + chunk * span }
+}
+
+extension Ext2Volume {
+    var sectorsPerBlock: UInt32 { UInt32(geometry.blockSize / 512) }
+
+    func mapPath(_ position: UInt64) -> MapPath {
+        let a = UInt64(geometry.pointersPerBlock)
+        let shift = UInt64(geometry.pointerShift)
+        if position < 12 {
+            return MapPath(depth: 0, top: Int(position), index: (0, 0, 0), start: (0, 0, 0))
+        }
+        var offset = position - 12
+        if offset < a {
+            return MapPath(depth: 1, top: 12, index: (Int(offset), 0, 0), start: (12, 0, 0))
+        }
+        offset -= a
+        let base2 = 12 + a
+        if offset < a * a {
+            let level1Start = base2 + (offset >> shift) << shift
+            return MapPath(depth: 2, top: 13, index: (Int(offset >> shift), Int(offset & (a - 1)), 0),
+                           start: (base2, level1Start, 0))
+        }
+        offset -= a * a
+        let base3 = base2 + a * a
+        let level2Start = base3 + (offset >> (2 * shift)) << (2 * shift)
+        let level1Start = base3 + (offset >> shift) << shift
+        return MapPath(depth: 3, top: 14,
+                       index: (Int(offset >> (2 * shift)), Int((offset >> shift) & (a - 1)), Int(offset & (a - 1))),
+                       start: (base3, level2Start, level1Start))
+    }
+
+    @inline(__always) func entry(_ level: Int, _ index: Int) -> UInt32 { buffer(pathScratch(level)).le32(index * 4) }
+    @inline(__always) func setEntry(_ level: Int, _ index: Int, _ value: UInt32) {
+        buffer(pathScratch(level)).setLE32(index * 4, value)
+    }
+
+    /// The physical block at a logical position, 0 for a hole.
+    mutating func mapBlock(_ inode: Inode, _ position: UInt64) throws(FileSystemError) -> UInt32 {
+        guard position < geometry.mappableBlocks else { return 0 }
+        let path = mapPath(position)
+        var block = inode.pointer(path.top)
+        for level in 0..<path.depth {
+            if block == 0 { return 0 }
+            try checkDataBlock(block)
+            try readBlock(block, into: .path1)
+            block = buffer(.path1).le32(path.indexAt(level) * 4)
+        }
+        if block != 0 { try checkDataBlock(block) }
+        return block
+    }
+
+    /// One past the last position the map can hold anything at, judged from
+    /// the top-level pointers alone (walks then skip holes level by level).
+    func mapEnd(_ inode: Inode) -> UInt64 {
+        let a = UInt64(geometry.pointersPerBlock)
+        if inode.pointer(14) != 0 { return geometry.mappableBlocks }
+        if inode.pointer(13) != 0 { return 12 + a + a * a }
+        if inode.pointer(12) != 0 { return 12 + a }
+        return 12
+    }
+
+    /// Data blocks an inode's i_blocks may count besides the map: its xattr block.
+    func extendedAttributeSectors(_ inode: Inode) -> UInt32 {
+        inode.extendedAttributeBlock != 0 ? sectorsPerBlock : 0
+    }
+
+    // MARK: Reading
+
+    mutating func readData(_ inode: Inode, at offset: UInt64, into target: UnsafeMutableRawBufferPointer)
+        throws(FileSystemError) -> Int {
+        let size = inode.byteSize(largeFile: geometry.largeFile)
+        guard offset < size, target.count > 0 else { return 0 }
+        let total = Int(min(UInt64(target.count), size - offset))
+        if inode.fileType == .symbolicLink, size < UInt64(Inode.inlinePointerBytes),
+           inode.sectors == extendedAttributeSectors(inode) {
+            inode.withInlineBytes { inline in
+                UnsafeMutableRawBufferPointer(rebasing: target[0..<total])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: inline[Int(offset)..<(Int(offset) + total)]))
+            }
+            return total
+        }
+        guard size <= geometry.maxFileSize || size <= geometry.mappableBlocks << UInt64(geometry.blockShift) else {
+            throw .corrupt
+        }
+        let blockSize = UInt64(geometry.blockSize)
+        var done = 0
+        while done < total {
+            let position = offset + UInt64(done)
+            let within = Int(position & (blockSize - 1))
+            let count = min(total - done, geometry.blockSize - within)
+            let piece = UnsafeMutableRawBufferPointer(rebasing: target[done..<(done + count)])
+            let block = try mapBlock(inode, position >> UInt64(geometry.blockShift))
+            if block == 0 {
+                piece.zero()
+            } else {
+                try readBlock(block, into: .data)
+                piece.copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer(.data)[within..<(within + count)]))
+            }
+            done += count
+        }
+        return total
+    }
+
+    // MARK: Growing (write)
+
+    /// Walks chunk positions `first ..< end` without changing anything: how many
+    /// blocks are missing (indirect and data), and which of the pending
+    /// reservation's blocks are already linked here (bit i of the mask).
+    mutating func surveyChunk(_ inode: Inode, _ first: UInt64, _ end: UInt64, reservation: Ext2Intent?)
+        throws(FileSystemError) -> (missing: Int, linked: UInt32) {
+        var linked: UInt32 = 0
+        func note(_ block: UInt32) {
+            guard let reservation else { return }
+            for index in 0..<reservation.reservationCount where reservation.reservedBlock(index) == block {
+                linked |= 1 << UInt32(index)
+            }
+        }
+        let path = mapPath(first)
+        let span = Int(end - first)
+        if path.depth == 0 {
+            var missing = 0
+            for position in first..<end {
+                let block = inode.pointer(Int(position))
+                if block == 0 { missing += 1 } else { try checkDataBlock(block); note(block) }
+            }
+            return (missing, linked)
+        }
+        var block = inode.pointer(path.top)
+        for level in 0..<path.depth {
+            if block == 0 { return (path.depth - level + span, linked) }
+            try checkDataBlock(block)
+            note(block)
+            try readBlock(block, into: pathScratch(level))
+            if level + 1 < path.depth { block = entry(level, path.indexAt(level)) }
+        }
+        var missing = 0
+        let last = path.depth - 1
+        for position in first..<end {
+            let data = entry(last, path.indexAt(last) + Int(position - first))
+            if data == 0 { missing += 1 } else { try checkDataBlock(data); note(data) }
+        }
+        return (missing, linked)
+    }
+
+    /// Links every missing block of positions `first ..< end` from the
+    /// reservation (taking unlinked entries in order) and writes the data for
+    /// those positions from `source` (file bytes `sourceOffset ..<`), bottom-up.
+    /// The caller writes the inode afterwards.
+    mutating func fillChunk(_ inode: inout Inode, _ first: UInt64, _ end: UInt64, source: UnsafeRawBufferPointer,
+                            sourceOffset: UInt64, reservation: Ext2Intent, linked: inout UInt32)
+        throws(FileSystemError) {
+        func take() throws(FileSystemError) -> UInt32 {
+            for index in 0..<reservation.reservationCount where linked & (1 << UInt32(index)) == 0 {
+                linked |= 1 << UInt32(index)
+                return reservation.reservedBlock(index)
+            }
+            throw .corrupt
+        }
+        let path = mapPath(first)
+        if path.depth == 0 {
+            for position in first..<end {
+                var block = inode.pointer(Int(position))
+                let fresh = block == 0
+                if fresh { block = try take() }
+                try writeData(block, position, fresh: fresh, source: source, sourceOffset: sourceOffset)
+                if fresh {
+                    inode.setPointer(Int(position), block)
+                    inode.sectors &+= sectorsPerBlock
+                }
+            }
+            return
+        }
+        var pathBlocks: (UInt32, UInt32, UInt32) = (0, 0, 0)
+        var dirty: (Bool, Bool, Bool) = (false, false, false)
+        func setPathBlock(_ level: Int, _ block: UInt32) {
+            switch level { case 0: pathBlocks.0 = block; case 1: pathBlocks.1 = block; default: pathBlocks.2 = block }
+        }
+        func markDirty(_ level: Int) {
+            switch level { case 0: dirty.0 = true; case 1: dirty.1 = true; default: dirty.2 = true }
+        }
+        for level in 0..<path.depth {
+            var block = level == 0 ? inode.pointer(path.top) : entry(level - 1, path.indexAt(level - 1))
+            if block == 0 {
+                block = try take()
+                buffer(pathScratch(level)).zero()
+                markDirty(level)
+                inode.sectors &+= sectorsPerBlock
+                if level == 0 { inode.setPointer(path.top, block) } else {
+                    setEntry(level - 1, path.indexAt(level - 1), block)
+                    markDirty(level - 1)
+                }
+            } else {
+                try checkDataBlock(block)
+                try readBlock(block, into: pathScratch(level))
+            }
+            setPathBlock(level, block)
+        }
+        let last = path.depth - 1
+        for position in first..<end {
+            let slot = path.indexAt(last) + Int(position - first)
+            var block = entry(last, slot)
+            let fresh = block == 0
+            if fresh { block = try take() }
+            try writeData(block, position, fresh: fresh, source: source, sourceOffset: sourceOffset)
+            if fresh {
+                setEntry(last, slot, block)
+                markDirty(last)
+                inode.sectors &+= sectorsPerBlock
+            }
+        }
+        if path.depth > 2 && dirty.2 { try writeBlock(pathBlocks.2, from: .path3) }
+        if path.depth > 1 && dirty.1 { try writeBlock(pathBlocks.1, from: .path2) }
+        if dirty.0 { try writeBlock(pathBlocks.0, from: .path1) }
+    }
+
+    /// Writes the part of `source` that falls in logical block `position` into
+    /// physical `block`; the rest of a fresh block is zero, of an old one kept.
+    private mutating func writeData(_ block: UInt32, _ position: UInt64, fresh: Bool,
+                                    source: UnsafeRawBufferPointer, sourceOffset: UInt64) throws(FileSystemError) {
+        let blockSize = UInt64(geometry.blockSize)
+        let blockStart = position * blockSize
+        let from = max(blockStart, sourceOffset)
+        let to = min(blockStart + blockSize, sourceOffset + UInt64(source.count))
+        guard from < to else { return }
+        let sourceRange = Int(from - sourceOffset)..<Int(to - sourceOffset)
+        if to - from == blockSize {
+            try writeRaw(block, from: UnsafeRawBufferPointer(rebasing: source[sourceRange]))
+            return
+        }
+        if fresh { buffer(.data).zero() } else { try readBlock(block, into: .data) }
+        UnsafeMutableRawBufferPointer(rebasing: buffer(.data)[Int(from - blockStart)..<Int(to - blockStart)])
+            .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[sourceRange]))
+        try writeBlock(block, from: .data)
+    }
+
+    /// The physical block before `position` in the file, as an allocation goal.
+    mutating func allocationGoal(_ number: UInt32, _ inode: Inode, _ position: UInt64) -> UInt32 {
+        var probe = position
+        var tries = 0
+        while probe > 0 && tries < 4 {
+            probe -= 1
+            tries += 1
+            if let block = try? mapBlock(inode, probe), block != 0 { return block + 1 }
+        }
+        let group = Int((number - 1) / geometry.inodesPerGroup)
+        return geometry.groupStart(group) + geometry.headerBlocks(group)
+    }
+
+    /// Writes `source` at byte `offset` of inode `number`, chunk by chunk: for a
+    /// chunk with missing blocks, reserve them in the intent, checkpoint, mark
+    /// them in the bitmap, then fill bottom-up and write the inode. A re-run
+    /// finds the chunks already done fully mapped (no reservation needed) and
+    /// reuses the pending chunk's reservation for what is still missing.
+    mutating func writeRange(_ number: UInt32, _ inode: inout Inode, at offset: UInt64,
+                             from source: UnsafeRawBufferPointer, intent: inout Ext2Intent,
+                             checkpoint: (Ext2Intent) -> Void) throws(FileSystemError) -> Int {
+        guard source.count > 0 else { return 0 }
+        let end = offset + UInt64(source.count)
+        guard offset < geometry.maxFileSize, end <= geometry.maxFileSize else { throw .fileTooLarge }
+        let shift = UInt64(geometry.blockShift)
+        let firstPosition = offset >> shift
+        let endPosition = (end + UInt64(geometry.blockSize) - 1) >> shift
+        var chunk = Chunk.index(of: firstPosition)
+        var written: UInt64 = offset
+        while Chunk.start(chunk) < endPosition {
+            let first = max(firstPosition, Chunk.start(chunk))
+            let last = min(endPosition, Chunk.end(chunk))
+            let pending = intent.reservationKind == .allocate && intent.reservationInode == number
+                && UInt64(intent.reservationFirst) == chunk
+            var (missing, linked) = try surveyChunk(inode, first, last, reservation: pending ? intent : nil)
+            if pending {
+                let unlinked = intent.reservationCount - linked.nonzeroBitCount
+                if unlinked != missing {
+                    try releaseUnlinked(intent, linked: linked)
+                    intent.clearReservation()
+                    linked = 0
+                }
+            }
+            let reserved = intent.reservationKind == .allocate && intent.reservationInode == number
+                && UInt64(intent.reservationFirst) == chunk
+            if missing > 0 && !reserved {
+                do throws(FileSystemError) {
+                    try chooseBlocks(missing, goal: allocationGoal(number, inode, first), for: number,
+                                     chunk: UInt32(chunk), intent: &intent)
+                } catch {
+                    if error == .noSpace && written > offset { return Int(written - offset) }
+                    throw error
+                }
+                linked = 0
+                checkpoint(intent)
+            }
+            if missing > 0 { try commitBlockBits(intent, allocate: true) }
+            try fillChunk(&inode, first, last, source: source, sourceOffset: offset, reservation: intent,
+                          linked: &linked)
+            written = min(end, last << shift)
+            if written > inode.byteSize(largeFile: geometry.largeFile) { inode.setByteSize(written) }
+            inode.modified = now
+            inode.changed = now
+            try writeInode(number, inode)
+            // A reservation for a later chunk (pending from an interrupted run) stays.
+            if intent.reservationKind == .allocate && UInt64(intent.reservationFirst) == chunk {
+                intent.clearReservation()
+            }
+            chunk += 1
+        }
+        return source.count
+    }
+
+    /// Frees the blocks of an allocation reservation that did not get linked.
+    private mutating func releaseUnlinked(_ intent: Ext2Intent, linked: UInt32) throws(FileSystemError) {
+        var spare = intent
+        var count = 0
+        for index in 0..<intent.reservationCount where linked & (1 << UInt32(index)) == 0 {
+            spare.setReservedBlock(count, intent.reservedBlock(index))
+            count += 1
+        }
+        spare.reservationCount = count
+        if count > 0 { try commitBlockBits(spare, allocate: false) }
+    }
+
+    // MARK: Shrinking (truncate, delete)
+
+    /// Frees every block at logical positions >= `keepBlocks`, one chunk per
+    /// step: record the step (positions, blocks, i_blocks after) in the intent,
+    /// checkpoint, clear the pointer (one block or the inode), write the inode,
+    /// then clear the bitmap bits. A re-run first finishes the recorded step
+    /// (each part is idempotent), then continues from what the map shows.
+    mutating func freeTail(_ number: UInt32, _ inode: inout Inode, keepBlocks: UInt64, newSize: UInt64,
+                           intent: inout Ext2Intent, checkpoint: (Ext2Intent) -> Void) throws(FileSystemError) {
+        if intent.reservationKind == .free && intent.reservationInode == number {
+            try executeFreeStep(number, &inode, intent, newSize: newSize)
+            intent.clearReservation()
+        }
+        var end = mapEnd(inode)
+        var budget = UInt64(geometry.blocksCount) + 64
+        while end > keepBlocks {
+            guard budget > 0 else { throw .corrupt }
+            budget -= 1
+            let path = mapPath(end - 1)
+            // Walk down to the first missing level: below it everything up to
+            // `end` is a hole and the step frees no data, only emptied parents.
+            var present = path.depth
+            var block = inode.pointer(path.top)
+            for level in 0..<path.depth {
+                if block == 0 { present = level; break }
+                try checkDataBlock(block)
+                try readBlock(block, into: pathScratch(level))
+                if level + 1 < path.depth { block = entry(level, path.indexAt(level)) }
+            }
+            let stepStart = present < path.depth ? max(keepBlocks, path.startAt(present))
+                : max(keepBlocks, Chunk.start(Chunk.index(of: end - 1)))
+            var step = Ext2Intent(tag: intent.tag)
+            var count = 0
+            func add(_ block: UInt32) throws(FileSystemError) {
+                guard isDataBlock(block), count < Ext2Intent.reservationCapacity else { throw .corrupt }
+                for index in 0..<count where step.reservedBlock(index) == block { throw .corrupt }
+                step.setReservedBlock(count, block)
+                count += 1
+            }
+            if present == path.depth {
+                for position in stepStart..<end {
+                    let block = path.depth == 0 ? inode.pointer(Int(position))
+                        : entry(path.depth - 1, path.indexAt(path.depth - 1) - Int(end - 1 - position))
+                    if block != 0 { try add(block) }
+                }
+            }
+            for level in stride(from: present - 1, through: 0, by: -1) where stepStart <= path.startAt(level) {
+                try add(level == 0 ? inode.pointer(path.top) : entry(level - 1, path.indexAt(level - 1)))
+            }
+            let chunkStart = stepStart
+            if count > 0 {
+                for index in 0..<count {
+                    guard try isBlockAllocated(step.reservedBlock(index)) else { throw .corrupt }
+                }
+                let sectors = UInt32(count) * sectorsPerBlock
+                guard inode.sectors >= sectors else { throw .corrupt }
+                intent.clearReservation()
+                for index in 0..<count { intent.setReservedBlock(index, step.reservedBlock(index)) }
+                intent.reservationKind = .free
+                intent.reservationCount = count
+                intent.reservationInode = number
+                intent.reservationFirst = UInt32(chunkStart)
+                intent.reservationEnd = UInt32(end)
+                intent.reservationSectors = inode.sectors - sectors
+                checkpoint(intent)
+                try executeFreeStep(number, &inode, intent, newSize: newSize)
+                intent.clearReservation()
+            }
+            end = chunkStart
+        }
+    }
+
+    /// Carries out one recorded shrink step; safe to repeat.
+    private mutating func executeFreeStep(_ number: UInt32, _ inode: inout Inode, _ step: Ext2Intent,
+                                          newSize: UInt64) throws(FileSystemError) {
+        let first = UInt64(step.reservationFirst)
+        let end = UInt64(step.reservationEnd)
+        guard first < end, end <= geometry.mappableBlocks else { throw .corrupt }
+        let path = mapPath(end - 1)
+        if path.depth == 0 {
+            for position in first..<end { inode.setPointer(Int(position), 0) }
+        } else {
+            // The highest level whose whole block goes away in this step.
+            var freedLevel = path.depth
+            for level in stride(from: path.depth - 1, through: 0, by: -1) where first <= path.startAt(level) {
+                freedLevel = level
+            }
+            if freedLevel == 0 {
+                inode.setPointer(path.top, 0)
+            } else {
+                // Walk down to the block that keeps living and loses pointers.
+                let keeper = freedLevel - 1
+                var block = inode.pointer(path.top)
+                var reached = true
+                for level in 0...keeper {
+                    if block == 0 { reached = false; break }
+                    try checkDataBlock(block)
+                    try readBlock(block, into: pathScratch(level))
+                    if level < keeper { block = entry(level, path.indexAt(level)) }
+                }
+                if reached {
+                    var changed = false
+                    if freedLevel < path.depth {
+                        if entry(keeper, path.indexAt(keeper)) != 0 {
+                            setEntry(keeper, path.indexAt(keeper), 0)
+                            changed = true
+                        }
+                    } else {
+                        for position in first..<end {
+                            let slot = path.indexAt(keeper) - Int(end - 1 - position)
+                            if entry(keeper, slot) != 0 { setEntry(keeper, slot, 0); changed = true }
+                        }
+                    }
+                    if changed { try writeBlock(block, from: pathScratch(keeper)) }
+                }
+            }
+        }
+        inode.sectors = step.reservationSectors
+        let size = inode.byteSize(largeFile: geometry.largeFile)
+        let floor = max(newSize, first << UInt64(geometry.blockShift))
+        if size > floor { inode.setByteSize(floor) }
+        inode.changed = now
+        inode.modified = now
+        try writeInode(number, inode)
+        try commitBlockBits(step, allocate: false)
+    }
+}

@@ -1,0 +1,664 @@
+// Ext2Volume: mount, the block cache, inode I/O, validation of everything read
+// from disk, and the bitmaps and free counts. The operations live in the other
+// files of this module (BlockMap, Directory, Operations); the write ordering and
+// the intent protocol they all follow are described in Operations.swift.
+//
+// Memory. The server has about 1 MiB of heap, so the volume allocates once, at
+// mount, a fixed set of block-sized buffers: the cache slots, one scratch
+// buffer per role (bitmap, inode table, the three levels of a block-map path,
+// file data, directory block, auxiliary) and the group descriptor table. Each
+// role's buffer is used by exactly one layer, so a caller's buffer is never
+// clobbered by a callee. Nothing else allocates.
+//
+// Cache. Write-through and never dirty: a block is written to the device first
+// and only then copied into its slot, so the cache never holds a block that
+// differs from the disk (if the write throws, the slot is dropped). It only
+// saves reads: indirect blocks, bitmaps, inode table and directory blocks.
+//
+// Free counts. The group descriptors and the superblock's totals are kept in
+// memory and written at the end of every operation that changed them. Free
+// *block* counts are recomputed from the bitmap block each time a group's
+// bitmap is written, which makes them self-healing. Free *inode* and used
+// directory counts move by deltas when this run flips a bit; when a re-run
+// finds its bit already flipped it reconciles the group against the bitmap
+// instead (see Operations.swift for why deltas and not recomputation).
+
+import FileSystemCore
+
+/// Which scratch buffer. Each layer owns one or more and no other layer uses them.
+enum Scratch: Int {
+    case bitmap = 0, inodeTable, path1, path2, path3, data, directory, auxiliary
+    static let count = 8
+}
+
+/// The buffers a mounted volume owns (a class so that they are freed once).
+final class VolumeMemory {
+    let superblock: UnsafeMutableRawBufferPointer
+    let descriptors: UnsafeMutableRawBufferPointer
+    let scratch: UnsafeMutableRawBufferPointer
+    let cache: UnsafeMutableRawBufferPointer
+    let cacheTags: UnsafeMutableBufferPointer<UInt32>
+    let cacheStamps: UnsafeMutableBufferPointer<UInt32>
+    let adopted: UnsafeMutableBufferPointer<Ext2Intent>
+    var adoptedCount = 0
+    var clock: UInt32 = 0
+    static let adoptedCapacity = 32
+    static let noBlock = UInt32.max
+
+    init(blockSize: Int, descriptorBytes: Int, cacheBlocks: Int) {
+        superblock = .allocate(byteCount: SuperblockField.size, alignment: 16)
+        descriptors = .allocate(byteCount: descriptorBytes, alignment: 16)
+        scratch = .allocate(byteCount: Scratch.count * blockSize, alignment: 16)
+        cache = .allocate(byteCount: max(cacheBlocks, 1) * blockSize, alignment: 16)
+        cacheTags = .allocate(capacity: max(cacheBlocks, 1))
+        cacheTags.initialize(repeating: Self.noBlock)
+        cacheStamps = .allocate(capacity: max(cacheBlocks, 1))
+        cacheStamps.initialize(repeating: 0)
+        adopted = .allocate(capacity: Self.adoptedCapacity)
+        scratch.zero()
+    }
+
+    deinit {
+        superblock.deallocate()
+        descriptors.deallocate()
+        scratch.deallocate()
+        cache.deallocate()
+        cacheTags.deallocate()
+        cacheStamps.deallocate()
+        adopted.deallocate()
+    }
+}
+
+/// The fixed shape of the volume, validated once at mount.
+struct Geometry {
+    var blockSize: Int
+    var blockShift: Int
+    var blocksCount: UInt32
+    var firstDataBlock: UInt32
+    var blocksPerGroup: UInt32
+    var inodesPerGroup: UInt32
+    var inodesCount: UInt32
+    var inodeSize: Int
+    var firstInode: UInt32
+    var groupCount: Int
+    var descriptorBlocks: Int
+    var reservedDescriptorBlocks: Int
+    var inodeTableBlocks: UInt32
+    var pointersPerBlock: Int
+    var pointerShift: Int
+    var sparseSuper: Bool
+    var fileType: Bool
+    var largeFile: Bool
+    var writable: Bool
+    /// Logical blocks a block map can address (12 + A + A^2 + A^3).
+    var mappableBlocks: UInt64
+    var maxFileSize: UInt64
+
+    static let maxGroups = 8192
+
+    init(superblock sb: UnsafeRawBufferPointer, deviceBytes: UInt64) throws(FileSystemError) {
+        guard sb.le16(SuperblockField.magic) == SuperblockField.magicValue else { throw .corrupt }
+        let revision = sb.le32(SuperblockField.revLevel)
+        guard revision <= 1 else { throw .notMounted }
+        let logBlockSize = sb.le32(SuperblockField.logBlockSize)
+        guard logBlockSize <= 2 else { throw .notMounted }
+        blockShift = 10 + Int(logBlockSize)
+        blockSize = 1 << blockShift
+        blocksCount = sb.le32(SuperblockField.blocksCount)
+        firstDataBlock = sb.le32(SuperblockField.firstDataBlock)
+        guard firstDataBlock == (blockSize == 1024 ? 1 : 0) else { throw .corrupt }
+        guard blocksCount > firstDataBlock + 8,
+              UInt64(blocksCount) << UInt64(blockShift) <= deviceBytes else { throw .corrupt }
+        blocksPerGroup = sb.le32(SuperblockField.blocksPerGroup)
+        inodesPerGroup = sb.le32(SuperblockField.inodesPerGroup)
+        guard blocksPerGroup >= 8, blocksPerGroup <= UInt32(8 * blockSize), blocksPerGroup % 8 == 0,
+              inodesPerGroup >= 1, inodesPerGroup <= UInt32(8 * blockSize) else { throw .corrupt }
+        let groups = (UInt64(blocksCount - firstDataBlock) + UInt64(blocksPerGroup) - 1) / UInt64(blocksPerGroup)
+        guard groups >= 1, groups <= UInt64(Self.maxGroups) else { throw .corrupt }
+        groupCount = Int(groups)
+        inodesCount = sb.le32(SuperblockField.inodesCount)
+        guard UInt64(inodesCount) == groups * UInt64(inodesPerGroup) else { throw .corrupt }
+        if revision == 0 {
+            inodeSize = Inode.size
+            firstInode = 11
+        } else {
+            inodeSize = Int(sb.le16(SuperblockField.inodeSize))
+            firstInode = sb.le32(SuperblockField.firstInode)
+        }
+        guard inodeSize >= Inode.size, inodeSize <= blockSize, inodeSize & (inodeSize - 1) == 0,
+              firstInode > 2, firstInode <= inodesCount else { throw .corrupt }
+        let compat = revision == 0 ? 0 : sb.le32(SuperblockField.featureCompat)
+        let incompat = revision == 0 ? 0 : sb.le32(SuperblockField.featureIncompat)
+        let readOnlyCompat = revision == 0 ? 0 : sb.le32(SuperblockField.featureReadOnlyCompat)
+        guard incompat & ~Feature.understoodIncompat == 0 else { throw .notMounted }
+        fileType = incompat & Feature.fileType != 0
+        sparseSuper = readOnlyCompat & Feature.sparseSuper != 0
+        largeFile = readOnlyCompat & Feature.largeFile != 0
+        writable = compat & ~Feature.writableCompat == 0 && readOnlyCompat & ~Feature.writableReadOnlyCompat == 0
+        descriptorBlocks = (groupCount * GroupField.size + blockSize - 1) / blockSize
+        reservedDescriptorBlocks = compat & Feature.resizeInode != 0
+            ? Int(sb.le16(SuperblockField.reservedGDTBlocks)) : 0
+        guard reservedDescriptorBlocks <= blockSize / 4 else { throw .corrupt }
+        inodeTableBlocks = UInt32((Int(inodesPerGroup) * inodeSize + blockSize - 1) / blockSize)
+        pointersPerBlock = blockSize / 4
+        pointerShift = blockShift - 2
+        let a = UInt64(pointersPerBlock)
+        mappableBlocks = 12 + a + a * a + a * a * a
+        // i_blocks is 32 bits of 512-byte sectors; keep well inside it.
+        let sectorLimit = (UInt64(UInt32.max) << 9) - UInt64(blockSize) * (4 + a)
+        maxFileSize = min(mappableBlocks << UInt64(blockShift), sectorLimit)
+        if !largeFile { maxFileSize = min(maxFileSize, UInt64(Int32.max)) }
+    }
+
+    func groupStart(_ group: Int) -> UInt32 { firstDataBlock + UInt32(group) * blocksPerGroup }
+    func blocksInGroup(_ group: Int) -> Int {
+        Int(min(blocksPerGroup, blocksCount - groupStart(group)))
+    }
+    func group(ofBlock block: UInt32) -> Int { Int((block - firstDataBlock) / blocksPerGroup) }
+
+    /// Whether group `group` carries a superblock and descriptor table copy.
+    func hasSuperblockCopy(_ group: Int) -> Bool {
+        if group <= 1 || !sparseSuper { return true }
+        return Self.isPower(group, of: 3) || Self.isPower(group, of: 5) || Self.isPower(group, of: 7)
+    }
+
+    private static func isPower(_ value: Int, of base: Int) -> Bool {
+        var power = base
+        while power < value { power *= base }
+        return power == value
+    }
+
+    /// Blocks at the start of `group` that hold superblock/descriptor copies.
+    func headerBlocks(_ group: Int) -> UInt32 {
+        hasSuperblockCopy(group) ? UInt32(1 + descriptorBlocks + reservedDescriptorBlocks) : 0
+    }
+}
+
+public struct Ext2Volume<Device: BlockDevice> {
+    public var device: Device
+    /// Seconds, for timestamps; the caller keeps it current.
+    public var now: UInt32
+    let geometry: Geometry
+    let memory: VolumeMemory
+    let cacheSlots: Int
+    var freeBlocksTotal: UInt64
+    var freeInodesTotal: UInt64
+    var superblockDirty: Bool
+
+    /// Mounts: reads and validates the superblock and every group descriptor,
+    /// and the root inode. Refuses (`.notMounted`) images needing features this
+    /// engine lacks; mounts read-only when it cannot write them safely.
+    public init(device: Device, cacheBlocks: Int) throws(FileSystemError) {
+        var device = device
+        let probe = UnsafeMutableRawBufferPointer.allocate(byteCount: SuperblockField.size, alignment: 16)
+        defer { probe.deallocate() }
+        guard device.byteCount >= 2 * UInt64(SuperblockField.size) + UInt64(SuperblockField.byteOffset) else {
+            throw .corrupt
+        }
+        try device.read(at: SuperblockField.byteOffset, into: probe)
+        let geometry = try Geometry(superblock: UnsafeRawBufferPointer(probe), deviceBytes: device.byteCount)
+        let memory = VolumeMemory(blockSize: geometry.blockSize,
+                                  descriptorBytes: geometry.descriptorBlocks * geometry.blockSize,
+                                  cacheBlocks: cacheBlocks)
+        memory.superblock.copyMemory(from: UnsafeRawBufferPointer(probe))
+        self.device = device
+        self.now = 0
+        self.geometry = geometry
+        self.memory = memory
+        self.cacheSlots = max(cacheBlocks, 0)
+        self.freeBlocksTotal = 0
+        self.freeInodesTotal = 0
+        self.superblockDirty = false
+        for index in 0..<geometry.descriptorBlocks {
+            let block = geometry.firstDataBlock + 1 + UInt32(index)
+            let slice = UnsafeMutableRawBufferPointer(rebasing: memory.descriptors[(index * geometry.blockSize)...]
+                .prefix(geometry.blockSize))
+            try self.device.read(at: UInt64(block) << UInt64(geometry.blockShift), into: slice)
+        }
+        try validateDescriptors()
+        let sb = UnsafeRawBufferPointer(memory.superblock)
+        superblockDirty = UInt64(sb.le32(SuperblockField.freeBlocksCount)) != freeBlocksTotal
+            || UInt64(sb.le32(SuperblockField.freeInodesCount)) != freeInodesTotal
+        let root = try readInode(InodeNumber.root.rawValue)
+        guard root.isInUse, root.isDirectory else { throw .corrupt }
+    }
+
+    private mutating func validateDescriptors() throws(FileSystemError) {
+        let g = geometry
+        for group in 0..<g.groupCount {
+            let start = g.groupStart(group)
+            let end = start + UInt32(g.blocksInGroup(group))
+            let header = start + g.headerBlocks(group)
+            let blockBitmap = descriptorField(group, GroupField.blockBitmap)
+            let inodeBitmap = descriptorField(group, GroupField.inodeBitmap)
+            let table = descriptorField(group, GroupField.inodeTable)
+            guard blockBitmap >= header, blockBitmap < end, inodeBitmap >= header, inodeBitmap < end,
+                  blockBitmap != inodeBitmap,
+                  table >= header, table <= end, end - table >= g.inodeTableBlocks,
+                  blockBitmap < table || blockBitmap >= table + g.inodeTableBlocks,
+                  inodeBitmap < table || inodeBitmap >= table + g.inodeTableBlocks else { throw .corrupt }
+            let freeBlocks = descriptorCount(group, GroupField.freeBlocks)
+            let freeInodes = descriptorCount(group, GroupField.freeInodes)
+            guard freeBlocks <= g.blocksInGroup(group), freeInodes <= Int(g.inodesPerGroup),
+                  descriptorCount(group, GroupField.usedDirectories) <= Int(g.inodesPerGroup) else { throw .corrupt }
+            freeBlocksTotal += UInt64(freeBlocks)
+            freeInodesTotal += UInt64(freeInodes)
+        }
+    }
+
+    public var statistics: VolumeStatistics {
+        VolumeStatistics(blockSize: UInt32(geometry.blockSize), totalBlocks: UInt64(geometry.blocksCount),
+                         freeBlocks: freeBlocksTotal, totalInodes: geometry.inodesCount,
+                         freeInodes: UInt32(truncatingIfNeeded: freeInodesTotal))
+    }
+
+    /// Whether the volume accepts writes (no unknown ro_compat/compat features).
+    public var isWritable: Bool { geometry.writable }
+
+    // MARK: Descriptor access
+
+    func descriptorField(_ group: Int, _ field: Int) -> UInt32 {
+        UnsafeRawBufferPointer(memory.descriptors).le32(group * GroupField.size + field)
+    }
+    func descriptorCount(_ group: Int, _ field: Int) -> Int {
+        Int(UnsafeRawBufferPointer(memory.descriptors).le16(group * GroupField.size + field))
+    }
+    func setDescriptorCount(_ group: Int, _ field: Int, _ value: Int) {
+        memory.descriptors.setLE16(group * GroupField.size + field, UInt16(clamping: max(value, 0)))
+    }
+
+    /// Writes the descriptor-table block that holds `group`'s descriptor.
+    mutating func writeDescriptor(of group: Int) throws(FileSystemError) {
+        let index = group * GroupField.size / geometry.blockSize
+        let slice = UnsafeRawBufferPointer(rebasing: memory.descriptors[(index * geometry.blockSize)...]
+            .prefix(geometry.blockSize))
+        try writeRaw(geometry.firstDataBlock + 1 + UInt32(index), from: slice)
+    }
+
+    // MARK: Block validation
+
+    /// Whether `block` may hold file data, an indirect block or a directory
+    /// block: inside the volume and not group metadata.
+    func isDataBlock(_ block: UInt32) -> Bool {
+        let g = geometry
+        guard block >= g.firstDataBlock, block < g.blocksCount else { return false }
+        let group = g.group(ofBlock: block)
+        if block < g.groupStart(group) + g.headerBlocks(group) { return false }
+        if block == descriptorField(group, GroupField.blockBitmap)
+            || block == descriptorField(group, GroupField.inodeBitmap) { return false }
+        let table = descriptorField(group, GroupField.inodeTable)
+        return block < table || block >= table + g.inodeTableBlocks
+    }
+
+    func checkDataBlock(_ block: UInt32) throws(FileSystemError) {
+        guard isDataBlock(block) else { throw .corrupt }
+    }
+
+    // MARK: Block I/O through the cache
+
+    func buffer(_ which: Scratch) -> UnsafeMutableRawBufferPointer {
+        let size = geometry.blockSize
+        return UnsafeMutableRawBufferPointer(rebasing: memory.scratch[(which.rawValue * size)...].prefix(size))
+    }
+
+    private func cacheSlot(_ slot: Int) -> UnsafeMutableRawBufferPointer {
+        let size = geometry.blockSize
+        return UnsafeMutableRawBufferPointer(rebasing: memory.cache[(slot * size)...].prefix(size))
+    }
+
+    private func findCached(_ block: UInt32) -> Int? {
+        for slot in 0..<cacheSlots where memory.cacheTags[slot] == block { return slot }
+        return nil
+    }
+
+    private func victimSlot() -> Int {
+        var best = 0
+        for slot in 0..<cacheSlots {
+            if memory.cacheTags[slot] == VolumeMemory.noBlock { return slot }
+            if memory.cacheStamps[slot] &- memory.clock < memory.cacheStamps[best] &- memory.clock { best = slot }
+        }
+        return best
+    }
+
+    private func touch(_ slot: Int) {
+        memory.clock &+= 1
+        memory.cacheStamps[slot] = memory.clock
+    }
+
+    /// Reads `block` (validated by the caller to be inside the volume) into a scratch buffer.
+    mutating func readBlock(_ block: UInt32, into which: Scratch) throws(FileSystemError) {
+        try readBlock(block, into: buffer(which))
+    }
+
+    mutating func readBlock(_ block: UInt32, into target: UnsafeMutableRawBufferPointer) throws(FileSystemError) {
+        guard block < geometry.blocksCount else { throw .corrupt }
+        if let slot = findCached(block) {
+            touch(slot)
+            target.copyMemory(from: UnsafeRawBufferPointer(cacheSlot(slot)))
+            return
+        }
+        let offset = UInt64(block) << UInt64(geometry.blockShift)
+        guard cacheSlots > 0 else {
+            try device.read(at: offset, into: target)
+            return
+        }
+        let slot = victimSlot()
+        memory.cacheTags[slot] = VolumeMemory.noBlock
+        try device.read(at: offset, into: cacheSlot(slot))
+        memory.cacheTags[slot] = block
+        touch(slot)
+        target.copyMemory(from: UnsafeRawBufferPointer(cacheSlot(slot)))
+    }
+
+    mutating func writeBlock(_ block: UInt32, from which: Scratch) throws(FileSystemError) {
+        try writeRaw(block, from: UnsafeRawBufferPointer(buffer(which)))
+    }
+
+    /// Write-through: the device first, then the cached copy (if any).
+    mutating func writeRaw(_ block: UInt32, from source: UnsafeRawBufferPointer) throws(FileSystemError) {
+        guard block < geometry.blocksCount, source.count == geometry.blockSize else { throw .corrupt }
+        let slot = findCached(block)
+        if let slot { memory.cacheTags[slot] = VolumeMemory.noBlock }
+        try device.write(at: UInt64(block) << UInt64(geometry.blockShift), from: source)
+        if let slot {
+            cacheSlot(slot).copyMemory(from: source)
+            memory.cacheTags[slot] = block
+        }
+    }
+
+    // MARK: Inodes
+
+    private func inodeLocation(_ number: UInt32) throws(FileSystemError) -> (block: UInt32, offset: Int) {
+        guard number >= 1, number <= geometry.inodesCount else { throw .corrupt }
+        let index = Int(number - 1)
+        let group = index / Int(geometry.inodesPerGroup)
+        let byte = (index % Int(geometry.inodesPerGroup)) * geometry.inodeSize
+        let block = descriptorField(group, GroupField.inodeTable) + UInt32(byte >> geometry.blockShift)
+        return (block, byte & (geometry.blockSize - 1))
+    }
+
+    mutating func readInode(_ number: UInt32) throws(FileSystemError) -> Inode {
+        let location = try inodeLocation(number)
+        try readBlock(location.block, into: .inodeTable)
+        var inode = Inode()
+        let source = UnsafeRawBufferPointer(rebasing: buffer(.inodeTable)[location.offset...].prefix(Inode.size))
+        withUnsafeMutableBytes(of: &inode.raw) { $0.copyMemory(from: source) }
+        return inode
+    }
+
+    /// Writes the first 128 bytes of an inode. A `fresh` inode (just allocated)
+    /// also gets its large-inode tail zeroed, with i_extra_isize as mke2fs sets it.
+    mutating func writeInode(_ number: UInt32, _ inode: Inode, fresh: Bool = false) throws(FileSystemError) {
+        let location = try inodeLocation(number)
+        try readBlock(location.block, into: .inodeTable)
+        let table = buffer(.inodeTable)
+        withUnsafeBytes(of: inode.raw) { bytes in
+            UnsafeMutableRawBufferPointer(rebasing: table[location.offset...].prefix(Inode.size)).copyMemory(from: bytes)
+        }
+        if fresh && geometry.inodeSize > Inode.size {
+            UnsafeMutableRawBufferPointer(rebasing: table[(location.offset + Inode.size)...]
+                .prefix(geometry.inodeSize - Inode.size)).zero()
+            if geometry.inodeSize >= Inode.size + 32 { table.setLE16(location.offset + Inode.size, 32) }
+        }
+        try writeBlock(location.block, from: .inodeTable)
+    }
+
+    /// Reads an inode that must be a live file (not freed): operations on a
+    /// freed inode get `.staleHandle`.
+    mutating func liveInode(_ number: UInt32) throws(FileSystemError) -> Inode {
+        guard number >= 1, number <= geometry.inodesCount else { throw .noSuchFile }
+        let inode = try readInode(number)
+        guard inode.isInUse else { throw .staleHandle }
+        return inode
+    }
+
+    // MARK: Bitmaps and counts
+
+    @inline(__always) static func testBit(_ bitmap: UnsafeMutableRawBufferPointer, _ index: Int) -> Bool {
+        bitmap[index >> 3] & (1 << UInt8(index & 7)) != 0
+    }
+    @inline(__always) static func setBit(_ bitmap: UnsafeMutableRawBufferPointer, _ index: Int, _ value: Bool) {
+        if value { bitmap[index >> 3] |= 1 << UInt8(index & 7) } else { bitmap[index >> 3] &= ~(1 << UInt8(index & 7)) }
+    }
+
+    /// Clear bits among the first `count` bits of a bitmap block.
+    static func countClear(_ bitmap: UnsafeMutableRawBufferPointer, _ count: Int) -> Int {
+        var used = 0
+        let words = count / 64
+        for word in 0..<words {
+            used += bitmap.loadUnaligned(fromByteOffset: word * 8, as: UInt64.self).nonzeroBitCount
+        }
+        for index in (words * 64)..<count where testBit(bitmap, index) { used += 1 }
+        return count - used
+    }
+
+    /// Sets (allocate) or clears (free) the bits of `blocks`, one bitmap write per
+    /// group that changes, and brings each touched group's free-block count in
+    /// line with its bitmap. Bits already in the wanted state are left alone, so
+    /// a re-run repeats nothing.
+    mutating func commitBlockBits(_ intent: Ext2Intent, allocate: Bool) throws(FileSystemError) {
+        let count = intent.reservationCount
+        for first in 0..<count {
+            let anchor = intent.reservedBlock(first)
+            guard isDataBlock(anchor) else { throw .corrupt }
+            let group = geometry.group(ofBlock: anchor)
+            var seenBefore = false
+            for earlier in 0..<first where geometry.group(ofBlock: intent.reservedBlock(earlier)) == group {
+                seenBefore = true
+            }
+            if seenBefore { continue }
+            try readBlock(descriptorField(group, GroupField.blockBitmap), into: .bitmap)
+            let bitmap = buffer(.bitmap)
+            var changed = false
+            for index in first..<count {
+                let block = intent.reservedBlock(index)
+                guard isDataBlock(block), geometry.group(ofBlock: block) == group else { continue }
+                let bit = Int(block - geometry.groupStart(group))
+                if Self.testBit(bitmap, bit) != allocate {
+                    Self.setBit(bitmap, bit, allocate)
+                    changed = true
+                }
+            }
+            if changed { try writeBlock(descriptorField(group, GroupField.blockBitmap), from: .bitmap) }
+            try reconcileBlockCount(group)
+        }
+    }
+
+    /// Sets the group's free-block count from its bitmap (in the `.bitmap` buffer).
+    mutating func reconcileBlockCount(_ group: Int) throws(FileSystemError) {
+        let free = Self.countClear(buffer(.bitmap), geometry.blocksInGroup(group))
+        let old = descriptorCount(group, GroupField.freeBlocks)
+        guard free != old else { return }
+        setDescriptorCount(group, GroupField.freeBlocks, free)
+        freeBlocksTotal = Self.adjusted(freeBlocksTotal, from: old, to: free)
+        superblockDirty = true
+        try writeDescriptor(of: group)
+    }
+
+    /// A total after one group's count moved from `old` to `new`.
+    static func adjusted(_ total: UInt64, from old: Int, to new: Int) -> UInt64 {
+        let raised = total + UInt64(new)
+        return raised >= UInt64(old) ? raised - UInt64(old) : 0
+    }
+
+    /// Marks inode `number` used or free. If this run flips the bit, the group's
+    /// free-inode and directory counts move by one; if the bit is already in the
+    /// wanted state (a re-run), the counts are reconciled with the bitmap and the
+    /// directory count moves only if the free count had not moved yet.
+    mutating func commitInodeBit(_ number: UInt32, allocate: Bool, directory: Bool) throws(FileSystemError) {
+        guard number >= 1, number <= geometry.inodesCount else { throw .corrupt }
+        let group = Int((number - 1) / geometry.inodesPerGroup)
+        let bit = Int((number - 1) % geometry.inodesPerGroup)
+        let bitmapBlock = descriptorField(group, GroupField.inodeBitmap)
+        try readBlock(bitmapBlock, into: .bitmap)
+        let bitmap = buffer(.bitmap)
+        let oldFree = descriptorCount(group, GroupField.freeInodes)
+        var newFree = oldFree
+        if Self.testBit(bitmap, bit) != allocate {
+            Self.setBit(bitmap, bit, allocate)
+            try writeBlock(bitmapBlock, from: .bitmap)
+            newFree = allocate ? oldFree - 1 : oldFree + 1
+            newFree = min(max(newFree, 0), Int(geometry.inodesPerGroup))
+        } else {
+            newFree = Self.countClear(bitmap, Int(geometry.inodesPerGroup))
+        }
+        guard newFree != oldFree else { return }
+        setDescriptorCount(group, GroupField.freeInodes, newFree)
+        if directory {
+            let dirs = descriptorCount(group, GroupField.usedDirectories)
+            setDescriptorCount(group, GroupField.usedDirectories, allocate ? dirs + 1 : dirs - 1)
+        }
+        freeInodesTotal = Self.adjusted(freeInodesTotal, from: oldFree, to: newFree)
+        superblockDirty = true
+        try writeDescriptor(of: group)
+    }
+
+    mutating func isInodeAllocated(_ number: UInt32) throws(FileSystemError) -> Bool {
+        guard number >= 1, number <= geometry.inodesCount else { throw .corrupt }
+        let group = Int((number - 1) / geometry.inodesPerGroup)
+        try readBlock(descriptorField(group, GroupField.inodeBitmap), into: .bitmap)
+        return Self.testBit(buffer(.bitmap), Int((number - 1) % geometry.inodesPerGroup))
+    }
+
+    mutating func isBlockAllocated(_ block: UInt32) throws(FileSystemError) -> Bool {
+        try checkDataBlock(block)
+        let group = geometry.group(ofBlock: block)
+        try readBlock(descriptorField(group, GroupField.blockBitmap), into: .bitmap)
+        return Self.testBit(buffer(.bitmap), Int(block - geometry.groupStart(group)))
+    }
+
+    // MARK: Interrupted operations of other clients
+
+    /// Tells a freshly mounted volume about an operation that was interrupted by
+    /// a crash and will be re-run later: until that re-run ends, nothing else
+    /// may allocate the blocks and inodes its intent names. (Without this, a
+    /// re-run could find "its" block taken by someone else in between.)
+    public mutating func adoptInterrupted(_ intent: Ext2Intent) {
+        guard intent.kind != .none else { return }
+        forgetInterrupted(tag: intent.tag)
+        guard memory.adoptedCount < VolumeMemory.adoptedCapacity else { return }
+        memory.adopted[memory.adoptedCount] = intent
+        memory.adoptedCount += 1
+    }
+
+    /// Drops an adopted intent (its operation finished or was abandoned).
+    public mutating func forgetInterrupted(tag: UInt64) {
+        var index = 0
+        while index < memory.adoptedCount {
+            if memory.adopted[index].tag == tag {
+                memory.adoptedCount -= 1
+                memory.adopted[index] = memory.adopted[memory.adoptedCount]
+            } else {
+                index += 1
+            }
+        }
+    }
+
+    func isBlockHeldByOthers(_ block: UInt32, tag: UInt64) -> Bool {
+        for index in 0..<memory.adoptedCount where memory.adopted[index].tag != tag {
+            if memory.adopted[index].holds(block: block) { return true }
+        }
+        return false
+    }
+
+    func isInodeHeldByOthers(_ number: UInt32, tag: UInt64) -> Bool {
+        for index in 0..<memory.adoptedCount where memory.adopted[index].tag != tag {
+            let other = memory.adopted[index]
+            if other.inode == number || other.otherInode == number { return true }
+        }
+        return false
+    }
+
+    // MARK: Allocation choices (no writes)
+
+    /// Picks `count` free blocks, starting at `goal`, that no adopted intent
+    /// holds, and records them as the intent's allocation reservation.
+    mutating func chooseBlocks(_ count: Int, goal: UInt32, for inode: UInt32, chunk: UInt32,
+                               intent: inout Ext2Intent) throws(FileSystemError) {
+        intent.clearReservation()
+        guard count > 0 else { return }
+        guard count <= Ext2Intent.reservationCapacity else { throw .corrupt }
+        let g = geometry
+        let goalBlock = goal >= g.firstDataBlock && goal < g.blocksCount ? goal : g.firstDataBlock
+        let goalGroup = g.group(ofBlock: goalBlock)
+        var found = 0
+        for step in 0...g.groupCount {
+            let group = (goalGroup + step) % g.groupCount
+            let wrapped = step == g.groupCount
+            if descriptorCount(group, GroupField.freeBlocks) == 0 { continue }
+            try readBlock(descriptorField(group, GroupField.blockBitmap), into: .bitmap)
+            let bitmap = buffer(.bitmap)
+            let limit = g.blocksInGroup(group)
+            let startBit = step == 0 || wrapped ? Int(goalBlock - g.groupStart(goalGroup)) : 0
+            let range = wrapped ? 0..<startBit : startBit..<limit
+            var bit = range.lowerBound
+            while bit < range.upperBound {
+                if bit & 63 == 0, bit + 64 <= range.upperBound,
+                   bitmap.loadUnaligned(fromByteOffset: bit >> 3, as: UInt64.self) == UInt64.max {
+                    bit += 64
+                    continue
+                }
+                let block = g.groupStart(group) + UInt32(bit)
+                if !Self.testBit(bitmap, bit), isDataBlock(block), !isBlockHeldByOthers(block, tag: intent.tag) {
+                    intent.setReservedBlock(found, block)
+                    found += 1
+                    if found == count {
+                        intent.reservationKind = .allocate
+                        intent.reservationCount = count
+                        intent.reservationInode = inode
+                        intent.reservationFirst = chunk
+                        return
+                    }
+                }
+                bit += 1
+            }
+        }
+        throw .noSpace
+    }
+
+    /// Picks a free inode: directories go to the group with the most free
+    /// inodes (spreading trees), files next to their parent.
+    mutating func chooseInode(directory: Bool, parent: UInt32, tag: UInt64) throws(FileSystemError) -> UInt32 {
+        let g = geometry
+        var startGroup = Int((parent - 1) / g.inodesPerGroup)
+        if directory {
+            var best = -1
+            for group in 0..<g.groupCount where best < 0
+                || descriptorCount(group, GroupField.freeInodes) > descriptorCount(best, GroupField.freeInodes) {
+                best = group
+            }
+            startGroup = max(best, 0)
+        }
+        for step in 0..<g.groupCount {
+            let group = (startGroup + step) % g.groupCount
+            if descriptorCount(group, GroupField.freeInodes) == 0 { continue }
+            try readBlock(descriptorField(group, GroupField.inodeBitmap), into: .bitmap)
+            let bitmap = buffer(.bitmap)
+            for bit in 0..<Int(g.inodesPerGroup) where !Self.testBit(bitmap, bit) {
+                let number = UInt32(group) * g.inodesPerGroup + UInt32(bit) + 1
+                if number >= g.firstInode && !isInodeHeldByOthers(number, tag: tag) { return number }
+            }
+        }
+        throw .noSpace
+    }
+
+    // MARK: Superblock
+
+    /// Writes the superblock's free counts if they changed.
+    mutating func writeSuperblockIfNeeded() throws(FileSystemError) {
+        guard superblockDirty else { return }
+        let sb = memory.superblock
+        sb.setLE32(SuperblockField.freeBlocksCount, UInt32(truncatingIfNeeded: freeBlocksTotal))
+        sb.setLE32(SuperblockField.freeInodesCount, UInt32(truncatingIfNeeded: freeInodesTotal))
+        let containing = UInt32(SuperblockField.byteOffset >> UInt64(geometry.blockShift))
+        if let slot = findCached(containing) { memory.cacheTags[slot] = VolumeMemory.noBlock }
+        try device.write(at: SuperblockField.byteOffset, from: UnsafeRawBufferPointer(sb))
+        superblockDirty = false
+    }
+
+    /// Writes the superblock counts if they changed, then flushes the device.
+    public mutating func sync() throws(FileSystemError) {
+        if geometry.writable { try writeSuperblockIfNeeded() }
+        try device.flush()
+    }
+}

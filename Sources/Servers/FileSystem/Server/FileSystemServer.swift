@@ -1,0 +1,432 @@
+// The filesystem server: ext2 for every program, restartable, with each client's open
+// files and locks in that client's server state region (paper §3).
+//
+// What lives where:
+//
+//   client's SSR (survives a crash)     server memory (rebuilt or revalidated)
+//   ---------------------------------   -----------------------------------------
+//   handles: inode, inode generation,   the mounted volume: superblock, group
+//     offset, open flags, last read       descriptors, block cache (read again
+//   locks the client holds                from the disk after a restart)
+//   the intent of a multi-step update   the lock table and its waiting clients
+//     in progress (Ext2Intent)            (rebuilt from every SSR's locks; a
+//   the position an O_APPEND write        waiting request is delivered again by
+//     chose                               the kernel and waits again)
+//
+// Configuration. Which storage server holds the disk and whether to mount it
+// read-write come from the configuration service (`fs.storage`, `fs.mount`), read
+// at the first request after every start: a restarted server never trusts what the
+// crashed one remembered. The volume is mounted lazily, so the server starts (and
+// answers `notMounted`) even when there is no usable disk.
+//
+// Crash safety. Every update reaches the disk before its reply (the engine writes
+// through), so an acknowledged write survives a crash of this server or of the
+// storage server. A request interrupted by a crash is delivered again and run
+// again: the engine's intent, checkpointed into the SSR before each step that
+// depends on it, makes the second run finish the first instead of repeating it
+// (Ext2.swift explains the write ordering). A handle names its file by inode *and*
+// the inode's generation, so a handle to a deleted file answers `staleHandle`
+// instead of reading whatever file reuses the inode.
+//
+// A reply's payload is not cached with the reply: a read answered and committed
+// just before a crash is regenerated from the committed state (the handle's offset
+// and last read count); directory listings and status are simply computed again.
+
+import ConfigAPI
+import CurioUser
+import Ext2
+import FileSystemCore
+import SSRFormat
+import SSRServer
+import StorageAPI
+
+/// Ext2's block device: the storage server, 512-byte sectors, at most 4 KiB a call.
+struct StorageBlockDevice: BlockDevice {
+    var storage: BlockStorage
+    let byteCount: UInt64
+
+    mutating func read(at byteOffset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(FileSystemError) {
+        do throws(StorageError) {
+            try storage.read(sector: byteOffset / 512, count: buffer.count / 512, into: buffer, priority: 3)
+        } catch {
+            throw .ioError
+        }
+    }
+
+    mutating func write(at byteOffset: UInt64, from buffer: UnsafeRawBufferPointer) throws(FileSystemError) {
+        do throws(StorageError) {
+            try storage.write(sector: byteOffset / 512, from: buffer, priority: 3)
+        } catch .readOnly {
+            throw .readOnly
+        } catch {
+            throw .ioError
+        }
+    }
+
+    mutating func flush() throws(FileSystemError) {
+        do throws(StorageError) { try storage.flush(priority: 3) } catch { throw .ioError }
+    }
+}
+
+/// One client's state in its SSR.
+struct FileSystemClientRecord: BitwiseCopyable {
+    var files: FileSystemClientState
+    /// The engine's record of a multi-step update in progress (its tag is the request's id).
+    var intent: Ext2Intent
+    /// An O_APPEND write in progress: its request id (0: none) and the end of the file
+    /// it chose to write at, so that a second run writes there too, not at the new end.
+    var appendRequest: UInt64
+    var appendPosition: UInt64
+
+    static var initial: FileSystemClientRecord {
+        FileSystemClientRecord(files: .initial, intent: Ext2Intent(tag: 0), appendRequest: 0, appendPosition: 0)
+    }
+}
+
+typealias Volume = Ext2Volume<StorageBlockDevice>
+
+struct FileSystemService: SSRService {
+    typealias State = FileSystemClientRecord
+
+    static let layoutVersion: UInt32 = 1
+    static var initialState: FileSystemClientRecord { .initial }
+    static var notificationMask: UInt32 { 0 }
+    static func check(_ state: FileSystemClientRecord) -> Bool { FileSystemClientState.isConsistent(state.files) }
+
+    var volume: Volume?
+    /// `fs.mount` said "ro": updates are refused before they reach the engine.
+    var readOnly = false
+    let locks = LockTable()
+    /// The seconds of the volume's last write time at mount, and the clock then: the
+    /// server has no calendar clock, so time moves on from what the disk last saw.
+    var mountSeconds: UInt32 = 0
+    var mountClock: UInt64 = 0
+
+    // MARK: Mounting
+
+    /// Mounts the disk the configuration names, if not mounted yet.
+    mutating func mount() throws(FileSystemError) {
+        if volume != nil { return }
+        let value = UnsafeMutableRawBufferPointer.allocate(byteCount: 32, alignment: 8)
+        defer { value.deallocate() }
+        let program: StaticString = "fs"
+        let programBytes = UnsafeRawBufferPointer(start: program.utf8Start, count: program.utf8CodeUnitCount)
+        var storage: BlockStorage
+        do throws(StorageError) {
+            let length = (try? Config.get(program: programBytes, setting: "storage", into: value)) ?? 0
+            if length > 0 {
+                storage = try BlockStorage(server: UnsafeRawBufferPointer(rebasing: value[0..<length]))
+            } else {
+                let fallback: StaticString = "storage"
+                storage = try BlockStorage(server: UnsafeRawBufferPointer(start: fallback.utf8Start,
+                                                                          count: fallback.utf8CodeUnitCount))
+            }
+        } catch {
+            throw .notMounted
+        }
+        let info: StorageDeviceInfo
+        do throws(StorageError) { info = try storage.info() } catch { throw .notMounted }
+        // The superblock's last write time (s_wtime, byte 48 of the superblock at 1024).
+        let superblock = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 8)
+        defer { superblock.deallocate() }
+        do throws(StorageError) { try storage.read(sector: 2, count: 2, into: superblock) } catch { throw .ioError }
+        mountSeconds = superblock.load(fromByteOffset: 48, as: UInt32.self)
+        mountClock = System.clock()
+        let device = StorageBlockDevice(storage: storage, byteCount: info.capacity * 512)
+        let mounted = try Volume(device: device, cacheBlocks: 64)
+        let mode = (try? Config.get(program: programBytes, setting: "mount", into: value)) ?? 0
+        readOnly = info.readOnly || (mode == 2 && value[0] == UInt8(ascii: "r") && value[1] == UInt8(ascii: "o"))
+        volume = mounted
+    }
+
+    var now: UInt32 {
+        mountSeconds &+ UInt32(truncatingIfNeeded: (System.clock() &- mountClock) / 10_000_000)
+    }
+
+    // MARK: Recovery and clients
+
+    mutating func rebuild(client: TaskID, state: FileSystemClientRecord) {
+        // A client whose locks no longer fit would wrongly look lock-free: restart
+        // rather than grant its locks to someone else.
+        do throws(FileSystemError) {
+            try locks.addHeldLocks(of: ClientID(rawValue: client.rawValue), from: state.files)
+        } catch {
+            System.reportFailure()
+        }
+    }
+
+    mutating func clientEnded(client: TaskID, state: FileSystemClientRecord?) {
+        locks.forget(client: ClientID(rawValue: client.rawValue))
+        SSRServer<FileSystemService>.requestFollowUp()
+    }
+
+    mutating func notified(bits: UInt) {}
+
+    /// Grants the waiting lock requests that no longer conflict.
+    mutating func followUp() {
+        while let waiter = locks.takeGrantableWaiter() {
+            let table = locks
+            _ = try? SSRServer<FileSystemService>.complete(TaskID(rawValue: waiter.client.rawValue)) { state in
+                do throws(FileSystemError) {
+                    var files = state.files
+                    try files.applyLock(waiter.handle, range: waiter.range, kind: waiter.kind)
+                    try table.acquire(client: waiter.client, file: waiter.file, range: waiter.range, kind: waiter.kind)
+                    state.files = files
+                    return .reply(0)
+                } catch {
+                    return .reply(error.rawValue)
+                }
+            }
+        }
+    }
+
+    // MARK: Requests
+
+    mutating func handle(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
+                         state: inout FileSystemClientRecord) -> SSROutcome {
+        guard locks.isIntact else { System.reportFailure() }
+        let requestID = SSRServer<FileSystemService>.currentRequestID
+        if requestID == 0 || state.intent.tag != requestID { state.intent = Ext2Intent(tag: requestID) }
+        let outcome: SSROutcome
+        do throws(FileSystemError) {
+            let request = try FileSystemRequest.decode(operation: operation, words: words, payload: payload.request)
+            try mount()
+            if readOnly && request.updates { throw .readOnly }
+            volume!.now = now
+            outcome = try perform(request, reply: payload.replyBuffer, client: client, state: &state)
+        } catch {
+            outcome = .reply(error.rawValue)
+        }
+        // The update is over (done or refused): its intent and append position go with
+        // the reply's commit.
+        state.intent = Ext2Intent(tag: 0)
+        state.appendRequest = 0
+        state.appendPosition = 0
+        return outcome
+    }
+
+    /// The file a handle names, checked to still be that file.
+    mutating func openFile(_ record: HandleSlot) throws(FileSystemError) -> FileStatus {
+        let status = try volume!.status(InodeNumber(record.inode))
+        guard status.generation == record.inodeGeneration, status.links > 0 else { throw .staleHandle }
+        return status
+    }
+
+    mutating func perform(_ request: FileSystemRequest, reply: UnsafeMutableRawBufferPointer, client: TaskID,
+                          state: inout FileSystemClientRecord) throws(FileSystemError) -> SSROutcome {
+        // The engine updates its intent here and hands it to `checkpoint`, which commits
+        // it with the rest of the client's state (kept apart for exclusive access).
+        var intent = state.intent
+        func checkpoint(_ progress: Ext2Intent) {
+            var record = state
+            record.intent = progress
+            SSRServer<FileSystemService>.checkpoint(record)
+        }
+        let me = ClientID(rawValue: client.rawValue)
+        switch request {
+        case .open(let path, let flags, let permissions):
+            // Room for the handle first: nothing is created for a client that cannot hold it.
+            var probe = state.files
+            _ = try probe.open(inode: InodeNumber.root, generation: 0, flags: .read)
+            var inode: InodeNumber
+            var created = false
+            if flags.contains(.create) {
+                let parent = try volume!.resolveParent(path)
+                let name = UnsafeRawBufferPointer(rebasing: path[parent.nameStart..<parent.nameStart + parent.nameCount])
+                do throws(FileSystemError) {
+                    inode = try volume!.create(name, in: parent.directory, type: .regular, permissions: permissions,
+                                               intent: &intent, checkpoint: checkpoint)
+                    created = true
+                } catch .exists {
+                    guard !flags.contains(.exclusive) else { throw .exists }
+                    inode = try volume!.lookup(name, in: parent.directory)
+                }
+            } else {
+                inode = try volume!.resolve(path)
+            }
+            let status = try volume!.status(inode)
+            if status.type == .directory {
+                guard flags.contains(.directory), !flags.contains(.write) else { throw .isADirectory }
+            }
+            if flags.contains(.truncate), !created, status.size > 0 {
+                try volume!.truncate(inode, to: 0, intent: &intent, checkpoint: checkpoint)
+            }
+            let handle = try state.files.open(inode: inode, generation: status.generation, flags: flags)
+            return .reply(0, UInt(handle.rawValue), 0)
+
+        case .close(let handle):
+            let closed = try state.files.close(handle)
+            locks.releaseAll(client: me, file: closed.file)
+            SSRServer<FileSystemService>.requestFollowUp()
+            return .reply(0)
+
+        case .read(let handle, let count):
+            let record = state.files.handles[try state.files.slot(of: handle, allowing: .read)]
+            _ = try openFile(record)
+            let read = try volume!.read(InodeNumber(record.inode), at: record.offset,
+                                        into: UnsafeMutableRawBufferPointer(rebasing: reply[0..<min(count, reply.count)]))
+            try state.files.recordRead(handle, count: read)
+            return .reply(code: 0, words: (UInt(read), UInt(record.offset) + UInt(read)), length: read)
+
+        case .write(let handle, let data):
+            let record = state.files.handles[try state.files.slot(of: handle, allowing: .write)]
+            let status = try openFile(record)
+            var position = try state.files.writePosition(handle, fileSize: status.size)
+            if record.openFlags.contains(.append) && state.intent.tag != 0 {
+                let requestID = state.intent.tag
+                if state.appendRequest == requestID {
+                    position = state.appendPosition
+                } else {
+                    state.appendRequest = requestID
+                    state.appendPosition = position
+                    SSRServer<FileSystemService>.checkpoint(state)
+                }
+            }
+            let written = try volume!.write(InodeNumber(record.inode), at: position, from: data,
+                                            intent: &intent, checkpoint: checkpoint)
+            try state.files.recordWrite(handle, at: position, count: written)
+            return .reply(0, UInt(written), UInt(position) + UInt(written))
+
+        case .seek(let handle, let offset, let whence):
+            let record = try state.files.file(handle)
+            let size = whence == .end ? try openFile(record).size : 0
+            let position = try state.files.seek(handle, offset: offset, whence: whence, fileSize: size)
+            return .reply(0, UInt(position), 0)
+
+        case .stat(let path):
+            let status = try volume!.status(try volume!.resolve(path))
+            return .reply(code: 0, words: (0, 0), length: status.encode(into: reply))
+
+        case .fstat(let handle):
+            let status = try openFile(try state.files.file(handle))
+            return .reply(code: 0, words: (0, 0), length: status.encode(into: reply))
+
+        case .truncate(let path, let size):
+            let inode = try volume!.resolve(path)
+            guard try volume!.status(inode).type != .directory else { throw .isADirectory }
+            try volume!.truncate(inode, to: size, intent: &intent, checkpoint: checkpoint)
+            return .reply(0)
+
+        case .ftruncate(let handle, let size):
+            let record = state.files.handles[try state.files.slot(of: handle, allowing: .write)]
+            _ = try openFile(record)
+            try volume!.truncate(InodeNumber(record.inode), to: size, intent: &intent, checkpoint: checkpoint)
+            return .reply(0)
+
+        case .mkdir(let path, let permissions):
+            let parent = try volume!.resolveParent(path)
+            let name = UnsafeRawBufferPointer(rebasing: path[parent.nameStart..<parent.nameStart + parent.nameCount])
+            _ = try volume!.create(name, in: parent.directory, type: .directory, permissions: permissions,
+                                   intent: &intent, checkpoint: checkpoint)
+            return .reply(0)
+
+        case .rmdir(let path):
+            let parent = try volume!.resolveParent(path)
+            let name = UnsafeRawBufferPointer(rebasing: path[parent.nameStart..<parent.nameStart + parent.nameCount])
+            try volume!.removeDirectory(name, in: parent.directory, intent: &intent, checkpoint: checkpoint)
+            return .reply(0)
+
+        case .unlink(let path):
+            let parent = try volume!.resolveParent(path)
+            let name = UnsafeRawBufferPointer(rebasing: path[parent.nameStart..<parent.nameStart + parent.nameCount])
+            try volume!.unlink(name, in: parent.directory, intent: &intent, checkpoint: checkpoint)
+            return .reply(0)
+
+        case .rename(let from, let to):
+            let source = try volume!.resolveParent(from)
+            let target = try volume!.resolveParent(to)
+            let oldName = UnsafeRawBufferPointer(rebasing: from[source.nameStart..<source.nameStart + source.nameCount])
+            let newName = UnsafeRawBufferPointer(rebasing: to[target.nameStart..<target.nameStart + target.nameCount])
+            try volume!.rename(oldName, in: source.directory, to: newName, in: target.directory,
+                               intent: &intent, checkpoint: checkpoint)
+            return .reply(0)
+
+        case .readDirectory(let path, let start):
+            let directory = try volume!.resolve(path)
+            var page = DirectoryPageWriter(reply)
+            var cursor = start
+            var entry = DirectoryEntry()
+            while true {
+                guard let next = try volume!.readDirectory(directory, cursor: cursor, into: &entry) else {
+                    cursor = 0
+                    break
+                }
+                guard try page.append(entry) else { break }  // starts the next page
+                cursor = next
+            }
+            return .reply(code: 0, words: (UInt(cursor), UInt(page.count)), length: page.length)
+
+        case .lock(let handle, let range, let kind, let wait):
+            let file = try state.files.file(handle).file
+            if kind == .unlock {
+                var files = state.files
+                try files.applyLock(handle, range: range, kind: .unlock)
+                try locks.release(client: me, file: file, range: range)
+                state.files = files
+                SSRServer<FileSystemService>.requestFollowUp()
+                return .reply(0)
+            }
+            if locks.conflictingHolder(client: me, file: file, range: range, kind: kind) != nil {
+                guard wait else { throw .wouldBlock }
+                let waiter = LockTable.Waiter(client: me, handle: handle, file: file, range: range, kind: kind)
+                guard !locks.wouldDeadlock(waiter) else { throw .deadlock }
+                try locks.enqueue(waiter)
+                return .deferred
+            }
+            var files = state.files
+            try files.applyLock(handle, range: range, kind: kind)
+            try locks.acquire(client: me, file: file, range: range, kind: kind)
+            state.files = files
+            return .reply(0)
+
+        case .statistics:
+            return .reply(code: 0, words: (0, 0), length: volume!.statistics.encode(into: reply))
+
+        case .sync:
+            try volume!.sync()
+            return .reply(0)
+        }
+    }
+
+    mutating func replayPayload(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
+                                state: FileSystemClientRecord, reply: SSRReply) -> Int? {
+        guard operation == FileSystemOperation.read.rawValue else {
+            // Listings and status are computed again; updates carry no payload.
+            switch FileSystemOperation(rawValue: operation) {
+            case .readDirectory?, .stat?, .fstat?, .statistics?: return nil
+            default: return 0
+            }
+        }
+        guard reply.code == 0 else { return 0 }
+        do throws(FileSystemError) {
+            guard case .read(let handle, _) = try FileSystemRequest.decode(operation: operation, words: words,
+                                                                         payload: payload.request) else { return 0 }
+            try mount()
+            let (offset, count) = try state.files.readToReplay(handle)
+            let record = try state.files.file(handle)
+            return try volume!.read(InodeNumber(record.inode), at: offset,
+                                    into: UnsafeMutableRawBufferPointer(rebasing: payload.replyBuffer[0..<count]))
+        } catch {
+            System.reportFailure()
+        }
+    }
+}
+
+extension FileSystemRequest {
+    /// Whether the request changes the disk.
+    var updates: Bool {
+        switch self {
+        case .open(_, let flags, _): flags.contains(.create) || flags.contains(.truncate)
+        case .write, .truncate, .ftruncate, .mkdir, .rmdir, .unlink, .rename: true
+        case .close, .read, .seek, .stat, .fstat, .readDirectory, .lock, .statistics, .sync: false
+        }
+    }
+}
+
+@main
+struct FileSystemServer {
+    static func main() {
+        var server = SSRServer(service: FileSystemService())
+        server.run()
+    }
+}

@@ -1,0 +1,129 @@
+// What the storage server keeps in each client's SSR: the client's one outstanding
+// request (clients call synchronously, so there is at most one) and its counters.
+//
+// Why the request lives here and not only in the server's queue: the paper's storage
+// server keeps "information about outstanding requests such as priority and requested
+// blocks in client SSRs", and its global queue only as a cache of them. After a crash
+// the restarted server walks the SSRs and re-inserts every outstanding request with
+// its original arrival number, so the queue comes back in the same order and no
+// client has to resubmit. A request the old instance had already handed the device is
+// put back to `queued` (`requeueAfterRestart`): the restart reset the device, which
+// forgot it, and a block read or write may safely be done twice.
+//
+// Fields are plain integers rather than enums: a damaged byte in an enum field would
+// be undefined behaviour when read, while a damaged integer is simply caught by
+// `isConsistent`, which the server runs on every SSR it loads.
+//
+//   offset  field            meaning
+//   ------  ---------------  ------------------------------------------------
+//   0       requestID        the outstanding request's id (0: none)
+//   8       sector           its first sector (0 for a flush)
+//   16      arrival          its arrival number (server-wide from 1, orders FIFO)
+//   24      kind             StorageRequestKind raw value (0: none)
+//   25      count            sectors (1...8; 0 for a flush)
+//   26      priority         0 (most urgent) ... 7
+//   27      phase            StorageRequestPhase raw value
+//   28      reserved         zero
+//   32      completed        requests completed (ok or failed)
+//   40      failed           of those, the ones that failed
+//   48      sectorsRead
+//   56      sectorsWritten
+
+public enum StorageRequestPhase: UInt8, Sendable {
+    case idle = 0
+    /// Waiting in the server's queue.
+    case queued = 1
+    /// Handed to the device.
+    case submitted = 2
+}
+
+public struct StorageClientState: BitwiseCopyable, Sendable {
+    public var requestID: UInt64
+    public var sector: UInt64
+    public var arrival: UInt64
+    public var kind: UInt8
+    public var count: UInt8
+    public var priority: UInt8
+    public var phase: UInt8
+    public var reserved: UInt32
+    public var completed: UInt64
+    public var failed: UInt64
+    public var sectorsRead: UInt64
+    public var sectorsWritten: UInt64
+
+    public static var initial: StorageClientState {
+        StorageClientState(requestID: 0, sector: 0, arrival: 0, kind: 0, count: 0, priority: 0, phase: 0, reserved: 0,
+                           completed: 0, failed: 0, sectorsRead: 0, sectorsWritten: 0)
+    }
+
+    /// The outstanding request, if any (nil also for a damaged record).
+    public var outstanding: StorageRequest? {
+        guard phase != StorageRequestPhase.idle.rawValue, let known = StorageRequestKind(rawValue: kind) else {
+            return nil
+        }
+        return StorageRequest(kind: known, sector: sector, count: Int(count), priority: priority)
+    }
+
+    public var requestPhase: StorageRequestPhase? { StorageRequestPhase(rawValue: phase) }
+
+    /// Records a newly accepted (decoded, validated) request as queued.
+    public mutating func accept(_ request: StorageRequest, id: UInt64, arrival: UInt64) {
+        requestID = id
+        sector = request.sector
+        self.arrival = arrival
+        kind = request.kind.rawValue
+        count = UInt8(truncatingIfNeeded: request.count)
+        priority = request.priority
+        phase = StorageRequestPhase.queued.rawValue
+    }
+
+    public mutating func markSubmitted() {
+        phase = StorageRequestPhase.submitted.rawValue
+    }
+
+    /// A submitted request the device forgot (the server restarted, or reset the
+    /// device after an error) goes back to the queue with its arrival number.
+    public mutating func requeueAfterRestart() {
+        if phase == StorageRequestPhase.submitted.rawValue { phase = StorageRequestPhase.queued.rawValue }
+    }
+
+    /// Ends the outstanding request and counts it.
+    public mutating func complete(succeeded: Bool) {
+        completed &+= 1
+        if succeeded {
+            if kind == StorageRequestKind.read.rawValue { sectorsRead &+= UInt64(count) }
+            if kind == StorageRequestKind.write.rawValue { sectorsWritten &+= UInt64(count) }
+        } else {
+            failed &+= 1
+        }
+        requestID = 0
+        sector = 0
+        arrival = 0
+        kind = 0
+        count = 0
+        priority = 0
+        phase = StorageRequestPhase.idle.rawValue
+    }
+
+    /// The invariants every committed state satisfies; a state that breaks them was
+    /// damaged (or computed by a damaged server) and is not trusted. With `capacity`,
+    /// the outstanding request must also lie on the device.
+    public static func isConsistent(_ state: StorageClientState, capacity: UInt64 = .max) -> Bool {
+        guard state.reserved == 0, state.failed <= state.completed else { return false }
+        let (maximumSectors, overflow) = state.completed.multipliedReportingOverflow(
+            by: UInt64(StorageLimits.maximumSectorsPerRequest))
+        let (moved, movedOverflow) = state.sectorsRead.addingReportingOverflow(state.sectorsWritten)
+        guard movedOverflow == false, overflow || moved <= maximumSectors else { return false }
+        guard let phase = StorageRequestPhase(rawValue: state.phase) else { return false }
+        if phase == .idle {
+            return state.requestID == 0 && state.sector == 0 && state.arrival == 0 && state.kind == 0
+                && state.count == 0 && state.priority == 0
+        }
+        guard state.requestID != 0, state.arrival != 0, state.priority <= StorageLimits.lowestPriority,
+              let kind = StorageRequestKind(rawValue: state.kind) else { return false }
+        if kind == .flush { return state.count == 0 && state.sector == 0 }
+        let count = UInt64(state.count)
+        return count >= 1 && count <= UInt64(StorageLimits.maximumSectorsPerRequest)
+            && state.sector <= capacity && count <= capacity - state.sector
+    }
+}

@@ -1,0 +1,370 @@
+// A driver for a modern virtio-mmio block device, small enough to read in one sitting
+// and written for a server that can crash and be restarted at any instant.
+//
+// Restart. A new server instance knows nothing of what the previous one handed the
+// device: requests may still be in flight, their rings and buffers in pages the old
+// instance owned. So `initialize` always starts with a full device reset (Status = 0,
+// then waiting until the device reads back 0), after which the device has forgotten
+// every queue and request (§2.1.2, §4.2.3.1). The driver keeps nothing that must
+// survive: which client's request is outstanding lives in the client's SSR, and the
+// server resubmits requests that were submitted but not completed. Completions are
+// never duplicated, because the device answers only requests of the current instance.
+//
+// One request is three descriptors (two for a flush), in the order the device wants:
+//
+//   descriptor  buffer                                   device   bytes
+//   ----------  ---------------------------------------  -------  -----------------
+//   1           header: type u32, reserved u32, sector   reads    16
+//   2           the data (read: filled; write: stored)   either   512 * n (absent
+//                                                                  for a flush)
+//   3           status: 0 OK, 1 IOERR, 2 UNSUPP          writes   1
+//
+// Header and status live in the driver's DMA region, one of each per request slot
+// (at most 8 requests fit a 16-entry queue). The status byte is set to 0xFF before
+// submission, so a device that completes a request without writing a status is
+// caught instead of read as success. The data buffer is the caller's: physically
+// contiguous and at most 4 KiB.
+//
+// DMA region (given to `init`; 16-byte aligned, at least `requiredDMABytes`):
+//
+//   offset  bytes    contents
+//   ------  -------  ---------------------------------------------
+//   0       512      the split virtqueue (see SplitVirtqueue)
+//   512     8 * 16   request headers, one per request slot
+//   640     8        status bytes, one per request slot
+//   648..1023        unused
+//
+// Every loop is bounded: the reset poll and the configuration read by constants, the
+// completion loop by the queue size. Every value the device writes back is checked
+// before use (SplitVirtqueue for the used ring, `collect` for the status byte).
+
+public enum StorageDeviceError: Error, Equatable, Sendable {
+    /// No virtio device in the slot (wrong magic value, or device id 0).
+    case notVirtio
+    /// A legacy (version 1) virtio-mmio device.
+    case legacyDevice
+    /// A virtio device, but not a block device.
+    case notBlockDevice
+    /// The device does not offer VIRTIO_F_VERSION_1.
+    case missingVersion1
+    /// The device refused our feature set (FEATURES_OK did not stick).
+    case featuresRejected
+    /// The device did not read back status 0 after a reset.
+    case resetTimeout
+    /// Queue 0 does not exist, or cannot have the size we need.
+    case queueUnavailable
+    /// Queue 0 was already live when we came to set it up.
+    case queueInUse
+    /// The configuration kept changing while we read it.
+    case configUnstable
+    case dmaRegionTooSmall
+    case dmaRegionMisaligned
+    /// The driver was never initialized, or failed since.
+    case notReady
+    /// No room for another request until some complete.
+    case queueFull
+    /// A write to a read-only device.
+    case readOnly
+    /// A flush to a device without a write cache (nothing to flush: the caller may
+    /// answer success at once).
+    case flushUnsupported
+    /// A byte count that is not a whole number of sectors in 1...4 KiB (0 for flush).
+    case badRequest
+    /// The device moved the used index past the requests in flight.
+    case badUsedIndex
+    /// The device returned a chain id that is not a chain in flight.
+    case badUsedID
+}
+
+/// How the device finished a request.
+public enum VirtioBlockStatus: Equatable, Sendable {
+    case ok
+    /// The device reported an I/O error (also what it reports for sectors past the end).
+    case ioError
+    /// The device did not understand the request.
+    case unsupported
+    /// The device broke the protocol for this request: a status byte outside the
+    /// specification (or none written), or a length larger than the request offered.
+    case deviceError
+
+    public var replyCode: StorageReplyCode {
+        switch self {
+        case .ok: .ok
+        case .ioError, .unsupported, .deviceError: .ioError
+        }
+    }
+}
+
+public enum VirtioBlockDriverState: Equatable, Sendable {
+    /// The device is reset (or never touched): no request can be submitted.
+    case reset
+    case ready
+    /// The device broke the protocol; reset and initialize again.
+    case failed
+}
+
+public struct VirtioBlockDriver<Registers: VirtioRegisters, Barrier: VirtioBarrier> {
+    public static var requiredDMABytes: Int { 1024 }
+    public static var requestSlots: Int { 8 }
+
+    static var headerOffset: Int { SplitVirtqueue<Barrier>.requiredBytes }
+    static var headerBytes: Int { 16 }
+    static var statusOffset: Int { headerOffset + requestSlots * headerBytes }
+    static var statusNotWritten: UInt8 { 0xFF }
+    static var resetPollLimit: Int { 100_000 }
+    static var configReadAttempts: Int { 8 }
+
+    /// virtio-blk request types (§5.2.6).
+    static var typeIn: UInt32 { 0 }
+    static var typeOut: UInt32 { 1 }
+    static var typeFlush: UInt32 { 4 }
+
+    public let registers: Registers
+    let barrier: Barrier
+    let dma: DMARegion
+    var queue: SplitVirtqueue<Barrier>
+    /// Request slots in use (bit i = slot i).
+    var busySlots: UInt32
+    /// The caller's tag of each slot in use.
+    var tags: InlineArray<8, UInt16>
+    public private(set) var state: VirtioBlockDriverState
+    /// The features both sides agreed on (valid once ready).
+    public private(set) var features: UInt64
+    /// The device's size in 512-byte sectors (valid once ready).
+    public private(set) var capacity: UInt64
+
+    /// Takes the device's registers and the DMA region; touches neither the device nor
+    /// anything but the region until `initialize`.
+    public init(registers: Registers, dma: DMARegion, barrier: Barrier) throws(StorageDeviceError) {
+        guard dma.byteCount >= Self.requiredDMABytes else { throw .dmaRegionTooSmall }
+        self.registers = registers
+        self.barrier = barrier
+        self.dma = dma
+        queue = try SplitVirtqueue(memory: dma.slice(from: 0, byteCount: SplitVirtqueue<Barrier>.requiredBytes),
+                                   barrier: barrier)
+        busySlots = 0
+        tags = InlineArray(repeating: 0)
+        state = .reset
+        features = 0
+        capacity = 0
+    }
+
+    /// Whether the register window holds a modern virtio block device (a slot scan
+    /// calls this on each of the eight virtio-mmio slots).
+    public static func probe(_ registers: Registers) -> Bool {
+        identify(registers) == nil
+    }
+
+    static func identify(_ registers: Registers) -> StorageDeviceError? {
+        guard registers.read32(VirtioMMIO.magicValue) == VirtioMMIO.expectedMagic else { return .notVirtio }
+        guard registers.read32(VirtioMMIO.version) == VirtioMMIO.modernVersion else { return .legacyDevice }
+        let id = registers.read32(VirtioMMIO.deviceID)
+        guard id != 0 else { return .notVirtio }
+        guard id == VirtioMMIO.blockDeviceID else { return .notBlockDevice }
+        return nil
+    }
+
+    public var isReadOnly: Bool { features & VirtioFeature.blockReadOnly != 0 }
+    public var hasWriteCache: Bool { features & VirtioFeature.blockFlush != 0 }
+    public var queueSize: Int { queue.size }
+    public var requestsInFlight: Int { busySlots.nonzeroBitCount }
+    /// Whether a read or write could be submitted now.
+    public var canSubmit: Bool {
+        state == .ready && busySlots != (1 << UInt32(Self.requestSlots)) - 1 && queue.freeDescriptorCount >= 3
+    }
+    public var info: StorageDeviceInfo {
+        StorageDeviceInfo(capacity: capacity, readOnly: isReadOnly, hasWriteCache: hasWriteCache)
+    }
+    /// The device asks to be reset (it hit an internal error).
+    public var deviceNeedsReset: Bool {
+        registers.read32(VirtioMMIO.status) & VirtioStatus.deviceNeedsReset != 0
+    }
+
+    /// Resets the device and forgets every request in flight: afterwards the device
+    /// neither reads nor writes any of our memory, and no old request completes.
+    public mutating func reset() throws(StorageDeviceError) {
+        registers.write32(VirtioMMIO.status, 0)
+        var quiet = false
+        for _ in 0..<Self.resetPollLimit where registers.read32(VirtioMMIO.status) == 0 {
+            quiet = true
+            break
+        }
+        state = .failed
+        guard quiet else { throw .resetTimeout }
+        try queue.reset(size: 0)
+        busySlots = 0
+        state = .reset
+    }
+
+    /// Brings the device from any state to ready (§3.1.1): reset, ACKNOWLEDGE, DRIVER,
+    /// features, FEATURES_OK, queue 0, DRIVER_OK. On failure the device is left with
+    /// FAILED set and the driver in `.failed`.
+    public mutating func initialize() throws(StorageDeviceError) {
+        state = .failed
+        if let wrong = Self.identify(registers) { throw wrong }
+        try reset()
+        var status = VirtioStatus.acknowledge
+        registers.write32(VirtioMMIO.status, status)
+        status |= VirtioStatus.driver
+        registers.write32(VirtioMMIO.status, status)
+        do throws(StorageDeviceError) {
+            try negotiateFeatures(status: &status)
+            capacity = try readCapacity()
+            try setUpQueue()
+        } catch {
+            registers.write32(VirtioMMIO.status, status | VirtioStatus.failed)
+            state = .failed
+            throw error
+        }
+        status |= VirtioStatus.driverOK
+        registers.write32(VirtioMMIO.status, status)
+        state = .ready
+    }
+
+    mutating func negotiateFeatures(status: inout UInt32) throws(StorageDeviceError) {
+        registers.write32(VirtioMMIO.deviceFeaturesSelect, 0)
+        let low = registers.read32(VirtioMMIO.deviceFeatures)
+        registers.write32(VirtioMMIO.deviceFeaturesSelect, 1)
+        let high = registers.read32(VirtioMMIO.deviceFeatures)
+        let offered = UInt64(high) << 32 | UInt64(low)
+        guard offered & VirtioFeature.version1 != 0 else { throw .missingVersion1 }
+        // Everything else (indirect descriptors, event index, packed rings...) stays off:
+        // the driver is simpler without them and a block device must work without them.
+        let accepted = VirtioFeature.version1 | offered & (VirtioFeature.blockFlush | VirtioFeature.blockReadOnly)
+        registers.write32(VirtioMMIO.driverFeaturesSelect, 0)
+        registers.write32(VirtioMMIO.driverFeatures, UInt32(truncatingIfNeeded: accepted))
+        registers.write32(VirtioMMIO.driverFeaturesSelect, 1)
+        registers.write32(VirtioMMIO.driverFeatures, UInt32(truncatingIfNeeded: accepted >> 32))
+        status |= VirtioStatus.featuresOK
+        registers.write32(VirtioMMIO.status, status)
+        guard registers.read32(VirtioMMIO.status) & VirtioStatus.featuresOK != 0 else { throw .featuresRejected }
+        features = accepted
+    }
+
+    /// The capacity, read as two 32-bit halves; the configuration generation before and
+    /// after must match, or the halves may come from different values (§4.2.2.2).
+    func readCapacity() throws(StorageDeviceError) -> UInt64 {
+        for _ in 0..<Self.configReadAttempts {
+            let generation = registers.read32(VirtioMMIO.configGeneration)
+            let low = registers.read32(VirtioMMIO.blockCapacityLow)
+            let high = registers.read32(VirtioMMIO.blockCapacityHigh)
+            if registers.read32(VirtioMMIO.configGeneration) == generation {
+                return UInt64(high) << 32 | UInt64(low)
+            }
+        }
+        throw .configUnstable
+    }
+
+    /// Queue 0 of size min(QueueNumMax, 16), rounded down to a power of two (§4.2.3.2).
+    mutating func setUpQueue() throws(StorageDeviceError) {
+        registers.write32(VirtioMMIO.queueSelect, 0)
+        guard registers.read32(VirtioMMIO.queueReady) == 0 else { throw .queueInUse }
+        let largest = min(Int(registers.read32(VirtioMMIO.queueNumMax)), SplitVirtqueue<Barrier>.maximumSize)
+        guard largest >= 2 else { throw .queueUnavailable }
+        var size = 1
+        while size * 2 <= largest { size *= 2 }
+        try queue.reset(size: size)
+        registers.write32(VirtioMMIO.queueNum, UInt32(size))
+        writeAddress(queue.descriptorTablePhysical, low: VirtioMMIO.queueDescriptorLow,
+                     high: VirtioMMIO.queueDescriptorHigh)
+        writeAddress(queue.availableRingPhysical, low: VirtioMMIO.queueDriverLow, high: VirtioMMIO.queueDriverHigh)
+        writeAddress(queue.usedRingPhysical, low: VirtioMMIO.queueDeviceLow, high: VirtioMMIO.queueDeviceHigh)
+        registers.write32(VirtioMMIO.queueReady, 1)
+    }
+
+    func writeAddress(_ address: UInt64, low: Int, high: Int) {
+        registers.write32(low, UInt32(truncatingIfNeeded: address))
+        registers.write32(high, UInt32(truncatingIfNeeded: address >> 32))
+    }
+
+    /// Hands a request to the device. `tag` comes back to `collect`'s handler when it
+    /// completes; `dataPhysical`/`byteCount` is the data buffer (byteCount 0 for a
+    /// flush). The sector is not checked against the capacity: the server does that
+    /// when it decodes the request, and the device answers an I/O error anyway.
+    public mutating func submit(tag: UInt16, kind: StorageRequestKind, sector: UInt64, dataPhysical: UInt64,
+                                byteCount: Int) throws(StorageDeviceError) {
+        guard state == .ready else { throw .notReady }
+        let type: UInt32
+        switch kind {
+        case .read, .write:
+            guard byteCount > 0, byteCount <= StorageLimits.maximumBytesPerRequest,
+                  byteCount % StorageLimits.sectorSize == 0 else { throw .badRequest }
+            if kind == .write { guard !isReadOnly else { throw .readOnly } }
+            type = kind == .read ? Self.typeIn : Self.typeOut
+        case .flush:
+            guard byteCount == 0 else { throw .badRequest }
+            guard hasWriteCache else { throw .flushUnsupported }
+            type = Self.typeFlush
+        }
+        let free = ~busySlots & ((1 << UInt32(Self.requestSlots)) - 1)
+        guard free != 0 else { throw .queueFull }
+        let slot = free.trailingZeroBitCount
+
+        let header = Self.headerOffset + slot * Self.headerBytes
+        dma.base.storeBytes(of: type.littleEndian, toByteOffset: header, as: UInt32.self)
+        dma.base.storeBytes(of: UInt32(0), toByteOffset: header + 4, as: UInt32.self)
+        dma.base.storeBytes(of: sector.littleEndian, toByteOffset: header + 8, as: UInt64.self)
+        dma.base.storeBytes(of: Self.statusNotWritten, toByteOffset: Self.statusOffset + slot, as: UInt8.self)
+
+        let headerBuffer = VirtqueueBuffer(physical: dma.physical + UInt64(header), byteCount: UInt32(Self.headerBytes),
+                                           deviceWritable: false)
+        let statusBuffer = VirtqueueBuffer(physical: dma.physical + UInt64(Self.statusOffset + slot), byteCount: 1,
+                                           deviceWritable: true)
+        if kind == .flush {
+            _ = try queue.add(headerBuffer, statusBuffer, token: UInt16(slot))
+        } else {
+            let data = VirtqueueBuffer(physical: dataPhysical, byteCount: UInt32(byteCount),
+                                       deviceWritable: kind == .read)
+            _ = try queue.add(headerBuffer, data, statusBuffer, token: UInt16(slot))
+        }
+        busySlots |= 1 << UInt32(slot)
+        tags[slot] = tag
+        barrier.fence() // F2: the new available index before the notification.
+        registers.write32(VirtioMMIO.queueNotify, 0)
+    }
+
+    /// Reports each request the device completed since the last call, in the order it
+    /// completed them, and returns how many. Call it after `acknowledgeInterrupt` (a
+    /// completion that lands in between raises the interrupt again, so none is missed).
+    /// Throws if the device broke the used-ring protocol; the requests still in flight
+    /// are then lost with the device's state: reset, initialize and resubmit them.
+    public mutating func collect(_ handler: (UInt16, VirtioBlockStatus) -> Void) throws(StorageDeviceError) -> Int {
+        guard state == .ready else { return 0 }
+        var completed = 0
+        for _ in 0..<queue.size {
+            let next: UsedChain?
+            do throws(StorageDeviceError) {
+                next = try queue.popUsed()
+            } catch {
+                state = .failed
+                throw error
+            }
+            guard let used = next else { break }
+            let slot = Int(used.token)
+            // Tokens are ours, but a slot must be busy to be completed exactly once.
+            guard slot < Self.requestSlots, busySlots & (1 << UInt32(slot)) != 0 else {
+                state = .failed
+                throw .badUsedID
+            }
+            busySlots &= ~(1 << UInt32(slot))
+            let status: VirtioBlockStatus
+            switch dma.base.load(fromByteOffset: Self.statusOffset + slot, as: UInt8.self) {
+            case 0: status = used.lengthIsValid ? .ok : .deviceError
+            case 1: status = .ioError
+            case 2: status = .unsupported
+            default: status = .deviceError
+            }
+            handler(tags[slot], status)
+            completed += 1
+        }
+        return completed
+    }
+
+    /// Reads and acknowledges the interrupt status; returns the bits that were set
+    /// (`VirtioMMIO.usedBufferInterrupt`, `configurationChangeInterrupt`).
+    public func acknowledgeInterrupt() -> UInt32 {
+        let pending = registers.read32(VirtioMMIO.interruptStatus)
+        if pending != 0 { registers.write32(VirtioMMIO.interruptAcknowledge, pending) }
+        return pending
+    }
+}

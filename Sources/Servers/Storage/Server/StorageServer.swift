@@ -1,0 +1,350 @@
+// The storage server: block reads and writes for every program, through a user-mode
+// virtio-blk driver, restartable, with each client's outstanding request in that
+// client's server state region (paper §2).
+//
+// Start-up. The server maps all eight virtio-mmio slots and owns their eight
+// interrupts (system.toml); it probes each slot for a modern block device and drives
+// the one the configuration service names (`storage.disk`: the Nth block device in
+// slot order). The device is reset first: a previous instance may have left requests
+// in flight. Without a disk every request is answered `ioError`.
+//
+// A request's life:
+//
+//   arrives ──► decoded and checked against the device (StorageWire.decode)
+//           ──► recorded in the client's SSR: kind, sectors, priority, arrival number,
+//               committed at once (`checkpoint`) and the request held (deferred)
+//           ──► queued in the priority queue (priority, then arrival)
+//           ──► submitted when the device has a free slot (8 in flight at most);
+//               its data page comes from a pool of DMA pages
+//           ──► completed (interrupt, as a notification): the SSR commit of the
+//               finished request and the reply — with the data, for a read — go out
+//               together (`complete`)
+//
+// After a crash. The restarted server resets the device (it forgets what the old
+// instance submitted), walks the SSRs and finds every outstanding request with its
+// priority and arrival number: that is the queue, rebuilt. The kernel then delivers
+// each held request again with its id — for a write that brings the data back — and
+// each goes into the queue at its old place; no client resubmits anything. A request
+// answered and committed before the crash gets its cached reply (a read is simply
+// read again: reads are idempotent, and the cache has no room for 4 KiB of data).
+// A write is acknowledged only after the device completed it, so no acknowledged
+// write is lost; one the device completed but the crash kept unacknowledged is
+// written again, with the same bytes, before its acknowledgement — which no client can
+// tell from once.
+//
+// The queue is a cache that must be right: it is checked before use and a damaged
+// one restarts the server, which rebuilds it from the SSRs.
+
+import ConfigAPI
+import CurioUser
+import SSRFormat
+import SSRServer
+import StorageCore
+import UserArch
+
+/// One slot's device registers, through the MMIO helpers (volatile, never merged).
+struct MappedRegisters: VirtioRegisters {
+    let base: UInt
+
+    func read32(_ offset: Int) -> UInt32 {
+        curio_mmio_read32(UnsafeMutablePointer<UInt32>(bitPattern: base + UInt(offset))!)
+    }
+
+    func write32(_ offset: Int, _ value: UInt32) {
+        curio_mmio_write32(UnsafeMutablePointer<UInt32>(bitPattern: base + UInt(offset))!, value)
+    }
+}
+
+struct HartFence: VirtioBarrier {
+    func fence() { curio_fence() }
+}
+
+typealias BlockDriver = VirtioBlockDriver<MappedRegisters, HartFence>
+
+enum StorageLayout {
+    /// Where the kernel maps the server's first device range (system.toml: all eight slots).
+    static let deviceWindow: UInt = 0x7000_0000
+    static let slotStride: UInt = 0x1000
+    static let slots = 8
+    static let pageBytes = 4096
+    /// DMA pages for request data: requests accepted but not yet completed each hold one.
+    static let dataPages = 32
+}
+
+/// A request the server holds: whose it is, what it asks, and its DMA page. The
+/// server keeps them in a fixed table; an entry's index is its tag at the device.
+struct HeldRequest {
+    var inUse = false
+    var client = TaskID(rawValue: 0)
+    var request = StorageRequest(kind: .read, sector: 0, count: 0, priority: 0)
+    var arrival: UInt64 = 0
+    /// The DMA page holding its data (-1: none yet, or a flush).
+    var page = -1
+    /// Handed to the device and not completed yet.
+    var submitted = false
+    /// The request's message has arrived (after a restart, the SSR tells of a request
+    /// before the kernel delivers it again, with its data).
+    var delivered = false
+    /// Its client ended while the device still works on it: free the page on completion.
+    var abandoned = false
+}
+
+struct StorageService: SSRService {
+    typealias State = StorageClientState
+
+    static let layoutVersion: UInt32 = 1
+    static var initialState: StorageClientState { .initial }
+    /// Interrupt i of the server is slot i's (system.toml lists them in slot order).
+    static var notificationMask: UInt32 { 0xFF }
+    static func check(_ state: StorageClientState) -> Bool { StorageClientState.isConsistent(state) }
+
+    var driver: BlockDriver?
+    /// The slot of the driven device (its interrupt index).
+    var slot = 0
+    let queue = RequestQueue()
+    /// As many entries as the queue holds: every held request is queued, submitted, or
+    /// waiting to be delivered again.
+    let held: UnsafeMutablePointer<HeldRequest>
+    let heldCapacity = RequestQueue.capacity
+    let pages: UnsafeMutableRawPointer
+    var pagePhysical: [UInt64] = []
+    var freePages: UInt64 = 0
+
+    init() {
+        held = UnsafeMutablePointer<HeldRequest>.allocate(capacity: heldCapacity)
+        held.initialize(repeating: HeldRequest(), count: heldCapacity)
+        pages = UnsafeMutableRawPointer.allocate(byteCount: StorageLayout.dataPages * StorageLayout.pageBytes,
+                                                 alignment: StorageLayout.pageBytes)
+        for index in 0..<StorageLayout.dataPages {
+            let page = pages + index * StorageLayout.pageBytes
+            page.storeBytes(of: 0, as: UInt8.self)
+            pagePhysical.append((try? System.physicalAddress(of: page)) ?? 0)
+        }
+        freePages = (1 << UInt64(StorageLayout.dataPages)) - 1
+        driver = Self.attach(diskIndex: Self.configuredDisk(), slot: &slot)
+    }
+
+    /// `storage.disk` from the configuration service (0 if it does not answer).
+    static func configuredDisk() -> Int {
+        let value = UnsafeMutableRawBufferPointer.allocate(byteCount: 16, alignment: 8)
+        defer { value.deallocate() }
+        let name: StaticString = "storage"
+        guard let length = try? Config.get(program: UnsafeRawBufferPointer(start: name.utf8Start,
+                                                                           count: name.utf8CodeUnitCount),
+                                           setting: "disk", into: value) else { return 0 }
+        var number = 0
+        for byte in value[0..<length] {
+            guard byte >= 48, byte <= 57, number < 1000 else { return 0 }
+            number = number * 10 + Int(byte - 48)
+        }
+        return number
+    }
+
+    /// Finds the `diskIndex`th block device among the slots and brings it up.
+    static func attach(diskIndex: Int, slot: inout Int) -> BlockDriver? {
+        var seen = 0
+        for candidate in 0..<StorageLayout.slots {
+            let registers = MappedRegisters(base: StorageLayout.deviceWindow + UInt(candidate) * StorageLayout.slotStride)
+            guard BlockDriver.probe(registers) else { continue }
+            defer { seen += 1 }
+            guard seen == diskIndex else { continue }
+            let ring = UnsafeMutableRawPointer.allocate(byteCount: StorageLayout.pageBytes,
+                                                        alignment: StorageLayout.pageBytes)
+            ring.initializeMemory(as: UInt8.self, repeating: 0, count: StorageLayout.pageBytes)
+            guard let physical = try? System.physicalAddress(of: ring) else { return nil }
+            let region = DMARegion(base: ring, physical: physical, byteCount: StorageLayout.pageBytes)
+            do throws(StorageDeviceError) {
+                var driver = try BlockDriver(registers: registers, dma: region, barrier: HartFence())
+                try driver.initialize()
+                slot = candidate
+                try? System.acknowledgeInterrupt(candidate)
+                return driver
+            } catch {
+                print("storage: the block device in slot \(candidate) failed to start")
+                return nil
+            }
+        }
+        return nil
+    }
+
+    func find(_ client: TaskID) -> Int? {
+        for index in 0..<heldCapacity where held[index].inUse && !held[index].abandoned && held[index].client == client {
+            return index
+        }
+        return nil
+    }
+
+    func freeEntry() -> Int? {
+        for index in 0..<heldCapacity where !held[index].inUse { return index }
+        return nil
+    }
+
+    // MARK: Requests
+
+    mutating func rebuild(client: TaskID, state: StorageClientState) {
+        guard let request = state.outstanding, let index = freeEntry() else { return }
+        // The device was reset: whatever the old instance submitted is queued again at
+        // its old place; it goes to the device once the kernel has delivered it again.
+        held[index] = HeldRequest(inUse: true, client: client, request: request, arrival: state.arrival)
+        try? queue.insert(StorageClientID(rawValue: client.rawValue), priority: request.priority,
+                          arrival: state.arrival)
+    }
+
+    mutating func handle(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
+                         state: inout StorageClientState) -> SSROutcome {
+        guard queue.isIntact else { System.reportFailure() }
+        guard let driver else { return .reply(StorageReplyCode.ioError.rawValue) }
+        switch StorageWire.decode(operation: UInt(operation), words: words, payloadBytes: payload.request.count,
+                                  device: driver.info) {
+        case .rejected(let code):
+            return .reply(code.rawValue)
+        case .info:
+            let info = StorageWire.infoWords(driver.info)
+            return .reply(StorageReplyCode.ok.rawValue, info.0, info.1)
+        case .request(let request):
+            if request.kind == .flush && !driver.hasWriteCache {
+                return .reply(StorageReplyCode.ok.rawValue)  // nothing is cached: already durable
+            }
+            return accept(request, payload: payload, client: client, state: &state)
+        }
+    }
+
+    mutating func accept(_ request: StorageRequest, payload: SSRPayload, client: TaskID,
+                         state: inout StorageClientState) -> SSROutcome {
+        let requestID = SSRServer<StorageService>.currentRequestID
+        let redelivered = find(client).flatMap { index in
+            !held[index].delivered && requestID != 0 && state.requestID == requestID ? index : nil
+        }
+        guard let index = redelivered ?? freeEntry() else { return .reply(StorageReplyCode.busy.rawValue) }
+        var page = -1
+        if request.kind != .flush {
+            guard freePages != 0 else { return .reply(StorageReplyCode.busy.rawValue) }
+            page = freePages.trailingZeroBitCount
+            freePages &= ~(1 << UInt64(page))
+            if request.kind == .write, let data = payload.request.baseAddress {
+                (pages + page * StorageLayout.pageBytes).copyMemory(from: data, byteCount: request.byteCount)
+            }
+        }
+        if redelivered != nil {
+            // Recorded in the SSR before the crash and queued by the rebuild already.
+            held[index].page = page
+            held[index].delivered = true
+        } else {
+            let arrival = queue.takeArrival()
+            state.accept(request, id: requestID, arrival: arrival)
+            SSRServer<StorageService>.checkpoint(state)
+            held[index] = HeldRequest(inUse: true, client: client, request: request, arrival: arrival, page: page,
+                                      delivered: true)
+            try? queue.insert(StorageClientID(rawValue: client.rawValue), priority: request.priority, arrival: arrival)
+        }
+        submitQueued()
+        return .deferred
+    }
+
+    /// Hands the most urgent delivered requests to the device while it has room.
+    mutating func submitQueued() {
+        guard driver != nil else { return }
+        var rank = 0
+        while driver!.canSubmit, let entry = queue.entry(rank: rank) {
+            guard let index = find(TaskID(rawValue: entry.client.rawValue)) else {
+                queue.remove(entry.client)  // nobody holds it: a stale entry
+                continue
+            }
+            guard held[index].delivered else {
+                rank += 1  // its data comes with the re-delivery
+                continue
+            }
+            queue.remove(entry.client)
+            let request = held[index].request
+            let page = held[index].page
+            do throws(StorageDeviceError) {
+                try driver!.submit(tag: UInt16(index), kind: request.kind, sector: request.sector,
+                                   dataPhysical: page >= 0 ? pagePhysical[page] : 0, byteCount: request.byteCount)
+                held[index].submitted = true
+            } catch {
+                finish(index, code: .ioError)
+            }
+        }
+    }
+
+    /// Answers held request `index` (the SSR commit and the reply together) and frees it.
+    mutating func finish(_ index: Int, code: StorageReplyCode) {
+        let entry = held[index]
+        let length = entry.request.kind == .read && code == .ok ? entry.request.byteCount : 0
+        if !entry.abandoned {
+            let data = UnsafeRawBufferPointer(start: entry.page >= 0 ? pages + entry.page * StorageLayout.pageBytes : nil,
+                                              count: entry.page >= 0 ? StorageLayout.pageBytes : 0)
+            _ = try? SSRServer<StorageService>.complete(entry.client, payload: data) { state in
+                state.complete(succeeded: code == .ok)
+                return .reply(code: code.rawValue, words: (0, 0), length: length)
+            }
+        }
+        if entry.page >= 0 { freePages |= 1 << UInt64(entry.page) }
+        held[index] = HeldRequest()
+    }
+
+    mutating func notified(bits: UInt) {
+        guard driver != nil else { return }
+        _ = driver!.acknowledgeInterrupt()
+        var failed = false
+        let held = self.held
+        let capacity = heldCapacity
+        do throws(StorageDeviceError) {
+            _ = try driver!.collect { tag, status in
+                guard Int(tag) < capacity, held[Int(tag)].inUse, held[Int(tag)].submitted else { return }
+                held[Int(tag)].submitted = false
+                completions.append((Int(tag), status.replyCode))
+            }
+        } catch {
+            failed = true
+        }
+        while let (index, code) = completions.popLast() { finish(index, code: code) }
+        if failed || driver?.deviceNeedsReset == true { recoverDevice() }
+        submitQueued()
+        try? System.acknowledgeInterrupt(slot)
+    }
+
+    /// The device broke the protocol: reset it and queue again what it was doing.
+    mutating func recoverDevice() {
+        do throws(StorageDeviceError) {
+            try driver!.initialize()
+        } catch {
+            System.reportFailure()
+        }
+        for index in 0..<heldCapacity where held[index].inUse && held[index].submitted {
+            held[index].submitted = false
+            if held[index].abandoned {
+                finish(index, code: .ioError)
+                continue
+            }
+            try? queue.insert(StorageClientID(rawValue: held[index].client.rawValue),
+                              priority: held[index].request.priority, arrival: held[index].arrival)
+        }
+    }
+
+    mutating func clientEnded(client: TaskID, state: StorageClientState?) {
+        queue.remove(StorageClientID(rawValue: client.rawValue))
+        while let index = find(client) {
+            held[index].abandoned = true
+            // One the device still works on keeps its page until it completes.
+            if !held[index].submitted { finish(index, code: .ioError) }
+        }
+    }
+
+    mutating func replayPayload(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
+                                state: StorageClientState, reply: SSRReply) -> Int? {
+        // A read's data was not cached with its reply: read it again.
+        operation == StorageOperation.read.rawValue && reply.code == UInt64(StorageReplyCode.ok.rawValue) ? nil : 0
+    }
+}
+
+/// Completions collected from the device, answered after `collect` returns.
+nonisolated(unsafe) var completions: [(Int, StorageReplyCode)] = []
+
+@main
+struct StorageServer {
+    static func main() {
+        var server = SSRServer(service: StorageService())
+        server.run()
+    }
+}
