@@ -21,7 +21,7 @@ RV_BUILD   := $(SWIFT) build -c release --triple $(TRIPLE) --toolset toolset-ris
 
 # Programs in the boot image: the SwiftPM module of each (system.toml names them).
 PROGRAMS   := ConsoleServer Shell Crashme PingServer Bench Binder RogueServer TimerServer TimerClient TimerTest \
-              ConfigServer StorageServer FileSystemServer FileSystemTest
+              ConfigServer StorageServer FileSystemServer FileSystemTest FileSystemBench
 # Libraries linked into every program (--gc-sections drops what a program does not use).
 USER_LIBRARIES := UserArch Freestanding CurioUser CurioABI ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore \
                   ConfigAPI StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI
@@ -42,7 +42,7 @@ DEFAULT_DISK := $(BUILD)/disk.img
 DISK       ?= $(DEFAULT_DISK)
 DISK_FLAGS  = -drive file=$(DISK),format=raw,if=none,id=disk0 -device virtio-blk-device,drive=disk0
 
-.PHONY: all help deps build embedded run debug test test-host test-embedded test-integration bench campaign clean
+.PHONY: all help deps build kernel-nossr embedded run debug test test-host test-embedded test-integration bench campaign clean
 
 all: build
 
@@ -125,8 +125,29 @@ RUNS   ?= 20
 campaign: deps build
 	$(SWIFT) run -q curio-campaign $(SERVER) $(RUNS) $(abspath $(BUILD)/kernel.elf)
 
-bench: deps build
-	CURIO_KERNEL=$(abspath $(BUILD)/kernel.elf) $(SWIFT) run -c release curio-bench
+# The no-SSR baseline of the filesystem benchmarks: the same program binaries and
+# kernel objects, packed with `--without-ssr fs,storage` (those servers then keep
+# their clients' state in their own memory and are not restartable).
+NO_SSR_SERVERS := fs,storage
+kernel-nossr: build
+	@$$($(SWIFT) build --show-bin-path)/mkimage --system system.toml --elf-dir $(BUILD)/programs \
+	  --out $(BUILD)/system-nossr.img --without-ssr $(NO_SSR_SERVERS)
+	@$(OBJCOPY) -I binary -O elf64-littleriscv --rename-section .data=.bootimage,alloc,load,readonly,data,contents \
+	  $(BUILD)/system-nossr.img $(BUILD)/system-image-nossr.o
+	@$(LLD) -T Sources/Kernel/Arch/kernel.ld --gc-sections -X -o $(BUILD)/kernel-nossr.elf \
+	  $(foreach lib,$(KERNEL_LIBRARIES),$(RV_OUT)/$(lib).build/*.o) $(BUILD)/system-image-nossr.o
+	@echo "built $(BUILD)/kernel-nossr.elf (without SSRs: $(NO_SSR_SERVERS))"
+
+# The QEMU plugin that counts the filesystem benchmarks' instructions without the
+# idle loop (see Sources/Tools/BenchPlugin).
+MARKS_PLUGIN := $(BUILD)/instruction-marks.so
+$(MARKS_PLUGIN): Sources/Tools/BenchPlugin/instruction-marks.c
+	@mkdir -p $(BUILD)
+	@$(TOOLCHAIN)clang -O2 -shared -fPIC -fvisibility=hidden -Wall -Wextra -o $@ $<
+
+bench: deps build kernel-nossr $(MARKS_PLUGIN)
+	$(SWIFT) run -c release curio-bench $(abspath $(BUILD)/kernel.elf) $(abspath $(BUILD)/kernel-nossr.elf) \
+	  $(abspath $(MARKS_PLUGIN))
 
 clean:
 	rm -rf $(BUILD) $(RV_SCRATCH)

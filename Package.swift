@@ -97,6 +97,8 @@ let package = Package(
                 swiftSettings: embeddedRestrictions),
         .target(name: "Bench", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"], path: "Sources/Programs/Bench",
                 swiftSettings: embeddedRestrictions),
+        .target(name: "FileSystemBench", dependencies: ["CurioUser", "ConsoleAPI", "FileSystemAPI", "UserArch"],
+                path: "Sources/Programs/FileSystemBench", swiftSettings: embeddedRestrictions),
 
         .target(name: "Binder", dependencies: ["CurioUser"], path: "Sources/Programs/Binder",
                 swiftSettings: embeddedRestrictions),

@@ -19,6 +19,10 @@ struct CrashCase: CustomStringConvertible, Sendable {
     var setup: [Step]
     var operation: Step
     var mayLinkDirectoryTwice = false
+    /// debugfs -w commands run after `setup` (for what the engine cannot make: hard links).
+    var debugfsSetup: [String] = []
+    /// A line the single run's digest must contain (proves the setup did what it says).
+    var expectedLine: String? = nil
     var description: String { name }
 }
 
@@ -46,6 +50,10 @@ let crashCases: [CrashCase] = [
               operation: .truncate("/g", 1 << 20)),
     CrashCase(name: "unlink", setup: [.mkdir("/d"), .create("/d/x"), .write("/d/x", offset: 0, bytes: pattern(40 * 1024, seed: 27))],
               operation: .unlink("/d/x")),
+    CrashCase(name: "unlink one of two hard links",
+              setup: [.mkdir("/d"), .create("/d/x"), .write("/d/x", offset: 0, bytes: pattern(5000, seed: 32))],
+              operation: .unlink("/d/x"), debugfsSetup: ["ln /d/x /d/y", "sif /d/x links_count 2"],
+              expectedLine: "/d/y size=5000 links=1"),
     CrashCase(name: "rmdir", setup: [.mkdir("/d"), .mkdir("/d/e"), .create("/d/keep")], operation: .rmdir("/d/e")),
     CrashCase(name: "rename file over file",
               setup: [.mkdir("/d"), .create("/d/s"), .write("/d/s", offset: 0, bytes: pattern(3000, seed: 28)),
@@ -77,6 +85,13 @@ struct Reference {
         let base = try Tools.makeImage(blockSize: crashCase.blockSize, size: crashCase.blockSize == 1024 ? "2M" : "8M")
         var volume = try mount(base)
         try perform(crashCase.setup, on: &volume, tag: 100)
+        if !crashCase.debugfsSetup.isEmpty {
+            let file = Tools.temporaryFile("setup")
+            defer { try? FileManager.default.removeItem(at: file) }
+            try base.save(to: file)
+            for command in crashCase.debugfsSetup { Tools.run("debugfs", ["-w", "-R", command, file.path]) }
+            base.bytes = [UInt8](try Data(contentsOf: file))
+        }
         self.base = base
         let once = base.copy()
         var single = try mount(once)
@@ -94,6 +109,7 @@ struct CrashTests {
     func everyCrashPointRecovers(_ crashCase: CrashCase) throws {
         let reference = try Reference(crashCase)
         #expect(reference.writes > 0)
+        if let line = crashCase.expectedLine { #expect(reference.digest.contains(line), "\(reference.digest)") }
         for crashAfter in 0..<reference.writes {
             let disk = reference.base.copy()
             var crashing = try mount(disk, crashAfter: crashAfter)
@@ -116,6 +132,10 @@ struct CrashTests {
             #expect(digest == reference.digest, "\(crashCase.name), crash after \(crashAfter): state differs\n\(digest)\n--- expected\n\(reference.digest)")
             try expectClean(disk, again, "\(crashCase.name), crash after \(crashAfter) and re-run")
         }
+    }
+
+    @Test func theIntentFitsTheServersSlot() {
+        #expect(MemoryLayout<Ext2Intent>.size <= 128)
     }
 
     /// Other clients run before the re-run; the interrupted intent was adopted,

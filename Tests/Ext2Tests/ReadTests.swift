@@ -36,7 +36,7 @@ enum HostTree {
         // Sparse: data at 0 and past 68 MiB (triple-indirect on 1 KiB blocks).
         let sparse = root.appendingPathComponent("sparse/holes.bin")
         try? manager.createDirectory(at: sparse.deletingLastPathComponent(), withIntermediateDirectories: true)
-        manager.createFile(atPath: sparse.path, contents: Data(pattern(3000, seed: 77)))
+        _ = manager.createFile(atPath: sparse.path, contents: Data(pattern(3000, seed: 77)))
         if let handle = try? FileHandle(forWritingTo: sparse) {
             try? handle.seek(toOffset: 69 << 20)
             try? handle.write(contentsOf: Data(pattern(5000, seed: 78)))

@@ -127,15 +127,28 @@ extension SSRRestorePoint {
 }
 
 @Suite struct SSRFormatTests {
-    @Test func fnvMatchesPublishedVectors() {
-        func hash(_ text: String) -> UInt64 {
-            var hash = FNV1a64()
-            for byte in text.utf8 { hash.add(byte: byte) }
+    @Test func theChecksumCatchesEveryFlippedBit() {
+        var words = (0..<40).map { UInt64($0) &* 0x9E37_79B9_7F4A_7C15 }
+        func checksum(_ words: [UInt64]) -> UInt64 {
+            var hash = RegionChecksum()
+            words.withUnsafeBytes { hash.add($0) }
             return hash.value
         }
-        #expect(hash("") == 0xCBF2_9CE4_8422_2325)
-        #expect(hash("a") == 0xAF63_DC4C_8601_EC8C)
-        #expect(hash("foobar") == 0x8594_4171_F739_67E8)
+        let original = checksum(words)
+        #expect(original != RegionChecksum().value)
+        for index in words.indices {
+            for bit in 0..<64 {
+                words[index] ^= 1 << UInt64(bit)
+                #expect(checksum(words) != original, "word \(index) bit \(bit)")
+                words[index] ^= 1 << UInt64(bit)
+            }
+        }
+        // Bytes past the last whole word count too.
+        var tail = RegionChecksum()
+        [UInt8](repeating: 0, count: 9).withUnsafeBytes { tail.add($0) }
+        var flipped = RegionChecksum()
+        ([UInt8](repeating: 0, count: 8) + [1]).withUnsafeBytes { flipped.add($0) }
+        #expect(tail.value != flipped.value)
     }
 
     @Test func layoutIsCompactAndAligned() {
@@ -392,7 +405,7 @@ extension SSRRestorePoint {
         // Pretend 2^32 - 2 more commits happened: point the selector at a forged copy 1.
         let sequence = UInt32.max
         let copyBase = 32 + Format.copyStride
-        var hash = FNV1a64()
+        var hash = RegionChecksum()
         hash.add(word: SSRLayout.magic)
         hash.add(word: storage.bytes.load(fromByteOffset: 8, as: UInt64.self))
         hash.add(word: 1)

@@ -26,6 +26,31 @@ import Testing
         }
     }
 
+    @Test func aWriteCarriesTheCheckOfItsDataAndSector() {
+        var data = [UInt8](repeating: 0, count: 1024)
+        for index in data.indices { data[index] = UInt8(truncatingIfNeeded: index &* 7) }
+        data.withUnsafeBytes { bytes in
+            let check = StorageWire.dataCheck(sector: 40, data: bytes)
+            #expect(check <= StorageWire.checkMask)
+            let words = StorageWire.writeWords(sector: 40, data: bytes, priority: 2)
+            #expect(decode(.write, words, payload: 1024)
+                == .request(StorageRequest(kind: .write, sector: 40, count: 2, priority: 2, check: check)))
+            #expect(StorageWire.dataCheck(sector: 41, data: bytes) != check, "the sector is part of the check")
+            // The same check bits on anything but a write are stray bits.
+            #expect(decode(.read, (40, words.1 & ~0xFF | 2), payload: 0) == .rejected(.badRequest))
+        }
+        var changed = data
+        for bit in stride(from: 0, to: 1024 * 8, by: 61) {
+            changed[bit / 8] ^= 1 << UInt8(bit % 8)
+            let differs = data.withUnsafeBytes { original in
+                changed.withUnsafeBytes { StorageWire.dataCheck(sector: 40, data: $0) }
+                    != StorageWire.dataCheck(sector: 40, data: original)
+            }
+            #expect(differs, "a flipped bit \(bit) changes the check")
+            changed[bit / 8] ^= 1 << UInt8(bit % 8)
+        }
+    }
+
     @Test func theEncodingIsAsDocumented() {
         let words = StorageWire.requestWords(sector: 0x1234_5678_9A, count: 8, priority: 5)
         #expect(words.0 == 0x1234_5678_9A)

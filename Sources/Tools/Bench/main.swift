@@ -3,7 +3,21 @@
 // byte-for-byte, runs the in-guest `bench` program and the shell's `uptime`, and
 // prints the numbers beside the reference figures they are compared with.
 //
-// usage: curio-bench [KERNEL_ELF]   (default build/kernel.elf)
+// The filesystem benchmarks compare two kernels side by side: KERNEL_ELF, whose `fs`
+// and `storage` servers keep their clients' state in SSRs, and NO_SSR_KERNEL_ELF,
+// the same binaries packed with `mkimage --without-ssr fs,storage` (the servers keep
+// that state in their own memory, and are not restartable). Each boots with a fresh
+// 32 MiB ext2 image (mke2fs) and runs `fsbench`; the table gives both and the SSR
+// overhead. These phases wait for the disk, and an idle guest under sleep=off makes
+// QEMU jump the clock (so `rdinstret` too) to Curio's next 10 ms tick: the guest's
+// own brackets would count the tick, not the code. So the counts come from the QEMU
+// plugin MARKS_PLUGIN (Sources/Tools/BenchPlugin): instructions executed between
+// fsbench's `rdinstret` brackets, less the kernel's idle loop (from each `wfi` to
+// the next return to a process). The tool builds nothing: the Makefile hands it the
+// kernels and the plugin.
+//
+// usage: curio-bench [KERNEL_ELF [NO_SSR_KERNEL_ELF MARKS_PLUGIN]]
+//        (default build/kernel.elf; without the other two, no filesystem comparison)
 
 import Foundation
 
@@ -14,14 +28,31 @@ struct Measurement {
     var iterations: Int
 }
 
-let kernel = CommandLine.arguments.dropFirst().first ?? "build/kernel.elf"
+let arguments = Array(CommandLine.arguments.dropFirst())
+let kernel = arguments.first ?? "build/kernel.elf"
+let noSSRKernel = arguments.dropFirst().first
+let marksPlugin = arguments.dropFirst(2).first
 
-func boot(commands: String, countingInstructions: Bool = true) -> String {
+/// fsbench's phases, in the order it brackets them in every run.
+let fileSystemOperations: [(name: String, title: String, units: Int)] = [
+    ("fs-write", "sequential write, 4 MiB file in 4 KiB writes (per KiB)", 4096),
+    ("fs-read", "sequential read, 4 MiB file in 4 KiB reads (per KiB)", 4096),
+    ("fs-create", "create + write 64 bytes + close, 200 files in one directory (per file)", 200),
+    ("fs-delete", "unlink, 200 files (per file)", 200),
+]
+
+func boot(commands: String, countingInstructions: Bool = true, kernel: String = kernel, disk: String? = nil,
+          marks: (plugin: String, output: String)? = nil) -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    let diskArguments = disk.map {
+        ["-global", "virtio-mmio.force-legacy=false", "-drive", "file=\($0),format=raw,if=none,id=disk0",
+         "-device", "virtio-blk-device,drive=disk0"]
+    } ?? []
     process.arguments = ["qemu-system-riscv64", "-machine", "virt", "-m", "128M", "-smp", "1", "-nographic",
                          "-bios", "default", "-kernel", kernel, "-append", commands]
-        + (countingInstructions ? ["-icount", "shift=0,sleep=off"] : [])
+        + (countingInstructions ? ["-icount", "shift=0,sleep=off"] : []) + diskArguments
+        + (marks.map { ["-plugin", "\($0.plugin),out=\($0.output)"] } ?? [])
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe
@@ -77,7 +108,100 @@ func kernelImageSize(_ path: String) -> Int? {
     return total
 }
 
+/// Runs e2fsprogs' `tool` (in /usr/sbin, often not on PATH); true if it exits 0.
+func e2fsprogs(_ tool: String, _ toolArguments: [String]) -> Bool {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    var environment = ProcessInfo.processInfo.environment
+    environment["PATH"] = (environment["PATH"].map { $0 + ":" } ?? "") + "/usr/sbin:/sbin"
+    process.environment = environment
+    process.arguments = [tool] + toolArguments
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    do { try process.run() } catch { return false }
+    process.waitUntilExit()
+    return process.terminationStatus == 0
+}
+
+/// Boots `kernel` with a fresh 32 MiB ext2 image and runs `fsbench` under the marks
+/// plugin; the instructions per unit of every phase, or the console output if
+/// anything is missing (or if e2fsck finds the disk damaged afterwards, which would
+/// make the numbers meaningless).
+func fileSystemBench(kernel: String, plugin: String, label: String)
+    -> Result<[String: Measurement], FileSystemBenchFailure> {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("curio-bench-\(getpid())-\(label)")
+    try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let image = directory.appendingPathComponent("disk.img").path
+    guard e2fsprogs("mke2fs", ["-q", "-F", "-t", "ext2", "-b", "1024", image, "32M"]) else {
+        return .failure(FileSystemBenchFailure(message: "mke2fs failed for \(image)", output: ""))
+    }
+    let marksPath = directory.appendingPathComponent("marks").path
+    let output = boot(commands: "run fsbench", kernel: kernel, disk: image, marks: (plugin, marksPath))
+    let guestLines = parseMeasurements(output)
+    guard fileSystemOperations.allSatisfy({ guestLines[$0.name] != nil }),
+          let runs = guestLines[fileSystemOperations[0].name]?.iterations,
+          let marks = FileManager.default.contents(atPath: marksPath) else {
+        return .failure(FileSystemBenchFailure(message: "fsbench did not finish", output: output))
+    }
+    // Each mark: instructions executed, of them in the idle loop, idle waits, address.
+    let counts = String(decoding: marks, as: UTF8.self).split(separator: "\n").filter { $0.hasPrefix("mark ") }
+        .map { $0.split(separator: " ").dropFirst().prefix(2).compactMap { Int($0) } }
+    // fsbench's brackets are the last marks (the shell reads the counter once at start).
+    let bracketMarks = 2 * fileSystemOperations.count * runs
+    guard counts.count >= bracketMarks, counts.allSatisfy({ $0.count == 2 }) else {
+        return .failure(FileSystemBenchFailure(message: "the marks plugin recorded \(counts.count) marks, not \(bracketMarks)",
+                                               output: output))
+    }
+    let brackets = Array(counts.suffix(bracketMarks))
+    var measurements: [String: Measurement] = [:]
+    for (index, operation) in fileSystemOperations.enumerated() {
+        var perUnit: [Int] = []
+        for run in 0..<runs {
+            let start = brackets[2 * (run * fileSystemOperations.count + index)]
+            let end = brackets[2 * (run * fileSystemOperations.count + index) + 1]
+            let busy = (end[0] - start[0]) - (end[1] - start[1])
+            perUnit.append((busy + operation.units / 2) / operation.units)
+        }
+        perUnit.sort()
+        measurements[operation.name] = Measurement(median: perUnit[runs / 2], p10: perUnit[0], p90: perUnit[runs - 1],
+                                                   iterations: runs)
+    }
+    guard e2fsprogs("e2fsck", ["-fn", image]) else {
+        return .failure(FileSystemBenchFailure(message: "e2fsck finds the disk damaged after fsbench", output: output))
+    }
+    return .success(measurements)
+}
+
+struct FileSystemBenchFailure: Error {
+    var message: String
+    var output: String
+}
+
+// The two filesystem boots run beside the kernel benchmarks' first boot: under
+// -icount their counts do not depend on what else the host does.
+final class FileSystemResults: @unchecked Sendable {
+    private let lock = NSLock()
+    private var results: [String: Result<[String: Measurement], FileSystemBenchFailure>] = [:]
+
+    subscript(label: String) -> Result<[String: Measurement], FileSystemBenchFailure>? {
+        get { lock.withLock { results[label] } }
+        set { lock.withLock { results[label] = newValue } }
+    }
+}
+
+let fileSystemResults = FileSystemResults()
+let fileSystemGroup = DispatchGroup()
+if let noSSRKernel, let marksPlugin {
+    for (label, path) in [("ssr", kernel), ("nossr", noSSRKernel)] {
+        DispatchQueue.global().async(group: fileSystemGroup) {
+            fileSystemResults[label] = fileSystemBench(kernel: path, plugin: marksPlugin, label: label)
+        }
+    }
+}
+
 let output = boot(commands: "uptime; run bench")
+fileSystemGroup.wait()
 let realTime = boot(commands: "run bench realtime", countingInstructions: false)
     .split(separator: "\n").first { $0.hasPrefix("bench realtime-ipc-ssr ns=") }
     .flatMap { Int($0.split(separator: "=").last ?? "") }
@@ -118,3 +242,41 @@ print("")
 print("| measurement | Curio: median (p10, p90) | reference (same QEMU, -icount shift=0) | target |")
 print("|---|---|---|---|")
 for row in rows { print("| \(row.0) | \(row.1) | \(row.2) | \(row.3) |") }
+
+guard noSSRKernel != nil, marksPlugin != nil else { exit(0) }
+
+func fileSystemMeasurements(_ label: String) -> [String: Measurement]? {
+    switch fileSystemResults[label] {
+    case .success(let measurements): return measurements
+    case .failure(let failure):
+        print("")
+        print(failure.output)
+        print("curio-bench: \(label == "ssr" ? kernel : noSSRKernel ?? ""): \(failure.message)")
+        return nil
+    case nil: return nil
+    }
+}
+
+let withSSRs = fileSystemMeasurements("ssr")
+let withoutSSRs = fileSystemMeasurements("nossr")
+guard let withSSRs, let withoutSSRs else { exit(1) }
+
+/// Percent of `value` over `baseline`, one decimal, signed.
+func overhead(_ value: Int, over baseline: Int) -> String {
+    guard baseline > 0 else { return "—" }
+    let tenths = ((value - baseline) * 1000 + (value >= baseline ? baseline / 2 : -baseline / 2)) / baseline
+    let sign = tenths < 0 ? "−" : "+"
+    return "\(sign)\(abs(tenths) / 10).\(abs(tenths) % 10) %"
+}
+
+func spread(_ m: Measurement) -> String { "\(m.median) (\(m.p10)–\(m.p90))" }
+
+print("")
+print("Filesystem: instructions executed per unit (idle loop excluded), median of \(withSSRs.values.first?.iterations ?? 0) runs (least–greatest)")
+print("")
+print("| operation | with SSRs | without SSRs (state in server memory) | SSR overhead | target |")
+print("|---|---|---|---|---|")
+for operation in fileSystemOperations {
+    guard let ssr = withSSRs[operation.name], let baseline = withoutSSRs[operation.name] else { continue }
+    print("| \(operation.title) | \(spread(ssr)) | \(spread(baseline)) | \(overhead(ssr.median, over: baseline.median)) | ≤ 10 % |")
+}

@@ -52,6 +52,10 @@ public enum FileSystemError: UInt32, Error, Sendable, Equatable {
     case stateLost = 21
     /// The call itself failed (server gone for good, ...).
     case unavailable = 22
+    /// The engine caught itself about to write a block that contradicts its own
+    /// metadata (a fault in the server damaged a block number): the server restarts
+    /// instead of answering, so a client never sees this code.
+    case internalInconsistency = 23
 
     public var name: StaticString {
         switch self {
@@ -77,6 +81,7 @@ public enum FileSystemError: UInt32, Error, Sendable, Equatable {
         case .deadlock: "deadlock avoided"
         case .stateLost: "server state lost"
         case .unavailable: "filesystem server unavailable"
+        case .internalInconsistency: "internal inconsistency"
         }
     }
 }

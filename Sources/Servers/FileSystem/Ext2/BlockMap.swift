@@ -341,11 +341,15 @@ extension Ext2Volume {
                     throw error
                 }
                 linked = 0
+                intent.reservationSectors = inode.sectors &+ UInt32(missing) * sectorsPerBlock
                 checkpoint(intent)
             }
             if missing > 0 { try commitBlockBits(intent, allocate: true) }
             try fillChunk(&inode, first, last, source: source, sourceOffset: offset, reservation: intent,
                           linked: &linked)
+            // A re-run may find blocks the first run linked before its inode
+            // write was lost: i_blocks takes the value recorded with the plan.
+            if missing > 0 || reserved { inode.sectors = intent.reservationSectors }
             written = min(end, last << shift)
             if written > inode.byteSize(largeFile: geometry.largeFile) { inode.setByteSize(written) }
             inode.modified = now

@@ -20,7 +20,6 @@ struct DirectorySlot {
     /// Offset of the record before it in the same block, or -1 if it is first.
     var previous: Int
     var inode: UInt32
-    var type: UInt8
 }
 
 extension Ext2Volume {
@@ -89,7 +88,7 @@ extension Ext2Volume {
             while offset < geometry.blockSize {
                 if recordInode(offset) != 0, Self.equal(recordName(offset), name) {
                     return DirectorySlot(physical: physical, offset: offset, previous: previous,
-                                         inode: recordInode(offset), type: recordType(offset))
+                                         inode: recordInode(offset))
                 }
                 previous = offset
                 offset += recordLength(offset)

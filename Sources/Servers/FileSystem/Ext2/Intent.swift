@@ -18,7 +18,7 @@
 //    32   4    reservationInode        inode whose block map `blocks` serve
 //    36   4    reservationFirst        allocate: chunk index; free: first block
 //    40   4    reservationEnd          free: end of the freed logical range
-//    44   4    reservationSectors      free: i_blocks after the step
+//    44   4    reservationSectors      i_blocks after the chunk / step
 //    48  80    blocks[20]              the reserved / released block numbers
 //
 // The engine only ever *adds* facts to an intent before a checkpoint and reads

@@ -55,7 +55,6 @@ enum SuperblockField {
     static let size = 1024
     static let inodesCount = 0
     static let blocksCount = 4
-    static let reservedBlocksCount = 8
     static let freeBlocksCount = 12
     static let freeInodesCount = 16
     static let firstDataBlock = 20
@@ -135,8 +134,6 @@ enum GroupField {
 //    26   2    i_links_count
 struct Inode: BitwiseCopyable {
     static let size = 128
-    static let directPointers = 12
-    static let pointerCount = 15
     static let indexedDirectoryFlag: UInt32 = 0x1000
     static let inlinePointerBytes = 60
 

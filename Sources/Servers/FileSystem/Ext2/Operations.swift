@@ -629,7 +629,7 @@ extension Ext2Volume {
             }
             return
         }
-        guard victim.links == 0, try isInodeAllocated(replaced) else { return }
+        guard victim.links == 0 else { return }
         try destroyInode(replaced, &victim, &intent, checkpoint)
     }
 }

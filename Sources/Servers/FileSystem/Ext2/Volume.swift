@@ -27,8 +27,8 @@ import FileSystemCore
 
 /// Which scratch buffer. Each layer owns one or more and no other layer uses them.
 enum Scratch: Int {
-    case bitmap = 0, inodeTable, path1, path2, path3, data, directory, auxiliary
-    static let count = 8
+    case bitmap = 0, inodeTable, path1, path2, path3, data, directory, auxiliary, verify
+    static let count = 9
 }
 
 /// The buffers a mounted volume owns (a class so that they are freed once).
@@ -351,7 +351,33 @@ public struct Ext2Volume<Device: BlockDevice> {
     }
 
     mutating func writeBlock(_ block: UInt32, from which: Scratch) throws(FileSystemError) {
+        try checkRole(of: block, writtenFrom: which)
         try writeRaw(block, from: UnsafeRawBufferPointer(buffer(which)))
+    }
+
+    /// The last look before a block goes to the disk: the buffer it comes from says
+    /// what kind of block it is, and the block number must agree — a bitmap buffer goes
+    /// to a bitmap block, an inode-table buffer into an inode table, and anything else
+    /// (file data, indirect and directory blocks) to a data block that is allocated.
+    /// A block number damaged inside the server (a flipped register, a flipped bit in
+    /// memory) would otherwise overwrite metadata or a free block without a trace; the
+    /// server restarts instead, and the interrupted update is run again.
+    mutating func checkRole(of block: UInt32, writtenFrom which: Scratch) throws(FileSystemError) {
+        let g = geometry
+        guard block >= g.firstDataBlock, block < g.blocksCount else { throw .internalInconsistency }
+        let group = g.group(ofBlock: block)
+        switch which {
+        case .bitmap:
+            guard block == descriptorField(group, GroupField.blockBitmap)
+                || block == descriptorField(group, GroupField.inodeBitmap) else { throw .internalInconsistency }
+        case .inodeTable:
+            let table = descriptorField(group, GroupField.inodeTable)
+            guard block >= table, block < table + g.inodeTableBlocks else { throw .internalInconsistency }
+        default:
+            guard isDataBlock(block) else { throw .internalInconsistency }
+            try readBlock(descriptorField(group, GroupField.blockBitmap), into: .verify)
+            guard Self.testBit(buffer(.verify), Int(block - g.groupStart(group))) else { throw .internalInconsistency }
+        }
     }
 
     /// Write-through: the device first, then the cached copy (if any).

@@ -153,9 +153,22 @@ struct FileSystemService: SSRService {
         } catch {
             System.reportFailure()
         }
+        // An update the crash interrupted is run again when the kernel delivers its
+        // request again; until then nobody else may take the blocks and inodes its
+        // intent reserved.
+        if state.intent.tag != 0 {
+            try? mount()
+            volume?.adoptInterrupted(state.intent)
+        }
+    }
+
+    /// An intent's tag: unique among all clients (the kernel's request ids are per client).
+    static func intentTag(client: TaskID, requestID: UInt64) -> UInt64 {
+        requestID == 0 ? 0 : UInt64(client.index) << 48 | requestID & 0xFFFF_FFFF_FFFF
     }
 
     mutating func clientEnded(client: TaskID, state: FileSystemClientRecord?) {
+        if let state, state.intent.tag != 0 { volume?.forgetInterrupted(tag: state.intent.tag) }
         locks.forget(client: ClientID(rawValue: client.rawValue))
         SSRServer<FileSystemService>.requestFollowUp()
     }
@@ -185,8 +198,8 @@ struct FileSystemService: SSRService {
     mutating func handle(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
                          state: inout FileSystemClientRecord) -> SSROutcome {
         guard locks.isIntact else { System.reportFailure() }
-        let requestID = SSRServer<FileSystemService>.currentRequestID
-        if requestID == 0 || state.intent.tag != requestID { state.intent = Ext2Intent(tag: requestID) }
+        let tag = Self.intentTag(client: client, requestID: SSRServer<FileSystemService>.currentRequestID)
+        if tag == 0 || state.intent.tag != tag { state.intent = Ext2Intent(tag: tag) }
         let outcome: SSROutcome
         do throws(FileSystemError) {
             let request = try FileSystemRequest.decode(operation: operation, words: words, payload: payload.request)
@@ -194,6 +207,9 @@ struct FileSystemService: SSRService {
             if readOnly && request.updates { throw .readOnly }
             volume!.now = now
             outcome = try perform(request, reply: payload.replyBuffer, client: client, state: &state)
+        } catch .internalInconsistency {
+            // About to write a block against its own metadata: our state is damaged.
+            System.reportFailure()
         } catch {
             outcome = .reply(error.rawValue)
         }

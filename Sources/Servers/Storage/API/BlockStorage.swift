@@ -113,10 +113,17 @@ public struct BlockStorage {
         guard count >= 1, count <= StorageLimits.maximumSectorsPerRequest, buffer.count >= bytes else {
             throw .badRequest
         }
-        let answer = try call(.read, StorageWire.requestWords(sector: sector, count: count, priority: priority),
-                              payload: UnsafeRawBufferPointer(start: nil, count: 0),
-                              reply: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<bytes]))
-        guard answer.length == bytes else { throw .ioError }
+        let data = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<bytes])
+        // Data that does not match the server's check went wrong inside the server (a
+        // fault between the device and the reply): reading is idempotent, so ask again.
+        for _ in 0..<8 {
+            let answer = try call(.read, StorageWire.requestWords(sector: sector, count: count, priority: priority),
+                                  payload: UnsafeRawBufferPointer(start: nil, count: 0), reply: data)
+            guard answer.length == bytes else { throw .ioError }
+            if UInt32(truncatingIfNeeded: answer.words.0)
+                == StorageWire.dataCheck(sector: sector, data: UnsafeRawBufferPointer(data)) { return }
+        }
+        throw .ioError
     }
 
     /// Writes `data` (1...8 whole sectors) at `sector`; returns once the device has it.
@@ -125,7 +132,7 @@ public struct BlockStorage {
         let count = data.count / StorageLimits.sectorSize
         guard data.count % StorageLimits.sectorSize == 0, count >= 1,
               count <= StorageLimits.maximumSectorsPerRequest else { throw .badRequest }
-        _ = try call(.write, StorageWire.requestWords(sector: sector, count: count, priority: priority),
+        _ = try call(.write, StorageWire.writeWords(sector: sector, data: data, priority: priority),
                      payload: data, reply: UnsafeMutableRawBufferPointer(start: nil, count: 0))
     }
 

@@ -11,7 +11,17 @@
 //   info       0            0                               -         capacity, flags
 //
 //   word1 bits: 0..31 sector count (1...8 for read/write, 0 for flush),
-//               32..39 priority (0 most urgent ... 7), 40..63 zero.
+//               32..39 priority (0 most urgent ... 7), 40..63 zero, except for a
+//               write: its data check (below).
+//   read reply words: the data check, 0.
+//
+// The data check (`StorageWire.dataCheck`): 24 bits of a multiply-xor hash over the
+// data's 64-bit words, seeded with the sector. The client computes it over what it
+// writes and the server verifies it on the data in its DMA page just before the
+// device gets it; for a read the server computes it over the page the device filled
+// and the client verifies what arrived. A fault in the server that sends data to the
+// wrong sector, or the wrong page's data to a client, is caught there instead of
+// becoming a silently wrong block on the disk.
 //   info flags: bit 0 read-only, bit 1 the device has a write cache to flush.
 //
 // Reserved bits must be zero: a request with stray bits is refused rather than guessed
@@ -61,12 +71,15 @@ public struct StorageRequest: Sendable, Equatable {
     /// Sectors to transfer (0 for flush).
     public var count: Int
     public var priority: UInt8
+    /// A write's data check (0 for reads and flushes).
+    public var check: UInt32
 
-    public init(kind: StorageRequestKind, sector: UInt64, count: Int, priority: UInt8) {
+    public init(kind: StorageRequestKind, sector: UInt64, count: Int, priority: UInt8, check: UInt32 = 0) {
         self.kind = kind
         self.sector = sector
         self.count = count
         self.priority = priority
+        self.check = check
     }
 
     public var byteCount: Int { count * StorageLimits.sectorSize }
@@ -96,6 +109,25 @@ public enum StorageWire {
     static let countMask: UInt64 = 0xFFFF_FFFF
     static let priorityShift: UInt64 = 32
     static let reservedMask: UInt64 = ~0xFF_FFFF_FFFF
+    static let checkShift: UInt64 = 40
+    public static let checkMask: UInt32 = 0xFF_FFFF
+
+    /// The data check of `data` (whole 64-bit words) destined for `sector`.
+    public static func dataCheck(sector: UInt64, data: UnsafeRawBufferPointer) -> UInt32 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325 ^ sector
+        var offset = 0
+        while offset + 8 <= data.count {
+            hash = (hash ^ data.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) &* 0x0000_0100_0000_01B3
+            offset += 8
+        }
+        return UInt32(truncatingIfNeeded: hash ^ hash >> 24 ^ hash >> 48) & checkMask
+    }
+
+    /// The words of a write of `data` at `sector`, with its data check.
+    public static func writeWords(sector: UInt64, data: UnsafeRawBufferPointer, priority: UInt8) -> (UInt, UInt) {
+        let words = requestWords(sector: sector, count: data.count / StorageLimits.sectorSize, priority: priority)
+        return (words.0, words.1 | UInt(dataCheck(sector: sector, data: data)) << UInt(checkShift))
+    }
     static let readOnlyFlag: UInt64 = 1
     static let writeCacheFlag: UInt64 = 2
 
@@ -119,7 +151,10 @@ public enum StorageWire {
         let word1 = UInt64(words.1)
         let count = Int(word1 & countMask)
         let priority = UInt8(truncatingIfNeeded: word1 >> priorityShift)
-        guard word1 & reservedMask == 0, priority <= StorageLimits.lowestPriority else { return .rejected(.badRequest) }
+        let check = known == .write ? UInt32(truncatingIfNeeded: word1 >> checkShift) & checkMask : 0
+        guard (word1 & reservedMask) == UInt64(check) << checkShift, priority <= StorageLimits.lowestPriority else {
+            return .rejected(.badRequest)
+        }
         let kind: StorageRequestKind
         switch known {
         case .info:
@@ -138,7 +173,7 @@ public enum StorageWire {
         guard sector <= device.capacity, UInt64(count) <= device.capacity - sector else {
             return .rejected(.outOfRange)
         }
-        return .request(StorageRequest(kind: kind, sector: sector, count: count, priority: priority))
+        return .request(StorageRequest(kind: kind, sector: sector, count: count, priority: priority, check: check))
     }
 
     public static func infoWords(_ info: StorageDeviceInfo) -> (UInt, UInt) {

@@ -87,6 +87,8 @@ struct HeldRequest {
     var delivered = false
     /// Its client ended while the device still works on it: free the page on completion.
     var abandoned = false
+    /// A completed read's data check, computed over its page as the device left it.
+    var readCheck: UInt32 = 0
 }
 
 struct StorageService: SSRService {
@@ -140,6 +142,14 @@ struct StorageService: SSRService {
         return number
     }
 
+    static func blockDevicePresent() -> Bool {
+        for candidate in 0..<StorageLayout.slots
+        where BlockDriver.probe(MappedRegisters(base: StorageLayout.deviceWindow + UInt(candidate) * StorageLayout.slotStride)) {
+            return true
+        }
+        return false
+    }
+
     /// Finds the `diskIndex`th block device among the slots and brings it up.
     static func attach(diskIndex: Int, slot: inout Int) -> BlockDriver? {
         var seen = 0
@@ -190,10 +200,39 @@ struct StorageService: SSRService {
                           arrival: state.arrival)
     }
 
+    /// The server's caches, checked before each request (paper §2: the global view is
+    /// "maintained and verified during the processing of client requests"): the queue's
+    /// own integrity, every DMA page either free or held by exactly one request, and the
+    /// device's size as the device itself reports it. A damaged cache would otherwise
+    /// refuse good requests, or leave clients waiting, until the next restart.
+    func cachesAreIntact() -> Bool {
+        guard queue.isIntact else { return false }
+        var held: UInt64 = 0
+        for index in 0..<heldCapacity where self.held[index].inUse && self.held[index].page >= 0 {
+            let page = self.held[index].page
+            guard page < StorageLayout.dataPages, held & (1 << UInt64(page)) == 0 else { return false }
+            held |= 1 << UInt64(page)
+        }
+        let all: UInt64 = (1 << UInt64(StorageLayout.dataPages)) - 1
+        guard held & freePages == 0, held | freePages == all else { return false }
+        if let driver {
+            let registers = driver.registers
+            let capacity = UInt64(registers.read32(VirtioMMIO.blockCapacityLow))
+                | UInt64(registers.read32(VirtioMMIO.blockCapacityHigh)) << 32
+            guard driver.state == .ready, driver.capacity == capacity else { return false }
+        }
+        return true
+    }
+
     mutating func handle(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
                          state: inout StorageClientState) -> SSROutcome {
-        guard queue.isIntact else { System.reportFailure() }
-        guard let driver else { return .reply(StorageReplyCode.ioError.rawValue) }
+        guard cachesAreIntact() else { System.reportFailure() }
+        guard let driver else {
+            // No driver although a block device is there: our state was damaged (the
+            // start-up found it, or would have). Restart and attach again.
+            if Self.blockDevicePresent() { System.reportFailure() }
+            return .reply(StorageReplyCode.ioError.rawValue)
+        }
         switch StorageWire.decode(operation: UInt(operation), words: words, payloadBytes: payload.request.count,
                                   device: driver.info) {
         case .rejected(let code):
@@ -223,10 +262,24 @@ struct StorageService: SSRService {
             freePages &= ~(1 << UInt64(page))
             if request.kind == .write, let data = payload.request.baseAddress {
                 (pages + page * StorageLayout.pageBytes).copyMemory(from: data, byteCount: request.byteCount)
+                if pageCheck(page, sector: request.sector, bytes: request.byteCount) != request.check {
+                    freePages |= 1 << UInt64(page)
+                    // The client's own data and check disagree: its request is wrong.
+                    // Otherwise the copy went wrong here: restart, the request comes again.
+                    guard StorageWire.dataCheck(sector: request.sector, data: payload.request) == request.check else {
+                        return .reply(StorageReplyCode.badRequest.rawValue)
+                    }
+                    System.reportFailure()
+                }
             }
         }
         if redelivered != nil {
-            // Recorded in the SSR before the crash and queued by the rebuild already.
+            // Recorded in the SSR before the crash and queued by the rebuild already;
+            // the message (sealed by the kernel) must say the same, and brings the check.
+            let recorded = held[index].request
+            guard recorded.kind == request.kind, recorded.sector == request.sector, recorded.count == request.count
+            else { System.reportFailure() }
+            held[index].request = request
             held[index].page = page
             held[index].delivered = true
         } else {
@@ -239,6 +292,11 @@ struct StorageService: SSRService {
         }
         submitQueued()
         return .deferred
+    }
+
+    func pageCheck(_ page: Int, sector: UInt64, bytes: Int) -> UInt32 {
+        StorageWire.dataCheck(sector: sector,
+                              data: UnsafeRawBufferPointer(start: pages + page * StorageLayout.pageBytes, count: bytes))
     }
 
     /// Hands the most urgent delivered requests to the device while it has room.
@@ -257,12 +315,20 @@ struct StorageService: SSRService {
             queue.remove(entry.client)
             let request = held[index].request
             let page = held[index].page
+            // The data must still be what the client sent, for the sector it named: a
+            // fault since it arrived must not reach the disk.
+            if request.kind == .write && pageCheck(page, sector: request.sector, bytes: request.byteCount) != request.check {
+                System.reportFailure()
+            }
             do throws(StorageDeviceError) {
                 try driver!.submit(tag: UInt16(index), kind: request.kind, sector: request.sector,
                                    dataPhysical: page >= 0 ? pagePhysical[page] : 0, byteCount: request.byteCount)
                 held[index].submitted = true
             } catch {
-                finish(index, code: .ioError)
+                // Every request was checked against the device when it arrived, and we
+                // asked whether there was room: a refusal means our own driver state is
+                // wrong. A restart resets the device and submits everything again.
+                System.reportFailure()
             }
         }
     }
@@ -276,7 +342,7 @@ struct StorageService: SSRService {
                                               count: entry.page >= 0 ? StorageLayout.pageBytes : 0)
             _ = try? SSRServer<StorageService>.complete(entry.client, payload: data) { state in
                 state.complete(succeeded: code == .ok)
-                return .reply(code: code.rawValue, words: (0, 0), length: length)
+                return .reply(code: code.rawValue, words: (UInt(entry.readCheck), 0), length: length)
             }
         }
         if entry.page >= 0 { freePages |= 1 << UInt64(entry.page) }
@@ -298,7 +364,13 @@ struct StorageService: SSRService {
         } catch {
             failed = true
         }
-        while let (index, code) = completions.popLast() { finish(index, code: code) }
+        while let (index, code) = completions.popLast() {
+            let request = held[index].request
+            if request.kind == .read && code == .ok {
+                held[index].readCheck = pageCheck(held[index].page, sector: request.sector, bytes: request.byteCount)
+            }
+            finish(index, code: code)
+        }
         if failed || driver?.deviceNeedsReset == true { recoverDevice() }
         submitQueued()
         try? System.acknowledgeInterrupt(slot)

@@ -27,9 +27,9 @@
 //       store of a commit ever touches the active copy, so a crash between any two
 //       stores leaves the previous commit intact and checkable, and the half-written
 //       copy is never selected.
-//   F2. Damage is detected: each copy carries an FNV-1a 64 checksum over all of its
-//       bytes (seeded with the layout and the copy's number), and the selector holds
-//       the commit number next to its complement.
+//   F2. Damage is detected: each copy carries a 64-bit checksum (RegionChecksum, FNV-1a
+//       over 64-bit words) over all of its bytes (seeded with the layout and the
+//       copy's number), and the selector holds the commit number next to its complement.
 //
 // Now let the server fail while it works on request r of some client. Because the
 // server commits before each reply (S1) and the client waits (K1), the committed id
@@ -68,7 +68,7 @@
 //   16      selector: commit number s (low 32) | ~s (high 32); 0 = never committed
 //   24      owner: the client's id (low 32) | its complement (high 32)
 //   32      copy 0, then copy 1 at 32 + stride, each:
-//             0   checksum  FNV-1a 64 over bytes 8..<stride, seeded (magic, layout, copy)
+//             0   checksum  RegionChecksum over bytes 8..<stride, seeded (magic, layout, copy)
 //             8   commit number (its parity is the copy's number; 0 is never used)
 //             16  request id
 //             24  reply code       32 reply word 0       40 reply word 1
@@ -251,8 +251,8 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
         return true
     }
 
-    func checksumSeed(copy index: Int) -> FNV1a64 {
-        var hash = FNV1a64()
+    func checksumSeed(copy index: Int) -> RegionChecksum {
+        var hash = RegionChecksum()
         hash.add(word: SSRLayout.magic)
         hash.add(word: layoutWord)
         hash.add(word: UInt64(index))
@@ -407,10 +407,12 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
     }
 }
 
-/// FNV-1a, 64 bits. Each step xors one byte in and multiplies by an odd constant (a
-/// bijection modulo 2^64), so two inputs that differ in a single byte — in
-/// particular by any one flipped bit — always hash differently.
-public struct FNV1a64: Sendable {
+/// The checksum of a region's copy: FNV-1a's step taken a 64-bit word at a time —
+/// xor the word in, multiply by an odd constant (a bijection modulo 2^64) — so two
+/// inputs that differ in a single word, in particular by any one flipped bit, always
+/// hash differently. A word at a time costs an eighth of byte-wise FNV-1a, and every
+/// request a server handles verifies one copy and writes another.
+public struct RegionChecksum: Sendable {
     public static let offsetBasis: UInt64 = 0xCBF2_9CE4_8422_2325
     public static let prime: UInt64 = 0x0000_0100_0000_01B3
 
@@ -419,21 +421,19 @@ public struct FNV1a64: Sendable {
     public init() {}
 
     @inline(__always)
-    public mutating func add(byte: UInt8) {
-        value = (value ^ UInt64(byte)) &* Self.prime
-    }
-
-    /// The word's eight bytes, least significant first (its little-endian layout).
-    @inline(__always)
     public mutating func add(word: UInt64) {
-        var rest = word
-        for _ in 0..<8 {
-            add(byte: UInt8(truncatingIfNeeded: rest))
-            rest >>= 8
-        }
+        value = (value ^ word) &* Self.prime
     }
 
+    /// `bytes` as little-endian words (a region's copies are whole words long).
     public mutating func add(_ bytes: UnsafeRawBufferPointer) {
-        for byte in bytes { add(byte: byte) }
+        var offset = 0
+        while offset + 8 <= bytes.count {
+            add(word: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+            offset += 8
+        }
+        var last: UInt64 = 0
+        for index in 0..<(bytes.count - offset) { last |= UInt64(bytes[offset + index]) << UInt64(8 * index) }
+        if offset < bytes.count { add(word: last) }
     }
 }
