@@ -160,10 +160,14 @@ import Testing
             #expect(console.contains("injected \(kind) into fs") && console.contains("injected \(kind) into storage"),
                     "\(kind) reached both servers")
         }
-        // Both servers restarted many times and neither was given up.
+        // Both servers restarted many times (many flips are masked) and neither was given up.
         let restarts = verdict.split(separator: " ").filter { $0.hasPrefix("fs=") || $0.hasPrefix("storage=") }
             .compactMap { Int($0.split(separator: "=")[1]) }
-        #expect(restarts.count == 2 && restarts.allSatisfy { $0 >= 20 }, "\(verdict)")
+        #expect(restarts.count == 2 && restarts.allSatisfy { $0 >= 10 }, "\(verdict)")
+        // Every client streamed to the end; a client may have lost its state only to a
+        // flip in its own SSR, and then it opened its file again and went on.
+        let finished = console.split(separator: "\n").filter { $0.hasPrefix("stream ") && $0.contains(" ok rounds=") }
+        #expect(finished.count == 4, "\(finished)")
         #expect(!console.contains("given up"))
         #expect(!console.contains("FAIL round"), "no client saw wrong data")
         let check = try DiskTools.check(image)

@@ -301,6 +301,7 @@ extension SSRRestorePoint {
             let acknowledged = format.check(lastCompleted: 6)
             #expect(acknowledged.isCorrupt, "bit \(bit): \(acknowledged)")
             if case .committed = format.load() { Issue.record("bit \(bit): damaged copy loaded") }
+            if case .committed = format.loadCommit() { Issue.record("bit \(bit): damaged copy verified") }
             // Request 6 committed but unanswered: copy 5 holds everything acknowledged.
             expectRecord(format.check(lastCompleted: 5).repairPoint?.restored, id: 5, "bit \(bit)")
             detected += 1
@@ -417,6 +418,60 @@ extension SSRRestorePoint {
         format.commit(state: Sample(2), requestID: 2, reply: reply(for: 2))
         #expect(format.activeSequence == 2, "0 is skipped and copy 0 comes next")
         expectRecord(format.check(lastCompleted: 2).validRecord, id: 2)
+    }
+
+    /// The server's path: `loadCommit` verifies, `state(of:)` copies the state out once;
+    /// it must agree with `load()` commit after commit, for a state aligned to 8 bytes
+    /// (read a word at a time) and for one aligned to 2 (read byte by byte).
+    @Test func loadCommitAgreesWithLoad() {
+        let storage = CrashingStorage()
+        let format = makeFormat(storage)
+        guard case .unformatted = format.loadCommit() else {
+            Issue.record("a zero region did not read as unformatted")
+            return
+        }
+        for id in UInt64(1)...5 {
+            format.commit(state: Sample(id), requestID: id, reply: reply(for: id))
+            guard case .committed(let commit) = format.loadCommit(), case .committed(let record) = format.load() else {
+                Issue.record("commit \(id) did not load")
+                return
+            }
+            #expect(commit.sequence == UInt32(id) && commit.requestID == id && commit.reply == reply(for: id))
+            #expect(format.state(of: commit) == Sample(id) && record.state == Sample(id))
+        }
+
+        struct Narrow: BitwiseCopyable, Equatable {
+            var a: UInt16, b: UInt16, c: UInt16
+        }
+        let narrowStorage = CrashingStorage()
+        let narrow = SSRFormat<Narrow, CrashingStorage>(storage: narrowStorage, layoutVersion: 1, owner: 9)
+        #expect(MemoryLayout<Narrow>.alignment == 2 && MemoryLayout<Narrow>.size == 6)
+        narrow.commit(state: Narrow(a: 0x1234, b: 0xBEEF, c: 7), requestID: 3, reply: reply(for: 3))
+        guard case .committed(let commit) = narrow.loadCommit() else {
+            Issue.record("the narrow state did not load")
+            return
+        }
+        #expect(narrow.state(of: commit) == Narrow(a: 0x1234, b: 0xBEEF, c: 7))
+        let stateBit = (SSRLayout.headerBytes + Int(commit.sequence & 1) * SSRFormat<Narrow, CrashingStorage>.copyStride
+            + SSRLayout.stateField + 5) * 8
+        narrowStorage.flip(bit: stateBit)
+        guard case .damaged(.activeCopy) = narrow.loadCommit() else {
+            Issue.record("a flipped state bit was not detected")
+            return
+        }
+    }
+
+    /// The aligned-word hash the format verifies with is the same function as the
+    /// byte-buffer one (which the commit-wrap test forges copies with).
+    @Test func alignedWordsHashLikeBytes() {
+        let words = (0..<19).map { UInt64($0) &* 0xD6E8_FEB8_6659_FD93 ^ 0x5555 }
+        var fromBytes = RegionChecksum()
+        var fromWords = RegionChecksum()
+        words.withUnsafeBytes { bytes in
+            fromBytes.add(bytes)
+            fromWords.add(alignedWords: bytes.baseAddress!, count: words.count)
+        }
+        #expect(fromBytes.value == fromWords.value && fromWords.value != RegionChecksum().value)
     }
 
     @Test func memoryStorageWritesWholeWords() {

@@ -12,11 +12,6 @@ import Testing
         state.accept(read, id: 5, arrival: 3)
         #expect(StorageClientState.isConsistent(state))
         #expect(state.outstanding == read && state.requestPhase == .queued && state.arrival == 3)
-        state.markSubmitted()
-        #expect(state.requestPhase == .submitted && StorageClientState.isConsistent(state))
-        state.requeueAfterRestart()
-        #expect(state.requestPhase == .queued)
-        state.markSubmitted()
         state.complete(succeeded: true)
         #expect(StorageClientState.isConsistent(state))
         #expect(state.outstanding == nil && state.completed == 1 && state.sectorsRead == 8 && state.failed == 0)
@@ -30,15 +25,6 @@ import Testing
         state.complete(succeeded: true)
         #expect(state.completed == 4 && state.failed == 1 && state.sectorsWritten == 3 && state.sectorsRead == 8)
         #expect(StorageClientState.isConsistent(state))
-    }
-
-    @Test func requeueLeavesQueuedAndIdleAlone() {
-        var state = StorageClientState.initial
-        state.requeueAfterRestart()
-        #expect(state.requestPhase == .idle)
-        state.accept(read, id: 1, arrival: 1)
-        state.requeueAfterRestart()
-        #expect(state.requestPhase == .queued)
     }
 
     @Test func damagedRecordsAreDetected() {
@@ -55,10 +41,9 @@ import Testing
             ("kind 0", queued, { $0.kind = 0 }),
             ("kind 4", queued, { $0.kind = 4 }),
             ("priority 8", queued, { $0.priority = 8 }),
-            ("phase 3", queued, { $0.phase = 3 }),
+            ("phase 2", queued, { $0.phase = 2 }),
             ("no request id", queued, { $0.requestID = 0 }),
             ("no arrival", queued, { $0.arrival = 0 }),
-            ("reserved", queued, { $0.reserved = 1 }),
             ("sector overflow", queued, { $0.sector = UInt64.max - 2 }),
             ("flush with a count", queued, { $0.kind = StorageRequestKind.flush.rawValue }),
             ("idle with a request id", idle, { $0.requestID = 3 }),

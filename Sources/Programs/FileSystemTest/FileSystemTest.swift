@@ -11,10 +11,14 @@
 //                                 again and went on), 3 another error
 //   fstest ops                    a fixed sequence of every kind of update (the test
 //                                 computes the resulting tree on the host and compares)
-//   fstest stress CLIENTS ROUNDS [fs=N] [storage=N] [every=TICKS]
+//   fstest stress CLIENTS ROUNDS [fs=N] [storage=N] [every=TICKS] [kind=FAULT]
+//                 [trigger=next|after|random] [arg=N]
 //                                 CLIENTS streaming clients while N faults of every kind in
-//                                 turn are injected into the filesystem server and N into
-//                                 the storage server, one every TICKS; then the verdict:
+//                                 turn (or only FAULT, a FaultKind name) are injected into
+//                                 the filesystem server and N into the storage server, one
+//                                 every TICKS, each striking at the next request (or the
+//                                 ARGth request from then, or a random tick below ARG;
+//                                 default ARG: 1, or TICKS); then the verdict:
 //                                 "fstest stress ok clients=... ok=... lost=... failed=..."
 //                                 (ok: every client passed, except that a client may have
 //                                 lost its state to an SSR bit flip in its own region)
@@ -62,7 +66,7 @@ struct FileSystemTest {
     }
 
     static func usage() -> Never {
-        print("usage: fstest tree [PATH] | stream ID ROUNDS | stress CLIENTS ROUNDS [fs=N] [storage=N] [every=TICKS] | locks PATH")
+        print("usage: fstest tree [PATH] | stream ID ROUNDS | stress CLIENTS ROUNDS [fs=N] [storage=N] [every=TICKS] [kind=FAULT] [trigger=next|after|random] [arg=N] | locks PATH")
         System.exit(2)
     }
 
@@ -423,16 +427,35 @@ struct FileSystemTest {
     static func stress(clients: Int, rounds: Int, options: [String]) -> Int32 {
         var faultsPerServer = (fs: 0, storage: 0)
         var every: UInt64 = 200_000
+        // A campaign asks for one kind of fault with its own trigger; by default every
+        // kind in turn, each at the next request.
+        var onlyKind: FaultKind?
+        var trigger = FaultTrigger.nextRequest
+        var argument: UInt?
         for option in options {
             let parts = option.split(separator: "=").map(String.init)
-            guard parts.count == 2, let value = UInt64(parts[1]) else { usage() }
-            switch parts[0] {
-            case "fs": faultsPerServer.fs = Int(value)
-            case "storage": faultsPerServer.storage = Int(value)
-            case "every": every = value
+            guard parts.count == 2 else { usage() }
+            switch (parts[0], UInt64(parts[1])) {
+            case ("fs", let value?): faultsPerServer.fs = Int(value)
+            case ("storage", let value?): faultsPerServer.storage = Int(value)
+            case ("every", let value?): every = value
+            case ("arg", let value?): argument = UInt(value)
+            case ("kind", nil):
+                guard let kind = faultKinds.first(where: { String($0.name) == parts[1] }) else { usage() }
+                onlyKind = kind
+            case ("trigger", nil):
+                switch parts[1] {
+                case "next": trigger = .nextRequest
+                case "after": trigger = .afterRequests
+                case "random": trigger = .randomTime
+                default: usage()
+                }
             default: usage()
             }
         }
+        // after: the Nth request (default the next); random: a tick before the next
+        // injection is due (default).
+        let triggerArgument = argument ?? (trigger == .randomTime ? UInt(every) : 1)
         let restartsBefore = (fs: restarts(of: "fs"), storage: restarts(of: "storage"))
         var children = [TaskID]()
         // The clients keep going until the last fault has struck, and a little after.
@@ -453,10 +476,10 @@ struct FileSystemTest {
             // Alternate the servers; walk the fault kinds for each.
             let intoStorage = number % 2 == 1 && number / 2 < faultsPerServer.storage || number / 2 >= faultsPerServer.fs
             let target = intoStorage ? "storage" : "fs"
-            let kind = faultKinds[(number / 2) % faultKinds.count]
+            let kind = onlyKind ?? faultKinds[(number / 2) % faultKinds.count]
             let result: SyscallError? = withPath(target) { name in
                 do throws(SyscallError) {
-                    try System.injectFault(into: name, kind: kind, trigger: .nextRequest, argument: 0, aim: 0)
+                    try System.injectFault(into: name, kind: kind, trigger: trigger, argument: triggerArgument, aim: 0)
                     return nil
                 } catch {
                     return error

@@ -200,18 +200,23 @@ struct FileSystemService: SSRService {
         guard locks.isIntact else { System.reportFailure() }
         let tag = Self.intentTag(client: client, requestID: SSRServer<FileSystemService>.currentRequestID)
         if tag == 0 || state.intent.tag != tag { state.intent = Ext2Intent(tag: tag) }
-        let outcome: SSROutcome
+        let request: FileSystemRequest
         do throws(FileSystemError) {
-            let request = try FileSystemRequest.decode(operation: operation, words: words, payload: payload.request)
-            try mount()
-            if readOnly && request.updates { throw .readOnly }
-            volume!.now = now
-            outcome = try perform(request, reply: payload.replyBuffer, client: client, state: &state)
-        } catch .internalInconsistency {
-            // About to write a block against its own metadata: our state is damaged.
-            System.reportFailure()
+            request = try FileSystemRequest.decode(operation: operation, words: words, payload: payload.request)
         } catch {
-            outcome = .reply(error.rawValue)
+            return .reply(error.rawValue)
+        }
+        let before = state
+        var outcome = attempt(request, reply: payload.replyBuffer, client: client, state: &state)
+        if case .reply(let code, _, _) = outcome,
+           code == FileSystemError.corrupt.rawValue || code == FileSystemError.ioError.rawValue {
+            // The disk may be at fault, or our copy of its metadata, damaged in memory
+            // by a fault that did not stop us. Read the metadata afresh and try once
+            // more (an interrupted update finishes, as after a restart); only an error
+            // that survives that is the disk's.
+            volume = nil
+            state = before
+            outcome = attempt(request, reply: payload.replyBuffer, client: client, state: &state)
         }
         // The update is over (done or refused): its intent and append position go with
         // the reply's commit.
@@ -219,6 +224,22 @@ struct FileSystemService: SSRService {
         state.appendRequest = 0
         state.appendPosition = 0
         return outcome
+    }
+
+    /// Mounts if needed and performs the request; an error becomes the reply.
+    mutating func attempt(_ request: FileSystemRequest, reply: UnsafeMutableRawBufferPointer, client: TaskID,
+                          state: inout FileSystemClientRecord) -> SSROutcome {
+        do throws(FileSystemError) {
+            try mount()
+            if readOnly && request.updates { throw .readOnly }
+            volume!.now = now
+            return try perform(request, reply: reply, client: client, state: &state)
+        } catch .internalInconsistency {
+            // About to write a block against its own metadata: our state is damaged.
+            System.reportFailure()
+        } catch {
+            return .reply(error.rawValue)
+        }
     }
 
     /// The file a handle names, checked to still be that file.

@@ -6,9 +6,11 @@
 // blocks in client SSRs", and its global queue only as a cache of them. After a crash
 // the restarted server walks the SSRs and re-inserts every outstanding request with
 // its original arrival number, so the queue comes back in the same order and no
-// client has to resubmit. A request the old instance had already handed the device is
-// put back to `queued` (`requeueAfterRestart`): the restart reset the device, which
-// forgot it, and a block read or write may safely be done twice.
+// client has to resubmit. Whether the old instance had already handed a request to the
+// device is not recorded (the SSR is mapped only while its client's request is handled,
+// not when the device is fed): the restart resets the device, which forgets everything,
+// so every outstanding request goes to it again — a block read or write may safely be
+// done twice.
 //
 // Fields are plain integers rather than enums: a damaged byte in an enum field would
 // be undefined behaviour when read, while a damaged integer is simply caught by
@@ -23,7 +25,8 @@
 //   25      count            sectors (1...8; 0 for a flush)
 //   26      priority         0 (most urgent) ... 7
 //   27      phase            StorageRequestPhase raw value
-//   28      reserved         zero
+//   28      refusedCheck     low 32 bits of the id of a write whose data failed its
+//                            check once (0: none); see `StorageServer`
 //   32      completed        requests completed (ok or failed)
 //   40      failed           of those, the ones that failed
 //   48      sectorsRead
@@ -31,10 +34,8 @@
 
 public enum StorageRequestPhase: UInt8, Sendable {
     case idle = 0
-    /// Waiting in the server's queue.
+    /// Accepted, and not yet answered (queued or at the device).
     case queued = 1
-    /// Handed to the device.
-    case submitted = 2
 }
 
 public struct StorageClientState: BitwiseCopyable, Sendable {
@@ -45,14 +46,17 @@ public struct StorageClientState: BitwiseCopyable, Sendable {
     public var count: UInt8
     public var priority: UInt8
     public var phase: UInt8
-    public var reserved: UInt32
+    /// The low 32 bits of the id of a write whose data did not match its check: the
+    /// server restarted once to rule out its own fault; if it fails again, it is the
+    /// client's (0: none).
+    public var refusedCheck: UInt32
     public var completed: UInt64
     public var failed: UInt64
     public var sectorsRead: UInt64
     public var sectorsWritten: UInt64
 
     public static var initial: StorageClientState {
-        StorageClientState(requestID: 0, sector: 0, arrival: 0, kind: 0, count: 0, priority: 0, phase: 0, reserved: 0,
+        StorageClientState(requestID: 0, sector: 0, arrival: 0, kind: 0, count: 0, priority: 0, phase: 0, refusedCheck: 0,
                            completed: 0, failed: 0, sectorsRead: 0, sectorsWritten: 0)
     }
 
@@ -77,15 +81,6 @@ public struct StorageClientState: BitwiseCopyable, Sendable {
         phase = StorageRequestPhase.queued.rawValue
     }
 
-    public mutating func markSubmitted() {
-        phase = StorageRequestPhase.submitted.rawValue
-    }
-
-    /// A submitted request the device forgot (the server restarted, or reset the
-    /// device after an error) goes back to the queue with its arrival number.
-    public mutating func requeueAfterRestart() {
-        if phase == StorageRequestPhase.submitted.rawValue { phase = StorageRequestPhase.queued.rawValue }
-    }
 
     /// Ends the outstanding request and counts it.
     public mutating func complete(succeeded: Bool) {
@@ -109,7 +104,7 @@ public struct StorageClientState: BitwiseCopyable, Sendable {
     /// damaged (or computed by a damaged server) and is not trusted. With `capacity`,
     /// the outstanding request must also lie on the device.
     public static func isConsistent(_ state: StorageClientState, capacity: UInt64 = .max) -> Bool {
-        guard state.reserved == 0, state.failed <= state.completed else { return false }
+        guard state.failed <= state.completed else { return false }
         let (maximumSectors, overflow) = state.completed.multipliedReportingOverflow(
             by: UInt64(StorageLimits.maximumSectorsPerRequest))
         let (moved, movedOverflow) = state.sectorsRead.addingReportingOverflow(state.sectorsWritten)

@@ -264,12 +264,18 @@ struct StorageService: SSRService {
                 (pages + page * StorageLayout.pageBytes).copyMemory(from: data, byteCount: request.byteCount)
                 if pageCheck(page, sector: request.sector, bytes: request.byteCount) != request.check {
                     freePages |= 1 << UInt64(page)
-                    // The client's own data and check disagree: its request is wrong.
-                    // Otherwise the copy went wrong here: restart, the request comes again.
-                    guard StorageWire.dataCheck(sector: request.sector, data: payload.request) == request.check else {
-                        return .reply(StorageReplyCode.badRequest.rawValue)
+                    // Either the client sent data that does not match its own check, or a
+                    // fault here damaged the message or the copy. The first time, assume
+                    // the fault: note the request in the SSR and restart; the kernel
+                    // delivers it again. If it fails again, it is the client's.
+                    let marker = UInt32(truncatingIfNeeded: requestID)
+                    guard requestID == 0 || state.refusedCheck == marker else {
+                        state.refusedCheck = marker
+                        SSRServer<StorageService>.checkpoint(state)
+                        System.reportFailure()
                     }
-                    System.reportFailure()
+                    state.refusedCheck = 0
+                    return .reply(StorageReplyCode.badRequest.rawValue)
                 }
             }
         }

@@ -52,6 +52,20 @@
 // below L is refused too: the selector can only point at an older copy through
 // damage (two flipped bits), never through a crash.
 //
+// Verifying on every load. The running server verifies the whole active copy (header,
+// selector, checksum over every word) each time it loads a client's state, before
+// any byte of the state is used, and only then copies the state out, once
+// (`loadCommit`, then `state(of:)`). Remembering per client the commit number and
+// checksum last written, and re-hashing only when they differ, would save the hash
+// but break F2 where it matters: a bit flipped in the state bytes of the active copy
+// leaves both words as remembered, the server would compute on the damaged state,
+// and its next commit would seal the damage under a fresh, valid checksum. The
+// full check is cheap enough not to need the shortcut: the region is 8-byte aligned,
+// so every word is one aligned load, an xor and a multiply (about 100 instructions
+// for a 120-byte copy), less than copying the state; what cost more than the
+// checksum was reading words with `loadUnaligned` (byte by byte on RISC-V) and
+// carrying the state through several by-value records.
+//
 // What it cannot do: a checksum catches corruption of bytes, not a wrong
 // computation committed with a good checksum; the service's own invariant check is
 // the second line, and the server runtime rolls back an unacknowledged commit made
@@ -102,6 +116,23 @@ public struct SSRRecord<State: BitwiseCopyable> {
     public var requestID: UInt64
     public var reply: SSRReply
     public var state: State
+}
+
+/// One commit's words as read back from a copy whose checksum verified: everything
+/// but the state, which `SSRFormat.state(of:)` copies out of the region when wanted.
+public struct SSRCommit: Equatable, Sendable {
+    /// The commit number (which copy it lives in is its parity).
+    public var sequence: UInt32
+    /// The request this commit answered.
+    public var requestID: UInt64
+    public var reply: SSRReply
+}
+
+/// `SSRLoad` without the state (see `SSRFormat.loadCommit()`).
+public enum SSRCommitLoad: Equatable, Sendable {
+    case unformatted
+    case committed(SSRCommit)
+    case damaged(SSRDamage)
 }
 
 /// What is wrong with a region that is not simply valid.
@@ -259,27 +290,55 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
         return hash
     }
 
-    /// The commit in copy `index`, if its checksum verifies and its number fits the copy.
-    public func record(inCopy index: Int) -> SSRRecord<State>? {
-        let base = copyOffset(index)
+    /// The region's first byte; 8-byte aligned (checked in `init`), so every word of
+    /// the format is read with one aligned load, never byte by byte.
+    @inline(__always)
+    var base: UnsafeRawPointer { storage.bytes.baseAddress! }
+
+    /// The commit in copy `index`, if its checksum verifies and its number fits the
+    /// copy. Only the commit's words are read; its state stays in the region until
+    /// `state(of:)` copies it out.
+    public func commit(inCopy index: Int) -> SSRCommit? {
+        let start = copyOffset(index)
         var hash = checksumSeed(copy: index)
-        hash.add(UnsafeRawBufferPointer(rebasing: storage.bytes[(base + 8)..<(base + Self.copyStride)]))
-        guard hash.value == word(at: base + SSRLayout.checksumField) else { return nil }
-        let number = word(at: base + SSRLayout.sequenceField)
+        hash.add(alignedWords: base + start + 8, count: Self.copyStride / 8 - 1)
+        guard hash.value == word(at: start + SSRLayout.checksumField) else { return nil }
+        let number = word(at: start + SSRLayout.sequenceField)
         guard number >> 32 == 0, number != 0, Int(number & 1) == index else { return nil }
-        return SSRRecord(
-            sequence: UInt32(truncatingIfNeeded: number),
-            requestID: word(at: base + SSRLayout.requestField),
-            reply: SSRReply(code: word(at: base + SSRLayout.codeField), word0: word(at: base + SSRLayout.word0Field),
-                            word1: word(at: base + SSRLayout.word1Field)),
-            state: storage.bytes.loadUnaligned(fromByteOffset: base + SSRLayout.stateField, as: State.self))
+        return SSRCommit(
+            sequence: UInt32(truncatingIfNeeded: number), requestID: word(at: start + SSRLayout.requestField),
+            reply: SSRReply(code: word(at: start + SSRLayout.codeField), word0: word(at: start + SSRLayout.word0Field),
+                            word1: word(at: start + SSRLayout.word1Field)))
+    }
+
+    /// The state committed with `commit` (one that `commit(inCopy:)` or `loadCommit()`
+    /// just verified): one copy, straight from the region into the caller's value.
+    @inline(__always)
+    public func state(of commit: SSRCommit) -> State {
+        let offset = copyOffset(Int(commit.sequence & 1)) + SSRLayout.stateField
+        // The state field is 8-byte aligned; only a State aligned more strictly needs the slow path.
+        if MemoryLayout<State>.alignment <= 8 { return base.load(fromByteOffset: offset, as: State.self) }
+        return base.loadUnaligned(fromByteOffset: offset, as: State.self)
+    }
+
+    /// The commit in copy `index` with its state, if its checksum verifies and its
+    /// number fits the copy.
+    public func record(inCopy index: Int) -> SSRRecord<State>? {
+        guard let commit = commit(inCopy: index) else { return nil }
+        return SSRRecord(sequence: commit.sequence, requestID: commit.requestID, reply: commit.reply,
+                         state: state(of: commit))
+    }
+
+    /// The commit the selector names, if the header, the selector and that copy verify.
+    var activeCommit: SSRCommit? {
+        guard headerIsValid, let sequence = activeSequence,
+              let commit = commit(inCopy: Int(sequence & 1)), commit.sequence == sequence else { return nil }
+        return commit
     }
 
     /// The commit the selector names, if the header, the selector and that copy verify.
     public var activeRecord: SSRRecord<State>? {
-        guard headerIsValid, let sequence = activeSequence,
-              let record = record(inCopy: Int(sequence & 1)), record.sequence == sequence else { return nil }
-        return record
+        activeCommit.map { SSRRecord(sequence: $0.sequence, requestID: $0.requestID, reply: $0.reply, state: state(of: $0)) }
     }
 
     /// What the damage is, for a region whose active record does not verify.
@@ -288,7 +347,7 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
         guard let sequence = SSRLayout.sequence(inSelector: selector) else {
             return selector == 0 ? .noCommit : .selector
         }
-        guard let record = record(inCopy: Int(sequence & 1)), record.sequence == sequence else { return .activeCopy }
+        guard let commit = commit(inCopy: Int(sequence & 1)), commit.sequence == sequence else { return .activeCopy }
         return .header
     }
 
@@ -296,7 +355,19 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
 
     /// Reads the committed record, for a request being served.
     public func load() -> SSRLoad<State> {
-        if let record = activeRecord { return .committed(record) }
+        switch loadCommit() {
+        case .unformatted: return .unformatted
+        case .committed(let commit): return .committed(SSRRecord(sequence: commit.sequence, requestID: commit.requestID,
+                                                                 reply: commit.reply, state: state(of: commit)))
+        case .damaged(let damage): return .damaged(damage)
+        }
+    }
+
+    /// `load()` without the state: verifies the header, the selector and the active
+    /// copy (every word of it, on every call: see "Verifying on every load" above),
+    /// and leaves the state in the region for `state(of:)` to copy out once.
+    public func loadCommit() -> SSRCommitLoad {
+        if let commit = activeCommit { return .committed(commit) }
         if isZero { return .unformatted }
         return .damaged(damage)
     }
@@ -323,16 +394,20 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
         put(reply.word0, SSRLayout.word0Field)
         put(reply.word1, SSRLayout.word1Field)
         withUnsafeBytes(of: state) { bytes in
+            // A State aligned to 8 (every state with a 64-bit field) is read a word at a
+            // time; `loadUnaligned` would read it byte by byte on RISC-V.
+            let aligned = MemoryLayout<State>.alignment >= 8
             var offset = 0
-            while offset < Self.paddedStateBytes {
-                var value: UInt64 = 0
-                if offset + 8 <= bytes.count {
-                    value = bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
-                } else {
-                    for byte in 0..<(bytes.count - offset) { value |= UInt64(bytes[offset + byte]) << (8 * byte) }
-                }
+            while offset + 8 <= Self.stateBytes {
+                let value = aligned ? bytes.load(fromByteOffset: offset, as: UInt64.self)
+                                    : bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
                 put(value, SSRLayout.stateField + offset)
                 offset += 8
+            }
+            if offset < Self.stateBytes {
+                var value: UInt64 = 0
+                for byte in 0..<(Self.stateBytes - offset) { value |= UInt64(bytes[offset + byte]) << (8 * byte) }
+                put(value, SSRLayout.stateField + offset)
             }
         }
         storage.store(hash.value, at: base + SSRLayout.checksumField)
@@ -423,6 +498,16 @@ public struct RegionChecksum: Sendable {
     @inline(__always)
     public mutating func add(word: UInt64) {
         value = (value ^ word) &* Self.prime
+    }
+
+    /// `count` words from 8-byte aligned memory: one load each.
+    @inline(__always)
+    public mutating func add(alignedWords start: UnsafeRawPointer, count: Int) {
+        var offset = 0
+        while offset < count * 8 {
+            add(word: start.load(fromByteOffset: offset, as: UInt64.self))
+            offset += 8
+        }
     }
 
     /// `bytes` as little-endian words (a region's copies are whole words long).

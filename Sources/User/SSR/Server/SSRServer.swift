@@ -35,8 +35,9 @@
 // clients' state in its own memory instead: nothing survives a crash then, which is
 // exactly the baseline the benchmarks compare SSRs against (`mkimage --without-ssr`).
 //
-// The state is copied out of the window, changed by the service, and written back by
-// the commit; the window itself is only ever written by SSRFormat.
+// The state is copied out of the window once, after its copy verified in full
+// (SSRFormat's "Verifying on every load"), changed by the service in place, and
+// written back by the commit; the window itself is only ever written by SSRFormat.
 
 import CurioUser
 import SSRFormat
@@ -149,14 +150,20 @@ public struct SSRServer<Service: SSRService> {
 
     public var service: Service
     public private(set) var recovery = SSRRecoveryReport()
-    let buffer: UnsafeMutableRawBufferPointer
+    /// The message buffer's address; its size is the constant `maxMessageBytes`, never
+    /// stored: a damaged stored size would make the kernel refuse every client's
+    /// message as too large while the server, never receiving them, noticed nothing.
+    let bufferBase: UnsafeMutableRawPointer
+    var buffer: UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: bufferBase, count: SyscallLimits.maxMessageBytes)
+    }
 
     /// `regionBytes`: the smallest SSR the server is configured with (system.toml's
     /// `ssr`); the state's format must fit in it.
     public init(service: Service, regionBytes: Int = 4096) {
         precondition(Format.requiredBytes <= regionBytes, "the state does not fit in the SSR")
         self.service = service
-        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: SyscallLimits.maxMessageBytes, alignment: 16)
+        bufferBase = UnsafeMutableRawPointer.allocate(byteCount: SyscallLimits.maxMessageBytes, alignment: 16)
     }
 
     /// Whether client state lives in SSRs (false: in this server's memory).
@@ -332,10 +339,13 @@ public struct SSRServer<Service: SSRService> {
 
     mutating func unbind(_ client: TaskID) {
         let state: State?
-        switch Self.windowFormat(owner: client).load() {
-        case .committed(let record) where Service.check(record.state): state = record.state
+        let format = Self.windowFormat(owner: client)
+        switch format.loadCommit() {
+        case .committed(let commit):
+            let committed = format.state(of: commit)
+            state = Service.check(committed) ? committed : nil
         case .unformatted: state = Service.initialState
-        default: state = nil
+        case .damaged: state = nil
         }
         service.clientEnded(client: client, state: state)
     }
@@ -358,23 +368,24 @@ public struct SSRServer<Service: SSRService> {
         var committed = (id: UInt64(0), reply: SSRReply())
         let payload = SSRPayload(request: UnsafeRawBufferPointer(rebasing: buffer[0..<min(message.length, buffer.count)]),
                                  replyBuffer: buffer)
-        switch format.load() {
+        switch format.loadCommit() {
         case .unformatted:
             state = Service.initialState
-        case .committed(let record):
-            guard Service.check(record.state) else { System.reportFailure() }
-            state = record.state
-            committed = (record.requestID, record.reply)
-            if record.requestID == message.requestID {
+        case .committed(let commit):
+            // Verified in full just now; copied out once, checked in place.
+            state = format.state(of: commit)
+            guard Service.check(state) else { System.reportFailure() }
+            committed = (commit.requestID, commit.reply)
+            if commit.requestID == message.requestID {
                 // Applied and committed before a crash; only the reply was lost.
                 windowInUse = true
                 let length = service.replayPayload(operation: UInt16(truncatingIfNeeded: message.operation),
                                                    words: message.words, payload: payload, client: message.sender,
-                                                   state: record.state, reply: record.reply)
+                                                   state: state, reply: commit.reply)
                 windowInUse = false
                 if let length {
-                    return (message.sender, UInt32(truncatingIfNeeded: record.reply.code),
-                            (UInt(record.reply.word0), UInt(record.reply.word1)), min(max(length, 0), buffer.count))
+                    return (message.sender, UInt32(truncatingIfNeeded: commit.reply.code),
+                            (UInt(commit.reply.word0), UInt(commit.reply.word1)), min(max(length, 0), buffer.count))
                 }
             }
         case .damaged:
@@ -441,17 +452,17 @@ public struct SSRServer<Service: SSRService> {
         let mapping = try System.ssrOpen(client)
         let format = format(at: mapping.window, owner: client)
         var state: State
-        switch format.load() {
+        switch format.loadCommit() {
         case .unformatted:
             state = Service.initialState
-        case .committed(let record):
-            if record.requestID == mapping.requestID {
-                try IPC.reply(to: client, code: UInt(record.reply.code),
-                              words: (UInt(record.reply.word0), UInt(record.reply.word1)))
+        case .committed(let commit):
+            if commit.requestID == mapping.requestID {
+                try IPC.reply(to: client, code: UInt(commit.reply.code),
+                              words: (UInt(commit.reply.word0), UInt(commit.reply.word1)))
                 return true
             }
-            guard Service.check(record.state) else { System.reportFailure() }
-            state = record.state
+            state = format.state(of: commit)
+            guard Service.check(state) else { System.reportFailure() }
         case .damaged:
             System.reportFailure()
         }
