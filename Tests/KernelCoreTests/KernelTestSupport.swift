@@ -161,6 +161,8 @@ struct KernelTestProgram: Sendable {
     var restartable = false
     /// Pages of server state per client (entry byte 112; 0: not an SSR server).
     var ssrPages: UInt8 = 0
+    /// Entry bytes 113-114 (0: no reply limit).
+    var replyLimitMilliseconds: UInt16 = 0
     var memoryPages: UInt32 = 32
     var stackPages: UInt32 = 2
     var heapPages: UInt32 = 2
@@ -236,6 +238,7 @@ enum KernelTestImage {
             image[entry + Field.flags] = (program.startsAtBoot ? 1 : 0) | (program.mayManage ? 2 : 0)
                 | (program.receivesBootArguments ? 4 : 0) | (program.restartable ? 8 : 0)
             image[entry + Field.ssrPages] = program.ssrPages
+            storeLittleEndian(program.replyLimitMilliseconds, in: &image, at: entry + Field.replyLimit)
             image[entry + Field.interruptCount] = UInt8(program.interrupts.count)
             image[entry + Field.deviceCount] = UInt8(program.devices.count)
             storeLittleEndian(program.memoryPages, in: &image, at: entry + Field.memoryPages)

@@ -522,6 +522,42 @@ import Testing
         #expect(harness.state(3) == .runnable)
     }
 
+    /// A server with a reply limit that goes back to receiving while a client still
+    /// awaits its reply has lost the request (a fault that did not stop it): once the
+    /// client has waited past the limit, the server is restarted and the request
+    /// delivered again. Without a limit, waiting is the server's business.
+    @Test func aServerThatForgetsARequestIsRestartedAtItsReplyLimit() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        let limited = try harness.spawn(Program.limited).index  // 1
+        try harness.spawn(Program.client)  // 2
+        try harness.spawn(Program.client)  // 3
+        harness.recover(0, pages: 2)
+        harness.recover(limited, pages: 1)
+        let limit = 20 * TestKernel.ticksPerMillisecond
+
+        harness.receive(limited)
+        try harness.call(2, harness.id(limited))
+        harness.receive(limited)  // holds client 2's request, as a deferred one, and waits
+        #expect(harness.state(2) == .awaitingReply && harness.state(limited) == .receiving)
+        harness.tick(by: limit)
+        #expect(harness.task(limited).generation == 0, "within the limit (first seen at the first tick)")
+        harness.tick(by: limit)
+        #expect(harness.task(limited).generation == 0, "exactly the limit")
+        harness.tick(by: 1)
+        #expect(harness.task(limited).generation == 1, "past the limit: restarted")
+        #expect(harness.output.contains("limited (pid \(limited), gen 0) stopped: hang"))
+        #expect(harness.state(2) == .sending, "the request goes to the new instance")
+
+        // A server without a limit may hold a request for as long as it likes.
+        harness.receive(0)
+        try harness.call(3, harness.id(0))
+        harness.receive(0)
+        harness.tick(by: 100 * limit)
+        #expect(harness.task(0).generation == 0)
+        #expect(harness.state(3) == .awaitingReply)
+    }
+
     /// Time spent waiting on another server is not time hung: when the answer comes,
     /// the server has a full watchdog period again.
     @Test func theWatchdogCountsOnlyRunnableTime() throws {

@@ -25,6 +25,7 @@ enum SSRProgram {
     static let fragile = 6
     static let aux1 = 7
     static let aux2 = 8
+    static let limited = 9
 }
 
 extension KernelTestProgram {
@@ -32,13 +33,14 @@ extension KernelTestProgram {
         KernelTestProgram(name: "manager", priority: 2, mayManage: true, sends: ["fs", "disk"]),
         KernelTestProgram(name: "fs", priority: 3, restartable: true, ssrPages: 2, sends: ["disk", "plain"]),
         KernelTestProgram(name: "client", priority: 4,
-                          sends: ["fs", "disk", "plain", "fragile", "aux1", "aux2"]),
+                          sends: ["fs", "disk", "plain", "fragile", "aux1", "aux2", "limited"]),
         KernelTestProgram(name: "disk", priority: 3, restartable: true, ssrPages: 1),
         KernelTestProgram(name: "plain", priority: 3),
         KernelTestProgram(name: "tight", priority: 4, memoryPages: 12, sends: ["fs"]),
         KernelTestProgram(name: "fragile", priority: 3, ssrPages: 1),
         KernelTestProgram(name: "aux1", priority: 3, ssrPages: 1),
         KernelTestProgram(name: "aux2", priority: 3, ssrPages: 1),
+        KernelTestProgram(name: "limited", priority: 3, restartable: true, ssrPages: 1, replyLimitMilliseconds: 20),
     ]
 }
 

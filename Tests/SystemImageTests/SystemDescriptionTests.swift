@@ -60,6 +60,8 @@ private func problem(_ text: String) -> SystemDescriptionError? {
         #expect(storage.interrupts == Array(1...8))
         #expect(storage.devices == [DeviceRange(base: 0x1000_1000, size: 0x8000)])
         #expect(storage.restartable && fs.restartable && storage.ssrKiB == 4 && fs.ssrKiB == 4)
+        // Storage answers within device time; fs may hold lock waits for ever.
+        #expect(storage.replyLimitMilliseconds == 500 && fs.replyLimitMilliseconds == 0)
         #expect(fs.sends == ["config", "storage"] && fs.devices.isEmpty)
     }
 
@@ -169,7 +171,9 @@ private func problem(_ text: String) -> SystemDescriptionError? {
                              ("devices", "[\"0x1000\"]"), ("devices", "[\"0x1000+0\"]"), ("devices", "[\"0x1001+0x1000\"]"),
                              ("devices", "[\"0x1000+0x800\"]"), ("devices", "[\"0xFFFFFFFFFFFFF000+0x2000\"]"),
                              ("devices", "[\"0x1000+0x1000\", \"0x1000+0x1000\"]"), ("devices", "[\"a+b\"]"),
-                             ("devices", "[\"0x1000+0x1000\", \"0x3000+0x1000\", \"0x5000+0x1000\"]"), ("devices", "[4096]")]
+                             ("devices", "[\"0x1000+0x1000\", \"0x3000+0x1000\", \"0x5000+0x1000\"]"), ("devices", "[4096]"),
+                             ("reply_limit", "0"), ("reply_limit", "65536"), ("reply_limit", "\"1\""),
+                             ("reply_limit", "100")]
         {
             let line = "\(key) = \(value)"
             let text = "[program.a]\n\(line)\n\(stripped(key))\n[program.b]\n\(minimalProgram)"

@@ -20,6 +20,8 @@ public struct Kernel<P: Platform> {
     public static var stackTop: UInt64 { 0x8000_0000 }
     /// Time slice among processes of equal priority, in clock ticks (10 ms at 10 MHz).
     public static var timeSlice: UInt64 { 100_000 }
+    /// The clock runs at 10 MHz on QEMU virt.
+    public static var ticksPerMillisecond: UInt64 { 10_000 }
 
     public var platform: P
     public var frames: FrameAllocator<P.Memory>

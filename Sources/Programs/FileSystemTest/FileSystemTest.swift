@@ -12,13 +12,14 @@
 //   fstest ops                    a fixed sequence of every kind of update (the test
 //                                 computes the resulting tree on the host and compares)
 //   fstest stress CLIENTS ROUNDS [fs=N] [storage=N] [every=TICKS] [kind=FAULT]
-//                 [trigger=next|after|random] [arg=N]
+//                 [trigger=next|after|random] [arg=N] [aim=N]
 //                                 CLIENTS streaming clients while N faults of every kind in
 //                                 turn (or only FAULT, a FaultKind name) are injected into
 //                                 the filesystem server and N into the storage server, one
 //                                 every TICKS, each striking at the next request (or the
 //                                 ARGth request from then, or a random tick below ARG;
-//                                 default ARG: 1, or TICKS); then the verdict:
+//                                 default ARG: 1, or TICKS), striking register or byte N
+//                                 (aim=N, as timertest's; default at random); then the verdict:
 //                                 "fstest stress ok clients=... ok=... lost=... failed=..."
 //                                 (ok: every client passed, except that a client may have
 //                                 lost its state to an SSR bit flip in its own region)
@@ -66,7 +67,7 @@ struct FileSystemTest {
     }
 
     static func usage() -> Never {
-        print("usage: fstest tree [PATH] | stream ID ROUNDS | stress CLIENTS ROUNDS [fs=N] [storage=N] [every=TICKS] [kind=FAULT] [trigger=next|after|random] [arg=N] | locks PATH")
+        print("usage: fstest tree [PATH] | stream ID ROUNDS | stress CLIENTS ROUNDS [fs=N] [storage=N] [every=TICKS] [kind=FAULT] [trigger=next|after|random] [arg=N] [aim=N] | locks PATH")
         System.exit(2)
     }
 
@@ -432,6 +433,7 @@ struct FileSystemTest {
         var onlyKind: FaultKind?
         var trigger = FaultTrigger.nextRequest
         var argument: UInt?
+        var aim: UInt = 0
         for option in options {
             let parts = option.split(separator: "=").map(String.init)
             guard parts.count == 2 else { usage() }
@@ -440,6 +442,8 @@ struct FileSystemTest {
             case ("storage", let value?): faultsPerServer.storage = Int(value)
             case ("every", let value?): every = value
             case ("arg", let value?): argument = UInt(value)
+            // The kernel takes 0 as "at random", N + 1 as register or byte N.
+            case ("aim", let value?): aim = UInt(value) + 1
             case ("kind", nil):
                 guard let kind = faultKinds.first(where: { String($0.name) == parts[1] }) else { usage() }
                 onlyKind = kind
@@ -479,7 +483,7 @@ struct FileSystemTest {
             let kind = onlyKind ?? faultKinds[(number / 2) % faultKinds.count]
             let result: SyscallError? = withPath(target) { name in
                 do throws(SyscallError) {
-                    try System.injectFault(into: name, kind: kind, trigger: trigger, argument: triggerArgument, aim: 0)
+                    try System.injectFault(into: name, kind: kind, trigger: trigger, argument: triggerArgument, aim: aim)
                     return nil
                 } catch {
                     return error

@@ -163,6 +163,7 @@ public enum ImageWriter {
             | (program.receivesBootArguments ? Flag.receivesBootArguments : 0)
             | (program.restartable ? Flag.restartable : 0)
         image[entry + Field.ssrPages] = UInt8(program.ssrKiB / SystemDescription.kibibytesPerPage)
+        store(UInt16(program.replyLimitMilliseconds), in: &image, at: entry + Field.replyLimit)
         image[entry + Field.interruptCount] = UInt8(program.interrupts.count)
         image[entry + Field.deviceCount] = UInt8(program.devices.count)
         let kibibytesPerPage = SystemDescription.kibibytesPerPage

@@ -44,6 +44,10 @@
 //                                      (default false: a faulting program is just stopped)
 //   ssr             integer            KiB of server state per client, a multiple of 4,
 //                                      at most 16 (default 0: no server state regions)
+//   reply_limit     integer            ms, 1...65535: a client kept waiting this long for
+//                                      the server's reply means the server forgot the
+//                                      request; it is restarted (needs restartable;
+//                                      default none, for servers that hold requests long)
 //   sends           [string]           programs it may send to (default none)
 //   interrupts      [integer]          PLIC sources it owns, 1...1023, at most 8
 //   devices         [string]           "0xBASE+0xSIZE" MMIO ranges, page-aligned, at most 2
@@ -82,6 +86,7 @@ public struct ProgramDescription: Equatable, Sendable {
     public var receivesBootArguments: Bool
     public var restartable: Bool = false
     public var ssrKiB: Int = 0
+    public var replyLimitMilliseconds: Int = 0
     public var sends: [String]
     public var interrupts: [UInt32]
     public var devices: [DeviceRange]
@@ -324,6 +329,7 @@ private struct ProgramDraft {
     var receivesBootArguments = false
     var restartable = false
     var ssrKiB = 0
+    var replyLimit = 0
     var sends: [String] = []
     var interrupts: [UInt32] = []
     var devices: [DeviceRange] = []
@@ -380,6 +386,10 @@ private struct ProgramDraft {
                 throw bad("at most \(SSRWindow.maxPages * SystemDescription.kibibytesPerPage) KiB per client")
             }
             ssrKiB = kibibytes
+        case "reply_limit":
+            guard case .integer(let milliseconds) = value else { throw bad("expected an integer, found \(value.typeName)") }
+            guard milliseconds >= 1, milliseconds <= 65535 else { throw bad("\(milliseconds) ms is not in 1...65535") }
+            replyLimit = Int(milliseconds)
         case "sends":
             for element in try array() {
                 guard case .string(let target) = element else { throw bad("expected program names") }
@@ -429,8 +439,13 @@ private struct ProgramDraft {
             name: name, module: module, priority: priority, memoryKiB: memoryKiB, stackKiB: stackKiB,
             heapKiB: heapKiB, startsAtBoot: startsAtBoot, mayManage: mayManage,
             receivesBootArguments: receivesBootArguments, sends: sends, interrupts: interrupts, devices: devices)
+        guard replyLimit == 0 || restartable else {
+            throw SystemDescriptionError(line: keyLines["reply_limit"] ?? line, .badValue(
+                key: "reply_limit", reason: "only a restartable server can be restarted for forgetting a request"))
+        }
         program.restartable = restartable
         program.ssrKiB = ssrKiB
+        program.replyLimitMilliseconds = replyLimit
         return program
     }
 }

@@ -32,6 +32,7 @@ extension Kernel {
         if tasks[target].state == .receiving && !tasks[target].recovering {
             try deliver(from: caller, to: target)
             block(caller, in: .awaitingReply, on: target)
+            tasks[caller].awaitingReplySince = 0
             makeRunnable(target)
         } else {
             block(caller, in: .sending, on: target)
@@ -63,6 +64,7 @@ extension Kernel {
             do {
                 try deliver(from: sender, to: caller)
                 tasks[sender].state = .awaitingReply
+                tasks[sender].awaitingReplySince = 0
                 return
             } catch {
                 registers(sender).setResult(0, error.rawValue)

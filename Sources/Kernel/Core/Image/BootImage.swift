@@ -44,7 +44,9 @@
 //     64 interrupts[8] u16
 //     80 devices[2] (base u64, size u64)
 //    112 ssrPages u8 (per client, <= SSRWindow.maxPages)
-//    113 reserved, 15 bytes of zero                                          -> 128 bytes
+//    113 replyLimit u16, milliseconds (0: none): a client waiting longer than this
+//        for the server's reply means the server forgot the request (see Kernel+Restart)
+//    115 reserved, 13 bytes of zero                                          -> 128 bytes
 //
 //   flags: bit 0 startsAtBoot, bit 1 mayManage, bit 2 receivesBootArguments,
 //          bit 3 restartable (restarted from its pristine image when it faults)
@@ -115,8 +117,9 @@ public enum BootImageFormat {
         /// One device: base u64, size u64.
         public static let deviceSize = 16
         public static let ssrPages = 112
-        public static let reserved = 113
-        public static let reservedSize = 15
+        public static let replyLimit = 113
+        public static let reserved = 115
+        public static let reservedSize = 13
     }
 
     public enum ProgramFlag {
@@ -196,6 +199,9 @@ public struct ProgramDescriptor: Sendable {
     public var restartable: Bool
     /// Pages of server state each client gets (0: keeps no per-client state).
     public var ssrPages: Int
+    /// How long (ms) a client may wait for this server's reply before the server is
+    /// deemed to have forgotten the request (0: no limit).
+    public var replyLimitMilliseconds: Int
     /// The budget for everything the process owns: image, stack, heap, page tables.
     public var memoryPages: Int
     public var stackPages: Int
@@ -235,6 +241,7 @@ public struct ProgramDescriptor: Sendable {
         let heapPages = entry.littleEndian(UInt32.self, at: Field.heapPages)
         let sendMask = entry.littleEndian(UInt64.self, at: Field.sendMask)
         let ssrPages = Int(entry.byte(at: Field.ssrPages))
+        let replyLimit = Int(entry.byte(at: Field.replyLimit)) | Int(entry.byte(at: Field.replyLimit + 1)) << 8
         guard priority <= BootImageFormat.maxPriority,
               ssrPages <= SSRWindow.maxPages,
               flags & ~BootImageFormat.ProgramFlag.all == 0,
@@ -275,6 +282,7 @@ public struct ProgramDescriptor: Sendable {
         receivesBootArguments = flags & BootImageFormat.ProgramFlag.receivesBootArguments != 0
         restartable = flags & BootImageFormat.ProgramFlag.restartable != 0
         self.ssrPages = ssrPages
+        replyLimitMilliseconds = replyLimit
         self.memoryPages = Int(memoryPages)
         self.stackPages = Int(stackPages)
         self.heapPages = Int(heapPages)

@@ -16,7 +16,12 @@
 // it has judged every SSR.
 //
 // The watchdog: a server that has held a request longer than `watchdogTicks` while
-// runnable — not waiting on another server — is declared hung.
+// runnable — not waiting on another server — is declared hung. And a server with a
+// reply limit (system.toml `reply_limit`) that has kept a client waiting longer than
+// that is declared to have forgotten the request — a fault that left it alive and
+// receiving, with the client's request lost from its tables, would otherwise leave
+// that client waiting for ever. Servers that may hold requests for long (timers,
+// lock waits) have no limit.
 
 import CurioABI
 
@@ -128,7 +133,16 @@ extension Kernel {
     /// Clock work for servers: release held restarts and catch hangs.
     public mutating func superviseServers(now: UInt64) {
         for slot in 0..<Self.maxTasks {
-            if tasks[slot].state == .held {
+            if tasks[slot].state == .awaitingReply {
+                let server = tasks[slot].partner
+                guard server >= 0, tasks[server].replyLimit != 0 else { continue }
+                if tasks[slot].awaitingReplySince == 0 {
+                    tasks[slot].awaitingReplySince = now
+                } else if now &- tasks[slot].awaitingReplySince > tasks[server].replyLimit,
+                          tasks[server].restartable, tasks[server].state != .held {
+                    fault(server, cause: .hang, address: 0)
+                }
+            } else if tasks[slot].state == .held {
                 if tasks[slot].heldUntil <= now { makeRunnable(slot) } else { noteDeadline(tasks[slot].heldUntil) }
             } else if tasks[slot].servingSince != 0, tasks[slot].state == .runnable,
                       // `now` was read when the tick began; work noted since may be later.

@@ -59,6 +59,7 @@ extension Kernel {
         task.sendMask = descriptor.sendMask
         task.mayManage = descriptor.mayManage
         task.restartable = descriptor.restartable
+        task.replyLimit = UInt64(descriptor.replyLimitMilliseconds) * Self.ticksPerMillisecond
         task.ssrPages = descriptor.ssrPages
         task.recovering = descriptor.ssrPages > 0
         tasks[slot] = task

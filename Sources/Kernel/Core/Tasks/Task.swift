@@ -70,6 +70,12 @@ public struct Task {
     public var recovering = false
     /// When the request being worked on was delivered (0: none); for the watchdog.
     public var servingSince: UInt64 = 0
+    /// When the supervisor first saw this task awaiting its partner's reply (0: not
+    /// yet; reset when a request is delivered, so the send path reads no clock).
+    public var awaitingReplySince: UInt64 = 0
+    /// As a server: how long (clock ticks) a client may await its reply before this
+    /// server is deemed to have forgotten the request (0: no limit).
+    public var replyLimit: UInt64 = 0
     /// Restarts in quick succession, for backoff; the time of the last one.
     public var rapidRestarts = 0
     public var lastRestart: UInt64 = 0
