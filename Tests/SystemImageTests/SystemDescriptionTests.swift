@@ -61,7 +61,7 @@ private func problem(_ text: String) -> SystemDescriptionError? {
         #expect(storage.devices == [DeviceRange(base: 0x1000_1000, size: 0x8000)])
         #expect(storage.restartable && fs.restartable && storage.ssrKiB == 4 && fs.ssrKiB == 4)
         // Storage answers within device time; fs may hold lock waits for ever.
-        #expect(storage.replyLimitMilliseconds == 500 && fs.replyLimitMilliseconds == 0)
+        #expect(storage.replyLimitMilliseconds == 2000 && fs.replyLimitMilliseconds == 0)
         #expect(fs.sends == ["config", "storage"] && fs.devices.isEmpty)
     }
 

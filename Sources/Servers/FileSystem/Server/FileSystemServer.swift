@@ -96,6 +96,8 @@ struct FileSystemService: SSRService {
     var volume: Volume?
     /// `fs.mount` said "ro": updates are refused before they reach the engine.
     var readOnly = false
+    /// The intent the request being handled last committed to its SSR (nil: none yet).
+    var checkpointed: Ext2Intent?
     let locks = LockTable()
     /// The seconds of the volume's last write time at mount, and the clock then: the
     /// server has no calendar clock, so time moves on from what the disk last saw.
@@ -207,15 +209,18 @@ struct FileSystemService: SSRService {
             return .reply(error.rawValue)
         }
         let before = state
+        checkpointed = nil
         var outcome = attempt(request, reply: payload.replyBuffer, client: client, state: &state)
         if case .reply(let code, _, _) = outcome,
            code == FileSystemError.corrupt.rawValue || code == FileSystemError.ioError.rawValue {
             // The disk may be at fault, or our copy of its metadata, damaged in memory
             // by a fault that did not stop us. Read the metadata afresh and try once
-            // more (an interrupted update finishes, as after a restart); only an error
-            // that survives that is the disk's.
+            // more — with the intent as last checkpointed, so that an update that got
+            // part-way finishes, as after a restart; only an error that survives that
+            // is the disk's.
             volume = nil
             state = before
+            if let checkpointed { state.intent = checkpointed }
             outcome = attempt(request, reply: payload.replyBuffer, client: client, state: &state)
         }
         // The update is over (done or refused): its intent and append position go with
@@ -258,6 +263,7 @@ struct FileSystemService: SSRService {
             var record = state
             record.intent = progress
             SSRServer<FileSystemService>.checkpoint(record)
+            checkpointed = progress
         }
         let me = ClientID(rawValue: client.rawValue)
         switch request {

@@ -32,8 +32,12 @@
 // written again, with the same bytes, before its acknowledgement — which no client can
 // tell from once.
 //
-// The queue is a cache that must be right: it is checked before use and a damaged
-// one restarts the server, which rebuilds it from the SSRs.
+// The caches must be right: the queue, the DMA page accounting and the device's size
+// are checked before each request, and a damaged one restarts the server, which
+// rebuilds them from the SSRs and the device. A request lost from them altogether
+// (by a fault that left the server running) keeps its client waiting past the
+// server's reply limit (system.toml): the kernel then restarts the server, and the
+// request comes back.
 
 import ConfigAPI
 import CurioUser
@@ -89,8 +93,6 @@ struct HeldRequest {
     var abandoned = false
     /// A completed read's data check, computed over its page as the device left it.
     var readCheck: UInt32 = 0
-    /// When it went to the device (clock ticks).
-    var submittedAt: UInt64 = 0
 }
 
 struct StorageService: SSRService {
@@ -98,12 +100,8 @@ struct StorageService: SSRService {
 
     static let layoutVersion: UInt32 = 1
     static var initialState: StorageClientState { .initial }
-    /// Interrupt i of the server is slot i's (system.toml lists them in slot order); the
-    /// timer drives the audit of requests at the device.
-    static var notificationMask: UInt32 { 0xFF | UInt32(truncatingIfNeeded: KernelNotification.timerBit) }
-    /// A request the device has held this long (100 ms; QEMU answers in microseconds)
-    /// was lost, by the device or by us: the server restarts and submits it again.
-    static let deviceDeadline: UInt64 = 1_000_000
+    /// Interrupt i of the server is slot i's (system.toml lists them in slot order).
+    static var notificationMask: UInt32 { 0xFF }
     static func check(_ state: StorageClientState) -> Bool { StorageClientState.isConsistent(state) }
 
     var driver: BlockDriver?
@@ -117,8 +115,6 @@ struct StorageService: SSRService {
     let pages: UnsafeMutableRawPointer
     var pagePhysical: [UInt64] = []
     var freePages: UInt64 = 0
-    /// The audit timer is set.
-    var auditArmed = false
 
     init() {
         held = UnsafeMutablePointer<HeldRequest>.allocate(capacity: heldCapacity)
@@ -305,7 +301,6 @@ struct StorageService: SSRService {
             try? queue.insert(StorageClientID(rawValue: client.rawValue), priority: request.priority, arrival: arrival)
         }
         submitQueued()
-        armAudit()
         return .deferred
     }
 
@@ -339,7 +334,6 @@ struct StorageService: SSRService {
                 try driver!.submit(tag: UInt16(index), kind: request.kind, sector: request.sector,
                                    dataPhysical: page >= 0 ? pagePhysical[page] : 0, byteCount: request.byteCount)
                 held[index].submitted = true
-                held[index].submittedAt = System.clock()
             } catch {
                 // Every request was checked against the device when it arrived, and we
                 // asked whether there was room: a refusal means our own driver state is
@@ -365,40 +359,8 @@ struct StorageService: SSRService {
         held[index] = HeldRequest()
     }
 
-    /// Every held request must be on its way: queued, at the device (and not for too
-    /// long), or awaiting its delivery after a restart. One that is none of these was
-    /// lost by a fault that did not stop us, and its client would wait for ever.
-    func heldRequestsAreOnTheirWay(now: UInt64) -> Bool {
-        for index in 0..<heldCapacity where held[index].inUse {
-            let entry = held[index]
-            if entry.submitted {
-                if now &- entry.submittedAt > Self.deviceDeadline { return false }
-            } else if entry.delivered && !entry.abandoned
-                        && !queue.contains(StorageClientID(rawValue: entry.client.rawValue)) {
-                return false
-            }
-        }
-        return true
-    }
-
-    /// Sets the audit timer (once per period, not per request, or a busy server would
-    /// push it away for ever) while anything is held.
-    mutating func armAudit() {
-        guard !auditArmed else { return }
-        for index in 0..<heldCapacity where held[index].inUse {
-            try? System.setTimer(deadline: System.clock() + Self.deviceDeadline, bits: KernelNotification.timerBit)
-            auditArmed = true
-            return
-        }
-    }
-
     mutating func notified(bits: UInt) {
-        if bits & KernelNotification.timerBit != 0 {
-            auditArmed = false
-            guard heldRequestsAreOnTheirWay(now: System.clock()) else { System.reportFailure() }
-            armAudit()
-        }
-        guard bits & 0xFF != 0, driver != nil else { return }
+        guard driver != nil else { return }
         _ = driver!.acknowledgeInterrupt()
         var failed = false
         let held = self.held
