@@ -211,13 +211,13 @@ struct FileSystemService: SSRService {
         let before = state
         checkpointed = nil
         var outcome = attempt(request, reply: payload.replyBuffer, client: client, state: &state)
-        if case .reply(let code, _, _) = outcome,
-           code == FileSystemError.corrupt.rawValue || code == FileSystemError.ioError.rawValue {
-            // The disk may be at fault, or our copy of its metadata, damaged in memory
-            // by a fault that did not stop us. Read the metadata afresh and try once
-            // more — with the intent as last checkpointed, so that an update that got
-            // part-way finishes, as after a restart; only an error that survives that
-            // is the disk's.
+        if case .reply(let code, _, _) = outcome, code == FileSystemError.corrupt.rawValue
+            || code == FileSystemError.ioError.rawValue || code == FileSystemError.readOnly.rawValue {
+            // The disk may be at fault, or our copy of its metadata or of how it is
+            // mounted, damaged in memory by a fault that did not stop us. Mount afresh
+            // (configuration, device, metadata) and try once more — with the intent as
+            // last checkpointed, so that an update that got part-way finishes, as
+            // after a restart; only an error that survives that is the disk's.
             volume = nil
             state = before
             if let checkpointed { state.intent = checkpointed }

@@ -207,7 +207,7 @@ struct StorageService: SSRService {
     /// The server's caches, checked before each request (paper §2: the global view is
     /// "maintained and verified during the processing of client requests"): the queue's
     /// own integrity, every DMA page either free or held by exactly one request, and the
-    /// device's size as the device itself reports it. A damaged cache would otherwise
+    /// device's size and read-only/flush features as the device itself reports them. A damaged cache would otherwise
     /// refuse good requests, or leave clients waiting, until the next restart.
     func cachesAreIntact() -> Bool {
         guard queue.isIntact else { return false }
@@ -223,7 +223,13 @@ struct StorageService: SSRService {
             let registers = driver.registers
             let capacity = UInt64(registers.read32(VirtioMMIO.blockCapacityLow))
                 | UInt64(registers.read32(VirtioMMIO.blockCapacityHigh)) << 32
-            guard driver.state == .ready, driver.capacity == capacity else { return false }
+            registers.write32(VirtioMMIO.deviceFeaturesSelect, 0)
+            let offered = UInt64(registers.read32(VirtioMMIO.deviceFeatures))
+            // The negotiated read-only and flush bits are what the device offers (we
+            // accept both whenever offered).
+            let mask = VirtioFeature.blockReadOnly | VirtioFeature.blockFlush
+            guard driver.state == .ready, driver.capacity == capacity,
+                  driver.features & mask == offered & mask else { return false }
         }
         return true
     }
