@@ -50,8 +50,8 @@ help:
 	@echo "make run [CMDS='ps; echo hi']  build and boot Curio (CMDS: run these shell commands, then power off)"
 	@echo "make run DISK=image.ext2       boot with your own ext2 image (default: build/disk.img from disk/)"
 	@echo "make test                     host unit tests, embedded build of every module, QEMU integration tests"
-	@echo "make bench                    instruction-count benchmarks under -icount shift=0"
-	@echo "make campaign [SERVER=timer RUNS=20]  fault-injection campaign against a server"
+	@echo "make bench                    instruction counts: kernel paths, and fs/storage with vs without SSRs"
+	@echo "make campaign [SERVER=timer|fs|storage RUNS=20]  fault-injection campaign against a server"
 	@echo "make debug                    boot QEMU halted, waiting for gdb-multiarch"
 	@echo "make deps                     install QEMU and the other tools (as root, with apt-get)"
 
