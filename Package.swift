@@ -73,7 +73,7 @@ let package = Package(
         // Block storage: the virtio-blk driver and request queue logic (host-tested), the
         // client API, and the restartable storage server.
         .target(name: "StorageCore", path: "Sources/Servers/Storage/Core", swiftSettings: embeddedRestrictions),
-        .target(name: "StorageServer", dependencies: ["CurioUser", "StorageCore", "SSRServer", "SSRFormat", "ConfigAPI", "UserArch"],
+        .target(name: "StorageServer", dependencies: ["CurioUser", "StorageCore", "SSRServer", "SSRFormat", "ConsoleAPI", "ConfigAPI", "UserArch"],
                 path: "Sources/Servers/Storage/Server", swiftSettings: embeddedRestrictions),
         .target(name: "StorageAPI", dependencies: ["CurioUser", "StorageCore"], path: "Sources/Servers/Storage/API",
                 swiftSettings: embeddedRestrictions),

@@ -40,6 +40,7 @@
 // request comes back.
 
 import ConfigAPI
+import ConsoleAPI
 import CurioUser
 import SSRFormat
 import SSRServer
@@ -128,6 +129,9 @@ struct StorageService: SSRService {
         }
         freePages = (1 << UInt64(StorageLayout.dataPages)) - 1
         driver = Self.attach(diskIndex: Self.configuredDisk(), slot: &slot)
+        if driver == nil && !Self.blockDevicePresent() {
+            print("storage: no virtio block device (QEMU: -drive ... -device virtio-blk-device); requests will fail")
+        }
     }
 
     /// `storage.disk` from the configuration service (0 if it does not answer).
