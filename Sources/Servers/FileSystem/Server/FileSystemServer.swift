@@ -96,8 +96,9 @@ struct FileSystemService: SSRService {
     var volume: Volume?
     /// `fs.mount` said "ro": updates are refused before they reach the engine.
     var readOnly = false
-    /// The intent the request being handled last committed to its SSR (nil: none yet).
-    var checkpointed: Ext2Intent?
+    /// What the request being handled last committed to its SSR as progress (nil:
+    /// nothing yet): where a retry starts, as a restarted server would.
+    var progress: FileSystemClientRecord?
     let locks = LockTable()
     /// The seconds of the volume's last write time at mount, and the clock then: the
     /// server has no calendar clock, so time moves on from what the disk last saw.
@@ -209,18 +210,17 @@ struct FileSystemService: SSRService {
             return .reply(error.rawValue)
         }
         let before = state
-        checkpointed = nil
+        progress = nil
         var outcome = attempt(request, reply: payload.replyBuffer, client: client, state: &state)
         if case .reply(let code, _, _) = outcome, code == FileSystemError.corrupt.rawValue
             || code == FileSystemError.ioError.rawValue || code == FileSystemError.readOnly.rawValue {
             // The disk may be at fault, or our copy of its metadata or of how it is
             // mounted, damaged in memory by a fault that did not stop us. Mount afresh
-            // (configuration, device, metadata) and try once more — with the intent as
-            // last checkpointed, so that an update that got part-way finishes, as
+            // (configuration, device, metadata) and try once more from the progress last
+            // committed to the SSR, so that an update that got part-way finishes, as
             // after a restart; only an error that survives that is the disk's.
             volume = nil
-            state = before
-            if let checkpointed { state.intent = checkpointed }
+            state = progress ?? before
             outcome = attempt(request, reply: payload.replyBuffer, client: client, state: &state)
         }
         // The update is over (done or refused): its intent and append position go with
@@ -229,6 +229,12 @@ struct FileSystemService: SSRService {
         state.appendRequest = 0
         state.appendPosition = 0
         return outcome
+    }
+
+    /// Commits `record` to the client's SSR as the progress of the request in hand.
+    mutating func commitProgress(_ record: FileSystemClientRecord) {
+        SSRServer<FileSystemService>.checkpoint(record)
+        progress = record
     }
 
     /// Mounts if needed and performs the request; an error becomes the reply.
@@ -259,11 +265,12 @@ struct FileSystemService: SSRService {
         // The engine updates its intent here and hands it to `checkpoint`, which commits
         // it with the rest of the client's state (kept apart for exclusive access).
         var intent = state.intent
-        func checkpoint(_ progress: Ext2Intent) {
+        func checkpoint(_ intent: Ext2Intent) {
             var record = state
-            record.intent = progress
+            record.intent = intent
+            // Field by field, not `commitProgress`: the engine holds `volume` meanwhile.
             SSRServer<FileSystemService>.checkpoint(record)
-            checkpointed = progress
+            progress = record
         }
         let me = ClientID(rawValue: client.rawValue)
         switch request {
@@ -322,7 +329,7 @@ struct FileSystemService: SSRService {
                 } else {
                     state.appendRequest = requestID
                     state.appendPosition = position
-                    SSRServer<FileSystemService>.checkpoint(state)
+                    commitProgress(state)
                 }
             }
             let written = try volume!.write(InodeNumber(record.inode), at: position, from: data,
