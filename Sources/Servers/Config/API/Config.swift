@@ -42,31 +42,22 @@ public enum ConfigError: Error, Equatable, Sendable {
 }
 
 public enum Config {
-    nonisolated(unsafe) private static var endpoint: TaskID?
+    nonisolated(unsafe) private static var server = ServerEndpoint("config")
 
     private static func call(_ operation: ConfigOperation, words: (UInt, UInt) = (0, 0),
                              payload: UnsafeRawBufferPointer, reply: UnsafeMutableRawBufferPointer)
         throws(ConfigError) -> Reply {
-        var attempts = 0
-        while true {
-            let answer: Reply
-            do throws(SyscallError) {
-                if endpoint == nil { endpoint = try System.lookup("config") }
-                answer = try IPC.call(endpoint!, operation: operation.rawValue, words: words, payload: payload,
-                                      reply: reply)
-            } catch .deadEndpoint where attempts < 4 {
-                endpoint = nil
-                attempts += 1
-                continue
-            } catch {
-                throw .system(error)
-            }
-            switch ConfigReplyCode(rawValue: UInt32(truncatingIfNeeded: answer.code)) {
-            case .ok: return answer
-            case .noSuchKey: throw .noSuchKey
-            case .tableFull: throw .tableFull
-            case .badRequest, nil: throw .badRequest
-            }
+        let answer: Reply
+        do throws(SyscallError) {
+            answer = try server.call(operation: operation.rawValue, words: words, payload: payload, reply: reply)
+        } catch {
+            throw .system(error)
+        }
+        switch ConfigReplyCode(rawValue: UInt32(truncatingIfNeeded: answer.code)) {
+        case .ok: return answer
+        case .noSuchKey: throw .noSuchKey
+        case .tableFull: throw .tableFull
+        case .badRequest, nil: throw .badRequest
         }
     }
 

@@ -14,24 +14,11 @@ public enum ConsoleOperation: UInt16, Sendable {
 }
 
 public enum Console {
-    nonisolated(unsafe) private static var endpoint: TaskID?
+    nonisolated(unsafe) private static var server = ServerEndpoint("console")
 
-    private static func server() throws(SyscallError) -> TaskID {
-        if let endpoint { return endpoint }
-        let found = try System.lookup("console")
-        endpoint = found
-        return found
-    }
-
-    /// Calls the console, looking it up again once if it restarted since last time.
     private static func call(_ operation: ConsoleOperation, payload: UnsafeRawBufferPointer,
                              reply: UnsafeMutableRawBufferPointer) throws(SyscallError) -> Reply {
-        do {
-            return try IPC.call(try server(), operation: operation.rawValue, payload: payload, reply: reply)
-        } catch .deadEndpoint {
-            endpoint = nil
-            return try IPC.call(try server(), operation: operation.rawValue, payload: payload, reply: reply)
-        }
+        try server.call(operation: operation.rawValue, payload: payload, reply: reply)
     }
 
     public static func write(_ bytes: UnsafeRawBufferPointer) {

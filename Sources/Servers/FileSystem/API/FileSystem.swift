@@ -27,48 +27,33 @@ import CurioUser
 public enum FileSystem {
     /// The program serving the calls (a benchmark can point this at a second instance).
     nonisolated(unsafe) public static var serverName: StaticString = "fs" {
-        didSet { endpoint = nil }
+        didSet { server = ServerEndpoint(serverName) }
     }
 
-    nonisolated(unsafe) private static var endpoint: TaskID?
-
-    private static func server() throws(SyscallError) -> TaskID {
-        if let endpoint { return endpoint }
-        let found = try System.lookup(serverName)
-        endpoint = found
-        return found
-    }
+    nonisolated(unsafe) private static var server = ServerEndpoint("fs")
 
     private static var noReply: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: nil, count: 0) }
 
-    /// Sends `request` and returns the reply (code 0). If the server restarted since
-    /// we last called (its generation moved on), looks it up again and calls the new
-    /// instance: a refused call never reached the server, so it is not applied twice.
+    /// Sends `request` and returns the reply (code 0), following the server across
+    /// restarts (`ServerEndpoint`).
     private static func call(_ request: FileSystemRequest, reply: UnsafeMutableRawBufferPointer = noReply)
         throws(FileSystemError) -> Reply {
         try withScratch(for: request) { scratch throws(FileSystemError) -> Reply in
             let message = try request.encode(scratch: scratch)
-            var attempts = 0
-            while true {
-                let answer: Reply
-                do throws(SyscallError) {
-                    answer = try IPC.call(try server(), operation: message.operation.rawValue, words: message.words,
-                                          payload: message.payload, reply: reply)
-                } catch .deadEndpoint where attempts < 8 {
-                    endpoint = nil
-                    attempts += 1
-                    continue
-                } catch .serverStateLost {
-                    throw .stateLost
-                } catch {
-                    throw .unavailable
-                }
-                guard answer.code == 0 else {
-                    throw FileSystemError(rawValue: UInt32(truncatingIfNeeded: answer.code)) ?? .ioError
-                }
-                guard answer.length >= 0, answer.length <= reply.count else { throw .ioError }
-                return answer
+            let answer: Reply
+            do throws(SyscallError) {
+                answer = try server.call(operation: message.operation.rawValue, words: message.words,
+                                         payload: message.payload, reply: reply)
+            } catch .serverStateLost {
+                throw .stateLost
+            } catch {
+                throw .unavailable
             }
+            guard answer.code == 0 else {
+                throw FileSystemError(rawValue: UInt32(truncatingIfNeeded: answer.code)) ?? .ioError
+            }
+            guard answer.length >= 0, answer.length <= reply.count else { throw .ioError }
+            return answer
         }
     }
 

@@ -38,25 +38,11 @@ public enum StorageError: Error, Equatable, Sendable {
 }
 
 public struct BlockStorage {
-    /// The server's program name (at most 15 bytes).
-    var name = InlineArray<16, UInt8>(repeating: 0)
-    var nameLength = 0
-    var endpoint: TaskID?
+    var server: ServerEndpoint
 
-    public init(server: UnsafeRawBufferPointer) throws(StorageError) {
-        guard server.count > 0, server.count <= SyscallLimits.maxNameBytes else { throw .badRequest }
-        for (index, byte) in server.enumerated() { name[index] = byte }
-        nameLength = server.count
-    }
-
-    mutating func server() throws(SyscallError) -> TaskID {
-        if let endpoint { return endpoint }
-        let length = nameLength
-        let found = try name.span.withUnsafeBytes { bytes throws(SyscallError) in
-            try System.lookup(UnsafeRawBufferPointer(rebasing: bytes[0..<length]))
-        }
-        endpoint = found
-        return found
+    public init(server name: UnsafeRawBufferPointer) throws(StorageError) {
+        guard let endpoint = ServerEndpoint(name) else { throw .badRequest }
+        server = endpoint
     }
 
     mutating func call(_ operation: StorageOperation, _ words: (UInt, UInt), payload: UnsafeRawBufferPointer,
@@ -65,12 +51,7 @@ public struct BlockStorage {
         while true {
             let answer: Reply
             do throws(SyscallError) {
-                answer = try IPC.call(try server(), operation: operation.rawValue, words: words, payload: payload,
-                                      reply: reply)
-            } catch .deadEndpoint where attempts < 8 {
-                endpoint = nil
-                attempts += 1
-                continue
+                answer = try server.call(operation: operation.rawValue, words: words, payload: payload, reply: reply)
             } catch .serverStateLost where attempts < 8 {
                 // The server could not trust our region after a crash, so it does not know
                 // whether this request was done. Every request is idempotent (a read, a

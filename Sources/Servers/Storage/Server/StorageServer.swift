@@ -150,11 +150,13 @@ struct StorageService: SSRService {
         return number
     }
 
+    /// The registers of virtio-mmio slot `slot` in our device window.
+    static func registers(ofSlot slot: Int) -> MappedRegisters {
+        MappedRegisters(base: StorageLayout.deviceWindow + UInt(slot) * StorageLayout.slotStride)
+    }
+
     static func blockDevicePresent() -> Bool {
-        for candidate in 0..<StorageLayout.slots
-        where BlockDriver.probe(MappedRegisters(base: StorageLayout.deviceWindow + UInt(candidate) * StorageLayout.slotStride)) {
-            return true
-        }
+        for slot in 0..<StorageLayout.slots where BlockDriver.probe(registers(ofSlot: slot)) { return true }
         return false
     }
 
@@ -162,7 +164,7 @@ struct StorageService: SSRService {
     static func attach(diskIndex: Int, slot: inout Int) -> BlockDriver? {
         var seen = 0
         for candidate in 0..<StorageLayout.slots {
-            let registers = MappedRegisters(base: StorageLayout.deviceWindow + UInt(candidate) * StorageLayout.slotStride)
+            let registers = registers(ofSlot: candidate)
             guard BlockDriver.probe(registers) else { continue }
             defer { seen += 1 }
             guard seen == diskIndex else { continue }

@@ -43,39 +43,23 @@ public enum TimerError: Error, Equatable, Sendable {
 }
 
 public enum Timer {
-    nonisolated(unsafe) private static var endpoint: TaskID?
+    nonisolated(unsafe) private static var server = ServerEndpoint("timer")
 
-    private static func server() throws(SyscallError) -> TaskID {
-        if let endpoint { return endpoint }
-        let found = try System.lookup("timer")
-        endpoint = found
-        return found
-    }
-
-    /// Calls the server; if it restarted since we last called (its generation moved
-    /// on), looks it up again and calls the new instance. A refused call never reached
-    /// the server, so calling again cannot apply it twice.
+    /// Calls the server (following it across restarts: see `ServerEndpoint`).
     private static func call(_ operation: TimerOperation, _ words: (UInt, UInt) = (0, 0)) throws(TimerError) -> Reply {
-        var attempts = 0
-        while true {
-            let reply: Reply
-            do throws(SyscallError) {
-                reply = try IPC.call(try server(), operation: operation.rawValue, words: words)
-            } catch .deadEndpoint where attempts < 8 {
-                endpoint = nil
-                attempts += 1
-                continue
-            } catch {
-                throw .system(error)
-            }
-            switch TimerReplyCode(rawValue: UInt32(truncatingIfNeeded: reply.code)) {
-            case .ok: return reply
-            case .tooManyTimers: throw .tooManyTimers
-            case .noSuchTimer: throw .noSuchTimer
-            case .noTimers: throw .noTimers
-            case .badPeriod: throw .badPeriod
-            case .badOperation, nil: throw .badOperation
-            }
+        let reply: Reply
+        do throws(SyscallError) {
+            reply = try server.call(operation: operation.rawValue, words: words)
+        } catch {
+            throw .system(error)
+        }
+        switch TimerReplyCode(rawValue: UInt32(truncatingIfNeeded: reply.code)) {
+        case .ok: return reply
+        case .tooManyTimers: throw .tooManyTimers
+        case .noSuchTimer: throw .noSuchTimer
+        case .noTimers: throw .noTimers
+        case .badPeriod: throw .badPeriod
+        case .badOperation, nil: throw .badOperation
         }
     }
 
