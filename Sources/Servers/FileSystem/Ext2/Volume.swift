@@ -39,6 +39,8 @@ final class VolumeMemory {
     let cache: UnsafeMutableRawBufferPointer
     let cacheTags: UnsafeMutableBufferPointer<UInt32>
     let cacheStamps: UnsafeMutableBufferPointer<UInt32>
+    /// Each cached block's checksum and its block number, taken when it was filled.
+    let cacheChecks: UnsafeMutableBufferPointer<UInt64>
     let adopted: UnsafeMutableBufferPointer<Ext2Intent>
     var adoptedCount = 0
     var clock: UInt32 = 0
@@ -54,6 +56,8 @@ final class VolumeMemory {
         cacheTags.initialize(repeating: Self.noBlock)
         cacheStamps = .allocate(capacity: max(cacheBlocks, 1))
         cacheStamps.initialize(repeating: 0)
+        cacheChecks = .allocate(capacity: max(cacheBlocks, 1))
+        cacheChecks.initialize(repeating: 0)
         adopted = .allocate(capacity: Self.adoptedCapacity)
         scratch.zero()
     }
@@ -65,6 +69,7 @@ final class VolumeMemory {
         cache.deallocate()
         cacheTags.deallocate()
         cacheStamps.deallocate()
+        cacheChecks.deallocate()
         adopted.deallocate()
     }
 }
@@ -306,9 +311,34 @@ public struct Ext2Volume<Device: BlockDevice> {
         return UnsafeMutableRawBufferPointer(rebasing: memory.cache[(slot * size)...].prefix(size))
     }
 
+    /// The slot caching `block`, if it is cached and still holds what was cached: a
+    /// slot whose bytes no longer match their checksum (a bit flipped in the server's
+    /// memory) is dropped, and the block is read from the disk again (writes go
+    /// through, so the disk has it right).
     private func findCached(_ block: UInt32) -> Int? {
-        for slot in 0..<cacheSlots where memory.cacheTags[slot] == block { return slot }
+        for slot in 0..<cacheSlots where memory.cacheTags[slot] == block {
+            if memory.cacheChecks[slot] == cacheCheck(slot, block: block) { return slot }
+            memory.cacheTags[slot] = VolumeMemory.noBlock
+            return nil
+        }
         return nil
+    }
+
+    /// FNV-1a's step over the slot's 64-bit words, seeded with the block number.
+    private func cacheCheck(_ slot: Int, block: UInt32) -> UInt64 {
+        let bytes = UnsafeRawBufferPointer(cacheSlot(slot))
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325 ^ UInt64(block)
+        var offset = 0
+        while offset < bytes.count {
+            hash = (hash ^ bytes.load(fromByteOffset: offset, as: UInt64.self)) &* 0x0000_0100_0000_01B3
+            offset += 8
+        }
+        return hash
+    }
+
+    private func fill(_ slot: Int, with block: UInt32) {
+        memory.cacheChecks[slot] = cacheCheck(slot, block: block)
+        memory.cacheTags[slot] = block
     }
 
     private func victimSlot() -> Int {
@@ -345,7 +375,7 @@ public struct Ext2Volume<Device: BlockDevice> {
         let slot = victimSlot()
         memory.cacheTags[slot] = VolumeMemory.noBlock
         try device.read(at: offset, into: cacheSlot(slot))
-        memory.cacheTags[slot] = block
+        fill(slot, with: block)
         touch(slot)
         target.copyMemory(from: UnsafeRawBufferPointer(cacheSlot(slot)))
     }
@@ -388,7 +418,7 @@ public struct Ext2Volume<Device: BlockDevice> {
         try device.write(at: UInt64(block) << UInt64(geometry.blockShift), from: source)
         if let slot {
             cacheSlot(slot).copyMemory(from: source)
-            memory.cacheTags[slot] = block
+            fill(slot, with: block)
         }
     }
 
