@@ -84,6 +84,10 @@ public enum Syscall: UInt, Sendable {
     /// the caller's writable user address a0, to hand to a DMA-capable device. The
     /// frame stays the caller's for its lifetime: user memory is never moved.
     case physicalAddress = 24
+    /// Check the kernel's invariants (Kernel+Audit.swift). Needs `manage`.
+    /// -> a1 = violations found, a2 = the first one's `AuditViolation` code, a3 = its
+    /// slot (or all ones), a4 = frames found owned by processes.
+    case audit = 25
 }
 
 /// a0 after a system call.
@@ -114,6 +118,12 @@ public enum SyscallError: UInt, Error, Sendable {
     case serverStateLost = 12
     /// The server kept crashing and was given up.
     case serverFailed = 13
+    /// The server crashed twice while handling this very request; it was dropped so
+    /// that the server could carry on for its other clients. Calling again is allowed.
+    case requestFailed = 14
+    /// A second instance of a server with state regions: its clients' SSRs belong to
+    /// the one running.
+    case alreadyRunning = 15
 }
 
 extension SyscallError {
@@ -133,6 +143,8 @@ extension SyscallError {
         case .notWaitingForReply: "not waiting for a reply"
         case .serverStateLost: "server state lost"
         case .serverFailed: "server failed"
+        case .requestFailed: "request failed (the server crashed on it twice)"
+        case .alreadyRunning: "already running"
         }
     }
 }

@@ -24,6 +24,10 @@ public struct TaskID: Hashable, Sendable, CustomStringConvertible {
     /// The sender reported by `receive` for a notification rather than a message.
     public static let kernel = TaskID(rawValue: 0xFFFF_FFFF)
 
+    /// How many task slots the kernel has: every slot index is below this. A server
+    /// that keeps something per client slot needs this many entries.
+    public static let slotCount = 320
+
     public var description: String { "\(index).\(generation)" }
 }
 

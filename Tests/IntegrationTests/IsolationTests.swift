@@ -31,6 +31,30 @@ struct IsolationTests {
         #expect(run.exitStatus == 0)
     }
 
+    /// Curio saves no floating-point state, so no process may use the f-registers: the
+    /// firmware leaves them enabled, and a value one process writes would otherwise be
+    /// read by the next (a channel no `sends` list allows).
+    @Test func floatingPointRegistersAreNoChannel() throws {
+        let run = try CurioMachine.run(commands: "run crashme fpput 123456789; run crashme fpget; echo still alive")
+        #expect(!run.timedOut)
+        let reports = run.console.split(separator: "\n").filter { $0.hasPrefix("[kernel] crashme") }
+        #expect(reports.count == 2, "\(run.console)")
+        #expect(reports.allSatisfy { $0.contains("illegal instruction") }, "\(reports)")
+        #expect(reports.first?.contains("floatingPointStore") == true, "\(reports)")
+        #expect(reports.last?.contains("floatingPointLoad") == true, "\(reports)")
+        #expect(!run.console.contains("f31 ="), "an FP instruction ran:\n\(run.console)")
+        #expect(run.console.contains("still alive"))
+    }
+
+    /// Any program may print, but typed lines belong to the shell: another program
+    /// asking for one is refused at once rather than held until the user types.
+    @Test func onlyTheShellReadsTypedLines() throws {
+        let run = try CurioMachine.run(commands: "run crashme readline; echo still alive", timeout: .seconds(60))
+        #expect(!run.timedOut, "crashme was given the console's input queue:\n\(run.console)")
+        #expect(run.console.contains("readline: refused: not permitted"), "\(run.console)")
+        #expect(run.console.contains("still alive"))
+    }
+
     @Test func endlessLoopIsPreemptedAndKillable() throws {
         // The first free slot after the boot programs; the spinner must not stop the
         // shell, and `kill` must stop it.

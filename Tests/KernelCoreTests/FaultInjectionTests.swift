@@ -223,9 +223,12 @@ import Testing
         #expect(harness.kernel.nextTimerDeadline.map { $0 <= due } == true)
 
         let before = harness.snapshot(Self.fs)
+        #expect(harness.state(Self.fs) == .runnable)
+        harness.kernel.current = Self.fs
         harness.tick(by: due - armed - 1)
         #expect(harness.snapshot(Self.fs) == before, "not yet")
         #expect(harness.task(Self.fs).injection.kind == .registerBitFlip)
+        harness.kernel.current = Self.fs
         harness.tick(by: 1)
         let after = harness.snapshot(Self.fs)
         let changed = (0..<RegisterFile.slots).filter { before[$0] != after[$0] }
@@ -235,6 +238,55 @@ import Testing
         harness.tick(by: 10_000)
         #expect(harness.outputCount("injected") == 1, "once")
         #expect(harness.snapshot(Self.fs) == after)
+    }
+
+    /// A saved register of a blocked process is read by the kernel at its next
+    /// rendezvous: a fault there would strike the kernel, not the process. A due time
+    /// trigger waits for a tick that interrupts the target itself.
+    @Test func aDueTimeFaultWaitsUntilItsTargetRuns() throws {
+        let harness = try setUp()
+        let armed = harness.clock
+        try inject(harness, .registerBitFlip, trigger: .randomTime, argument: 1_000)
+        let due = harness.task(Self.fs).injection.countdown
+        harness.registers(Self.fs)[.pc] = Self.receivePC
+        harness.receive(Self.fs)
+        #expect(harness.state(Self.fs) == .receiving)
+        let blocked = harness.snapshot(Self.fs)
+        harness.tick(by: due - armed + 10_000)
+        #expect(harness.snapshot(Self.fs) == blocked, "not while it waits in receive")
+        #expect(harness.task(Self.fs).injection.kind == .registerBitFlip, "still armed")
+        #expect(harness.outputCount("injected") == 0)
+
+        try harness.call(Self.client, harness.id(Self.fs))
+        #expect(harness.state(Self.fs) == .runnable)
+        let delivered = harness.snapshot(Self.fs)
+        harness.kernel.current = Self.client
+        harness.tick(by: 1)
+        #expect(harness.snapshot(Self.fs) == delivered, "nor while another process runs")
+        harness.kernel.current = Self.fs
+        harness.tick(by: 1)
+        let changed = (0..<RegisterFile.slots).filter { delivered[$0] != harness.snapshot(Self.fs)[$0] }
+        #expect(changed.count == 1)
+        #expect(harness.outputCount("injected reg-flip into fs") == 1)
+    }
+
+    /// Whatever a corrupted pc holds, an instruction patch (loop, illegal) writes
+    /// only through the target's own 4 KiB user pages: never through the kernel's
+    /// gigapages, which every address space shares.
+    @Test func aPatchNeverWritesThroughKernelMappings() throws {
+        let harness = try setUp()
+        let kernelText = PhysicalAddress(harness.ram.range.lowerBound.rawValue + 0x20_0000)
+        let before = harness.physical(kernelText.rawValue, count: 64)
+        for kind in [FaultKind.illegalInstruction, .endlessLoop] {
+            try inject(harness, kind)
+            harness.receive(Self.fs)
+            harness.registers(Self.fs)[.pc] = kernelText.rawValue
+            try harness.call(Self.client, harness.id(Self.fs))
+            #expect(harness.outputCount("injected") > 0)
+            try finishRequest(harness)
+        }
+        #expect(harness.physical(kernelText.rawValue, count: 64) == before)
+        #expect(harness.kernel.platform.instructionSynchronizations == 0, "nothing was patched")
     }
 
     @Test func aRandomTimeFaultIgnoresRequests() throws {

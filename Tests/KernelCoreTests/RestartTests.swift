@@ -236,14 +236,16 @@ import Testing
         let oldFS = harness.id(1)
         #expect(harness.task(1).pagesUsed == SSRLayout.serverPages + 1)
         harness.kernel.fault(1, cause: .storePageFault, address: 0)
-        #expect(harness.bindingCount(of: 1) == 0)
-        #expect(harness.task(1).pagesUsed == SSRLayout.serverPages)
+        #expect(harness.kernel.binding(of: 1, to: Program.disk) == nil, "not the new incarnation's")
+        #expect(harness.task(1).pagesUsed == SSRLayout.serverPages + 1, "the orphan stays charged to the slot")
         #expect(harness.orphans().map(\.client) == [oldFS])
         harness.receive(0)
         #expect(harness.result(0, 1) == UInt(oldFS.rawValue))
         #expect(harness.result(0, 2) == SSRMessage.unbindOperation)
         try harness.reply(from: 0, to: oldFS)
         #expect(harness.error(0) == nil)
+        #expect(harness.bindingCount(of: 1) == 0)
+        #expect(harness.task(1).pagesUsed == SSRLayout.serverPages)
         #expect(harness.kernel.kernelPagesInUse == 1)
     }
 

@@ -119,8 +119,16 @@ extension KernelHarness {
         ssrFrames(of: client, to: program).map { $0 }
     }
 
-    func orphans() -> [OrphanedSSR] {
-        (0..<SSRTable.maxOrphans).map { kernel.orphans[$0] }.filter { $0.binding.isUsed }
+    /// Every orphaned SSR, wherever it lingers: its last owner and its record.
+    func orphans() -> [(client: TaskID, binding: SSRBinding)] {
+        var found: [(client: TaskID, binding: SSRBinding)] = []
+        for slot in 0..<KernelHarness.TestKernel.maxTasks where state(slot) != .free {
+            let bindings = task(slot).bindings
+            for index in 0..<SSRTable.bindingsPerTask where bindings[index].state == .orphaned && bindings[index].isUsed {
+                found.append((bindings[index].owner, bindings[index]))
+            }
+        }
+        return found
     }
 
     /// What the server's window maps, page by page (nil: unmapped), for `pages` pages.

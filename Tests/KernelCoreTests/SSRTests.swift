@@ -344,8 +344,9 @@ import Testing
         let frames = harness.ssrFrames(of: 1, to: Program.fs)
 
         harness.syscall(1, .exit, 0)
-        #expect(harness.state(1) == .free)
-        #expect(harness.kernel.kernelPagesInUse == 1 + 2, "the orphan is charged to nobody")
+        #expect(harness.state(1) == .ended, "the slot lingers while its SSR awaits cleanup")
+        #expect(harness.task(1).pagesUsed == 2, "the orphan stays charged to its client")
+        #expect(harness.kernel.kernelPagesInUse == 1)
         #expect(frames.allSatisfy { harness.isAllocated($0) }, "kept for the server's cleanup")
         let orphans = harness.orphans()
         #expect(orphans.count == 1)
@@ -371,6 +372,7 @@ import Testing
         #expect(harness.orphans().isEmpty)
         #expect(harness.kernel.kernelPagesInUse == 1)
         #expect(harness.freeFrames == freeBefore)
+        #expect(harness.state(1) == .free, "freed with its last SSR")
 
         // Once done, the old TaskID is simply dead.
         try harness.reply(from: 0, to: client)
@@ -511,19 +513,34 @@ import Testing
         #expect(harness.freeFrames == harness.baselineFreeFrames)
     }
 
-    /// A client killed while the server works on its request: its SSR leaves the
-    /// window at once (it comes back with the unbind message).
-    @Test func aClientEndingWhileServedLeavesTheWindow() throws {
+    /// A client killed while the server works on its request: the server keeps its
+    /// SSR mapped until it replies (pulling the pages would fault an innocent server),
+    /// then gets the unbind message, and only its reply frees the pages.
+    @Test func aClientEndingWhileServedKeepsItsSSRInTheWindowUntilTheReply() throws {
         let harness = try fsAndClients()
         harness.receive(0)
+        let client = harness.id(1)
         try harness.call(1, harness.id(0))
         let frames = harness.ssrFrames(of: 1, to: Program.fs)
         let pageFlushes = harness.pageFlushCount
         harness.kernel.end(1, status: .killed)
-        #expect(harness.task(0).windowClient == -1)
-        #expect(harness.windowFrames(of: 0) == harness.emptyWindow, "unmapped")
-        #expect(harness.pageFlushes(since: pageFlushes) == harness.windowFlushes(of: 0, pages: 2), "and flushed")
-        #expect(frames.allSatisfy { harness.isAllocated($0) })
+        #expect(harness.windowFrames(of: 0, pages: 2) == frames.map { $0 }, "still mapped")
+        #expect(harness.pageFlushCount == pageFlushes)
+        try harness.write([9, 9], at: SSRLayout.window + 8, in: 0)
+
+        try harness.reply(from: 0, to: client)
+        #expect(harness.error(0) == .deadEndpoint)
+        #expect(harness.windowFrames(of: 0) == harness.emptyWindow, "the reply closes the window")
+        #expect(frames.allSatisfy { harness.isAllocated($0) }, "kept for the cleanup")
+        harness.receive(0)
+        #expect(harness.result(0, 1) == UInt(client.rawValue))
+        #expect(harness.result(0, 2) == SSRMessage.unbindOperation)
+        #expect(try harness.read(2, at: SSRLayout.window + 8, in: 0) == [9, 9])
+        try harness.reply(from: 0, to: client)
+        #expect(harness.error(0) == nil)
+        #expect(frames.allSatisfy { !harness.isAllocated($0) })
+        #expect(harness.state(1) == .free)
+        #expect(harness.kernel.kernelPagesInUse == 1)
     }
 
     /// The same, seen from the next client: the window must show its SSR.
@@ -539,28 +556,40 @@ import Testing
         #expect(harness.windowFrames(of: 0, pages: 2) == harness.ssrWindow(of: 1, to: Program.fs))
     }
 
-    /// With the orphan table full, the SSR of a client ending mid-request is freed at
-    /// once: the server must not keep a freed frame mapped.
-    @Test func anSSRFreedAtOnceIsNotLeftInTheWindow() throws {
+    /// Orphans have no table to overflow: many clients ending at once each keep their
+    /// SSR (charged to their lingering slot) until the server has seen every unbind.
+    @Test func manyEndingClientsEachGetTheirUnbind() throws {
         let harness = try fsAndClients(0)
-        let victim = try harness.spawn(Program.client)
         harness.receive(0)
-        try harness.call(victim.index, harness.id(0))
-        let frames = harness.ssrFrames(of: victim.index, to: Program.fs)
-        #expect(harness.windowFrames(of: 0, pages: 2) == frames.map { $0 })
-        // Fill the orphan table: clients that bind (queued) and end while the server works.
-        for _ in 0..<SSRTable.maxOrphans {
+        let freeBefore = harness.freeFrames
+        var gone: [TaskID] = []
+        for _ in 0..<40 {
             let client = try harness.spawn(Program.client)
             try harness.call(client.index, harness.id(0))
-            #expect(harness.state(client.index) == .sending)
-            harness.syscall(client.index, .exit, 0)
+            try harness.reply(from: 0, to: client)
+            harness.receive(0)
+            gone.append(client)
         }
-        #expect(harness.orphans().count == SSRTable.maxOrphans)
-        #expect(harness.task(0).sendersWaiting.isEmpty)
-
-        harness.kernel.end(victim.index, status: .killed)
-        #expect(frames.allSatisfy { !harness.isAllocated($0) }, "no room to orphan it: freed")
-        #expect(harness.windowFrames(of: 0) == harness.emptyWindow, "and not left mapped in the server")
+        // Ending while the server is busy with one of them: nothing is freed yet.
+        try harness.call(gone[0].index, harness.id(0))
+        for client in gone { harness.kernel.end(client.index, status: .killed) }
+        #expect(harness.orphans().count == 40)
+        #expect(harness.kernel.kernelPagesInUse == 1, "every orphan is charged")
+        try harness.reply(from: 0, to: gone[0])
+        var cleaned: Set<UInt32> = []
+        for _ in 0..<40 {
+            harness.receive(0)
+            guard harness.result(0, 2) == SSRMessage.unbindOperation else { break }
+            let sender = UInt32(harness.result(0, 1))
+            cleaned.insert(sender)
+            try harness.reply(from: 0, to: TaskID(rawValue: sender))
+        }
+        #expect(cleaned == Set(gone.map(\.rawValue)))
+        harness.receive(0)
+        #expect(harness.state(0) == .receiving)
+        #expect(harness.orphans().isEmpty)
+        #expect(harness.freeFrames == freeBefore)
+        #expect(gone.allSatisfy { harness.state($0.index) == .free })
     }
 
     // MARK: ssrInfo

@@ -121,6 +121,15 @@ func expectReply(_ result: TimerResult, _ code: TimerReplyCode, sourceLocation: 
         #expect(queue.nextWake == 500)
     }
 
+    @Test func aClientInTheLastTaskSlotIsHeldLikeAnyOther() {
+        let queue = TimerQueue()
+        let last = TaskID(index: TaskID.slotCount - 1, generation: 4)
+        queue.update(last, earliest: 900, waiting: true)
+        #expect(queue.nextWake == 900)
+        #expect(queue.firstDue(now: 1_000) == TaskID.slotCount - 1)
+        #expect(queue.client(at: TaskID.slotCount - 1) == last)
+    }
+
     @Test func everyBitOfTheQueueIsGuarded() {
         let queue = TimerQueue()
         queue.update(TaskID(index: 5, generation: 3), earliest: 123_456, waiting: true)

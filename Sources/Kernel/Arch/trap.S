@@ -16,6 +16,9 @@
 //   |  pc  |  ra  |  sp  |           |  a0  |           | t6   |
 //   +------+------+------+-- ... ----+------+-- ... ----+------+
 #if defined(__riscv)
+    .equ SSTATUS_SPIE, 1 << 5
+    .equ SSTATUS_SPP, 1 << 8
+    .equ SSTATUS_FS, 3 << 13
     .section .text.trap, "ax"
     .balign 4
     .globl trap_vector
@@ -65,8 +68,17 @@ trap_vector:
     call kernel_trap
     // kernel_trap returns the frame to resume in a0.
 
+    // sstatus is set explicitly on every return rather than inherited: SPP = 0 (the
+    // frame is always a user process's), SPIE = 1 (interrupts on in user mode), and
+    // FS = Off, so any floating-point instruction traps as illegal. The firmware
+    // leaves FS on, and Curio saves no f-registers: with FS on, every process could
+    // read what another left in them.
     .globl trap_return
 trap_return:
+    li t0, SSTATUS_SPP | SSTATUS_FS
+    csrc sstatus, t0
+    li t0, SSTATUS_SPIE
+    csrs sstatus, t0
     ld t0, 0(a0)
     csrw sepc, t0
     csrw sscratch, a0

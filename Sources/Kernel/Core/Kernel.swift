@@ -45,9 +45,8 @@ public struct Kernel<P: Platform> {
     var preemptedAtLevel = InlineArray<8, Int>(repeating: -1)
     var preemptedSliceLeft = InlineArray<8, UInt64>(repeating: 0)
     var sliceEnds: UInt64 = 0
-    /// SSRs of ended clients, waiting for their servers' cleanup.
-    var orphans = InlineArray<16, OrphanedSSR>(repeating: OrphanedSSR())
-    /// Bit p set: program p has orphans waiting (so `receive` need not search).
+    /// Bit p set: program p may have orphaned SSRs waiting for its cleanup (so
+    /// `receive` need not search; cleared when a search finds none).
     var programsWithOrphans: UInt64 = 0
     /// The fault injector's generator (fixed seed: runs under -icount repeat).
     var randomState: UInt64 = 0x9E37_79B9_7F4A_7C15
@@ -59,6 +58,9 @@ public struct Kernel<P: Platform> {
     /// `nextTimerDeadline`, with `UInt64.max` for none.
     public internal(set) var earliestDeadline: UInt64 = .max
     let bootArguments: UnsafeRawBufferPointer?
+    /// Frames the kernel held before any process existed (its own page table): the
+    /// audit's expectation of the allocated frames that no process owns.
+    let kernelOwnFrames: Int
 
     /// - Parameters:
     ///   - taskStorage: room for `maxTasks` tasks; `registerStorage`: `maxTasks` frames.
@@ -73,6 +75,7 @@ public struct Kernel<P: Platform> {
         self.tasks = taskStorage
         self.registerStorage = registerStorage
         self.bootArguments = bootArguments
+        kernelOwnFrames = frames.totalFrames - frames.freeFrames
         for slot in 0..<Self.maxTasks {
             (taskStorage + slot).initialize(to: Task())
         }

@@ -16,6 +16,9 @@
 //   rogue     ask rogueserver to touch its window outside a request: it faults and
 //             is restarted; then check it serves again
 //   bind      call rogueserver, whose SSR may not fit this program's budget
+//   fpput X   write X into floating-point register f31 -> illegal instruction
+//   fpget     read f31 (what an earlier process left?)  -> illegal instruction
+//   readline  try to take a typed line from the console  -> refused (only the shell reads)
 //   exit N    exit with status N
 
 import ConsoleAPI
@@ -46,6 +49,9 @@ struct Crashme {
             print(String(load(from: SSRWindow.base)))
         case "rogue": return rogueServer()
         case "bind": return bind()
+        case "fpput": print("fpput: f31 = " + String(floatingPointStore(UInt64(words.count > 1 ? Int(words[1]) ?? 1 : 1))))
+        case "readline": return readLine()
+        case "fpget": print("fpget: f31 = " + String(floatingPointLoad()))
         case "exit": System.exit(Int32(words.count > 1 ? Int(words[1]) ?? 1 : 0))
         default:
             print("crashme: unknown mode " + mode)
@@ -67,6 +73,12 @@ struct Crashme {
 
     @inline(never)
     static func load(from address: UInt) -> UInt64 { curio_load64(UInt64(address)) }
+
+    @inline(never)
+    static func floatingPointStore(_ value: UInt64) -> UInt64 { curio_fp_store_and_load(value) }
+
+    @inline(never)
+    static func floatingPointLoad() -> UInt64 { curio_fp_load() }
 
     @inline(never)
     static func overflow(_ value: Int) -> Int { value + 2 }
@@ -111,6 +123,17 @@ struct Crashme {
             print("bind: bound")
         } catch {
             print("bind: refused: " + String(error.name))
+        }
+    }
+
+    static func readLine() {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256, alignment: 8)
+        do throws(SyscallError) {
+            _ = try Console.readLine(into: buffer)
+            print("crashme: the console gave a typed line to a program other than the shell")
+            System.exit(1)
+        } catch {
+            print("readline: refused: " + String(error.name))
         }
     }
 

@@ -58,10 +58,12 @@ struct Shell {
         case "ps": return processStatus()
         case "mem": return memory()
         case "run": return run(arguments)
+        case "wait": return waitForBackground()
         case "kill": return kill(arguments)
         case "spawntest": return spawnTest(arguments)
         case "uptime": return uptime()
         case "ssr": return serverStateRegions()
+        case "audit": return audit()
         case "inject": return inject(arguments)
         case "poweroff":
             _ = try? System.powerOff(code: 0)
@@ -80,11 +82,13 @@ struct Shell {
         ps                        list processes: pid, generation, name, state, priority, memory
         mem                       physical memory: total, free, kernel, processes
         run PROGRAM [ARGS] [&]    start a program from the boot image and wait for it (& : don't wait)
+        wait                      wait for every program started with &; fails unless each exited 0
         kill PID                  stop a process
         spawntest N [PROGRAM [ARGS]]  spawn and reap PROGRAM (default: crashme exit 0) N times;
                                   check that free memory returns exactly
         uptime                    time since boot, and instructions from power-on to the shell
         ssr                       list server state regions: owner pid, server, pages, state, last request
+        audit                     check the kernel's invariants (frame owners, charges, queues, SSR windows)
         inject SERVER FAULT [TRIGGER [ARG]]
                                   inject a fault into a server: FAULT one of wild-write, reg-flip,
                                   data-flip, stack-flip, ssr-flip, loop, illegal; TRIGGER next (default),
@@ -95,8 +99,8 @@ struct Shell {
         return 0
     }
 
-    /// Task slots in the kernel (ReadyQueues.maxSlots): `ps` asks about each.
-    static let maxProcesses = 320
+    /// Task slots in the kernel: `ps` asks about each.
+    static let maxProcesses = TaskID.slotCount
 
     static func processStatus() -> Int32 {
         print("PID  GEN  NAME            STATE  PRI  MEM KiB (used/budget)  RESTARTS")
@@ -201,6 +205,23 @@ struct Shell {
         return 0
     }
 
+    /// The kernel's invariant audit: frame ownership, charges, IPC queues, SSR windows.
+    static func audit() -> Int32 {
+        do throws(SyscallError) {
+            let report = try System.audit()
+            guard report.violations > 0 else {
+                print("audit: clean (\(report.ownedFrames) frames owned by processes)")
+                return 0
+            }
+            let first = AuditViolation(rawValue: report.first) ?? .none
+            print("audit: \(report.violations) violations; first: " + String(first.name) + " (slot \(report.slot))")
+            return 1
+        } catch {
+            print("audit: " + describe(error))
+            return 1
+        }
+    }
+
     static func run(_ arguments: [String]) -> Int32 {
         guard var program = arguments.first else {
             print("usage: run PROGRAM [ARGS] [&]")
@@ -218,24 +239,50 @@ struct Shell {
             return 1
         }
         if background {
+            backgroundChildren.append((child, program))
             print("started \(program) as pid \(child.index)")
             return 0
         }
         do throws(SyscallError) {
-            switch try System.wait(child) {
-            case .exited(let code):
-                if code != 0 { print("\(program) exited with status \(code)") }
-                return code
-            case .faulted(let cause):
-                print(program + " was stopped: " + String(cause.name))
-                return 128 + Int32(cause.rawValue)
-            case .killed:
-                print(program + " was killed")
-                return 137
-            }
+            return report(try System.wait(child), of: program)
         } catch {
             print("wait: " + describe(error))
             return 1
+        }
+    }
+
+    /// Programs started with `&` and not yet waited for (their slots linger until we do).
+    nonisolated(unsafe) static var backgroundChildren: [(id: TaskID, program: String)] = []
+
+    /// `wait`: reaps every background child in the order started, saying how each ended.
+    static func waitForBackground() -> Int32 {
+        var worst: Int32 = 0
+        for (child, program) in backgroundChildren {
+            let status: Int32
+            do throws(SyscallError) {
+                status = report(try System.wait(child), of: program + " (pid \(child.index))", always: true)
+            } catch {
+                print("wait \(program) (pid \(child.index)): " + describe(error))
+                status = 1
+            }
+            if worst == 0 { worst = status }
+        }
+        backgroundChildren.removeAll()
+        return worst
+    }
+
+    /// Prints how a child ended (a clean exit only if `always`); returns the shell's status for it.
+    static func report(_ status: ExitStatus, of program: String, always: Bool = false) -> Int32 {
+        switch status {
+        case .exited(let code):
+            if code != 0 || always { print("\(program) exited with status \(code)") }
+            return code
+        case .faulted(let cause):
+            print(program + " was stopped: " + String(cause.name))
+            return 128 + Int32(cause.rawValue)
+        case .killed:
+            print(program + " was killed")
+            return 137
         }
     }
 

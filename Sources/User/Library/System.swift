@@ -16,6 +16,16 @@ public enum System {
         return result
     }
 
+    /// One `ecall` exactly as given: any number (known or not), any register contents,
+    /// nothing checked or interpreted on either side. For the syscall fuzzer, which must
+    /// be able to say what no wrapper above would; every program else uses those.
+    /// Returns a0 (the status) and a1...a7 as the kernel left them.
+    public static func syscall(_ number: UInt, _ a0: UInt = 0, _ a1: UInt = 0, _ a2: UInt = 0, _ a3: UInt = 0,
+                               _ a4: UInt = 0, _ a5: UInt = 0, _ a6: UInt = 0) -> curio_syscall_result {
+        curio_syscall(UInt64(number), UInt64(a0), UInt64(a1), UInt64(a2), UInt64(a3), UInt64(a4), UInt64(a5),
+                      UInt64(a6))
+    }
+
     public static func exit(_ code: Int32) -> Never {
         _ = try? call(.exit, UInt(bitPattern: Int(code)))
         while true {}
@@ -166,6 +176,13 @@ public enum System {
             try call(.ssrInfo, UInt(index), address(UnsafeRawBufferPointer(bytes)), UInt(bytes.count)).r1
         }
         return found != 0 ? info : nil
+    }
+
+    /// Runs the kernel's invariant audit (needs `manage`): how many violations, the
+    /// first one's `AuditViolation` code and slot (-1: none), frames owned by processes.
+    public static func audit() throws(SyscallError) -> (violations: Int, first: UInt8, slot: Int, ownedFrames: Int) {
+        let result = try call(.audit)
+        return (Int(result.r1), UInt8(truncatingIfNeeded: result.r2), Int(Int64(bitPattern: result.r3)), Int(result.r4))
     }
 
     // MARK: Fault injection (needs `manage`)

@@ -27,10 +27,15 @@ extension Kernel {
         }
         guard target != caller else { throw .badArgument }
         guard tasks[caller].sendMask & (1 << UInt64(tasks[target].program)) != 0 else { throw .notPermitted }
-        try issueRequest(from: caller, to: target)
+        let issued = try issueRequest(from: caller, to: target)
 
         if tasks[target].state == .receiving && !tasks[target].recovering {
-            try deliver(from: caller, to: target)
+            do {
+                try deliver(from: caller, to: target)
+            } catch {
+                withdrawRequest(issued, of: caller)
+                throw error
+            }
             block(caller, in: .awaitingReply, on: target)
             tasks[caller].awaitingReplySince = 0
             makeRunnable(target)
@@ -67,6 +72,9 @@ extension Kernel {
                 tasks[sender].awaitingReplySince = 0
                 return
             } catch {
+                if tasks[caller].ssrPages > 0, let index = binding(of: sender, to: tasks[caller].program) {
+                    withdrawRequest(IssuedRequest(binding: index, bound: false), of: sender)
+                }
                 registers(sender).setResult(0, error.rawValue)
                 makeRunnable(sender)
             }
@@ -79,14 +87,20 @@ extension Kernel {
                         payload: UserBuffer) throws(SyscallError) {
         guard let slot = liveSlot(client) else {
             if finishUnbind(by: caller, client: client) { return }
+            // The client ended while we worked for it: its SSR stayed mapped until now.
+            if let record = windowRecord(of: caller), record.owner == client, tasks[caller].windowOrphan < 0 {
+                closeWindow(of: caller)
+            }
             throw .deadEndpoint
         }
         guard tasks[slot].state == .awaitingReply, tasks[slot].partner == caller else {
             throw .notWaitingForReply
         }
+        // The client's registers were checked when it called, but are read again
+        // now: nothing in them may trap the kernel, whatever changed them since.
         let clientRegisters = registers(slot)
         let replyBuffer = VirtualAddress(UInt64(clientRegisters.argument(5)))
-        guard payload.count <= Int(clientRegisters.argument(6)) else { throw .messageTooLarge }
+        guard UInt(payload.count) <= clientRegisters.argument(6) else { throw .messageTooLarge }
         if payload.count > 0 {
             try copyPayload(from: caller, payload.address, to: slot, replyBuffer, count: payload.count)
         }
@@ -117,10 +131,16 @@ extension Kernel {
     private mutating func deliver(from sender: Int, to receiver: Int) throws(SyscallError) {
         let senderRegisters = registers(sender)
         let receiverRegisters = registers(receiver)
+        // Both register files were validated when their calls were decoded, but a
+        // blocked process's saved registers may have changed since (a fault injected
+        // into it, a restart): every word is range-checked again before use.
         let call = EndpointCall(rawValue: senderRegisters.argument(0))
-        let count = Int(senderRegisters.argument(4))
+        let length = senderRegisters.argument(4)
+        guard length <= UInt(SyscallLimits.maxMessageBytes), length <= receiverRegisters.argument(1) else {
+            throw .messageTooLarge
+        }
+        let count = Int(length)
         let destination = VirtualAddress(UInt64(receiverRegisters.argument(0)))
-        guard count <= Int(receiverRegisters.argument(1)) else { throw .messageTooLarge }
         if count > 0 {
             let source = VirtualAddress(UInt64(senderRegisters.argument(3)))
             try copyPayload(from: sender, source, to: receiver, destination, count: count)

@@ -107,8 +107,8 @@ extension AddressSpace {
     }
 
     /// The physical address of user byte `va`, if its page is a 4 KiB leaf with V, U,
-    /// R (and W when `writable`) set.
-    private func userFrame<M: PhysicalMemory>(
+    /// R (and W when `writable`) set. Never a kernel gigapage: those lack U.
+    func userFrame<M: PhysicalMemory>(
         of va: VirtualAddress, writable: Bool, memory: M
     ) -> PhysicalAddress? {
         let stop = walk(va, memory: memory)

@@ -16,6 +16,14 @@
 // A flip is not always *activated*: the bit may never be read, or be masked. The
 // kernel only reports what it did; campaigns judge the outcome from what clients see.
 // The generator is a fixed-seed xorshift, so a run under -icount repeats exactly.
+//
+// A fault strikes only a process that is about to run: at a request's delivery, or
+// at a clock tick that interrupted the target itself (a time trigger that comes due
+// while the target is blocked waits for a tick that finds it running). A fault in a
+// blocked process's saved registers would strike the kernel, which reads them at
+// the next rendezvous, rather than the process. Memory is changed only through the
+// target's own 4 KiB user pages, never through the kernel's mappings, whatever
+// address a corrupted register holds.
 
 import CurioABI
 
@@ -63,11 +71,11 @@ extension Kernel {
         }
     }
 
-    /// The clock: strike time triggers that are due.
+    /// The clock: strike a due time trigger if the tick interrupted its target.
     public mutating func injectionPointAtClock(now: UInt64) {
         for slot in 0..<Self.maxTasks where tasks[slot].isLive {
             guard let kind = tasks[slot].injection.kind, tasks[slot].injection.trigger == .randomTime else { continue }
-            if tasks[slot].injection.countdown <= now {
+            if tasks[slot].injection.countdown <= now, slot == currentSlot, tasks[slot].state == .runnable {
                 let aim = tasks[slot].injection.aim
                 tasks[slot].injection = PendingInjection()
                 strike(kind, at: slot, aim: aim)
@@ -101,10 +109,8 @@ extension Kernel {
             let sp = file[.sp]
             if sp < top { flipBit(at: sp + target(below: top - sp), in: slot) }
         case .ssrBitFlip:
-            let client = tasks[slot].windowClient
-            if client >= 0, let index = binding(of: client, to: tasks[slot].program) {
-                let bytes = UInt64(tasks[client].bindings[index].pageCount * pageSize)
-                flipBit(at: UInt64(SSRWindow.base) + target(below: bytes), in: slot)
+            if let record = windowRecord(of: slot) {
+                flipBit(at: UInt64(SSRWindow.base) + target(below: UInt64(record.pageCount * pageSize)), in: slot)
             }
         case .endlessLoop:
             patchInstruction(at: file[.pc], with: 0x0000_006F, in: slot)
@@ -122,18 +128,18 @@ extension Kernel {
     /// physical page (the kernel never writes user virtual addresses).
     private mutating func flipBit(at address: UInt64, in slot: Int) {
         guard let space = tasks[slot].addressSpace,
-              let (frame, _) = space.translate(VirtualAddress(address & ~UInt64(pageSize - 1)),
-                                               memory: platform.memory) else { return }
-        let byte = platform.memory.pointer(to: frame).advanced(by: Int(address % UInt64(pageSize)))
+              let frame = space.userFrame(of: VirtualAddress(address), writable: false, memory: platform.memory)
+        else { return }
+        let byte = platform.memory.pointer(to: frame)
         byte.storeBytes(of: byte.load(as: UInt8.self) ^ UInt8(1 << (random() % 8)), as: UInt8.self)
     }
 
     /// Overwrites the instruction at `pc` in the process's own copy of its code.
     private mutating func patchInstruction(at pc: UInt64, with instruction: UInt32, in slot: Int) {
         guard pc % 2 == 0, pc % UInt64(pageSize) <= UInt64(pageSize - 4), let space = tasks[slot].addressSpace,
-              let (frame, _) = space.translate(VirtualAddress(pc & ~UInt64(pageSize - 1)), memory: platform.memory)
+              let frame = space.userFrame(of: VirtualAddress(pc), writable: false, memory: platform.memory)
         else { return }
-        let word = platform.memory.pointer(to: frame).advanced(by: Int(pc % UInt64(pageSize)))
+        let word = platform.memory.pointer(to: frame)
         word.storeBytes(of: UInt16(truncatingIfNeeded: instruction), as: UInt16.self)
         (word + 2).storeBytes(of: UInt16(truncatingIfNeeded: instruction >> 16), as: UInt16.self)
         platform.synchronizeInstructions()

@@ -11,7 +11,21 @@
 //      into the same slot, with the next generation; SSRs are untouched;
 //   4. holds the new process back if it has been restarting in quick succession
 //      (exponential backoff), and gives it up after too many (`failed`): its
-//      clients then get `serverFailed`.
+//      clients then get `serverFailed`, and a parent waiting for it its status.
+//
+// A server blocked in its own `send` when it is restarted leaves its partner's queue
+// of senders: the fresh process never made that call. Its own SSRs with other
+// servers become orphans of the old incarnation (Kernel+SSR.swift).
+//
+// Poison requests: a request whose handling crashes the server every time would be
+// re-delivered after every restart until backoff gave the server up for everyone.
+// The kernel remembers what the server was doing for whom at each crash (the
+// request id in its window, or the SSR it was recovering, or the unbind it was
+// handling); the second crash on the same one ends it alone: the request fails with
+// `requestFailed` (its SSR is suspect and judged by recovery), an SSR that crashes
+// recovery twice is judged lost (`serverStateLost`), an unbind that crashes twice is
+// freed without cleanup. The server carries on for everyone else (paper §3: an
+// error affects only the clients whose SSRs the server used).
 // The new process starts in recovery (Kernel+SSR.swift) and takes no message until
 // it has judged every SSR.
 //
@@ -39,20 +53,25 @@ extension Kernel {
     public mutating func fault(_ slot: Int, cause: FaultCause, address: UInt64) {
         reportFault(slot, cause: cause, address: address)
         if tasks[slot].restartable {
-            restart(slot)
+            restart(slot, cause: cause)
         } else {
             end(slot, status: .faulted(cause))
         }
         reschedule()
     }
 
-    mutating func restart(_ slot: Int) {
+    mutating func restart(_ slot: Int, cause: FaultCause) {
         let now = platform.now()
         let program = tasks[slot].program
-        let client = tasks[slot].windowClient
-        if client >= 0, let index = binding(of: client, to: program) {
-            tasks[client].bindings[index].state = .suspect
+        let site = crashSite(of: slot)
+        let poisoned = site != nil && site == tasks[slot].lastCrash
+        if tasks[slot].windowClient >= 0 {
+            let client = tasks[slot].windowClient
+            let index = tasks[slot].windowBinding
+            if tasks[client].bindings[index].state == .valid { tasks[client].bindings[index].state = .suspect }
         }
+        if tasks[slot].state == .sending { tasks[tasks[slot].partner].sendersWaiting.remove(slot) }
+        let orphanInWindow = tasks[slot].windowOrphan
         closeWindow(of: slot)
         orphanBindings(of: slot)
 
@@ -61,6 +80,7 @@ extension Kernel {
             tasks[other].state = .sending
             queued.insert(other)
         }
+        if poisoned, let site { dropPoison(site, orphan: orphanInWindow, queued: &queued, server: slot) }
 
         let quick = tasks[slot].lastRestart != 0 && now &- tasks[slot].lastRestart < Self.rapidRestartWindow
         let rapidRestarts = quick ? tasks[slot].rapidRestarts + 1 : 0
@@ -71,6 +91,8 @@ extension Kernel {
         kept.sendersWaiting = queued
         kept.rapidRestarts = rapidRestarts
         kept.lastRestart = now
+        kept.bindings = tasks[slot].bindings
+        kept.lastCrash = poisoned ? CrashSite() : site ?? CrashSite()
 
         ready.remove(slot: slot, priority: tasks[slot].priority)
         if current == slot { current = nil }
@@ -79,12 +101,16 @@ extension Kernel {
             _ = space.destroy(allocator: &frames)
         }
         tasks[slot].addressSpace = nil
+        tasks[slot].pagesUsed = tasks[slot].bindingPages
 
         do throws(SyscallError) {
-            guard rapidRestarts < Self.restartsBeforeGivingUp else { throw .serverFailed }
+            // A generation that would wrap would revive TaskIDs of long-gone incarnations.
+            guard rapidRestarts < Self.restartsBeforeGivingUp, tasks[slot].generation < UInt16.max - 1 else {
+                throw .serverFailed
+            }
             try load(program, into: slot, as: kept, arguments: nil)
         } catch {
-            giveUp(slot, program: program, generation: kept.generation, queued: queued)
+            giveUp(slot, program: program, cause: cause, queued: queued)
             return
         }
         // A restarted server is watched from its first instruction: start-up and
@@ -110,19 +136,78 @@ extension Kernel {
         }
     }
 
+    /// What the server was doing, and for whom, when it crashed (nil: nothing of a
+    /// client's — it was idle, or serving a client without an SSR).
+    private func crashSite(of server: Int) -> CrashSite? {
+        if tasks[server].windowClient >= 0 {
+            let client = tasks[server].windowClient
+            let record = tasks[client].bindings[tasks[server].windowBinding]
+            return CrashSite(client: record.owner, request: record.lastIssuedRequest,
+                             inRecovery: tasks[server].recovering)
+        }
+        guard let orphan = windowRecord(of: server) else { return nil }
+        return CrashSite(client: orphan.owner, request: .max, inRecovery: false)
+    }
+
+    /// The second crash on the same request, SSR or unbind: that one alone fails.
+    private mutating func dropPoison(_ site: CrashSite, orphan: Int, queued: inout SlotSet, server: Int) {
+        if orphan >= 0 {
+            let slot = orphan / SSRTable.bindingsPerTask
+            freeOrphan(orphan % SSRTable.bindingsPerTask, of: slot)
+            reportPoison("an unbind", server: server)
+            return
+        }
+        guard let client = liveSlot(site.client), let index = binding(of: client, to: tasks[server].program) else {
+            return
+        }
+        let error: SyscallError
+        if site.inRecovery {
+            tasks[client].bindings[index].state = .lost
+            error = .serverStateLost
+            reportPoison("recovering an SSR", server: server)
+        } else {
+            error = .requestFailed
+            reportPoison("a request", server: server)
+        }
+        let waiting = tasks[client].state == .sending && tasks[client].partner == server
+        guard waiting, site.inRecovery || tasks[client].bindings[index].lastIssuedRequest == site.request else { return }
+        queued.remove(client)
+        registers(client).setResult(0, error.rawValue)
+        makeRunnable(client)
+    }
+
+    private func reportPoison(_ what: StaticString, server: Int) {
+        platform.write("[kernel] ")
+        image.program(tasks[server].program).name.withBytes { platform.write(bytes: $0) }
+        platform.write(" crashed twice on ")
+        platform.write(what)
+        platform.write(" of one client: that one alone fails\n")
+    }
+
     /// A server restarted too often: its slot stays `failed` and every client
-    /// waiting on it, now or later, gets `serverFailed`.
-    private mutating func giveUp(_ slot: Int, program: Int, generation: UInt16, queued: SlotSet) {
+    /// waiting on it, now or later, gets `serverFailed`; a parent waiting for it gets
+    /// its status. Orphans it left as a client stay for their servers' cleanup.
+    private mutating func giveUp(_ slot: Int, program: Int, cause: FaultCause, queued: SlotSet) {
         var failed = Task()
-        failed.generation = generation
+        failed.generation = tasks[slot].generation == .max ? .max : tasks[slot].generation &+ 1
         failed.program = program
         failed.state = .failed
         failed.restarts = tasks[slot].restarts
+        failed.bindings = tasks[slot].bindings
+        failed.pagesUsed = tasks[slot].bindingPages
+        failed.exitStatus = ExitStatus.faulted(cause).rawValue
+        let parent = tasks[slot].parent.flatMap { liveSlot($0) }
+        failed.parent = tasks[slot].parent
         tasks[slot] = failed
         var waiting = queued
         while let client = waiting.removeFirst() {
             registers(client).setResult(0, SyscallError.serverFailed.rawValue)
             makeRunnable(client)
+        }
+        if let parent, tasks[parent].state == .waiting, tasks[parent].partner == slot {
+            registers(parent).setResult(0, 0)
+            registers(parent).setResult(1, failed.exitStatus)
+            makeRunnable(parent)
         }
         dropOrphans(of: program)
         platform.write("[kernel] gave up on ")

@@ -16,13 +16,26 @@
 // `ssrRecoverNext`, each mapped in turn, gives each a verdict, then calls
 // `recoveryComplete`; until then S takes no messages, and the requests that were in
 // flight wait in its queue with their original ids.
+//
+// Unbinding: when C ends, its bindings become orphans in place (SSRBinding.swift).
+// A server that is working on C's request at that moment keeps C's SSR mapped
+// until it replies (to nobody) or receives — pulling the pages from under it would
+// fault an innocent server. On its next receive S gets an unbind message from C's
+// last TaskID with the SSR mapped, cleans up (closes, unlocks, cancels), and its
+// reply frees the SSR; the client's lingering slot is freed with its last SSR.
+//
+// One live instance per SSR server program: bindings name the program, so a second
+// instance would recover, map and free SSRs the first one is using. `spawn`
+// refuses it (Kernel+Lifecycle.swift).
 
 import CurioABI
 
 extension Kernel {
-    /// Finds the binding of `client` to `serverProgram`.
+    /// Finds the binding `client` uses with `serverProgram` (orphans of an earlier
+    /// incarnation are not in use).
     func binding(of client: Int, to serverProgram: Int) -> Int? {
-        for index in 0..<SSRTable.bindingsPerTask where tasks[client].bindings[index].serverProgram == serverProgram {
+        for index in 0..<SSRTable.bindingsPerTask
+        where tasks[client].bindings[index].serverProgram == serverProgram && tasks[client].bindings[index].isActive {
             return index
         }
         return nil
@@ -30,13 +43,13 @@ extension Kernel {
 
     /// The binding `client` uses to call `serverProgram`, created (and charged to the
     /// client) on first use; a binding whose state was lost starts again from zero.
-    mutating func bind(_ client: Int, to serverProgram: Int) throws(SyscallError) -> Int {
+    mutating func bind(_ client: Int, to serverProgram: Int) throws(SyscallError) -> IssuedRequest {
         if let existing = binding(of: client, to: serverProgram) {
             if tasks[client].bindings[existing].state == .lost {
                 zeroSSR(tasks[client].bindings[existing])
                 tasks[client].bindings[existing].state = .valid
             }
-            return existing
+            return IssuedRequest(binding: existing, bound: false)
         }
         var free: Int?
         for index in 0..<SSRTable.bindingsPerTask where !tasks[client].bindings[index].isUsed {
@@ -51,21 +64,34 @@ extension Kernel {
         var record = SSRBinding()
         record.serverProgram = serverProgram
         record.pageCount = pages
+        record.owner = id(of: client)
         for page in 0..<pages {
             guard let frame = frames.allocate() else { preconditionFailure("frames counted free but none allocated") }
             record.frames[page] = frame.rawValue
         }
         tasks[client].pagesUsed += pages
         tasks[client].bindings[index] = record
-        return index
+        return IssuedRequest(binding: index, bound: true)
     }
 
     /// Issues the next request id on the binding `client` uses to call `server`.
-    mutating func issueRequest(from client: Int, to server: Int) throws(SyscallError) {
-        guard tasks[server].ssrPages > 0 else { return }
-        let index = try bind(client, to: tasks[server].program)
-        tasks[client].bindings[index].lastIssuedRequest &+= 1
-        tasks[client].requestBinding = index
+    mutating func issueRequest(from client: Int, to server: Int) throws(SyscallError) -> IssuedRequest {
+        guard tasks[server].ssrPages > 0 else { return IssuedRequest(binding: -1, bound: false) }
+        let issued = try bind(client, to: tasks[server].program)
+        tasks[client].bindings[issued.binding].lastIssuedRequest &+= 1
+        tasks[client].requestBinding = issued.binding
+        return issued
+    }
+
+    /// Undoes `issueRequest` for a send whose delivery failed: the id is taken back
+    /// and a binding made for it is freed, so a refused call leaves nothing behind.
+    mutating func withdrawRequest(_ issued: IssuedRequest, of client: Int) {
+        guard issued.binding >= 0 else { return }
+        if issued.bound {
+            freeBinding(issued.binding, of: client)
+        } else {
+            tasks[client].bindings[issued.binding].lastIssuedRequest &-= 1
+        }
     }
 
     /// Maps `client`'s SSR into `server`'s window for the request being delivered or
@@ -74,7 +100,8 @@ extension Kernel {
     mutating func openWindow(of server: Int, for client: Int) -> UInt64 {
         let cached = tasks[client].requestBinding
         let index: Int
-        if tasks[client].bindings[cached].serverProgram == tasks[server].program {
+        if tasks[client].bindings[cached].serverProgram == tasks[server].program,
+           tasks[client].bindings[cached].isActive {
             index = cached
         } else if let found = binding(of: client, to: tasks[server].program) {
             index = found
@@ -137,8 +164,22 @@ extension Kernel {
         }
     }
 
-    private mutating func freeSSR(_ record: SSRBinding) {
+    /// Frees one of a slot's SSRs and its charge.
+    mutating func freeBinding(_ index: Int, of slot: Int) {
+        let record = tasks[slot].bindings[index]
         for page in 0..<record.pageCount { frames.free(PhysicalAddress(record.frames[page])) }
+        tasks[slot].pagesUsed -= record.pageCount
+        tasks[slot].bindings[index] = SSRBinding()
+    }
+
+    /// The SSR a server's window shows now (a request's or an unbind's), if any.
+    func windowRecord(of server: Int) -> SSRBinding? {
+        if tasks[server].windowClient >= 0 {
+            return tasks[tasks[server].windowClient].bindings[tasks[server].windowBinding]
+        }
+        let position = tasks[server].windowOrphan
+        guard position >= 0 else { return nil }
+        return tasks[position / SSRTable.bindingsPerTask].bindings[position % SSRTable.bindingsPerTask]
     }
 
     // MARK: System calls
@@ -170,7 +211,7 @@ extension Kernel {
             let index = position % SSRTable.bindingsPerTask
             position += 1
             let record = tasks[client].bindings[index]
-            guard record.serverProgram == program, record.state != .lost else { continue }
+            guard record.serverProgram == program, record.state != .lost, record.state != .orphaned else { continue }
             mapWindow(of: server, record)
             tasks[server].windowClient = client
             tasks[server].windowBinding = index
@@ -235,23 +276,18 @@ extension Kernel {
 
     // MARK: Unbinding
 
-    /// A client is ending: hand each of its SSRs to its server for cleanup, or free it
-    /// at once when the server is gone (or the orphan table is full).
+    /// A client is ending, or (as a server) restarting: each SSR it uses becomes an
+    /// orphan in place, still charged to it, until its server has cleaned up; it is
+    /// freed at once only when that server is gone for good.
     mutating func orphanBindings(of client: Int) {
-        for other in 0..<Self.maxTasks where tasks[other].windowClient == client { closeWindow(of: other) }
-        for index in 0..<SSRTable.bindingsPerTask where tasks[client].bindings[index].isUsed {
-            var record = tasks[client].bindings[index]
-            tasks[client].bindings[index] = SSRBinding()
-            tasks[client].pagesUsed -= record.pageCount
-            let server = firstLiveInstance(of: record.serverProgram)
-            guard let server, let slot = freeOrphanSlot() else {
-                freeSSR(record)
+        for index in 0..<SSRTable.bindingsPerTask where tasks[client].bindings[index].isActive {
+            let program = tasks[client].bindings[index].serverProgram
+            guard let server = firstLiveInstance(of: program), server != client else {
+                freeBinding(index, of: client)
                 continue
             }
-            record.state = .orphaned
-            orphans[slot].binding = record
-            orphans[slot].client = id(of: client)
-            programsWithOrphans |= 1 << UInt64(record.serverProgram)
+            tasks[client].bindings[index].state = .orphaned
+            programsWithOrphans |= 1 << UInt64(program)
             notifyUnbind(server)
         }
     }
@@ -260,51 +296,70 @@ extension Kernel {
     mutating func deliverUnbind(to server: Int) -> Bool {
         let program = tasks[server].program
         guard programsWithOrphans & (1 << UInt64(program)) != 0 else { return false }
-        for slot in 0..<SSRTable.maxOrphans where orphans[slot].binding.serverProgram == program {
-            closeWindow(of: server)
-            mapWindow(of: server, orphans[slot].binding)
-            tasks[server].windowOrphan = slot
-            let file = registers(server)
-            file.setResult(0, 0)
-            file.setResult(1, UInt(orphans[slot].client.rawValue))
-            file.setResult(2, SSRMessage.unbindOperation)
-            file.setResult(3, 0)
-            file.setResult(4, 0)
-            file.setResult(5, 0)
-            file[.a6] = 0
-            return true
+        guard let position = firstOrphan(of: program) else {
+            programsWithOrphans &= ~(1 << UInt64(program))
+            return false
         }
-        return false
+        let record = tasks[position / SSRTable.bindingsPerTask].bindings[position % SSRTable.bindingsPerTask]
+        closeWindow(of: server)
+        mapWindow(of: server, record)
+        tasks[server].windowOrphan = position
+        let file = registers(server)
+        file.setResult(0, 0)
+        file.setResult(1, UInt(record.owner.rawValue))
+        file.setResult(2, SSRMessage.unbindOperation)
+        file.setResult(3, 0)
+        file.setResult(4, 0)
+        file.setResult(5, 0)
+        file[.a6] = 0
+        return true
     }
 
     /// A server's reply to an unbind message: the SSR can go. True if it was one.
     mutating func finishUnbind(by server: Int, client: TaskID) -> Bool {
-        let slot = tasks[server].windowOrphan
-        guard slot >= 0, orphans[slot].client == client else { return false }
+        let position = tasks[server].windowOrphan
+        guard position >= 0 else { return false }
+        let slot = position / SSRTable.bindingsPerTask
+        let index = position % SSRTable.bindingsPerTask
+        guard tasks[slot].bindings[index].state == .orphaned, tasks[slot].bindings[index].owner == client else {
+            return false
+        }
         closeWindow(of: server)
-        freeSSR(orphans[slot].binding)
-        orphans[slot] = OrphanedSSR()
-        noteOrphansChanged(for: tasks[server].program)
+        freeOrphan(index, of: slot)
         return true
     }
 
-    private mutating func noteOrphansChanged(for program: Int) {
-        if !hasOrphans(for: program) { programsWithOrphans &= ~(1 << UInt64(program)) }
+    /// Frees an orphaned SSR, and the lingering slot that held it once it holds no more.
+    mutating func freeOrphan(_ index: Int, of slot: Int) {
+        let program = tasks[slot].bindings[index].serverProgram
+        freeBinding(index, of: slot)
+        if firstOrphan(of: program) == nil { programsWithOrphans &= ~(1 << UInt64(program)) }
+        if tasks[slot].state == .ended, tasks[slot].parent == nil, !tasks[slot].hasBindings { release(slot) }
     }
 
     /// Frees the orphans of a program that is gone for good.
     mutating func dropOrphans(of program: Int) {
-        for slot in 0..<SSRTable.maxOrphans where orphans[slot].binding.serverProgram == program {
-            freeSSR(orphans[slot].binding)
-            orphans[slot] = OrphanedSSR()
+        for slot in 0..<Self.maxTasks where tasks[slot].state != .free {
+            for index in 0..<SSRTable.bindingsPerTask
+            where tasks[slot].bindings[index].serverProgram == program && tasks[slot].bindings[index].state == .orphaned {
+                freeOrphan(index, of: slot)
+            }
         }
         programsWithOrphans &= ~(1 << UInt64(program))
     }
 
-    func hasOrphans(for program: Int) -> Bool {
-        for slot in 0..<SSRTable.maxOrphans where orphans[slot].binding.serverProgram == program { return true }
-        return false
+    /// The first orphan waiting for `program`'s cleanup, as slot * bindingsPerTask + index.
+    func firstOrphan(of program: Int) -> Int? {
+        for slot in 0..<Self.maxTasks where tasks[slot].state != .free {
+            for index in 0..<SSRTable.bindingsPerTask
+            where tasks[slot].bindings[index].serverProgram == program && tasks[slot].bindings[index].state == .orphaned {
+                return slot * SSRTable.bindingsPerTask + index
+            }
+        }
+        return nil
     }
+
+    func hasOrphans(for program: Int) -> Bool { firstOrphan(of: program) != nil }
 
     private mutating func notifyUnbind(_ server: Int) {
         if tasks[server].state == .receiving && !tasks[server].recovering {
@@ -312,25 +367,20 @@ extension Kernel {
         }
     }
 
-    private func freeOrphanSlot() -> Int? {
-        for slot in 0..<SSRTable.maxOrphans where !orphans[slot].binding.isUsed { return slot }
-        return nil
-    }
-
     // MARK: Listing
 
-    /// The `index`th SSR over all processes and orphans, for the shell's `ssr`.
-    func ssrInfo(_ index: Int) -> SSRInfo? {
+    /// The `index`th SSR `caller` may see, for the shell's `ssr`: a manager sees every
+    /// SSR (orphans included); anyone else those it owns and those it serves.
+    func ssrInfo(_ index: Int, for caller: Int) -> SSRInfo? {
         var remaining = index
-        for client in 0..<Self.maxTasks where tasks[client].isLive {
-            for binding in 0..<SSRTable.bindingsPerTask where tasks[client].bindings[binding].isUsed {
-                if remaining == 0 { return info(tasks[client].bindings[binding], owner: id(of: client)) }
+        let everything = tasks[caller].mayManage
+        for slot in 0..<Self.maxTasks where tasks[slot].state != .free {
+            for binding in 0..<SSRTable.bindingsPerTask where tasks[slot].bindings[binding].isUsed {
+                let record = tasks[slot].bindings[binding]
+                guard everything || slot == caller || record.serverProgram == tasks[caller].program else { continue }
+                if remaining == 0 { return info(record, owner: record.owner) }
                 remaining -= 1
             }
-        }
-        for slot in 0..<SSRTable.maxOrphans where orphans[slot].binding.isUsed {
-            if remaining == 0 { return info(orphans[slot].binding, owner: orphans[slot].client) }
-            remaining -= 1
         }
         return nil
     }

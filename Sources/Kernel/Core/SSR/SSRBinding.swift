@@ -7,16 +7,21 @@
 // client's budget; the kernel maps them into the server's window only while the
 // server works for that client.
 //
-// When a client ends, its bindings become orphans: the pages stay alive until the
-// server has seen the unbind message and replied (so it can close, unlock, cancel).
+// When a client ends, its bindings become *orphans* in place: the entry keeps its
+// frames, still charged to the ended client, whose slot lingers (`ended`) until
+// every server has seen its unbind message and replied. There is no separate
+// orphan table to fill up, and no SSR is ever freed behind its server's back: a
+// server that is gone for good has its orphans freed; one that is merely slow
+// keeps them, accounted to the client that owned them. A restarted server's own
+// client bindings become orphans of its old incarnation the same way, in the
+// binding table of the slot its new incarnation now runs in.
 
 import CurioABI
 
 public enum SSRTable {
-    /// Servers one process can be bound to at once.
+    /// Servers one process can be bound to at once (orphans of an earlier
+    /// incarnation of a restarted server included).
     public static let bindingsPerTask = 4
-    /// Orphaned SSRs waiting for their server's cleanup.
-    public static let maxOrphans = 16
 }
 
 public struct SSRBinding: Sendable {
@@ -29,17 +34,21 @@ public struct SSRBinding: Sendable {
     public var lastIssuedRequest: UInt64 = 0
     /// The id of the latest request the server replied to.
     public var lastCompletedRequest: UInt64 = 0
+    /// The incarnation that bound: once it has ended (or restarted), the sender its
+    /// server's unbind message names.
+    public var owner = TaskID(rawValue: 0)
 
     public init() {}
 
     public var isUsed: Bool { serverProgram >= 0 }
+    /// In use by its owner, as opposed to waiting for its server's cleanup.
+    public var isActive: Bool { serverProgram >= 0 && state != .orphaned }
 }
 
-/// An SSR whose client has ended, kept until its server has cleaned up.
-public struct OrphanedSSR: Sendable {
-    public var binding = SSRBinding()
-    /// The ended client's last TaskID: the sender of the unbind message.
-    public var client = TaskID(rawValue: 0)
-
-    public init() {}
+/// What `issueRequest` did, so a send whose delivery fails can be undone.
+struct IssuedRequest {
+    /// The binding whose id advanced (-1: the receiver keeps no SSRs).
+    var binding: Int
+    /// Whether this send created the binding.
+    var bound: Bool
 }

@@ -131,7 +131,7 @@ extension Kernel {
         case .wait(let id):
             try wait(by: slot, for: id)
         case .taskInfo(let index, let destination):
-            var info = taskInfo(index)
+            var info = taskInfo(index, for: slot)
             try withUnsafeBytes(of: &info) { bytes throws(SyscallError) in
                 try copyOut(bytes, to: destination, of: slot)
             }
@@ -171,7 +171,7 @@ extension Kernel {
         case .injectFault(let name, let kind, let trigger, let argument, let aim):
             try injectFault(by: slot, into: name, kind: kind, trigger: trigger, argument: argument, aim: aim)
         case .ssrInfo(let index, let destination):
-            guard var info = ssrInfo(index) else {
+            guard var info = ssrInfo(index, for: slot) else {
                 file.setResult(1, 0)
                 return
             }
@@ -182,6 +182,13 @@ extension Kernel {
         case .reportFailure:
             guard tasks[slot].restartable else { throw .notPermitted }
             fault(slot, cause: .reportedFailure, address: 0)
+        case .audit:
+            guard tasks[slot].mayManage else { throw .notPermitted }
+            let report = audit()
+            file.setResult(1, UInt(report.violations))
+            file.setResult(2, UInt(report.first.rawValue))
+            file.setResult(3, UInt(bitPattern: report.firstSlot))
+            file.setResult(4, UInt(report.ownedFrames))
         case .physicalAddress(let address):
             guard image.program(tasks[slot].program).deviceCount > 0 else { throw .notPermitted }
             guard let space = tasks[slot].addressSpace,
@@ -197,9 +204,18 @@ extension Kernel {
         return used
     }
 
-    /// What `taskInfo` reports; a free slot reports state `.free` and nothing else.
-    func taskInfo(_ slot: Int) -> TaskInfo {
+    /// What `taskInfo` reports to `caller`; a free slot reports state `.free` and
+    /// nothing else. A manager sees every process; anyone else itself, its children
+    /// and the processes it may send to (to learn, say, whether a server restarted);
+    /// others read as free.
+    func taskInfo(_ slot: Int, for caller: Int) -> TaskInfo {
         let task = tasks[slot]
+        let visible = tasks[caller].mayManage || slot == caller || task.parent == id(of: caller)
+            || (task.program >= 0 && tasks[caller].sendMask & (1 << UInt64(task.program)) != 0)
+        guard visible else {
+            return TaskInfo(id: TaskID(index: slot, generation: 0), state: .free, priority: 0, restarts: 0,
+                            pagesUsed: 0, pageBudget: 0, name: (0, 0))
+        }
         var name: (UInt64, UInt64) = (0, 0)
         if task.state != .free {
             image.program(task.program).name.withBytes { bytes in

@@ -42,6 +42,7 @@ public enum SyscallRequest: Equatable, Sendable {
     case ssrInfo(index: Int, destination: UserBuffer)
     case reportFailure
     case physicalAddress(VirtualAddress)
+    case audit
 }
 
 extension EndpointCall {
@@ -163,7 +164,7 @@ extension SyscallRequest {
             return .clock
         case .powerOff:
             guard a(0) <= 255 else { throw .badArgument }
-            return .powerOff(code: Int(a(0)))
+            return .powerOff(code: Int(bitPattern: a(0)))
         case .whoAmI:
             return .whoAmI
         case .ssrOpen:
@@ -195,6 +196,8 @@ extension SyscallRequest {
             return .reportFailure
         case .physicalAddress:
             return .physicalAddress(try buffer(a(0), 1, limit: 1, writable: true).address)
+        case .audit:
+            return .audit
         }
     }
 }

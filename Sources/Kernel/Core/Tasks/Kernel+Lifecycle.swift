@@ -17,14 +17,17 @@
 // end: a process that exits, faults or is killed is taken out of every IPC
 // relationship first — processes blocked on it get `deadEndpoint` — then its
 // address space and every frame it owned are freed. Its slot lingers as `ended`
-// only while a live parent may still `wait` for the status; when the slot is freed
-// its generation advances, so every TaskID naming the old process goes stale.
+// while a live parent may still `wait` for the status, and while a server has not
+// yet cleaned up an SSR it owned (orphans stay charged to it); when the slot is
+// freed its generation advances, so every TaskID naming the old process goes stale.
+// A generation never wraps: a slot whose generation is exhausted is never reused.
 
 import CurioABI
 
 extension Kernel {
     @discardableResult
     public mutating func spawn(program: Int, arguments: UnsafeRawBufferPointer?, parent: TaskID?) throws(SyscallError) -> TaskID {
+        if image.program(program).ssrPages > 0, firstLiveInstance(of: program) != nil { throw .alreadyRunning }
         guard let slot = freeSlot() else { throw .noFreeSlot }
         var task = Task()
         task.generation = tasks[slot].generation
@@ -54,7 +57,7 @@ extension Kernel {
         task.program = program
         task.priority = descriptor.priority
         task.addressSpace = space
-        task.pagesUsed = 1
+        task.pagesUsed = 1 + task.bindingPages
         task.pageBudget = descriptor.memoryPages
         task.sendMask = descriptor.sendMask
         task.mayManage = descriptor.mayManage
@@ -192,6 +195,10 @@ extension Kernel {
         if tasks[child.index].state == .ended {
             registers(caller).setResult(1, tasks[child.index].exitStatus)
             release(child.index)
+        } else if tasks[child.index].state == .failed {
+            // A server given up keeps its slot (its clients are told `serverFailed`).
+            registers(caller).setResult(1, tasks[child.index].exitStatus)
+            tasks[child.index].parent = nil
         } else {
             block(caller, in: .waiting, on: child.index)
         }
@@ -226,27 +233,34 @@ extension Kernel {
     }
 
     private func freeSlot() -> Int? {
-        for slot in 0..<Self.maxTasks where tasks[slot].state == .free { return slot }
+        for slot in 0..<Self.maxTasks where tasks[slot].state == .free && tasks[slot].generation != .max {
+            return slot
+        }
         return nil
     }
 
     /// Frees a slot's memory. With a status the slot stays `ended` for its parent;
-    /// without, it becomes free and its generation advances.
-    private mutating func release(_ slot: Int, keepingStatus status: ExitStatus? = nil) {
+    /// without one it stays `ended` (parentless) while it still owns orphaned SSRs,
+    /// and otherwise becomes free with its generation advanced.
+    mutating func release(_ slot: Int, keepingStatus status: ExitStatus? = nil) {
         if let space = tasks[slot].addressSpace {
             platform.flushAddressSpace(asid: asid(of: slot))
             _ = space.destroy(allocator: &frames)
         }
         tasks[slot].addressSpace = nil
-        tasks[slot].pagesUsed = 0
+        tasks[slot].pagesUsed = tasks[slot].bindingPages
         tasks[slot].sendersWaiting = SlotSet()
         tasks[slot].notificationsPending = 0
         tasks[slot].timerDeadline = 0
+        tasks[slot].injection = PendingInjection()
         if let status {
             tasks[slot].state = .ended
             tasks[slot].exitStatus = status.rawValue
+        } else if tasks[slot].hasBindings {
+            tasks[slot].state = .ended
+            tasks[slot].parent = nil
         } else {
-            let generation = tasks[slot].generation &+ 1
+            let generation = tasks[slot].generation == .max ? .max : tasks[slot].generation + 1
             tasks[slot] = Task()
             tasks[slot].generation = generation
         }

@@ -11,7 +11,7 @@
 // with a 41-byte layout, copies out of an InlineArray of SlotSets went byte by byte.
 
 public struct SlotSet: Sendable, Equatable {
-    public static let capacity = 320
+    public static let capacity = TaskID.slotCount
     static let wordCount = 5
 
     private var words: InlineArray<5, UInt64> = .init(repeating: 0)

@@ -64,7 +64,8 @@ public struct Task {
     /// Where the window's page-table entries live (found once, at spawn), so mapping
     /// an SSR is a few stores rather than a page-table walk per page.
     var windowEntries: UInt64 = 0
-    /// The orphan whose SSR is mapped for an unbind message (-1: none).
+    /// The orphaned binding mapped for an unbind message, as slot * bindingsPerTask
+    /// + index (-1: none).
     public var windowOrphan = -1
     /// Restarted and not yet done checking its SSRs: takes no messages.
     public var recovering = false
@@ -89,10 +90,41 @@ public struct Task {
     public var heapEnd: UInt64 = 0
     /// A fault waiting to strike (see Kernel+FaultInjection.swift).
     public var injection = PendingInjection()
+    /// As a restartable server: the request (or recovered SSR) it was working on
+    /// when it last crashed, to recognise a poison request (Kernel+Restart.swift).
+    public var lastCrash = CrashSite()
 
     public init() {}
 
     public var isLive: Bool { state != .free && state != .ended && state != .failed }
 
+    /// Pages held in SSRs this slot owns, orphans included (all charged to it).
+    public var bindingPages: Int {
+        var pages = 0
+        for index in 0..<SSRTable.bindingsPerTask where bindings[index].isUsed { pages += bindings[index].pageCount }
+        return pages
+    }
+
+    public var hasBindings: Bool {
+        for index in 0..<SSRTable.bindingsPerTask where bindings[index].isUsed { return true }
+        return false
+    }
+
     public func id(slot: Int) -> TaskID { TaskID(index: slot, generation: generation) }
+}
+
+/// What a server was doing for a client when it crashed: that client's request id,
+/// or the recovery of its SSR.
+public struct CrashSite: Equatable, Sendable {
+    public var client = TaskID(rawValue: 0)
+    public var request: UInt64 = 0
+    public var inRecovery = false
+
+    public init() {}
+
+    public init(client: TaskID, request: UInt64, inRecovery: Bool) {
+        self.client = client
+        self.request = request
+        self.inRecovery = inRecovery
+    }
 }

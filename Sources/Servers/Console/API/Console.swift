@@ -10,7 +10,17 @@ public enum ConsoleOperation: UInt16, Sendable {
     /// Payload: bytes to write. Reply: nothing.
     case write = 1
     /// Reply payload: one line, without its newline; held until a line is typed.
+    /// Only the shell reads typed lines: the reply code is `ConsoleReadRefusal`
+    /// otherwise.
     case readLine = 2
+}
+
+/// Why the console refused a `readLine` (its reply code; 0 is a line).
+public enum ConsoleReadRefusal: UInt, Sendable {
+    /// Too many readers waiting already.
+    case busy = 1
+    /// Typed input belongs to the shell; other programs may only write.
+    case notTheShell = 2
 }
 
 public enum Console {
@@ -33,7 +43,9 @@ public enum Console {
 
     /// Reads one line into `buffer`; returns its length.
     public static func readLine(into buffer: UnsafeMutableRawBufferPointer) throws(SyscallError) -> Int {
-        try call(.readLine, payload: UnsafeRawBufferPointer(start: nil, count: 0), reply: buffer).length
+        let reply = try call(.readLine, payload: UnsafeRawBufferPointer(start: nil, count: 0), reply: buffer)
+        guard reply.code == 0 else { throw .notPermitted }
+        return reply.length
     }
 }
 

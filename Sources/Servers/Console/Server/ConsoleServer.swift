@@ -5,6 +5,8 @@
 // echo, backspace, Enter — so clients get whole lines. A client asking for a line
 // before one is typed is simply not answered yet: its `send` stays blocked in the
 // kernel until we reply, which is how a server holds a request without threads.
+// Typed lines go to the running shell only: every program may print, but none
+// other may take the user's input or fill the queue of waiting readers.
 //
 //   UART 16550 registers (byte offsets from the window):
 //     0 RBR/THR   1 IER (bit 0: receive interrupt)   2 FCR   5 LSR (bit 0 data
@@ -55,6 +57,10 @@ struct ConsoleServer {
                 }
                 try? IPC.reply(to: message.sender)
             case .readLine:
+                guard let shell = try? System.lookup("shell"), shell == message.sender else {
+                    try? IPC.reply(to: message.sender, code: UInt(ConsoleReadRefusal.notTheShell.rawValue))
+                    continue
+                }
                 server.waitForLine(message.sender)
             case nil:
                 try? IPC.reply(to: message.sender, code: UInt.max)
@@ -95,7 +101,7 @@ struct LineEditor {
 
     mutating func waitForLine(_ client: TaskID) {
         guard readerCount < readers.count else {
-            try? IPC.reply(to: client, code: 1)
+            try? IPC.reply(to: client, code: UInt(ConsoleReadRefusal.busy.rawValue))
             return
         }
         readers[readerCount] = client

@@ -183,10 +183,11 @@ public final class TimerQueue {
         public var waiting: Bool { flags & 1 != 0 }
     }
 
-    public static let capacity = 64
-    /// One entry per task slot. A class over one buffer allocated for the server's
-    /// life: as a struct holding an InlineArray, every read of the table copied all
-    /// 1.5 KiB of it in the embedded build.
+    /// One entry per task slot, so any client can be held: a smaller table silently
+    /// dropped clients in high slots, which then waited for ever.
+    public static let capacity = TaskID.slotCount
+    /// A class over one buffer allocated for the server's life: as a struct holding
+    /// an InlineArray, every read of the table copied all of it in the embedded build.
     let entries: UnsafeMutableBufferPointer<Entry>
 
     public init() {

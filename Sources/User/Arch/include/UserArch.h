@@ -54,6 +54,34 @@ static inline __attribute__((always_inline)) void curio_illegal_instruction(void
 #endif
 }
 
+/// Writes `value` into the floating-point register f31 and reads f31 back (for
+/// isolation tests: Curio switches no FP state, so the kernel must make every FP
+/// instruction trap). Encoded as words: programs are built for rv64imac.
+static inline __attribute__((always_inline)) uint64_t curio_fp_store_and_load(uint64_t value) {
+    uint64_t result = 0;
+#if defined(__riscv)
+    register uint64_t a0 __asm__("a0") = value;
+    __asm__ volatile(".word 0xF2050FD3\n"   /* fmv.d.x f31, a0 */
+                     ".word 0xE20F8553"      /* fmv.x.d a0, f31 */
+                     : "+r"(a0) :: "memory");
+    result = a0;
+#else
+    (void)value;
+#endif
+    return result;
+}
+
+/// Reads f31 without writing it first.
+static inline __attribute__((always_inline)) uint64_t curio_fp_load(void) {
+    uint64_t result = 0;
+#if defined(__riscv)
+    register uint64_t a0 __asm__("a0");
+    __asm__ volatile(".word 0xE20F8553" : "=r"(a0) :: "memory");  /* fmv.x.d a0, f31 */
+    result = a0;
+#endif
+    return result;
+}
+
 /// A store and a load the compiler cannot elide or turn into a trap, even at
 /// address 0 (for fault tests).
 static inline __attribute__((always_inline)) void curio_store64(uint64_t address, uint64_t value) {
