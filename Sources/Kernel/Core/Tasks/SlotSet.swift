@@ -10,6 +10,8 @@
 // The summary is a whole word (not a byte) so that a SlotSet is six aligned words:
 // with a 41-byte layout, copies out of an InlineArray of SlotSets went byte by byte.
 
+import CurioABI
+
 public struct SlotSet: Sendable, Equatable {
     public static let capacity = TaskID.slotCount
     static let wordCount = 5
