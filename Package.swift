@@ -40,7 +40,8 @@ let package = Package(
                 swiftSettings: embeddedRestrictions),
         .target(name: "ConsoleServer", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"],
                 path: "Sources/Servers/Console/Server", swiftSettings: embeddedRestrictions),
-        .target(name: "Shell", dependencies: ["CurioUser", "ConsoleAPI", "UserArch", "FileSystemAPI", "ConfigAPI"],
+        .target(name: "Shell", dependencies: ["CurioUser", "ConsoleAPI", "UserArch", "FileSystemAPI", "ConfigAPI",
+                                              "TimerAPI"],
                 path: "Sources/Programs/Shell",
                 swiftSettings: embeddedRestrictions),
         .target(name: "Crashme", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"], path: "Sources/Programs/Crashme",
@@ -102,7 +103,7 @@ let package = Package(
 
         .target(name: "Binder", dependencies: ["CurioUser"], path: "Sources/Programs/Binder",
                 swiftSettings: embeddedRestrictions),
-        .target(name: "RogueServer", dependencies: ["CurioUser", "UserArch"], path: "Sources/Programs/RogueServer",
+        .target(name: "RogueServer", dependencies: ["CurioUser", "TimerAPI", "UserArch"], path: "Sources/Programs/RogueServer",
                 swiftSettings: embeddedRestrictions),
 
         // Host tools: the system description and the boot-image packer.

@@ -19,6 +19,8 @@
 //   fpput X   write X into floating-point register f31 -> illegal instruction
 //   fpget     read f31 (what an earlier process left?)  -> illegal instruction
 //   readline  try to take a typed line from the console  -> refused (only the shell reads)
+//   poison    send rogueserver a request that crashes it every time -> requestFailed
+//   slowrogue a request rogueserver serves slowly (to be killed in the middle)
 //   exit N    exit with status N
 
 import ConsoleAPI
@@ -51,6 +53,11 @@ struct Crashme {
         case "bind": return bind()
         case "fpput": print("fpput: f31 = " + String(floatingPointStore(UInt64(words.count > 1 ? Int(words[1]) ?? 1 : 1))))
         case "readline": return readLine()
+        case "poison": return poison()
+        case "slowrogue":
+            let marks = try? IPC.call(System.lookup("rogueserver"), operation: 4)
+            print("slowrogue: served, mark \(marks?.words.0 ?? 0)")
+            return
         case "fpget": print("fpget: f31 = " + String(floatingPointLoad()))
         case "exit": System.exit(Int32(words.count > 1 ? Int(words[1]) ?? 1 : 0))
         default:
@@ -123,6 +130,16 @@ struct Crashme {
             print("bind: bound")
         } catch {
             print("bind: refused: " + String(error.name))
+        }
+    }
+
+    static func poison() {
+        do throws(SyscallError) {
+            _ = try IPC.call(System.lookup("rogueserver"), operation: 3)
+            print("crashme: the poison request was answered")
+            System.exit(1)
+        } catch {
+            print("poison: refused: " + String(error.name))
         }
     }
 

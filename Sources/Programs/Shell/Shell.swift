@@ -7,6 +7,7 @@
 // status, so scripts and tests can see whether the commands succeeded.
 
 import ConsoleAPI
+import TimerAPI
 import CurioUser
 import UserArch
 
@@ -58,8 +59,10 @@ struct Shell {
         case "ps": return processStatus()
         case "mem": return memory()
         case "run": return run(arguments)
-        case "wait": return waitForBackground()
+        case "wait": return waitForBackground(arguments)
         case "kill": return kill(arguments)
+        case "sleep": return sleep(arguments)
+        case "await": return awaitState(arguments)
         case "spawntest": return spawnTest(arguments)
         case "uptime": return uptime()
         case "ssr": return serverStateRegions()
@@ -82,8 +85,12 @@ struct Shell {
         ps                        list processes: pid, generation, name, state, priority, memory
         mem                       physical memory: total, free, kernel, processes
         run PROGRAM [ARGS] [&]    start a program from the boot image and wait for it (& : don't wait)
-        wait                      wait for every program started with &; fails unless each exited 0
-        kill PID                  stop a process
+        wait [PROGRAM...]         wait for the programs started with & (those named, or all);
+                                  fails unless each exited 0
+        kill PID|NAME             stop a process, or every process running program NAME
+        sleep MS                  wait MS milliseconds (other programs run meanwhile)
+        await NAME STATE [MS]     wait until a process running NAME is in STATE (as ps shows it),
+                                  at most MS milliseconds (default 5000)
         spawntest N [PROGRAM [ARGS]]  spawn and reap PROGRAM (default: crashme exit 0) N times;
                                   check that free memory returns exactly
         uptime                    time since boot, and instructions from power-on to the shell
@@ -254,10 +261,16 @@ struct Shell {
     /// Programs started with `&` and not yet waited for (their slots linger until we do).
     nonisolated(unsafe) static var backgroundChildren: [(id: TaskID, program: String)] = []
 
-    /// `wait`: reaps every background child in the order started, saying how each ended.
-    static func waitForBackground() -> Int32 {
+    /// `wait [PROGRAM...]`: reaps the background children running those programs (all
+    /// of them without names) in the order started, saying how each ended.
+    static func waitForBackground(_ programs: [String]) -> Int32 {
         var worst: Int32 = 0
+        var others: [(id: TaskID, program: String)] = []
         for (child, program) in backgroundChildren {
+            guard programs.isEmpty || programs.contains(program) else {
+                others.append((child, program))
+                continue
+            }
             let status: Int32
             do throws(SyscallError) {
                 status = report(try System.wait(child), of: program + " (pid \(child.index))", always: true)
@@ -267,7 +280,7 @@ struct Shell {
             }
             if worst == 0 { worst = status }
         }
-        backgroundChildren.removeAll()
+        backgroundChildren = others
         return worst
     }
 
@@ -287,8 +300,13 @@ struct Shell {
     }
 
     static func kill(_ arguments: [String]) -> Int32 {
-        guard let text = arguments.first, let slot = Int(text), slot >= 0, slot < maxProcesses else {
-            print("usage: kill PID")
+        guard let text = arguments.first else {
+            print("usage: kill PID|NAME")
+            return 2
+        }
+        guard let slot = Int(text) else { return killAll(named: text) }
+        guard slot >= 0, slot < maxProcesses else {
+            print("usage: kill PID|NAME")
             return 2
         }
         do throws(SyscallError) {
@@ -300,6 +318,54 @@ struct Shell {
             print("kill " + text + ": " + describe(error))
             return 1
         }
+    }
+
+    /// Kills every live process running `program`; fails if there was none.
+    static func killAll(named program: String) -> Int32 {
+        var killed = 0
+        for slot in 0..<maxProcesses {
+            guard let info = try? System.taskInfo(slot: slot), info.state != .free, info.state != .ended,
+                  info.state != .failed, name(info) == program else { continue }
+            if (try? System.kill(info.id)) != nil { killed += 1 }
+        }
+        print("killed \(killed) \(program)")
+        return killed > 0 ? 0 : 1
+    }
+
+    /// Waits on the timer service, so that lower-priority programs get to run.
+    static func sleep(_ arguments: [String]) -> Int32 {
+        guard let text = arguments.first, let milliseconds = UInt64(text), milliseconds > 0 else {
+            print("usage: sleep MS")
+            return 2
+        }
+        do throws(TimerError) {
+            _ = try Timer.start(period: milliseconds * 10_000, repeating: false)
+            _ = try Timer.wait()
+            return 0
+        } catch {
+            print("sleep: the timer service failed")
+            return 1
+        }
+    }
+
+    /// Polls every millisecond until some process running `program` is in the state
+    /// `ps` names `state`: lets a script act at a known point of another program.
+    static func awaitState(_ arguments: [String]) -> Int32 {
+        guard arguments.count >= 2 else {
+            print("usage: await NAME STATE [MS]")
+            return 2
+        }
+        let limit = arguments.count > 2 ? Int(arguments[2]) ?? 5_000 : 5_000
+        for _ in 0..<max(limit, 1) {
+            for slot in 0..<maxProcesses {
+                guard let info = try? System.taskInfo(slot: slot), info.state != .free, name(info) == arguments[0]
+                else { continue }
+                if String(info.state.name) == arguments[1] { return 0 }
+            }
+            guard sleep(["1"]) == 0 else { return 1 }
+        }
+        print("await: no \(arguments[0]) in state \(arguments[1]) after \(limit) ms")
+        return 1
     }
 
     /// Spawns and reaps a program many times; fails unless free memory returns exactly.
