@@ -142,14 +142,48 @@ struct CrashTests {
     /// so they cannot take what it names.
     @Test(arguments: [0, 1, 2, 3, 4, 5, 6])
     func othersMayRunBeforeTheRerun(crashAfter: Int) throws {
+        try othersRunBeforeTheRerun(crashAfter: crashAfter) { disk, intent in
+            let restarted = try mount(disk)
+            restarted.adoptInterrupted(intent)
+            return restarted
+        }
+    }
+
+    /// Recovery adopts the interrupted intent before any volume is mounted (the mount
+    /// may fail then: storage or configuration not answering yet); the volume mounted
+    /// later must honour it.
+    @Test(arguments: [0, 1, 2, 3, 4, 5, 6])
+    func anIntentAdoptedBeforeTheMountIsHonoured(crashAfter: Int) throws {
+        try othersRunBeforeTheRerun(crashAfter: crashAfter) { disk, intent in
+            let interrupted = InterruptedUpdates()
+            interrupted.adopt(intent)
+            return try mount(disk, interrupted: interrupted)
+        }
+    }
+
+    /// The server drops its volume and mounts afresh to retry an I/O or corruption
+    /// error; the intents adopted by the volume it dropped must hold in the new one.
+    @Test(arguments: [0, 1, 2, 3, 4, 5, 6])
+    func adoptedIntentsSurviveAFreshMount(crashAfter: Int) throws {
+        try othersRunBeforeTheRerun(crashAfter: crashAfter) { disk, intent in
+            let interrupted = InterruptedUpdates()
+            let dropped = try mount(disk, interrupted: interrupted)
+            dropped.adoptInterrupted(intent)
+            return try mount(disk, interrupted: interrupted)
+        }
+    }
+
+    /// Crashes a 40 KiB write after `crashAfter` device writes, lets `restart` mount
+    /// the volume that the other clients and then the re-run use, and checks that
+    /// the re-run finished the write and nobody took what its intent held.
+    func othersRunBeforeTheRerun(crashAfter: Int, restart: (DiskImage, Ext2Intent) throws -> Volume) throws {
         let crashCase = crashCases[3] // write 40 KiB into an empty file
         let reference = try Reference(crashCase)
         let disk = reference.base.copy()
         var crashing = try mount(disk, crashAfter: crashAfter)
         let run = Run(tag: 4242)
         _ = try? reference.prepared.run(on: &crashing, run: run)
-        var restarted = try mount(disk)
-        restarted.adoptInterrupted(run.intent)
+        var restarted = try restart(disk, run.intent)
         try perform([.create("/d/other"), .write("/d/other", offset: 0, bytes: pattern(30 * 1024, seed: 99)), .mkdir("/d/dir")],
                     on: &restarted, tag: 7000)
         let result = try reference.prepared.run(on: &restarted, run: Run(intent: run.intent))

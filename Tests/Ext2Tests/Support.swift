@@ -58,8 +58,10 @@ struct MemoryDevice: BlockDevice {
 
 typealias Volume = Ext2Volume<MemoryDevice>
 
-func mount(_ disk: DiskImage, crashAfter: Int? = nil, cache: Int = 16) throws -> Volume {
-    var volume = try Volume(device: MemoryDevice(disk, crashAfter: crashAfter), cacheBlocks: cache)
+func mount(_ disk: DiskImage, crashAfter: Int? = nil, cache: Int = 16,
+           interrupted: InterruptedUpdates = InterruptedUpdates()) throws -> Volume {
+    var volume = try Volume(device: MemoryDevice(disk, crashAfter: crashAfter), cacheBlocks: cache,
+                            interrupted: interrupted)
     volume.now = 1_700_000_000
     return volume
 }

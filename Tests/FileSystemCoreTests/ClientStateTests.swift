@@ -99,20 +99,43 @@ func lockList(_ state: FileSystemClientState) -> [String] {
         #expect(FileSystemClientState.isConsistent(state))
     }
 
+    /// The status of `file` as the volume would give it now.
+    func status(_ file: FileKey, links: UInt16 = 1) -> FileStatus {
+        FileStatus(inode: file.inode, type: .regular, permissions: 0o644, links: links, size: 1 << 20, sectors: 0,
+                   generation: file.generation, modified: 0, changed: 0, accessed: 0)
+    }
+
     @Test func readsAdvanceAndCanBeReplayed() throws {
         var state = FileSystemClientState.initial
-        let handle = try state.open(inode: fileA.inode, generation: 1, flags: .read)
+        let handle = try state.open(inode: fileA.inode, generation: fileA.generation, flags: .read)
         try state.recordRead(handle, count: 4096)
         try state.recordRead(handle, count: 300)
         #expect(try state.file(handle).offset == 4396)
-        #expect(try state.readToReplay(handle) == (4096, 300))
+        #expect(try state.readToReplay(handle, file: status(fileA)) == (4096, 300))
         try state.recordRead(handle, count: 0)  // at the end of the file
-        #expect(try state.readToReplay(handle) == (4396, 0))
+        #expect(try state.readToReplay(handle, file: status(fileA)) == (4396, 0))
         #expect(throws: FileSystemError.invalidArgument) { try state.recordRead(handle, count: 4097) }
         #expect(throws: FileSystemError.invalidArgument) { try state.recordRead(handle, count: -1) }
         #expect(try state.seek(handle, offset: 10, whence: .set, fileSize: 0) == 10)
-        #expect(try state.readToReplay(handle) == (10, 0), "a seek forgets the read")
+        #expect(try state.readToReplay(handle, file: status(fileA)) == (10, 0), "a seek forgets the read")
         #expect(FileSystemClientState.isConsistent(state))
+    }
+
+    /// A read answered and committed just before a crash is replayed from the handle;
+    /// meanwhile another client may have deleted the file and a third reused its
+    /// inode. The replay must then answer what the read would (stale handle), not
+    /// regenerate the reply from the new file's bytes.
+    @Test func aReplayedReadChecksTheInodeGenerationAsAReadDoes() throws {
+        var state = FileSystemClientState.initial
+        let handle = try state.open(inode: fileA.inode, generation: fileA.generation, flags: .read)
+        try state.recordRead(handle, count: 512)
+        let reused = FileKey(inode: fileA.inode, generation: fileA.generation + 1)
+        #expect(throws: FileSystemError.staleHandle) { try state.readToReplay(handle, file: status(reused)) }
+        #expect(throws: FileSystemError.staleHandle) { try state.readToReplay(handle, file: status(fileA, links: 0)) }
+        #expect(throws: FileSystemError.staleHandle) { try state.readToReplay(handle, file: status(fileB)) }
+        #expect(try state.readToReplay(handle, file: status(fileA)) == (0, 512))
+        let record = try state.file(handle)
+        #expect(!record.refersTo(status(reused)) && record.refersTo(status(fileA)))
     }
 
     @Test func writesGoToTheOffsetOrTheEnd() throws {

@@ -301,27 +301,49 @@ struct FakeBarrier: VirtioBarrier {
 
 typealias FakeDriver = VirtioBlockDriver<FakeBlockDevice, FakeBarrier>
 
-/// A device, a driver for it, and data buffers.
+/// A device, a driver for it, and data buffers (the driver's data pages).
 final class Rig {
     let memory = TestMemory()
     let device: FakeBlockDevice
     var driver: FakeDriver
+    let ring: DMARegion
     let buffers: [DMARegion]
 
     init(sectors: Int = 256, configure: (FakeBlockDevice) -> Void = { _ in }) throws {
         device = FakeBlockDevice(memory: memory, sectors: sectors)
         configure(device)
         let memory = memory
-        driver = try FakeDriver(registers: device, dma: memory.allocate(4096), barrier: FakeBarrier(device: device))
+        ring = memory.allocate(4096)
         buffers = (0..<8).map { _ in memory.allocate(4096) }
+        driver = try FakeDriver(registers: device, dma: ring, dataPages: Rig.pages(of: buffers),
+                                barrier: FakeBarrier(device: device))
+    }
+
+    /// The pages of `regions`, as a server lists the DMA pages it obtained.
+    static func pages(of regions: [DMARegion]) -> DMAPages {
+        var pages = DMAPages()
+        for region in regions { pages.append(region.physical) }
+        return pages
     }
 
     /// Everything completed so far, as (tag, status).
     func collect() throws(StorageDeviceError) -> [Completion] {
-        var completions: [Completion] = []
-        _ = try driver.collect { tag, status in completions.append(Completion(tag: tag, status: status)) }
+        try collectWithRequests().map { Completion(tag: $0.tag, status: $0.status) }
+    }
+
+    /// Everything completed so far, with what the device was asked.
+    func collectWithRequests() throws(StorageDeviceError) -> [VirtioCompletion] {
+        var completions: [VirtioCompletion] = []
+        _ = try driver.collect { completions.append($0) }
         return completions
     }
+
+    /// Slot `slot`'s request header in the driver's DMA region (16 bytes: type,
+    /// reserved, sector), where a fault in the driver could change it.
+    func header(ofSlot slot: Int) -> UnsafeMutableRawPointer { ring.base + 512 + 16 * slot }
+
+    /// Descriptor `index` of the virtqueue (address at +0, length at +8).
+    func descriptor(_ index: Int) -> UnsafeMutableRawPointer { ring.base + 16 * index }
 
     func fill(_ buffer: Int, with byte: (Int) -> UInt8, count: Int) {
         for index in 0..<count { buffers[buffer].base.storeBytes(of: byte(index), toByteOffset: index, as: UInt8.self) }

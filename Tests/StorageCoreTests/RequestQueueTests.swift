@@ -107,6 +107,24 @@ import Testing
         #expect(drain(after) == drain(before))
     }
 
+    /// Found by `make fuzz-host` (storage-state): rebuilt from an SSR whose arrival
+    /// number lay just below the limit its checker allows, the queue went on handing
+    /// out numbers past it, and every new request's state failed the checker (the
+    /// client lost its state, and so did the next). The counter now stops below it.
+    @Test func arrivalNumbersStayBelowTheLimit() throws {
+        let limit = StorageClientState.arrivalLimit
+        let queue = RequestQueue()
+        try queue.insert(client(1), priority: 3, arrival: limit - 2)
+        for raw in UInt32(2)...4 {
+            let arrival = queue.takeArrival()
+            #expect(arrival < limit)
+            try queue.insert(client(raw), priority: 3, arrival: arrival)
+        }
+        #expect(queue.isIntact)
+        #expect(drain(queue) == [1, 2, 3, 4])
+        #expect(throws: RequestQueueError.badEntry) { try queue.insert(client(5), priority: 3, arrival: limit) }
+    }
+
     @Test func anyFlippedBitIsDetected() throws {
         let queue = RequestQueue()
         for raw in UInt32(1)...5 { try queue.insert(client(raw), priority: UInt8(raw), arrival: queue.takeArrival()) }

@@ -60,6 +60,46 @@ import Testing
         }
     }
 
+    /// Found by `make fuzz-host` (storage-state): a record the checker accepts, with
+    /// its request counter at its largest value, came out of the next completion as
+    /// one the checker rejects (`completed` wrapped to 0, below `failed`): the server
+    /// restarted and the client lost its state. The counters now stop at the top.
+    @Test func countersAtTheirLimitStayConsistent() {
+        var state = StorageClientState.initial
+        state.completed = .max
+        state.failed = .max - 1
+        state.sectorsRead = .max - 3
+        state.sectorsWritten = 2
+        state.accept(read, id: 1, arrival: 1)
+        #expect(StorageClientState.isConsistent(state))
+        state.complete(succeeded: false)
+        #expect(StorageClientState.isConsistent(state))
+        #expect(state.completed == .max && state.failed == .max)
+        state.accept(read, id: 2, arrival: 2)
+        state.complete(succeeded: true)
+        #expect(StorageClientState.isConsistent(state))
+        #expect(state.sectorsRead == .max)
+    }
+
+    /// Found by `make fuzz-host` (storage-state): a queued record with arrival number
+    /// UInt64.max passed the checker; rebuilding the queue from it wrapped the queue's
+    /// arrival counter to 0, the queue then failed its own integrity check, and the
+    /// server would restart on every request until it was given up, for every client.
+    @Test func anArrivalNumberNoServerHandsOutIsDamage() {
+        var state = StorageClientState.initial
+        state.accept(read, id: 1, arrival: StorageClientState.arrivalLimit - 1)
+        #expect(StorageClientState.isConsistent(state))
+        let queue = RequestQueue()
+        #expect(throws: Never.self) {
+            try queue.insert(StorageClientID(rawValue: 1), priority: 2, arrival: state.arrival)
+        }
+        #expect(queue.isIntact)
+        for arrival in [StorageClientState.arrivalLimit, UInt64.max] {
+            state.arrival = arrival
+            #expect(!StorageClientState.isConsistent(state), "arrival \(arrival)")
+        }
+    }
+
     @Test func aRequestPastTheCapacityIsDetectedWhenTheCapacityIsGiven() {
         var state = StorageClientState.initial
         state.accept(read, id: 1, arrival: 1)

@@ -89,12 +89,12 @@ import Testing
         #expect(throws: StorageDeviceError.dmaRegionTooSmall) {
             _ = try FakeDriver(registers: device, dma: DMARegion(base: region.base, physical: region.physical,
                                                                    byteCount: 1000),
-                               barrier: FakeBarrier(device: device))
+                               dataPages: DMAPages(), barrier: FakeBarrier(device: device))
         }
         #expect(throws: StorageDeviceError.dmaRegionMisaligned) {
             _ = try FakeDriver(registers: device, dma: DMARegion(base: region.base + 8, physical: region.physical + 8,
                                                                    byteCount: 2048),
-                               barrier: FakeBarrier(device: device))
+                               dataPages: DMAPages(), barrier: FakeBarrier(device: device))
         }
     }
 }
@@ -393,20 +393,20 @@ import Testing
         try rig.driver.submit(tag: 2, kind: .write, sector: 1, dataPhysical: rig.buffers[1].physical, byteCount: 512)
 
         var successor = try FakeDriver(registers: rig.device, dma: rig.memory.allocate(4096),
-                                       barrier: FakeBarrier(device: rig.device))
+                                       dataPages: Rig.pages(of: rig.buffers), barrier: FakeBarrier(device: rig.device))
         try successor.initialize()
         rig.device.process()
         var completions: [UInt16] = []
-        _ = try successor.collect { tag, _ in completions.append(tag) }
+        _ = try successor.collect { completions.append($0.tag) }
         #expect(completions.isEmpty)
         #expect(rig.bytes(of: 0, count: 1) == [0xA5], "the old read never lands")
         #expect(rig.device.disk[512] == 0, "the old write never lands")
 
         try successor.submit(tag: 7, kind: .read, sector: 0, dataPhysical: rig.buffers[2].physical, byteCount: 512)
         rig.device.process()
-        _ = try successor.collect { tag, status in
-            #expect(status == .ok)
-            completions.append(tag)
+        _ = try successor.collect { completion in
+            #expect(completion.status == .ok)
+            completions.append(completion.tag)
         }
         #expect(completions == [7])
         #expect(rig.bytes(of: 2, count: 1) == [0x42])

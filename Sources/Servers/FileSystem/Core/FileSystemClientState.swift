@@ -12,7 +12,9 @@
 // replayed read is on the handle it names, which nothing has touched since — so the
 // read started at `offset - lastReadCount`, and re-reading that range regenerates the
 // payload without storing a second offset. Seeks and writes zero the count, which
-// keeps `lastReadCount <= offset` an invariant.
+// keeps `lastReadCount <= offset` an invariant. The handle is not touched, but the
+// file may be: other clients' requests re-delivered after the same crash can delete
+// it and reuse its inode first, so the replay checks the generation as a read does.
 //
 // Locks follow POSIX record locks: they belong to the client and the file (not to a
 // handle), a client's own locks never conflict with each other, and a new lock or an
@@ -57,6 +59,13 @@ public struct HandleSlot: BitwiseCopyable, Sendable, Equatable {
     public var handle: FileHandle { FileHandle(rawValue: id) }
     public var openFlags: OpenFlags { OpenFlags(rawValue: flags) }
     public var file: FileKey { FileKey(inode: InodeNumber(inode), generation: inodeGeneration) }
+
+    /// Whether `status` (of the handle's inode, now) is still the file this handle
+    /// opened: the same life of the inode, and not unlinked since. Every use of a
+    /// handle asks this first; otherwise the handle is stale.
+    public func refersTo(_ status: FileStatus) -> Bool {
+        status.inode.rawValue == inode && status.generation == inodeGeneration && status.links > 0
+    }
 }
 
 /// One lock a client holds (all zero when free).
@@ -206,9 +215,13 @@ public struct FileSystemClientState: BitwiseCopyable, Sendable {
     }
 
     /// The range a replayed read must re-read: valid when the request being replayed
-    /// is a read on this handle (then it was the last thing committed).
-    public func readToReplay(_ handle: FileHandle) throws(FileSystemError) -> (offset: UInt64, count: Int) {
+    /// is a read on this handle (then it was the last thing committed). `file` is the
+    /// status of the handle's inode now: `staleHandle` if that is no longer the file
+    /// the handle opened, exactly as the read itself would answer now.
+    public func readToReplay(_ handle: FileHandle, file: FileStatus) throws(FileSystemError)
+        -> (offset: UInt64, count: Int) {
         let record = handles[try slot(of: handle)]
+        guard record.refersTo(file) else { throw .staleHandle }
         guard UInt64(record.lastReadCount) <= record.offset else { throw .invalidArgument }
         return (record.offset - UInt64(record.lastReadCount), Int(record.lastReadCount))
     }

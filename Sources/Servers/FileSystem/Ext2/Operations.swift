@@ -58,9 +58,10 @@
 //
 // Other clients' operations may run before the re-run. They see a consistent
 // volume (rule 1). So that they cannot take a block or inode the interrupted
-// intent names (which the re-run would then believe its own), the server hands
-// each interrupted intent to `adoptInterrupted` after a restart; allocation
-// skips what adopted intents hold until their re-run finishes.
+// intent names (which the re-run would then believe its own), the server adopts
+// each interrupted intent after a restart into its `InterruptedUpdates`, the one
+// table every volume it mounts consults; allocation skips what adopted intents
+// hold until their re-run finishes.
 //
 // Corruption: everything read is validated (pointers, records, counts) before
 // use; a mutation checks what it will change before its first write and

@@ -41,10 +41,7 @@ final class VolumeMemory {
     let cacheStamps: UnsafeMutableBufferPointer<UInt32>
     /// Each cached block's checksum and its block number, taken when it was filled.
     let cacheChecks: UnsafeMutableBufferPointer<UInt64>
-    let adopted: UnsafeMutableBufferPointer<Ext2Intent>
-    var adoptedCount = 0
     var clock: UInt32 = 0
-    static let adoptedCapacity = 32
     static let noBlock = UInt32.max
 
     init(blockSize: Int, descriptorBytes: Int, cacheBlocks: Int) {
@@ -58,7 +55,6 @@ final class VolumeMemory {
         cacheStamps.initialize(repeating: 0)
         cacheChecks = .allocate(capacity: max(cacheBlocks, 1))
         cacheChecks.initialize(repeating: 0)
-        adopted = .allocate(capacity: Self.adoptedCapacity)
         scratch.zero()
     }
 
@@ -70,7 +66,6 @@ final class VolumeMemory {
         cacheTags.deallocate()
         cacheStamps.deallocate()
         cacheChecks.deallocate()
-        adopted.deallocate()
     }
 }
 
@@ -185,6 +180,8 @@ public struct Ext2Volume<Device: BlockDevice> {
     public var now: UInt32
     let geometry: Geometry
     let memory: VolumeMemory
+    /// The interrupted updates of other clients: the server's, not this mount's.
+    let interrupted: InterruptedUpdates
     let cacheSlots: Int
     var freeBlocksTotal: UInt64
     var freeInodesTotal: UInt64
@@ -193,7 +190,10 @@ public struct Ext2Volume<Device: BlockDevice> {
     /// Mounts: reads and validates the superblock and every group descriptor,
     /// and the root inode. Refuses (`.notMounted`) images needing features this
     /// engine lacks; mounts read-only when it cannot write them safely.
-    public init(device: Device, cacheBlocks: Int) throws(FileSystemError) {
+    /// `interrupted`: the updates whose re-runs allocation must leave room for; a
+    /// server passes the one table it keeps across all its mounts.
+    public init(device: Device, cacheBlocks: Int,
+                interrupted: InterruptedUpdates = InterruptedUpdates()) throws(FileSystemError) {
         var device = device
         let probe = UnsafeMutableRawBufferPointer.allocate(byteCount: SuperblockField.size, alignment: 16)
         defer { probe.deallocate() }
@@ -210,6 +210,7 @@ public struct Ext2Volume<Device: BlockDevice> {
         self.now = 0
         self.geometry = geometry
         self.memory = memory
+        self.interrupted = interrupted
         self.cacheSlots = max(cacheBlocks, 0)
         self.freeBlocksTotal = 0
         self.freeInodesTotal = 0
@@ -585,44 +586,25 @@ public struct Ext2Volume<Device: BlockDevice> {
 
     // MARK: Interrupted operations of other clients
 
-    /// Tells a freshly mounted volume about an operation that was interrupted by
-    /// a crash and will be re-run later: until that re-run ends, nothing else
-    /// may allocate the blocks and inodes its intent names. (Without this, a
-    /// re-run could find "its" block taken by someone else in between.)
-    public mutating func adoptInterrupted(_ intent: Ext2Intent) {
-        guard intent.kind != .none else { return }
-        forgetInterrupted(tag: intent.tag)
-        guard memory.adoptedCount < VolumeMemory.adoptedCapacity else { return }
-        memory.adopted[memory.adoptedCount] = intent
-        memory.adoptedCount += 1
+    /// Tells the volume about an operation that was interrupted by a crash and will
+    /// be re-run later: until that re-run ends, nothing else may allocate the blocks
+    /// and inodes its intent names. (Without this, a re-run could find "its" block
+    /// taken by someone else in between.) Held in the shared `InterruptedUpdates`.
+    public func adoptInterrupted(_ intent: Ext2Intent) {
+        interrupted.adopt(intent)
     }
 
     /// Drops an adopted intent (its operation finished or was abandoned).
-    public mutating func forgetInterrupted(tag: UInt64) {
-        var index = 0
-        while index < memory.adoptedCount {
-            if memory.adopted[index].tag == tag {
-                memory.adoptedCount -= 1
-                memory.adopted[index] = memory.adopted[memory.adoptedCount]
-            } else {
-                index += 1
-            }
-        }
+    public func forgetInterrupted(tag: UInt64) {
+        interrupted.forget(tag: tag)
     }
 
     func isBlockHeldByOthers(_ block: UInt32, tag: UInt64) -> Bool {
-        for index in 0..<memory.adoptedCount where memory.adopted[index].tag != tag {
-            if memory.adopted[index].holds(block: block) { return true }
-        }
-        return false
+        interrupted.holdsBlock(block, otherThan: tag)
     }
 
     func isInodeHeldByOthers(_ number: UInt32, tag: UInt64) -> Bool {
-        for index in 0..<memory.adoptedCount where memory.adopted[index].tag != tag {
-            let other = memory.adopted[index]
-            if other.inode == number || other.otherInode == number { return true }
-        }
-        return false
+        interrupted.holdsInode(number, otherThan: tag)
     }
 
     // MARK: Allocation choices (no writes)

@@ -12,6 +12,9 @@
 //     in progress (Ext2Intent)            (rebuilt from every SSR's locks; a
 //   the position an O_APPEND write        waiting request is delivered again by
 //     chose                               the kernel and waits again)
+//                                       the interrupted updates (every SSR's
+//                                         intent, adopted at recovery; kept
+//                                         across fresh mounts)
 //
 // Configuration. Which storage server holds the disk and whether to mount it
 // read-write come from the configuration service (`fs.storage`, `fs.mount`), read
@@ -24,13 +27,21 @@
 // storage server. A request interrupted by a crash is delivered again and run
 // again: the engine's intent, checkpointed into the SSR before each step that
 // depends on it, makes the second run finish the first instead of repeating it
-// (Ext2.swift explains the write ordering). A handle names its file by inode *and*
-// the inode's generation, so a handle to a deleted file answers `staleHandle`
-// instead of reading whatever file reuses the inode.
+// (Operations.swift explains the write ordering). Until that second run, other
+// clients' requests must not take what the intent reserved: recovery adopts every
+// SSR's intent into one table of interrupted updates, which the server keeps for
+// its whole life and hands to every volume it mounts — the first, mounted lazily
+// after recovery, and each fresh one mounted to retry an error (InterruptedUpdates.swift).
+//
+// A handle names its file by inode *and* the inode's generation, so a handle to a
+// deleted file answers `staleHandle` instead of reading whatever file reuses the
+// inode.
 //
 // A reply's payload is not cached with the reply: a read answered and committed
 // just before a crash is regenerated from the committed state (the handle's offset
-// and last read count); directory listings and status are simply computed again.
+// and last read count), after the same generation check as the read itself (the
+// file may have been deleted, and its inode reused, by requests re-delivered before
+// it); directory listings and status are simply computed again.
 
 import ConfigAPI
 import CurioUser
@@ -100,6 +111,8 @@ struct FileSystemService: SSRService {
     /// nothing yet): where a retry starts, as a restarted server would.
     var progress: FileSystemClientRecord?
     let locks = LockTable()
+    /// The updates a crash interrupted, held for their re-runs: outlives every volume.
+    let interrupted = InterruptedUpdates()
     /// The seconds of the volume's last write time at mount, and the clock then: the
     /// server has no calendar clock, so time moves on from what the disk last saw.
     var mountSeconds: UInt32 = 0
@@ -136,7 +149,7 @@ struct FileSystemService: SSRService {
         mountSeconds = superblock.load(fromByteOffset: 48, as: UInt32.self)
         mountClock = System.clock()
         let device = StorageBlockDevice(storage: storage, byteCount: info.capacity * 512)
-        let mounted = try Volume(device: device, cacheBlocks: 64)
+        let mounted = try Volume(device: device, cacheBlocks: 64, interrupted: interrupted)
         let mode = (try? Config.get(program: programBytes, setting: "mount", into: value)) ?? 0
         readOnly = info.readOnly || (mode == 2 && value[0] == UInt8(ascii: "r") && value[1] == UInt8(ascii: "o"))
         volume = mounted
@@ -158,11 +171,9 @@ struct FileSystemService: SSRService {
         }
         // An update the crash interrupted is run again when the kernel delivers its
         // request again; until then nobody else may take the blocks and inodes its
-        // intent reserved.
-        if state.intent.tag != 0 {
-            try? mount()
-            volume?.adoptInterrupted(state.intent)
-        }
+        // intent reserved. No volume is needed for that (nor mounted here: the mount
+        // may fail now and succeed later), only the table every volume consults.
+        if state.intent.tag != 0 { interrupted.adopt(state.intent) }
     }
 
     /// An intent's tag: unique among all clients (the kernel's request ids are per client).
@@ -171,7 +182,7 @@ struct FileSystemService: SSRService {
     }
 
     mutating func clientEnded(client: TaskID, state: FileSystemClientRecord?) {
-        if let state, state.intent.tag != 0 { volume?.forgetInterrupted(tag: state.intent.tag) }
+        if let state, state.intent.tag != 0 { interrupted.forget(tag: state.intent.tag) }
         locks.forget(client: ClientID(rawValue: client.rawValue))
         SSRServer<FileSystemService>.requestFollowUp()
     }
@@ -200,9 +211,14 @@ struct FileSystemService: SSRService {
 
     mutating func handle(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
                          state: inout FileSystemClientRecord) -> SSROutcome {
-        guard locks.isIntact else { System.reportFailure() }
+        guard locks.isIntact, interrupted.isIntact else { System.reportFailure() }
         let tag = Self.intentTag(client: client, requestID: SSRServer<FileSystemService>.currentRequestID)
-        if tag == 0 || state.intent.tag != tag { state.intent = Ext2Intent(tag: tag) }
+        if tag == 0 || state.intent.tag != tag {
+            // An intent of an earlier request that never came back (the kernel failed
+            // it) will not be re-run: it holds nothing any more.
+            if state.intent.tag != 0 { interrupted.forget(tag: state.intent.tag) }
+            state.intent = Ext2Intent(tag: tag)
+        }
         let request: FileSystemRequest
         do throws(FileSystemError) {
             request = try FileSystemRequest.decode(operation: operation, words: words, payload: payload.request)
@@ -218,13 +234,17 @@ struct FileSystemService: SSRService {
             // mounted, damaged in memory by a fault that did not stop us. Mount afresh
             // (configuration, device, metadata) and try once more from the progress last
             // committed to the SSR, so that an update that got part-way finishes, as
-            // after a restart; only an error that survives that is the disk's.
+            // after a restart; only an error that survives that is the disk's. The
+            // interrupted updates of other clients are not the volume's: they hold in
+            // the fresh one too.
             volume = nil
             state = progress ?? before
             outcome = attempt(request, reply: payload.replyBuffer, client: client, state: &state)
         }
         // The update is over (done or refused): its intent and append position go with
-        // the reply's commit.
+        // the reply's commit, and what a crash of its first run left adopted with them
+        // (the engine lets go when it finishes; a refusal before the engine does not).
+        interrupted.forget(tag: tag)
         state.intent = Ext2Intent(tag: 0)
         state.appendRequest = 0
         state.appendPosition = 0
@@ -256,7 +276,7 @@ struct FileSystemService: SSRService {
     /// The file a handle names, checked to still be that file.
     mutating func openFile(_ record: HandleSlot) throws(FileSystemError) -> FileStatus {
         let status = try volume!.status(InodeNumber(record.inode))
-        guard status.generation == record.inodeGeneration, status.links > 0 else { throw .staleHandle }
+        guard record.refersTo(status) else { throw .staleHandle }
         return status
     }
 
@@ -452,10 +472,17 @@ struct FileSystemService: SSRService {
             guard case .read(let handle, _) = try FileSystemRequest.decode(operation: operation, words: words,
                                                                          payload: payload.request) else { return 0 }
             try mount()
-            let (offset, count) = try state.files.readToReplay(handle)
             let record = try state.files.file(handle)
+            let status = try volume!.status(InodeNumber(record.inode))
+            let (offset, count) = try state.files.readToReplay(handle, file: status)
             return try volume!.read(InodeNumber(record.inode), at: offset,
                                     into: UnsafeMutableRawBufferPointer(rebasing: payload.replyBuffer[0..<count]))
+        } catch .staleHandle {
+            // The file went (and its inode may be another file's now) since the read
+            // was committed. Handled again, the read answers `staleHandle` and changes
+            // nothing, as the read would have if it came now; a replay of the new
+            // file's bytes would hand this client someone else's data.
+            return nil
         } catch {
             System.reportFailure()
         }

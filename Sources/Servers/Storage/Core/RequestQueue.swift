@@ -7,7 +7,11 @@
 // in any order (the order the kernel hands the SSRs back) yields exactly the order
 // before the crash; the counter then resumes after the largest number it saw, so new
 // requests still queue behind old ones. Ties cannot happen (numbers are unique), but
-// the client id settles them anyway so the order is total and checkable.
+// the client id settles them anyway so the order is total and checkable. Numbers stay
+// below `StorageClientState.arrivalLimit` (2^62, a number no server reaches at one per
+// request): an SSR claiming a larger one is damaged and refused by its checker, and
+// the counter never wraps — at the limit it keeps handing out the last number, and
+// the client ids order those.
 //
 // Storage. A sorted array of at most 64 entries, most urgent last: taking the best
 // request is O(1), inserting or removing shifts at most 64 entries, and the array is
@@ -32,7 +36,7 @@ public enum RequestQueueError: Error, Equatable, Sendable {
     case full
     /// The client already has a request queued (clients have at most one).
     case duplicate
-    /// A priority above 7 or an arrival number of 0.
+    /// A priority above 7, or an arrival number of 0 or not below the limit.
     case badEntry
 }
 
@@ -94,15 +98,17 @@ public final class RequestQueue {
 
     /// Hands out the arrival number for a new request (to be stored in its SSR).
     public func takeArrival() -> UInt64 {
-        let arrival = nextArrival
-        nextArrival &+= 1
+        let arrival = min(nextArrival, StorageClientState.arrivalLimit - 1)
+        if nextArrival < StorageClientState.arrivalLimit { nextArrival += 1 }
         return arrival
     }
 
     /// Queues `client`'s request. A request re-inserted from an SSR passes the arrival
     /// number it was given originally.
     public func insert(_ client: StorageClientID, priority: UInt8, arrival: UInt64) throws(RequestQueueError) {
-        guard priority <= StorageLimits.lowestPriority, arrival != 0 else { throw .badEntry }
+        guard priority <= StorageLimits.lowestPriority, arrival != 0, arrival < StorageClientState.arrivalLimit else {
+            throw .badEntry
+        }
         guard !contains(client) else { throw .duplicate }
         let live = count
         guard live < Self.capacity else { throw .full }
@@ -114,7 +120,7 @@ public final class RequestQueue {
         }
         entries[position] = entry
         storedCount = live + 1
-        if arrival >= nextArrival { nextArrival = arrival &+ 1 }
+        if arrival >= nextArrival { nextArrival = arrival + 1 }
     }
 
     /// Drops `client`'s request; false if it had none queued.

@@ -45,7 +45,7 @@
 // which is a power of two so the wrap at 65536 keeps them consistent.
 
 /// One buffer of a chain: its physical address, its length, and who writes it.
-public struct VirtqueueBuffer: Sendable {
+public struct VirtqueueBuffer: Sendable, Equatable {
     public var physical: UInt64
     public var byteCount: UInt32
     public var deviceWritable: Bool
@@ -61,6 +61,8 @@ public struct VirtqueueBuffer: Sendable {
 public struct UsedChain: Sendable, Equatable {
     /// The chain's first descriptor (what `add` returned).
     public var head: UInt16
+    /// The descriptors the chain held (bit i = descriptor i), as the driver gave them.
+    public var descriptors: UInt32
     /// The token the chain was added with.
     public var token: UInt16
     /// The bytes the device says it wrote.
@@ -201,8 +203,21 @@ public struct SplitVirtqueue<Barrier: VirtioBarrier> {
         freeDescriptors |= chain.descriptors
         chainsInFlight -= 1
         nextUsedIndex &+= 1
-        return UsedChain(head: UInt16(id), token: chain.token, writtenBytes: written,
+        return UsedChain(head: UInt16(id), descriptors: chain.descriptors, token: chain.token, writtenBytes: written,
                          lengthIsValid: written <= chain.writableBytes)
+    }
+
+    /// Descriptor `index` as it sits in the table now (what the device read, unless
+    /// it was changed since): its buffer, and the next descriptor if it links one.
+    /// Nil for an index outside the queue.
+    public func descriptor(_ index: Int) -> (buffer: VirtqueueBuffer, next: UInt16?)? {
+        guard index >= 0, index < size else { return nil }
+        let offset = Self.descriptorTableOffset + Self.descriptorBytes * index
+        let address = UInt64(littleEndian: memory.base.load(fromByteOffset: offset, as: UInt64.self))
+        let flags = load16(at: offset + 12)
+        let buffer = VirtqueueBuffer(physical: address, byteCount: load32(at: offset + 8),
+                                     deviceWritable: flags & Self.descriptorFlagWrite != 0)
+        return (buffer, flags & Self.descriptorFlagNext != 0 ? load16(at: offset + 14) : nil)
     }
 
     func writeDescriptor(_ index: Int, address: UInt64, byteCount: UInt32, flags: UInt16, next: UInt16) {

@@ -82,14 +82,18 @@ public struct StorageClientState: BitwiseCopyable, Sendable {
     }
 
 
-    /// Ends the outstanding request and counts it.
+    /// Ends the outstanding request and counts it. The counters stop at their largest
+    /// value instead of wrapping: a wrapped `completed` would fall below `failed`, and
+    /// a record the checker accepted must still be accepted after any request.
     public mutating func complete(succeeded: Bool) {
-        completed &+= 1
+        completed = Self.saturatingSum(completed, 1)
         if succeeded {
-            if kind == StorageRequestKind.read.rawValue { sectorsRead &+= UInt64(count) }
-            if kind == StorageRequestKind.write.rawValue { sectorsWritten &+= UInt64(count) }
+            if kind == StorageRequestKind.read.rawValue { sectorsRead = Self.saturatingSum(sectorsRead, UInt64(count)) }
+            if kind == StorageRequestKind.write.rawValue {
+                sectorsWritten = Self.saturatingSum(sectorsWritten, UInt64(count))
+            }
         } else {
-            failed &+= 1
+            failed = Self.saturatingSum(failed, 1)
         }
         requestID = 0
         sector = 0
@@ -100,21 +104,36 @@ public struct StorageClientState: BitwiseCopyable, Sendable {
         phase = StorageRequestPhase.idle.rawValue
     }
 
+    /// Arrival numbers count up from 1, one per request, so no server ever hands out
+    /// one this large; a record holding one is damaged. It must not be believed: the
+    /// rebuilt queue resumes counting after the largest number it saw, and at the top
+    /// of UInt64 that counter would wrap and the queue fail its own check at every
+    /// restart, taking the service away from every client instead of just this one.
+    public static let arrivalLimit: UInt64 = 1 << 62
+
+    static func saturatingSum(_ left: UInt64, _ right: UInt64) -> UInt64 {
+        let (sum, overflow) = left.addingReportingOverflow(right)
+        return overflow ? .max : sum
+    }
+
     /// The invariants every committed state satisfies; a state that breaks them was
     /// damaged (or computed by a damaged server) and is not trusted. With `capacity`,
     /// the outstanding request must also lie on the device.
     public static func isConsistent(_ state: StorageClientState, capacity: UInt64 = .max) -> Bool {
+        // Every request moves at most 8 sectors. The counters saturate (see `complete`),
+        // so the sums are compared saturated too: the rule then holds after any request.
         guard state.failed <= state.completed else { return false }
-        let (maximumSectors, overflow) = state.completed.multipliedReportingOverflow(
+        let (product, overflow) = state.completed.multipliedReportingOverflow(
             by: UInt64(StorageLimits.maximumSectorsPerRequest))
-        let (moved, movedOverflow) = state.sectorsRead.addingReportingOverflow(state.sectorsWritten)
-        guard movedOverflow == false, overflow || moved <= maximumSectors else { return false }
+        let maximumSectors = overflow ? UInt64.max : product
+        guard saturatingSum(state.sectorsRead, state.sectorsWritten) <= maximumSectors else { return false }
         guard let phase = StorageRequestPhase(rawValue: state.phase) else { return false }
         if phase == .idle {
             return state.requestID == 0 && state.sector == 0 && state.arrival == 0 && state.kind == 0
                 && state.count == 0 && state.priority == 0
         }
-        guard state.requestID != 0, state.arrival != 0, state.priority <= StorageLimits.lowestPriority,
+        guard state.requestID != 0, state.arrival != 0, state.arrival < arrivalLimit,
+              state.priority <= StorageLimits.lowestPriority,
               let kind = StorageRequestKind(rawValue: state.kind) else { return false }
         if kind == .flush { return state.count == 0 && state.sector == 0 }
         let count = UInt64(state.count)

@@ -21,7 +21,11 @@
 // device gets it; for a read the server computes it over the page the device filled
 // and the client verifies what arrived. A fault in the server that sends data to the
 // wrong sector, or the wrong page's data to a client, is caught there instead of
-// becoming a silently wrong block on the disk.
+// becoming a silently wrong block on the disk. A read's check alone cannot vouch for
+// the sector or the page the device was really given (the server would hash whatever
+// the device left, with the client's sector), so before computing it the server
+// compares what the device was asked, read back from DMA memory (`DeviceRequest`),
+// with the client's SSR record; a mismatch restarts it and the read is done again.
 //   info flags: bit 0 read-only, bit 1 the device has a write cache to flush.
 //
 // Reserved bits must be zero: a request with stray bits is refused rather than guessed

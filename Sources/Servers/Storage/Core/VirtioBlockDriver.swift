@@ -37,6 +37,17 @@
 // Every loop is bounded: the reset poll and the configuration read by constants, the
 // completion loop by the queue size. Every value the device writes back is checked
 // before use (SplitVirtqueue for the used ring, `collect` for the status byte).
+//
+// The driver's own faults. Every physical address the driver gives the device must lie
+// in the pages it was given at `init` (`DMAPages`): the queue's three parts and each
+// request's header and status in the DMA region's pages, its data in the data pages
+// (never in the rings); anything else is refused before it is written into the ring
+// or a register (`dmaAddressNotPermitted`).
+// And what the device was asked is not what the driver meant but what the ring says:
+// when a request completes, `collect` reads back the chain's descriptors (following
+// the links the device followed) and the slot's header, and reports that
+// (`VirtioCompletion.asked`) — a sector, page or length a fault changed on the way
+// shows up there, for the server to compare with what its client asked.
 
 public enum StorageDeviceError: Error, Equatable, Sendable {
     /// No virtio device in the slot (wrong magic value, or device id 0).
@@ -74,6 +85,9 @@ public enum StorageDeviceError: Error, Equatable, Sendable {
     case badUsedIndex
     /// The device returned a chain id that is not a chain in flight.
     case badUsedID
+    /// A physical address outside the DMA pages the driver was given: it never
+    /// reaches the device.
+    case dmaAddressNotPermitted
 }
 
 /// How the device finished a request.
@@ -92,6 +106,47 @@ public enum VirtioBlockStatus: Equatable, Sendable {
         case .ok: .ok
         case .ioError, .unsupported, .deviceError: .ioError
         }
+    }
+}
+
+/// What the device was asked to do for one request, as the header and the descriptors
+/// in DMA memory say after it completed (not as the driver meant to ask).
+public struct DeviceRequest: Equatable, Sendable {
+    public var kind: StorageRequestKind
+    public var sector: UInt64
+    /// The data buffer (0 for a flush).
+    public var dataPhysical: UInt64
+    public var byteCount: Int
+
+    public init(kind: StorageRequestKind, sector: UInt64, dataPhysical: UInt64, byteCount: Int) {
+        self.kind = kind
+        self.sector = sector
+        self.dataPhysical = dataPhysical
+        self.byteCount = byteCount
+    }
+
+    /// What the device must have been asked to carry out `request` with its data in
+    /// the page at `dataPhysical`.
+    public init(asking request: StorageRequest, dataPhysical: UInt64) {
+        self.init(kind: request.kind, sector: request.sector, dataPhysical: request.kind == .flush ? 0 : dataPhysical,
+                  byteCount: request.byteCount)
+    }
+}
+
+/// One request the device completed.
+public struct VirtioCompletion: Equatable, Sendable {
+    /// The caller's tag, given to `submit`.
+    public var tag: UInt16
+    public var status: VirtioBlockStatus
+    /// What the device was asked, read back from the ring and the header; nil if the
+    /// chain no longer has the shape of this request slot's (its header or status
+    /// descriptor points elsewhere), so the device was asked something unknown.
+    public var asked: DeviceRequest?
+
+    public init(tag: UInt16, status: VirtioBlockStatus, asked: DeviceRequest?) {
+        self.tag = tag
+        self.status = status
+        self.asked = asked
     }
 }
 
@@ -122,6 +177,11 @@ public struct VirtioBlockDriver<Registers: VirtioRegisters, Barrier: VirtioBarri
     public let registers: Registers
     let barrier: Barrier
     let dma: DMARegion
+    /// The pages a request's data may be in.
+    let dataPages: DMAPages
+    /// The pages of `dma`, as given at `init` (a checked copy of its address): where
+    /// the rings, headers and status bytes may be.
+    let ringPages: DMAPages
     var queue: SplitVirtqueue<Barrier>
     /// Request slots in use (bit i = slot i).
     var busySlots: UInt32
@@ -133,10 +193,22 @@ public struct VirtioBlockDriver<Registers: VirtioRegisters, Barrier: VirtioBarri
     /// The device's size in 512-byte sectors (valid once ready).
     public private(set) var capacity: UInt64
 
-    /// Takes the device's registers and the DMA region; touches neither the device nor
-    /// anything but the region until `initialize`.
-    public init(registers: Registers, dma: DMARegion, barrier: Barrier) throws(StorageDeviceError) {
+    /// Takes the device's registers, the DMA region for the rings, headers and status
+    /// bytes, and the data pages requests may use; touches neither the device nor
+    /// anything but the region until `initialize`. No address outside `dma` and
+    /// `dataPages` ever reaches the device.
+    public init(registers: Registers, dma: DMARegion, dataPages: DMAPages, barrier: Barrier)
+        throws(StorageDeviceError) {
         guard dma.byteCount >= Self.requiredDMABytes else { throw .dmaRegionTooSmall }
+        var ringPages = DMAPages()
+        let pageBytes = UInt64(DMAPages.pageBytes)
+        var page = dma.physical & ~(pageBytes - 1)
+        while page < dma.physical + UInt64(dma.byteCount) {
+            guard ringPages.append(page) != nil else { throw .dmaRegionTooSmall }
+            page += pageBytes
+        }
+        self.dataPages = dataPages
+        self.ringPages = ringPages
         self.registers = registers
         self.barrier = barrier
         self.dma = dma
@@ -263,6 +335,12 @@ public struct VirtioBlockDriver<Registers: VirtioRegisters, Barrier: VirtioBarri
         guard largest >= 2 else { throw .queueUnavailable }
         var size = 1
         while size * 2 <= largest { size *= 2 }
+        let descriptorTableBytes = SplitVirtqueue<Barrier>.descriptorBytes * size
+        guard ringPages.contains(queue.descriptorTablePhysical, byteCount: descriptorTableBytes),
+              ringPages.contains(queue.availableRingPhysical, byteCount: 6 + 2 * size),
+              ringPages.contains(queue.usedRingPhysical, byteCount: 6 + 8 * size) else {
+            throw .dmaAddressNotPermitted
+        }
         try queue.reset(size: size)
         registers.write32(VirtioMMIO.queueNum, UInt32(size))
         writeAddress(queue.descriptorTablePhysical, low: VirtioMMIO.queueDescriptorLow,
@@ -279,8 +357,9 @@ public struct VirtioBlockDriver<Registers: VirtioRegisters, Barrier: VirtioBarri
 
     /// Hands a request to the device. `tag` comes back to `collect`'s handler when it
     /// completes; `dataPhysical`/`byteCount` is the data buffer (byteCount 0 for a
-    /// flush). The sector is not checked against the capacity: the server does that
-    /// when it decodes the request, and the device answers an I/O error anyway.
+    /// flush), which must lie in one of the data pages (`dmaAddressNotPermitted`).
+    /// The sector is not checked against the capacity: the server does that when it
+    /// decodes the request, and the device answers an I/O error anyway.
     public mutating func submit(tag: UInt16, kind: StorageRequestKind, sector: UInt64, dataPhysical: UInt64,
                                 byteCount: Int) throws(StorageDeviceError) {
         guard state == .ready else { throw .notReady }
@@ -300,21 +379,23 @@ public struct VirtioBlockDriver<Registers: VirtioRegisters, Barrier: VirtioBarri
         guard free != 0 else { throw .queueFull }
         let slot = free.trailingZeroBitCount
 
+        let headerBuffer = headerBuffer(slot)
+        let statusBuffer = statusBuffer(slot)
+        let data = VirtqueueBuffer(physical: dataPhysical, byteCount: UInt32(byteCount), deviceWritable: kind == .read)
+        guard ringPages.contains(headerBuffer.physical, byteCount: Self.headerBytes),
+              ringPages.contains(statusBuffer.physical, byteCount: 1),
+              kind == .flush || dataPages.contains(dataPhysical, byteCount: byteCount) else {
+            throw .dmaAddressNotPermitted
+        }
         let header = Self.headerOffset + slot * Self.headerBytes
         dma.base.storeBytes(of: type.littleEndian, toByteOffset: header, as: UInt32.self)
         dma.base.storeBytes(of: UInt32(0), toByteOffset: header + 4, as: UInt32.self)
         dma.base.storeBytes(of: sector.littleEndian, toByteOffset: header + 8, as: UInt64.self)
         dma.base.storeBytes(of: Self.statusNotWritten, toByteOffset: Self.statusOffset + slot, as: UInt8.self)
 
-        let headerBuffer = VirtqueueBuffer(physical: dma.physical + UInt64(header), byteCount: UInt32(Self.headerBytes),
-                                           deviceWritable: false)
-        let statusBuffer = VirtqueueBuffer(physical: dma.physical + UInt64(Self.statusOffset + slot), byteCount: 1,
-                                           deviceWritable: true)
         if kind == .flush {
             _ = try queue.add(headerBuffer, statusBuffer, token: UInt16(slot))
         } else {
-            let data = VirtqueueBuffer(physical: dataPhysical, byteCount: UInt32(byteCount),
-                                       deviceWritable: kind == .read)
             _ = try queue.add(headerBuffer, data, statusBuffer, token: UInt16(slot))
         }
         busySlots |= 1 << UInt32(slot)
@@ -323,12 +404,65 @@ public struct VirtioBlockDriver<Registers: VirtioRegisters, Barrier: VirtioBarri
         registers.write32(VirtioMMIO.queueNotify, 0)
     }
 
+    /// Slot `slot`'s header, as the device is to read it.
+    func headerBuffer(_ slot: Int) -> VirtqueueBuffer {
+        VirtqueueBuffer(physical: dma.physical + UInt64(Self.headerOffset + slot * Self.headerBytes),
+                        byteCount: UInt32(Self.headerBytes), deviceWritable: false)
+    }
+
+    /// Slot `slot`'s status byte, as the device is to write it.
+    func statusBuffer(_ slot: Int) -> VirtqueueBuffer {
+        VirtqueueBuffer(physical: dma.physical + UInt64(Self.statusOffset + slot), byteCount: 1, deviceWritable: true)
+    }
+
+    /// What the completed chain `used` of slot `slot` asked of the device, read from
+    /// the descriptor table (following the links the device followed, within the
+    /// chain's own descriptors) and the slot's header. Nil unless the chain is shaped
+    /// like a request of this slot: the slot's header, the data for a read or write
+    /// (device-writable for a read only), the slot's status byte, and nothing else.
+    func askedOfDevice(_ used: UsedChain, slot: Int) -> DeviceRequest? {
+        var buffers = InlineArray<3, VirtqueueBuffer>(repeating: VirtqueueBuffer(physical: 0, byteCount: 0,
+                                                                                 deviceWritable: false))
+        var length = 0
+        var visited: UInt32 = 0
+        var next: UInt16? = used.head
+        while let index = next {
+            let bit: UInt32 = index < 32 ? 1 << UInt32(index) : 0
+            guard length < 3, used.descriptors & bit != 0, visited & bit == 0,
+                  let descriptor = queue.descriptor(Int(index)) else { return nil }
+            visited |= bit
+            buffers[length] = descriptor.buffer
+            length += 1
+            next = descriptor.next
+        }
+        guard visited == used.descriptors, length >= 2, buffers[0] == headerBuffer(slot),
+              buffers[length - 1] == statusBuffer(slot) else { return nil }
+        let header = Self.headerOffset + slot * Self.headerBytes
+        let type = UInt32(littleEndian: dma.base.load(fromByteOffset: header, as: UInt32.self))
+        let reserved = dma.base.load(fromByteOffset: header + 4, as: UInt32.self)
+        let sector = UInt64(littleEndian: dma.base.load(fromByteOffset: header + 8, as: UInt64.self))
+        guard reserved == 0 else { return nil }
+        switch (type, length) {
+        case (Self.typeFlush, 2):
+            return DeviceRequest(kind: .flush, sector: sector, dataPhysical: 0, byteCount: 0)
+        case (Self.typeIn, 3), (Self.typeOut, 3):
+            let data = buffers[1]
+            guard data.deviceWritable == (type == Self.typeIn) else { return nil }
+            return DeviceRequest(kind: type == Self.typeIn ? .read : .write, sector: sector,
+                                 dataPhysical: data.physical, byteCount: Int(data.byteCount))
+        default:
+            return nil
+        }
+    }
+
     /// Reports each request the device completed since the last call, in the order it
-    /// completed them, and returns how many. Call it after `acknowledgeInterrupt` (a
-    /// completion that lands in between raises the interrupt again, so none is missed).
-    /// Throws if the device broke the used-ring protocol; the requests still in flight
-    /// are then lost with the device's state: reset, initialize and resubmit them.
-    public mutating func collect(_ handler: (UInt16, VirtioBlockStatus) -> Void) throws(StorageDeviceError) -> Int {
+    /// completed them, with what the device was asked (read back from the ring and the
+    /// header: see `VirtioCompletion.asked`), and returns how many. Call it after
+    /// `acknowledgeInterrupt` (a completion that lands in between raises the interrupt
+    /// again, so none is missed). Throws if the device broke the used-ring protocol;
+    /// the requests still in flight are then lost with the device's state: reset,
+    /// initialize and resubmit them.
+    public mutating func collect(_ handler: (VirtioCompletion) -> Void) throws(StorageDeviceError) -> Int {
         guard state == .ready else { return 0 }
         var completed = 0
         for _ in 0..<queue.size {
@@ -354,7 +488,7 @@ public struct VirtioBlockDriver<Registers: VirtioRegisters, Barrier: VirtioBarri
             case 2: status = .unsupported
             default: status = .deviceError
             }
-            handler(tags[slot], status)
+            handler(VirtioCompletion(tag: tags[slot], status: status, asked: askedOfDevice(used, slot: slot)))
             completed += 1
         }
         return completed

@@ -16,9 +16,13 @@
 //           ──► queued in the priority queue (priority, then arrival)
 //           ──► submitted when the device has a free slot (8 in flight at most);
 //               its data page comes from a pool of DMA pages
-//           ──► completed (interrupt, as a notification): the SSR commit of the
-//               finished request and the reply — with the data, for a read — go out
-//               together (`complete`)
+//           ──► completed (interrupt, as a notification): what the device was asked
+//               (the header's sector, the data descriptor's page and length, read
+//               back from DMA memory) must be what the client's SSR record asks,
+//               or the server restarts and the request is done again; then the
+//               read's data check is computed over its page, and the SSR commit of
+//               the finished request and the reply — with the data, for a read —
+//               go out together (`complete`)
 //
 // After a crash. The restarted server resets the device (it forgets what the old
 // instance submitted), walks the SSRs and finds every outstanding request with its
@@ -31,6 +35,13 @@
 // write is lost; one the device completed but the crash kept unacknowledged is
 // written again, with the same bytes, before its acknowledgement — which no client can
 // tell from once.
+//
+// DMA. The driver hands the device no physical address outside the pages obtained
+// at start (their addresses from `physicalAddress`, kept in a checked `DMAPages`):
+// a damaged pointer stops the server instead of aiming the device at memory that is
+// not ours. Which of our pages and which sector a request really went to is what the
+// read-back at completion checks; the data check alone cannot, because the server
+// computes it over whatever the device left in the page, with the client's sector.
 //
 // The caches must be right: the queue, the DMA page accounting and the device's size
 // are checked before each request, and a damaged one restarts the server, which
@@ -92,8 +103,6 @@ struct HeldRequest {
     var delivered = false
     /// Its client ended while the device still works on it: free the page on completion.
     var abandoned = false
-    /// A completed read's data check, computed over its page as the device left it.
-    var readCheck: UInt32 = 0
 }
 
 struct StorageService: SSRService {
@@ -114,8 +123,12 @@ struct StorageService: SSRService {
     let held: UnsafeMutablePointer<HeldRequest>
     let heldCapacity = RequestQueue.capacity
     let pages: UnsafeMutableRawPointer
-    var pagePhysical: [UInt64] = []
+    /// The physical address of each data page, as the kernel said at start (checked).
+    var dataPages = DMAPages()
+    /// Data pages not held by a request (bit i = page i); only pages with a known address.
     var freePages: UInt64 = 0
+    /// The pages that can be handed out at all.
+    var usablePages: UInt64 = 0
 
     init() {
         held = UnsafeMutablePointer<HeldRequest>.allocate(capacity: heldCapacity)
@@ -125,10 +138,12 @@ struct StorageService: SSRService {
         for index in 0..<StorageLayout.dataPages {
             let page = pages + index * StorageLayout.pageBytes
             page.storeBytes(of: 0, as: UInt8.self)
-            pagePhysical.append((try? System.physicalAddress(of: page)) ?? 0)
+            // A page whose address the kernel does not give is never handed to the device.
+            dataPages.append(try? System.physicalAddress(of: page))
+            if dataPages.address(ofPage: index) != nil { usablePages |= 1 << UInt64(index) }
         }
-        freePages = (1 << UInt64(StorageLayout.dataPages)) - 1
-        driver = Self.attach(diskIndex: Self.configuredDisk(), slot: &slot)
+        freePages = usablePages
+        driver = Self.attach(diskIndex: Self.configuredDisk(), dataPages: dataPages, slot: &slot)
         if driver == nil && !Self.blockDevicePresent() {
             print("storage: no virtio block device (QEMU: -drive ... -device virtio-blk-device); requests will fail")
         }
@@ -160,8 +175,9 @@ struct StorageService: SSRService {
         return false
     }
 
-    /// Finds the `diskIndex`th block device among the slots and brings it up.
-    static func attach(diskIndex: Int, slot: inout Int) -> BlockDriver? {
+    /// Finds the `diskIndex`th block device among the slots and brings it up, with
+    /// `dataPages` (and its ring page) as the only memory it may give the device.
+    static func attach(diskIndex: Int, dataPages: DMAPages, slot: inout Int) -> BlockDriver? {
         var seen = 0
         for candidate in 0..<StorageLayout.slots {
             let registers = registers(ofSlot: candidate)
@@ -174,7 +190,8 @@ struct StorageService: SSRService {
             guard let physical = try? System.physicalAddress(of: ring) else { return nil }
             let region = DMARegion(base: ring, physical: physical, byteCount: StorageLayout.pageBytes)
             do throws(StorageDeviceError) {
-                var driver = try BlockDriver(registers: registers, dma: region, barrier: HartFence())
+                var driver = try BlockDriver(registers: registers, dma: region, dataPages: dataPages,
+                                             barrier: HartFence())
                 try driver.initialize()
                 slot = candidate
                 try? System.acknowledgeInterrupt(candidate)
@@ -212,19 +229,19 @@ struct StorageService: SSRService {
 
     /// The server's caches, checked before each request (paper §2: the global view is
     /// "maintained and verified during the processing of client requests"): the queue's
-    /// own integrity, every DMA page either free or held by exactly one request, and the
-    /// device's size and read-only/flush features as the device itself reports them. A damaged cache would otherwise
+    /// own integrity, every DMA page either free or held by exactly one request, the
+    /// list of the pages' physical addresses, and the device's size and read-only/flush
+    /// features as the device itself reports them. A damaged cache would otherwise
     /// refuse good requests, or leave clients waiting, until the next restart.
     func cachesAreIntact() -> Bool {
-        guard queue.isIntact else { return false }
+        guard queue.isIntact, dataPages.isIntact else { return false }
         var held: UInt64 = 0
         for index in 0..<heldCapacity where self.held[index].inUse && self.held[index].page >= 0 {
             let page = self.held[index].page
             guard page < StorageLayout.dataPages, held & (1 << UInt64(page)) == 0 else { return false }
             held |= 1 << UInt64(page)
         }
-        let all: UInt64 = (1 << UInt64(StorageLayout.dataPages)) - 1
-        guard held & freePages == 0, held | freePages == all else { return false }
+        guard held & freePages == 0, held | freePages == usablePages else { return false }
         if let driver {
             let registers = driver.registers
             let capacity = UInt64(registers.read32(VirtioMMIO.blockCapacityLow))
@@ -344,30 +361,49 @@ struct StorageService: SSRService {
             }
             do throws(StorageDeviceError) {
                 try driver!.submit(tag: UInt16(index), kind: request.kind, sector: request.sector,
-                                   dataPhysical: page >= 0 ? pagePhysical[page] : 0, byteCount: request.byteCount)
+                                   dataPhysical: page >= 0 ? dataPages.address(ofPage: page) ?? 0 : 0,
+                                   byteCount: request.byteCount)
                 held[index].submitted = true
             } catch {
                 // Every request was checked against the device when it arrived, and we
-                // asked whether there was room: a refusal means our own driver state is
-                // wrong. A restart resets the device and submits everything again.
+                // asked whether there was room: a refusal (a page that is not ours among
+                // them) means our own state is wrong. A restart resets the device and
+                // submits everything again.
                 System.reportFailure()
             }
         }
     }
 
-    /// Answers held request `index` (the SSR commit and the reply together) and frees it.
-    mutating func finish(_ index: Int, code: StorageReplyCode) {
+    /// Answers held request `index`, which the device completed with `code` after being
+    /// asked `asked` (read back from DMA memory; nil: not this request's shape at all):
+    /// the SSR commit and the reply together. Then frees it.
+    mutating func finish(_ index: Int, code: StorageReplyCode, asked: DeviceRequest?) {
         let entry = held[index]
-        let length = entry.request.kind == .read && code == .ok ? entry.request.byteCount : 0
         if !entry.abandoned {
             let data = UnsafeRawBufferPointer(start: entry.page >= 0 ? pages + entry.page * StorageLayout.pageBytes : nil,
                                               count: entry.page >= 0 ? StorageLayout.pageBytes : 0)
+            let dataPhysical = entry.page >= 0 ? dataPages.address(ofPage: entry.page) ?? 0 : 0
             _ = try? SSRServer<StorageService>.complete(entry.client, payload: data) { state in
+                // End to end: the device must have been asked exactly what the client's
+                // record asks, into this request's page; otherwise a fault sent it
+                // elsewhere, and the data check would vouch for whatever bytes it left.
+                // Restart: the kernel delivers the request again.
+                guard let recorded = state.outstanding, let asked,
+                      asked == DeviceRequest(asking: recorded, dataPhysical: dataPhysical) else {
+                    System.reportFailure()
+                }
                 state.complete(succeeded: code == .ok)
-                return .reply(code: code.rawValue, words: (UInt(entry.readCheck), 0), length: length)
+                guard recorded.kind == .read && code == .ok else { return .reply(code.rawValue) }
+                let check = pageCheck(entry.page, sector: recorded.sector, bytes: recorded.byteCount)
+                return .reply(code: code.rawValue, words: (UInt(check), 0), length: recorded.byteCount)
             }
         }
-        if entry.page >= 0 { freePages |= 1 << UInt64(entry.page) }
+        release(index)
+    }
+
+    /// Frees held request `index` and its page (answered, or its client ended).
+    mutating func release(_ index: Int) {
+        if held[index].page >= 0 { freePages |= 1 << UInt64(held[index].page) }
         held[index] = HeldRequest()
     }
 
@@ -378,20 +414,17 @@ struct StorageService: SSRService {
         let held = self.held
         let capacity = heldCapacity
         do throws(StorageDeviceError) {
-            _ = try driver!.collect { tag, status in
-                guard Int(tag) < capacity, held[Int(tag)].inUse, held[Int(tag)].submitted else { return }
-                held[Int(tag)].submitted = false
-                completions.append((Int(tag), status.replyCode))
+            _ = try driver!.collect { completion in
+                let tag = Int(completion.tag)
+                guard tag < capacity, held[tag].inUse, held[tag].submitted else { return }
+                held[tag].submitted = false
+                completions.append((tag, completion.status.replyCode, completion.asked))
             }
         } catch {
             failed = true
         }
-        while let (index, code) = completions.popLast() {
-            let request = held[index].request
-            if request.kind == .read && code == .ok {
-                held[index].readCheck = pageCheck(held[index].page, sector: request.sector, bytes: request.byteCount)
-            }
-            finish(index, code: code)
+        while let (index, code, asked) = completions.popLast() {
+            finish(index, code: code, asked: asked)
         }
         if failed || driver?.deviceNeedsReset == true { recoverDevice() }
         submitQueued()
@@ -408,7 +441,7 @@ struct StorageService: SSRService {
         for index in 0..<heldCapacity where held[index].inUse && held[index].submitted {
             held[index].submitted = false
             if held[index].abandoned {
-                finish(index, code: .ioError)
+                release(index)
                 continue
             }
             try? queue.insert(StorageClientID(rawValue: held[index].client.rawValue),
@@ -421,7 +454,7 @@ struct StorageService: SSRService {
         while let index = find(client) {
             held[index].abandoned = true
             // One the device still works on keeps its page until it completes.
-            if !held[index].submitted { finish(index, code: .ioError) }
+            if !held[index].submitted { release(index) }
         }
     }
 
@@ -433,7 +466,7 @@ struct StorageService: SSRService {
 }
 
 /// Completions collected from the device, answered after `collect` returns.
-nonisolated(unsafe) var completions: [(Int, StorageReplyCode)] = []
+nonisolated(unsafe) var completions: [(Int, StorageReplyCode, DeviceRequest?)] = []
 
 @main
 struct StorageServer {
