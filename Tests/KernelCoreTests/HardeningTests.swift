@@ -358,3 +358,61 @@ extension KernelHarness {
     /// Frames charged to processes, which the audit must find owned.
     var ownedFrames: Int { (0..<TestKernel.maxTasks).reduce(0) { $0 + task($1).pagesUsed } }
 }
+
+/// DMA outlives the driver unless the kernel stops the device first: there is no
+/// IOMMU, and the device holds physical addresses of the driver's pages.
+@Suite struct DriverDeviceTests {
+    typealias Program = StandardProgram
+
+    @Test func aRestartedDriversDevicesAreResetBeforeItsFramesAreFreed() throws {
+        let harness = try KernelHarness(programs: KernelTestProgram.standard)
+        harness.kernel.platform.clock = 1_000_000
+        let driver = try harness.spawn(Program.blockDriver)
+        let owned = harness.mappings(of: driver.index).filter { $0.flags.contains(.owned) }.map(\.frame)
+        harness.kernel.platform.framesToCheckAtFlush = owned.map { PhysicalAddress($0) }
+        harness.kernel.fault(driver.index, cause: .loadPageFault, address: 0)
+        let quiesced = harness.kernel.platform.quiesced
+        #expect(quiesced.map(\.base) == [0x1000_1000])
+        #expect(quiesced.map(\.size) == [0x8000])
+        #expect(quiesced.first?.framesStillAllocated.allSatisfy { $0 } == true, "reset while the pages are still its")
+        #expect(harness.state(driver.index) == .runnable, "and restarted")
+    }
+
+    @Test func anEndingDriversDevicesAreReset() throws {
+        let harness = try KernelHarness(programs: KernelTestProgram.standard)
+        let driver = try harness.spawn(Program.driver)
+        let owned = harness.mappings(of: driver.index).filter { $0.flags.contains(.owned) }.map(\.frame)
+        harness.kernel.platform.framesToCheckAtFlush = owned.map { PhysicalAddress($0) }
+        harness.kernel.end(driver.index, status: .killed)
+        #expect(harness.kernel.platform.quiesced.map(\.base) == [0x1000_0000])
+        #expect(harness.kernel.platform.quiesced.first?.framesStillAllocated.allSatisfy { $0 } == true)
+        let plain = try harness.spawn(Program.peer)
+        harness.kernel.end(plain.index, status: .killed)
+        #expect(harness.kernel.platform.quiesced.count == 1, "a program without devices resets nothing")
+    }
+}
+
+/// An error may lie latent for a few requests before the server faults: the SSRs of
+/// its latest requests are suspect too, not only the one in the window.
+@Suite struct SuspectBoundTests {
+    typealias Program = SSRProgram
+
+    @Test func theSSRsOfTheLatestFourRequestsAreSuspect() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)
+        for _ in 0..<6 { try harness.spawn(Program.client) }
+        harness.recover(0, pages: 2)
+        for client in 1...5 {
+            harness.receive(0)
+            try harness.call(client, harness.id(0))
+            try harness.reply(from: 0, to: harness.id(client))
+        }
+        harness.receive(0)
+        try harness.call(6, harness.id(0))
+        harness.kernel.fault(0, cause: .loadPageFault, address: 0)
+        let states = (1...6).map { harness.binding(of: $0, to: Program.fs)?.state }
+        #expect(states == [.valid, .valid, .suspect, .suspect, .suspect, .suspect],
+                "the one in the window and the three before it")
+        #expect(harness.kernel.audit().isClean)
+    }
+}

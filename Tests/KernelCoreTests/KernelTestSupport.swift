@@ -68,6 +68,14 @@ struct FakePlatform: Platform {
 
     mutating func requestPowerOff(code: Int) { powerOffRequests.append(code) }
 
+    /// Device ranges quiesced, each with: for each frame in `framesToCheckAtFlush`,
+    /// still allocated at that moment?
+    var quiesced: [(base: UInt64, size: UInt64, framesStillAllocated: [Bool])] = []
+
+    mutating func quiesceDevices(base: UInt64, size: UInt64) {
+        quiesced.append((base, size, framesToCheckAtFlush.map { frameProbe?.isAllocated($0) ?? false }))
+    }
+
     /// Pages flushed one at a time (SSR windows closing): address and ASID.
     var pageFlushes: [(address: UInt64, asid: UInt16)] = []
     var instructionSynchronizations = 0
@@ -184,6 +192,7 @@ enum StandardProgram {
     static let crashme = 5
     static let peer = 6
     static let driver = 7
+    static let blockDriver = 8
 }
 
 extension KernelTestProgram {
@@ -202,6 +211,8 @@ extension KernelTestProgram {
         KernelTestProgram(name: "peer", priority: 4),
         KernelTestProgram(name: "driver", priority: 3, interrupts: [10, 11],
                           devices: [KernelTestDevice(base: 0x1000_0000, size: 0x1000)]),
+        KernelTestProgram(name: "blockdriver", priority: 3, restartable: true, interrupts: [8],
+                          devices: [KernelTestDevice(base: 0x1000_1000, size: 0x8000)]),
     ]
 }
 

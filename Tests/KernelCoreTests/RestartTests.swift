@@ -74,11 +74,12 @@ import Testing
         #expect(harness.windowFrames(of: 0) == harness.emptyWindow)
         #expect(harness.pageFlushes(since: pageFlushes) == harness.windowFlushes(of: 0, pages: 2))
 
-        // Only the SSR in the window at the fault is suspect; all survive unchanged.
-        #expect(harness.binding(of: scene.serving, to: Program.fs)?.state == .suspect)
-        for client in [scene.idle, scene.queued, scene.held] {
-            #expect(harness.binding(of: client, to: Program.fs)?.state == .valid)
+        // The SSRs of the latest requests (the one in the window included) are suspect;
+        // the queued client's, never mapped, is not; all survive unchanged.
+        for client in [scene.serving, scene.idle, scene.held] {
+            #expect(harness.binding(of: client, to: Program.fs)?.state == .suspect)
         }
+        #expect(harness.binding(of: scene.queued, to: Program.fs)?.state == .valid)
         #expect(scene.clients.map { harness.ssrBytes(of: $0, to: Program.fs) } == contents)
         #expect(scene.clients.map { harness.ssrFrames(of: $0, to: Program.fs) } == frames)
         #expect(harness.ssrBytes(of: scene.serving, to: Program.fs)[100] == 0x11)
@@ -139,11 +140,11 @@ import Testing
         let expected: [RecoveredSSR] = [
             RecoveredSSR(client: harness.id(scene.serving), state: .suspect, lastCompleted: 1,
                          windowFrames: harness.ssrWindow(of: scene.serving, to: Program.fs)),
-            RecoveredSSR(client: harness.id(scene.idle), state: .valid, lastCompleted: 1,
+            RecoveredSSR(client: harness.id(scene.idle), state: .suspect, lastCompleted: 1,
                          windowFrames: harness.ssrWindow(of: scene.idle, to: Program.fs)),
             RecoveredSSR(client: harness.id(scene.queued), state: .valid, lastCompleted: 0,
                          windowFrames: harness.ssrWindow(of: scene.queued, to: Program.fs)),
-            RecoveredSSR(client: harness.id(scene.held), state: .valid, lastCompleted: 0,
+            RecoveredSSR(client: harness.id(scene.held), state: .suspect, lastCompleted: 0,
                          windowFrames: harness.ssrWindow(of: scene.held, to: Program.fs)),
         ]
         #expect(walked == expected)

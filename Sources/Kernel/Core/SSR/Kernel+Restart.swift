@@ -2,13 +2,17 @@
 //
 // A restartable server that faults, hangs (the watchdog) or reports its own failure
 // is not ended. In one step the kernel:
-//   1. marks the SSR mapped in its window *suspect* — the only client state the
-//      error can have touched (need-to-know) — and closes the window;
+//   1. marks *suspect* the SSR mapped in its window and those mapped for its three
+//      requests before — the client state the error can have touched (need-to-know),
+//      to the bound the kernel can know: an error that lay latent for longer is left
+//      to the server's own checks — and closes the window;
 //   2. turns every client awaiting its reply back into a queued sender, so the
 //      request is re-delivered, with its original request id, after recovery;
-//   3. discards the server's address space (data, bss, heap, stack, and any code
-//      an injected fault patched) and loads the program again from the boot image
-//      into the same slot, with the next generation; SSRs are untouched;
+//   3. resets the devices a driver drove, so that none keeps writing into the
+//      crashed incarnation's DMA pages; then discards the server's address space
+//      (data, bss, heap, stack, DMA pages, and any code an injected fault patched)
+//      and loads the program again from the boot image into the same slot, with the
+//      next generation; SSRs are untouched;
 //   4. holds the new process back if it has been restarting in quick succession
 //      (exponential backoff), and gives it up after too many (`failed`): its
 //      clients then get `serverFailed`, and a parent waiting for it its status.
@@ -70,6 +74,7 @@ extension Kernel {
             let index = tasks[slot].windowBinding
             if tasks[client].bindings[index].state == .valid { tasks[client].bindings[index].state = .suspect }
         }
+        markRecentWindowsSuspect(of: slot)
         if tasks[slot].state == .sending { tasks[tasks[slot].partner].sendersWaiting.remove(slot) }
         let orphanInWindow = tasks[slot].windowOrphan
         closeWindow(of: slot)
@@ -96,6 +101,7 @@ extension Kernel {
 
         ready.remove(slot: slot, priority: tasks[slot].priority)
         if current == slot { current = nil }
+        quiesceDevices(of: slot)
         if let space = tasks[slot].addressSpace {
             platform.flushAddressSpace(asid: asid(of: slot))
             _ = space.destroy(allocator: &frames)
@@ -133,6 +139,19 @@ extension Kernel {
             noteDeadline(tasks[slot].heldUntil)
         } else {
             makeRunnable(slot)
+        }
+    }
+
+    /// The SSRs of the server's latest requests may hold what a latent error wrote.
+    private mutating func markRecentWindowsSuspect(of server: Int) {
+        for entry in 0..<SSRTable.recentWindows where tasks[server].recentWindows[entry] != 0 {
+            let word = tasks[server].recentWindows[entry]
+            let index = Int(word & 0xFF)
+            guard let client = liveSlot(TaskID(rawValue: UInt32(truncatingIfNeeded: word >> 8))),
+                  index < SSRTable.bindingsPerTask,
+                  tasks[client].bindings[index].serverProgram == tasks[server].program,
+                  tasks[client].bindings[index].state == .valid else { continue }
+            tasks[client].bindings[index].state = .suspect
         }
     }
 

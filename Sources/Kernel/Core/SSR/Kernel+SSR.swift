@@ -112,6 +112,9 @@ extension Kernel {
         mapWindow(of: server, tasks[client].bindings[index])
         tasks[server].windowClient = client
         tasks[server].windowBinding = index
+        let cursor = tasks[server].recentCursor
+        tasks[server].recentWindows[cursor] = 1 << 62 | UInt64(id(of: client).rawValue) << 8 | UInt64(index)
+        tasks[server].recentCursor = (cursor + 1) & (SSRTable.recentWindows - 1)
         return tasks[client].bindings[index].lastIssuedRequest
     }
 

@@ -22,6 +22,9 @@ public enum SSRTable {
     /// Servers one process can be bound to at once (orphans of an earlier
     /// incarnation of a restarted server included).
     public static let bindingsPerTask = 4
+    /// How many of a server's latest request windows a fault makes suspect (a power
+    /// of two: the ring's cursor wraps with a mask).
+    public static let recentWindows = 4
 }
 
 public struct SSRBinding: Sendable {

@@ -15,8 +15,9 @@
 //   0x8000_0000  (end of user space)
 //
 // end: a process that exits, faults or is killed is taken out of every IPC
-// relationship first — processes blocked on it get `deadEndpoint` — then its
-// address space and every frame it owned are freed. Its slot lingers as `ended`
+// relationship first — processes blocked on it get `deadEndpoint` — then the
+// devices it drove are reset (they may hold its DMA addresses), then its address
+// space and every frame it owned are freed. Its slot lingers as `ended`
 // while a live parent may still `wait` for the status, and while a server has not
 // yet cleaned up an SSR it owned (orphans stay charged to it); when the slot is
 // freed its generation advances, so every TaskID naming the old process goes stale.
@@ -133,6 +134,16 @@ extension Kernel {
         return heapBytes <= deviceWindow - heapBase && stackBytes <= stackTop - devicesEnd - UInt64(pageSize)
     }
 
+    /// A driver is gone: the devices it programmed must stop using its DMA pages
+    /// before those frames go back to the allocator (there is no IOMMU).
+    mutating func quiesceDevices(of slot: Int) {
+        let program = image.program(tasks[slot].program)
+        for index in 0..<program.deviceCount {
+            let device = program.device(index)
+            platform.quiesceDevices(base: device.base, size: device.size)
+        }
+    }
+
     /// The ASID of a slot's address space; 0 is the kernel's.
     public func asid(of slot: Int) -> UInt16 { UInt16(slot + 1) }
 
@@ -175,6 +186,7 @@ extension Kernel {
         if dying.ssrPages > 0 {
             dropOrphans(of: dying.program)
         }
+        quiesceDevices(of: slot)
         let parentSlot = dying.parent.flatMap { liveSlot($0) }
         release(slot, keepingStatus: parentSlot != nil ? status : nil)
         if let parentSlot, tasks[parentSlot].state == .waiting, tasks[parentSlot].partner == slot {

@@ -61,6 +61,12 @@ public struct Task {
     var windowBinding = 0
     /// How many pages the window holds now (so closing it reads no binding).
     var windowPages = 0
+    /// The SSRs mapped for this server's latest requests, newest at `recentCursor - 1`
+    /// (a client's TaskID << 8 | binding index, with bit 62 set; 0: empty). When the
+    /// server faults they are all suspect, not only the one mapped at the fault: an
+    /// error may lie latent for a few requests before it is detected.
+    var recentWindows = InlineArray<4, UInt64>(repeating: 0)
+    var recentCursor = 0
     /// Where the window's page-table entries live (found once, at spawn), so mapping
     /// an SSR is a few stores rather than a page-table walk per page.
     var windowEntries: UInt64 = 0
