@@ -293,6 +293,35 @@ import Testing
         #expect(try name(of: 3, askedBy: 0) == "tight", "a manager sees all")
     }
 
+    @Test func ssrInfoShowsAClientOnlyItsOwnSSRsAndAServerThoseItServes() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.disk)  // 1
+        try harness.spawn(Program.client)  // 2
+        try harness.spawn(Program.client)  // 3
+        harness.recover(0, pages: 2)
+        harness.recover(1, pages: 1)
+        for (client, server) in [(2, 0), (3, 0), (3, 1)] {
+            harness.receive(server)
+            try harness.call(client, harness.id(server))
+            try harness.reply(from: server, to: harness.id(client))
+        }
+        let destination = ProcessLayout.heap + 0x100
+        func owners(seenBy caller: Int) throws -> [UInt32] {
+            var found: [UInt32] = []
+            for index in 0..<8 {
+                harness.syscall(caller, .ssrInfo, UInt(index), UInt(destination), UInt(SSRInfo.size))
+                guard harness.error(caller) == nil, harness.result(caller, 1) == 1 else { break }
+                let bytes = try harness.read(4, at: destination, in: caller)
+                found.append(bytes.reversed().reduce(0) { $0 << 8 | UInt32($1) })
+            }
+            return found
+        }
+        #expect(try owners(seenBy: 2) == [harness.id(2).rawValue], "a client sees only its own")
+        #expect(try owners(seenBy: 3) == [harness.id(3).rawValue, harness.id(3).rawValue])
+        #expect(try owners(seenBy: 1) == [harness.id(3).rawValue], "disk sees the SSRs it serves")
+    }
+
     // MARK: The audit finds what is wrong
 
     /// A busy scene: fs serving client 1, client 2 queued, client 3's orphan waiting.
