@@ -46,13 +46,13 @@ private func problem(_ text: String) -> SystemDescriptionError? {
         #expect(console.sends.isEmpty)
         #expect(shell.priority == 4)
         #expect(shell.startsAtBoot && shell.mayManage && shell.receivesBootArguments)
-        #expect(shell.sends == ["console", "config", "fs"])
+        #expect(shell.sends == ["console", "config", "fs", "timer"])
         #expect(crashme.priority == 5)
         #expect(!crashme.startsAtBoot && !crashme.mayManage && !crashme.receivesBootArguments)
         #expect(crashme.sends.contains("console"))
         let index = { (name: String) in system.programs.firstIndex { $0.name == name }! }
         #expect(system.sendMask(of: shell) == 1 << UInt64(index("console")) | 1 << UInt64(index("config"))
-                | 1 << UInt64(index("fs")))
+                | 1 << UInt64(index("fs")) | 1 << UInt64(index("timer")))
         #expect(system.sendMask(of: console) == 0)
         // The storage server owns every virtio-mmio slot and its interrupt; the
         // filesystem server reaches the disk only through it.
