@@ -14,7 +14,7 @@ import CurioABI
 public struct Kernel<P: Platform> {
     public static var maxTasks: Int { ReadyQueues.maxSlots }
     /// Where programs are loaded: root-table entry 1 of Sv39, which the kernel never uses.
-    public static var userSpace: Range<UInt64> { 0x4000_0000..<0x8000_0000 }
+    public static var userSpace: Range<UInt64> { KernelLayout.userSpace }
     public static var programSpace: Range<UInt64> { 0x4000_0000..<0x6000_0000 }
     public static var deviceWindow: UInt64 { 0x7000_0000 }
     public static var stackTop: UInt64 { 0x8000_0000 }

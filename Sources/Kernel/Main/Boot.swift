@@ -7,8 +7,9 @@
 //                  the command line before the allocator can reuse its page
 //   4. frames      hand every page from the kernel's end to the end of RAM to
 //                  the frame allocator
-//   5. paging      build the kernel page table (1 GiB identity gigapages for MMIO
-//                  and RAM, global, supervisor-only) and turn Sv39 on
+//   5. paging      build the kernel page table (an identity map of MMIO and RAM,
+//                  global, supervisor-only, W^X per kernel section: see
+//                  KernelMappings.swift) and turn Sv39 on
 //   6. traps       point stvec at trap.S, sscratch = 0 (we are in the kernel)
 //   7. interrupts  PLIC: S-mode context of hart 0, threshold 0; enable timer and
 //                  external interrupts in sie (sstatus.SIE stays off: the kernel
@@ -50,16 +51,20 @@ public func kernelMain(hart: UInt, deviceTreeAddress: UInt) -> Never {
     let memory = IdentityMemory()
     var frames = FrameAllocator(memory: memory,
                                 range: PhysicalAddress(kernelEnd)..<PhysicalAddress(ram.base + ram.size))
-    guard let kernelRoot = frames.allocate() else { panic("no memory for the kernel page table") }
-    let kernelSpace = AddressSpace(root: kernelRoot)
-    let global: PageFlags = [.read, .write, .global, .accessed, .dirty]
+    let layout = KernelLayout(
+        ram: PhysicalAddress(ram.base)..<PhysicalAddress(ram.base + ram.size),
+        devices: PhysicalAddress(0)..<PhysicalAddress(0x4000_0000),
+        textStart: PhysicalAddress(UInt64(UInt(bitPattern: kernel_text_start_address()))),
+        textEnd: PhysicalAddress(UInt64(UInt(bitPattern: kernel_text_end_address()))),
+        readOnlyEnd: PhysicalAddress(UInt64(UInt(bitPattern: kernel_data_start_address()))),
+        kernelEnd: PhysicalAddress(kernelEnd))
+    let kernelSpace: AddressSpace
     do {
-        try kernelSpace.mapGigapage(VirtualAddress(0), to: PhysicalAddress(0), flags: global, memory: memory)
-        try kernelSpace.mapGigapage(VirtualAddress(0x8000_0000), to: PhysicalAddress(0x8000_0000),
-                                    flags: global.union(.execute), memory: memory)
+        kernelSpace = try AddressSpace.createKernel(layout: layout, allocator: &frames)
     } catch {
         panic("cannot build the kernel page table")
     }
+    let kernelRoot = kernelSpace.root
     let asidsWork = enablePaging(kernelSpace)
 
     csr_write_stvec(UInt64(UInt(bitPattern: trap_vector_address())))

@@ -103,8 +103,13 @@ void trap_return(uint64_t *frame) __attribute__((noreturn));
 void trap_vector(void);
 
 /// Addresses the linker script defines.
-extern char __kernel_end[], __boot_image_start[], __boot_image_end[], __text_start[], __text_end[];
+extern char __kernel_end[], __boot_image_start[], __boot_image_end[], __text_start[], __text_end[], __data_start[];
 static inline __attribute__((always_inline)) void *kernel_end_address(void) { return __kernel_end; }
+/// The kernel's sections, for its page permissions: text [text_start, text_end), constants
+/// and the boot image [text_end, data_start), writable data [data_start, kernel_end).
+static inline __attribute__((always_inline)) const void *kernel_text_start_address(void) { return __text_start; }
+static inline __attribute__((always_inline)) const void *kernel_text_end_address(void) { return __text_end; }
+static inline __attribute__((always_inline)) const void *kernel_data_start_address(void) { return __data_start; }
 static inline __attribute__((always_inline)) const void *boot_image_start_address(void) { return __boot_image_start; }
 static inline __attribute__((always_inline)) const void *boot_image_end_address(void) { return __boot_image_end; }
 static inline __attribute__((always_inline)) void *trap_vector_address(void) { return (void *)trap_vector; }

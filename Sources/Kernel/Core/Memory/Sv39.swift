@@ -35,17 +35,19 @@
 // Curio uses them to record ownership in the tables themselves, so an address space
 // needs no side structure (and the kernel no heap) to know what to free.
 //
-// The kernel's own mappings. The kernel identity-maps MMIO and RAM with gigapages at
-// root indexes 0 and 2 of its root table (index 1, 0x4000_0000 ..< 0x8000_0000, is
-// left for user programs). Every address space must contain those mappings so the
-// kernel keeps running when it switches `satp` to a process. `create` therefore
-// copies every valid entry of the kernel's root into the new root and marks each
-// copy "borrowed". Borrowed entries are never freed by `destroy`, and `map` and
-// `unmap` refuse to work beneath them, so a process's address space can never edit
-// or free the kernel's tables. The copy is taken at creation: the kernel must finish
-// its root entries before creating the first process (root entries it adds later
-// would not appear in existing spaces). The kernel's root itself is made with
-// `create(allocator:sharing: nil)` plus `mapGigapage`.
+// The kernel's own mappings. The kernel identity-maps MMIO and RAM under root
+// indexes 0 and 2 of its root table (index 1, 0x4000_0000 ..< 0x8000_0000, is left
+// for user programs), W^X: a gigapage for MMIO, and a level-1 table with megapages
+// and 4 KiB pages for RAM (KernelMappings.swift). Every address space must contain
+// those mappings so the kernel keeps running when it switches `satp` to a process.
+// `create` therefore copies every valid entry of the kernel's root into the new root
+// and marks each copy "borrowed"; a copy may be a leaf or point to a kernel table,
+// which all spaces then share. Nothing beneath a borrowed entry is ever freed by
+// `destroy`, and `map` and `unmap` refuse to work there, so a process's address
+// space can never edit or free the kernel's tables. The copy is taken at creation:
+// the kernel must finish its root entries before creating the first process (root
+// entries it adds later would not appear in existing spaces). The kernel's root
+// itself is made by `createKernel` (tests also build one with `mapGigapage`).
 //
 // `map` works in two phases: it first walks the tree to count the tables it will
 // need and checks the allocator has that many free frames, and only then changes

@@ -16,8 +16,9 @@
 // as it was, and a syscall that fails has no effect.
 //
 // A leaf must be a 4 KiB page because only `map` builds user mappings and it only
-// builds those; a megapage or gigapage with U set would be a kernel bug, and refusing
-// it keeps the kernel's own gigapages (which have U clear anyway) doubly out of reach.
+// builds those; a megapage or gigapage with U set would be a kernel bug. A leaf
+// reached through a root entry borrowed from the kernel is refused as well, so the
+// kernel's own pages (which have U clear anyway) are doubly out of reach.
 //
 // Validation and copy are two walks over the same tables, which is sound because the
 // kernel does not change a process's tables while it is inside one of its syscalls.
@@ -106,14 +107,14 @@ extension AddressSpace {
         }
     }
 
-    /// The physical address of user byte `va`, if its page is a 4 KiB leaf with V, U,
-    /// R (and W when `writable`) set. Never a kernel gigapage: those lack U.
+    /// The physical address of user byte `va`, if its page is a 4 KiB leaf of this
+    /// space (not the kernel's) with V, U, R (and W when `writable`) set.
     func userFrame<M: PhysicalMemory>(
         of va: VirtualAddress, writable: Bool, memory: M
     ) -> PhysicalAddress? {
         let stop = walk(va, memory: memory)
         let flags = stop.entry.flags
-        guard stop.isPageLeaf, flags.contains(.user), flags.contains(.read),
+        guard stop.isPageLeaf, !stop.isBorrowed, flags.contains(.user), flags.contains(.read),
               !writable || flags.contains(.write) else { return nil }
         return stop.entry.frame.advanced(by: va.pageOffset)
     }
