@@ -58,7 +58,8 @@ public enum SSRMessage {
 
 /// Faults the kernel can inject into a server (software-implemented fault injection).
 public enum FaultKind: UInt, CaseIterable, Sendable {
-    /// Point a random saved register at an unmapped address: a wild access follows.
+    /// Store a random value at a random mapped, writable address of the server (a
+    /// stray store through a bad pointer that happened to land somewhere valid).
     case wildWrite = 0
     /// Flip one bit of one saved register at a random point of execution.
     case registerBitFlip = 1
@@ -72,6 +73,8 @@ public enum FaultKind: UInt, CaseIterable, Sendable {
     case endlessLoop = 5
     /// Replace the next instruction with an illegal one.
     case illegalInstruction = 6
+    /// Flip one bit of a register that holds a pointer into the server's memory.
+    case pointerFlip = 7
 
     public var name: StaticString {
         switch self {
@@ -82,6 +85,7 @@ public enum FaultKind: UInt, CaseIterable, Sendable {
         case .ssrBitFlip: "ssr-flip"
         case .endlessLoop: "loop"
         case .illegalInstruction: "illegal"
+        case .pointerFlip: "pointer-flip"
         }
     }
 }
@@ -95,6 +99,10 @@ public enum FaultTrigger: UInt, Sendable {
     /// After a pseudo-random number of clock ticks below the argument, wherever the
     /// server is then (if it is not running, at the next moment it is).
     case randomTime = 2
+    /// After a pseudo-random 1...argument clock ticks of the server's own execution
+    /// (time it runs, not time it waits): under `-icount shift=0` a tick is 100
+    /// instructions, so this strikes at a random point of the code it executes.
+    case execution = 3
 }
 
 /// What `ssrInfo` writes: a fixed little-endian layout.

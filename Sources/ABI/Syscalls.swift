@@ -73,7 +73,8 @@ public enum Syscall: UInt, Sendable {
     /// Inject a fault into program a0/a1 (name): kind a2 (`FaultKind`), trigger a3
     /// (`FaultTrigger`), trigger argument a4, aim a5 (0: random; otherwise 1 + the
     /// register number for register faults, 1 + the byte offset in the region for bit
-    /// flips). Needs `manage`.
+    /// flips), seed a6 (0: go on with the kernel's generator; otherwise the fault's
+    /// moment and target follow from the seed alone). Needs `manage`.
     case injectFault = 21
     /// Describe SSR number a0 (over all processes) into the `SSRInfo` at a1 (a2 = size).
     /// -> a1 = 1 if there was one, 0 past the end.

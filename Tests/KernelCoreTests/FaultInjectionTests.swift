@@ -97,7 +97,7 @@ import Testing
         #expect(harness.error(Self.manager) == .notFound, "a program with no running instance")
         try inject(harness, rawKind: UInt(FaultKind.allCases.count))
         #expect(harness.error(Self.manager) == .badArgument)
-        try inject(harness, rawKind: loop, rawTrigger: 3)
+        try inject(harness, rawKind: loop, rawTrigger: 4)
         #expect(harness.error(Self.manager) == .badArgument)
         #expect(harness.task(Self.fs).injection.kind == nil, "nothing was armed")
 
@@ -123,12 +123,18 @@ import Testing
 
         switch kind {
         case .wildWrite:
+            let memory = [(clean.data, struck.data), (clean.stack, struck.stack), (clean.ssr, struck.ssr)]
+            let changedWords = memory.flatMap { clean, struck in
+                stride(from: 0, to: clean.count, by: 8).filter { clean[$0..<$0 + 8] != struck[$0..<$0 + 8] }
+            }
+            #expect(changedWords.count == 1, "one aligned word of writable memory")
+        case .pointerFlip:
             #expect(changedRegisters.count == 1)
             if let register = changedRegisters.first {
                 #expect((1...31).contains(register), "never the pc")
-                #expect((0x10...0x1000).contains(struck.registers[register]), "a low address")
-                #expect(harness.flags(at: struck.registers[register], in: Self.fs)?.contains(.user) != true,
-                        "that the server cannot touch")
+                #expect((clean.registers[register] ^ struck.registers[register]).nonzeroBitCount == 1)
+                #expect(harness.flags(at: clean.registers[register], in: Self.fs)?.contains(.user) == true,
+                        "it held a pointer into the server's memory")
             }
         case .registerBitFlip:
             #expect(changedRegisters.count == 1)
@@ -149,12 +155,14 @@ import Testing
         case .illegalInstruction:
             #expect(struck.instruction == 0xFFFF_FFFF)
         }
-        let touchesRegisters = kind == .wildWrite || kind == .registerBitFlip
+        let touchesRegisters = kind == .pointerFlip || kind == .registerBitFlip
         let patchesCode = kind == .endlessLoop || kind == .illegalInstruction
         if !touchesRegisters { #expect(changedRegisters.isEmpty) }
-        if kind != .dataBitFlip { #expect(dataBits == 0) }
-        if kind != .stackBitFlip { #expect(stackBits == 0) }
-        if kind != .ssrBitFlip { #expect(ssrBits == 0) }
+        if kind != .wildWrite {
+            if kind != .dataBitFlip { #expect(dataBits == 0) }
+            if kind != .stackBitFlip { #expect(stackBits == 0) }
+            if kind != .ssrBitFlip { #expect(ssrBits == 0) }
+        }
         if !patchesCode { #expect(struck.instruction == Self.pristineInstruction) }
         #expect(harness.kernel.platform.instructionSynchronizations == (patchesCode ? 1 : 0))
     }
@@ -287,6 +295,66 @@ import Testing
         }
         #expect(harness.physical(kernelText.rawValue, count: 64) == before)
         #expect(harness.kernel.platform.instructionSynchronizations == 0, "nothing was patched")
+    }
+
+    // MARK: Execution triggers and seeds
+
+    /// The machine layer's view of one stretch of the server running: resume it, let
+    /// `ticks` pass, trap out of it.
+    private func run(_ harness: KernelHarness, ticks: UInt64) {
+        harness.kernel.current = Self.fs
+        harness.kernel.resuming(Self.fs)
+        harness.clock += ticks
+        harness.kernel.trapped()
+    }
+
+    @Test func anExecutionFaultCountsOnlyTheTargetsOwnRunningTime() throws {
+        let harness = try setUp()
+        try deliverRequest(harness)
+        try inject(harness, .registerBitFlip, trigger: .execution, argument: 1_000)
+        let due = harness.task(Self.fs).injection.countdown
+        #expect((1...1_000).contains(due))
+        let before = harness.snapshot(Self.fs)
+
+        harness.clock += 50_000  // waiting, or others running: not counted
+        harness.kernel.current = Self.client
+        harness.kernel.trapped()
+        run(harness, ticks: due - 1)
+        #expect(harness.snapshot(Self.fs) == before, "one tick short")
+        #expect(harness.task(Self.fs).injection.countdown == 1)
+        #expect(harness.kernel.nextTimerDeadline != nil)
+
+        harness.kernel.current = Self.fs
+        harness.kernel.resuming(Self.fs)
+        #expect(harness.kernel.nextTimerDeadline == harness.clock + 1, "the clock is armed for the moment")
+        harness.clock += 1
+        harness.kernel.trapped()
+        let changed = (0..<RegisterFile.slots).filter { before[$0] != harness.snapshot(Self.fs)[$0] }
+        #expect(changed.count == 1)
+        #expect(harness.outputCount("injected reg-flip into fs") == 1)
+        run(harness, ticks: 10_000)
+        #expect(harness.outputCount("injected") == 1, "once")
+    }
+
+    /// Two runs with the same seed hit the same moment and the same bit; another seed
+    /// (almost surely) does not.
+    @Test func aSeedDecidesTheMomentAndTheTarget() throws {
+        func strike(seed: UInt) throws -> (UInt64, [UInt64]) {
+            let harness = try setUp()
+            try deliverRequest(harness)
+            let (address, length) = try harness.name("fs", in: Self.manager)
+            harness.syscall(Self.manager, .injectFault, address, length, FaultKind.registerBitFlip.rawValue,
+                            FaultTrigger.execution.rawValue, 100_000, 0, seed)
+            #expect(harness.error(Self.manager) == nil)
+            let due = harness.task(Self.fs).injection.countdown
+            run(harness, ticks: due)
+            return (due, harness.snapshot(Self.fs))
+        }
+        let first = try strike(seed: 42)
+        let again = try strike(seed: 42)
+        let other = try strike(seed: 43)
+        #expect(first.0 == again.0 && first.1 == again.1)
+        #expect(first.0 != other.0 || first.1 != other.1)
     }
 
     @Test func aRandomTimeFaultIgnoresRequests() throws {

@@ -50,6 +50,9 @@ public struct Kernel<P: Platform> {
     var programsWithOrphans: UInt64 = 0
     /// The fault injector's generator (fixed seed: runs under -icount repeat).
     var randomState: UInt64 = 0x9E37_79B9_7F4A_7C15
+    /// Processes whose own execution an armed fault is counting down (a slot may stay
+    /// after its fault is gone; the count checks).
+    var executionTargets = SlotSet()
     /// The earliest `setTimer` deadline of any process (may be stale-early, never late).
     public internal(set) var nextTimerDeadline: UInt64? {
         get { earliestDeadline == .max ? nil : earliestDeadline }

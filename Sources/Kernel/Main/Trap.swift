@@ -24,6 +24,7 @@ nonisolated(unsafe) var armedDeadline: UInt64 = 0
 @_cdecl("kernel_trap")
 public func kernelTrap(frame: UnsafeMutablePointer<UInt64>) -> UnsafeMutablePointer<UInt64> {
     let cause = csr_read_scause()
+    kernel.pointee.trapped()
     if cause >> 63 != 0 {
         handleInterrupt(code: cause & 0xFF)
     } else if let slot = kernel.pointee.current {
@@ -63,6 +64,7 @@ func resumeCurrentProcess() -> UnsafeMutablePointer<UInt64> {
                                                  asid: kernel.pointee.asid(of: slot))
                 activeSlot = slot
             }
+            kernel.pointee.resuming(slot)
             armClock()
             return kernel.pointee.frame(of: slot)
         }

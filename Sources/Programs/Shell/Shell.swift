@@ -96,10 +96,12 @@ struct Shell {
         uptime                    time since boot, and instructions from power-on to the shell
         ssr                       list server state regions: owner pid, server, pages, state, last request
         audit                     check the kernel's invariants (frame owners, charges, queues, SSR windows)
-        inject SERVER FAULT [TRIGGER [ARG]]
-                                  inject a fault into a server: FAULT one of wild-write, reg-flip,
-                                  data-flip, stack-flip, ssr-flip, loop, illegal; TRIGGER next (default),
-                                  after (ARG requests, default 1) or random (within ARG ticks, default 1 s)
+        inject SERVER FAULT [TRIGGER [ARG]] [aim=N] [seed=S]
+                                  inject a fault into a server: FAULT one of wild-write, pointer-flip,
+                                  reg-flip, data-flip, stack-flip, ssr-flip, loop, illegal; TRIGGER next
+                                  (default), after (ARG requests, default 1), random (within ARG ticks,
+                                  default 1 s) or exec (within ARG ticks of the server's own execution,
+                                  default 10 ms); seed=S makes the moment and target repeatable
         poweroff                  turn the machine off
         """)
         print(fileCommandsHelp)
@@ -146,22 +148,34 @@ struct Shell {
         return 0
     }
 
-    /// `inject SERVER FAULT [TRIGGER [ARG]]`: arms a fault in a running server.
+    /// `inject SERVER FAULT [TRIGGER [ARG]] [aim=N] [seed=S]`: arms a fault in a running server.
     static func inject(_ arguments: [String]) -> Int32 {
-        let usage = "usage: inject SERVER FAULT [next|after|random [ARG]]"
-        guard arguments.count >= 2, arguments.count <= 4 else {
+        let usage = "usage: inject SERVER FAULT [next|after N|random T|exec T] [aim=N] [seed=S]"
+        var positional: [String] = []
+        var aim: UInt = 0
+        var seed: UInt = 0
+        for word in arguments {
+            if word.hasPrefix("aim="), let value = UInt(word.dropFirst(4)) {
+                aim = value
+            } else if word.hasPrefix("seed="), let value = UInt(word.dropFirst(5)) {
+                seed = value
+            } else {
+                positional.append(word)
+            }
+        }
+        guard positional.count >= 2, positional.count <= 4 else {
             print(usage)
             return 2
         }
-        guard let kind = FaultKind.allCases.first(where: { String($0.name) == arguments[1] }) else {
-            print("inject: unknown fault '" + arguments[1] + "'; one of: "
+        guard let kind = FaultKind.allCases.first(where: { String($0.name) == positional[1] }) else {
+            print("inject: unknown fault '" + positional[1] + "'; one of: "
                   + FaultKind.allCases.map { String($0.name) }.joined(separator: ", "))
             return 2
         }
         var trigger = FaultTrigger.nextRequest
         var argument: UInt = 0
-        if arguments.count >= 3 {
-            switch arguments[2] {
+        if positional.count >= 3 {
+            switch positional[2] {
             case "next": trigger = .nextRequest
             case "after":
                 trigger = .afterRequests
@@ -169,32 +183,37 @@ struct Shell {
             case "random":
                 trigger = .randomTime
                 argument = UInt(System.ticksPerSecond)
+            case "exec":
+                trigger = .execution
+                argument = UInt(System.ticksPerSecond / 100)
             default:
                 print(usage)
                 return 2
             }
         }
-        if arguments.count == 4 {
-            guard let value = UInt(arguments[3]) else {
+        if positional.count == 4 {
+            guard let value = UInt(positional[3]) else {
                 print(usage)
                 return 2
             }
             argument = value
         }
-        let name = Array(arguments[0].utf8)
+        let name = Array(positional[0].utf8)
         let result: Result<Void, SyscallError> = name.withUnsafeBytes { bytes in
             Result { () throws(SyscallError) in
-                try System.injectFault(into: bytes, kind: kind, trigger: trigger, argument: argument)
+                try System.injectFault(into: bytes, kind: kind, trigger: trigger, argument: argument, aim: aim,
+                                       seed: seed)
             }
         }
         do throws(SyscallError) {
             try result.get()
         } catch {
-            print("inject " + arguments[0] + ": " + describe(error))
+            print("inject " + positional[0] + ": " + describe(error))
             return 1
         }
-        let when = arguments.count > 2 ? arguments.dropFirst(2).joined(separator: " ") : "next"
-        print("armed " + String(kind.name) + " in " + arguments[0] + " (" + when + ")")
+        let when = positional.count > 2 ? positional.dropFirst(2).joined(separator: " ") : "next"
+        print("armed " + String(kind.name) + " in " + positional[0] + " (" + when + ")"
+              + (seed != 0 ? ", seed \(seed)" : ""))
         return 0
     }
 

@@ -192,11 +192,13 @@ public enum System {
     /// ticks for `randomTime`).
     /// `aim`: 0 strikes at random; otherwise 1 + the register number (register faults)
     /// or 1 + the byte offset in the region (bit flips).
+    /// `seed`: 0 goes on with the kernel's generator; any other value makes the moment
+    /// and the target of the fault follow from it alone (a run can be replayed).
     public static func injectFault(into program: UnsafeRawBufferPointer, kind: FaultKind,
                                    trigger: FaultTrigger = .nextRequest, argument: UInt = 0,
-                                   aim: UInt = 0) throws(SyscallError) {
+                                   aim: UInt = 0, seed: UInt = 0) throws(SyscallError) {
         _ = try call(.injectFault, address(program), UInt(program.count), kind.rawValue, trigger.rawValue, argument,
-                     aim)
+                     aim, seed)
     }
 
     public static func injectFault(into program: StaticString, kind: FaultKind, trigger: FaultTrigger = .nextRequest,

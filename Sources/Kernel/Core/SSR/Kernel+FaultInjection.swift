@@ -1,11 +1,17 @@
 // Software-implemented fault injection, for watching servers fail and recover.
 //
 // `injectFault` arms one fault against a running program; it strikes on a trigger:
-// when the next (or Nth) request is delivered, or after a pseudo-random number of
-// clock ticks. The faults follow the models of the Rio, Nooks and MINIX 3 campaigns:
+// when the next (or Nth) request is delivered, after a pseudo-random number of
+// clock ticks, or after a pseudo-random amount of the target's own execution — the
+// last is the SWIFI literature's "a random instruction while the server executes":
+// the kernel counts only the time the target runs (from each return into it to the
+// next trap out of it) and arms the clock for the moment the count runs out, which
+// under `-icount` is an exact instruction. The faults follow the models of the Rio,
+// Nooks and MINIX 3 campaigns:
 //
-//   wild-write   a random register is pointed at unmapped memory, so the code that
-//                next dereferences it makes a wild access
+//   wild-write   a random 64-bit value is stored at a random mapped, writable
+//                address of the target (its data, heap, stack or mapped SSR)
+//   pointer-flip one bit flips in a register that points into the target's memory
 //   reg-flip     one bit of one saved register (x1..x31 or pc) flips
 //   data-flip    one bit of the data/bss/heap flips
 //   stack-flip   one bit of the live stack (sp..top) flips
@@ -15,7 +21,9 @@
 //
 // A flip is not always *activated*: the bit may never be read, or be masked. The
 // kernel only reports what it did; campaigns judge the outcome from what clients see.
-// The generator is a fixed-seed xorshift, so a run under -icount repeats exactly.
+// The generator is a xorshift; an injection may carry a seed, which then alone
+// decides the moment and the target, so a run can be replayed (exactly under
+// -icount); without one the kernel's own sequence goes on.
 //
 // A fault strikes only a process that is about to run: at a request's delivery, or
 // at a clock tick that interrupted the target itself (a time trigger that comes due
@@ -30,20 +38,24 @@ import CurioABI
 public struct PendingInjection: Sendable {
     public var kind: FaultKind?
     public var trigger: FaultTrigger = .nextRequest
-    /// Requests still to pass (afterRequests), or the clock time (randomTime).
+    /// Requests still to pass (afterRequests), the clock time (randomTime), or clock
+    /// ticks of the target's execution still to pass (execution).
     public var countdown: UInt64 = 0
     /// 0: strike at random; otherwise 1 + the register or byte offset to hit.
     public var aim: UInt = 0
+    /// When the target was last resumed, for the execution trigger (0: not running).
+    var resumedAt: UInt64 = 0
 
     public init() {}
 }
 
 extension Kernel {
     mutating func injectFault(by caller: Int, into name: UserBuffer, kind: FaultKind, trigger: FaultTrigger,
-                              argument: UInt, aim: UInt = 0) throws(SyscallError) {
+                              argument: UInt, aim: UInt = 0, seed: UInt64 = 0) throws(SyscallError) {
         guard tasks[caller].mayManage else { throw .notPermitted }
         let program = try programIndex(named: name, in: caller)
         guard let target = firstLiveInstance(of: program) else { throw .notFound }
+        if seed != 0 { randomState = Self.scrambled(seed) }
         var injection = PendingInjection()
         injection.kind = kind
         injection.trigger = trigger
@@ -56,13 +68,63 @@ extension Kernel {
         case .randomTime:
             injection.countdown = platform.now() &+ 1 &+ random() % UInt64(max(argument, 1))
             noteDeadline(injection.countdown)
+        case .execution:
+            injection.countdown = 1 &+ random() % UInt64(max(argument, 1))
+            executionTargets.insert(target)
         }
         tasks[target].injection = injection
     }
 
+    /// The machine layer is about to return into `slot`: if its execution is being
+    /// counted, the count starts now, and the clock is armed for when it runs out.
+    @inline(__always)
+    public mutating func resuming(_ slot: Int) {
+        guard !executionTargets.isEmpty, executionTargets.contains(slot) else { return }
+        resumingCounted(slot)
+    }
+
+    /// A trap has just taken the processor from the process in `currentSlot`: count
+    /// what it ran, and strike if its count ran out.
+    @inline(__always)
+    public mutating func trapped() {
+        guard !executionTargets.isEmpty, currentSlot >= 0, executionTargets.contains(currentSlot) else { return }
+        trappedCounted(currentSlot)
+    }
+
+    private mutating func resumingCounted(_ slot: Int) {
+        guard tasks[slot].isLive, tasks[slot].injection.kind != nil, tasks[slot].injection.trigger == .execution else {
+            executionTargets.remove(slot)
+            return
+        }
+        let now = platform.now()
+        tasks[slot].injection.resumedAt = now
+        noteDeadline(now &+ tasks[slot].injection.countdown)
+    }
+
+    private mutating func trappedCounted(_ slot: Int) {
+        guard tasks[slot].isLive, let kind = tasks[slot].injection.kind, tasks[slot].injection.trigger == .execution
+        else {
+            executionTargets.remove(slot)
+            return
+        }
+        let resumed = tasks[slot].injection.resumedAt
+        guard resumed != 0 else { return }
+        tasks[slot].injection.resumedAt = 0
+        let ran = platform.now() &- resumed
+        if ran < tasks[slot].injection.countdown {
+            tasks[slot].injection.countdown -= ran
+            return
+        }
+        let aim = tasks[slot].injection.aim
+        tasks[slot].injection = PendingInjection()
+        executionTargets.remove(slot)
+        strike(kind, at: slot, aim: aim)
+    }
+
     /// A request is being delivered to `slot`: count down request triggers.
     mutating func injectionPointAtDelivery(_ slot: Int) {
-        guard let kind = tasks[slot].injection.kind, tasks[slot].injection.trigger != .randomTime else { return }
+        guard let kind = tasks[slot].injection.kind, tasks[slot].injection.trigger == .nextRequest
+                || tasks[slot].injection.trigger == .afterRequests else { return }
         tasks[slot].injection.countdown -= 1
         if tasks[slot].injection.countdown == 0 {
             let aim = tasks[slot].injection.aim
@@ -92,8 +154,19 @@ extension Kernel {
         func target(below limit: UInt64) -> UInt64 { aim > 0 ? UInt64(aim - 1) % limit : random() % limit }
         switch kind {
         case .wildWrite:
-            let register = 1 + Int(target(below: 31))
-            file.base[register] = 0x10 &+ (random() & 0xFF0)
+            let pages = writablePages(of: slot)
+            if pages > 0, let page = writablePage(target(below: UInt64(pages * pageSize)) / UInt64(pageSize), of: slot) {
+                let offset = Int(random() % UInt64(pageSize / 8)) * 8
+                platform.memory.pointer(to: page).advanced(by: offset).storeBytes(of: random(), as: UInt64.self)
+            }
+        case .pointerFlip:
+            var pointers = InlineArray<32, UInt8>(repeating: 0)
+            var count = 0
+            for register in 1..<32 where pointsIntoMemory(file.base[register], of: slot) {
+                pointers[count] = UInt8(register)
+                count += 1
+            }
+            if count > 0 { file.base[Int(pointers[Int(target(below: UInt64(count)))])] ^= bit }
         case .registerBitFlip:
             file.base[Int(target(below: 32))] ^= bit
         case .dataBitFlip:
@@ -134,6 +207,59 @@ extension Kernel {
         byte.storeBytes(of: byte.load(as: UInt8.self) ^ UInt8(1 << (random() % 8)), as: UInt8.self)
     }
 
+    /// Whether `value` is an address of a page mapped in the process (a pointer).
+    private func pointsIntoMemory(_ value: UInt64, of slot: Int) -> Bool {
+        guard let space = tasks[slot].addressSpace, Self.userSpace.contains(value) else { return false }
+        return space.userFrame(of: VirtualAddress(value), writable: false, memory: platform.memory) != nil
+    }
+
+    /// How many writable 4 KiB user pages the process has mapped (its data, heap,
+    /// stack, and the SSR its window shows).
+    private func writablePages(of slot: Int) -> Int {
+        var count = 0
+        forEachWritablePage(of: slot) { _ in
+            count += 1
+            return false
+        }
+        return count
+    }
+
+    /// The frame of the `index`th writable page, in address order.
+    private func writablePage(_ index: UInt64, of slot: Int) -> PhysicalAddress? {
+        var remaining = index
+        var found: PhysicalAddress?
+        forEachWritablePage(of: slot) { frame in
+            if remaining == 0 {
+                found = frame
+                return true
+            }
+            remaining -= 1
+            return false
+        }
+        return found
+    }
+
+    /// Visits the frames of the process's writable 4 KiB user pages until `body`
+    /// returns true; device windows are not memory and are left out.
+    private func forEachWritablePage(of slot: Int, _ body: (PhysicalAddress) -> Bool) {
+        guard let space = tasks[slot].addressSpace else { return }
+        var address = Self.userSpace.lowerBound
+        while address < Self.userSpace.upperBound {
+            let stop = space.walk(VirtualAddress(address), memory: platform.memory)
+            guard stop.entry.isValid, !stop.isBorrowed else {
+                address = (address | (Sv39.leafSize(level: stop.level) - 1)) &+ 1
+                continue
+            }
+            let flags = stop.entry.flags
+            if stop.isPageLeaf, flags.contains(.user), flags.contains(.write),
+               !(Self.deviceWindow..<Self.stackTop).contains(address) || flags.contains(.owned),
+               body(stop.entry.frame) {
+                return
+            }
+            address &+= UInt64(pageSize)
+        }
+    }
+
     /// Overwrites the instruction at `pc` in the process's own copy of its code.
     private mutating func patchInstruction(at pc: UInt64, with instruction: UInt32, in slot: Int) {
         guard pc % 2 == 0, pc % UInt64(pageSize) <= UInt64(pageSize - 4), let space = tasks[slot].addressSpace,
@@ -143,6 +269,16 @@ extension Kernel {
         word.storeBytes(of: UInt16(truncatingIfNeeded: instruction), as: UInt16.self)
         (word + 2).storeBytes(of: UInt16(truncatingIfNeeded: instruction >> 16), as: UInt16.self)
         platform.synchronizeInstructions()
+    }
+
+    /// SplitMix64's finaliser: neighbouring seeds give unrelated generator states
+    /// (xorshift must not start at 0).
+    static func scrambled(_ seed: UInt64) -> UInt64 {
+        var value = seed &+ 0x9E37_79B9_7F4A_7C15
+        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
+        value ^= value >> 31
+        return value == 0 ? 1 : value
     }
 
     mutating func random() -> UInt64 {

@@ -38,7 +38,7 @@ public enum SyscallRequest: Equatable, Sendable {
     case ssrRecoverNext(cursor: Int, verdictOnCurrent: SSRVerdict?)
     case ssrVerdict(client: TaskID, verdict: SSRVerdict)
     case recoveryComplete
-    case injectFault(server: UserBuffer, kind: FaultKind, trigger: FaultTrigger, argument: UInt, aim: UInt)
+    case injectFault(server: UserBuffer, kind: FaultKind, trigger: FaultTrigger, argument: UInt, aim: UInt, seed: UInt)
     case ssrInfo(index: Int, destination: UserBuffer)
     case reportFailure
     case physicalAddress(VirtualAddress)
@@ -187,7 +187,7 @@ extension SyscallRequest {
             guard let kind = FaultKind(rawValue: a(2)), let trigger = FaultTrigger(rawValue: a(3)) else {
                 throw .badArgument
             }
-            return .injectFault(server: name, kind: kind, trigger: trigger, argument: a(4), aim: a(5))
+            return .injectFault(server: name, kind: kind, trigger: trigger, argument: a(4), aim: a(5), seed: a(6))
         case .ssrInfo:
             guard a(2) >= UInt(SSRInfo.size) else { throw .badArgument }
             let destination = try buffer(a(1), UInt(SSRInfo.size), limit: SSRInfo.size, writable: true)

@@ -1,0 +1,38 @@
+// The fault model on the real machine: a fault armed with the execution trigger
+// strikes at a random instruction while its target runs (not at a request or a
+// tick), and a seed makes the moment and the target repeat exactly under -icount.
+
+import Testing
+
+@Suite(.serialized)
+struct FaultModelTests {
+    static let icount = ["-icount", "shift=0,sleep=off"]
+
+    private func strikeReport(seed: Int) throws -> String {
+        let run = try CurioMachine.run(
+            commands: "run timerclient 10000 200 &; inject timer illegal exec 300 seed=\(seed); wait timerclient",
+            timeout: .seconds(60), extra: Self.icount)
+        #expect(!run.timedOut)
+        #expect(run.console.contains("timerclient ok waits=200"), "the client carried on:\n\(run.console)")
+        return run.console.split(separator: "\n").first { $0.hasPrefix("[kernel] timer (pid") }.map(String.init) ?? ""
+    }
+
+    @Test func anExecutionFaultStrikesMidCodeAndASeedRepeatsIt() throws {
+        let first = try strikeReport(seed: 5)
+        #expect(first.contains("stopped: illegal instruction"), "\(first)")
+        let again = try strikeReport(seed: 5)
+        #expect(again == first, "same seed, same instruction")
+    }
+
+    /// A true wild write: a random value lands somewhere the server may write. Whatever
+    /// it hits, the server's checks or a restart keep its clients' answers right.
+    @Test func wildWritesLeaveTheTimerClientsCorrect() throws {
+        let injections = (1...6).map { "inject timer wild-write exec 200 seed=\($0); sleep 30" }.joined(separator: "; ")
+        let run = try CurioMachine.run(commands: "run timerclient 10000 400 &; " + injections + "; wait timerclient; audit",
+                                       timeout: .seconds(90), extra: Self.icount)
+        #expect(!run.timedOut)
+        #expect(run.console.components(separatedBy: "[kernel] injected wild-write into timer").count - 1 == 6)
+        #expect(run.console.contains("timerclient ok waits=400"), "\(run.console)")
+        #expect(run.console.contains("audit: clean"))
+    }
+}
