@@ -75,6 +75,15 @@ public enum FaultKind: UInt, CaseIterable, Sendable {
     case illegalInstruction = 6
     /// Flip one bit of a register that holds a pointer into the server's memory.
     case pointerFlip = 7
+    /// Mutate the instruction about to run, as a programming error would (a deleted
+    /// statement, an inverted branch, a wrong register or pointer, a bound off by
+    /// one); aim 1...5 picks the mutation.
+    case codeMutation = 8
+
+    /// Or'ed into the kind given to `injectFault`: a code fault (mutate, loop,
+    /// illegal) is also applied to every later load of the program, so a restarted
+    /// server has the same bug.
+    public static let persistentFlag: UInt = 0x100
 
     public var name: StaticString {
         switch self {
@@ -86,6 +95,7 @@ public enum FaultKind: UInt, CaseIterable, Sendable {
         case .endlessLoop: "loop"
         case .illegalInstruction: "illegal"
         case .pointerFlip: "pointer-flip"
+        case .codeMutation: "mutate"
         }
     }
 }

@@ -70,7 +70,8 @@ public enum Syscall: UInt, Sendable {
     case ssrVerdict = 19
     /// Recovery is over: re-deliver the requests that were in flight.
     case recoveryComplete = 20
-    /// Inject a fault into program a0/a1 (name): kind a2 (`FaultKind`), trigger a3
+    /// Inject a fault into program a0/a1 (name): kind a2 (`FaultKind`, or'ed with
+    /// `FaultKind.persistentFlag` for a code fault that survives restarts), trigger a3
     /// (`FaultTrigger`), trigger argument a4, aim a5 (0: random; otherwise 1 + the
     /// register number for register faults, 1 + the byte offset in the region for bit
     /// flips), seed a6 (0: go on with the kernel's generator; otherwise the fault's

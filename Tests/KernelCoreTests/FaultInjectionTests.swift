@@ -154,9 +154,12 @@ import Testing
             #expect(struck.instruction == 0x0000_006F, "j .")
         case .illegalInstruction:
             #expect(struck.instruction == 0xFFFF_FFFF)
+        case .codeMutation:
+            #expect(struck.instruction != Self.pristineInstruction)
+            #expect(harness.output.contains("[kernel] mutation: "))
         }
         let touchesRegisters = kind == .pointerFlip || kind == .registerBitFlip
-        let patchesCode = kind == .endlessLoop || kind == .illegalInstruction
+        let patchesCode = kind == .endlessLoop || kind == .illegalInstruction || kind == .codeMutation
         if !touchesRegisters { #expect(changedRegisters.isEmpty) }
         if kind != .wildWrite {
             if kind != .dataBitFlip { #expect(dataBits == 0) }
@@ -295,6 +298,39 @@ import Testing
         }
         #expect(harness.physical(kernelText.rawValue, count: 64) == before)
         #expect(harness.kernel.platform.instructionSynchronizations == 0, "nothing was patched")
+    }
+
+    // MARK: Persistent code faults
+
+    /// A persistent bug is in every later load of the program: the restarted server
+    /// has it too. Giving the server up ends it.
+    @Test func aPersistentCodeFaultSurvivesRestartsUntilTheServerIsGivenUp() throws {
+        let harness = try setUp()
+        let (address, length) = try harness.name("fs", in: Self.manager)
+        harness.syscall(Self.manager, .injectFault, address, length,
+                        FaultKind.illegalInstruction.rawValue | FaultKind.persistentFlag, FaultTrigger.nextRequest.rawValue)
+        #expect(harness.error(Self.manager) == nil)
+        try deliverRequest(harness)
+        #expect(try observe(harness).instruction == 0xFFFF_FFFF)
+        harness.kernel.fault(Self.fs, cause: .illegalInstruction, address: 0)
+        #expect(try observe(harness).instruction == 0xFFFF_FFFF, "the fresh image has the bug too")
+
+        for _ in 0...KernelHarness.TestKernel.restartsBeforeGivingUp {
+            if harness.state(Self.fs) == .held { harness.tick(by: harness.task(Self.fs).heldUntil - harness.clock) }
+            guard harness.state(Self.fs) != .failed else { break }
+            harness.kernel.fault(Self.fs, cause: .illegalInstruction, address: 0)
+            harness.tick(by: 10)
+        }
+        #expect(harness.state(Self.fs) == .failed)
+        #expect(harness.kernel.persistentPatches[0].program == -1, "gone with the server")
+    }
+
+    @Test func onlyCodeFaultsMayBePersistent() throws {
+        let harness = try setUp()
+        let (address, length) = try harness.name("fs", in: Self.manager)
+        harness.syscall(Self.manager, .injectFault, address, length,
+                        FaultKind.dataBitFlip.rawValue | FaultKind.persistentFlag, FaultTrigger.nextRequest.rawValue)
+        #expect(harness.error(Self.manager) == .badArgument)
     }
 
     // MARK: Execution triggers and seeds

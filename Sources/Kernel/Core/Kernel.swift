@@ -53,6 +53,8 @@ public struct Kernel<P: Platform> {
     /// Processes whose own execution an armed fault is counting down (a slot may stay
     /// after its fault is gone; the count checks).
     var executionTargets = SlotSet()
+    /// Code faults applied to every load of their program (Kernel+FaultInjection.swift).
+    var persistentPatches = InlineArray<8, CodePatch>(repeating: CodePatch())
     /// The earliest `setTimer` deadline of any process (may be stale-early, never late).
     public internal(set) var nextTimerDeadline: UInt64? {
         get { earliestDeadline == .max ? nil : earliestDeadline }

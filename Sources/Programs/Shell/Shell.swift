@@ -96,9 +96,10 @@ struct Shell {
         uptime                    time since boot, and instructions from power-on to the shell
         ssr                       list server state regions: owner pid, server, pages, state, last request
         audit                     check the kernel's invariants (frame owners, charges, queues, SSR windows)
-        inject SERVER FAULT [TRIGGER [ARG]] [aim=N] [seed=S]
+        inject SERVER FAULT [TRIGGER [ARG]] [aim=N] [seed=S] [persistent]
                                   inject a fault into a server: FAULT one of wild-write, pointer-flip,
-                                  reg-flip, data-flip, stack-flip, ssr-flip, loop, illegal; TRIGGER next
+                                  reg-flip, data-flip, stack-flip, ssr-flip, loop, illegal, mutate
+                                  (persistent: the restarted server has the same bug); TRIGGER next
                                   (default), after (ARG requests, default 1), random (within ARG ticks,
                                   default 1 s) or exec (within ARG ticks of the server's own execution,
                                   default 10 ms); seed=S makes the moment and target repeatable
@@ -150,12 +151,15 @@ struct Shell {
 
     /// `inject SERVER FAULT [TRIGGER [ARG]] [aim=N] [seed=S]`: arms a fault in a running server.
     static func inject(_ arguments: [String]) -> Int32 {
-        let usage = "usage: inject SERVER FAULT [next|after N|random T|exec T] [aim=N] [seed=S]"
+        let usage = "usage: inject SERVER FAULT [next|after N|random T|exec T] [aim=N] [seed=S] [persistent]"
         var positional: [String] = []
         var aim: UInt = 0
         var seed: UInt = 0
+        var persistent = false
         for word in arguments {
-            if word.hasPrefix("aim="), let value = UInt(word.dropFirst(4)) {
+            if word == "persistent" {
+                persistent = true
+            } else if word.hasPrefix("aim="), let value = UInt(word.dropFirst(4)) {
                 aim = value
             } else if word.hasPrefix("seed="), let value = UInt(word.dropFirst(5)) {
                 seed = value
@@ -201,8 +205,8 @@ struct Shell {
         let name = Array(positional[0].utf8)
         let result: Result<Void, SyscallError> = name.withUnsafeBytes { bytes in
             Result { () throws(SyscallError) in
-                try System.injectFault(into: bytes, kind: kind, trigger: trigger, argument: argument, aim: aim,
-                                       seed: seed)
+                try System.injectFault(into: bytes, kind: kind, persistent: persistent, trigger: trigger,
+                                       argument: argument, aim: aim, seed: seed)
             }
         }
         do throws(SyscallError) {
@@ -213,7 +217,7 @@ struct Shell {
         }
         let when = positional.count > 2 ? positional.dropFirst(2).joined(separator: " ") : "next"
         print("armed " + String(kind.name) + " in " + positional[0] + " (" + when + ")"
-              + (seed != 0 ? ", seed \(seed)" : ""))
+              + (seed != 0 ? ", seed \(seed)" : "") + (persistent ? ", persistent" : ""))
         return 0
     }
 

@@ -185,6 +185,7 @@ struct Plan {
             case .nextRequest: argument = 0
             case .afterRequests: argument = UInt(clients)
             case .randomTime: argument = UInt(runLength)
+            case .execution: argument = UInt(System.ticksPerSecond / 100)
             }
         }
         if !everyGiven { every = runLength / UInt64(faults + 1) }

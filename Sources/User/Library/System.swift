@@ -194,10 +194,12 @@ public enum System {
     /// or 1 + the byte offset in the region (bit flips).
     /// `seed`: 0 goes on with the kernel's generator; any other value makes the moment
     /// and the target of the fault follow from it alone (a run can be replayed).
-    public static func injectFault(into program: UnsafeRawBufferPointer, kind: FaultKind,
+    /// `persistent` (code faults only): every later load of the program has the same bug.
+    public static func injectFault(into program: UnsafeRawBufferPointer, kind: FaultKind, persistent: Bool = false,
                                    trigger: FaultTrigger = .nextRequest, argument: UInt = 0,
                                    aim: UInt = 0, seed: UInt = 0) throws(SyscallError) {
-        _ = try call(.injectFault, address(program), UInt(program.count), kind.rawValue, trigger.rawValue, argument,
+        let kindWord = kind.rawValue | (persistent ? FaultKind.persistentFlag : 0)
+        _ = try call(.injectFault, address(program), UInt(program.count), kindWord, trigger.rawValue, argument,
                      aim, seed)
     }
 

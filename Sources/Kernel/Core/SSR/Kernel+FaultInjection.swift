@@ -18,6 +18,13 @@
 //   ssr-flip     one bit of the SSR in the server's window flips
 //   loop         the next instruction becomes `j .` (a hang for the watchdog)
 //   illegal      the next instruction becomes an illegal one
+//   mutate       the next instruction is mutated as a programming error would
+//                change it (CodeMutation.swift)
+//
+// A code fault (loop, illegal, mutate) may be *persistent*: the kernel then also
+// applies the same patch to every later load of the program, so the restarted
+// server has the same bug — the case that exercises poison requests, backoff and
+// giving up. Persistent patches go when the program is given up or ends for good.
 //
 // A flip is not always *activated*: the bit may never be read, or be masked. The
 // kernel only reports what it did; campaigns judge the outcome from what clients see.
@@ -45,13 +52,16 @@ public struct PendingInjection: Sendable {
     public var aim: UInt = 0
     /// When the target was last resumed, for the execution trigger (0: not running).
     var resumedAt: UInt64 = 0
+    /// A code fault that also patches every later load of the program.
+    public var persistent = false
 
     public init() {}
 }
 
 extension Kernel {
-    mutating func injectFault(by caller: Int, into name: UserBuffer, kind: FaultKind, trigger: FaultTrigger,
-                              argument: UInt, aim: UInt = 0, seed: UInt64 = 0) throws(SyscallError) {
+    mutating func injectFault(by caller: Int, into name: UserBuffer, kind: FaultKind, persistent: Bool = false,
+                              trigger: FaultTrigger, argument: UInt, aim: UInt = 0,
+                              seed: UInt64 = 0) throws(SyscallError) {
         guard tasks[caller].mayManage else { throw .notPermitted }
         let program = try programIndex(named: name, in: caller)
         guard let target = firstLiveInstance(of: program) else { throw .notFound }
@@ -60,6 +70,7 @@ extension Kernel {
         injection.kind = kind
         injection.trigger = trigger
         injection.aim = aim
+        injection.persistent = persistent
         switch trigger {
         case .nextRequest:
             injection.countdown = 1
@@ -115,10 +126,10 @@ extension Kernel {
             tasks[slot].injection.countdown -= ran
             return
         }
-        let aim = tasks[slot].injection.aim
+        let spent = tasks[slot].injection
         tasks[slot].injection = PendingInjection()
         executionTargets.remove(slot)
-        strike(kind, at: slot, aim: aim)
+        strike(kind, at: slot, aim: spent.aim, persistent: spent.persistent)
     }
 
     /// A request is being delivered to `slot`: count down request triggers.
@@ -127,9 +138,9 @@ extension Kernel {
                 || tasks[slot].injection.trigger == .afterRequests else { return }
         tasks[slot].injection.countdown -= 1
         if tasks[slot].injection.countdown == 0 {
-            let aim = tasks[slot].injection.aim
+            let spent = tasks[slot].injection
             tasks[slot].injection = PendingInjection()
-            strike(kind, at: slot, aim: aim)
+            strike(kind, at: slot, aim: spent.aim, persistent: spent.persistent)
         }
     }
 
@@ -138,16 +149,16 @@ extension Kernel {
         for slot in 0..<Self.maxTasks where tasks[slot].isLive {
             guard let kind = tasks[slot].injection.kind, tasks[slot].injection.trigger == .randomTime else { continue }
             if tasks[slot].injection.countdown <= now, slot == currentSlot, tasks[slot].state == .runnable {
-                let aim = tasks[slot].injection.aim
+                let spent = tasks[slot].injection
                 tasks[slot].injection = PendingInjection()
-                strike(kind, at: slot, aim: aim)
+                strike(kind, at: slot, aim: spent.aim, persistent: spent.persistent)
             } else {
                 noteDeadline(tasks[slot].injection.countdown)
             }
         }
     }
 
-    private mutating func strike(_ kind: FaultKind, at slot: Int, aim: UInt) {
+    private mutating func strike(_ kind: FaultKind, at slot: Int, aim: UInt, persistent: Bool) {
         let file = registers(slot)
         let bit = UInt64(1) << (random() % 64)
         /// The aimed register or byte offset, else a random one below `limit`.
@@ -186,9 +197,20 @@ extension Kernel {
                 flipBit(at: UInt64(SSRWindow.base) + target(below: UInt64(record.pageCount * pageSize)), in: slot)
             }
         case .endlessLoop:
-            patchInstruction(at: file[.pc], with: 0x0000_006F, in: slot)
+            patchCode(at: file[.pc], with: 0x0000_006F, length: 4, in: slot, persistent: persistent)
         case .illegalInstruction:
-            patchInstruction(at: file[.pc], with: 0xFFFF_FFFF, in: slot)
+            patchCode(at: file[.pc], with: 0xFFFF_FFFF, length: 4, in: slot, persistent: persistent)
+        case .codeMutation:
+            let mutation = CodeMutation(rawValue: UInt8(target(below: UInt64(CodeMutation.allCases.count)))) ?? .delete
+            if let original = instruction(at: file[.pc], in: slot) {
+                let (mutated, applied) = mutation.apply(to: original.word, bit: Int(random() % 64))
+                patchCode(at: file[.pc], with: mutated, length: original.length, in: slot, persistent: persistent)
+                platform.write("[kernel] mutation: ")
+                platform.write(applied.name)
+                platform.write(" at ")
+                platform.write(hex: file[.pc])
+                platform.write("\n")
+            }
         }
         platform.write("[kernel] injected ")
         platform.write(kind.name)
@@ -260,16 +282,69 @@ extension Kernel {
         }
     }
 
-    /// Overwrites the instruction at `pc` in the process's own copy of its code.
-    private mutating func patchInstruction(at pc: UInt64, with instruction: UInt32, in slot: Int) {
+    /// The instruction at `pc` in the process's code (16 or 32 bits), if mapped.
+    private func instruction(at pc: UInt64, in slot: Int) -> (word: UInt32, length: Int)? {
         guard pc % 2 == 0, pc % UInt64(pageSize) <= UInt64(pageSize - 4), let space = tasks[slot].addressSpace,
               let frame = space.userFrame(of: VirtualAddress(pc), writable: false, memory: platform.memory)
-        else { return }
-        let word = platform.memory.pointer(to: frame)
-        word.storeBytes(of: UInt16(truncatingIfNeeded: instruction), as: UInt16.self)
-        (word + 2).storeBytes(of: UInt16(truncatingIfNeeded: instruction >> 16), as: UInt16.self)
-        platform.synchronizeInstructions()
+        else { return nil }
+        let halfwords = platform.memory.pointer(to: frame)
+        let low = halfwords.load(as: UInt16.self)
+        if CodeMutation.isCompressed(low) { return (UInt32(low), 2) }
+        return (UInt32(low) | UInt32((halfwords + 2).load(as: UInt16.self)) << 16, 4)
     }
+
+    /// Overwrites `length` bytes of code at `pc` in the process's own copy of its
+    /// code; a persistent patch is also kept for every later load of the program.
+    private mutating func patchCode(at pc: UInt64, with instruction: UInt32, length: Int, in slot: Int,
+                                    persistent: Bool) {
+        guard pc % 2 == 0, pc % UInt64(pageSize) <= UInt64(pageSize - 4) else { return }
+        var patch = CodePatch()
+        patch.program = tasks[slot].program
+        patch.address = pc
+        patch.word = instruction
+        patch.length = length
+        guard apply(patch, to: slot) else { return }
+        if persistent { keep(patch) }
+    }
+
+    /// Writes a patch into a process's code; false if the address is not its code.
+    @discardableResult
+    mutating func apply(_ patch: CodePatch, to slot: Int) -> Bool {
+        guard let space = tasks[slot].addressSpace,
+              let frame = space.userFrame(of: VirtualAddress(patch.address), writable: false, memory: platform.memory)
+        else { return false }
+        let halfwords = platform.memory.pointer(to: frame)
+        halfwords.storeBytes(of: UInt16(truncatingIfNeeded: patch.word), as: UInt16.self)
+        if patch.length == 4 {
+            (halfwords + 2).storeBytes(of: UInt16(truncatingIfNeeded: patch.word >> 16), as: UInt16.self)
+        }
+        platform.synchronizeInstructions()
+        return true
+    }
+
+    private mutating func keep(_ patch: CodePatch) {
+        for index in 0..<Self.maxPersistentPatches where persistentPatches[index].program < 0 {
+            persistentPatches[index] = patch
+            return
+        }
+        platform.write("[kernel] persistent patches full: this one lasts until the restart\n")
+    }
+
+    /// Applies the persistent patches of a program to a fresh load of it.
+    mutating func applyPersistentPatches(to slot: Int) {
+        for index in 0..<Self.maxPersistentPatches where persistentPatches[index].program == tasks[slot].program {
+            apply(persistentPatches[index], to: slot)
+        }
+    }
+
+    /// A program given up or ended for good loses its persistent bugs.
+    mutating func dropPersistentPatches(of program: Int) {
+        for index in 0..<Self.maxPersistentPatches where persistentPatches[index].program == program {
+            persistentPatches[index] = CodePatch()
+        }
+    }
+
+    static var maxPersistentPatches: Int { 8 }
 
     /// SplitMix64's finaliser: neighbouring seeds give unrelated generator states
     /// (xorshift must not start at 0).
@@ -287,4 +362,16 @@ extension Kernel {
         randomState ^= randomState << 17
         return randomState
     }
+}
+
+/// A code fault kept for every later load of a program (a persistent bug).
+public struct CodePatch: Sendable {
+    /// -1: this entry is unused.
+    public var program = -1
+    public var address: UInt64 = 0
+    public var word: UInt32 = 0
+    /// 2 or 4 bytes.
+    public var length = 4
+
+    public init() {}
 }

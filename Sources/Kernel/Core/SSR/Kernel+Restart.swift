@@ -229,6 +229,7 @@ extension Kernel {
             makeRunnable(parent)
         }
         dropOrphans(of: program)
+        dropPersistentPatches(of: program)
         platform.write("[kernel] gave up on ")
         image.program(program).name.withBytes { platform.write(bytes: $0) }
         platform.write(": it kept failing\n")

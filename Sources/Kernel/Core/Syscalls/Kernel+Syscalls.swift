@@ -168,9 +168,9 @@ extension Kernel {
             try ssrVerdict(by: slot, client: client, verdict: verdict)
         case .recoveryComplete:
             recoveryComplete(by: slot)
-        case .injectFault(let name, let kind, let trigger, let argument, let aim, let seed):
-            try injectFault(by: slot, into: name, kind: kind, trigger: trigger, argument: argument, aim: aim,
-                            seed: UInt64(seed))
+        case .injectFault(let name, let kind, let persistent, let trigger, let argument, let aim, let seed):
+            try injectFault(by: slot, into: name, kind: kind, persistent: persistent, trigger: trigger,
+                            argument: argument, aim: aim, seed: UInt64(seed))
         case .ssrInfo(let index, let destination):
             guard var info = ssrInfo(index, for: slot) else {
                 file.setResult(1, 0)

@@ -38,7 +38,8 @@ public enum SyscallRequest: Equatable, Sendable {
     case ssrRecoverNext(cursor: Int, verdictOnCurrent: SSRVerdict?)
     case ssrVerdict(client: TaskID, verdict: SSRVerdict)
     case recoveryComplete
-    case injectFault(server: UserBuffer, kind: FaultKind, trigger: FaultTrigger, argument: UInt, aim: UInt, seed: UInt)
+    case injectFault(server: UserBuffer, kind: FaultKind, persistent: Bool, trigger: FaultTrigger, argument: UInt,
+                     aim: UInt, seed: UInt)
     case ssrInfo(index: Int, destination: UserBuffer)
     case reportFailure
     case physicalAddress(VirtualAddress)
@@ -184,10 +185,14 @@ extension SyscallRequest {
             return .recoveryComplete
         case .injectFault:
             let name = try buffer(a(0), a(1), limit: SyscallLimits.maxNameBytes, writable: false)
-            guard let kind = FaultKind(rawValue: a(2)), let trigger = FaultTrigger(rawValue: a(3)) else {
+            let persistent = a(2) & FaultKind.persistentFlag != 0
+            guard let kind = FaultKind(rawValue: a(2) & ~FaultKind.persistentFlag),
+                  let trigger = FaultTrigger(rawValue: a(3)) else { throw .badArgument }
+            guard !persistent || kind == .codeMutation || kind == .endlessLoop || kind == .illegalInstruction else {
                 throw .badArgument
             }
-            return .injectFault(server: name, kind: kind, trigger: trigger, argument: a(4), aim: a(5), seed: a(6))
+            return .injectFault(server: name, kind: kind, persistent: persistent, trigger: trigger, argument: a(4),
+                                aim: a(5), seed: a(6))
         case .ssrInfo:
             guard a(2) >= UInt(SSRInfo.size) else { throw .badArgument }
             let destination = try buffer(a(1), UInt(SSRInfo.size), limit: SSRInfo.size, writable: true)

@@ -109,6 +109,7 @@ extension Kernel {
             release(slot)
             throw .outOfMemory
         }
+        applyPersistentPatches(to: slot)
         platform.flushAddressSpace(asid: asid(of: slot))
         for index in 0..<descriptor.interruptCount {
             platform.setInterrupt(descriptor.interrupt(index), enabled: true)
@@ -186,6 +187,7 @@ extension Kernel {
         if dying.ssrPages > 0 {
             dropOrphans(of: dying.program)
         }
+        dropPersistentPatches(of: dying.program)
         quiesceDevices(of: slot)
         let parentSlot = dying.parent.flatMap { liveSlot($0) }
         release(slot, keepingStatus: parentSlot != nil ? status : nil)
