@@ -45,6 +45,8 @@ import CurioABI
 public struct PendingInjection: Sendable {
     public var kind: FaultKind?
     public var trigger: FaultTrigger = .nextRequest
+    /// A code fault that also patches every later load of the program.
+    public var persistent = false
     /// Requests still to pass (afterRequests), the clock time (randomTime), or clock
     /// ticks of the target's execution still to pass (execution).
     public var countdown: UInt64 = 0
@@ -52,8 +54,6 @@ public struct PendingInjection: Sendable {
     public var aim: UInt = 0
     /// When the target was last resumed, for the execution trigger (0: not running).
     var resumedAt: UInt64 = 0
-    /// A code fault that also patches every later load of the program.
-    public var persistent = false
 
     public init() {}
 }

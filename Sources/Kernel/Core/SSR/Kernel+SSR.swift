@@ -32,10 +32,13 @@ import CurioABI
 
 extension Kernel {
     /// Finds the binding `client` uses with `serverProgram` (orphans of an earlier
-    /// incarnation are not in use).
+    /// incarnation are not in use). Always inlined: called out of line from the send
+    /// path, it made the compiler copy the whole kernel state to pass `self`.
+    @inline(__always)
     func binding(of client: Int, to serverProgram: Int) -> Int? {
         for index in 0..<SSRTable.bindingsPerTask
-        where tasks[client].bindings[index].serverProgram == serverProgram && tasks[client].bindings[index].isActive {
+        where tasks[client].bindings[index].serverProgram == serverProgram
+            && tasks[client].bindings[index].state != .orphaned {
             return index
         }
         return nil
@@ -101,7 +104,7 @@ extension Kernel {
         let cached = tasks[client].requestBinding
         let index: Int
         if tasks[client].bindings[cached].serverProgram == tasks[server].program,
-           tasks[client].bindings[cached].isActive {
+           tasks[client].bindings[cached].state != .orphaned {
             index = cached
         } else if let found = binding(of: client, to: tasks[server].program) {
             index = found
@@ -109,7 +112,7 @@ extension Kernel {
             return 0
         }
         closeWindow(of: server)
-        mapWindow(of: server, tasks[client].bindings[index])
+        mapWindow(of: server, binding: index, of: client)
         tasks[server].windowClient = client
         tasks[server].windowBinding = index
         let cursor = tasks[server].recentCursor
@@ -135,12 +138,15 @@ extension Kernel {
     /// Maps an SSR at the window by writing its entries in place (no walk, no
     /// allocation: the table was built at spawn). A and D are preset, as for all
     /// Curio mappings the hardware might otherwise have to update.
-    private mutating func mapWindow(of server: Int, _ record: SSRBinding) {
-        tasks[server].windowPages = record.pageCount
+    /// The binding is named by slot and index, not passed by value: a copy of the
+    /// record on every delivery was a measurable share of the SSR round trip.
+    private mutating func mapWindow(of server: Int, binding index: Int, of owner: Int) {
+        let pages = tasks[owner].bindings[index].pageCount
+        tasks[server].windowPages = pages
         let entries = PhysicalAddress(tasks[server].windowEntries)
         let flags = PageFlags.valid.union(.read).union(.write).union(.user).union(.accessed).union(.dirty)
-        for page in 0..<record.pageCount {
-            Sv39.store(PageTableEntry(frame: PhysicalAddress(record.frames[page]), flags: flags),
+        for page in 0..<pages {
+            Sv39.store(PageTableEntry(frame: PhysicalAddress(tasks[owner].bindings[index].frames[page]), flags: flags),
                        at: entries.advanced(by: page * 8), memory: platform.memory)
         }
     }
@@ -215,7 +221,7 @@ extension Kernel {
             position += 1
             let record = tasks[client].bindings[index]
             guard record.serverProgram == program, record.state != .lost, record.state != .orphaned else { continue }
-            mapWindow(of: server, record)
+            mapWindow(of: server, binding: index, of: client)
             tasks[server].windowClient = client
             tasks[server].windowBinding = index
             file.setResult(1, UInt(id(of: client).rawValue))
@@ -305,7 +311,7 @@ extension Kernel {
         }
         let record = tasks[position / SSRTable.bindingsPerTask].bindings[position % SSRTable.bindingsPerTask]
         closeWindow(of: server)
-        mapWindow(of: server, record)
+        mapWindow(of: server, binding: position % SSRTable.bindingsPerTask, of: position / SSRTable.bindingsPerTask)
         tasks[server].windowOrphan = position
         let file = registers(server)
         file.setResult(0, 0)

@@ -122,15 +122,19 @@ public struct Task {
 /// What a server was doing for a client when it crashed: that client's request id,
 /// or the recovery of its SSR.
 public struct CrashSite: Equatable, Sendable {
-    public var client = TaskID(rawValue: 0)
     public var request: UInt64 = 0
-    public var inRecovery = false
+    public var client = TaskID(rawValue: 0)
+    /// 1: the server was recovering this client's SSR (a whole UInt32, so that the
+    /// record's size is a multiple of 8 and `Task` keeps its fields aligned).
+    private var recovering: UInt32 = 0
+
+    public var inRecovery: Bool { recovering != 0 }
 
     public init() {}
 
     public init(client: TaskID, request: UInt64, inRecovery: Bool) {
         self.client = client
         self.request = request
-        self.inRecovery = inRecovery
+        recovering = inRecovery ? 1 : 0
     }
 }
