@@ -267,15 +267,21 @@ import Testing
         #expect(harness.snapshot(Self.fs) == blocked, "not while it waits in receive")
         #expect(harness.task(Self.fs).injection.kind == .registerBitFlip, "still armed")
         #expect(harness.outputCount("injected") == 0)
+        harness.kernel.nextTimerDeadline = nil
+        harness.tick(by: 10)
+        #expect((harness.kernel.nextTimerDeadline ?? .max) > harness.clock, "no deadline left in the past")
 
         try harness.call(Self.client, harness.id(Self.fs))
         #expect(harness.state(Self.fs) == .runnable)
         let delivered = harness.snapshot(Self.fs)
         harness.kernel.current = Self.client
+        harness.kernel.trapped()
         harness.tick(by: 1)
         #expect(harness.snapshot(Self.fs) == delivered, "nor while another process runs")
         harness.kernel.current = Self.fs
-        harness.tick(by: 1)
+        harness.kernel.resuming(Self.fs)
+        harness.clock += 1
+        harness.kernel.trapped()
         let changed = (0..<RegisterFile.slots).filter { delivered[$0] != harness.snapshot(Self.fs)[$0] }
         #expect(changed.count == 1)
         #expect(harness.outputCount("injected reg-flip into fs") == 1)

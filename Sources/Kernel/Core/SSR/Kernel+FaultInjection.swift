@@ -145,15 +145,23 @@ extension Kernel {
     }
 
     /// The clock: strike a due time trigger if the tick interrupted its target.
+    /// A due trigger whose target is not running becomes an execution trigger of one
+    /// tick: it strikes at the target's next tick of running (re-arming the clock for
+    /// a moment already past would only make it interrupt without end).
     public mutating func injectionPointAtClock(now: UInt64) {
         for slot in 0..<Self.maxTasks where tasks[slot].isLive {
             guard let kind = tasks[slot].injection.kind, tasks[slot].injection.trigger == .randomTime else { continue }
-            if tasks[slot].injection.countdown <= now, slot == currentSlot, tasks[slot].state == .runnable {
+            if tasks[slot].injection.countdown > now {
+                noteDeadline(tasks[slot].injection.countdown)
+            } else if slot == currentSlot, tasks[slot].state == .runnable {
                 let spent = tasks[slot].injection
                 tasks[slot].injection = PendingInjection()
                 strike(kind, at: slot, aim: spent.aim, persistent: spent.persistent)
             } else {
-                noteDeadline(tasks[slot].injection.countdown)
+                tasks[slot].injection.trigger = .execution
+                tasks[slot].injection.countdown = 1
+                tasks[slot].injection.resumedAt = 0
+                executionTargets.insert(slot)
             }
         }
     }
