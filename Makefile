@@ -21,7 +21,7 @@ RV_BUILD   := $(SWIFT) build -c release --triple $(TRIPLE) --toolset toolset-ris
 
 # Programs in the boot image: the SwiftPM module of each (system.toml names them).
 PROGRAMS   := ConsoleServer Shell Crashme PingServer Bench Binder RogueServer TimerServer TimerClient TimerTest \
-              ConfigServer StorageServer FileSystemServer FileSystemTest FileSystemBench
+              ConfigServer StorageServer FileSystemServer FileSystemTest FileSystemBench SyscallFuzzer
 # Libraries linked into every program (--gc-sections drops what a program does not use).
 USER_LIBRARIES := UserArch Freestanding CurioUser CurioABI ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore \
                   ConfigAPI StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI
@@ -42,7 +42,7 @@ DEFAULT_DISK := $(BUILD)/disk.img
 DISK       ?= $(DEFAULT_DISK)
 DISK_FLAGS  = -drive file=$(DISK),format=raw,if=none,id=disk0 -device virtio-blk-device,drive=disk0
 
-.PHONY: all help deps build kernel-nossr embedded run debug test test-host test-embedded test-integration bench campaign clean
+.PHONY: all help deps build kernel-nossr kernel-baseline embedded run debug test test-host test-embedded test-integration bench campaign campaign-replay fuzz fuzz-host clean
 
 all: build
 
@@ -51,7 +51,11 @@ help:
 	@echo "make run DISK=image.ext2       boot with your own ext2 image (default: build/disk.img from disk/)"
 	@echo "make test                     host unit tests, embedded build of every module, QEMU integration tests"
 	@echo "make bench                    instruction counts: kernel paths, and fs/storage with vs without SSRs"
-	@echo "make campaign [SERVER=timer|fs|storage RUNS=20]  fault-injection campaign against a server"
+	@echo "make campaign [SERVER=timer|fs|storage FAULTS=a,b TRIGGERS=request,time,execution RUNS=20 JOBS=n SEED=s]"
+	@echo "                              fault-injection campaign, SSRs vs the baseline: build/campaign-SERVER.{csv,md,svg}"
+	@echo "make campaign-replay RUN=id [CSV=build/campaign-timer.csv]  boot one run of a campaign again, print its console"
+	@echo "make fuzz [SECONDS=0 SEED=n CALLS=1000000]  syscall fuzzer: 4 processes at once while servers restart"
+	@echo "make fuzz-host [FUZZ_SECONDS=60 FUZZ_TARGETS='ext2 elf']  libFuzzer + ASan on every parser of untrusted bytes"
 	@echo "make debug                    boot QEMU halted, waiting for gdb-multiarch"
 	@echo "make deps                     install QEMU and the other tools (as root, with apt-get)"
 
@@ -115,15 +119,40 @@ test: deps test-host build test-integration
 test-host:
 	$(SWIFT) test --skip IntegrationTests
 
-test-integration: build
-	CURIO_KERNEL=$(abspath $(BUILD)/kernel.elf) $(SWIFT) test --filter IntegrationTests
+test-integration: build kernel-baseline
+	CURIO_KERNEL=$(abspath $(BUILD)/kernel.elf) CURIO_BASELINE_KERNEL=$(abspath $(BUILD)/kernel-baseline.elf) \
+	  $(SWIFT) test --filter IntegrationTests
 
-# A fault-injection campaign: RUNS injections of every fault kind into SERVER while
-# its clients run, and a table of outcomes per fault kind (deterministic: -icount).
-SERVER ?= timer
-RUNS   ?= 20
-campaign: deps build
-	$(SWIFT) run -q curio-campaign $(SERVER) $(RUNS) $(abspath $(BUILD)/kernel.elf)
+# A fault-injection campaign (see Sources/Tools/Campaign, `swift run curio-campaign
+# --help`): RUNS runs of every fault kind in FAULTS (default all) on every trigger in
+# TRIGGERS (default request,time,execution) into SERVER while its clients check every
+# answer, JOBS QEMUs at once (default one per core), against the SSR kernel and the
+# baseline with the same seeds. Records go to CSV (an interrupted campaign resumes
+# from it), the report next to it (.md, .svg). SEED fixes the campaign's seed.
+SERVER   ?= timer
+RUNS     ?= 20
+CSV      ?= $(BUILD)/campaign-$(SERVER).csv
+CAMPAIGN_KERNELS = --kernel $(abspath $(BUILD)/kernel.elf) --baseline-kernel $(abspath $(BUILD)/kernel-baseline.elf)
+campaign: deps build kernel-baseline
+	$(SWIFT) run -q curio-campaign --server $(SERVER) --runs $(RUNS) $(if $(FAULTS),--faults $(FAULTS)) \
+	  $(if $(TRIGGERS),--triggers $(TRIGGERS)) $(if $(JOBS),--jobs $(JOBS)) $(if $(SEED),--seed $(SEED)) \
+	  $(CAMPAIGN_KERNELS) --csv $(abspath $(CSV)) --markdown $(abspath $(CSV:.csv=.md)) --svg $(abspath $(CSV:.csv=.svg))
+
+# Boots the run RUN of the campaign in CSV again, with its seed, and prints its console.
+campaign-replay: deps build kernel-baseline
+	@test -n "$(RUN)" || { echo "usage: make campaign-replay RUN=<run id from the CSV> [CSV=$(CSV)]"; exit 2; }
+	$(SWIFT) run -q curio-campaign --replay '$(RUN)' --csv $(abspath $(CSV)) $(CAMPAIGN_KERNELS)
+
+# The syscall fuzzer: INSTANCES fuzzer processes, CALLS calls in all, while faults
+# restart fs, storage and timer; then no panic, every check passed, free memory back
+# (see Sources/Tools/Fuzz). Rounds repeat for SECONDS; SEED (default: a random one,
+# printed) makes a run repeatable. Works on a copy of DISK.
+SECONDS   ?= 0
+CALLS     ?= 1000000
+INSTANCES ?= 4
+fuzz: deps build $(if $(filter $(DEFAULT_DISK),$(DISK)),$(DEFAULT_DISK))
+	$(SWIFT) run -q curio-fuzz --kernel $(abspath $(BUILD)/kernel.elf) --disk $(abspath $(DISK)) \
+	  --seconds $(SECONDS) --calls $(CALLS) --instances $(INSTANCES) $(if $(SEED),--seed $(SEED)) --toolchain $(TOOLCHAIN)
 
 # The no-SSR baseline of the filesystem benchmarks: the same program binaries and
 # kernel objects, packed with `--without-ssr fs,storage` (those servers then keep
@@ -138,6 +167,19 @@ kernel-nossr: build
 	  $(foreach lib,$(KERNEL_LIBRARIES),$(RV_OUT)/$(lib).build/*.o) $(BUILD)/system-image-nossr.o
 	@echo "built $(BUILD)/kernel-nossr.elf (without SSRs: $(NO_SSR_SERVERS))"
 
+# The campaigns' baseline: the same binaries with fs, storage and timer keeping their
+# clients' state in their own memory, still restarted when they fail (as MINIX 3's
+# reincarnation server restarts a driver), so a restart loses that state.
+BASELINE_SERVERS := fs,storage,timer
+kernel-baseline: build
+	@$$($(SWIFT) build --show-bin-path)/mkimage --system system.toml --elf-dir $(BUILD)/programs \
+	  --out $(BUILD)/system-baseline.img --without-ssr $(BASELINE_SERVERS) --restart-without-ssr
+	@$(OBJCOPY) -I binary -O elf64-littleriscv --rename-section .data=.bootimage,alloc,load,readonly,data,contents \
+	  $(BUILD)/system-baseline.img $(BUILD)/system-image-baseline.o
+	@$(LLD) -T Sources/Kernel/Arch/kernel.ld --gc-sections -X -o $(BUILD)/kernel-baseline.elf \
+	  $(foreach lib,$(KERNEL_LIBRARIES),$(RV_OUT)/$(lib).build/*.o) $(BUILD)/system-image-baseline.o
+	@echo "built $(BUILD)/kernel-baseline.elf (without SSRs, restarted: $(BASELINE_SERVERS))"
+
 # The QEMU plugin that counts the filesystem benchmarks' instructions without the
 # idle loop (see Sources/Tools/BenchPlugin).
 MARKS_PLUGIN := $(BUILD)/instruction-marks.so
@@ -148,6 +190,13 @@ $(MARKS_PLUGIN): Sources/Tools/BenchPlugin/instruction-marks.c
 bench: deps build kernel-nossr $(MARKS_PLUGIN)
 	$(SWIFT) run -c release curio-bench $(abspath $(BUILD)/kernel.elf) $(abspath $(BUILD)/kernel-nossr.elf) \
 	  $(abspath $(MARKS_PLUGIN))
+
+# Coverage-guided fuzzing on the host (libFuzzer and the address sanitizer of the
+# Swift toolchain) of every parser of untrusted bytes, FUZZ_SECONDS per target; the
+# harnesses, seeds and the build are in Tests/Fuzz (see fuzz-host.sh).
+FUZZ_SECONDS ?= 60
+fuzz-host:
+	SWIFTC=$(TOOLCHAIN)swiftc FUZZ_SECONDS=$(FUZZ_SECONDS) Tests/Fuzz/fuzz-host.sh $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(BUILD) $(RV_SCRATCH)

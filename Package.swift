@@ -16,6 +16,12 @@ let package = Package(
         .executable(name: "mkimage", targets: ["mkimage"]),
         .executable(name: "curio-bench", targets: ["curio-bench"]),
         .executable(name: "curio-campaign", targets: ["curio-campaign"]),
+        .executable(name: "curio-fuzz", targets: ["curio-fuzz"]),
+    ],
+    dependencies: [
+        // Host tools only (the campaign's command line); nothing that runs inside Curio
+        // depends on a package.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         // Types shared by the kernel and user space: syscall numbers, error codes, IDs.
@@ -103,6 +109,8 @@ let package = Package(
 
         .target(name: "Binder", dependencies: ["CurioUser"], path: "Sources/Programs/Binder",
                 swiftSettings: embeddedRestrictions),
+        .target(name: "SyscallFuzzer", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"],
+                path: "Sources/Programs/SyscallFuzzer", swiftSettings: embeddedRestrictions),
         .target(name: "RogueServer", dependencies: ["CurioUser", "TimerAPI", "UserArch"], path: "Sources/Programs/RogueServer",
                 swiftSettings: embeddedRestrictions),
 
@@ -110,11 +118,18 @@ let package = Package(
         .target(name: "SystemImage", dependencies: ["KernelCore", "CurioABI"], path: "Sources/Tools/SystemImage"),
         .executableTarget(name: "mkimage", dependencies: ["SystemImage"], path: "Sources/Tools/mkimage"),
         .executableTarget(name: "curio-bench", path: "Sources/Tools/Bench"),
-        .executableTarget(name: "curio-campaign", path: "Sources/Tools/Campaign"),
+        // The fault-injection campaign: plan, judgement, CSV and report (host-tested), and
+        // its command line.
+        .target(name: "CampaignKit", dependencies: ["CurioABI"], path: "Sources/Tools/CampaignKit"),
+        .executableTarget(name: "curio-campaign",
+                          dependencies: ["CampaignKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Sources/Tools/Campaign"),
+        .executableTarget(name: "curio-fuzz", path: "Sources/Tools/Fuzz"),
 
         .testTarget(name: "KernelCoreTests", dependencies: ["KernelCore"]),
         .testTarget(name: "SystemImageTests", dependencies: ["SystemImage"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["SystemImage"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["SystemImage", "CampaignKit"]),
+        .testTarget(name: "CampaignTests", dependencies: ["CampaignKit"]),
         .testTarget(name: "SSRFormatTests", dependencies: ["SSRFormat"]),
         .testTarget(name: "TimerCoreTests", dependencies: ["TimerCore", "SSRFormat", "CurioABI"]),
         .testTarget(name: "StorageCoreTests", dependencies: ["StorageCore"]),

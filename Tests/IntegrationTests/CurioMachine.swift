@@ -65,6 +65,10 @@ enum CurioMachine {
             if process.isRunning {
                 fired.value = true
                 process.terminate()
+                // A guest in an interrupt storm can keep QEMU from acting on SIGTERM.
+                DispatchQueue.global().asyncAfter(deadline: .now() + 5) {
+                    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+                }
             }
         }
         return fired

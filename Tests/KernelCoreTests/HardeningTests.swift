@@ -73,19 +73,37 @@ import Testing
     }
 
     @Test func aReplyChecksTheClientsChangedReplyCapacity() throws {
-        let harness = try fsAndClients()
+        let harness = try fsAndClients(2)
         harness.receive(0)
         try harness.call(1, harness.id(0))
         harness.registers(1)[.a6] = 1 << 63
         harness.registers(1)[.a5] = 0x8020_0000
         try harness.reply(from: 0, to: harness.id(1), payload: [1, 2, 3])
         #expect(harness.error(0) == .badAddress)
-        #expect(harness.state(1) == .awaitingReply)
-        harness.registers(1)[.a6] = UInt64.max
-        harness.registers(1)[.a5] = ProcessLayout.heap
-        try harness.reply(from: 0, to: harness.id(1), payload: [1, 2, 3])
+        #expect(harness.state(1) == .runnable, "the client is not left waiting")
+        #expect(harness.error(1) == .badAddress)
+
+        harness.receive(0)
+        try harness.call(2, harness.id(0))
+        harness.registers(2)[.a6] = UInt64.max
+        harness.registers(2)[.a5] = ProcessLayout.heap
+        try harness.reply(from: 0, to: harness.id(2), payload: [1, 2, 3])
         #expect(harness.error(0) == nil)
-        #expect(try harness.read(3, at: ProcessLayout.heap, in: 1) == [1, 2, 3])
+        #expect(try harness.read(3, at: ProcessLayout.heap, in: 2) == [1, 2, 3])
+    }
+
+    /// A reply larger than the client's reply buffer used to leave the client waiting
+    /// for ever: the server got an error, and nothing answered the client.
+    @Test func aReplyThatCannotFitEndsTheClientsCallToo() throws {
+        let harness = try fsAndClients()
+        harness.receive(0)
+        try harness.send(from: 1, to: harness.id(0), replyCapacity: 2)
+        try harness.reply(from: 0, to: harness.id(1), payload: [1, 2, 3])
+        #expect(harness.error(0) == .messageTooLarge)
+        #expect(harness.state(1) == .runnable)
+        #expect(harness.error(1) == .messageTooLarge)
+        #expect(harness.binding(of: 1, to: Program.fs)?.lastCompletedRequest == 1, "the request is over")
+        #expect(harness.kernel.audit().isClean)
     }
 
     @Test func aServersChangedReceiveCapacityIsCheckedAgain() throws {

@@ -12,14 +12,19 @@
 //   fstest ops                    a fixed sequence of every kind of update (the test
 //                                 computes the resulting tree on the host and compares)
 //   fstest stress CLIENTS ROUNDS [fs=N] [storage=N] [every=TICKS] [kind=FAULT]
-//                 [trigger=next|after|random] [arg=N] [aim=N]
+//                 [trigger=next|after|random|exec] [arg=N] [aim=N] [seed=S] [persistent]
 //                                 CLIENTS streaming clients while N faults of every kind in
 //                                 turn (or only FAULT, a FaultKind name) are injected into
 //                                 the filesystem server and N into the storage server, one
 //                                 every TICKS, each striking at the next request (or the
-//                                 ARGth request from then, or a random tick below ARG;
-//                                 default ARG: 1, or TICKS), striking register or byte N
-//                                 (aim=N, as timertest's; default at random); then the verdict:
+//                                 ARGth request from then, a random tick below ARG, or a
+//                                 random tick of the server's own execution below ARG;
+//                                 default ARG: 1, TICKS, or 10 ms), striking register or
+//                                 byte N (aim=N, as timertest's; default at random), with
+//                                 the kernel's choice of moment and target seeded by S,
+//                                 S+1, ... for the successive injections (seed=S, as
+//                                 timertest's; default the kernel's own sequence), a code
+//                                 fault outliving restarts if `persistent`; then the verdict:
 //                                 "fstest stress ok clients=... ok=... lost=... failed=..."
 //                                 (ok: every client passed, except that a client may have
 //                                 lost its state to an SSR bit flip in its own region)
@@ -67,7 +72,8 @@ struct FileSystemTest {
     }
 
     static func usage() -> Never {
-        print("usage: fstest tree [PATH] | stream ID ROUNDS | stress CLIENTS ROUNDS [fs=N] [storage=N] [every=TICKS] [kind=FAULT] [trigger=next|after|random] [arg=N] [aim=N] | locks PATH")
+        print("usage: fstest tree [PATH] | stream ID ROUNDS | stress CLIENTS ROUNDS [fs=N] [storage=N] [every=TICKS]"
+              + " [kind=FAULT] [trigger=next|after|random|exec] [arg=N] [aim=N] [seed=S] [persistent] | locks PATH")
         System.exit(2)
     }
 
@@ -434,7 +440,13 @@ struct FileSystemTest {
         var trigger = FaultTrigger.nextRequest
         var argument: UInt?
         var aim: UInt = 0
+        var seed: UInt = 0
+        var persistent = false
         for option in options {
+            if option == "persistent" {
+                persistent = true
+                continue
+            }
             let parts = option.split(separator: "=").map(String.init)
             guard parts.count == 2 else { usage() }
             switch (parts[0], UInt64(parts[1])) {
@@ -444,6 +456,7 @@ struct FileSystemTest {
             case ("arg", let value?): argument = UInt(value)
             // The kernel takes 0 as "at random", N + 1 as register or byte N.
             case ("aim", let value?): aim = UInt(value) + 1
+            case ("seed", let value?): seed = UInt(value)
             case ("kind", nil):
                 guard let kind = faultKinds.first(where: { String($0.name) == parts[1] }) else { usage() }
                 onlyKind = kind
@@ -452,14 +465,20 @@ struct FileSystemTest {
                 case "next": trigger = .nextRequest
                 case "after": trigger = .afterRequests
                 case "random": trigger = .randomTime
+                case "exec": trigger = .execution
                 default: usage()
                 }
             default: usage()
             }
         }
         // after: the Nth request (default the next); random: a tick before the next
-        // injection is due (default).
-        let triggerArgument = argument ?? (trigger == .randomTime ? UInt(every) : 1)
+        // injection is due (default); exec: within 10 ms of the server's execution.
+        let triggerArgument: UInt
+        switch trigger {
+        case .nextRequest, .afterRequests: triggerArgument = argument ?? 1
+        case .randomTime: triggerArgument = argument ?? UInt(every)
+        case .execution: triggerArgument = argument ?? UInt(System.ticksPerSecond / 100)
+        }
         let restartsBefore = (fs: restarts(of: "fs"), storage: restarts(of: "storage"))
         var children = [TaskID]()
         // The clients keep going until the last fault has struck, and a little after.
@@ -481,9 +500,12 @@ struct FileSystemTest {
             let intoStorage = number % 2 == 1 && number / 2 < faultsPerServer.storage || number / 2 >= faultsPerServer.fs
             let target = intoStorage ? "storage" : "fs"
             let kind = onlyKind ?? faultKinds[(number / 2) % faultKinds.count]
+            // 0 means "no seed"; a run of seeds that wraps skips it.
+            let injectionSeed = seed == 0 ? 0 : (seed &+ UInt(number) == 0 ? 1 : seed &+ UInt(number))
             let result: SyscallError? = withPath(target) { name in
                 do throws(SyscallError) {
-                    try System.injectFault(into: name, kind: kind, trigger: trigger, argument: triggerArgument, aim: aim)
+                    try System.injectFault(into: name, kind: kind, persistent: persistent, trigger: trigger,
+                                           argument: triggerArgument, aim: aim, seed: injectionSeed)
                     return nil
                 } catch {
                     return error
@@ -527,8 +549,10 @@ struct FileSystemTest {
         let holder: TaskID
         let waiter: TaskID
         do throws(SyscallError) {
-            holder = try spawn("fstest", "lockhold " + path + " \(ticksPerSecond / 2)")
-            sleep(ticks: ticksPerSecond / 20)
+            // Margins in real time, generous for a busy host: the holder must have its
+            // lock before the waiter asks, and still hold it when fs is crashed.
+            holder = try spawn("fstest", "lockhold " + path + " \(ticksPerSecond)")
+            sleep(ticks: ticksPerSecond / 4)
             waiter = try spawn("fstest", "lockwait " + path)
         } catch {
             print("fstest: cannot start the lock clients: " + String(error.name))

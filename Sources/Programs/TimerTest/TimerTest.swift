@@ -1,14 +1,32 @@
 // timertest: runs timer clients, optionally injecting faults into a server while they
 // run, and says how they fared. The basis of the fault-injection campaign.
 //
-//   timertest CLIENTS PERIOD WAITS [FAULT [TRIGGER [ARG]]] [faults=N] [every=TICKS] [target=NAME] [aim=N]
+//   timertest CLIENTS PERIOD WAITS [FAULT [TRIGGER [ARG]]] [faults=N] [every=TICKS] [target=NAME]
+//             [aim=N] [seed=S] [persistent]
 //
 // starts CLIENTS `timerclient PERIOD WAITS`. With a FAULT (a FaultKind name:
-// wild-write, reg-flip, data-flip, stack-flip, ssr-flip, loop, illegal) it injects it
-// into `target` (default timer) N times (default 1), the first at once and then one
-// every TICKS clock ticks (default: spread over the run), each with TRIGGER
-// (next | after | random, default next) and ARG (after: N requests; random: a bound
-// in ticks, default the run's length). Then it waits for every client and prints
+// wild-write, pointer-flip, reg-flip, data-flip, stack-flip, ssr-flip, loop, illegal)
+// it injects it into `target` (default timer) N times (default 1), the first at once
+// and then one every TICKS clock ticks (default: spread over the run), each with
+// TRIGGER and ARG:
+//
+//   next          at the next request the target takes (the default)
+//   after N       at the Nth request from then (default: one per client)
+//   random T      after a pseudo-random 1...T clock ticks, wherever the target is
+//                 then (default T: the run's length)
+//   exec T        after a pseudo-random 1...T ticks of the target's own execution,
+//                 a random instruction while it runs (default T: 10 ms)
+//
+// `seed=S` seeds the kernel's choice of moment and target: the first injection gets
+// S, the next S+1 and so on (0 is skipped: it means "go on with the kernel's own
+// sequence", the default), so `inject ... seed=S` in the shell repeats the first.
+// `persistent` makes a code fault (loop, illegal, mutate) outlive restarts: every
+// later load of the target has the same bug, as a real programming error would.
+// Then it waits for every client and prints, for each one that did not pass,
+//
+//   timertest client I pid P: fail|lost|error N|crashed
+//
+// (I counts from 0 in start order; P is the pid the kernel's reports name) and then
 //
 //   timertest ok clients=K ok=K fail=0 lost=0 error=0 crashed=0 armed=F restarts=R
 //
@@ -27,7 +45,8 @@ import CurioUser
 struct TimerTest {
     static func main() {
         guard let plan = Plan(String(decoding: System.arguments, as: UTF8.self)) else {
-            print("usage: timertest CLIENTS PERIOD WAITS [FAULT [next|after|random [ARG]]] [faults=N] [every=TICKS] [target=NAME] [aim=N]")
+            print("usage: timertest CLIENTS PERIOD WAITS [FAULT [next|after N|random T|exec T]] [faults=N] [every=TICKS]"
+                  + " [target=NAME] [aim=N] [seed=S] [persistent]")
             System.exit(2)
         }
         let restartsBefore = restarts(of: plan.target)
@@ -47,7 +66,8 @@ struct TimerTest {
             for number in 0..<plan.faults {
                 if number > 0 { sleep(ticks: plan.every) }
                 do throws(SyscallError) {
-                    try inject(plan.target, kind: fault, trigger: plan.trigger, argument: plan.argument, aim: plan.aim)
+                    try inject(plan.target, kind: fault, persistent: plan.persistent, trigger: plan.trigger,
+                               argument: plan.argument, aim: plan.aim, seed: plan.seed(ofInjection: number))
                     injected += 1
                 } catch {
                     print("timertest: inject " + String(fault.name) + " into " + plan.target + ": " + String(error.name))
@@ -56,20 +76,32 @@ struct TimerTest {
         }
 
         var tally = Tally()
-        for child in children {
+        for (index, child) in children.enumerated() {
+            let verdict: String
             switch try? System.wait(child) {
             case .exited(let code)?:
                 switch code {
-                case 0: tally.ok += 1
-                case 2: tally.lost += 1
-                case 1: tally.fail += 1
-                default: tally.error += 1
+                case 0:
+                    tally.ok += 1
+                    continue
+                case 2:
+                    tally.lost += 1
+                    verdict = "lost"
+                case 1:
+                    tally.fail += 1
+                    verdict = "fail"
+                default:
+                    tally.error += 1
+                    verdict = "error \(code)"
                 }
             case .faulted?, .killed?:
                 tally.crashed += 1
+                verdict = "crashed"
             case nil:
                 tally.error += 1
+                verdict = "error wait"
             }
+            print("timertest client \(index) pid \(child.index): " + verdict)
         }
         let restartCount = restarts(of: plan.target) - restartsBefore
         let passed = tally.ok == plan.clients
@@ -92,11 +124,12 @@ struct TimerTest {
         return Int(info.restarts)
     }
 
-    static func inject(_ name: String, kind: FaultKind, trigger: FaultTrigger, argument: UInt,
-                       aim: UInt) throws(SyscallError) {
+    static func inject(_ name: String, kind: FaultKind, persistent: Bool, trigger: FaultTrigger, argument: UInt,
+                       aim: UInt, seed: UInt) throws(SyscallError) {
         let result: Result<Void, SyscallError> = withBytes(name) { bytes in
             Result { () throws(SyscallError) in
-                try System.injectFault(into: bytes, kind: kind, trigger: trigger, argument: argument, aim: aim)
+                try System.injectFault(into: bytes, kind: kind, persistent: persistent, trigger: trigger,
+                                       argument: argument, aim: aim, seed: seed)
             }
         }
         try result.get()
@@ -138,13 +171,26 @@ struct Plan {
     var target = "timer"
     /// `aim=N`: strike register N or byte N of the region (default: at random).
     var aim: UInt = 0
+    /// `seed=S`: the first injection's seed (0: the kernel's own sequence).
+    var seed: UInt = 0
+    /// `persistent`: a code fault stays in the program across its restarts.
+    var persistent = false
+
+    /// The seed of injection `number`: S, S+1, ... never 0 (which would mean "none").
+    func seed(ofInjection number: Int) -> UInt {
+        guard seed != 0 else { return 0 }
+        let derived = seed &+ UInt(number)
+        return derived == 0 ? 1 : derived
+    }
 
     init?(_ text: String) {
         var positional: [Substring] = []
         var everyGiven = false
         var argumentGiven = false
         for word in text.split(separator: " ") {
-            if let equals = word.firstIndex(of: "=") {
+            if word == "persistent" {
+                persistent = true
+            } else if let equals = word.firstIndex(of: "=") {
                 let key = word[word.startIndex..<equals]
                 let value = word[word.index(after: equals)...]
                 switch key {
@@ -152,6 +198,7 @@ struct Plan {
                 case "every": guard let ticks = UInt64(value) else { return nil }; every = ticks; everyGiven = true
                 case "target": target = String(value)
                 case "aim": guard let offset = UInt(value) else { return nil }; aim = offset + 1
+                case "seed": guard let number = UInt(value) else { return nil }; seed = number
                 default: return nil
                 }
             } else {
@@ -170,6 +217,7 @@ struct Plan {
             case "next": trigger = .nextRequest
             case "after": trigger = .afterRequests
             case "random": trigger = .randomTime
+            case "exec": trigger = .execution
             default: return nil
             }
         }

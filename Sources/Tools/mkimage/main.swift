@@ -8,8 +8,13 @@
 //       what is printed is what the kernel will see.
 //
 //   --without-ssr NAME,...  builds the named servers without server state regions
-//       (no `ssr`, not restartable): the same binaries then keep their clients'
-//       state in their own memory, the baseline the benchmarks compare SSRs to.
+//       (no `ssr`, not restartable, a heap 16 x ssr KiB larger): the same binaries
+//       then keep their clients' state in their own memory, the baseline the
+//       benchmarks compare SSRs to.
+//   --restart-without-ssr   with --without-ssr: the named servers stay restartable,
+//       so a fault restarts them from the pristine image as MINIX 3's reincarnation
+//       server restarts a driver — with every client's state gone, since it lived
+//       in the crashed process. The baseline the fault campaigns compare SSRs to.
 //
 //   mkimage --symbolize FILE PROGRAM ADDRESS
 //       Names the code at ADDRESS (decimal or 0x hex) in PROGRAM of image
@@ -24,7 +29,7 @@ import SystemImage
 
 let usage = """
     usage: mkimage --system FILE --elf-dir DIR --out FILE [--list] [--nm PATH] [--demangle PATH]
-                   [--without-ssr NAME,...]
+                   [--without-ssr NAME,... [--restart-without-ssr]]
            mkimage --symbolize IMAGE PROGRAM ADDRESS
     """
 
@@ -96,7 +101,7 @@ func symbolize(imagePath: String, program name: String, address text: String) {
 }
 
 func build(systemPath: String, elfDirectory: String, outputPath: String, list: Bool, tools: SymbolTools,
-           withoutSSR: [String]) {
+           withoutSSR: [String], restartWithoutSSR: Bool) {
     let text = String(decoding: readFile(systemPath), as: UTF8.self)
     var system: SystemDescription
     do {
@@ -108,8 +113,14 @@ func build(systemPath: String, elfDirectory: String, outputPath: String, list: B
         guard let index = system.programs.firstIndex(where: { $0.name == name }) else {
             fail("--without-ssr: no program '\(name)' in \(systemPath)")
         }
+        // The SSRServer runtime then keeps a table of every client's state, an entry per
+        // task slot, in the server's heap: room for it, from the budget the regions no
+        // longer take from the clients (the timer's 320 entries need some 46 KiB).
+        let tableKiB = 16 * system.programs[index].ssrKiB
+        system.programs[index].heapKiB += tableKiB
+        system.programs[index].memoryKiB += tableKiB
         system.programs[index].ssrKiB = 0
-        system.programs[index].restartable = false
+        system.programs[index].restartable = restartWithoutSSR
     }
     let imageBytes: [UInt8]
     do {
@@ -139,10 +150,13 @@ if arguments.first == "--symbolize" {
 } else {
     var options: [String: String] = [:]
     var list = false
+    var restartWithoutSSR = false
     while let option = arguments.first {
         arguments.removeFirst()
         if option == "--list" {
             list = true
+        } else if option == "--restart-without-ssr" {
+            restartWithoutSSR = true
         } else if ["--system", "--elf-dir", "--out", "--nm", "--demangle", "--without-ssr"].contains(option), let value = arguments.first {
             arguments.removeFirst()
             options[option] = value
@@ -156,5 +170,6 @@ if arguments.first == "--symbolize" {
     let defaults = SymbolTools()
     build(systemPath: systemPath, elfDirectory: elfDirectory, outputPath: outputPath, list: list,
           tools: SymbolTools(nm: options["--nm"] ?? defaults.nm, demangler: options["--demangle"] ?? defaults.demangler),
-          withoutSSR: options["--without-ssr"].map { $0.split(separator: ",").map(String.init) } ?? [])
+          withoutSSR: options["--without-ssr"].map { $0.split(separator: ",").map(String.init) } ?? [],
+          restartWithoutSSR: restartWithoutSSR)
 }

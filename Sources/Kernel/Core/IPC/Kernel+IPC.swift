@@ -100,9 +100,19 @@ extension Kernel {
         // now: nothing in them may trap the kernel, whatever changed them since.
         let clientRegisters = registers(slot)
         let replyBuffer = VirtualAddress(UInt64(clientRegisters.argument(5)))
-        guard UInt(payload.count) <= clientRegisters.argument(6) else { throw .messageTooLarge }
+        guard UInt(payload.count) <= clientRegisters.argument(6) else {
+            failReply(to: slot, by: caller, with: .messageTooLarge)
+            throw .messageTooLarge
+        }
         if payload.count > 0 {
-            try copyPayload(from: caller, payload.address, to: slot, replyBuffer, count: payload.count)
+            do {
+                try copyPayload(from: caller, payload.address, to: slot, replyBuffer, count: payload.count)
+            } catch {
+                // The server's payload was checked by this very call: the client's buffer
+                // is what went bad.
+                failReply(to: slot, by: caller, with: error)
+                throw error
+            }
         }
         clientRegisters.setResult(0, 0)
         clientRegisters.setResult(1, code)
@@ -111,6 +121,14 @@ extension Kernel {
         clientRegisters.setResult(4, UInt(payload.count))
         completeRequest(of: slot, by: caller)
         makeRunnable(slot)
+    }
+
+    /// A reply that cannot reach its client ends the client's call with the error too:
+    /// it would otherwise wait for ever for an answer that can never arrive.
+    private mutating func failReply(to client: Int, by server: Int, with error: SyscallError) {
+        registers(client).setResult(0, error.rawValue)
+        completeRequest(of: client, by: server)
+        makeRunnable(client)
     }
 
     /// Posts notification bits; wakes the process if it is receiving them.

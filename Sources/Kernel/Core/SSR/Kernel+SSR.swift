@@ -370,9 +370,14 @@ extension Kernel {
 
     func hasOrphans(for program: Int) -> Bool { firstOrphan(of: program) != nil }
 
+    /// An unbind is work like a request: the watchdog watches it (a server that hung
+    /// while cleaning up was never restarted).
     private mutating func notifyUnbind(_ server: Int) {
         if tasks[server].state == .receiving && !tasks[server].recovering {
-            if deliverUnbind(to: server) { makeRunnable(server) }
+            if deliverUnbind(to: server) {
+                noteServing(server)
+                makeRunnable(server)
+            }
         }
     }
 

@@ -84,8 +84,10 @@ struct ConfigServer {
             setting.valueLength = value.count
             return (place(setting) ? .ok : .tableFull, (0, 0), 0)
         case .list:
+            // Any word may arrive here: compare before converting (a cursor past Int.max
+            // trapped the server, which nobody restarts).
+            guard words.0 < UInt(table.count) else { return (.ok, (0, 0), 0) }
             let cursor = Int(words.0)
-            guard cursor < table.count else { return (.ok, (0, 0), 0) }
             let setting = table[cursor]
             var length = 0
             for offset in 0..<setting.keyLength { reply[length] = setting.key[offset]; length += 1 }

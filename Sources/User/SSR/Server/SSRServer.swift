@@ -198,8 +198,13 @@ public struct SSRServer<Service: SSRService> {
     /// under the previous request's id and reply, so a re-delivery after a crash
     /// handles the request again from this state (see the essay). Only from `handle`.
     public static func checkpoint(_ state: State) {
-        guard localStates == nil else { return }
         guard let current = handling else { System.reportFailure() }
+        // Without SSRs the progress goes to the client's entry in server memory, where a
+        // later `complete` finds it (and a restart loses it, as the baseline should).
+        guard localStates == nil else {
+            localState(current.client)?.pointee.state = state
+            return
+        }
         windowFormat(owner: current.client).commit(state: state, requestID: current.committedID,
                                                    reply: current.committedReply)
     }
@@ -414,8 +419,11 @@ public struct SSRServer<Service: SSRService> {
         var state = entry.pointee.state
         let payload = SSRPayload(request: UnsafeRawBufferPointer(rebasing: buffer[0..<min(message.length, buffer.count)]),
                                  replyBuffer: buffer)
+        // No request ids without SSRs; `handling` names the client for `checkpoint`.
+        handling = (message.sender, 0, 0, SSRReply())
         let outcome = service.handle(operation: UInt16(truncatingIfNeeded: message.operation), words: message.words,
                                      payload: payload, client: message.sender, state: &state)
+        handling = nil
         switch outcome {
         case .reply(let code, let words, let length):
             entry.pointee.state = state

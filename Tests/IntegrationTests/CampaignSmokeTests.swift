@@ -1,0 +1,125 @@
+// A smoke campaign: the campaign's own code (CampaignKit, as `curio-campaign` runs
+// it) against the real kernel, one run of every fault kind into the timer at a random
+// instruction of its execution, two QEMUs at a time. Every run must leave a record
+// with its seed in the CSV, and none may end in a silent failure or a system failure
+// — the outcomes the paper's claim rules out. Timer runs are deterministic under
+// -icount sleep=off, so the campaign seed below gives the same runs every time, and a
+// record booted again from its command repeats its outcome and its evidence.
+//
+// Then the comparison's other side, the baseline kernel (`make kernel-baseline`: the
+// same binaries, each client's state in the server's memory, restarted as MINIX 3
+// restarts a driver): it must serve files (storage's held requests live in server
+// memory there), and the same crash that SSRs hide must cost its clients their state.
+
+import CampaignKit
+import Foundation
+import Testing
+
+@Suite(.serialized) struct CampaignSmokeTests {
+    static let campaignSeed: UInt64 = 2026
+
+    @Test func everyFaultKindAtARandomInstructionOfTheTimer() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("campaign-smoke-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let csv = folder.appendingPathComponent("campaign.csv").path
+        #expect(FileManager.default.fileExists(atPath: CurioMachine.kernel), "build the kernel first: make build")
+
+        let workload = Workload.standard(for: .timer)
+        let plan = CampaignPlan.runs(workload: workload, faults: Faults.all, triggers: [.execution], runsPerCell: 1,
+                                     builds: [.ssr], campaignSeed: Self.campaignSeed)
+        let machine = Machine(kernels: [.ssr: CurioMachine.kernel], timeout: 60, scratch: folder)
+        let started = Date()
+        let records = try Campaign(plan: plan, campaignSeed: Self.campaignSeed, machine: machine, jobs: 2,
+                                   file: try RecordFile(path: csv)).run { _ in }
+        #expect(Date().timeIntervalSince(started) < 120)
+
+        let stored = try RecordFile(path: csv).records
+        #expect(stored.count == plan.count)
+        #expect(Set(stored.map(\.runID)) == Set(plan.map(\.id)))
+        for record in stored {
+            let spec = try #require(plan.first { $0.id == record.runID })
+            #expect(record.seed == spec.seed && record.seed > 0)
+            #expect(record.command.contains(" seed=\(record.seed)"))
+            #expect(record.outcome != .systemFailure && record.outcome != .silentFailure,
+                    "\(record.runID) seed \(record.seed): \(record.outcome.rawValue)\n\(record.consoleTail)")
+            #expect(record.outcome != .hang, "\(record.runID): \(record.evidence)")
+        }
+        // Not a vacuous campaign: the faults struck, and restarts hid some of them.
+        #expect(stored.filter(\.struck).count >= plan.count / 2)
+        #expect(stored.contains { $0.outcome == .recovered })
+        #expect(records.count == plan.count)
+
+        // Started again, the campaign finds every run done.
+        let again = Campaign(plan: plan, campaignSeed: Self.campaignSeed, machine: machine, jobs: 2,
+                             file: try RecordFile(path: csv))
+        #expect(again.pending.isEmpty)
+
+        // A record booted again repeats exactly (the same seed, under -icount).
+        let restarted = try #require(stored.first { $0.outcome == .recovered })
+        let replay = try machine.boot(command: restarted.command, build: .ssr, workload: workload)
+        let verdict = ConsoleAnalysis.judge(console: replay.console, server: .timer, clients: workload.clients,
+                                            finished: replay.finished)
+        #expect(verdict.outcome == restarted.outcome)
+        #expect(verdict.evidence == restarted.evidence)
+    }
+
+    static var baselineKernel: String {
+        ProcessInfo.processInfo.environment["CURIO_BASELINE_KERNEL"]
+            ?? CurioMachine.packageRoot.appendingPathComponent("build/kernel-baseline.elf").path
+    }
+
+    @Test func theBaselineLosesItsClientsStateWhereSSRsKeepIt() throws {
+        #expect(FileManager.default.fileExists(atPath: Self.baselineKernel), "make kernel-baseline")
+        let folder = try DiskTools.temporaryDirectory("campaign-baseline")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let workload = Workload.standard(for: .timer)
+        let plan = CampaignPlan.runs(workload: workload, faults: ["illegal", "loop"], triggers: [.request, .execution],
+                                     runsPerCell: 1, builds: [.ssr, .baseline], campaignSeed: Self.campaignSeed)
+        let machine = Machine(kernels: [.ssr: CurioMachine.kernel, .baseline: Self.baselineKernel], timeout: 60,
+                              scratch: folder)
+        let records = try Campaign(plan: plan, campaignSeed: Self.campaignSeed, machine: machine, jobs: 2, file: nil)
+            .run { _ in }
+        #expect(records.count == 8)
+        for record in records {
+            #expect(record.struck && record.restarts > 0, "\(record.runID): \(record.evidence)")
+            switch record.build {
+            case .ssr:
+                #expect(record.outcome == .recovered && record.clientsFailed == 0, "\(record.runID): \(record.evidence)")
+            case .baseline:
+                #expect(record.outcome == .clientTold && record.clientsFailed > 0, "\(record.runID): \(record.evidence)")
+            }
+        }
+    }
+
+    @Test func theBaselineServesFilesFromServerMemory() throws {
+        #expect(DiskTools.available, "install e2fsprogs")
+        let folder = try DiskTools.temporaryDirectory("campaign-baseline-disk")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let image = folder.appendingPathComponent("disk.img")
+        try DiskTools.makeImage(at: image, from: nil, blockSize: 1024, megabytes: 8)
+        let machine = Machine(kernels: [.baseline: Self.baselineKernel], timeout: 60, scratch: folder)
+        var arguments = machine.qemuArguments(kernel: Self.baselineKernel,
+                                              command: "write /note hello; append /note again; cat /note",
+                                              usesDisk: true)
+        arguments += DiskTools.qemuArguments(image)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["qemu-system-riscv64"] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let deadline = DispatchWorkItem { if process.isRunning { process.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: deadline)
+        let console = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        deadline.cancel()
+        #expect(process.terminationStatus == 0, "\(console)")
+        #expect(console.replacingOccurrences(of: "\r\n", with: "\n").contains("curio> cat /note\nhello\nagain\n"),
+                "\(console)")
+        #expect(!console.contains("stopped:"), "\(console)")
+        #expect(try DiskTools.check(image).status == 0)
+    }
+}
