@@ -12,7 +12,8 @@
 //      cursor must move forward, or a client's listing would never end), look every
 //      name up again (lookup, resolve, resolveParent), take the status of every
 //      entry, read every file (its first 16 KiB, its last byte, and far past its
-//      end) and call readDirectory on files too.
+//      end: a read answers exactly what the size allows) and call readDirectory
+//      on files too.
 //   2. Updates, when the volume is writable: writes that land in direct, indirect
 //      and double indirect blocks, truncate, create, mkdir, unlink, rmdir and two
 //      renames, on the names the survey found.
@@ -124,16 +125,27 @@ func survey(_ volume: inout FuzzVolume) -> [Entry] {
         let size = status.size
         var offset: UInt64 = 0
         while offset < min(size, UInt64(Limits.bytesPerFile)) {
-            guard let count = buffer.withUnsafeMutableBytes({ try? volume.read(item.inode, at: offset, into: $0) }),
-                  count > 0 else { break }
+            guard let count = read(&volume, item.inode, at: offset, size: size, into: &buffer), count > 0 else { break }
             offset += UInt64(count)
         }
         for far in [size &- 1, size, size &+ 5000, 1 << 40, UInt64.max - 10] {
-            _ = buffer.withUnsafeMutableBytes { try? volume.read(item.inode, at: far, into: $0) }
+            _ = read(&volume, item.inode, at: far, size: size, into: &buffer)
         }
     }
     _ = volume.statistics
     return found
+}
+
+/// A read, and its promise: as many bytes as asked for, short only at the end of the
+/// file (`size`, from the status just taken), none past it.
+func read(_ volume: inout FuzzVolume, _ inode: InodeNumber, at offset: UInt64, size: UInt64,
+          into buffer: inout [UInt8]) -> Int? {
+    guard let count = buffer.withUnsafeMutableBytes({ try? volume.read(inode, at: offset, into: $0) }) else {
+        return nil
+    }
+    let expected = offset >= size ? 0 : Int(min(UInt64(buffer.count), size - offset))
+    precondition(count == expected, "a read returned another count than the file's size allows")
+    return count
 }
 
 /// Deterministic file contents.
