@@ -21,7 +21,7 @@ RV_BUILD   := $(SWIFT) build -c release --triple $(TRIPLE) --toolset toolset-ris
 
 # Programs in the boot image: the SwiftPM module of each (system.toml names them).
 PROGRAMS   := ConsoleServer Shell Crashme PingServer Bench Binder RogueServer TimerServer TimerClient TimerTest \
-              ConfigServer StorageServer FileSystemServer FileSystemTest FileSystemBench SyscallFuzzer
+              ConfigServer StorageServer FileSystemServer FileSystemTest FileSystemBench SyscallFuzzer DMAProbe
 # Libraries linked into every program (--gc-sections drops what a program does not use).
 USER_LIBRARIES := UserArch Freestanding CurioUser CurioABI ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore \
                   ConfigAPI StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI
@@ -42,7 +42,7 @@ DEFAULT_DISK := $(BUILD)/disk.img
 DISK       ?= $(DEFAULT_DISK)
 DISK_FLAGS  = -drive file=$(DISK),format=raw,if=none,id=disk0 -device virtio-blk-device,drive=disk0
 
-.PHONY: all help deps build kernel-nossr kernel-baseline embedded run debug test test-host test-embedded test-integration bench campaign campaign-replay fuzz fuzz-host clean
+.PHONY: all help deps build kernel-nossr kernel-baseline kernel-dmaprobe embedded run debug test test-host test-embedded test-integration bench campaign campaign-replay fuzz fuzz-host clean
 
 all: build
 
@@ -119,8 +119,9 @@ test: deps test-host build test-integration
 test-host:
 	$(SWIFT) test --skip IntegrationTests
 
-test-integration: build kernel-baseline
+test-integration: build kernel-baseline kernel-dmaprobe
 	CURIO_KERNEL=$(abspath $(BUILD)/kernel.elf) CURIO_BASELINE_KERNEL=$(abspath $(BUILD)/kernel-baseline.elf) \
+	  CURIO_DMAPROBE_KERNEL=$(abspath $(BUILD)/kernel-dmaprobe.elf) \
 	  $(SWIFT) test --filter IntegrationTests
 
 # A fault-injection campaign (see Sources/Tools/Campaign, `swift run curio-campaign
@@ -179,6 +180,17 @@ kernel-baseline: build
 	@$(LLD) -T Sources/Kernel/Arch/kernel.ld --gc-sections -X -o $(BUILD)/kernel-baseline.elf \
 	  $(foreach lib,$(KERNEL_LIBRARIES),$(RV_OUT)/$(lib).build/*.o) $(BUILD)/system-image-baseline.o
 	@echo "built $(BUILD)/kernel-baseline.elf (without SSRs, restarted: $(BASELINE_SERVERS))"
+
+# A system of the console and a hostile block driver (Sources/Programs/DMAProbe), for
+# the test that the kernel keeps a driver's DMA inside the pages granted to it.
+kernel-dmaprobe: build
+	@$$($(SWIFT) build --show-bin-path)/mkimage --system Sources/Programs/DMAProbe/dma-probe-system.toml \
+	  --elf-dir $(BUILD)/programs --out $(BUILD)/system-dmaprobe.img
+	@$(OBJCOPY) -I binary -O elf64-littleriscv --rename-section .data=.bootimage,alloc,load,readonly,data,contents \
+	  $(BUILD)/system-dmaprobe.img $(BUILD)/system-image-dmaprobe.o
+	@$(LLD) -T Sources/Kernel/Arch/kernel.ld --gc-sections -X -o $(BUILD)/kernel-dmaprobe.elf \
+	  $(foreach lib,$(KERNEL_LIBRARIES),$(RV_OUT)/$(lib).build/*.o) $(BUILD)/system-image-dmaprobe.o
+	@echo "built $(BUILD)/kernel-dmaprobe.elf (the console and a hostile block driver)"
 
 # The QEMU plugin that counts the filesystem benchmarks' instructions without the
 # idle loop (see Sources/Tools/BenchPlugin).

@@ -52,6 +52,9 @@ let package = Package(
                 swiftSettings: embeddedRestrictions),
         .target(name: "Crashme", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"], path: "Sources/Programs/Crashme",
                 swiftSettings: embeddedRestrictions),
+        .target(name: "DMAProbe", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"],
+                path: "Sources/Programs/DMAProbe", exclude: ["dma-probe-system.toml"],
+                swiftSettings: embeddedRestrictions),
 
         // Server state regions: the on-SSR format (host-tested, allocation-free) and the
         // runtime that turns a service into a restartable SSR server.

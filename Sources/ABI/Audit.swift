@@ -16,6 +16,7 @@ public enum AuditViolation: UInt8, Sendable {
     case windowMismatch = 9
     case orphanNotAnnounced = 10
     case noMemoryForAudit = 11
+    case dmaGrantNotOwned = 12
 
     public var name: StaticString {
         switch self {
@@ -31,6 +32,7 @@ public enum AuditViolation: UInt8, Sendable {
         case .windowMismatch: "an SSR window shows the wrong pages"
         case .orphanNotAnnounced: "an orphan its server will never hear of"
         case .noMemoryForAudit: "no memory to audit with"
+        case .dmaGrantNotOwned: "a device may reach a frame its driver does not own"
         }
     }
 }

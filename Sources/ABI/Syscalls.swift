@@ -83,13 +83,20 @@ public enum Syscall: UInt, Sendable {
     /// A server found its own state inconsistent: restart it as if it had faulted.
     case reportFailure = 23
     /// For a driver (a program that owns devices): -> a1 = the physical address of
-    /// the caller's writable user address a0, to hand to a DMA-capable device. The
-    /// frame stays the caller's for its lifetime: user memory is never moved.
+    /// the caller's own writable page at a0, which its devices may reach from now on
+    /// (a DMA grant, until the driver ends or restarts). The frame stays the caller's
+    /// for its lifetime: user memory is never moved. Device windows and SSR pages are
+    /// not the caller's own (`badAddress`).
     case physicalAddress = 24
     /// Check the kernel's invariants (Kernel+Audit.swift). Needs `manage`.
     /// -> a1 = violations found, a2 = the first one's `AuditViolation` code, a3 = its
     /// slot (or all ones), a4 = frames found owned by processes.
     case audit = 25
+    /// For a driver: write the 32-bit value a2 to the register at byte offset a1 of its
+    /// device range a0 (its index in the program's `devices`). The register pages of DMA-capable (virtio) devices are mapped read-only; the kernel
+    /// lets a write through only if the device can then reach nothing but pages the
+    /// driver was granted by `physicalAddress` (Kernel/Core/Devices/DMAGuard.swift).
+    case deviceWrite = 26
 }
 
 /// a0 after a system call.
@@ -126,6 +133,8 @@ public enum SyscallError: UInt, Error, Sendable {
     /// A second instance of a server with state regions: its clients' SSRs belong to
     /// the one running.
     case alreadyRunning = 15
+    /// A device would be told to reach memory outside the pages granted to its driver.
+    case dmaNotPermitted = 16
 }
 
 extension SyscallError {
@@ -147,6 +156,7 @@ extension SyscallError {
         case .serverFailed: "server failed"
         case .requestFailed: "request failed (the server crashed on it twice)"
         case .alreadyRunning: "already running"
+        case .dmaNotPermitted: "DMA outside the driver's pages"
         }
     }
 }

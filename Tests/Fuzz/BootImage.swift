@@ -39,7 +39,8 @@ struct FuzzPlatform: Platform {
     mutating func flushPage(_ address: UInt64, asid: UInt16) {}
     mutating func synchronizeInstructions() {}
     mutating func requestPowerOff(code: Int) {}
-    mutating func quiesceDevices(base: UInt64, size: UInt64) {}
+    func readDeviceRegister(_ address: UInt64) -> UInt32 { 0 }
+    mutating func writeDeviceRegister(_ address: UInt64, _ value: UInt32) {}
     func write(_ text: StaticString) {}
     func write(bytes: UnsafeRawBufferPointer) { _ = bytes.reduce(0, &+) }
     func write(decimal: Int) {}

@@ -32,7 +32,7 @@ enum CurioMachine {
             ?? packageRoot.appendingPathComponent("build/kernel.elf").path
     }
 
-    static func arguments(commands: String?, extra: [String] = []) -> [String] {
+    static func arguments(commands: String?, extra: [String] = [], kernel: String = kernel) -> [String] {
         var arguments = ["-machine", "virt", "-m", "128M", "-smp", "1", "-nographic", "-bios", "default",
                          "-global", "virtio-mmio.force-legacy=false", "-kernel", kernel]
         if let commands { arguments += ["-append", commands] }
@@ -40,11 +40,12 @@ enum CurioMachine {
     }
 
     /// Boots, runs `commands` in the shell, and waits for the power-off.
-    static func run(commands: String, timeout: Duration = .seconds(60), extra: [String] = []) throws -> MachineRun {
+    static func run(commands: String, timeout: Duration = .seconds(60), extra: [String] = [],
+                    kernel: String = kernel) throws -> MachineRun {
         #expect(FileManager.default.fileExists(atPath: kernel), "build the kernel first: make build")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["qemu-system-riscv64"] + arguments(commands: commands, extra: extra)
+        process.arguments = ["qemu-system-riscv64"] + arguments(commands: commands, extra: extra, kernel: kernel)
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output

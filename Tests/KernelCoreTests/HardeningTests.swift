@@ -414,28 +414,31 @@ extension KernelHarness {
     @Test func aRestartedDriversDevicesAreResetBeforeItsFramesAreFreed() throws {
         let harness = try KernelHarness(programs: KernelTestProgram.standard)
         harness.kernel.platform.clock = 1_000_000
+        harness.kernel.platform.installVirtioDevice(at: 0x1000_3000)
         let driver = try harness.spawn(Program.blockDriver)
         let owned = harness.mappings(of: driver.index).filter { $0.flags.contains(.owned) }.map(\.frame)
         harness.kernel.platform.framesToCheckAtFlush = owned.map { PhysicalAddress($0) }
         harness.kernel.fault(driver.index, cause: .loadPageFault, address: 0)
-        let quiesced = harness.kernel.platform.quiesced
-        #expect(quiesced.map(\.base) == [0x1000_1000])
-        #expect(quiesced.map(\.size) == [0x8000])
-        #expect(quiesced.first?.framesStillAllocated.allSatisfy { $0 } == true, "reset while the pages are still its")
+        let resets = harness.kernel.platform.resets
+        #expect(resets.map(\.base) == [0x1000_3000], "the virtio device in its range, and nothing else")
+        #expect(resets.first?.framesStillAllocated.allSatisfy { $0 } == true, "reset while the pages are still its")
         #expect(harness.state(driver.index) == .runnable, "and restarted")
     }
 
     @Test func anEndingDriversDevicesAreReset() throws {
         let harness = try KernelHarness(programs: KernelTestProgram.standard)
-        let driver = try harness.spawn(Program.driver)
+        harness.kernel.platform.installVirtioDevice(at: 0x1000_1000)
+        let driver = try harness.spawn(Program.blockDriver)
         let owned = harness.mappings(of: driver.index).filter { $0.flags.contains(.owned) }.map(\.frame)
         harness.kernel.platform.framesToCheckAtFlush = owned.map { PhysicalAddress($0) }
         harness.kernel.end(driver.index, status: .killed)
-        #expect(harness.kernel.platform.quiesced.map(\.base) == [0x1000_0000])
-        #expect(harness.kernel.platform.quiesced.first?.framesStillAllocated.allSatisfy { $0 } == true)
+        #expect(harness.kernel.platform.resets.map(\.base) == [0x1000_1000])
+        #expect(harness.kernel.platform.resets.first?.framesStillAllocated.allSatisfy { $0 } == true)
+        let uart = try harness.spawn(Program.driver)
+        harness.kernel.end(uart.index, status: .killed)
         let plain = try harness.spawn(Program.peer)
         harness.kernel.end(plain.index, status: .killed)
-        #expect(harness.kernel.platform.quiesced.count == 1, "a program without devices resets nothing")
+        #expect(harness.kernel.platform.resets.count == 1, "a UART or a program without devices resets nothing")
     }
 }
 

@@ -68,12 +68,27 @@ struct FakePlatform: Platform {
 
     mutating func requestPowerOff(code: Int) { powerOffRequests.append(code) }
 
-    /// Device ranges quiesced, each with: for each frame in `framesToCheckAtFlush`,
+    /// Device registers by physical address: what reads answer (0 if never set).
+    /// A virtio device is one whose magic register holds "virt".
+    var deviceRegisters: [UInt64: UInt32] = [:]
+    /// Every device register write, with: for each frame in `framesToCheckAtFlush`,
     /// still allocated at that moment?
-    var quiesced: [(base: UInt64, size: UInt64, framesStillAllocated: [Bool])] = []
+    var deviceWrites: [(address: UInt64, value: UInt32, framesStillAllocated: [Bool])] = []
 
-    mutating func quiesceDevices(base: UInt64, size: UInt64) {
-        quiesced.append((base, size, framesToCheckAtFlush.map { frameProbe?.isAllocated($0) ?? false }))
+    func readDeviceRegister(_ address: UInt64) -> UInt32 { deviceRegisters[address] ?? 0 }
+
+    mutating func writeDeviceRegister(_ address: UInt64, _ value: UInt32) {
+        deviceRegisters[address] = value
+        deviceWrites.append((address, value, framesToCheckAtFlush.map { frameProbe?.isAllocated($0) ?? false }))
+    }
+
+    /// Makes the 4 KiB register page at `base` a virtio device.
+    mutating func installVirtioDevice(at base: UInt64) { deviceRegisters[base] = 0x7472_6976 }
+
+    /// The devices reset (Status 0 written), each with the frames check at that moment.
+    var resets: [(base: UInt64, framesStillAllocated: [Bool])] {
+        deviceWrites.filter { $0.address & 0xfff == 0x070 && $0.value == 0 }
+            .map { ($0.address & ~0xfff, $0.framesStillAllocated) }
     }
 
     /// Pages flushed one at a time (SSR windows closing): address and ASID.
@@ -315,7 +330,7 @@ final class KernelHarness {
     let ram: MemoryTestRAM
     let programs: [KernelTestProgram]
     var kernel: TestKernel
-    /// Free frames once the kernel's root table exists, before any process.
+    /// Free frames once the kernel exists, before any process.
     let baselineFreeFrames: Int
     let kernelRoot: PhysicalAddress
     private let imageStorage: UnsafeMutableRawBufferPointer
@@ -358,7 +373,6 @@ final class KernelHarness {
         self.ram = ram
         self.programs = programs
         self.kernelRoot = root
-        self.baselineFreeFrames = frames.freeFrames
         self.imageStorage = imageStorage
         self.argumentStorage = argumentStorage
         self.taskStorage = taskStorage
@@ -366,7 +380,11 @@ final class KernelHarness {
         kernel = TestKernel(platform: platform, frames: frames, image: image, kernelRoot: root,
                             taskStorage: taskStorage, registerStorage: registerStorage,
                             bootArguments: argumentStorage.map { UnsafeRawBufferPointer($0) })
+        baselineFreeFrames = kernel.frames.freeFrames
     }
+
+    /// The frames the kernel holds before any process: its root table and the DMA guard.
+    static let kernelOwnPages = 2
 
     deinit {
         taskStorage.deinitialize(count: TestKernel.maxTasks)

@@ -21,7 +21,7 @@ import Testing
         #expect(task.pageBudget == 32)
         #expect(task.pagesUsed == ProcessLayout.standardPages)
         #expect(harness.freeFrames == harness.baselineFreeFrames - ProcessLayout.standardPages)
-        #expect(harness.kernel.kernelPagesInUse == 1, "only the kernel's root table")
+        #expect(harness.kernel.kernelPagesInUse == KernelHarness.kernelOwnPages, "only the kernel's root table")
         #expect(harness.kernel.platform.flushedASIDs == [1])
 
         let file = harness.registers(0)
@@ -73,7 +73,7 @@ import Testing
                 #expect(harness.state(0) == .free)
                 #expect(harness.task(0).addressSpace == nil)
                 #expect(harness.task(0).pagesUsed == 0)
-                #expect(harness.kernel.kernelPagesInUse == 1)
+                #expect(harness.kernel.kernelPagesInUse == KernelHarness.kernelOwnPages)
                 harness.kernel.reschedule()
                 #expect(harness.kernel.current == nil)
             } else {
@@ -183,7 +183,7 @@ import Testing
         #expect(harness.freeFrames == start)
         #expect(harness.task(1).generation == 1_000)
         #expect(harness.state(0) == .runnable)
-        #expect(harness.kernel.kernelPagesInUse == 1)
+        #expect(harness.kernel.kernelPagesInUse == KernelHarness.kernelOwnPages)
     }
 
     @Test func spawnWaitAndExitThroughSyscallsAThousandTimesLeaksNothing() throws {
@@ -441,7 +441,7 @@ import Testing
         harness.syscall(client, .memoryInfo)
         #expect(harness.result(client, 1) == UInt(harness.kernel.frames.totalFrames))
         #expect(harness.result(client, 2) == UInt(harness.freeFrames))
-        #expect(harness.result(client, 3) == 1)
+        #expect(harness.result(client, 3) == UInt(KernelHarness.kernelOwnPages))
 
         try harness.write("server", at: ProcessLayout.heap, in: client)
         harness.syscall(client, .lookup, UInt(ProcessLayout.heap), 6)

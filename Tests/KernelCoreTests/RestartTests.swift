@@ -86,7 +86,7 @@ import Testing
 
         // The old incarnation's memory went back; the new one took as much.
         #expect(harness.freeFrames == freeBefore)
-        #expect(harness.kernel.kernelPagesInUse == 1)
+        #expect(harness.kernel.kernelPagesInUse == KernelHarness.kernelOwnPages)
         #expect(harness.kernel.platform.flushes.count > fullFlushes)
         #expect(harness.kernel.platform.flushes[fullFlushes].framesStillAllocated.allSatisfy { $0 },
                 "the old space is flushed before its frames are freed")
@@ -247,7 +247,7 @@ import Testing
         #expect(harness.error(0) == nil)
         #expect(harness.bindingCount(of: 1) == 0)
         #expect(harness.task(1).pagesUsed == SSRLayout.serverPages)
-        #expect(harness.kernel.kernelPagesInUse == 1)
+        #expect(harness.kernel.kernelPagesInUse == KernelHarness.kernelOwnPages)
     }
 
     @Test func aRestartDuringCleanupRepeatsTheUnbindMessage() throws {
@@ -272,7 +272,7 @@ import Testing
         try harness.reply(from: 0, to: client)
         #expect(harness.error(0) == nil)
         #expect(harness.orphans().isEmpty)
-        #expect(harness.kernel.kernelPagesInUse == 1)
+        #expect(harness.kernel.kernelPagesInUse == KernelHarness.kernelOwnPages)
     }
 
     @Test func aServerStartedAgainFindsItsClientsSSRs() throws {

@@ -26,7 +26,7 @@ import Testing
         #expect(harness.task(0).recovering, "a fresh SSR server starts in recovery")
         #expect(harness.task(0).pagesUsed == SSRLayout.serverPages)
         #expect(harness.windowFrames(of: 0) == harness.emptyWindow)
-        #expect(harness.kernel.kernelPagesInUse == 1)
+        #expect(harness.kernel.kernelPagesInUse == KernelHarness.kernelOwnPages)
     }
 
     @Test func theFirstSendBindsAndChargesTheClient() throws {
@@ -45,7 +45,7 @@ import Testing
         #expect(harness.task(1).pagesUsed == ProcessLayout.standardPages + 2, "the client pays")
         #expect(harness.task(0).pagesUsed == SSRLayout.serverPages, "the server does not")
         #expect(harness.freeFrames == freeBefore - 2)
-        #expect(harness.kernel.kernelPagesInUse == 1)
+        #expect(harness.kernel.kernelPagesInUse == KernelHarness.kernelOwnPages)
         let frames = harness.ssrFrames(of: 1, to: Program.fs)
         #expect(Set(frames).count == 2)
         #expect(frames.allSatisfy { harness.isAllocated($0) })
@@ -112,7 +112,7 @@ import Testing
         #expect(harness.snapshot(0) == serverBefore)
         #expect(harness.freeFrames == freeBefore)
         #expect(harness.windowFrames(of: 0) == harness.emptyWindow)
-        #expect(harness.kernel.kernelPagesInUse == 1)
+        #expect(harness.kernel.kernelPagesInUse == KernelHarness.kernelOwnPages)
     }
 
     @Test func aFullBindingTableIsOutOfMemory() throws {
@@ -346,7 +346,7 @@ import Testing
         harness.syscall(1, .exit, 0)
         #expect(harness.state(1) == .ended, "the slot lingers while its SSR awaits cleanup")
         #expect(harness.task(1).pagesUsed == 2, "the orphan stays charged to its client")
-        #expect(harness.kernel.kernelPagesInUse == 1)
+        #expect(harness.kernel.kernelPagesInUse == KernelHarness.kernelOwnPages)
         #expect(frames.allSatisfy { harness.isAllocated($0) }, "kept for the server's cleanup")
         let orphans = harness.orphans()
         #expect(orphans.count == 1)
@@ -370,7 +370,7 @@ import Testing
         #expect(harness.pageFlushes(since: pageFlushes) == harness.windowFlushes(of: 0, pages: 2))
         #expect(frames.allSatisfy { !harness.isAllocated($0) })
         #expect(harness.orphans().isEmpty)
-        #expect(harness.kernel.kernelPagesInUse == 1)
+        #expect(harness.kernel.kernelPagesInUse == KernelHarness.kernelOwnPages)
         #expect(harness.freeFrames == freeBefore)
         #expect(harness.state(1) == .free, "freed with its last SSR")
 
@@ -411,7 +411,7 @@ import Testing
         try harness.reply(from: 0, to: client)
         #expect(harness.error(0) == nil)
         #expect(harness.orphans().isEmpty)
-        #expect(harness.kernel.kernelPagesInUse == 1)
+        #expect(harness.kernel.kernelPagesInUse == KernelHarness.kernelOwnPages)
     }
 
     @Test func anUnansweredUnbindComesBackAtTheNextReceive() throws {
@@ -475,7 +475,7 @@ import Testing
             }
         }
         #expect(harness.freeFrames == freeBefore)
-        #expect(harness.kernel.kernelPagesInUse == 1)
+        #expect(harness.kernel.kernelPagesInUse == KernelHarness.kernelOwnPages)
         #expect(harness.orphans().isEmpty)
     }
 
@@ -540,7 +540,7 @@ import Testing
         #expect(harness.error(0) == nil)
         #expect(frames.allSatisfy { !harness.isAllocated($0) })
         #expect(harness.state(1) == .free)
-        #expect(harness.kernel.kernelPagesInUse == 1)
+        #expect(harness.kernel.kernelPagesInUse == KernelHarness.kernelOwnPages)
     }
 
     /// The same, seen from the next client: the window must show its SSR.
@@ -574,7 +574,7 @@ import Testing
         try harness.call(gone[0].index, harness.id(0))
         for client in gone { harness.kernel.end(client.index, status: .killed) }
         #expect(harness.orphans().count == 40)
-        #expect(harness.kernel.kernelPagesInUse == 1, "every orphan is charged")
+        #expect(harness.kernel.kernelPagesInUse == KernelHarness.kernelOwnPages, "every orphan is charged")
         try harness.reply(from: 0, to: gone[0])
         var cleaned: Set<UInt32> = []
         for _ in 0..<40 {

@@ -63,6 +63,8 @@ public struct Kernel<P: Platform> {
     /// `nextTimerDeadline`, with `UInt64.max` for none.
     public internal(set) var earliestDeadline: UInt64 = .max
     let bootArguments: UnsafeRawBufferPointer?
+    /// Drivers' DMA grants and device register shadows (DMAGuard.swift), in a frame of its own.
+    let dma: UnsafeMutablePointer<DMAGuard>
     /// Frames the kernel held before any process existed (its own page table): the
     /// audit's expectation of the allocated frames that no process owns.
     let kernelOwnFrames: Int
@@ -73,6 +75,10 @@ public struct Kernel<P: Platform> {
     public init(platform: P, frames: FrameAllocator<P.Memory>, image: BootImage, kernelRoot: PhysicalAddress,
                 taskStorage: UnsafeMutablePointer<Task>, registerStorage: UnsafeMutablePointer<UInt64>,
                 bootArguments: UnsafeRawBufferPointer?) {
+        var frames = frames
+        guard let guardFrame = frames.allocate() else { fatalError("no memory for the DMA guard") }
+        dma = platform.memory.pointer(to: guardFrame).bindMemory(to: DMAGuard.self, capacity: 1)
+        dma.initialize(to: DMAGuard())
         self.platform = platform
         self.frames = frames
         self.image = image

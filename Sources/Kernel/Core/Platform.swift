@@ -21,10 +21,10 @@ public protocol Platform {
     mutating func synchronizeInstructions()
     /// Ask for the machine to power off with this exit code once the current trap ends.
     mutating func requestPowerOff(code: Int)
-    /// Stop every DMA-capable device in this MMIO range from touching memory: the
-    /// driver that programmed it is gone, and its frames are about to be reused. Must
-    /// leave devices the kernel does not know (a UART) alone.
-    mutating func quiesceDevices(base: UInt64, size: UInt64)
+    /// A 32-bit device register, read and written at its physical address (the
+    /// kernel's identity map covers MMIO); each access is one volatile access.
+    func readDeviceRegister(_ address: UInt64) -> UInt32
+    mutating func writeDeviceRegister(_ address: UInt64, _ value: UInt32)
 
     /// The kernel's own console output, for reports.
     func write(_ text: StaticString)

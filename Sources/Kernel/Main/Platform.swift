@@ -53,20 +53,9 @@ struct RISCVPlatform: Platform {
 
     mutating func synchronizeInstructions() { fence_instructions() }
 
-    /// Resets each virtio-mmio device in the range (virtio 1.x §4.2.2: writing 0 to
-    /// Status resets the device, which then uses none of the queues it was given).
-    /// Other devices — the UART — have no virtio magic value and are left alone.
-    mutating func quiesceDevices(base: UInt64, size: UInt64) {
-        var slot = base
-        while slot < base &+ size {
-            if mmio_read32(slot + VirtioMMIO.magicOffset) == VirtioMMIO.magicValue {
-                mmio_write32(slot + VirtioMMIO.statusOffset, 0)
-                var polls = 0
-                while mmio_read32(slot + VirtioMMIO.statusOffset) != 0 && polls < 1_000 { polls += 1 }
-            }
-            slot &+= VirtioMMIO.slotSize
-        }
-    }
+    func readDeviceRegister(_ address: UInt64) -> UInt32 { mmio_read32(address) }
+
+    mutating func writeDeviceRegister(_ address: UInt64, _ value: UInt32) { mmio_write32(address, value) }
 
     mutating func requestPowerOff(code: Int) {
         powerOffRequested = true
@@ -79,11 +68,3 @@ struct RISCVPlatform: Platform {
     func write(hex: UInt64) { console.write(hex: hex) }
 }
 
-/// The few virtio-mmio registers the kernel touches itself (virtio 1.x §4.2.2).
-enum VirtioMMIO {
-    static let slotSize: UInt64 = 0x1000
-    static let magicOffset: UInt64 = 0x000
-    /// "virt", little-endian.
-    static let magicValue: UInt32 = 0x7472_6976
-    static let statusOffset: UInt64 = 0x070
-}

@@ -381,6 +381,10 @@ struct Planner {
         case Syscall.physicalAddress.rawValue:
             call.registers[0] = vocabulary.pointer(writable: true, length: 1).address
             call.refuseIf(true, "physicalAddress without devices")
+        case Syscall.deviceWrite.rawValue:
+            call.registers[0] = random.below(3)
+            call.registers[1] = random.percent(50) ? 4 * random.below(0x2400) : random.below(0x9000)
+            call.refuseIf(true, "deviceWrite without devices")
         default:
             if Syscall(rawValue: number) == nil { call.refuseIf(true, "an unknown syscall number") }
         }

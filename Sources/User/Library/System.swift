@@ -88,10 +88,18 @@ public enum System {
         _ = try call(.irqAcknowledge, UInt(index))
     }
 
-    /// The physical address behind `address` (writable memory of this process), for a
-    /// driver to hand to a DMA-capable device. Needs devices in the system description.
+    /// The physical address behind `address` (a writable page of this process's own),
+    /// for a driver to hand to a DMA-capable device, which may reach that page from now
+    /// on. Needs devices in the system description.
     public static func physicalAddress(of address: UnsafeMutableRawPointer) throws(SyscallError) -> UInt64 {
         UInt64(try call(.physicalAddress, UInt(bitPattern: address)).r1)
+    }
+
+    /// Writes a register of a DMA-capable device: `offset` bytes into device range
+    /// `range` (its index in the system description's `devices`). The kernel refuses a
+    /// write that would let the device reach memory outside the granted pages.
+    public static func writeDeviceRegister(range: Int, offset: Int, value: UInt32) throws(SyscallError) {
+        _ = try call(.deviceWrite, UInt(range), UInt(offset), UInt(value))
     }
 
     /// Posts `bits` to this process when the clock reaches `deadline` (0 cancels).

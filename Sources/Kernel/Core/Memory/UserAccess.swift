@@ -119,6 +119,15 @@ extension AddressSpace {
         return stop.entry.frame.advanced(by: va.pageOffset)
     }
 
+    /// The frame behind `va` if it is a writable 4 KiB page this space owns (not a
+    /// device window, not a borrowed SSR page): what a driver may hand its devices.
+    func ownedUserFrame<M: PhysicalMemory>(of va: VirtualAddress, memory: M) -> PhysicalAddress? {
+        let stop = walk(va, memory: memory)
+        guard stop.isPageLeaf, !stop.isBorrowed, stop.entry.flags.isSuperset(of: [.user, .read, .write, .owned])
+        else { return nil }
+        return stop.entry.frame.advanced(by: va.pageOffset)
+    }
+
     /// `userFrame` for an address the first pass already validated.
     private func validatedUserFrame<M: PhysicalMemory>(
         of va: VirtualAddress, writable: Bool, memory: M

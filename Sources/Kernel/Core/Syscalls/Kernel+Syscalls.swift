@@ -191,10 +191,9 @@ extension Kernel {
             file.setResult(3, UInt(bitPattern: report.firstSlot))
             file.setResult(4, UInt(report.ownedFrames))
         case .physicalAddress(let address):
-            guard image.program(tasks[slot].program).deviceCount > 0 else { throw .notPermitted }
-            guard let space = tasks[slot].addressSpace,
-                  let (physical, _) = space.translate(address, memory: platform.memory) else { throw .badAddress }
-            file.setResult(1, UInt(physical.rawValue))
+            file.setResult(1, UInt(try grantDMA(at: address, to: slot).rawValue))
+        case .deviceWrite(let window, let offset, let value):
+            try writeDevice(window: window, offset: offset, value: value, by: slot)
         }
     }
 

@@ -44,6 +44,7 @@ public enum SyscallRequest: Equatable, Sendable {
     case reportFailure
     case physicalAddress(VirtualAddress)
     case audit
+    case deviceWrite(window: Int, offset: UInt64, value: UInt32)
 }
 
 extension EndpointCall {
@@ -203,6 +204,11 @@ extension SyscallRequest {
             return .physicalAddress(try buffer(a(0), 1, limit: 1, writable: true).address)
         case .audit:
             return .audit
+        case .deviceWrite:
+            guard a(0) < UInt(BootImageFormat.maxDevices), a(1) % 4 == 0, a(2) <= UInt(UInt32.max) else {
+                throw .badArgument
+            }
+            return .deviceWrite(window: Int(a(0)), offset: UInt64(a(1)), value: UInt32(a(2)))
         }
     }
 }

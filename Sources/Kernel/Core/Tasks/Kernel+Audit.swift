@@ -72,8 +72,12 @@ extension Kernel {
 
         for slot in 0..<Self.maxTasks where tasks[slot].state != .free {
             var found = 0
+            let grantsSeenBefore = grantedFramesSeen(of: slot, seen: seen)
             if let space = tasks[slot].addressSpace {
                 found += auditTables(space.root, level: Sv39.levels - 1, slot: slot, seen: &seen, report: &report)
+            }
+            if grantsSeenBefore != 0 || grantedFramesSeen(of: slot, seen: seen) != dma.pointee.grantCount(of: slot) {
+                report.record(.dmaGrantNotOwned, at: slot)
             }
             for index in 0..<SSRTable.bindingsPerTask where tasks[slot].bindings[index].isUsed {
                 let record = tasks[slot].bindings[index]
@@ -96,6 +100,9 @@ extension Kernel {
             auditBlocking(of: slot, report: &report)
         }
 
+        for index in 0..<dma.pointee.grantCount where tasks[dma.pointee.grants[index].owner].state == .free {
+            report.record(.dmaGrantNotOwned, at: dma.pointee.grants[index].owner)
+        }
         var unowned = 0
         for index in 0..<frames.totalFrames {
             let frame = frames.firstFrame.advanced(by: index * pageSize)
@@ -104,6 +111,16 @@ extension Kernel {
         if unowned != kernelOwnFrames + bitmapFrames { report.record(.unownedFrames, at: -1) }
         for index in 0..<bitmapFrames { frames.free(PhysicalAddress(bitmap[index])) }
         return report
+    }
+
+    /// How many of the frames granted to `slot` for DMA the audit has found so far:
+    /// none before the walk of the slot's own tables, all of them after it.
+    private func grantedFramesSeen(of slot: Int, seen: SeenFrames) -> Int {
+        var count = 0
+        for index in 0..<dma.pointee.grantCount where dma.pointee.grants[index].owner == slot {
+            if seen.contains(PhysicalAddress(dma.pointee.grants[index].frame)) { count += 1 }
+        }
+        return count
     }
 
     /// 4 KiB of bitmap covers this many frames.

@@ -131,18 +131,8 @@ extension Kernel {
         let heapBytes = UInt64(program.heapPages) * UInt64(pageSize)
         let stackBytes = UInt64(program.stackPages) * UInt64(pageSize)
         let heapBase = (programEnd + UInt64(2 * pageSize - 1)) & ~UInt64(pageSize - 1)
-        let devicesEnd = deviceWindow + UInt64(program.deviceCount) * 0x10_0000
+        let devicesEnd = deviceWindow + UInt64(program.deviceCount) * deviceWindowStride
         return heapBytes <= deviceWindow - heapBase && stackBytes <= stackTop - devicesEnd - UInt64(pageSize)
-    }
-
-    /// A driver is gone: the devices it programmed must stop using its DMA pages
-    /// before those frames go back to the allocator (there is no IOMMU).
-    mutating func quiesceDevices(of slot: Int) {
-        let program = image.program(tasks[slot].program)
-        for index in 0..<program.deviceCount {
-            let device = program.device(index)
-            platform.quiesceDevices(base: device.base, size: device.size)
-        }
     }
 
     /// The ASID of a slot's address space; 0 is the kernel's.
@@ -308,17 +298,6 @@ extension Kernel {
         }
     }
 
-    private mutating func mapDevice(_ device: (base: UInt64, size: UInt64), window: Int,
-                                    in slot: Int) throws(SyscallError) {
-        let windowBase = VirtualAddress(Self.deviceWindow + UInt64(window) * 0x10_0000)
-        let pages = Int((device.size + UInt64(pageSize) - 1) / UInt64(pageSize))
-        for page in 0..<pages {
-            try map(windowBase.advanced(by: page * pageSize),
-                    to: PhysicalAddress(device.base).advanced(by: page * pageSize),
-                    flags: [.read, .write, .user], in: slot)
-        }
-    }
-
     private mutating func allocateFrame(for slot: Int) throws(SyscallError) -> PhysicalAddress {
         guard tasks[slot].pagesUsed < tasks[slot].pageBudget, let frame = frames.allocate() else {
             throw .outOfMemory
@@ -328,7 +307,7 @@ extension Kernel {
     }
 
     /// Maps a page, charging any page tables it needed; frees an unmappable owned frame.
-    private mutating func map(_ address: VirtualAddress, to frame: PhysicalAddress, flags: PageFlags,
+    mutating func map(_ address: VirtualAddress, to frame: PhysicalAddress, flags: PageFlags,
                               in slot: Int) throws(SyscallError) {
         guard let space = tasks[slot].addressSpace else { throw .badAddress }
         do {

@@ -39,7 +39,8 @@
 // DMA. The driver hands the device no physical address outside the pages obtained
 // at start (their addresses from `physicalAddress`, kept in a checked `DMAPages`):
 // a damaged pointer stops the server instead of aiming the device at memory that is
-// not ours. Which of our pages and which sector a request really went to is what the
+// not ours. The kernel checks the same again (registers are written through it,
+// Kernel/Core/Devices/DMAGuard.swift), which is what holds against a hostile driver. Which of our pages and which sector a request really went to is what the
 // read-back at completion checks; the data check alone cannot, because the server
 // computes it over whatever the device left in the page, with the client's sector.
 //
@@ -58,16 +59,25 @@ import SSRServer
 import StorageCore
 import UserArch
 
-/// One slot's device registers, through the MMIO helpers (volatile, never merged).
+/// One slot's device registers: read through the read-only mapping (volatile, never
+/// merged), written through the kernel, which checks that the device can reach no
+/// memory but our DMA pages. Our own checks (`DMAPages`) come first, so a refusal
+/// means our state is damaged: the server has itself restarted.
 struct MappedRegisters: VirtioRegisters {
-    let base: UInt
+    let slot: Int
 
     func read32(_ offset: Int) -> UInt32 {
-        curio_mmio_read32(UnsafeMutablePointer<UInt32>(bitPattern: base + UInt(offset))!)
+        let address = StorageLayout.deviceWindow + UInt(slot) * StorageLayout.slotStride + UInt(offset)
+        return curio_mmio_read32(UnsafeMutablePointer<UInt32>(bitPattern: address)!)
     }
 
     func write32(_ offset: Int, _ value: UInt32) {
-        curio_mmio_write32(UnsafeMutablePointer<UInt32>(bitPattern: base + UInt(offset))!, value)
+        do throws(SyscallError) {
+            try System.writeDeviceRegister(range: 0, offset: slot * Int(StorageLayout.slotStride) + offset,
+                                           value: value)
+        } catch {
+            System.reportFailure()
+        }
     }
 }
 
@@ -167,7 +177,7 @@ struct StorageService: SSRService {
 
     /// The registers of virtio-mmio slot `slot` in our device window.
     static func registers(ofSlot slot: Int) -> MappedRegisters {
-        MappedRegisters(base: StorageLayout.deviceWindow + UInt(slot) * StorageLayout.slotStride)
+        MappedRegisters(slot: slot)
     }
 
     static func blockDevicePresent() -> Bool {

@@ -117,7 +117,6 @@ static inline __attribute__((always_inline)) uint64_t curio_read_instret(void) {
 static inline __attribute__((always_inline)) uint8_t curio_mmio_read8(volatile uint8_t *address) { return *address; }
 static inline __attribute__((always_inline)) void curio_mmio_write8(volatile uint8_t *address, uint8_t value) { *address = value; }
 static inline __attribute__((always_inline)) uint32_t curio_mmio_read32(volatile uint32_t *address) { return *address; }
-static inline __attribute__((always_inline)) void curio_mmio_write32(volatile uint32_t *address, uint32_t value) { *address = value; }
 
 /// Orders this hart's memory accesses, device memory included, before and after
 /// (a driver's barrier between filling a ring and telling the device about it).
