@@ -160,7 +160,7 @@ struct Probe {
         describeRead(sector: 2, into: dataPhysical)
         publish()
         let notified = write(Self.queueNotify, 0)
-        describeRead(sector: 2, into: DMAProbe.kernelCode)
+        describe(1, DMAProbe.kernelCode, 512, flags: 1 | 2, next: 2)
         curio_fence()
         let checkedAddressUsed = awaitCompletion() && data.load(fromByteOffset: 56, as: UInt16.self) == 0xEF53
         expect("chain re-aimed after its notify", notified ?? (checkedAddressUsed ? nil : .badArgument), nil)
@@ -196,15 +196,20 @@ struct Probe {
         curio_fence()
     }
 
-    /// Waits (boundedly) for the used index to reach the available one; the request's status is 0.
+    /// Waits up to 5 s of the clock (a busy host completes disk reads slowly) for the
+    /// used index to reach the available one; the request's status is 0.
     func awaitCompletion() -> Bool {
-        for _ in 0..<100_000 {
+        let deadline = System.clock() + 50_000_000
+        while System.clock() < deadline {
             curio_fence()
             if ring.load(fromByteOffset: Self.used + 2, as: UInt16.self) == published {
-                return ring.load(fromByteOffset: Self.statusByte, as: UInt8.self) == 0
+                let status = ring.load(fromByteOffset: Self.statusByte, as: UInt8.self)
+                if status != 0 { print("dmaprobe: the device answered status \(status)") }
+                return status == 0
             }
             System.yield()
         }
+        print("dmaprobe: no completion within 5 s")
         return false
     }
 }
