@@ -491,6 +491,28 @@ import Testing
         #expect(harness.task(0).generation == 2)
     }
 
+    /// A more urgent server hangs while fs holds a request: fs never gets the processor,
+    /// so it has not hung, however long its client waits (it used to be restarted too:
+    /// the watchdog counted the time since the request came).
+    @Test func theWatchdogSparesAServerKeptFromTheProcessorByAHungOne() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.urgent)  // 1
+        try harness.spawn(Program.client)  // 2
+        try harness.spawn(Program.client)  // 3
+        harness.recover(0, pages: 2)
+        harness.recover(1, pages: 1)
+        harness.receive(0)
+        harness.receive(1)
+        try harness.call(2, harness.id(0))
+        try harness.call(3, harness.id(1))
+        #expect(harness.state(0) == .runnable && harness.state(1) == .runnable)
+        for _ in 0..<8 { harness.tick(by: TestKernel.timeSlice) }
+        #expect(harness.task(1).restarts == 1, "urgent ran all along: hung")
+        #expect(harness.task(0).restarts == 0, "fs never ran: not hung")
+        #expect(harness.task(0).servedTicks == 0)
+    }
+
     @Test func theWatchdogSparesServersThatWait() throws {
         let harness = try KernelHarness.ssr()
         try harness.spawn(Program.fs)  // 0

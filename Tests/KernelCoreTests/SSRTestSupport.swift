@@ -11,6 +11,8 @@
 //   tight    a client whose budget (12 pages) has room for its image (11) but no SSR
 //   fragile  an SSR server (1 page) that is not restartable
 //   aux1/2   more SSR servers, to fill a client's binding table
+//   limited  an SSR server with a reply limit (20 ms)
+//   urgent   an SSR server more urgent than fs
 import CurioABI
 import Testing
 @testable import KernelCore
@@ -26,6 +28,7 @@ enum SSRProgram {
     static let aux1 = 7
     static let aux2 = 8
     static let limited = 9
+    static let urgent = 10
 }
 
 extension KernelTestProgram {
@@ -33,7 +36,7 @@ extension KernelTestProgram {
         KernelTestProgram(name: "manager", priority: 2, mayManage: true, sends: ["fs", "disk"]),
         KernelTestProgram(name: "fs", priority: 3, restartable: true, ssrPages: 2, sends: ["disk", "plain"]),
         KernelTestProgram(name: "client", priority: 4,
-                          sends: ["fs", "disk", "plain", "fragile", "aux1", "aux2", "limited"]),
+                          sends: ["fs", "disk", "plain", "fragile", "aux1", "aux2", "limited", "urgent"]),
         KernelTestProgram(name: "disk", priority: 3, restartable: true, ssrPages: 1),
         KernelTestProgram(name: "plain", priority: 3),
         KernelTestProgram(name: "tight", priority: 4, memoryPages: 12, sends: ["fs"]),
@@ -41,6 +44,7 @@ extension KernelTestProgram {
         KernelTestProgram(name: "aux1", priority: 3, ssrPages: 1),
         KernelTestProgram(name: "aux2", priority: 3, ssrPages: 1),
         KernelTestProgram(name: "limited", priority: 3, restartable: true, ssrPages: 1, replyLimitMilliseconds: 20),
+        KernelTestProgram(name: "urgent", priority: 2, restartable: true, ssrPages: 1),
     ]
 }
 

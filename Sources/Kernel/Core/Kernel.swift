@@ -45,6 +45,8 @@ public struct Kernel<P: Platform> {
     var preemptedAtLevel = InlineArray<8, Int>(repeating: -1)
     var preemptedSliceLeft = InlineArray<8, UInt64>(repeating: 0)
     var sliceEnds: UInt64 = 0
+    /// When the last clock interrupt came: the watchdog charges running time from here.
+    var lastClockTick: UInt64 = 0
     /// Bit p set: program p may have orphaned SSRs waiting for its cleanup (so
     /// `receive` need not search; cleared when a search finds none).
     var programsWithOrphans: UInt64 = 0

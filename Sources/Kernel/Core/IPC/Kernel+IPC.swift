@@ -184,7 +184,13 @@ extension Kernel {
 
     /// A restartable server starts working on something: the watchdog's clock runs.
     mutating func noteServing(_ server: Int) {
-        if tasks[server].restartable { tasks[server].servingSince = platform.now() }
+        if tasks[server].restartable { watchServing(server) }
+    }
+
+    /// Starts the watchdog's count of `server`'s own running time afresh.
+    @inline(__always) mutating func watchServing(_ server: Int) {
+        tasks[server].servingSince = platform.now()
+        tasks[server].servedTicks = 0
     }
 
     private func deliverNotification(_ bits: UInt, to slot: Int) {

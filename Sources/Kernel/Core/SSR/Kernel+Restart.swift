@@ -33,8 +33,12 @@
 // The new process starts in recovery (Kernel+SSR.swift) and takes no message until
 // it has judged every SSR.
 //
-// The watchdog: a server that has held a request longer than `watchdogTicks` while
-// runnable — not waiting on another server — is declared hung. And a server with a
+// The watchdog: a server that has run for longer than `watchdogTicks` on one request
+// without blocking — not waiting on another server — is declared hung. It counts the
+// server's own running time, sampled at each clock interrupt (whoever was interrupted
+// is charged the time since the previous interrupt, or since it started or woke if
+// that was later), not the time since the request came: a server that a more urgent
+// one keeps from the processor (a hung one, say) has not hung. And a server with a
 // reply limit (system.toml `reply_limit`) that has kept a client waiting longer than
 // that is declared to have forgotten the request — a fault that left it alive and
 // receiving, with the client's request lost from its tables, would otherwise leave
@@ -237,6 +241,7 @@ extension Kernel {
 
     /// Clock work for servers: release held restarts and catch hangs.
     public mutating func superviseServers(now: UInt64) {
+        chargeServingTime(now: now)
         for slot in 0..<Self.maxTasks {
             if tasks[slot].state == .awaitingReply {
                 let server = tasks[slot].partner
@@ -250,12 +255,19 @@ extension Kernel {
             } else if tasks[slot].state == .held {
                 if tasks[slot].heldUntil <= now { makeRunnable(slot) } else { noteDeadline(tasks[slot].heldUntil) }
             } else if tasks[slot].servingSince != 0, tasks[slot].state == .runnable,
-                      // `now` was read when the tick began; work noted since may be later.
-                      now > tasks[slot].servingSince, now - tasks[slot].servingSince > Self.watchdogTicks,
-                      tasks[slot].restartable {
+                      tasks[slot].servedTicks > Self.watchdogTicks, tasks[slot].restartable {
                 fault(slot, cause: .hang, address: 0)
             }
         }
+    }
+
+    /// Charges the process this clock interrupt interrupted, if it is serving, with
+    /// the time since the previous interrupt (or since it started serving, if later).
+    private mutating func chargeServingTime(now: UInt64) {
+        defer { lastClockTick = now }
+        guard currentSlot >= 0, tasks[currentSlot].servingSince != 0 else { return }
+        let since = max(lastClockTick, tasks[currentSlot].servingSince)
+        if now > since { tasks[currentSlot].servedTicks &+= now - since }
     }
 
     mutating func noteDeadline(_ deadline: UInt64) {

@@ -154,7 +154,7 @@ extension Kernel {
             platform.requestPowerOff(code: code)
         case .ssrOpen(let client):
             try ssrOpen(by: slot, client: client)
-            tasks[slot].servingSince = platform.now()
+            watchServing(slot)
         case .ssrRecoverNext(let cursor, let verdict):
             guard tasks[slot].recovering else { throw .badArgument }
             if let verdict {

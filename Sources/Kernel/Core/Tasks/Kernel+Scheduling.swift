@@ -10,9 +10,8 @@ import CurioABI
 
 extension Kernel {
     @inline(__always) mutating func makeRunnable(_ slot: Int) {
-        // A server's watchdog counts only the time it could run: waiting on another
-        // server is not hanging.
-        if tasks[slot].servingSince != 0 { tasks[slot].servingSince = platform.now() }
+        // Waiting on another server is not hanging: the watchdog counts afresh.
+        if tasks[slot].servingSince != 0 { watchServing(slot) }
         tasks[slot].state = .runnable
         tasks[slot].partner = -1
         ready.insert(slot: slot, priority: tasks[slot].priority)

@@ -75,8 +75,13 @@ public struct Task {
     public var windowOrphan = -1
     /// Restarted and not yet done checking its SSRs: takes no messages.
     public var recovering = false
-    /// When the request being worked on was delivered (0: none); for the watchdog.
+    /// When the request being worked on was delivered, or the server last woke while
+    /// working on it (0: none); for the watchdog.
     public var servingSince: UInt64 = 0
+    /// Clock ticks this server has run since `servingSince`, as sampled at clock
+    /// interrupts: the watchdog's measure, so that a server kept from the processor by
+    /// a more urgent one (hung, say) is not taken for hung itself.
+    public var servedTicks: UInt64 = 0
     /// When the supervisor first saw this task awaiting its partner's reply (0: not
     /// yet; reset when a request is delivered, so the send path reads no clock).
     public var awaitingReplySince: UInt64 = 0
