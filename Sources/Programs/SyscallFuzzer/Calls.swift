@@ -433,8 +433,12 @@ struct Planner {
         if replied && (status == 0 || status == SyscallError.deadEndpoint.rawValue) {
             clients.removeAll { UInt($0.id) == call.registers[0] }
         }
-        if replied && (status == SyscallError.messageTooLarge.rawValue || status == SyscallError.badAddress.rawValue) {
-            refusedReplies.append(UInt32(truncatingIfNeeded: call.registers[0]))
+        // Only siblings awaiting us matter, each once: the fuzzer replies to random
+        // task IDs all the time, and a list of those grew until the heap ran out.
+        let target = UInt32(truncatingIfNeeded: call.registers[0])
+        if replied && (status == SyscallError.messageTooLarge.rawValue || status == SyscallError.badAddress.rawValue),
+           clients.contains(where: { $0.id == target }), !refusedReplies.contains(target) {
+            refusedReplies.append(target)
         }
         let received = call.number == Syscall.receive.rawValue || call.number == Syscall.replyAndReceive.rawValue
         if received && status == 0 && sender != UInt64(TaskID.kernel.rawValue) {
