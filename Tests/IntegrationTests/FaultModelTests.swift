@@ -35,4 +35,18 @@ struct FaultModelTests {
         #expect(run.console.contains("timerclient ok waits=400"), "\(run.console)")
         #expect(run.console.contains("audit: clean"))
     }
+
+    /// The campaign's pointer-flip hang: the flip hits the register through which the
+    /// server loop reads its notification mask, so the timer went on receiving without
+    /// its own timer's notifications, every held client waiting for ever. The loop
+    /// now compares the mask with the service's constant and restarts instead.
+    @Test func aServerMadeDeafToItsNotificationsRestarts() throws {
+        let run = try CurioMachine.run(
+            commands: "run timertest 4 100000 30 pointer-flip after 33 seed=5072679285713941; audit",
+            timeout: .seconds(60), extra: ["-icount", "shift=0,sleep=on"])
+        #expect(!run.timedOut, "\(run.console)")
+        #expect(run.console.contains("timer (pid 3, gen 0) stopped: reported failure"), "\(run.console)")
+        #expect(run.console.contains("timertest ok clients=4 ok=4 fail=0 lost=0"), "\(run.console)")
+        #expect(run.console.contains("audit: clean"))
+    }
 }

@@ -139,9 +139,12 @@ struct LocalClientState<State> {
 
 /// The notification mask the loop receives with, re-read from memory for every
 /// receive (each system call clobbers memory, so the compiler cannot keep it in a
-/// register): a fault that corrupts a register holding a loop constant would
-/// otherwise leave the server deaf to its notifications for good — alive, not
-/// runnable, invisible to the watchdog, with every held client waiting for ever.
+/// register) and compared with the service's constant first: a fault that corrupts a
+/// register holding a loop constant — the mask, or the base address the loop reads
+/// this variable through (a campaign found that one: pointer-flip, seed
+/// 5072679285713941) — would otherwise leave the server deaf to its notifications for
+/// good: alive, not runnable, invisible to the watchdog, every held client waiting
+/// for ever. Two copies reached through different registers disagree instead.
 nonisolated(unsafe) private var receiveMask: UInt32 = 0
 
 public struct SSRServer<Service: SSRService> {
@@ -299,6 +302,7 @@ public struct SSRServer<Service: SSRService> {
         recover()
         var pending: (client: TaskID, code: UInt32, words: (UInt, UInt), length: Int)?
         while true {
+            guard receiveMask == Service.notificationMask else { System.reportFailure() }
             let message: Received
             do throws(SyscallError) {
                 if let reply = pending {
