@@ -173,6 +173,30 @@ import Testing
         #expect(harness.kernel.audit().isClean)
     }
 
+    /// Clients that keep sending requests that crash fs: each fails alone, twice as
+    /// many restarts as the give-up limit in quick succession, and fs still serves.
+    @Test func poisonRequestsInQuickSuccessionDoNotGetTheServerGivenUp() throws {
+        let harness = try fsAndClients(2)
+        harness.receive(0)
+        for _ in 0..<TestKernel.restartsBeforeGivingUp {
+            try harness.call(1, harness.id(0))
+            harness.kernel.fault(0, cause: .storePageFault, address: 0x7FFF_7FF8)
+            harness.recover(0, pages: 2)
+            harness.receive(0)
+            harness.tick(by: 10)
+            harness.kernel.fault(0, cause: .storePageFault, address: 0x7FFF_7FF8)
+            #expect(harness.error(1) == .requestFailed)
+            harness.tick(by: 10)
+            harness.recover(0, pages: 2)
+            harness.receive(0)
+        }
+        #expect(harness.state(0) == .receiving, "not given up, not held back")
+        #expect(!harness.output.contains("gave up"))
+        try harness.call(2, harness.id(0))
+        try harness.reply(from: 0, to: harness.id(2))
+        #expect(harness.error(2) == nil, "the other client is served")
+    }
+
     @Test func twoCrashesOnDifferentRequestsAreNotPoison() throws {
         let harness = try fsAndClients(2)
         harness.receive(0)

@@ -91,8 +91,13 @@ extension Kernel {
         }
         if poisoned, let site { dropPoison(site, orphan: orphanInWindow, queued: &queued, server: slot) }
 
+        // Two crashes on one poison request are that client's request failing, not the
+        // server failing everyone: the first is refunded and the second not counted,
+        // so clients that keep sending requests that crash the server (a fuzzer found a
+        // path deep enough to overflow fs's stack) cannot get it given up for all.
         let quick = tasks[slot].lastRestart != 0 && now &- tasks[slot].lastRestart < Self.rapidRestartWindow
-        let rapidRestarts = quick ? tasks[slot].rapidRestarts + 1 : 0
+        let rapidRestarts = poisoned ? max(tasks[slot].rapidRestarts - 1, 0)
+            : quick ? tasks[slot].rapidRestarts + 1 : 0
         var kept = Task()
         kept.generation = tasks[slot].generation &+ 1
         kept.restarts = tasks[slot].restarts &+ 1
