@@ -15,22 +15,6 @@
 import CurioABI
 @testable import KernelCore
 
-/// Fake RAM: 4 MiB at 0x8000_0000, allocated once (every run starts a fresh
-/// allocator over it).
-final class FuzzRAM: PhysicalMemory {
-    static let base: UInt64 = 0x8000_0000
-    static let size = 4 << 20
-    let bytes = UnsafeMutableRawPointer.allocate(byteCount: FuzzRAM.size, alignment: 4096)
-
-    func pointer(to address: PhysicalAddress) -> UnsafeMutableRawPointer {
-        precondition(address.rawValue >= Self.base && address.rawValue - Self.base < UInt64(Self.size),
-                     "the kernel touched memory outside RAM")
-        return bytes + Int(address.rawValue - Self.base)
-    }
-
-    var range: Range<PhysicalAddress> { PhysicalAddress(Self.base)..<PhysicalAddress(Self.base + UInt64(Self.size)) }
-}
-
 struct FuzzPlatform: Platform {
     let memory: FuzzRAM
     func now() -> UInt64 { 0 }
@@ -49,7 +33,7 @@ struct FuzzPlatform: Platform {
 
 typealias FuzzKernel = Kernel<FuzzPlatform>
 
-nonisolated(unsafe) let ram = FuzzRAM()
+nonisolated(unsafe) let ram = FuzzRAM(megabytes: 4)
 nonisolated(unsafe) let taskStorage = UnsafeMutablePointer<KernelCore.Task>.allocate(capacity: FuzzKernel.maxTasks)
 nonisolated(unsafe) let registerStorage = UnsafeMutablePointer<UInt64>.allocate(
     capacity: FuzzKernel.maxTasks * RegisterFile.slots)

@@ -20,23 +20,9 @@
 import CurioABI
 @testable import KernelCore
 
-final class FuzzRAM: PhysicalMemory {
-    static let base: UInt64 = 0x8000_0000
-    static let size = 1 << 20
-    let bytes = UnsafeMutableRawPointer.allocate(byteCount: FuzzRAM.size, alignment: 4096)
-
-    func pointer(to address: PhysicalAddress) -> UnsafeMutableRawPointer {
-        precondition(address.rawValue >= Self.base && address.rawValue - Self.base < UInt64(Self.size),
-                     "the kernel touched memory outside RAM")
-        return bytes + Int(address.rawValue - Self.base)
-    }
-
-    var range: Range<PhysicalAddress> { PhysicalAddress(Self.base)..<PhysicalAddress(Self.base + UInt64(Self.size)) }
-}
-
 /// The process's address space, built once.
 struct Process {
-    let ram = FuzzRAM()
+    let ram = FuzzRAM(megabytes: 1)
     let space: AddressSpace
 
     init() {

@@ -74,6 +74,8 @@ declare -A HARNESS=(
     [storage-protocol]=StorageProtocol [storage-state]=StorageState
     [timer]=Timer [ssr-format]=SSRFormat
 )
+# Target -> a file of shared harness code it also compiles.
+declare -A SHARED=([boot-image]=FuzzRAM [syscall]=FuzzRAM)
 declare -A LINKS=(
     [ext2]="FileSystemCore Ext2"
     [elf]="CurioABI KernelCore" [boot-image]="CurioABI KernelCore" [device-tree]="CurioABI KernelCore"
@@ -114,6 +116,7 @@ build_target() {
         objects+=("$MODULES/$module.o")
     done
     local harness=(Tests/Fuzz/${HARNESS[$target]}.swift Tests/Fuzz/Support.swift)
+    [[ -n ${SHARED[$target]:-} ]] && harness+=(Tests/Fuzz/${SHARED[$target]}.swift)
     stale "$BIN/$target" "${harness[@]}" "${objects[@]}" || return 0
     echo "fuzz-host: linking $BIN/$target"
     "$SWIFTC" "${COMMON_FLAGS[@]}" -module-name "Fuzz${HARNESS[$target]}" -I "$MODULES" -use-ld=lld \

@@ -348,13 +348,9 @@ extension Kernel {
 
     /// Frees the orphans of a program that is gone for good.
     mutating func dropOrphans(of program: Int) {
-        for slot in 0..<Self.maxTasks where tasks[slot].state != .free {
-            for index in 0..<SSRTable.bindingsPerTask
-            where tasks[slot].bindings[index].serverProgram == program && tasks[slot].bindings[index].state == .orphaned {
-                freeOrphan(index, of: slot)
-            }
+        while let orphan = firstOrphan(of: program) {
+            freeOrphan(orphan % SSRTable.bindingsPerTask, of: orphan / SSRTable.bindingsPerTask)
         }
-        programsWithOrphans &= ~(1 << UInt64(program))
     }
 
     /// The first orphan waiting for `program`'s cleanup, as slot * bindingsPerTask + index.
@@ -367,8 +363,6 @@ extension Kernel {
         }
         return nil
     }
-
-    func hasOrphans(for program: Int) -> Bool { firstOrphan(of: program) != nil }
 
     /// An unbind is work like a request: the watchdog watches it (a server that hung
     /// while cleaning up was never restarted).
