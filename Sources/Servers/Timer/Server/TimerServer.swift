@@ -84,6 +84,11 @@ struct TimerService: SSRService {
                 queue.remove(client)
             }
         }
+        // Every held wait due by `now` was answered above. One still due means the scan
+        // itself is wrong (a fault in this code or in the queue it reads): restart
+        // rather than re-arm that deadline and be woken for it again and again,
+        // answering nobody (a campaign's code mutation did exactly that).
+        if let wake = queue.nextWake, wake <= now { System.reportFailure() }
         arm()
     }
 
