@@ -92,11 +92,15 @@ extension Kernel {
         if poisoned, let site { dropPoison(site, orphan: orphanInWindow, queued: &queued, server: slot) }
 
         // Two crashes on one poison request are that client's request failing, not the
-        // server failing everyone: the first is refunded and the second not counted,
-        // so clients that keep sending requests that crash the server (a fuzzer found a
-        // path deep enough to overflow fs's stack) cannot get it given up for all.
+        // server failing everyone — if the server answered someone since the last such
+        // request: then the first crash is refunded and the second not counted, so
+        // clients that keep sending requests that crash the server (a fuzzer found a
+        // path deep enough to overflow fs's stack) cannot get it given up for all. A
+        // server that answers nobody between poison requests (a bug every request
+        // hits) is failing for everyone, and is given up as before.
         let quick = tasks[slot].lastRestart != 0 && now &- tasks[slot].lastRestart < Self.rapidRestartWindow
-        let rapidRestarts = poisoned ? max(tasks[slot].rapidRestarts - 1, 0)
+        let refunded = poisoned && tasks[slot].repliedSincePoison
+        let rapidRestarts = refunded ? max(tasks[slot].rapidRestarts - 1, 0)
             : quick ? tasks[slot].rapidRestarts + 1 : 0
         var kept = Task()
         kept.generation = tasks[slot].generation &+ 1
@@ -107,6 +111,7 @@ extension Kernel {
         kept.lastRestart = now
         kept.bindings = tasks[slot].bindings
         kept.lastCrash = poisoned ? CrashSite() : site ?? CrashSite()
+        kept.repliedSincePoison = !poisoned && tasks[slot].repliedSincePoison
 
         ready.remove(slot: slot, priority: tasks[slot].priority)
         if current == slot { current = nil }

@@ -281,6 +281,7 @@ extension Kernel {
             return
         }
         tasks[client].bindings[index].lastCompletedRequest = tasks[client].bindings[index].lastIssuedRequest
+        tasks[server].repliedSincePoison = true
     }
 
     // MARK: Unbinding

@@ -104,6 +104,10 @@ public struct Task {
     /// As a restartable server: the request (or recovered SSR) it was working on
     /// when it last crashed, to recognise a poison request (Kernel+Restart.swift).
     public var lastCrash = CrashSite()
+    /// The server has answered a request since its last poison request failed (a
+    /// poison request's crashes count toward giving up only when this is false: a
+    /// server that answers nothing between poison requests is failing for everyone).
+    public var repliedSincePoison = true
 
     public init() {}
 
