@@ -42,12 +42,15 @@ let package = Package(
         .target(name: "UserArch", path: "Sources/User/Arch", exclude: ["user.ld"]),
         .target(name: "CurioUser", dependencies: ["CurioABI", "UserArch", "Freestanding"], path: "Sources/User/Library",
                 swiftSettings: embeddedRestrictions),
+        // The console: typed-input queue, key decoder and line editor (host-tested), its
+        // client API, and the server that owns the UART.
+        .target(name: "ConsoleCore", path: "Sources/Servers/Console/Core", swiftSettings: embeddedRestrictions),
         .target(name: "ConsoleAPI", dependencies: ["CurioUser"], path: "Sources/Servers/Console/API",
                 swiftSettings: embeddedRestrictions),
-        .target(name: "ConsoleServer", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"],
+        .target(name: "ConsoleServer", dependencies: ["CurioUser", "ConsoleAPI", "ConsoleCore", "UserArch"],
                 path: "Sources/Servers/Console/Server", swiftSettings: embeddedRestrictions),
-        .target(name: "Shell", dependencies: ["CurioUser", "ConsoleAPI", "UserArch", "FileSystemAPI", "ConfigAPI",
-                                              "TimerAPI"],
+        .target(name: "Shell", dependencies: ["CurioUser", "ConsoleAPI", "ConsoleCore", "UserArch", "FileSystemAPI",
+                                              "ConfigAPI", "TimerAPI"],
                 path: "Sources/Programs/Shell",
                 swiftSettings: embeddedRestrictions),
         .target(name: "Crashme", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"], path: "Sources/Programs/Crashme",
@@ -59,7 +62,7 @@ let package = Package(
         // Server state regions: the on-SSR format (host-tested, allocation-free) and the
         // runtime that turns a service into a restartable SSR server.
         .target(name: "SSRFormat", path: "Sources/User/SSR/Format", swiftSettings: embeddedRestrictions),
-        .target(name: "SSRServer", dependencies: ["CurioUser", "SSRFormat"], path: "Sources/User/SSR/Server",
+        .target(name: "SSRServer", dependencies: ["CurioUser", "SSRFormat", "UserArch"], path: "Sources/User/SSR/Server",
                 swiftSettings: embeddedRestrictions),
 
         // The timer service: its protocol and per-client logic (host-tested), client API, server.
@@ -138,5 +141,6 @@ let package = Package(
         .testTarget(name: "StorageCoreTests", dependencies: ["StorageCore"]),
         .testTarget(name: "FileSystemCoreTests", dependencies: ["FileSystemCore", "SSRFormat"]),
         .testTarget(name: "Ext2Tests", dependencies: ["Ext2", "FileSystemCore"]),
+        .testTarget(name: "ConsoleCoreTests", dependencies: ["ConsoleCore"]),
     ]
 )

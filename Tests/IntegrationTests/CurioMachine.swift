@@ -3,7 +3,7 @@
 // `CurioMachine.run(commands:)` boots with the shell's script on the kernel command
 // line (as `make run CMDS=...` does) and returns everything the serial console
 // printed plus QEMU's exit status, which is the status the shell powered off with.
-// `CurioMachine.interactive()` boots to the prompt and lets a test type.
+// `InteractiveMachine` boots to the prompt and lets a test type, press keys and paste.
 // Every run is bounded: QEMU is killed at the deadline and the test fails.
 
 import Foundation
@@ -89,9 +89,9 @@ final class InteractiveMachine: @unchecked Sendable {
     private let lock = NSLock()
     private var received = Data()
 
-    init() throws {
+    init(extra: [String] = []) throws {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["qemu-system-riscv64"] + CurioMachine.arguments(commands: nil)
+        process.arguments = ["qemu-system-riscv64"] + CurioMachine.arguments(commands: nil, extra: extra)
         process.standardInput = input
         process.standardOutput = output
         process.standardError = output
@@ -123,11 +123,22 @@ final class InteractiveMachine: @unchecked Sendable {
 
     /// Types a line, one byte at a time as a person would.
     func type(_ line: String) {
-        for byte in line.utf8 {
+        press(Array(line.utf8))
+        input.fileHandleForWriting.write(Data([13]))
+    }
+
+    /// Presses keys: raw bytes (control characters, escape sequences), one at a time.
+    /// QEMU's -nographic console takes Ctrl-A for itself: Ctrl-A Ctrl-A sends one.
+    func press(_ bytes: [UInt8]) {
+        for byte in bytes {
             input.fileHandleForWriting.write(Data([byte]))
             Thread.sleep(forTimeInterval: 0.005)
         }
-        input.fileHandleForWriting.write(Data([13]))
+    }
+
+    /// Sends `text` in one write, faster than anyone types: a paste.
+    func paste(_ text: String) {
+        input.fileHandleForWriting.write(Data(text.utf8))
     }
 
     /// Waits for QEMU to exit; returns its status, or nil (after killing it) at the deadline.

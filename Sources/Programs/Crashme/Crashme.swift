@@ -18,7 +18,7 @@
 //   bind      call rogueserver, whose SSR may not fit this program's budget
 //   fpput X   write X into floating-point register f31 -> illegal instruction
 //   fpget     read f31 (what an earlier process left?)  -> illegal instruction
-//   readline  try to take a typed line from the console  -> refused (only the shell reads)
+//   readline  try to take typed input from the console -> refused (only the shell reads)
 //   poison    send rogueserver a request that crashes it every time -> requestFailed
 //   slowrogue a request rogueserver serves slowly (to be killed in the middle)
 //   exit N    exit with status N
@@ -146,8 +146,8 @@ struct Crashme {
     static func readLine() {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256, alignment: 8)
         do throws(SyscallError) {
-            _ = try Console.readLine(into: buffer)
-            print("crashme: the console gave a typed line to a program other than the shell")
+            _ = try Console.read(into: buffer)
+            print("crashme: the console gave typed input to a program other than the shell")
             System.exit(1)
         } catch {
             print("readline: refused: " + String(error.name))

@@ -4,6 +4,7 @@
 
 import ConfigAPI
 import ConsoleAPI
+import ConsoleCore
 import CurioUser
 import FileSystemAPI
 
@@ -82,6 +83,21 @@ extension Shell {
             text += (bits & 4 != 0 ? "r" : "-") + (bits & 2 != 0 ? "w" : "-") + (bits & 1 != 0 ? "x" : "-")
         }
         return text
+    }
+
+    /// The entries of `directory` but "." and "..", for Tab; none if it cannot be read.
+    static func directoryEntries(_ directory: String) -> [CompletionCandidate] {
+        var entries: [CompletionCandidate] = []
+        withPath(directory) { path in
+            try? FileSystem.readDirectory(path) { entry in
+                let name = entry.withName { Array($0) }
+                if name != Array(".".utf8) && name != Array("..".utf8) {
+                    entries.append(CompletionCandidate(name: name, isDirectory: entry.type == .directory))
+                }
+                return true
+            }
+        }
+        return entries
     }
 
     static func list(_ arguments: [String]) -> Int32 {

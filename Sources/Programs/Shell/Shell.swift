@@ -5,25 +5,59 @@
 // those `;`-separated commands in order, echoing each after the prompt, then powers
 // the machine off with the status of the last one — which becomes QEMU's exit
 // status, so scripts and tests can see whether the commands succeeded.
+//
+// Typing. The shell edits the line itself, with ConsoleCore's `LineEditor` (cursor
+// keys, Home/End, deletion anywhere, Ctrl-A/E/U/K/W, history on Up/Down, Tab
+// completion of command names and paths), from raw bytes it reads from the console.
+// The console keeps every byte typed until the shell reads it, so a line typed while
+// a command runs is simply the next line. While the shell edits, the console's echo
+// is off and the editor draws; while a command runs it is on, and type-ahead shows
+// as it is typed (and again after the next prompt, as in bash).
+//
+// Ctrl-C. A program run in the foreground at the prompt is stopped by Ctrl-C; the
+// shell survives. The shell cannot read the console while it waits for the program,
+// and the kernel has no way to wait for "the child ended, or a notification came"
+// (nor may the console notify the shell), so the shell alternates: it asks the
+// console to hold an `awaitInterrupt` for a few milliseconds — 1, 2, 4, ... up to
+// `longestInterruptWatch`, so short programs end promptly and long ones cost a
+// wake-up each 64 ms — and between asks reads the child's state with `taskInfo`. A
+// Ctrl-C typed at any moment is queued by the console and answers the next ask at
+// once; the shell kills the child (it has `manage`) and reaps it (status 130, as in
+// Unix shells). Scripts wait in the kernel as before, so scripted runs — benchmarks,
+// campaigns and their recorded seeds — schedule exactly as they did; Ctrl-A X stops
+// QEMU. A `wait` that also returned on a notification, which the console could post,
+// would replace the polling. Built-in commands (`sleep`, `await`, `cat`) are not
+// interrupted: a Ctrl-C typed during one abandons the next prompt's line instead.
+//
+// Ctrl-D at an empty prompt ends the session, which on Curio means powering off, as
+// `poweroff` does.
 
 import ConsoleAPI
+import ConsoleCore
 import TimerAPI
 import CurioUser
 import UserArch
 
 @main
 struct Shell {
-    /// Instructions retired since power-on when the shell began (under -icount, exact).
+    /// `instret` when the shell began, and whether that counts instructions (see `uptime`).
     nonisolated(unsafe) static var startInstructions: UInt64 = 0
+    nonisolated(unsafe) static var countsInstructions = false
+    /// Whether a person is typing (no script): only then can Ctrl-C stop a program.
+    nonisolated(unsafe) static var interactive = false
+
+    static let prompt = "curio> "
+    /// The longest the console holds one `awaitInterrupt` while a program runs.
+    static let longestInterruptWatch: UInt = 64
 
     static func main() {
-        startInstructions = curio_read_instret()
+        noteStartCounters()
         let script = String(decoding: System.arguments, as: UTF8.self)
         if !script.isEmpty {
             var status: Int32 = 0
             for command in script.split(separator: ";") {
                 let line = String(command.drop(while: { $0 == " " }))
-                print("curio> " + line)
+                print(prompt + line)
                 status = execute(line)
             }
             do throws(SyscallError) {
@@ -33,17 +67,77 @@ struct Shell {
                 System.exit(status)
             }
         }
+        interactive = true
         print("Curio shell. Type 'help' for commands.")
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256, alignment: 8)
+        var editor = LineEditor(prompt: Array(prompt.utf8))
+        let input = UnsafeMutableRawBufferPointer.allocate(byteCount: 256, alignment: 8)
         while true {
-            printPrompt()
-            guard let count = try? Console.readLine(into: buffer) else { continue }
-            _ = execute(String(decoding: UnsafeRawBufferPointer(rebasing: buffer[0..<count]), as: UTF8.self))
+            let line = readLine(with: &editor, input: input)
+            _ = execute(String(decoding: line, as: UTF8.self))
         }
     }
 
-    static func printPrompt() {
-        "curio> ".utf8.withContiguousStorageIfAvailable { Console.write(UnsafeRawBufferPointer($0)) }
+    /// Shows the prompt and edits one line; the console's echo is off meanwhile.
+    static func readLine(with editor: inout LineEditor, input: UnsafeMutableRawBufferPointer) -> [UInt8] {
+        try? Console.setEcho(false)
+        defer { try? Console.setEcho(true) }
+        var output: [UInt8] = []
+        editor.begin(into: &output)
+        while true {
+            Console.write(output)
+            output.removeAll(keepingCapacity: true)
+            let count: Int
+            do throws(SyscallError) {
+                count = try Console.read(into: input)
+            } catch {
+                print("shell: the console gives no input (" + describe(error) + "); powering off")
+                _ = try? System.powerOff(code: 1)
+                System.exit(1)
+            }
+            for byte in UnsafeRawBufferPointer(rebasing: input[0..<count]) {
+                switch editor.feed(byte, into: &output) {
+                case nil:
+                    break
+                case .line(let line):
+                    Console.write(output)
+                    return line
+                case .interrupted:
+                    editor.begin(into: &output)
+                case .endOfInput:
+                    Console.write(output)
+                    print("poweroff")
+                    return Array("poweroff".utf8)
+                case .completionRequested:
+                    complete(&editor, into: &output)
+                }
+            }
+        }
+    }
+
+    /// Tab: completes the word before the cursor from the command names or a directory.
+    static func complete(_ editor: inout LineEditor, into output: inout [UInt8]) {
+        let prefix: [UInt8]
+        let candidates: [CompletionCandidate]
+        switch Completion.target(of: editor.textBeforeCursor) {
+        case .command(let typed):
+            prefix = typed
+            candidates = commandNames.map { CompletionCandidate(name: Array($0.utf8)) }
+        case .path(let directory, let typed):
+            prefix = typed
+            candidates = directoryEntries(directory.isEmpty ? "/" : String(decoding: directory, as: UTF8.self))
+        }
+        switch Completion.resolve(prefix, among: candidates) {
+        case .none: editor.ringBell(into: &output)
+        case .insert(let text): editor.insert(text, into: &output)
+        case .choices(let names): editor.showChoices(names, into: &output)
+        }
+    }
+
+    /// Every command `help` lists (the first word of each unindented line of it): what
+    /// Tab completes, so that the two cannot disagree.
+    static var commandNames: [String] {
+        (helpText + "\n" + fileCommandsHelp).split(separator: "\n").filter { !$0.hasPrefix(" ") }
+            .compactMap { $0.split(separator: " ").first.map(String.init) }
     }
 
     /// Runs one command line; returns its exit status (0 for success).
@@ -78,13 +172,13 @@ struct Shell {
         }
     }
 
-    static func help() -> Int32 {
-        print("""
+    static let helpText = """
         help                      this list
         echo WORDS...             print the words
         ps                        list processes: pid, generation, name, state, priority, memory
         mem                       physical memory: total, free, kernel, processes
-        run PROGRAM [ARGS] [&]    start a program from the boot image and wait for it (& : don't wait)
+        run PROGRAM [ARGS] [&]    start a program from the boot image and wait for it (& : don't wait;
+                                  at the prompt, Ctrl-C stops it)
         wait [PROGRAM...]         wait for the programs started with & (those named, or all);
                                   fails unless each exited 0
         kill PID|NAME             stop a process, or every process running program NAME
@@ -93,7 +187,8 @@ struct Shell {
                                   at most MS milliseconds (default 5000)
         spawntest N [PROGRAM [ARGS]]  spawn and reap PROGRAM (default: crashme exit 0) N times;
                                   check that free memory returns exactly
-        uptime                    time since boot, and instructions from power-on to the shell
+        uptime                    time since boot (under QEMU's -icount shift=0, also the instructions
+                                  from power-on to the shell)
         ssr                       list server state regions: owner pid, server, pages, state, last request
         audit                     check the kernel's invariants (frame owners, charges, queues, SSR windows)
         inject SERVER FAULT [TRIGGER [ARG]] [aim=N] [seed=S] [persistent]
@@ -104,8 +199,18 @@ struct Shell {
                                   default 1 s) or exec (within ARG ticks of the server's own execution,
                                   default 10 ms); seed=S makes the moment and target repeatable
         poweroff                  turn the machine off
-        """)
+        """
+
+    static let keysHelp = """
+        Keys: Left/Right, Home/End (Ctrl-A/E), Backspace/Delete, Ctrl-U/K/W erase to the start, to the end,
+        the word before the cursor; Up/Down recall earlier lines; Tab completes commands and paths;
+        Ctrl-C stops the program running (or abandons the line); Ctrl-D at an empty prompt powers off.
+        """
+
+    static func help() -> Int32 {
+        print(helpText)
         print(fileCommandsHelp)
+        print(keysHelp)
         return 0
     }
 
@@ -221,8 +326,31 @@ struct Shell {
         return 0
     }
 
+    /// Under QEMU's -icount, `instret` reads QEMU's virtual clock in nanoseconds: at
+    /// shift=0, the setting of every Curio tool, one per instruction executed (plus any
+    /// idle time QEMU skipped; the shell is runnable from boot, so little or none comes
+    /// before its start). Without -icount it reads the host's cycle counter, which says
+    /// nothing about the guest (about 2 × 10^12 on a host up for a while). So the shell
+    /// reads `instret` on both sides of the clock: only a counter that brackets the
+    /// clock's nanoseconds (to its 100 ns tick) is the virtual clock, and only then does
+    /// `uptime` print a count. (The shift itself cannot be seen from inside: at shift=N
+    /// the count is 2^N times the instructions.)
+    static func noteStartCounters() {
+        let before = curio_read_instret()
+        let clock = System.clock()
+        let after = curio_read_instret()
+        let nanosecondsPerTick = 1_000_000_000 / System.ticksPerSecond
+        let clockNanoseconds = clock * nanosecondsPerTick
+        startInstructions = before
+        countsInstructions = before < clockNanoseconds + nanosecondsPerTick && clockNanoseconds <= after
+    }
+
     static func uptime() -> Int32 {
         let milliseconds = System.clock() / (System.ticksPerSecond / 1000)
+        guard countsInstructions else {
+            print("up \(milliseconds) ms (instruction counts need QEMU's -icount)")
+            return 0
+        }
         print("up \(milliseconds) ms; the shell started \(startInstructions) instructions after power-on")
         return 0
     }
@@ -273,12 +401,38 @@ struct Shell {
             print("started \(program) as pid \(child.index)")
             return 0
         }
+        let interrupted = interactive && watchForInterrupt(while: child)
+        if interrupted { _ = try? System.kill(child) }
         do throws(SyscallError) {
-            return report(try System.wait(child), of: program)
+            let status = try System.wait(child)
+            guard interrupted, status == .killed else { return report(status, of: program) }
+            print(program + " was interrupted")
+            return 130
         } catch {
             print("wait: " + describe(error))
             return 1
         }
+    }
+
+    /// Until `child` ends, watches for Ctrl-C (see the essay); true if it was typed.
+    /// False also when the console or the kernel cannot tell: then `wait` just blocks.
+    static func watchForInterrupt(while child: TaskID) -> Bool {
+        var milliseconds: UInt = 1
+        while !hasEnded(child) {
+            do throws(SyscallError) {
+                if try Console.awaitInterrupt(milliseconds: milliseconds) { return true }
+            } catch {
+                return false
+            }
+            milliseconds = min(milliseconds * 2, longestInterruptWatch)
+        }
+        return false
+    }
+
+    /// Whether `wait` for `child` would return at once (true too when `taskInfo` cannot say).
+    static func hasEnded(_ child: TaskID) -> Bool {
+        guard let info = try? System.taskInfo(slot: child.index), info.id == child else { return true }
+        return info.state == .ended || info.state == .failed || info.state == .free
     }
 
     /// Programs started with `&` and not yet waited for (their slots linger until we do).

@@ -22,7 +22,7 @@
 //     kernel must refuse: a reply that does not fit leaves a client waiting for a
 //     reply that never comes, since neither the kernel nor most servers answer it
 //     otherwise (the `replies=any` option lifts this to show it).
-//   - The console never gets `readLine` (it holds the caller until someone types)
+//   - The console never gets `read` (it holds the caller until someone types)
 //     nor a payload it would print; a timer is started with a period of at most
 //     2 ms so that `wait` returns; a file lock never waits; and storage never gets
 //     a write whose length fits its sector count, which it would take, with random

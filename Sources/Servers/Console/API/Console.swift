@@ -1,51 +1,93 @@
-// The console server's client API: write bytes, read a line.
+// The console server's client API: write bytes; and, for the shell, read typed
+// bytes, watch for Ctrl-C while a command runs, and say who echoes.
 //
 // Programs normally just call Swift's `print`, which lands in `putchar` below;
 // output is buffered per line and sent in one message, so a line from one process
 // is never interleaved with another's.
+//
+// Typed input belongs to the shell: it edits lines itself (ConsoleCore's
+// `LineEditor`), so it reads raw bytes, and the console keeps every byte typed until
+// the shell takes it (see ConsoleCore's `TypeAhead`). Every other program may only
+// write; asking for anything else is refused at once (`ConsoleRefusal`).
 
 import CurioUser
 
 public enum ConsoleOperation: UInt16, Sendable {
     /// Payload: bytes to write. Reply: nothing.
     case write = 1
-    /// Reply payload: one line, without its newline; held until a line is typed.
-    /// Only the shell reads typed lines: the reply code is `ConsoleReadRefusal`
-    /// otherwise.
-    case readLine = 2
+    /// word0: the reply buffer's size. Reply payload: typed bytes, at least one, at
+    /// most through the first CR, LF or Ctrl-C; held until something is typed.
+    case read = 2
+    /// word0: milliseconds (1 ... `ConsoleInterruptWatch.longest`). Held until Ctrl-C
+    /// is typed (or was, and is still queued) or the time has passed; reply word0: a
+    /// `ConsoleInterruptWatch`. A Ctrl-C taken this way takes everything typed before
+    /// it too, as a terminal's interrupt flushes its input.
+    case awaitInterrupt = 3
+    /// word0: 1 the console echoes what is typed as it arrives (while a command runs),
+    /// 0 the reader draws it (while the shell edits a line).
+    case setEcho = 4
 }
 
-/// Why the console refused a `readLine` (its reply code; 0 is a line).
-public enum ConsoleReadRefusal: UInt, Sendable {
-    /// Too many readers waiting already.
-    case busy = 1
+/// The reply code of a refused request (0 is success); its raw value is the wire code.
+public enum ConsoleRefusal: UInt, Sendable {
     /// Typed input belongs to the shell; other programs may only write.
     case notTheShell = 2
+    case unknownOperation = 3
+    /// A `read` with no room for a byte, an `awaitInterrupt` for no time or for longer
+    /// than `ConsoleInterruptWatch.longest`.
+    case badArgument = 4
+}
+
+/// How an `awaitInterrupt` ended (its reply's word0).
+public enum ConsoleInterruptWatch: UInt, Sendable {
+    case timePassed = 0
+    case interrupted = 1
+
+    /// The longest watch, in milliseconds.
+    public static let longest: UInt = 1000
 }
 
 public enum Console {
     nonisolated(unsafe) private static var server = ServerEndpoint("console")
 
-    private static func call(_ operation: ConsoleOperation, payload: UnsafeRawBufferPointer,
-                             reply: UnsafeMutableRawBufferPointer) throws(SyscallError) -> Reply {
-        try server.call(operation: operation.rawValue, payload: payload, reply: reply)
+    private static func call(_ operation: ConsoleOperation, words: (UInt, UInt) = (0, 0),
+                             payload: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+                             reply: UnsafeMutableRawBufferPointer = UnsafeMutableRawBufferPointer(start: nil, count: 0))
+        throws(SyscallError) -> Reply {
+        let answer = try server.call(operation: operation.rawValue, words: words, payload: payload, reply: reply)
+        guard answer.code == 0 else { throw .notPermitted }
+        return answer
     }
 
     public static func write(_ bytes: UnsafeRawBufferPointer) {
         var offset = 0
         while offset < bytes.count {
             let chunk = min(bytes.count - offset, SyscallLimits.maxMessageBytes)
-            _ = try? call(.write, payload: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + chunk]),
-                          reply: UnsafeMutableRawBufferPointer(start: nil, count: 0))
+            _ = try? call(.write, payload: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + chunk]))
             offset += chunk
         }
     }
 
-    /// Reads one line into `buffer`; returns its length.
-    public static func readLine(into buffer: UnsafeMutableRawBufferPointer) throws(SyscallError) -> Int {
-        let reply = try call(.readLine, payload: UnsafeRawBufferPointer(start: nil, count: 0), reply: buffer)
-        guard reply.code == 0 else { throw .notPermitted }
-        return reply.length
+    public static func write(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { write($0) }
+    }
+
+    /// Waits for typed bytes and reads them into `buffer` (at most one line's worth);
+    /// returns how many. Only the shell may read (`notPermitted` otherwise).
+    public static func read(into buffer: UnsafeMutableRawBufferPointer) throws(SyscallError) -> Int {
+        try call(.read, words: (UInt(buffer.count), 0), reply: buffer).length
+    }
+
+    /// Waits at most `milliseconds` for Ctrl-C; true if it was typed. For the shell.
+    public static func awaitInterrupt(milliseconds: UInt) throws(SyscallError) -> Bool {
+        let answer = try call(.awaitInterrupt, words: (milliseconds, 0))
+        return ConsoleInterruptWatch(rawValue: answer.words.0) == .interrupted
+    }
+
+    /// Whether the console shows typed bytes as they arrive (`true`) or leaves that to
+    /// the reader's editor. For the shell.
+    public static func setEcho(_ consoleEchoes: Bool) throws(SyscallError) {
+        _ = try call(.setEcho, words: (consoleEchoes ? 1 : 0, 0))
     }
 }
 

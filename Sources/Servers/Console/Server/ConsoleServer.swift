@@ -1,26 +1,60 @@
-// The console server: owns the UART, serves `write` and `readLine`.
+// The console server: owns the UART, writes what programs print, and keeps what is
+// typed until the shell reads it.
 //
 // The UART's registers are mapped into this process only (device window 0), and
-// its receive interrupt arrives as notification bit 0. Input is edited here —
-// echo, backspace, Enter — so clients get whole lines. A client asking for a line
-// before one is typed is simply not answered yet: its `send` stays blocked in the
-// kernel until we reply, which is how a server holds a request without threads.
-// Typed lines go to the running shell only: every program may print, but none
-// other may take the user's input or fill the queue of waiting readers.
+// its receive interrupt arrives as notification bit 0: the kernel masks the
+// interrupt when it posts the bit, and `acknowledgeInterrupt` unmasks it.
+//
+// Input. Every byte typed goes into the `TypeAhead` queue (ConsoleCore) and reaches
+// the shell in order, whenever the shell next reads — the console edits nothing, the
+// shell's line editor does. (Bytes were lost before: the console edited lines itself
+// and threw away a line finished while no reader waited — every line typed while a
+// command ran; and it reset the UART's receive FIFO as it started, which could drop
+// what was typed during boot. Once this server runs, the UART and the interrupt path
+// lose nothing. One byte typed before it starts is still lost, to the kernel: to tell
+// virtio devices from others it reads offset 0 of each device page, which on the
+// UART is the receive register.) When the queue is full the server leaves bytes in the UART and the interrupt masked
+// until a read makes room: the UART's FIFO fills and QEMU stops reading the host
+// side, so nothing is lost — the policy and its consequences are in TypeAhead.swift.
+//
+// Holding requests. A client whose request cannot be answered yet is simply not
+// answered: its `send` stays blocked in the kernel until we reply, which is how a
+// server holds a request without threads. Only the shell's `read` and
+// `awaitInterrupt` are held, and the shell has one thread, so one slot holds either;
+// a newer request replaces it (the older can only be a dead incarnation's). A
+// reply that fails (the shell died) removes nothing from the queue.
+//
+// Ctrl-C. The shell cannot read while it waits for a program it runs, so it waits
+// by asking `awaitInterrupt` again and again — held until Ctrl-C is typed or a few
+// milliseconds pass (this server's own timer, `setTimer`) — and checks between
+// asks whether the program has ended; on Ctrl-C it kills the program (the shell has
+// `manage`; the console does not, and needs no power over processes). Ctrl-C is an
+// ordinary byte in the queue: a watch takes the oldest one with everything typed
+// before it, and at the prompt the shell's editor reads it as "abandon the line".
+// (No notification can wake the shell in `wait` today; a `wait` that also ends on a
+// notification would replace the polling, see Shell.swift.)
+//
+// Echo. While a command runs the console shows what is typed (`TypeAheadEcho`);
+// while the shell edits a line it turns that off (`setEcho`) and its editor draws.
+// Only the shell may read, watch or set the echo: every program may print, but none
+// other may take the user's input.
 //
 //   UART 16550 registers (byte offsets from the window):
 //     0 RBR/THR   1 IER (bit 0: receive interrupt)   2 FCR   5 LSR (bit 0 data
 //     ready, bit 5 transmitter empty)
 
 import ConsoleAPI
+import ConsoleCore
 import CurioUser
 import UserArch
 
 struct UART {
     let base = UnsafeMutablePointer<UInt8>(bitPattern: 0x7000_0000)!
 
+    /// FIFOs on (as the firmware left them) without the reset bits: resetting the
+    /// receive FIFO here could drop what was typed while Curio booted.
     func enableReceiveInterrupt() {
-        curio_mmio_write8(base + 2, 0x07)
+        curio_mmio_write8(base + 2, 0x01)
         curio_mmio_write8(base + 1, 0x01)
     }
 
@@ -29,96 +63,149 @@ struct UART {
         curio_mmio_write8(base, byte)
     }
 
-    func get() -> UInt8? {
-        curio_mmio_read8(base + 5) & 0x01 != 0 ? curio_mmio_read8(base) : nil
-    }
+    var hasInput: Bool { curio_mmio_read8(base + 5) & 0x01 != 0 }
+
+    func get() -> UInt8? { hasInput ? curio_mmio_read8(base) : nil }
 }
 
 @main
 struct ConsoleServer {
+    static let notifications = KernelNotification.firstInterruptBit | KernelNotification.timerBit
+
     static func main() {
         let uart = UART()
         uart.enableReceiveInterrupt()
-        var server = LineEditor(uart: uart)
+        var input = TypedInput(uart: uart)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: SyscallLimits.maxMessageBytes, alignment: 8)
+        // A line feed moves to the start of the next line only with a carriage return
+        // before it: programs print "\n"; the shell's editor writes "\r\n" itself.
+        var previousWritten: UInt8 = 0
         while true {
-            guard let message = try? IPC.receive(into: buffer, notificationMask: KernelNotification.firstInterruptBit)
-            else { continue }
+            guard let message = try? IPC.receive(into: buffer, notificationMask: notifications) else { continue }
             if message.isNotification {
-                while let byte = uart.get() { server.input(byte) }
-                try? System.acknowledgeInterrupt(0)
+                if message.operation & KernelNotification.firstInterruptBit != 0 { input.takeFromUART() }
+                if message.operation & KernelNotification.timerBit != 0 { input.timerExpired() }
                 continue
             }
             switch ConsoleOperation(rawValue: UInt16(truncatingIfNeeded: message.operation)) {
             case .write:
                 for byte in UnsafeRawBufferPointer(rebasing: buffer[0..<message.length]) {
-                    if byte == 10 { uart.put(13) }
+                    if byte == ASCII.lineFeed && previousWritten != ASCII.carriageReturn {
+                        uart.put(ASCII.carriageReturn)
+                    }
                     uart.put(byte)
+                    previousWritten = byte
                 }
                 try? IPC.reply(to: message.sender)
-            case .readLine:
-                guard let shell = try? System.lookup("shell"), shell == message.sender else {
-                    try? IPC.reply(to: message.sender, code: UInt(ConsoleReadRefusal.notTheShell.rawValue))
+            case .read:
+                guard isShell(message.sender) else { continue }
+                guard message.words.0 > 0 else {
+                    try? IPC.reply(to: message.sender, code: ConsoleRefusal.badArgument.rawValue)
                     continue
                 }
-                server.waitForLine(message.sender)
+                let capacity = Int(min(message.words.0, UInt(SyscallLimits.maxMessageBytes)))
+                input.hold(.read(message.sender, capacity: capacity))
+            case .awaitInterrupt:
+                guard isShell(message.sender) else { continue }
+                guard message.words.0 > 0, message.words.0 <= ConsoleInterruptWatch.longest else {
+                    try? IPC.reply(to: message.sender, code: ConsoleRefusal.badArgument.rawValue)
+                    continue
+                }
+                let deadline = System.clock() + UInt64(message.words.0) * (System.ticksPerSecond / 1000)
+                input.hold(.interruptWatch(message.sender, deadline: deadline))
+            case .setEcho:
+                guard isShell(message.sender) else { continue }
+                input.echoes = message.words.0 != 0
+                try? IPC.reply(to: message.sender)
             case nil:
-                try? IPC.reply(to: message.sender, code: UInt.max)
+                try? IPC.reply(to: message.sender, code: ConsoleRefusal.unknownOperation.rawValue)
             }
         }
+    }
+
+    /// Whether `sender` is the running shell; refuses it otherwise.
+    static func isShell(_ sender: TaskID) -> Bool {
+        guard let shell = try? System.lookup("shell"), shell == sender else {
+            try? IPC.reply(to: sender, code: ConsoleRefusal.notTheShell.rawValue)
+            return false
+        }
+        return true
     }
 }
 
-/// Cooked-mode line editing and the queue of clients waiting for a line.
-struct LineEditor {
+/// A request of the shell's that waits for input.
+enum HeldRequest {
+    /// Wants typed bytes (at most `capacity`).
+    case read(TaskID, capacity: Int)
+    /// Wants to know of a Ctrl-C until the clock reaches `deadline`.
+    case interruptWatch(TaskID, deadline: UInt64)
+}
+
+/// The typed-input side of the console: the queue, its echo, the held request.
+struct TypedInput {
     let uart: UART
-    var line = InlineArray<256, UInt8>(repeating: 0)
-    var length = 0
-    var readers = InlineArray<8, TaskID>(repeating: TaskID(rawValue: 0))
-    var readerCount = 0
-    var completeLines = 0
+    var queue = TypeAhead()
+    var echo = TypeAheadEcho()
+    /// Whether the console shows typed bytes as they arrive (see the essay).
+    var echoes = true
+    var held: HeldRequest?
+    /// Scratch space for a reply's bytes, so that they leave the queue only once delivered.
+    let replyBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: SyscallLimits.maxMessageBytes, alignment: 8)
 
-    mutating func input(_ byte: UInt8) {
-        switch byte {
-        case 13, 10:
-            uart.put(13)
-            uart.put(10)
-            deliverLine()
-        case 8, 127:
-            if length > 0 {
-                length -= 1
-                uart.put(8)
-                uart.put(32)
-                uart.put(8)
-            }
-        default:
-            guard length < line.count, byte >= 32 else { return }
-            line[length] = byte
-            length += 1
-            uart.put(byte)
+    /// Moves bytes from the UART into the queue until the UART is empty or the queue
+    /// full; unmasks the interrupt only in the first case (a full queue leaves the rest
+    /// in the UART, and the next read calls this again).
+    mutating func takeFromUART() {
+        let uart = self.uart
+        while !queue.isFull, let byte = uart.get() {
+            _ = queue.append(byte)
+            if echoes { echo.render(byte) { uart.put($0) } }
+        }
+        if !uart.hasInput { try? System.acknowledgeInterrupt(0) }
+        answerHeld()
+    }
+
+    mutating func hold(_ request: HeldRequest) {
+        held = request
+        if case .interruptWatch(_, let deadline) = request {
+            try? System.setTimer(deadline: deadline, bits: KernelNotification.timerBit)
+        }
+        answerHeld()
+    }
+
+    mutating func timerExpired() {
+        guard case .interruptWatch(let shell, let deadline) = held, System.clock() >= deadline else { return }
+        held = nil
+        try? IPC.reply(to: shell, words: (ConsoleInterruptWatch.timePassed.rawValue, 0))
+    }
+
+    /// Answers the held request if the queue now can.
+    private mutating func answerHeld() {
+        switch held {
+        case .read(let shell, let capacity):
+            let length = queue.readLength(limit: capacity)
+            guard length > 0 else { return }
+            held = nil
+            queue.copyOldest(length, to: replyBytes)
+            let payload = UnsafeRawBufferPointer(rebasing: replyBytes[0..<length])
+            guard (try? IPC.reply(to: shell, payload: payload)) != nil else { return }
+            removeOldest(length)
+        case .interruptWatch(let shell, _):
+            guard let length = queue.lengthThroughInterrupt() else { return }
+            held = nil
+            try? System.setTimer(deadline: 0, bits: KernelNotification.timerBit)
+            guard (try? IPC.reply(to: shell, words: (ConsoleInterruptWatch.interrupted.rawValue, 0))) != nil
+            else { return }
+            removeOldest(length)
+        case nil:
+            return
         }
     }
 
-    mutating func waitForLine(_ client: TaskID) {
-        guard readerCount < readers.count else {
-            try? IPC.reply(to: client, code: UInt(ConsoleReadRefusal.busy.rawValue))
-            return
-        }
-        readers[readerCount] = client
-        readerCount += 1
-    }
-
-    private mutating func deliverLine() {
-        guard readerCount > 0 else {
-            length = 0
-            return
-        }
-        let client = readers[0]
-        for index in 1..<max(readerCount, 1) { readers[index - 1] = readers[index] }
-        readerCount -= 1
-        line.span.withUnsafeBytes { bytes in
-            try? IPC.reply(to: client, payload: UnsafeRawBufferPointer(rebasing: bytes[0..<length]))
-        }
-        length = 0
+    /// Removes delivered bytes; if the queue was full, what waits in the UART comes in.
+    private mutating func removeOldest(_ length: Int) {
+        let wasFull = queue.isFull
+        queue.removeOldest(length)
+        if wasFull { takeFromUART() }
     }
 }
