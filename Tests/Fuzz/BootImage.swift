@@ -23,6 +23,7 @@ struct FuzzPlatform: Platform {
     mutating func flushPage(_ address: UInt64, asid: UInt16) {}
     mutating func synchronizeInstructions() {}
     mutating func requestPowerOff(code: Int) {}
+    var virtioRange: Range<UInt64> { 0x1000_1000..<0x1000_9000 }
     func readDeviceRegister(_ address: UInt64) -> UInt32 { 0 }
     mutating func writeDeviceRegister(_ address: UInt64, _ value: UInt32) {}
     func write(_ text: StaticString) {}

@@ -484,6 +484,8 @@ extension KernelHarness {
         let plain = try harness.spawn(Program.peer)
         harness.kernel.end(plain.index, status: .killed)
         #expect(harness.kernel.platform.resets.count == 1, "a UART or a program without devices resets nothing")
+        #expect(!harness.kernel.platform.deviceReads.text.contains("10000000 "),
+                "the UART's receive register is never read to probe it: that would take a typed byte")
     }
 }
 

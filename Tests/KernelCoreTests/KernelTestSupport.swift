@@ -75,7 +75,15 @@ struct FakePlatform: Platform {
     /// still allocated at that moment?
     var deviceWrites: [(address: UInt64, value: UInt32, framesStillAllocated: [Bool])] = []
 
-    func readDeviceRegister(_ address: UInt64) -> UInt32 { deviceRegisters[address] ?? 0 }
+    /// Registers read (a probe of a device that is not virtio can take a UART's byte).
+    let deviceReads = FakeConsole()
+
+    var virtioRange: Range<UInt64> { 0x1000_1000..<0x1000_9000 }
+
+    func readDeviceRegister(_ address: UInt64) -> UInt32 {
+        deviceReads.text += String(address, radix: 16) + " "
+        return deviceRegisters[address] ?? 0
+    }
 
     mutating func writeDeviceRegister(_ address: UInt64, _ value: UInt32) {
         deviceRegisters[address] = value

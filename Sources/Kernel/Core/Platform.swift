@@ -21,6 +21,11 @@ public protocol Platform {
     mutating func synchronizeInstructions()
     /// Ask for the machine to power off with this exit code once the current trap ends.
     mutating func requestPowerOff(code: Int)
+    /// Where virtio-mmio devices may sit. The kernel reads a register to find out
+    /// whether a page is a virtio device only inside this range: elsewhere a read can
+    /// have effects (on the UART, offset 0 is the receive register: a probe would take
+    /// a typed byte).
+    var virtioRange: Range<UInt64> { get }
     /// A 32-bit device register, read and written at its physical address (the
     /// kernel's identity map covers MMIO); each access is one volatile access.
     func readDeviceRegister(_ address: UInt64) -> UInt32

@@ -53,6 +53,9 @@ struct RISCVPlatform: Platform {
 
     mutating func synchronizeInstructions() { fence_instructions() }
 
+    /// QEMU virt's eight virtio-mmio slots (hw/riscv/virt.c: VIRT_VIRTIO).
+    var virtioRange: Range<UInt64> { 0x1000_1000..<0x1000_9000 }
+
     func readDeviceRegister(_ address: UInt64) -> UInt32 { mmio_read32(address) }
 
     mutating func writeDeviceRegister(_ address: UInt64, _ value: UInt32) { mmio_write32(address, value) }

@@ -10,9 +10,11 @@
 import CurioABI
 
 extension Kernel {
-    /// Whether the 4 KiB register page at `base` belongs to a virtio device.
+    /// Whether the 4 KiB register page at `base` belongs to a virtio device (probed only
+    /// where the platform says virtio devices may sit).
     func isVirtioDevice(at base: UInt64) -> Bool {
-        platform.readDeviceRegister(base + UInt64(VirtioRegister.magic)) == VirtioRegister.magicValue
+        platform.virtioRange.contains(base)
+            && platform.readDeviceRegister(base + UInt64(VirtioRegister.magic)) == VirtioRegister.magicValue
     }
 
     /// `physicalAddress`: the physical address of the caller's own writable page at

@@ -118,6 +118,18 @@ static inline __attribute__((always_inline)) uint8_t curio_mmio_read8(volatile u
 static inline __attribute__((always_inline)) void curio_mmio_write8(volatile uint8_t *address, uint8_t value) { *address = value; }
 static inline __attribute__((always_inline)) uint32_t curio_mmio_read32(volatile uint32_t *address) { return *address; }
 
+/// The stack pointer where this is inlined (0 on the host), for a server loop that
+/// checks its frame has not moved under it (a flipped `sp` that stays in the stack).
+static inline __attribute__((always_inline)) uintptr_t curio_stack_pointer(void) {
+#if defined(__riscv)
+    uintptr_t sp;
+    __asm__ volatile("mv %0, sp" : "=r"(sp));
+    return sp;
+#else
+    return 0;
+#endif
+}
+
 /// Orders this hart's memory accesses, device memory included, before and after
 /// (a driver's barrier between filling a ring and telling the device about it).
 static inline __attribute__((always_inline)) void curio_fence(void) {

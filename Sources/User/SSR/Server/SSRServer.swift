@@ -41,6 +41,7 @@
 
 import CurioUser
 import SSRFormat
+import UserArch
 
 /// What a service does with a request.
 public enum SSROutcome: Sendable {
@@ -146,6 +147,11 @@ struct LocalClientState<State> {
 /// good: alive, not runnable, invisible to the watchdog, every held client waiting
 /// for ever. Two copies reached through different registers disagree instead.
 nonisolated(unsafe) private var receiveMask: UInt32 = 0
+/// The loop's stack pointer, compared at the top of every iteration for the same
+/// reason: a flipped `sp` that still points into the stack makes the loop read its own
+/// variables (the reply in hand, the buffer) from the wrong place and serve nobody —
+/// a campaign found that one too (pointer-flip, seed 1804511879223743).
+nonisolated(unsafe) private var loopStackPointer: UInt = 0
 
 public struct SSRServer<Service: SSRService> {
     public typealias State = Service.State
@@ -301,8 +307,11 @@ public struct SSRServer<Service: SSRService> {
         receiveMask = Service.notificationMask
         recover()
         var pending: (client: TaskID, code: UInt32, words: (UInt, UInt), length: Int)?
+        loopStackPointer = UInt(curio_stack_pointer())
         while true {
-            guard receiveMask == Service.notificationMask else { System.reportFailure() }
+            guard receiveMask == Service.notificationMask, UInt(curio_stack_pointer()) == loopStackPointer else {
+                System.reportFailure()
+            }
             let message: Received
             do throws(SyscallError) {
                 if let reply = pending {
