@@ -419,7 +419,7 @@ import Testing
         #expect(try observe(harness).instruction == 0x0000_006F)
         let request = harness.result(Self.fs, 6)
 
-        harness.tick(by: KernelHarness.TestKernel.watchdogTicks + 1)
+        harness.run(for: KernelHarness.TestKernel.watchdogTicks + 1)
         #expect(harness.task(Self.fs).generation == 1)
         #expect(harness.output.contains("hang (watchdog)"))
         #expect(try observe(harness).instruction == Self.pristineInstruction, "the new incarnation runs pristine code")

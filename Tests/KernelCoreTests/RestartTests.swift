@@ -475,7 +475,7 @@ import Testing
         #expect(harness.state(0) == .runnable)
         #expect(harness.task(0).servingSince == harness.clock)
 
-        harness.tick(by: TestKernel.watchdogTicks)
+        harness.run(for: TestKernel.watchdogTicks)
         #expect(harness.task(0).generation == 0, "not yet: exactly the limit")
         harness.tick(by: 1)
         #expect(harness.task(0).generation == 1)
@@ -487,8 +487,8 @@ import Testing
 
         // A restarted server must reach receive (through recovery) as promptly as it
         // answers a request; one that never does is hung too.
-        harness.tick(by: 10 * TestKernel.watchdogTicks)
-        #expect(harness.task(0).generation == 2)
+        harness.run(for: 10 * TestKernel.watchdogTicks)
+        #expect(harness.task(0).generation >= 2, "restarted again (and again: it never reaches receive)")
     }
 
     /// A more urgent server hangs while fs holds a request: fs never gets the processor,
@@ -524,7 +524,7 @@ import Testing
         // Blocked in receive.
         harness.receive(0)
         harness.receive(1)
-        harness.tick(by: 3 * TestKernel.watchdogTicks)
+        harness.run(for: 3 * TestKernel.watchdogTicks)
         #expect(harness.task(0).generation == 0)
         #expect(harness.task(1).generation == 0)
 
@@ -533,16 +533,16 @@ import Testing
         #expect(harness.state(0) == .runnable)
         try harness.call(0, harness.id(1))
         #expect(harness.state(0) == .awaitingReply)
-        harness.tick(by: 3 * TestKernel.watchdogTicks)
+        harness.run(for: 3 * TestKernel.watchdogTicks)
         #expect(harness.task(0).generation == 0, "fs waits for disk")
-        #expect(harness.task(1).generation == 1, "disk held fs's request while runnable: hung")
+        #expect(harness.task(1).generation >= 1, "disk held fs's request while runnable: hung")
 
         // An ordinary server is never the watchdog's business.
         try harness.spawn(Program.plain)  // 3
         harness.receive(3)
         let client = try harness.spawn(Program.client)
         try harness.call(client.index, harness.id(3))
-        harness.tick(by: 3 * TestKernel.watchdogTicks)
+        harness.run(for: 3 * TestKernel.watchdogTicks)
         #expect(harness.task(3).generation == 0)
         #expect(harness.state(3) == .runnable)
     }
@@ -596,7 +596,7 @@ import Testing
         try harness.call(2, harness.id(0))
         try harness.call(0, harness.id(1))  // fs calls disk, which is not receiving yet
         #expect(harness.state(0) == .sending)
-        harness.tick(by: 2 * TestKernel.watchdogTicks)
+        harness.run(for: 2 * TestKernel.watchdogTicks)
         harness.receive(1)
         try harness.reply(from: 1, to: harness.id(0))
         #expect(harness.state(0) == .runnable)

@@ -97,6 +97,17 @@ extension KernelHarness {
         kernel.clockTick(now: clock)
     }
 
+    /// Lets `ticks` pass as the periodic clock does, one interrupt per time slice (the
+    /// watchdog charges at most one slice per interrupt).
+    func run(for ticks: UInt64) {
+        var left = ticks
+        while left > 0 {
+            let step = min(left, KernelHarness.TestKernel.timeSlice)
+            tick(by: step)
+            left -= step
+        }
+    }
+
     // MARK: SSRs
 
     func binding(of client: Int, to program: Int) -> SSRBinding? {

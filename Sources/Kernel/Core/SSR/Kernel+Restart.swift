@@ -37,8 +37,9 @@
 // without blocking — not waiting on another server — is declared hung. It counts the
 // server's own running time, sampled at each clock interrupt (whoever was interrupted
 // is charged the time since the previous interrupt, or since it started or woke if
-// that was later), not the time since the request came: a server that a more urgent
-// one keeps from the processor (a hung one, say) has not hung. And a server with a
+// that was later, at most one clock period), not the time since the request came: a
+// server that a more urgent one keeps from the processor (a hung one, say) has not
+// hung. And a server with a
 // reply limit (system.toml `reply_limit`) that has kept a client waiting longer than
 // that is declared to have forgotten the request — a fault that left it alive and
 // receiving, with the client's request lost from its tables, would otherwise leave
@@ -272,12 +273,15 @@ extension Kernel {
     }
 
     /// Charges the process this clock interrupt interrupted, if it is serving, with
-    /// the time since the previous interrupt (or since it started serving, if later).
+    /// the time since the previous interrupt (or since it started serving, if later),
+    /// but never more than one clock period: when the host stops QEMU for a while the
+    /// guest's clock leaps on, and one interrupt must not charge that leap to whoever
+    /// happened to run (a busy CI host got a healthy timer restarted as hung).
     private mutating func chargeServingTime(now: UInt64) {
         defer { lastClockTick = now }
         guard currentSlot >= 0, tasks[currentSlot].servingSince != 0 else { return }
         let since = max(lastClockTick, tasks[currentSlot].servingSince)
-        if now > since { tasks[currentSlot].servedTicks &+= now - since }
+        if now > since { tasks[currentSlot].servedTicks &+= min(now - since, Self.timeSlice) }
     }
 
     mutating func noteDeadline(_ deadline: UInt64) {
