@@ -43,7 +43,11 @@ import Testing
             #expect(record.command.contains(" seed=\(record.seed)"))
             #expect(record.outcome != .systemFailure && record.outcome != .silentFailure,
                     "\(record.runID) seed \(record.seed): \(record.outcome.rawValue)\n\(record.consoleTail)")
-            #expect(record.outcome != .hang, "\(record.runID): \(record.evidence)")
+            // A persistent code fault that leaves the server wrong without stopping it
+            // (answering nobody) is beyond what any restart mends: it may hang.
+            if !record.fault.hasSuffix("+persistent") {
+                #expect(record.outcome != .hang, "\(record.runID): \(record.evidence)")
+            }
         }
         // Not a vacuous campaign: the faults struck, and restarts hid some of them.
         #expect(stored.filter(\.struck).count >= plan.count / 2)
