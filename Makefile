@@ -11,6 +11,12 @@ export PATH := $(PATH):/usr/sbin:/sbin
 TOOLCHAIN  ?= $(dir $(shell readlink -f $(shell command -v swift)))
 LLD        := $(TOOLCHAIN)ld.lld
 OBJCOPY    := $(TOOLCHAIN)llvm-objcopy
+# The boot image packs each program without its debug information: the debug
+# sections hold the build's absolute paths, and what the kernel loads must not
+# depend on where the repository was cloned (a fault campaign's seed replays a run
+# only on identical bytes). They also cost 28 MB of the machine's memory. The full
+# ELFs stay in build/programs for gdb.
+PACKED     = $(BUILD)/programs/packed
 QEMU       ?= qemu-system-riscv64
 BUILD      := build
 TRIPLE     := riscv64-none-none-eabi
@@ -84,14 +90,15 @@ SHELL := /bin/bash
 objects = $(wildcard $(RV_OUT)/$(1).build/*.o)
 
 build: embedded
-	@mkdir -p $(BUILD)/programs
+	@mkdir -p $(BUILD)/programs $(PACKED)
 	@for program in $(PROGRAMS); do \
 	  $(LLD) -T Sources/User/Arch/user.ld --gc-sections -X -o $(BUILD)/programs/$$program.elf \
 	    $(foreach lib,$(USER_LIBRARIES),$(RV_OUT)/$(lib).build/*.o) $(RV_OUT)/$$program.build/*.o \
 	    $(EMBEDDED_LIB)/libswiftUnicodeDataTables.a || exit 1; \
+	  $(OBJCOPY) --strip-debug $(BUILD)/programs/$$program.elf $(PACKED)/$$program.elf || exit 1; \
 	done
 	@$(SWIFT) build --product mkimage -q
-	@$$($(SWIFT) build --show-bin-path)/mkimage --system system.toml --elf-dir $(BUILD)/programs --out $(BUILD)/system.img
+	@$$($(SWIFT) build --show-bin-path)/mkimage --system system.toml --elf-dir $(PACKED) --out $(BUILD)/system.img
 	@$(OBJCOPY) -I binary -O elf64-littleriscv --rename-section .data=.bootimage,alloc,load,readonly,data,contents \
 	  $(BUILD)/system.img $(BUILD)/system-image.o
 	@$(LLD) -T Sources/Kernel/Arch/kernel.ld --gc-sections -X -o $(BUILD)/kernel.elf \
@@ -160,7 +167,7 @@ fuzz: deps build $(if $(filter $(DEFAULT_DISK),$(DISK)),$(DEFAULT_DISK))
 # their clients' state in their own memory and are not restartable).
 NO_SSR_SERVERS := fs,storage
 kernel-nossr: build
-	@$$($(SWIFT) build --show-bin-path)/mkimage --system system.toml --elf-dir $(BUILD)/programs \
+	@$$($(SWIFT) build --show-bin-path)/mkimage --system system.toml --elf-dir $(PACKED) \
 	  --out $(BUILD)/system-nossr.img --without-ssr $(NO_SSR_SERVERS)
 	@$(OBJCOPY) -I binary -O elf64-littleriscv --rename-section .data=.bootimage,alloc,load,readonly,data,contents \
 	  $(BUILD)/system-nossr.img $(BUILD)/system-image-nossr.o
@@ -173,7 +180,7 @@ kernel-nossr: build
 # reincarnation server restarts a driver), so a restart loses that state.
 BASELINE_SERVERS := fs,storage,timer
 kernel-baseline: build
-	@$$($(SWIFT) build --show-bin-path)/mkimage --system system.toml --elf-dir $(BUILD)/programs \
+	@$$($(SWIFT) build --show-bin-path)/mkimage --system system.toml --elf-dir $(PACKED) \
 	  --out $(BUILD)/system-baseline.img --without-ssr $(BASELINE_SERVERS) --restart-without-ssr
 	@$(OBJCOPY) -I binary -O elf64-littleriscv --rename-section .data=.bootimage,alloc,load,readonly,data,contents \
 	  $(BUILD)/system-baseline.img $(BUILD)/system-image-baseline.o
@@ -185,7 +192,7 @@ kernel-baseline: build
 # the test that the kernel keeps a driver's DMA inside the pages granted to it.
 kernel-dmaprobe: build
 	@$$($(SWIFT) build --show-bin-path)/mkimage --system Sources/Programs/DMAProbe/dma-probe-system.toml \
-	  --elf-dir $(BUILD)/programs --out $(BUILD)/system-dmaprobe.img
+	  --elf-dir $(PACKED) --out $(BUILD)/system-dmaprobe.img
 	@$(OBJCOPY) -I binary -O elf64-littleriscv --rename-section .data=.bootimage,alloc,load,readonly,data,contents \
 	  $(BUILD)/system-dmaprobe.img $(BUILD)/system-image-dmaprobe.o
 	@$(LLD) -T Sources/Kernel/Arch/kernel.ld --gc-sections -X -o $(BUILD)/kernel-dmaprobe.elf \
