@@ -48,7 +48,7 @@ DEFAULT_DISK := $(BUILD)/disk.img
 DISK       ?= $(DEFAULT_DISK)
 DISK_FLAGS  = -drive file=$(DISK),format=raw,if=none,id=disk0 -device virtio-blk-device,drive=disk0
 
-.PHONY: all help deps build kernel-nossr kernel-baseline kernel-dmaprobe embedded run debug test test-host test-embedded test-integration bench campaign campaign-replay fuzz fuzz-host clean
+.PHONY: all help deps build kernel-nossr kernel-baseline kernel-dmaprobe embedded run debug test test-host test-embedded test-integration bench campaign campaign-replay soak soak-replay fuzz fuzz-host clean
 
 all: build
 
@@ -60,6 +60,9 @@ help:
 	@echo "make campaign [SERVER=timer|fs|storage FAULTS=a,b TRIGGERS=request,time,execution RUNS=20 JOBS=n SEED=s]"
 	@echo "                              fault-injection campaign, SSRs vs the baseline: build/campaign-SERVER.{csv,md,svg}"
 	@echo "make campaign-replay RUN=id [CSV=build/campaign-timer.csv]  boot one run of a campaign again, print its console"
+	@echo "make soak [SERVER=timer|fs|storage FAULTS=a,b BOOTS=1|HOURS=h INJECTIONS=100 EVERY=1100ms JOBS=n SEED=s]"
+	@echo "                              faults injected continuously, one boot per fault kind: build/soak-SERVER.{csv,md}"
+	@echo "make soak-replay BOOT=id [SOAK_CSV=build/soak-timer.csv]  boot one boot of a soak again, print its console"
 	@echo "make fuzz [SECONDS=0 SEED=n CALLS=1000000]  syscall fuzzer: 4 processes at once while servers restart"
 	@echo "make fuzz-host [FUZZ_SECONDS=60 FUZZ_TARGETS='ext2 elf']  libFuzzer + ASan on every parser of untrusted bytes"
 	@echo "make debug                    boot QEMU halted, waiting for gdb-multiarch"
@@ -150,6 +153,25 @@ campaign: deps build kernel-baseline
 campaign-replay: deps build kernel-baseline
 	@test -n "$(RUN)" || { echo "usage: make campaign-replay RUN=<run id from the CSV> [CSV=$(CSV)]"; exit 2; }
 	$(SWIFT) run -q curio-campaign --replay '$(RUN)' --csv $(abspath $(CSV)) $(CAMPAIGN_KERNELS)
+
+# A soak (see `swift run curio-campaign soak --help`): one boot per fault kind in
+# FAULTS (default every kind) into SERVER, each arming INJECTIONS faults (default 100),
+# one every EVERY of guest time (default 1100ms: restarts less than 1 s apart count as
+# quick succession, which gives a server up), each striking at a random instruction of
+# the server's own execution while its clients check every answer; BOOTS rounds of
+# boots (default 1) or as many as HOURS allow, against the SSR kernel and the baseline
+# with the same seeds. Records go to SOAK_CSV (resumed from), the report beside it.
+SOAK_CSV ?= $(BUILD)/soak-$(SERVER).csv
+soak: deps build kernel-baseline
+	$(SWIFT) run -q curio-campaign soak --server $(SERVER) $(if $(FAULTS),--faults $(FAULTS)) \
+	  $(if $(BOOTS),--boots $(BOOTS)) $(if $(HOURS),--hours $(HOURS)) $(if $(INJECTIONS),--injections $(INJECTIONS)) \
+	  $(if $(EVERY),--every $(EVERY)) $(if $(JOBS),--jobs $(JOBS)) $(if $(SEED),--seed $(SEED)) \
+	  $(CAMPAIGN_KERNELS) --csv $(abspath $(SOAK_CSV)) --markdown $(abspath $(SOAK_CSV:.csv=.md))
+
+# Boots the boot BOOT of the soak in SOAK_CSV again, with its seed, and prints its console.
+soak-replay: deps build kernel-baseline
+	@test -n "$(BOOT)" || { echo "usage: make soak-replay BOOT=<boot id from the CSV> [SOAK_CSV=$(SOAK_CSV)]"; exit 2; }
+	$(SWIFT) run -q curio-campaign soak --replay '$(BOOT)' --csv $(abspath $(SOAK_CSV)) $(CAMPAIGN_KERNELS)
 
 # The syscall fuzzer: INSTANCES fuzzer processes, CALLS calls in all, while faults
 # restart fs, storage and timer; then no panic, every check passed, free memory back

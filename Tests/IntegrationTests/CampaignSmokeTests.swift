@@ -14,6 +14,9 @@
 // same binaries, each client's state in the server's memory, restarted as MINIX 3
 // restarts a driver): it must serve files (storage's held requests live in server
 // memory there), and the same crash that SSRs hide must cost its clients their state.
+//
+// And the soak, the campaign's other mode: a few faults into one server in one boot,
+// counted from the console.
 
 import CampaignKit
 import Foundation
@@ -97,6 +100,46 @@ import Testing
                 #expect(record.outcome == .recovered && record.clientsFailed == 0, "\(record.runID): \(record.evidence)")
             case .baseline:
                 #expect(record.outcome == .clientTold && record.clientsFailed > 0, "\(record.runID): \(record.evidence)")
+            }
+        }
+    }
+
+    /// A short soak, one boot per build: three illegal instructions into the timer while
+    /// its clients run. The counts must agree with each other and with the workload's
+    /// own; the SSR boot must hide every fault behind a restart, and the baseline's
+    /// clients must be told at the first that their timers are gone.
+    @Test func aShortSoakCountsEveryInjectionConsistently() throws {
+        let folder = try DiskTools.temporaryDirectory("soak-smoke")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let csv = folder.appendingPathComponent("soak.csv").path
+        let workload = SoakWorkload(server: .timer, injections: 3)
+        let plan = SoakPlan(workload: workload, faults: ["illegal"], builds: [.ssr, .baseline],
+                            soakSeed: Self.campaignSeed)
+        let machine = Machine(kernels: [.ssr: CurioMachine.kernel, .baseline: Self.baselineKernel], scratch: folder)
+        let started = Date()
+        let records = try Soak(plan: plan, bootsPerFault: 1, deadline: nil, machine: machine, jobs: 2,
+                               file: try SoakFile(path: csv)).run { _ in }
+        #expect(Date().timeIntervalSince(started) < 45)
+        #expect(Set(try SoakFile(path: csv).records.map(\.fields)) == Set(records.map(\.fields)))
+        #expect(records.map(\.bootID) == ["soak/timer/illegal/0/ssr", "soak/timer/illegal/0/baseline"])
+
+        for record in records {
+            let counts = record.counts
+            let context = "\(record.bootID) seed \(record.seed): \(counts)\n\(record.consoleTail)"
+            #expect(counts.problems.isEmpty, "\(context)")
+            #expect(!counts.hang && !counts.panic && counts.audit == .clean && counts.verdict, "\(context)")
+            #expect(counts.armed == 3 && counts.struck >= 1 && counts.struck <= 3, "\(context)")
+            #expect(counts.stops == counts.restarts + counts.giveUps && counts.workloadRestarts == counts.restarts,
+                    "\(context)")
+            #expect(counts.recovered <= counts.manifested && counts.clientVisible <= counts.manifested
+                    && counts.manifested <= counts.struck, "\(context)")
+            switch record.build {
+            case .ssr:
+                #expect(counts.struck == 3 && counts.restarts == 3 && counts.recovered == 3, "\(context)")
+                #expect(counts.clientVisible == 0 && counts.clientsFailed == 0, "\(context)")
+            case .baseline:
+                #expect(counts.recovered == 0 && counts.clientVisible == 1, "\(context)")
+                #expect(counts.clientsFailed == 4 && counts.clientsTold == 4, "\(context)")
             }
         }
     }

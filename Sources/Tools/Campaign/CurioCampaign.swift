@@ -70,7 +70,22 @@ struct CurioCampaign: ParsableCommand {
             With --csv the campaign resumes: runs already in the file (same campaign seed) are \
             skipped, so an interrupted campaign continues when the same command is given again. \
             --runs 0 only redraws the report from the file.
+
+            `curio-campaign soak` is the other mode: one boot per fault kind, injecting \
+            continuously (see `curio-campaign soak --help`).
             """)
+
+    /// `curio-campaign soak ...` is the soak (SoakCommand.swift); anything else is the
+    /// campaign. Dispatched here rather than as a subcommand, whose options of the same
+    /// names (--kernel, --csv, ...) the parent command would take for its own.
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == SoakCommand.word {
+            SoakCommand.main(Array(arguments.dropFirst()))
+        } else {
+            main(arguments)
+        }
+    }
 
     @Option(help: "The server the faults go into.")
     var server: Server = .timer
@@ -150,16 +165,9 @@ struct CurioCampaign: ParsableCommand {
     }
 
     func run() throws {
-        let scratch = FileManager.default.temporaryDirectory
-            .appendingPathComponent("curio-campaign-\(ProcessInfo.processInfo.processIdentifier)")
-        var kernels: [Build: String] = [.ssr: absolute(kernel)]
-        if let baselineKernel { kernels[.baseline] = absolute(baselineKernel) }
-        for (build, path) in kernels where !FileManager.default.fileExists(atPath: path) {
-            throw ValidationError("no \(build.rawValue) kernel at \(path) (make build; make kernel-baseline)")
-        }
-        let machine = Machine(kernels: kernels, timeout: timeout, scratch: scratch)
-        stopChildrenOnInterrupt(scratch: scratch)
-        defer { try? FileManager.default.removeItem(at: scratch) }
+        let machine = try preparedMachine(kernel: kernel, baselineKernel: baselineKernel, timeout: timeout,
+                                          scratchName: "curio-campaign", csv: csv)
+        defer { try? FileManager.default.removeItem(at: machine.scratch) }
 
         let file = try csv.map { path throws(CampaignError) in try RecordFile(path: path) }
         if let replay, let file {
@@ -172,7 +180,7 @@ struct CurioCampaign: ParsableCommand {
         if let timeWindow { workload.timeWindow = timeWindow }
         if let execWindow { workload.executionWindow = execWindow }
         let campaignSeed = seed ?? file?.records.last(where: { $0.server == server })?.campaignSeed ?? Seeds.fresh()
-        let builds = Build.allCases.filter { kernels[$0] != nil }
+        let builds = Build.allCases.filter { machine.kernels[$0] != nil }
         let plan = CampaignPlan.runs(workload: workload, faults: faults.names, triggers: triggers.triggers,
                                      runsPerCell: runs, builds: builds, campaignSeed: campaignSeed)
         let campaign = Campaign(plan: plan, campaignSeed: campaignSeed, machine: machine, jobs: jobs, file: file)
@@ -197,8 +205,8 @@ struct CurioCampaign: ParsableCommand {
         }
         print("")
         print(Report.markdown(reported.filter { $0.server == server }, replay: replayCommand))
-        if let markdown { try write(Report.markdown(reported, replay: replayCommand), to: markdown) }
-        if let svg { try write(Report.svg(reported), to: svg) }
+        if let markdown { try writeReport(Report.markdown(reported, replay: replayCommand), to: markdown) }
+        if let svg { try writeReport(Report.svg(reported), to: svg) }
     }
 
     /// Boots one record's run again and compares the outcome.
@@ -217,37 +225,53 @@ struct CurioCampaign: ParsableCommand {
               + (verdict.outcome == record.outcome ? "" : " (differs)"))
         print("evidence: \(verdict.evidence)")
     }
+}
 
-    func write(_ text: String, to path: String) throws {
-        do {
-            try text.write(toFile: path, atomically: true, encoding: .utf8)
-        } catch {
-            throw CampaignError.unwritable(path: path, reason: "\(error)")
-        }
-        print("wrote \(path)")
+/// Writes a report and says where.
+func writeReport(_ text: String, to path: String) throws {
+    do {
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+    } catch {
+        throw CampaignError.unwritable(path: path, reason: "\(error)")
     }
+    print("wrote \(path)")
+}
 
-    func absolute(_ path: String) -> String {
-        URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
-            .standardizedFileURL.path
+/// The machine of a campaign or a soak: its kernels, which must exist, a scratch
+/// folder of this process's own, and ^C or a TERM stopping the QEMUs it starts.
+func preparedMachine(kernel: String, baselineKernel: String?, timeout: Double?, scratchName: String,
+                     csv: String?) throws -> Machine {
+    let scratch = FileManager.default.temporaryDirectory
+        .appendingPathComponent("\(scratchName)-\(ProcessInfo.processInfo.processIdentifier)")
+    var kernels: [Build: String] = [.ssr: absolutePath(kernel)]
+    if let baselineKernel { kernels[.baseline] = absolutePath(baselineKernel) }
+    for (build, path) in kernels where !FileManager.default.fileExists(atPath: path) {
+        throw ValidationError("no \(build.rawValue) kernel at \(path) (make build; make kernel-baseline)")
     }
+    stopOnInterrupt(scratch: scratch, csv: csv)
+    return Machine(kernels: kernels, timeout: timeout, scratch: scratch)
+}
 
-    /// Ctrl-C: stop the QEMUs this campaign started, drop its scratch images, and say
-    /// how to go on. Every finished run is already in the CSV.
-    func stopChildrenOnInterrupt(scratch: URL) {
-        let resume = csv == nil ? "" : " (records so far are in \(csv!); the same command resumes)"
-        for number in [SIGINT, SIGTERM] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler {
-                Children.shared.terminateAll()
-                try? FileManager.default.removeItem(at: scratch)
-                FileHandle.standardError.write(Data("\ninterrupted\(resume)\n".utf8))
-                Foundation.exit(130)
-            }
-            source.resume()
-            Interrupts.sources.append(source)
+func absolutePath(_ path: String) -> String {
+    URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+        .standardizedFileURL.path
+}
+
+/// Ctrl-C: stop the QEMUs this campaign (or soak) started, drop its scratch images,
+/// and say how to go on. Every finished run is already in the CSV.
+func stopOnInterrupt(scratch: URL, csv: String?) {
+    let resume = csv.map { " (records so far are in \($0); the same command resumes)" } ?? ""
+    for number in [SIGINT, SIGTERM] {
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        source.setEventHandler {
+            Children.shared.terminateAll()
+            try? FileManager.default.removeItem(at: scratch)
+            FileHandle.standardError.write(Data("\ninterrupted\(resume)\n".utf8))
+            Foundation.exit(130)
         }
+        source.resume()
+        Interrupts.sources.append(source)
     }
 }
 

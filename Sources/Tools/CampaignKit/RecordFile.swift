@@ -1,4 +1,4 @@
-// The campaign's CSV: one record per run, appended as each run ends.
+// The campaign's CSV: one record per run (or per soak boot), appended as each ends.
 //
 // The file is the campaign's memory. A campaign that is interrupted (Ctrl-C, a
 // session that ends, a machine that reboots) is started again with the same command;
@@ -38,8 +38,25 @@ public enum CampaignError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// A record a campaign's CSV keeps: its columns, and the key under which a resumed
+/// campaign finds it done.
+public protocol CSVRecord: Sendable, Equatable {
+    static var columns: [String] { get }
+    var fields: [String] { get }
+    /// Reads a record back; the error names the field that does not parse.
+    init(fields: [String]) throws(RecordError)
+    /// Unique within a file: the campaign's seed and the run's (or boot's) id.
+    var key: String { get }
+}
+
+/// A record that does not parse, and the field that does not.
+public struct RecordError: Error {
+    public var reason: String
+    init(_ reason: String) { self.reason = reason }
+}
+
 /// One run, as the CSV keeps it.
-public struct RunRecord: Sendable, Equatable {
+public struct RunRecord: CSVRecord {
     public var runID: String
     public var campaignSeed: UInt64
     public var seed: UInt64
@@ -116,10 +133,9 @@ public struct RunRecord: Sendable, Equatable {
                   seconds: seconds, command: fields[14], evidence: fields[15], consoleTail: fields[16])
     }
 
-    public struct RecordError: Error {
-        public var reason: String
-        init(_ reason: String) { self.reason = reason }
-    }
+    public var key: String { Self.key(campaignSeed, runID) }
+
+    static func key(_ seed: UInt64, _ runID: String) -> String { "\(seed) \(runID)" }
 }
 
 public enum CSV {
@@ -181,19 +197,22 @@ public enum CSV {
     }
 }
 
+/// The CSV of a campaign's runs.
+public typealias RecordFile = CSVFile<RunRecord>
+
 /// The CSV of a campaign, opened for resuming and appending. Appends may come from
 /// several worker threads at once.
-public final class RecordFile: @unchecked Sendable {
+public final class CSVFile<Record: CSVRecord>: @unchecked Sendable {
     public let path: String
     private let lock = NSLock()
-    private var stored: [RunRecord]
+    private var stored: [Record]
     private var done: Set<String>
 
     /// Opens `path`, creating it with its header if it does not exist, and cutting
     /// away a record left incomplete by an interrupted campaign.
     public init(path: String) throws(CampaignError) {
         self.path = path
-        let header = CSV.line(RunRecord.columns)
+        let header = CSV.line(Record.columns)
         let manager = FileManager.default
         guard manager.fileExists(atPath: path) else {
             stored = []
@@ -206,19 +225,19 @@ public final class RecordFile: @unchecked Sendable {
         guard let data = manager.contents(atPath: path) else { throw .unreadable(path: path, reason: "no access") }
         let text = String(decoding: data, as: UTF8.self)
         let (rows, completeBytes) = CSV.parse(text)
-        guard let first = rows.first, first == RunRecord.columns else {
+        guard let first = rows.first, first == Record.columns else {
             throw .notACampaignFile(path: path, header: String(text.prefix { $0 != "\n" }))
         }
-        var records: [RunRecord] = []
+        var records: [Record] = []
         for (number, row) in rows.dropFirst().enumerated() {
-            do throws(RunRecord.RecordError) {
-                records.append(try RunRecord(fields: row))
+            do throws(RecordError) {
+                records.append(try Record(fields: row))
             } catch {
                 throw .malformedRecord(path: path, record: number + 1, reason: error.reason)
             }
         }
         stored = records
-        done = Set(records.map { Self.key($0.campaignSeed, $0.runID) })
+        done = Set(records.map(\.key))
         if completeBytes < data.count {
             do {
                 let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
@@ -231,19 +250,19 @@ public final class RecordFile: @unchecked Sendable {
     }
 
     /// Every record in the file, oldest first.
-    public var records: [RunRecord] {
+    public var records: [Record] {
         lock.lock()
         defer { lock.unlock() }
         return stored
     }
 
-    public func contains(runID: String, campaignSeed: UInt64) -> Bool {
+    public func contains(key: String) -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        return done.contains(Self.key(campaignSeed, runID))
+        return done.contains(key)
     }
 
-    public func append(_ record: RunRecord) throws(CampaignError) {
+    public func append(_ record: Record) throws(CampaignError) {
         lock.lock()
         defer { lock.unlock() }
         do {
@@ -255,8 +274,12 @@ public final class RecordFile: @unchecked Sendable {
             throw .unwritable(path: path, reason: "\(error)")
         }
         stored.append(record)
-        done.insert(Self.key(record.campaignSeed, record.runID))
+        done.insert(record.key)
     }
+}
 
-    private static func key(_ seed: UInt64, _ runID: String) -> String { "\(seed) \(runID)" }
+extension CSVFile where Record == RunRecord {
+    public func contains(runID: String, campaignSeed: UInt64) -> Bool {
+        contains(key: RunRecord.key(campaignSeed, runID))
+    }
 }

@@ -129,9 +129,10 @@ public enum Report {
     }
 
     /// The kernel's order of fault kinds, then any other name the records hold.
-    static func orderedFaults(in records: [RunRecord]) -> [String] {
-        let present = Set(records.map(\.fault))
-        return Faults.all.filter(present.contains) + present.subtracting(Faults.all).sorted()
+    static func orderedFaults(in records: [RunRecord]) -> [String] { ordered(faults: Set(records.map(\.fault))) }
+
+    static func ordered(faults present: Set<String>) -> [String] {
+        Faults.all.filter(present.contains) + present.subtracting(Faults.all).sorted()
     }
 
     static func escaped(_ text: String) -> String {

@@ -1,11 +1,12 @@
 // Running a campaign: QEMUs in parallel, a record per run, a progress line.
 //
 // Each run boots the kernel of its build with the run's command on the kernel command
-// line, reads the console to the power-off (or kills QEMU at the deadline: a hang),
-// and for a workload with a disk first makes a fresh ext2 image and afterwards lets
-// `e2fsck -fn` judge it: a fault can damage metadata no client reads back (a bitmap,
-// another inode), which only the checker sees. It counts any problem it would fix,
-// the superblock's free counts included, for which `e2fsck -n` still exits 0.
+// line, reads the console to the power-off (or kills QEMU at the deadline, or once the
+// console has been silent too long if the caller asks: a hang), and for a workload
+// with a disk first makes a fresh ext2 image and afterwards lets `e2fsck -fn` judge
+// it: a fault can damage metadata no client reads back (a bitmap, another inode),
+// which only the checker sees. It counts any problem it would fix, the superblock's
+// free counts included, for which `e2fsck -n` still exits 0.
 //
 // Timer runs use `-icount shift=0,sleep=off`: the guest's clock counts its own
 // instructions and skips idle time, so a run is the same on a busy host as on an idle
@@ -53,13 +54,14 @@ public struct Machine: Sendable {
     }
 
     /// One boot: the console, whether QEMU ended by itself, and e2fsck's findings.
-    public func boot(command: String, build: Build, workload: Workload)
+    /// `silence`: also stop QEMU when its console has been quiet this long (a hang).
+    public func boot(command: String, build: Build, workload: Workload, silence: TimeInterval? = nil)
         throws(CampaignError) -> (console: String, finished: Bool, diskDamage: String?) {
         guard let kernel = kernels[build] else { throw .missingKernel(build: build) }
         var arguments = qemuArguments(kernel: kernel, command: command, usesDisk: workload.usesDisk)
         let timeout = self.timeout ?? workload.timeout
         guard workload.usesDisk else {
-            let run = execute(qemu, arguments, timeout: timeout)
+            let run = execute(qemu, arguments, timeout: timeout, silence: silence)
             return (run.output, run.finished, nil)
         }
         let folder = scratch.appendingPathComponent(UUID().uuidString)
@@ -75,7 +77,7 @@ public struct Machine: Sendable {
         guard made.status == 0 else { throw .tool(name: "mke2fs", output: made.output) }
         arguments += ["-drive", "file=\(image.path),format=raw,if=none,id=disk0",
                       "-device", "virtio-blk-device,drive=disk0"]
-        let run = execute(qemu, arguments, timeout: timeout)
+        let run = execute(qemu, arguments, timeout: timeout, silence: silence)
         // A hung or failed system left the disk mid-update: only finished runs are judged.
         let found = run.finished ? damage(of: image) : nil
         return (run.output, run.finished, found)
@@ -114,13 +116,14 @@ public struct Machine: Sendable {
             .first { FileManager.default.isExecutableFile(atPath: $0) } ?? name
     }
 
-    /// Runs a program to its end or until `timeout`; `finished` is false if it was stopped.
+    /// Runs a program to its end or until `timeout`, or until its output has not grown
+    /// for `silence` seconds; `finished` is false if it was stopped.
     ///
     /// The output goes to a file, read once the program has ended, not to a pipe read
     /// until its end: with several runs started at once from several threads, a child
     /// can inherit another run's pipe, whose reader then waits for that stranger to
     /// end too — a campaign once stood still that way for good.
-    func execute(_ executable: String, _ arguments: [String], timeout: TimeInterval)
+    func execute(_ executable: String, _ arguments: [String], timeout: TimeInterval, silence: TimeInterval? = nil)
         -> (output: String, status: Int32, finished: Bool) {
         let log = scratch.appendingPathComponent("output-\(UUID().uuidString).txt")
         defer { try? FileManager.default.removeItem(at: log) }
@@ -146,7 +149,7 @@ public struct Machine: Sendable {
         Children.shared.started(process)
         defer { Children.shared.ended(process) }
         var finished = true
-        if exited.wait(timeout: .now() + timeout) == .timedOut {
+        if !waitForExit(exited, log: log, timeout: timeout, silence: silence) {
             finished = false
             process.terminate()
             if exited.wait(timeout: .now() + 10) == .timedOut {
@@ -156,6 +159,27 @@ public struct Machine: Sendable {
         }
         let data = FileManager.default.contents(atPath: log.path) ?? Data()
         return (String(decoding: data, as: UTF8.self), process.terminationStatus, finished)
+    }
+
+    /// Whether the program exited within `timeout`, its output growing at least every
+    /// `silence` seconds (looked at once a second).
+    private func waitForExit(_ exited: DispatchSemaphore, log: URL, timeout: TimeInterval,
+                             silence: TimeInterval?) -> Bool {
+        guard let silence else { return exited.wait(timeout: .now() + timeout) == .success }
+        let deadline = Date().addingTimeInterval(timeout)
+        var size = -1
+        var grew = Date()
+        while Date() < deadline {
+            if exited.wait(timeout: .now() + 1) == .success { return true }
+            let now = (try? FileManager.default.attributesOfItem(atPath: log.path)[.size] as? Int) ?? size
+            if now != size {
+                size = now
+                grew = Date()
+            } else if Date().timeIntervalSince(grew) > silence {
+                return false
+            }
+        }
+        return exited.wait(timeout: .now()) == .success
     }
 }
 
