@@ -97,6 +97,13 @@ public enum Syscall: UInt, Sendable {
     /// lets a write through only if the device can then reach nothing but pages the
     /// driver was granted by `physicalAddress` (Kernel/Core/Devices/DMAGuard.swift).
     case deviceWrite = 26
+    /// For a restartable server holding the request of client a0 (a TaskID): it will
+    /// reply by clock value a1 (0 withdraws the promise). If the server is found idle
+    /// in `receive` later than that, with the client still waiting, it has forgotten
+    /// the request — a fault that left it running — and is restarted; the request is
+    /// delivered again. A new delivery of the client's request clears the promise.
+    /// `notWaitingForReply` if the client is not awaiting the caller's reply.
+    case promiseReply = 27
 }
 
 /// a0 after a system call.

@@ -17,6 +17,9 @@ public enum FaultCause: UInt8, Sendable {
     case hang = 11
     /// The server reported its own state inconsistent.
     case reportedFailure = 12
+    /// The server sat idle past the time it promised a held client its reply
+    /// (`promiseReply`): it forgot the request.
+    case brokenPromise = 13
 
     public var name: StaticString {
         switch self {
@@ -32,6 +35,7 @@ public enum FaultCause: UInt8, Sendable {
         case .storeAccessFault: "store access fault"
         case .hang: "hang (watchdog)"
         case .reportedFailure: "reported failure"
+        case .brokenPromise: "held request forgotten (promised reply overdue)"
         }
     }
 }

@@ -144,6 +144,32 @@ import Testing
         }
     }
 
+    /// Two soak boots of 100 code mutations each into the timer, at random
+    /// instructions of its execution, accumulating until a restart: the timer must
+    /// never be left forgetting a held wait. A soak found five such hangs in six
+    /// boots (a deleted promise call, a clock read as 0, a deleted receive check);
+    /// since the timer promises each held wait's answer and the kernel restarts it
+    /// for a broken or missing promise, they end like any other fault. A mutation can
+    /// still make it answer wrongly without crashing, which no restart mends.
+    @Test func aSoakOfCodeMutationsNeverLeavesTheTimerForgettingAWait() throws {
+        let folder = try DiskTools.temporaryDirectory("soak-mutate")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let workload = SoakWorkload(server: .timer, injections: 100)
+        let plan = SoakPlan(workload: workload, faults: ["mutate"], builds: [.ssr], soakSeed: 555)
+        let machine = Machine(kernels: [.ssr: CurioMachine.kernel], scratch: folder)
+        let records = try Soak(plan: plan, bootsPerFault: 2, deadline: nil, machine: machine, jobs: 2, file: nil)
+            .run { _ in }
+        #expect(records.count == 2)
+        for record in records {
+            let counts = record.counts
+            let context = "\(record.bootID) seed \(record.seed): \(counts)\n\(record.consoleTail)"
+            #expect(!counts.hang && !counts.panic && counts.giveUps == 0, "\(context)")
+            #expect(counts.verdict && counts.audit == .clean, "\(context)")
+            #expect(counts.struck >= 50 && counts.restarts >= 10, "\(context)")
+            #expect(counts.recovered * 10 >= counts.manifested * 9, "\(context)")
+        }
+    }
+
     @Test func theBaselineServesFilesFromServerMemory() throws {
         #expect(DiskTools.available, "install e2fsprogs")
         let folder = try DiskTools.temporaryDirectory("campaign-baseline-disk")

@@ -190,6 +190,8 @@ struct KernelTestProgram: Sendable {
     var receivesBootArguments = false
     /// Restarted from its pristine image when it faults (flag bit 3).
     var restartable = false
+    /// Holds requests only to a promised time (flag bit 4).
+    var promisesReplies = false
     /// Pages of server state per client (entry byte 112; 0: not an SSR server).
     var ssrPages: UInt8 = 0
     /// Entry bytes 113-114 (0: no reply limit).
@@ -270,7 +272,7 @@ enum KernelTestImage {
             image.replaceSubrange(entry..<entry + name.count, with: name)
             image[entry + Field.priority] = program.priority
             image[entry + Field.flags] = (program.startsAtBoot ? 1 : 0) | (program.mayManage ? 2 : 0)
-                | (program.receivesBootArguments ? 4 : 0) | (program.restartable ? 8 : 0)
+                | (program.receivesBootArguments ? 4 : 0) | (program.restartable ? 8 : 0) | (program.promisesReplies ? 16 : 0)
             image[entry + Field.ssrPages] = program.ssrPages
             storeLittleEndian(program.replyLimitMilliseconds, in: &image, at: entry + Field.replyLimit)
             image[entry + Field.interruptCount] = UInt8(program.interrupts.count)

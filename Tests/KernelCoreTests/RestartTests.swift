@@ -202,6 +202,32 @@ import Testing
         #expect(harness.task(scene.serving).pagesUsed == pages)
     }
 
+    /// A client that was not waiting when recovery gave its state up learns of it from
+    /// its next call, not by finding its timers or files missing (a timer soak's code
+    /// fault in the commit path lost four clients' states; the three that were busy
+    /// elsewhere were then answered "no timers").
+    @Test func aClientNotWaitingIsToldOfItsLostStateByItsNextCall() throws {
+        let scene = try scene()
+        let harness = scene.harness
+        harness.kernel.fault(0, cause: .storePageFault, address: 0)
+        let lost = harness.id(scene.idle)
+        harness.recover(0, pages: 2) { $0 == lost ? .lost : .valid }
+        #expect(harness.state(scene.idle) == .runnable)
+        #expect(harness.binding(of: scene.idle, to: Program.fs)?.state == .lost)
+        let issued = harness.binding(of: scene.idle, to: Program.fs)?.lastIssuedRequest
+
+        try harness.call(scene.idle, harness.id(0))
+        #expect(harness.state(scene.idle) == .runnable)
+        #expect(harness.error(scene.idle) == .serverStateLost)
+        #expect(harness.binding(of: scene.idle, to: Program.fs)?.state == .valid)
+        #expect(harness.binding(of: scene.idle, to: Program.fs)?.lastIssuedRequest == issued, "no request issued")
+        #expect(harness.ssrBytes(of: scene.idle, to: Program.fs).allSatisfy { $0 == 0 })
+
+        // Told once: the call after starts from a fresh state.
+        try harness.call(scene.idle, harness.id(0))
+        #expect(harness.state(scene.idle) == .sending)
+    }
+
     @Test func recoveryCallsBelongToRecovery() throws {
         let harness = try KernelHarness.ssr()
         try harness.spawn(Program.fs)  // 0
@@ -581,6 +607,128 @@ import Testing
         harness.tick(by: 100 * limit)
         #expect(harness.task(0).generation == 0)
         #expect(harness.state(3) == .awaitingReply)
+    }
+
+    /// A server that promised a held client its reply by some time (`promiseReply`, as
+    /// the timer does for every wait it holds) and then sits idle in `receive` past it,
+    /// the client still waiting, has forgotten the request: a fault that left it
+    /// running (a timer soak found code mutations in its scan for due waits that did
+    /// this, and the clients waited for ever). It is restarted and the request
+    /// delivered again, with the promise gone; a server that is busy when its promise
+    /// falls due is not judged by it.
+    @Test func aServerIdlePastItsPromisedReplyIsRestarted() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.client)  // 1
+        try harness.spawn(Program.client)  // 2
+        try harness.spawn(Program.plain)  // 3
+        harness.recover(0, pages: 2)
+        let grace = 10 * TestKernel.ticksPerMillisecond
+
+        // Refused: a client not waiting for the caller, and a server that cannot be restarted.
+        harness.syscall(0, .promiseReply, UInt(harness.id(1).rawValue), UInt(harness.clock + 1))
+        #expect(harness.error(0) == .notWaitingForReply)
+        harness.receive(3)
+        try harness.call(2, harness.id(3))
+        harness.syscall(3, .promiseReply, UInt(harness.id(2).rawValue), UInt(harness.clock + 1))
+        #expect(harness.error(3) == .notPermitted)
+
+        harness.receive(0)
+        try harness.call(1, harness.id(0))
+        let promise = harness.clock + 5 * TestKernel.timeSlice
+        harness.syscall(0, .promiseReply, UInt(harness.id(1).rawValue), UInt(promise))
+        #expect(harness.error(0) == nil)
+        #expect(harness.task(1).replyPromisedBy == promise)
+
+        // Busy past the promise: not judged by it (the watchdog's business).
+        harness.tick(by: promise + 2 * grace - harness.clock)
+        #expect(harness.task(0).generation == 0 && harness.state(0) == .runnable)
+
+        // Idle, the client still waiting: within the grace; past it at one clock
+        // interrupt (the server's chance to answer may be just now); at a second.
+        harness.receive(0)
+        #expect(harness.state(0) == .receiving && harness.state(1) == .awaitingReply)
+        harness.clock = promise
+        harness.tick(by: grace)
+        #expect(harness.task(0).generation == 0, "within the grace")
+        harness.tick(by: 1)
+        #expect(harness.task(0).generation == 0, "idle past it once")
+        harness.tick(by: TestKernel.timeSlice)
+        #expect(harness.task(0).generation == 1, "forgot the request: restarted")
+        #expect(harness.output.contains("fs (pid 0, gen 0) stopped: held request forgotten"))
+        #expect(harness.state(1) == .sending, "the request goes to the new instance")
+        #expect(harness.task(1).replyPromisedBy == 0)
+
+        // Delivered again, the old promise is not held against the new instance.
+        harness.recover(0, pages: 2)
+        harness.receive(0)
+        #expect(harness.state(1) == .awaitingReply && harness.task(1).replyPromisedBy == 0)
+        harness.receive(0)
+        harness.tick(by: 100 * grace)
+        #expect(harness.task(0).generation == 1)
+
+        // A server woken at every interrupt by a timer it keeps setting in the past,
+        // answering nobody, is idle again at the next: forgetful too (a code fault
+        // that read the clock as 0 did this).
+        harness.syscall(0, .promiseReply, UInt(harness.id(1).rawValue), UInt(harness.clock))
+        harness.syscall(0, .setTimer, UInt(harness.clock + grace), 1)
+        harness.receive(0, mask: 1)
+        harness.tick(by: 2 * grace)
+        #expect(harness.task(0).generation == 1, "idle past the promise once")
+        #expect(harness.state(0) == .runnable, "woken by its timer in the same interrupt")
+        harness.syscall(0, .setTimer, UInt(harness.clock), 1)
+        harness.receive(0, mask: 1)
+        #expect(harness.state(0) == .receiving)
+        harness.tick(by: TestKernel.timeSlice)
+        #expect(harness.task(0).generation == 2, "had its chance, answered nobody: restarted")
+
+        // One that never even blocks — its timer fires again before it is back in
+        // `receive`, so every receive returns at once — has had its chances too (a
+        // code fault that read the clock as 0 and re-armed a deadline long past).
+        harness.recover(0, pages: 2)
+        harness.receive(0, mask: 1)
+        #expect(harness.state(1) == .awaitingReply)
+        harness.syscall(0, .promiseReply, UInt(harness.id(1).rawValue), UInt(harness.clock))
+        var interrupts = 0
+        while harness.task(0).generation == 2 && interrupts < 5 {
+            harness.syscall(0, .setTimer, UInt(harness.clock), 1)
+            harness.tick(by: 2 * grace)
+            interrupts += 1
+            guard harness.task(0).generation == 2 else { break }
+            harness.receive(0, mask: 1)
+            #expect(harness.state(0) == .runnable, "the notification was pending: no blocking")
+        }
+        #expect(harness.task(0).generation == 3, "spinning, answering nobody: restarted")
+        #expect(interrupts == 3, "the first interrupt finds no chance had, the next two do")
+    }
+
+    /// A server whose description says `promises` (the timer) holds no request without
+    /// a promise: idle with one held unpromised, at two clock interrupts, it forgot it
+    /// (a soak's code fault deleted the timer's promise call, and a second fault then
+    /// stranded every waiting client). Answering at once, or promising, is fine.
+    @Test func aServerThatMustPromiseIsRestartedForAnUnpromisedHeldRequest() throws {
+        let harness = try KernelHarness.ssr()
+        let server = try harness.spawn(Program.promising).index  // 0
+        try harness.spawn(Program.client)  // 1
+        harness.recover(server, pages: 1)
+
+        harness.receive(server)
+        try harness.call(1, harness.id(server))
+        harness.syscall(server, .promiseReply, UInt(harness.id(1).rawValue), UInt(harness.clock + 1_000_000))
+        harness.receive(server)
+        harness.run(for: 10 * TestKernel.timeSlice)
+        #expect(harness.task(server).generation == 0, "held with a promise not yet due")
+        try harness.reply(from: server, to: harness.id(1))
+
+        try harness.call(1, harness.id(server))
+        harness.receive(server)
+        #expect(harness.state(1) == .awaitingReply && harness.state(server) == .receiving)
+        harness.tick(by: TestKernel.timeSlice)
+        #expect(harness.task(server).generation == 0, "one interrupt: its chance may be now")
+        harness.tick(by: TestKernel.timeSlice)
+        #expect(harness.task(server).generation == 1, "held unpromised: restarted")
+        #expect(harness.output.contains("promising (pid 0, gen 0) stopped: held request forgotten"))
+        #expect(harness.state(1) == .sending, "the request goes to the new instance")
     }
 
     /// Time spent waiting on another server is not time hung: when the answer comes,

@@ -29,6 +29,7 @@ enum SSRProgram {
     static let aux2 = 8
     static let limited = 9
     static let urgent = 10
+    static let promising = 11
 }
 
 extension KernelTestProgram {
@@ -36,7 +37,7 @@ extension KernelTestProgram {
         KernelTestProgram(name: "manager", priority: 2, mayManage: true, sends: ["fs", "disk"]),
         KernelTestProgram(name: "fs", priority: 3, restartable: true, ssrPages: 2, sends: ["disk", "plain"]),
         KernelTestProgram(name: "client", priority: 4,
-                          sends: ["fs", "disk", "plain", "fragile", "aux1", "aux2", "limited", "urgent"]),
+                          sends: ["fs", "disk", "plain", "fragile", "aux1", "aux2", "limited", "urgent", "promising"]),
         KernelTestProgram(name: "disk", priority: 3, restartable: true, ssrPages: 1),
         KernelTestProgram(name: "plain", priority: 3),
         KernelTestProgram(name: "tight", priority: 4, memoryPages: 12, sends: ["fs"]),
@@ -45,6 +46,7 @@ extension KernelTestProgram {
         KernelTestProgram(name: "aux2", priority: 3, ssrPages: 1),
         KernelTestProgram(name: "limited", priority: 3, restartable: true, ssrPages: 1, replyLimitMilliseconds: 20),
         KernelTestProgram(name: "urgent", priority: 2, restartable: true, ssrPages: 1),
+        KernelTestProgram(name: "promising", priority: 3, restartable: true, promisesReplies: true, ssrPages: 1),
     ]
 }
 

@@ -62,6 +62,8 @@ private func problem(_ text: String) -> SystemDescriptionError? {
         #expect(storage.restartable && fs.restartable && storage.ssrKiB == 4 && fs.ssrKiB == 4)
         // Storage answers within device time; fs may hold lock waits for ever.
         #expect(storage.replyLimitMilliseconds == 2000 && fs.replyLimitMilliseconds == 0)
+        // The timer holds each wait to its deadline, promised to the kernel.
+        #expect(system.programs[index("timer")].promisesReplies && !fs.promisesReplies && !storage.promisesReplies)
         #expect(fs.sends == ["config", "storage"] && fs.devices.isEmpty)
     }
 
@@ -173,7 +175,7 @@ private func problem(_ text: String) -> SystemDescriptionError? {
                              ("devices", "[\"0x1000+0x1000\", \"0x1000+0x1000\"]"), ("devices", "[\"a+b\"]"),
                              ("devices", "[\"0x1000+0x1000\", \"0x3000+0x1000\", \"0x5000+0x1000\"]"), ("devices", "[4096]"),
                              ("reply_limit", "0"), ("reply_limit", "65536"), ("reply_limit", "\"1\""),
-                             ("reply_limit", "100")]
+                             ("reply_limit", "100"), ("promises", "1"), ("promises", "true")]
         {
             let line = "\(key) = \(value)"
             let text = "[program.a]\n\(line)\n\(stripped(key))\n[program.b]\n\(minimalProgram)"

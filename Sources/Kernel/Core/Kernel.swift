@@ -131,9 +131,11 @@ public struct Kernel<P: Platform> {
         reschedule()
     }
 
-    /// The periodic clock interrupt: process timers, held restarts and the watchdog,
-    /// and injections due at this time.
+    /// The periodic clock interrupt: promised replies (before the timers fire: see
+    /// `superviseReplyPromises`), process timers, held restarts and the watchdog, and
+    /// injections due at this time.
     public mutating func clockTick(now: UInt64) {
+        superviseReplyPromises(now: now)
         expireTimers(now: now)
         superviseServers(now: now)
         injectionPointAtClock(now: now)

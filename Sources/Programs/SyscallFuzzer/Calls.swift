@@ -381,6 +381,9 @@ struct Planner {
         case Syscall.physicalAddress.rawValue:
             call.registers[0] = vocabulary.pointer(writable: true, length: 1).address
             call.refuseIf(true, "physicalAddress without devices")
+        case Syscall.promiseReply.rawValue:
+            call.registers[0] = vocabulary.taskID()
+            call.refuseIf(true, "promiseReply from a program that is not restartable")
         case Syscall.deviceWrite.rawValue:
             call.registers[0] = random.below(3)
             call.registers[1] = random.percent(50) ? 4 * random.below(0x2400) : random.below(0x9000)

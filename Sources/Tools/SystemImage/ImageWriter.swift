@@ -162,6 +162,7 @@ public enum ImageWriter {
             | (program.mayManage ? Flag.mayManage : 0)
             | (program.receivesBootArguments ? Flag.receivesBootArguments : 0)
             | (program.restartable ? Flag.restartable : 0)
+            | (program.promisesReplies ? Flag.promisesReplies : 0)
         image[entry + Field.ssrPages] = UInt8(program.ssrKiB / SystemDescription.kibibytesPerPage)
         store(UInt16(program.replyLimitMilliseconds), in: &image, at: entry + Field.replyLimit)
         image[entry + Field.interruptCount] = UInt8(program.interrupts.count)

@@ -48,6 +48,10 @@
 //                                      the server's reply means the server forgot the
 //                                      request; it is restarted (needs restartable;
 //                                      default none, for servers that hold requests long)
+//   promises        boolean            holds every request it does not answer at once
+//                                      to a promised time (`promiseReply`); idle with a
+//                                      request held unpromised or past its promise, it
+//                                      forgot it and is restarted (needs restartable)
 //   sends           [string]           programs it may send to (default none)
 //   interrupts      [integer]          PLIC sources it owns, 1...1023, at most 8
 //   devices         [string]           "0xBASE+0xSIZE" MMIO ranges, page-aligned, at most 2
@@ -87,6 +91,7 @@ public struct ProgramDescription: Equatable, Sendable {
     public var restartable: Bool = false
     public var ssrKiB: Int = 0
     public var replyLimitMilliseconds: Int = 0
+    public var promisesReplies: Bool = false
     public var sends: [String]
     public var interrupts: [UInt32]
     public var devices: [DeviceRange]
@@ -330,6 +335,7 @@ private struct ProgramDraft {
     var restartable = false
     var ssrKiB = 0
     var replyLimit = 0
+    var promisesReplies = false
     var sends: [String] = []
     var interrupts: [UInt32] = []
     var devices: [DeviceRange] = []
@@ -386,6 +392,8 @@ private struct ProgramDraft {
                 throw bad("at most \(SSRWindow.maxPages * SystemDescription.kibibytesPerPage) KiB per client")
             }
             ssrKiB = kibibytes
+        case "promises":
+            promisesReplies = try boolean()
         case "reply_limit":
             guard case .integer(let milliseconds) = value else { throw bad("expected an integer, found \(value.typeName)") }
             guard milliseconds >= 1, milliseconds <= 65535 else { throw bad("\(milliseconds) ms is not in 1...65535") }
@@ -443,7 +451,12 @@ private struct ProgramDraft {
             throw SystemDescriptionError(line: keyLines["reply_limit"] ?? line, .badValue(
                 key: "reply_limit", reason: "only a restartable server can be restarted for forgetting a request"))
         }
+        guard !promisesReplies || restartable else {
+            throw SystemDescriptionError(line: keyLines["promises"] ?? line, .badValue(
+                key: "promises", reason: "only a restartable server can be restarted for a broken promise"))
+        }
         program.restartable = restartable
+        program.promisesReplies = promisesReplies
         program.ssrKiB = ssrKiB
         program.replyLimitMilliseconds = replyLimit
         return program

@@ -102,6 +102,13 @@ public enum System {
         _ = try call(.deviceWrite, UInt(range), UInt(offset), UInt(value))
     }
 
+    /// For a restartable server holding `client`'s request: it will reply by the clock
+    /// value `deadline`. Found idle past it with the client still waiting, the server
+    /// is restarted (it forgot the request) and the request delivered again.
+    public static func promiseReply(to client: TaskID, by deadline: UInt64) throws(SyscallError) {
+        _ = try call(.promiseReply, UInt(client.rawValue), UInt(deadline))
+    }
+
     /// Posts `bits` to this process when the clock reaches `deadline` (0 cancels).
     public static func setTimer(deadline: UInt64, bits: UInt) throws(SyscallError) {
         _ = try call(.setTimer, UInt(deadline), bits)

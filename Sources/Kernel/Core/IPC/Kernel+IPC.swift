@@ -38,6 +38,8 @@ extension Kernel {
             }
             block(caller, in: .awaitingReply, on: target)
             tasks[caller].awaitingReplySince = 0
+            tasks[caller].replyPromisedBy = 0
+            tasks[caller].promiseOverdueTicks = 0
             makeRunnable(target)
         } else {
             block(caller, in: .sending, on: target)
@@ -48,6 +50,7 @@ extension Kernel {
     mutating func receive(by caller: Int, notificationMask: UInt) {
         closeWindow(of: caller)
         tasks[caller].servingSince = 0
+        tasks[caller].receiveCount &+= 1
         let notifications = tasks[caller].notificationsPending & notificationMask
         if notifications != 0 {
             tasks[caller].notificationsPending &= ~notifications
@@ -70,6 +73,8 @@ extension Kernel {
                 try deliver(from: sender, to: caller)
                 tasks[sender].state = .awaitingReply
                 tasks[sender].awaitingReplySince = 0
+                tasks[sender].replyPromisedBy = 0
+                tasks[sender].promiseOverdueTicks = 0
                 return
             } catch {
                 if tasks[caller].ssrPages > 0, let index = binding(of: sender, to: tasks[caller].program) {

@@ -49,7 +49,8 @@
 //    115 reserved, 13 bytes of zero                                          -> 128 bytes
 //
 //   flags: bit 0 startsAtBoot, bit 1 mayManage, bit 2 receivesBootArguments,
-//          bit 3 restartable (restarted from its pristine image when it faults)
+//          bit 3 restartable (restarted from its pristine image when it faults),
+//          bit 4 promisesReplies (every request it holds, it holds to a promised time)
 //
 //   Symbol record: 0 address u64 | 8 nameOffset u32 (into the program's strings) | 12 nameLength u32
 
@@ -127,7 +128,8 @@ public enum BootImageFormat {
         public static let mayManage: UInt8 = 1 << 1
         public static let receivesBootArguments: UInt8 = 1 << 2
         public static let restartable: UInt8 = 1 << 3
-        static let all: UInt8 = startsAtBoot | mayManage | receivesBootArguments | restartable
+        public static let promisesReplies: UInt8 = 1 << 4
+        static let all: UInt8 = startsAtBoot | mayManage | receivesBootArguments | restartable | promisesReplies
     }
 
     public enum SymbolField {
@@ -197,6 +199,8 @@ public struct ProgramDescriptor: Sendable {
     public var receivesBootArguments: Bool
     /// Restarted from its pristine image when it faults (a server), not just stopped.
     public var restartable: Bool
+    /// Holds no request without promising its reply by a time (`promiseReply`).
+    public var promisesReplies: Bool
     /// Pages of server state each client gets (0: keeps no per-client state).
     public var ssrPages: Int
     /// How long (ms) a client may wait for this server's reply before the server is
@@ -281,6 +285,7 @@ public struct ProgramDescriptor: Sendable {
         mayManage = flags & BootImageFormat.ProgramFlag.mayManage != 0
         receivesBootArguments = flags & BootImageFormat.ProgramFlag.receivesBootArguments != 0
         restartable = flags & BootImageFormat.ProgramFlag.restartable != 0
+        promisesReplies = flags & BootImageFormat.ProgramFlag.promisesReplies != 0
         self.ssrPages = ssrPages
         replyLimitMilliseconds = replyLimit
         self.memoryPages = Int(memoryPages)

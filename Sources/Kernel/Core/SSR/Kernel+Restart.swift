@@ -272,6 +272,44 @@ extension Kernel {
         }
     }
 
+    /// How late past its promise a server may still reply: it is woken by its own
+    /// timer at the promised time and answers within microseconds; this covers a
+    /// clock period or two of other work first.
+    static var promiseGrace: UInt64 { 10 * ticksPerMillisecond }
+
+    /// Catches servers that forgot a held request: a fault that left the server
+    /// running — a code fault in the timer's scan for due waits, say — and the client
+    /// would wait for ever. A server promises a held client its reply by a time
+    /// (`promiseReply`); one whose system description says `promises` must promise
+    /// for every request it holds. Runs at a clock interrupt before the kernel's
+    /// timers fire, and counts the interrupts at which a client still waits on a
+    /// promise overdue by more than the grace, or on none from a server that must
+    /// promise, while the server had had its chance: it sits idle in `receive`, or has
+    /// come back to `receive` since the last count (one that keeps waking itself and
+    /// answering nobody is never idle at an interrupt). At the first such interrupt
+    /// the server's own wake-up may fire only now (or the guest clock leapt while the
+    /// host was busy); at the second it has had its chance and answered nobody. A
+    /// server busy or starved all along is not judged: that is the watchdog's business.
+    mutating func superviseReplyPromises(now: UInt64) {
+        for client in 0..<Self.maxTasks where tasks[client].state == .awaitingReply {
+            let server = tasks[client].partner
+            guard server >= 0, tasks[server].restartable, !tasks[server].recovering else { continue }
+            let promise = tasks[client].replyPromisedBy
+            guard promise != 0 || tasks[server].promisesReplies else { continue }
+            let receives = tasks[server].receiveCount
+            let hadChance = tasks[server].state == .receiving || receives != tasks[client].promiseReceiveMark
+            tasks[client].promiseReceiveMark = receives
+            let broken = promise == 0 || (now > promise && now - promise > Self.promiseGrace)
+            guard hadChance, broken else { continue }
+            tasks[client].promiseOverdueTicks &+= 1
+            if tasks[client].promiseOverdueTicks >= 2 {
+                tasks[client].replyPromisedBy = 0
+                tasks[client].promiseOverdueTicks = 0
+                fault(server, cause: .brokenPromise, address: 0)
+            }
+        }
+    }
+
     /// Charges the process this clock interrupt interrupted, if it is serving, with
     /// the time since the previous interrupt (or since it started serving, if later),
     /// but never more than one clock period: when the host stops QEMU for a while the

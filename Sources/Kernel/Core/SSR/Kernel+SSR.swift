@@ -45,12 +45,18 @@ extension Kernel {
     }
 
     /// The binding `client` uses to call `serverProgram`, created (and charged to the
-    /// client) on first use; a binding whose state was lost starts again from zero.
+    /// client) on first use. A binding whose state was lost starts again from zero;
+    /// if the client has not been told of the loss yet (it was not waiting for the
+    /// server when recovery gave its state up), this call tells it instead: a client
+    /// whose timers or open files are gone must learn so, not find them missing.
     mutating func bind(_ client: Int, to serverProgram: Int) throws(SyscallError) -> IssuedRequest {
         if let existing = binding(of: client, to: serverProgram) {
             if tasks[client].bindings[existing].state == .lost {
+                let told = tasks[client].bindings[existing].lossReported
                 zeroSSR(tasks[client].bindings[existing])
                 tasks[client].bindings[existing].state = .valid
+                tasks[client].bindings[existing].lossReported = false
+                if !told { throw .serverStateLost }
             }
             return IssuedRequest(binding: existing, bound: false)
         }
@@ -245,7 +251,8 @@ extension Kernel {
         case .lost:
             tasks[client].bindings[index].state = .lost
             if tasks[server].windowClient == client { closeWindow(of: server) }
-            failPendingRequest(of: client, to: server, with: .serverStateLost)
+            tasks[client].bindings[index].lossReported =
+                failPendingRequest(of: client, to: server, with: .serverStateLost)
         }
     }
 
@@ -254,18 +261,20 @@ extension Kernel {
         tasks[server].recovering = false
     }
 
-    /// Ends a client's blocked call to `server` with an error.
-    mutating func failPendingRequest(of client: Int, to server: Int, with error: SyscallError) {
+    /// Ends a client's blocked call to `server` with an error; false if it had none.
+    @discardableResult
+    mutating func failPendingRequest(of client: Int, to server: Int, with error: SyscallError) -> Bool {
         switch tasks[client].state {
         case .sending where tasks[client].partner == server:
             tasks[server].sendersWaiting.remove(client)
         case .awaitingReply where tasks[client].partner == server:
             break
         default:
-            return
+            return false
         }
         registers(client).setResult(0, error.rawValue)
         makeRunnable(client)
+        return true
     }
 
     /// The reply for a request from a bound client completes its request id.

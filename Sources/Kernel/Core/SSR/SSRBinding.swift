@@ -32,6 +32,9 @@ public struct SSRBinding: Sendable {
     public var serverProgram: Int = -1
     public var pageCount: Int = 0
     public var state: SSRState = .valid
+    /// For a lost state: whether its client has been told (its call then in progress
+    /// failed with `serverStateLost`); if not, its next call is.
+    public var lossReported = false
     public var frames = InlineArray<4, UInt64>(repeating: 0)
     /// The id given to the client's latest request; ids start at 1.
     public var lastIssuedRequest: UInt64 = 0

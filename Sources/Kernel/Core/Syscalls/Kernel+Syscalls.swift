@@ -194,6 +194,13 @@ extension Kernel {
             file.setResult(1, UInt(try grantDMA(at: address, to: slot).rawValue))
         case .deviceWrite(let window, let offset, let value):
             try writeDevice(window: window, offset: offset, value: value, by: slot)
+        case .promiseReply(let client, let deadline):
+            guard tasks[slot].restartable else { throw .notPermitted }
+            guard let waiting = liveSlot(client), tasks[waiting].state == .awaitingReply,
+                  tasks[waiting].partner == slot else { throw .notWaitingForReply }
+            tasks[waiting].replyPromisedBy = deadline
+            tasks[waiting].promiseOverdueTicks = 0
+            tasks[waiting].promiseReceiveMark = tasks[slot].receiveCount
         }
     }
 

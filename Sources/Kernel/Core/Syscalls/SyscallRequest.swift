@@ -45,6 +45,7 @@ public enum SyscallRequest: Equatable, Sendable {
     case physicalAddress(VirtualAddress)
     case audit
     case deviceWrite(window: Int, offset: UInt64, value: UInt32)
+    case promiseReply(client: TaskID, deadline: UInt64)
 }
 
 extension EndpointCall {
@@ -209,6 +210,8 @@ extension SyscallRequest {
                 throw .badArgument
             }
             return .deviceWrite(window: Int(a(0)), offset: UInt64(a(1)), value: UInt32(a(2)))
+        case .promiseReply:
+            return .promiseReply(client: try taskID(a(0)), deadline: UInt64(a(1)))
         }
     }
 }

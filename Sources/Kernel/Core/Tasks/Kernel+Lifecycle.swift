@@ -63,6 +63,7 @@ extension Kernel {
         task.sendMask = descriptor.sendMask
         task.mayManage = descriptor.mayManage
         task.restartable = descriptor.restartable
+        task.promisesReplies = descriptor.promisesReplies && descriptor.restartable
         task.replyLimit = UInt64(descriptor.replyLimitMilliseconds) * Self.ticksPerMillisecond
         task.ssrPages = descriptor.ssrPages
         task.recovering = descriptor.ssrPages > 0

@@ -85,6 +85,18 @@ public struct Task {
     /// When the supervisor first saw this task awaiting its partner's reply (0: not
     /// yet; reset when a request is delivered, so the send path reads no clock).
     public var awaitingReplySince: UInt64 = 0
+    /// As a client awaiting a reply: the clock value by which its server promised
+    /// it (0: no promise). Cleared whenever a request of this task is delivered.
+    public var replyPromisedBy: UInt64 = 0
+    /// Clock interrupts past that promise at which its server had had its chance to
+    /// answer, and its server's `receiveCount` at the last interrupt (both set when
+    /// the promise is made).
+    public var promiseOverdueTicks: UInt8 = 0
+    public var promiseReceiveMark: UInt32 = 0
+    /// As a server: calls of `receive`, wrapping (for `superviseReplyPromises`).
+    public var receiveCount: UInt32 = 0
+    /// As a server: holds no request without a promise (system.toml `promises`).
+    public var promisesReplies = false
     /// As a server: how long (clock ticks) a client may await its reply before this
     /// server is deemed to have forgotten the request (0: no limit).
     public var replyLimit: UInt64 = 0

@@ -48,6 +48,9 @@ struct TimerService: SSRService {
         case .wait(let deadline):
             queue.update(client, earliest: deadline, waiting: true)
             arm()
+            // The kernel holds us to it: a fault that makes us forget this wait (a
+            // wrong scan, a wake never armed) restarts us rather than strand the client.
+            try? System.promiseReply(to: client, by: deadline)
             return .deferred
         }
     }
@@ -79,6 +82,7 @@ struct TimerService: SSRService {
                     }
                 }
                 queue.update(client, earliest: earliest, waiting: !replied)
+                if !replied, let earliest { try? System.promiseReply(to: client, by: earliest) }
             } catch {
                 // Not waiting for us any more (it ended): the unbind message follows.
                 queue.remove(client)
