@@ -273,3 +273,107 @@ final class CutStorage: SSRStorage {
         #expect(slot.nextSequence == (expected - UInt64(started.1)) / period + 1)
     }
 }
+
+/// The transition check the server runs before committing and answering.
+@Suite struct TimerTransitionTests {
+    /// Three timers, the clock past two of their deadlines.
+    static func busyState() -> TimerClientState {
+        var state = TimerClientState.initial
+        _ = TimerLogic.start(&state, period: 1000, repeating: true, now: 5000)
+        _ = TimerLogic.start(&state, period: 700, repeating: false, now: 5000)
+        _ = TimerLogic.start(&state, period: 5000, repeating: true, now: 5000)
+        return state
+    }
+
+    static func isValid(_ old: TimerClientState, _ new: TimerClientState, _ operation: TimerOperation?,
+                        words: (UInt, UInt) = (0, 0), _ result: TimerResult, now: UInt64) -> Bool {
+        TimerTransition.isValid(from: old, to: new, operation: operation, words: words, result: result,
+                                clock: { now })
+    }
+
+    @Test func everyRealOperationPassesIt() {
+        var state = TimerClientState.initial
+        var random: UInt64 = 0x5EED
+        var now: UInt64 = 10_000
+        for _ in 0..<5_000 {
+            random = random &* 6364136223846793005 &+ 1442695040888963407
+            let old = state
+            let operation: TimerOperation
+            let words: (UInt, UInt)
+            let result: TimerResult
+            switch random >> 61 {
+            case 0, 1:
+                operation = .start
+                words = (UInt(random >> 20 & 0xFFF) * 10, UInt(random >> 40 & 1))
+                result = TimerLogic.start(&state, period: UInt64(words.0), repeating: words.1 != 0, now: now)
+            case 2:
+                operation = .cancel
+                words = (UInt(random >> 8 & 0xFFFF), 0)
+                result = TimerLogic.cancel(&state, id: UInt16(words.0))
+            default:
+                operation = .wait
+                words = (0, 0)
+                result = TimerLogic.wait(&state, now: now)
+            }
+            #expect(Self.isValid(old, state, operation, words: words, result, now: now), "\(operation) \(result)")
+            now += random >> 50 & 0x3FF
+        }
+    }
+
+    /// A flip of any bit of the new state, or of the reply, is caught: the server
+    /// restarts instead of committing or answering it.
+    @Test func anyFlippedBitOfADeliveryIsCaught() {
+        let old = Self.busyState()
+        var new = old
+        let now: UInt64 = 6_000
+        guard case .reply(.ok, let reply) = TimerLogic.wait(&new, now: now) else {
+            Issue.record("nothing due")
+            return
+        }
+        #expect(Self.isValid(old, new, .wait, .reply(.ok, reply), now: now))
+        #expect(!Self.isValid(old, new, .wait, .reply(.ok, reply), now: 5_699), "not due yet by the clock")
+
+        var caught = 0
+        let size = MemoryLayout<TimerClientState>.size
+        for bit in 0..<size * 8 {
+            var damaged = new
+            withUnsafeMutableBytes(of: &damaged) { $0[bit / 8] ^= UInt8(1 << (bit % 8)) }
+            if !Self.isValid(old, damaged, .wait, .reply(.ok, reply), now: now) { caught += 1 }
+        }
+        #expect(caught == size * 8)
+        for bit in 0..<128 {
+            var words = reply
+            if bit < 64 { words.0 ^= 1 << UInt(bit) } else { words.1 ^= 1 << UInt(bit - 64) }
+            #expect(!Self.isValid(old, new, .wait, .reply(.ok, words), now: now), "reply bit \(bit)")
+        }
+    }
+
+    @Test func startsCancelsAndRefusalsAreCheckedToo() {
+        let old = Self.busyState()
+        var new = old
+        let started = TimerLogic.start(&new, period: 400, repeating: false, now: 6_000)
+        #expect(Self.isValid(old, new, .start, words: (400, 0), started, now: 6_000))
+        #expect(!Self.isValid(old, new, .start, words: (500, 0), started, now: 6_000), "another period")
+        #expect(!Self.isValid(old, new, .start, words: (400, 1), started, now: 6_000), "another kind")
+        var twice = new
+        twice.slots[0].nextDeadline += 1
+        #expect(!Self.isValid(old, twice, .start, words: (400, 0), started, now: 6_000), "a second slot changed")
+
+        var cancelled = old
+        let id = old.slots[1].id
+        let cancel = TimerLogic.cancel(&cancelled, id: id)
+        #expect(Self.isValid(old, cancelled, .cancel, words: (UInt(id), 0), cancel, now: 6_000))
+        #expect(!Self.isValid(old, cancelled, .cancel, words: (UInt(old.slots[0].id), 0), cancel, now: 6_000))
+
+        var refused = old
+        let full = TimerLogic.start(&refused, period: 10, repeating: false, now: 6_000)
+        #expect(Self.isValid(old, refused, .start, words: (10, 0), full, now: 6_000))
+        refused.slots[2].period += 1
+        #expect(!Self.isValid(old, refused, .start, words: (10, 0), full, now: 6_000), "a refusal changed state")
+
+        var held = old
+        let wait = TimerLogic.wait(&held, now: 5_500)
+        #expect(Self.isValid(old, held, .wait, wait, now: 5_500))
+        #expect(!Self.isValid(old, held, .wait, .wait(until: 5_800), now: 5_500), "not the earliest deadline")
+    }
+}

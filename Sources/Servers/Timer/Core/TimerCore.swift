@@ -143,6 +143,95 @@ public enum TimerLogic {
     }
 }
 
+/// The check of one request's effect, before it is committed and answered.
+///
+/// `isConsistent` judges a state alone; a fault during the request can leave a state
+/// that passes it and is still wrong — a register flip in a deadline being advanced,
+/// in the sequence number copied into the reply, in which slot a wait takes. Such a
+/// state would be committed and answered: a silent failure no restart mends (1 % of
+/// transient register faults in the timer's campaigns). So the server also checks the
+/// transition, the old state (the committed one) against the new and the reply,
+/// with code of its own rather than the code that computed them: exactly the slot
+/// the operation names may change, and only as that operation changes it. A
+/// transition that fails the check makes the server restart; the kernel delivers the
+/// request again, and the re-run starts from the committed state.
+public enum TimerTransition {
+    /// Whether `result` of `operation` (with the request's `words`), taking `old` to
+    /// `new`, is one the operation can produce. `clock` is read only to confirm that a
+    /// delivered expiration is really due (a fresh reading, not the one the request used).
+    public static func isValid(from old: TimerClientState, to new: TimerClientState, operation: TimerOperation?,
+                               words: (UInt, UInt), result: TimerResult, clock: () -> UInt64) -> Bool {
+        switch result {
+        case .wait(let until):
+            return operation == .wait && sameSlots(old, new, except: nil) && old.generation == new.generation
+                && TimerLogic.earliestDeadline(old) == until
+        case .reply(let code, let reply):
+            guard code == .ok else { return sameSlots(old, new, except: nil) && old.generation == new.generation }
+            switch operation {
+            case .start: return isStart(from: old, to: new, words: words, reply: reply)
+            case .cancel: return isCancel(from: old, to: new, id: UInt16(truncatingIfNeeded: words.0))
+            case .wait: return isDelivery(from: old, to: new, reply: reply, clock: clock)
+            case nil: return false
+            }
+        }
+    }
+
+    /// One free slot became the timer the reply names, with the requested period and
+    /// kind, its first expiration (numbered 1) at the deadline the reply gives.
+    static func isStart(from old: TimerClientState, to new: TimerClientState, words: (UInt, UInt),
+                        reply: (UInt, UInt)) -> Bool {
+        let id = TimerID(rawValue: UInt16(truncatingIfNeeded: reply.0))
+        guard reply.0 <= UInt(UInt16.max), old.slots[id.slot].isFree, sameSlots(old, new, except: id.slot),
+              new.generation == id.generation else { return false }
+        let slot = new.slots[id.slot]
+        let flags = words.1 != 0 ? TimerSlot.repeatingFlag : 0
+        return slot.id == id.rawValue && slot.period == UInt64(words.0) && slot.flags == flags && slot.reserved == 0
+            && slot.nextSequence == 1 && slot.nextDeadline == UInt64(reply.1) && slot.nextDeadline >= slot.period
+    }
+
+    /// The slot the id names was that timer and is free now; nothing else changed.
+    static func isCancel(from old: TimerClientState, to new: TimerClientState, id: UInt16) -> Bool {
+        let index = Int(id & 3)
+        return id != 0 && old.slots[index].id == id && isBlank(new.slots[index])
+            && sameSlots(old, new, except: index) && old.generation == new.generation
+    }
+
+    /// The reply is the earliest timer's next expiration, due by now; that timer
+    /// moved on by exactly one period and one number (or, one-shot, is free).
+    static func isDelivery(from old: TimerClientState, to new: TimerClientState, reply: (UInt, UInt),
+                           clock: () -> UInt64) -> Bool {
+        let expiration = TimerWire.expiration(from: reply, delivered: 0)
+        let index = expiration.timer.slot
+        let before = old.slots[index]
+        guard TimerLogic.next(old) == index, before.id == expiration.timer.rawValue,
+              before.nextDeadline == expiration.deadline, before.nextSequence == expiration.sequence,
+              sameSlots(old, new, except: index), old.generation == new.generation else { return false }
+        let after = new.slots[index]
+        let advanced = before.repeats
+            ? after.id == before.id && after.flags == before.flags && after.period == before.period
+                && after.nextDeadline == before.nextDeadline + before.period
+                && after.nextSequence == before.nextSequence + 1
+            : isBlank(after)
+        return advanced && expiration.deadline <= clock()
+    }
+
+    /// A free slot: every field zero, not only the id.
+    static func isBlank(_ slot: TimerSlot) -> Bool {
+        slot.id == 0 && slot.flags == 0 && slot.reserved == 0 && slot.period == 0 && slot.nextDeadline == 0
+            && slot.nextSequence == 0
+    }
+
+    /// Every slot but `except` holds the same timer, field by field.
+    static func sameSlots(_ old: TimerClientState, _ new: TimerClientState, except: Int?) -> Bool {
+        for index in 0..<TimerLimits.timersPerClient where index != except {
+            let a = old.slots[index], b = new.slots[index]
+            guard a.id == b.id, a.flags == b.flags, a.reserved == b.reserved, a.period == b.period,
+                  a.nextDeadline == b.nextDeadline, a.nextSequence == b.nextSequence else { return false }
+        }
+        return old.reserved0 == new.reserved0 && old.reserved1 == new.reserved1
+    }
+}
+
 /// The server's cache: per client (by task slot), its earliest deadline and whether
 /// its `wait` is being held. Rebuilt from the SSRs after a restart; the held waits
 /// come back as the kernel re-delivers them.

@@ -33,12 +33,17 @@ struct TimerService: SSRService {
                          state: inout TimerClientState) -> SSROutcome {
         verifyQueue()
         let now = System.clock()
+        let committed = state
         let result: TimerResult
         switch TimerOperation(rawValue: operation) {
         case .start: result = TimerLogic.start(&state, period: UInt64(words.0), repeating: words.1 != 0, now: now)
         case .cancel: result = TimerLogic.cancel(&state, id: UInt16(truncatingIfNeeded: words.0))
         case .wait: result = TimerLogic.wait(&state, now: now)
         case nil: result = .reply(.badOperation, (0, 0))
+        }
+        guard TimerTransition.isValid(from: committed, to: state, operation: TimerOperation(rawValue: operation),
+                                      words: words, result: result, clock: { System.clock() }) else {
+            System.reportFailure()
         }
         switch result {
         case .reply(let code, let words):
@@ -72,7 +77,12 @@ struct TimerService: SSRService {
             var earliest: UInt64?
             do throws(SyscallError) {
                 let replied = try SSRServer<TimerService>.complete(client) { state in
+                    let committed = state
                     let result = TimerLogic.wait(&state, now: now)
+                    guard TimerTransition.isValid(from: committed, to: state, operation: .wait, words: (0, 0),
+                                                  result: result, clock: { System.clock() }) else {
+                        System.reportFailure()
+                    }
                     earliest = TimerLogic.earliestDeadline(state)
                     switch result {
                     case .reply(let code, let words): return .reply(code.rawValue, words.0, words.1)
