@@ -355,6 +355,10 @@ final class CutStorage: SSRStorage {
         #expect(Self.isValid(old, new, .start, words: (400, 0), started, now: 6_000))
         #expect(!Self.isValid(old, new, .start, words: (500, 0), started, now: 6_000), "another period")
         #expect(!Self.isValid(old, new, .start, words: (400, 1), started, now: 6_000), "another kind")
+        #expect(!Self.isValid(old, new, .start, words: (400, 0), started, now: 5_999), "started after now")
+        var early = old
+        let far = TimerLogic.start(&early, period: 400, repeating: false, now: 6_000 + 3_000_000_000_000)
+        #expect(!Self.isValid(old, early, .start, words: (400, 0), far, now: 6_001), "a damaged now, days ahead")
         var twice = new
         twice.slots[0].nextDeadline += 1
         #expect(!Self.isValid(old, twice, .start, words: (400, 0), started, now: 6_000), "a second slot changed")

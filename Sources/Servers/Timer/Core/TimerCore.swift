@@ -168,7 +168,7 @@ public enum TimerTransition {
         case .reply(let code, let reply):
             guard code == .ok else { return sameSlots(old, new, except: nil) && old.generation == new.generation }
             switch operation {
-            case .start: return isStart(from: old, to: new, words: words, reply: reply)
+            case .start: return isStart(from: old, to: new, words: words, reply: reply, clock: clock)
             case .cancel: return isCancel(from: old, to: new, id: UInt16(truncatingIfNeeded: words.0))
             case .wait: return isDelivery(from: old, to: new, reply: reply, clock: clock)
             case nil: return false
@@ -177,9 +177,11 @@ public enum TimerTransition {
     }
 
     /// One free slot became the timer the reply names, with the requested period and
-    /// kind, its first expiration (numbered 1) at the deadline the reply gives.
+    /// kind, its first expiration (numbered 1) at the deadline the reply gives — no
+    /// later than a period from a fresh clock reading (a damaged "now" would otherwise
+    /// set a deadline days away, consistently in state and reply, and promise it).
     static func isStart(from old: TimerClientState, to new: TimerClientState, words: (UInt, UInt),
-                        reply: (UInt, UInt)) -> Bool {
+                        reply: (UInt, UInt), clock: () -> UInt64) -> Bool {
         let id = TimerID(rawValue: UInt16(truncatingIfNeeded: reply.0))
         guard reply.0 <= UInt(UInt16.max), old.slots[id.slot].isFree, sameSlots(old, new, except: id.slot),
               new.generation == id.generation else { return false }
@@ -187,6 +189,7 @@ public enum TimerTransition {
         let flags = words.1 != 0 ? TimerSlot.repeatingFlag : 0
         return slot.id == id.rawValue && slot.period == UInt64(words.0) && slot.flags == flags && slot.reserved == 0
             && slot.nextSequence == 1 && slot.nextDeadline == UInt64(reply.1) && slot.nextDeadline >= slot.period
+            && slot.nextDeadline - slot.period <= clock()
     }
 
     /// The slot the id names was that timer and is free now; nothing else changed.
