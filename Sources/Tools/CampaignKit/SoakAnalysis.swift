@@ -357,6 +357,12 @@ public struct SoakRecord: CSVRecord {
             guard let value = T(rawValue: text()) else { throw failure() }
             return value
         }
+        func optionalNumber() throws(RecordError) -> Int? {
+            let field = text()
+            guard !field.isEmpty else { return nil }
+            guard let parsed = Int(field) else { throw failure() }
+            return parsed
+        }
         func flag() throws(RecordError) -> Bool {
             switch text() {
             case "yes": return true
@@ -374,11 +380,7 @@ public struct SoakRecord: CSVRecord {
         every = try number(UInt64.self)
         window = try number(UInt64.self)
         counts = SoakCounts()
-        let armed = text()
-        if !armed.isEmpty {
-            guard let parsed = Int(armed) else { throw failure() }
-            counts.armed = parsed
-        }
+        counts.armed = try optionalNumber()
         counts.struck = try number()
         counts.stops = try number()
         counts.restarts = try number()
@@ -392,11 +394,7 @@ public struct SoakRecord: CSVRecord {
         counts.wrongAnswers = try number()
         counts.clientsTold = try number()
         counts.verdict = try flag()
-        let restarts = text()
-        if !restarts.isEmpty {
-            guard let parsed = Int(restarts) else { throw failure() }
-            counts.workloadRestarts = parsed
-        }
+        counts.workloadRestarts = try optionalNumber()
         counts.stopsBeforeInjection = try number()
         counts.reportsBeforeInjection = try number()
         counts.hang = try flag()

@@ -37,14 +37,21 @@ extension Kernel {
                 throw error
             }
             block(caller, in: .awaitingReply, on: target)
-            tasks[caller].awaitingReplySince = 0
-            tasks[caller].replyPromisedBy = 0
-            tasks[caller].promiseOverdueTicks = 0
+            startAwaitingReply(caller)
             makeRunnable(target)
         } else {
             block(caller, in: .sending, on: target)
             tasks[target].sendersWaiting.insert(caller)
         }
+    }
+
+    /// A request of `client` was just delivered: the supervisor's view of its wait
+    /// (first seen, promise) starts afresh, so the send path reads no clock.
+    @inline(__always)
+    private mutating func startAwaitingReply(_ client: Int) {
+        tasks[client].awaitingReplySince = 0
+        tasks[client].replyPromisedBy = 0
+        tasks[client].promiseOverdueTicks = 0
     }
 
     mutating func receive(by caller: Int, notificationMask: UInt) {
@@ -72,9 +79,7 @@ extension Kernel {
             do {
                 try deliver(from: sender, to: caller)
                 tasks[sender].state = .awaitingReply
-                tasks[sender].awaitingReplySince = 0
-                tasks[sender].replyPromisedBy = 0
-                tasks[sender].promiseOverdueTicks = 0
+                startAwaitingReply(sender)
                 return
             } catch {
                 if tasks[caller].ssrPages > 0, let index = binding(of: sender, to: tasks[caller].program) {
