@@ -121,6 +121,34 @@ final class InteractiveMachine: @unchecked Sendable {
         return false
     }
 
+    /// Waits until the transcript contains `text`, for as long as output keeps coming:
+    /// false once nothing new has arrived for `stall` seconds, or at `limit`. For work
+    /// whose pace depends on how loaded the host is (a long paste on a busy CI core),
+    /// where only a stop, not slowness, means something was lost.
+    func waitFor(_ text: String, stall: TimeInterval, limit: TimeInterval = 300) -> Bool {
+        let end = Date().addingTimeInterval(limit)
+        var lastSize = receivedCount
+        var lastProgress = Date()
+        while Date() < end {
+            if transcript.contains(text) { return true }
+            let size = receivedCount
+            if size != lastSize {
+                lastSize = size
+                lastProgress = Date()
+            } else if Date().timeIntervalSince(lastProgress) > stall {
+                return false
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        return false
+    }
+
+    private var receivedCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return received.count
+    }
+
     /// Types a line, one byte at a time as a person would.
     func type(_ line: String) {
         press(Array(line.utf8))
