@@ -180,7 +180,13 @@ final class InteractiveMachine: @unchecked Sendable {
         return process.terminationStatus
     }
 
+    /// QEMU acts on SIGTERM from its main loop, which a guest flooding the console can
+    /// keep busy: it gets two seconds, then SIGKILL, so that no machine outlives its test.
     deinit {
-        if process.isRunning { process.terminate() }
+        guard process.isRunning else { return }
+        process.terminate()
+        let deadline = Date().addingTimeInterval(2)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 }
