@@ -71,6 +71,13 @@ let crashCases: [CrashCase] = [
     CrashCase(name: "unlink on 4 KiB blocks", blockSize: 4096,
               setup: [.mkdir("/d"), .create("/d/x"), .write("/d/x", offset: 0, bytes: pattern(90 * 1024, seed: 31))],
               operation: .unlink("/d/x")),
+    // What fstest's streams do each round: a soak of fs crashes leaked the blocks of
+    // the interrupted truncate step when the create stage started a fresh intent.
+    CrashCase(name: "open O_CREAT|O_TRUNC over a 48 KiB file with an appended tail",
+              setup: [.create("/s"), .write("/s", offset: 0, bytes: pattern(48 * 1024 + 100, seed: 33))],
+              operation: .openTruncating("/s")),
+    CrashCase(name: "open O_CREAT|O_TRUNC of a missing file", setup: [.mkdir("/d")],
+              operation: .openTruncating("/d/new")),
 ]
 
 /// The base image of a case and what one uninterrupted run gives.

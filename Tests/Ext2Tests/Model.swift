@@ -15,6 +15,8 @@ enum Step: CustomStringConvertible {
     case unlink(String)
     case rmdir(String)
     case rename(String, String)
+    /// open(O_CREAT | O_TRUNC): created if missing, emptied if there.
+    case openTruncating(String)
 
     var description: String {
         switch self {
@@ -25,6 +27,7 @@ enum Step: CustomStringConvertible {
         case .unlink(let p): "unlink \(p)"
         case .rmdir(let p): "rmdir \(p)"
         case .rename(let a, let b): "rename \(a) \(b)"
+        case .openTruncating(let p): "open O_CREAT|O_TRUNC \(p)"
         }
     }
 }
@@ -48,7 +51,7 @@ struct Prepared {
     init(_ step: Step, on volume: inout Volume) throws {
         self.step = step
         switch step {
-        case .mkdir(let p), .create(let p), .unlink(let p), .rmdir(let p):
+        case .mkdir(let p), .create(let p), .unlink(let p), .rmdir(let p), .openTruncating(let p):
             let (parentPath, name) = split(p)
             parent = try volume.path(parentPath)
             self.name = name
@@ -84,6 +87,12 @@ struct Prepared {
             return "wrote \(count)"
         case .truncate(_, let size):
             try volume.truncate(inode, to: size, intent: &intent, checkpoint: checkpoint)
+        case .openTruncating:
+            let opened = try withBytes(name) {
+                try volume.openCreating($0, in: parent, permissions: 0o644, exclusive: false, truncate: true,
+                                        intent: &intent, checkpoint: checkpoint)
+            }
+            return "inode \(opened.inode.rawValue) created \(opened.created)"
         case .unlink:
             try withBytes(name) { try volume.unlink($0, in: parent, intent: &intent, checkpoint: checkpoint) }
         case .rmdir:
@@ -128,6 +137,7 @@ struct Model {
             }
             entries[p] = data
         case .unlink(let p), .rmdir(let p): entries[p] = nil
+        case .openTruncating(let p): entries[p] = []
         case .rename(let a, let b):
             let moved = entries.filter { $0.key == a || $0.key.hasPrefix(a + "/") }
             for (key, _) in entries where key == b || key.hasPrefix(b + "/") { entries[key] = nil }

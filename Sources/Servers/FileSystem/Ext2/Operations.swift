@@ -56,6 +56,10 @@
 //     whether the descriptor write landed). Deltas, not recomputation, so that
 //     other operations run before the re-run keep that evidence intact.
 //
+// A request that is two operations — open with O_CREAT|O_TRUNC: create, or else
+// truncate — is one here (`openCreating`), so that one intent carries it from the
+// first stage to the second and a re-run resumes the stage it was in.
+//
 // Other clients' operations may run before the re-run. They see a consistent
 // volume (rule 1). So that they cannot take a block or inode the interrupted
 // intent names (which the re-run would then believe its own), the server adopts
@@ -199,6 +203,35 @@ extension Ext2Volume {
             finishAfterError(intent)
             throw error
         }
+    }
+
+    /// Open with O_CREAT: the regular file `name` in `directory`, created if missing;
+    /// if it is there, refused with `exclusive`, emptied with `truncate`. One update,
+    /// whose intent passes from the create stage to the truncate stage. A re-run that
+    /// finds its intent in the truncate stage found the file in its first run, and goes
+    /// straight back to the truncate: starting the create stage afresh would replace
+    /// the truncate's intent, and the blocks an interrupted step had already unlinked
+    /// would stay marked in use for good.
+    public mutating func openCreating(_ name: UnsafeRawBufferPointer, in directory: InodeNumber,
+                                      permissions: UInt16, exclusive: Bool, truncate: Bool,
+                                      intent: inout Ext2Intent, checkpoint: (Ext2Intent) -> Void)
+        throws(FileSystemError) -> (inode: InodeNumber, created: Bool) {
+        if truncate && intent.kind == .truncate, let existing = try? lookup(name, in: directory) {
+            try self.truncate(existing, to: 0, intent: &intent, checkpoint: checkpoint)
+            return (existing, false)
+        }
+        do throws(FileSystemError) {
+            let created = try create(name, in: directory, type: .regular, permissions: permissions, intent: &intent,
+                                     checkpoint: checkpoint)
+            return (created, true)
+        } catch .exists {
+            guard !exclusive else { throw .exists }
+        }
+        let existing = try lookup(name, in: directory)
+        if truncate {
+            try self.truncate(existing, to: 0, intent: &intent, checkpoint: checkpoint)
+        }
+        return (existing, false)
     }
 
     private mutating func createSteps(_ name: UnsafeRawBufferPointer, _ parentNumber: UInt32, _ isDirectory: Bool,

@@ -298,28 +298,25 @@ struct FileSystemService: SSRService {
             // Room for the handle first: nothing is created for a client that cannot hold it.
             var probe = state.files
             _ = try probe.open(inode: InodeNumber.root, generation: 0, flags: .read)
-            var inode: InodeNumber
-            var created = false
+            let inode: InodeNumber
             if flags.contains(.create) {
                 let parent = try volume!.resolveParent(path)
                 let name = UnsafeRawBufferPointer(rebasing: path[parent.nameStart..<parent.nameStart + parent.nameCount])
-                do throws(FileSystemError) {
-                    inode = try volume!.create(name, in: parent.directory, type: .regular, permissions: permissions,
-                                               intent: &intent, checkpoint: checkpoint)
-                    created = true
-                } catch .exists {
-                    guard !flags.contains(.exclusive) else { throw .exists }
-                    inode = try volume!.lookup(name, in: parent.directory)
-                }
+                inode = try volume!.openCreating(name, in: parent.directory, permissions: permissions,
+                                                 exclusive: flags.contains(.exclusive),
+                                                 truncate: flags.contains(.truncate), intent: &intent,
+                                                 checkpoint: checkpoint).inode
             } else {
                 inode = try volume!.resolve(path)
+                // Even an empty file: a re-run may find the size already 0 and a step's
+                // blocks not yet freed.
+                if flags.contains(.truncate) {
+                    try volume!.truncate(inode, to: 0, intent: &intent, checkpoint: checkpoint)
+                }
             }
             let status = try volume!.status(inode)
             if status.type == .directory {
                 guard flags.contains(.directory), !flags.contains(.write) else { throw .isADirectory }
-            }
-            if flags.contains(.truncate), !created, status.size > 0 {
-                try volume!.truncate(inode, to: 0, intent: &intent, checkpoint: checkpoint)
             }
             let handle = try state.files.open(inode: inode, generation: status.generation, flags: flags)
             return .reply(0, UInt(handle.rawValue), 0)
