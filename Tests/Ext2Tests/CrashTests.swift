@@ -141,6 +141,31 @@ struct CrashTests {
         }
     }
 
+    /// A write or truncate interrupted and never run again (the kernel failed its
+    /// request, its client ended) gives back what its unfinished step held: after
+    /// `release(abandoned:)` e2fsck finds no block marked in use that nothing links,
+    /// and none linked but marked free.
+    @Test(arguments: crashCases.filter {
+        if case .write = $0.operation { return true }
+        if case .truncate = $0.operation { return true }
+        if case .openTruncating = $0.operation { return true }
+        return false
+    })
+    func anAbandonedStepGivesBackItsBlocks(_ crashCase: CrashCase) throws {
+        let reference = try Reference(crashCase)
+        for crashAfter in 0..<reference.writes {
+            let disk = reference.base.copy()
+            var crashing = try mount(disk, crashAfter: crashAfter)
+            let run = Run(tag: 4242)
+            _ = try? reference.prepared.run(on: &crashing, run: run)
+            var after = try mount(disk)
+            try after.release(abandoned: run.intent)
+            let verdict = try judge(disk)
+            #expect(!verdict.fsckOutput.contains("Block bitmap differences"),
+                    "\(crashCase.name), crash after \(crashAfter), released:\n\(verdict.fsckOutput)")
+        }
+    }
+
     @Test func theIntentFitsTheServersSlot() {
         #expect(MemoryLayout<Ext2Intent>.size <= 128)
     }

@@ -376,6 +376,42 @@ extension Ext2Volume {
         if count > 0 { try commitBlockBits(spare, allocate: false) }
     }
 
+    // MARK: Abandoned steps
+
+    /// Lets go of the blocks an interrupted step named when its operation will never
+    /// run again (the kernel failed the request, the client ended, or an error ended
+    /// it part-way), then forgets the intent: each block the step reserved or was
+    /// releasing that the inode's map no longer (or never) links in the step's range
+    /// is cleared in the bitmap. Safe because the intent was held since before its
+    /// bits were set (`InterruptedUpdates`, or the request in hand), so nobody else
+    /// can have taken those blocks; a block still linked stays with its file. An
+    /// inode or directory block the operation allocated is left to e2fsck, which
+    /// frees an unattached empty inode silently.
+    public mutating func release(abandoned intent: Ext2Intent) throws(FileSystemError) {
+        defer { forgetInterrupted(tag: intent.tag) }
+        guard intent.reservationKind != .none, intent.reservationCount > 0 else { return }
+        let number = intent.reservationInode
+        guard number >= 1, number <= geometry.inodesCount else { throw .corrupt }
+        let first: UInt64, end: UInt64
+        if intent.reservationKind == .allocate {
+            first = Chunk.start(UInt64(intent.reservationFirst))
+            end = min(Chunk.end(UInt64(intent.reservationFirst)), geometry.mappableBlocks)
+        } else {
+            first = UInt64(intent.reservationFirst)
+            end = UInt64(intent.reservationEnd)
+        }
+        guard first < end, end <= geometry.mappableBlocks else { throw .corrupt }
+        // An inode reused since as another kind of file cannot link our blocks, and a
+        // fast symlink's block map is text.
+        let inode = try readInode(number)
+        var linked: UInt32 = 0
+        if inode.fileType == .regular || inode.fileType == .directory {
+            linked = try surveyChunk(inode, first, end, reservation: intent).linked
+        }
+        try releaseUnlinked(intent, linked: linked)
+        try writeSuperblockIfNeeded()
+    }
+
     // MARK: Shrinking (truncate, delete)
 
     /// Frees every block at logical positions >= `keepBlocks`, one chunk per

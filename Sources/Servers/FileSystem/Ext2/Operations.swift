@@ -56,6 +56,11 @@
 //     whether the descriptor write landed). Deltas, not recomputation, so that
 //     other operations run before the re-run keep that evidence intact.
 //
+// An interrupted operation that will never be re-run (the kernel failed its request,
+// its client ended, an error ended it part-way) is abandoned, not just forgotten:
+// `release(abandoned:)` frees the blocks its unfinished step reserved or had already
+// unlinked, which would otherwise stay marked in use until e2fsck.
+//
 // A request that is two operations — open with O_CREAT|O_TRUNC: create, or else
 // truncate — is one here (`openCreating`), so that one intent carries it from the
 // first stage to the second and a re-run resumes the stage it was in.

@@ -182,7 +182,7 @@ struct FileSystemService: SSRService {
     }
 
     mutating func clientEnded(client: TaskID, state: FileSystemClientRecord?) {
-        if let state, state.intent.tag != 0 { interrupted.forget(tag: state.intent.tag) }
+        if let state, state.intent.tag != 0 { releaseAbandoned(state.intent) }
         locks.forget(client: ClientID(rawValue: client.rawValue))
         SSRServer<FileSystemService>.requestFollowUp()
     }
@@ -215,8 +215,8 @@ struct FileSystemService: SSRService {
         let tag = Self.intentTag(client: client, requestID: SSRServer<FileSystemService>.currentRequestID)
         if tag == 0 || state.intent.tag != tag {
             // An intent of an earlier request that never came back (the kernel failed
-            // it) will not be re-run: it holds nothing any more.
-            if state.intent.tag != 0 { interrupted.forget(tag: state.intent.tag) }
+            // it) will not be re-run.
+            if state.intent.tag != 0 { releaseAbandoned(state.intent) }
             state.intent = Ext2Intent(tag: tag)
         }
         let request: FileSystemRequest
@@ -244,11 +244,32 @@ struct FileSystemService: SSRService {
         // The update is over (done or refused): its intent and append position go with
         // the reply's commit, and what a crash of its first run left adopted with them
         // (the engine lets go when it finishes; a refusal before the engine does not).
+        // One that failed part-way gives back the blocks of its unfinished step first.
+        if case .reply(let code, _, _) = outcome, code != 0, let left = progress?.intent, left.tag == tag {
+            releaseAbandoned(left)
+        }
         interrupted.forget(tag: tag)
         state.intent = Ext2Intent(tag: 0)
         state.appendRequest = 0
         state.appendPosition = 0
         return outcome
+    }
+
+    /// An update that will never run again: the blocks its unfinished step reserved or
+    /// had unlinked go back to the free pool, if the volume can be reached (otherwise
+    /// they stay marked in use, for e2fsck to free). Done before the intent leaves the
+    /// SSR, so a crash meanwhile finds it there and this runs again.
+    mutating func releaseAbandoned(_ intent: Ext2Intent) {
+        do throws(FileSystemError) {
+            try mount()
+            if !readOnly {
+                volume!.now = now
+                try volume!.release(abandoned: intent)
+            }
+        } catch .internalInconsistency {
+            System.reportFailure()
+        } catch {}
+        interrupted.forget(tag: intent.tag)
     }
 
     /// Commits `record` to the client's SSR as the progress of the request in hand.
