@@ -151,6 +151,50 @@ extension SSRRestorePoint {
         #expect(tail.value != flipped.value)
     }
 
+    /// Two flipped bits in two words, where a plain multiply hash is weakest: the high
+    /// bits (a product carries differences only upwards, so bit 63 of two words
+    /// cancelled), every pair of words, plus random pairs.
+    @Test func theChecksumCatchesTwoFlipsInTwoWords() {
+        var words = (0..<40).map { UInt64($0) &* 0x9E37_79B9_7F4A_7C15 }
+        func checksum(_ words: [UInt64]) -> UInt64 {
+            var hash = RegionChecksum()
+            words.withUnsafeBytes { hash.add($0) }
+            return hash.value
+        }
+        let original = checksum(words)
+        var pairs: [(Int, Int, Int, Int)] = []
+        for first in words.indices {
+            for second in words.indices where second > first {
+                for bit in 56..<64 { pairs.append((first, bit, second, bit)) }
+            }
+        }
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let first = Int.random(in: 0..<39, using: &generator)
+            pairs.append((first, Int.random(in: 0..<64, using: &generator),
+                          Int.random(in: (first + 1)..<40, using: &generator), Int.random(in: 0..<64, using: &generator)))
+        }
+        for (first, firstBit, second, secondBit) in pairs {
+            words[first] ^= 1 << UInt64(firstBit)
+            words[second] ^= 1 << UInt64(secondBit)
+            #expect(checksum(words) != original, "words \(first)/\(second), bits \(firstBit)/\(secondBit)")
+            words[first] ^= 1 << UInt64(firstBit)
+            words[second] ^= 1 << UInt64(secondBit)
+        }
+    }
+
+    @Test func theHashRunsBackwards() {
+        var hash = RegionChecksum()
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<1_000 {
+            let before = hash.value
+            let word = UInt64.random(in: 0...UInt64.max, using: &generator)
+            hash.add(word: word)
+            #expect(RegionChecksum.undo(hash.value, word: word) == before)
+        }
+        #expect(RegionChecksum.prime &* RegionChecksum.inversePrime == 1)
+    }
+
     @Test func layoutIsCompactAndAligned() {
         #expect(MemoryLayout<Sample>.size == 26)
         #expect(Format.copyStride == 48 + 32)
@@ -307,6 +351,68 @@ extension SSRRestorePoint {
             detected += 1
         }
         #expect(detected == Format.copyStride * 8)
+    }
+
+    /// Every single flipped bit of the active copy of an answered commit — a word of it
+    /// or its checksum — is put right from the checksum, and the commit is whole again.
+    @Test func everySingleFlipInTheActiveCopyIsCorrected() {
+        let storage = committed(6)
+        let format = makeFormat(storage)
+        let clean = storage.snapshot()
+        let active = Int(format.activeSequence! & 1)
+        let start = (SSRLayout.headerBytes + active * Format.copyStride) * 8
+        for bit in start..<(start + Format.copyStride * 8) {
+            storage.restore(clean)
+            storage.flip(bit: bit)
+            #expect(format.correctSingleFlip(inCopy: active), "bit \(bit) not corrected")
+            #expect(storage.snapshot() == clean, "bit \(bit) corrected to something else")
+            expectRecord(format.check(lastCompleted: 6).validRecord, id: 6, "bit \(bit)")
+        }
+        storage.restore(clean)
+        #expect(!format.correctSingleFlip(inCopy: active), "an intact copy is left alone")
+        #expect(!format.correctSingleFlip(inCopy: 1 - active))
+    }
+
+    /// Two flips in different words are beyond one bit: detected, never "corrected"
+    /// into a third content.
+    @Test func twoFlipsAreLeftDetected() {
+        let storage = committed(6)
+        let format = makeFormat(storage)
+        let clean = storage.snapshot()
+        let active = Int(format.activeSequence! & 1)
+        let start = (SSRLayout.headerBytes + active * Format.copyStride) * 8
+        let bits = Format.copyStride * 8
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 {
+            let first = Int.random(in: 0..<bits, using: &generator)
+            var second = Int.random(in: 0..<bits, using: &generator)
+            while second / 64 == first / 64 { second = Int.random(in: 0..<bits, using: &generator) }
+            storage.restore(clean)
+            storage.flip(bit: start + first)
+            storage.flip(bit: start + second)
+            let damaged = storage.snapshot()
+            #expect(!format.correctSingleFlip(inCopy: active), "bits \(first), \(second)")
+            #expect(storage.snapshot() == damaged)
+            #expect(format.check(lastCompleted: 6).isCorrupt)
+        }
+    }
+
+    /// A commit cut off part-way leaves its copy half new: correction never turns that
+    /// into a copy that verifies unless it is exactly the old commit again.
+    @Test func aHalfWrittenCopyIsNotCorrectedIntoANewRecord() {
+        let clean = committed(5)
+        for limit in 0..<(makeFormat(clean).storesPerCommit - 1) {
+            let storage = CrashingStorage()
+            storage.restore(clean.snapshot())
+            let format = makeFormat(storage)
+            storage.limit = storage.stores + limit
+            format.commit(state: Sample(6), requestID: 6, reply: reply(for: 6))
+            storage.limit = Int.max
+            let inactive = 1 - Int(format.activeSequence! & 1)
+            format.correctSingleFlip(inCopy: inactive)
+            if let record = format.record(inCopy: inactive) { #expect(record.requestID == 4, "cut after \(limit)") }
+            expectRecord(format.check(lastCompleted: 5).validRecord, id: 5, "cut after \(limit)")
+        }
     }
 
     @Test func bitFlipsElsewhereAreDetectedOrHarmless() {
