@@ -242,6 +242,19 @@ import Testing
         #expect(tail == "line 49\nline 50\n")
         #expect(!ConsoleAnalysis.tail(of: console, lines: 1_000).contains("OpenSBI"))
     }
+
+    /// A soak's bad boot keeps the line that told of the failure even when a hundred
+    /// injection lines came after it.
+    @Test func evidenceKeepsTheFailureLinesBeforeTheTail() {
+        let console = "Curio: a kernel\nstream 3 FAIL round 9: byte 17 differs after the seek\n"
+            + (0..<100).map { _ in "[kernel] injected wild-write into fs" }.joined(separator: "\n")
+            + "\nfstest stress FAIL clients=4 ok=3 failed=1"
+        let kept = ConsoleAnalysis.evidence(of: console, lines: 10)
+        #expect(kept.hasPrefix("stream 3 FAIL round 9"))
+        #expect(kept.hasSuffix("fstest stress FAIL clients=4 ok=3 failed=1"))
+        #expect(kept.split(separator: "\n").count == 12)
+        #expect(ConsoleAnalysis.evidence(of: "Curio: a\nb", lines: 10) == "Curio: a\nb")
+    }
 }
 
 @Suite struct ProportionTests {

@@ -125,6 +125,17 @@ public enum ConsoleAnalysis {
         return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(count).joined(separator: "\n")
     }
 
+    /// What a bad boot's record keeps of its console: every line that tells of a
+    /// failure (a client's FAIL or ERROR, a process stopped, lost state), which in a
+    /// soak may lie hundreds of injection lines before the end, then the last `lines`.
+    public static func evidence(of console: String, lines count: Int) -> String {
+        let markers = [" FAIL", " ERROR", "stopped:", "lost its state", "gave up", "PANIC"]
+        let all = tail(of: console, lines: Int.max).split(separator: "\n", omittingEmptySubsequences: false)
+        let telling = all.dropLast(count).filter { line in markers.contains { line.contains($0) } }.prefix(40)
+        let last = all.suffix(count).joined(separator: "\n")
+        return telling.isEmpty ? last : telling.joined(separator: "\n") + "\n…\n" + last
+    }
+
     /// The server named by a "[kernel] injected FAULT into SERVER" line, if it is one.
     static func injectionTarget(in line: String) -> String? {
         guard let injected = line.range(of: "[kernel] injected "),

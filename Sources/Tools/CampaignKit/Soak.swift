@@ -214,7 +214,7 @@ extension Machine {
                                         diskDamage: run.diskDamage)
         var tail = ""
         if !counts.problems.isEmpty || counts.clientsFailed > 0 {
-            tail = ConsoleAnalysis.tail(of: run.console, lines: 60)
+            tail = ConsoleAnalysis.evidence(of: run.console, lines: 60)
             if let damage = run.diskDamage { tail += "\n" + damage }
         }
         let record = SoakRecord(bootID: spec.id, soakSeed: soakSeed, seed: spec.seed, server: spec.server,
