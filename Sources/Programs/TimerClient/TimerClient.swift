@@ -1,8 +1,14 @@
-// timerclient PERIOD WAITS: starts one periodic timer of PERIOD clock ticks, waits
-// for WAITS expirations and checks each: the right timer, sequence numbers 1, 2, 3...
-// with none missing or repeated, deadlines exactly one period apart starting where
-// `start` said, and never delivered early. It measures the skew (delivered - deadline,
-// in ticks) and prints one line:
+// timerclient PERIOD WAITS [LATE]: starts one periodic timer of PERIOD clock ticks,
+// waits for WAITS expirations and checks each: the right timer, sequence numbers 1, 2,
+// 3... with none missing or repeated, deadlines exactly one period apart starting
+// where `start` said, never delivered early, and in time: read on its own clock when
+// the wait returns, at most a period plus LATE ticks after the deadline (or after the
+// call, if the deadline had passed when it waited) for each
+// recovery it had to sit out (one, plus every restart of the timer since the last
+// expiration). LATE defaults to 60 ms: the watchdog's 50 ms to notice a hung timer,
+// its restart and recovery, and a margin. A timer that answers days late has not
+// answered. It measures the skew (delivered - deadline as the server reports it, in
+// ticks) and prints one line:
 //
 //   timerclient ok waits=N maxskew=T meanskew=T errors=0
 //   timerclient FAIL waits=N maxskew=T meanskew=T errors=E reason=...
@@ -19,8 +25,9 @@ import TimerAPI
 struct TimerClient {
     static func main() {
         let words = String(decoding: System.arguments, as: UTF8.self).split(separator: " ")
-        guard words.count >= 2, let period = UInt64(words[0]), let waits = Int(words[1]), waits > 0 else {
-            print("timerclient FAIL waits=0 maxskew=0 meanskew=0 errors=1 reason=usage: timerclient PERIOD WAITS")
+        guard words.count >= 2, let period = UInt64(words[0]), let waits = Int(words[1]), waits > 0,
+              let lateness = words.count > 2 ? UInt64(words[2]) : 600_000 else {
+            print("timerclient FAIL waits=0 maxskew=0 meanskew=0 errors=1 reason=usage: timerclient PERIOD WAITS [LATE]")
             System.exit(1)
         }
         var run = Run(waits: waits)
@@ -37,8 +44,10 @@ struct TimerClient {
             run.error("first deadline \(deadline) outside [\(before + period), \(after + period)]")
         }
         var sequence: UInt64 = 1
+        var restartsSeen = timerRestarts()
         for index in 0..<waits {
             let expiration: Expiration
+            let called = System.clock()
             do throws(TimerError) {
                 expiration = try Timer.wait()
             } catch {
@@ -55,6 +64,15 @@ struct TimerClient {
             if expiration.delivered < expiration.deadline {
                 run.error("wait \(index + 1): delivered \(expiration.deadline - expiration.delivered) ticks early")
             }
+            let arrived = System.clock()
+            let restarts = timerRestarts()
+            let allowed = period + lateness * (1 + restarts - min(restartsSeen, restarts))
+            restartsSeen = restarts
+            // An expiration already due when we asked (we were behind) is owed at once.
+            let owed = max(deadline, called)
+            if arrived > owed && arrived - owed > allowed {
+                run.error("wait \(index + 1): arrived \(arrived - owed) ticks late (at most \(allowed))")
+            }
             run.record(skew: expiration.skew)
             // Follow what we got, so one slip is counted once, not at every later wait.
             sequence = expiration.sequence + 1
@@ -62,6 +80,12 @@ struct TimerClient {
         }
         try? Timer.cancel(timer)
         run.finish(failure: nil, status: 0)
+    }
+
+    /// How often the timer has restarted (a client may read its server's record).
+    static func timerRestarts() -> UInt64 {
+        guard let timer = try? System.lookup("timer"), let info = try? System.taskInfo(slot: timer.index) else { return 0 }
+        return UInt64(info.restarts)
     }
 
     static func status(for error: TimerError) -> Int32 {
