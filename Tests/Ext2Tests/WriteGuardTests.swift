@@ -37,4 +37,38 @@ import Testing
         try volume.writeBlock(blockBitmap, from: .bitmap)
         #expect(disk.bytes == before, "rewriting a block with its own contents changes nothing")
     }
+
+    /// An indirect block or an inode whose pointers a fault damaged in the buffer — a
+    /// pointer into metadata or past the disk, a block linked twice — never reaches
+    /// the disk.
+    @Test func damagedPointersAreRefused() throws {
+        let disk = try Tools.makeImage(blockSize: 1024, size: "8M")
+        var volume = try mount(disk)
+        try perform([.create("/f"), .write("/f", offset: 0, bytes: pattern(40 * 1024, seed: 5))], on: &volume)
+        let file = try volume.path("/f").rawValue
+        let inode = try volume.readInode(file)
+        let indirect = inode.pointer(12)
+        #expect(indirect != 0)
+        let before = disk.bytes
+        let table = volume.descriptorField(0, GroupField.inodeTable)
+        for damage in [UInt32(0xFFFF_FFF0), table, 0] {
+            try volume.readBlock(indirect, into: .path1)
+            let third = volume.buffer(.path1).le32(8)
+            volume.buffer(.path1).setLE32(12, damage == 0 ? third : damage)  // 0: a duplicate of pointer 2
+            #expect(throws: FileSystemError.internalInconsistency, "indirect pointer \(damage)") {
+                try volume.writeBlock(indirect, from: .path1)
+            }
+        }
+        var twice = inode
+        twice.setPointer(5, inode.pointer(4))
+        #expect(throws: FileSystemError.internalInconsistency) { try volume.writeInode(file, twice) }
+        var wild = inode
+        wild.setPointer(7, table)
+        #expect(throws: FileSystemError.internalInconsistency) { try volume.writeInode(file, wild) }
+        #expect(disk.bytes == before, "nothing reached the disk")
+        try volume.writeInode(file, inode)
+        try volume.readBlock(indirect, into: .path1)
+        try volume.writeBlock(indirect, from: .path1)
+        #expect(disk.bytes == before, "intact pointers pass")
+    }
 }

@@ -258,6 +258,9 @@ public struct Ext2Volume<Device: BlockDevice> {
                          freeInodes: UInt32(truncatingIfNeeded: freeInodesTotal))
     }
 
+    /// Fewer free blocks than one step of a write may need: a write may stop short.
+    public var isNearlyFull: Bool { freeBlocksTotal < UInt64(Ext2Intent.reservationCapacity) }
+
     /// Whether the volume accepts writes (no unknown ro_compat/compat features).
     public var isWritable: Bool { geometry.writable }
 
@@ -406,8 +409,24 @@ public struct Ext2Volume<Device: BlockDevice> {
             guard block >= table, block < table + g.inodeTableBlocks else { throw .internalInconsistency }
         default:
             guard isDataBlock(block) else { throw .internalInconsistency }
+            if which == .path1 || which == .path2 || which == .path3 {
+                try checkPointers(UnsafeRawBufferPointer(buffer(which)), count: g.pointersPerBlock)
+            }
             try readBlock(descriptorField(group, GroupField.blockBitmap), into: .verify)
             guard Self.testBit(buffer(.verify), Int(block - g.groupStart(group))) else { throw .internalInconsistency }
+        }
+    }
+
+    /// The pointers of an indirect block or of an inode about to be written: each a
+    /// hole or a data block, and none twice. A wild store into the buffer, or a flipped
+    /// register that linked one block at two positions, would otherwise reach the disk
+    /// as a file that points into metadata or shares its own blocks.
+    func checkPointers(_ words: UnsafeRawBufferPointer, count: Int) throws(FileSystemError) {
+        for index in 0..<count {
+            let pointer = words.le32(4 * index)
+            if pointer == 0 { continue }
+            guard isDataBlock(pointer) else { throw .internalInconsistency }
+            for later in (index + 1)..<count where words.le32(4 * later) == pointer { throw .internalInconsistency }
         }
     }
 
@@ -456,6 +475,10 @@ public struct Ext2Volume<Device: BlockDevice> {
             UnsafeMutableRawBufferPointer(rebasing: table[(location.offset + Inode.size)...]
                 .prefix(geometry.inodeSize - Inode.size)).zero()
             if geometry.inodeSize >= Inode.size + 32 { table.setLE16(location.offset + Inode.size, 32) }
+        }
+        let kind = table.le16(location.offset) & 0xF000
+        if kind == 0x8000 || kind == 0x4000 {
+            try checkPointers(UnsafeRawBufferPointer(rebasing: table[(location.offset + 40)...].prefix(60)), count: 15)
         }
         try writeBlock(location.block, from: .inodeTable)
     }

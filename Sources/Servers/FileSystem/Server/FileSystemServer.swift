@@ -351,10 +351,18 @@ struct FileSystemService: SSRService {
         case .read(let handle, let count):
             let record = state.files.handles[try state.files.slot(of: handle, allowing: .read)]
             _ = try openFile(record)
+            let before = state.files
+            let requested = min(count, reply.count)
             let read = try volume!.read(InodeNumber(record.inode), at: record.offset,
-                                        into: UnsafeMutableRawBufferPointer(rebasing: reply[0..<min(count, reply.count)]))
+                                        into: UnsafeMutableRawBufferPointer(rebasing: reply[0..<requested]))
             try state.files.recordRead(handle, count: read)
-            return .reply(code: 0, words: (UInt(read), UInt(record.offset) + UInt(read)), length: read)
+            let newOffset = UInt(record.offset) + UInt(read)
+            let size = try volume!.status(InodeNumber(record.inode)).size
+            guard FileSystemTransition.isValidRead(from: before, to: state.files, handle: handle, requested: requested,
+                                                   fileSize: size, count: read, replyOffset: UInt64(newOffset)) else {
+                System.reportFailure()
+            }
+            return .reply(code: 0, words: (UInt(read), newOffset), length: read)
 
         case .write(let handle, let data):
             let record = state.files.handles[try state.files.slot(of: handle, allowing: .write)]
@@ -370,10 +378,17 @@ struct FileSystemService: SSRService {
                     commitProgress(state)
                 }
             }
+            let before = state.files
             let written = try volume!.write(InodeNumber(record.inode), at: position, from: data,
                                             intent: &intent, checkpoint: checkpoint)
             try state.files.recordWrite(handle, at: position, count: written)
-            return .reply(0, UInt(written), UInt(position) + UInt(written))
+            let newOffset = UInt(position) + UInt(written)
+            guard FileSystemTransition.isValidWrite(from: before, to: state.files, handle: handle, length: data.count,
+                                                    position: position, count: written, replyOffset: UInt64(newOffset),
+                                                    nearlyFull: volume!.isNearlyFull) else {
+                System.reportFailure()
+            }
+            return .reply(0, UInt(written), newOffset)
 
         case .seek(let handle, let offset, let whence):
             let record = try state.files.file(handle)
