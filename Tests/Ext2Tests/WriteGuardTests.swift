@@ -71,4 +71,42 @@ import Testing
         try volume.writeBlock(indirect, from: .path1)
         #expect(disk.bytes == before, "intact pointers pass")
     }
+
+    /// A bitmap or inode-table buffer that a stray store changed beyond what the step
+    /// meant (one more bit, another inode's bytes) is refused before it is written.
+    @Test func strayChangesToBitmapsAndInodeTablesAreRefused() throws {
+        let disk = try Tools.makeImage(blockSize: 1024, size: "8M")
+        var volume = try mount(disk)
+        try perform([.create("/f")], on: &volume)
+        let bitmapBlock = volume.descriptorField(0, GroupField.blockBitmap)
+        let freeBit = Int(volume.geometry.blocksCount - 10 - volume.geometry.groupStart(0))
+        try volume.readBlock(bitmapBlock, into: .bitmap)
+        Ext2Volume<MemoryDevice>.setBit(volume.buffer(.bitmap), freeBit, true)
+        try volume.checkBitmapChange(bitmapBlock, flips: 1) { $0 == freeBit }
+        Ext2Volume<MemoryDevice>.setBit(volume.buffer(.bitmap), freeBit - 1, true)
+        #expect(throws: FileSystemError.internalInconsistency) {
+            try volume.checkBitmapChange(bitmapBlock, flips: 1) { $0 == freeBit }
+        }
+        #expect(throws: FileSystemError.internalInconsistency) {
+            try volume.checkBitmapChange(bitmapBlock, flips: 2) { $0 == freeBit }
+        }
+
+        let file = try volume.path("/f").rawValue
+        let inode = try volume.readInode(file)
+        let byte = Int(file - 1) * volume.geometry.inodeSize
+        let table = volume.descriptorField(0, GroupField.inodeTable) + UInt32(byte / 1024)
+        let offset = byte % 1024
+        try volume.readBlock(table, into: .inodeTable)
+        try volume.checkInodeTableChange((table, offset), inode, fresh: false)
+        let neighbour = offset == 0 ? volume.geometry.inodeSize : 0
+        volume.buffer(.inodeTable)[neighbour + 4] ^= 0x10
+        #expect(throws: FileSystemError.internalInconsistency) {
+            try volume.checkInodeTableChange((table, offset), inode, fresh: false)
+        }
+        volume.buffer(.inodeTable)[neighbour + 4] ^= 0x10
+        volume.buffer(.inodeTable)[offset + 8] ^= 0x01
+        #expect(throws: FileSystemError.internalInconsistency, "the inode's own bytes, changed after the copy") {
+            try volume.checkInodeTableChange((table, offset), inode, fresh: false)
+        }
+    }
 }

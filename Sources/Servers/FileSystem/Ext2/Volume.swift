@@ -480,7 +480,31 @@ public struct Ext2Volume<Device: BlockDevice> {
         if kind == 0x8000 || kind == 0x4000 {
             try checkPointers(UnsafeRawBufferPointer(rebasing: table[(location.offset + 40)...].prefix(60)), count: 15)
         }
+        try checkInodeTableChange(location, inode, fresh: fresh)
         try writeBlock(location.block, from: .inodeTable)
+    }
+
+    /// The inode-table block in `.inodeTable` about to be written holds `inode` where
+    /// it belongs and, everywhere else, what the disk holds (a fresh inode's zeroed tail
+    /// aside): a stray store into the buffer would otherwise rewrite another file's inode.
+    mutating func checkInodeTableChange(_ location: (block: UInt32, offset: Int), _ inode: Inode,
+                                                fresh: Bool) throws(FileSystemError) {
+        try readBlock(location.block, into: .verify)
+        let new = buffer(.inodeTable)
+        let old = buffer(.verify)
+        let mine = location.offset..<(location.offset + (fresh ? geometry.inodeSize : Inode.size))
+        var offset = 0
+        while offset < new.count {
+            if !mine.contains(offset),
+               new.load(fromByteOffset: offset, as: UInt64.self) != old.load(fromByteOffset: offset, as: UInt64.self) {
+                throw .internalInconsistency
+            }
+            offset += 8
+        }
+        let same = withUnsafeBytes(of: inode.raw) { bytes in
+            bytes.elementsEqual(UnsafeRawBufferPointer(rebasing: new[location.offset...].prefix(Inode.size)))
+        }
+        guard same else { throw .internalInconsistency }
     }
 
     /// Reads an inode that must be a live file (not freed): operations on a
@@ -527,21 +551,53 @@ public struct Ext2Volume<Device: BlockDevice> {
                 seenBefore = true
             }
             if seenBefore { continue }
-            try readBlock(descriptorField(group, GroupField.blockBitmap), into: .bitmap)
+            let bitmapBlock = descriptorField(group, GroupField.blockBitmap)
+            try readBlock(bitmapBlock, into: .bitmap)
             let bitmap = buffer(.bitmap)
-            var changed = false
+            var flipped = InlineArray<20, Int>(repeating: 0)
+            var flips = 0
             for index in first..<count {
                 let block = intent.reservedBlock(index)
                 guard isDataBlock(block), geometry.group(ofBlock: block) == group else { continue }
                 let bit = Int(block - geometry.groupStart(group))
                 if Self.testBit(bitmap, bit) != allocate {
                     Self.setBit(bitmap, bit, allocate)
-                    changed = true
+                    flipped[flips] = bit
+                    flips += 1
                 }
             }
-            if changed { try writeBlock(descriptorField(group, GroupField.blockBitmap), from: .bitmap) }
+            if flips > 0 {
+                try checkBitmapChange(bitmapBlock, flips: flips) { bit in
+                    for index in 0..<flips where flipped[index] == bit { return true }
+                    return false
+                }
+                try writeBlock(bitmapBlock, from: .bitmap)
+            }
             try reconcileBlockCount(group)
         }
+    }
+
+    /// The bitmap in `.bitmap` about to be written over `block` differs from what the
+    /// disk holds in exactly the `flips` bits this step meant to flip (`meant`), and
+    /// no other: a bit flipped elsewhere in the buffer by a fault in the server would
+    /// mark a free block used for good, or a used one free for the next file to take.
+    mutating func checkBitmapChange(_ block: UInt32, flips: Int, meant: (Int) -> Bool) throws(FileSystemError) {
+        try readBlock(block, into: .verify)
+        let new = buffer(.bitmap)
+        let old = buffer(.verify)
+        var differing = 0
+        var offset = 0
+        while offset < new.count {
+            var change = new.load(fromByteOffset: offset, as: UInt64.self) ^ old.load(fromByteOffset: offset, as: UInt64.self)
+            differing += change.nonzeroBitCount
+            while change != 0 {
+                let bit = offset * 8 + change.trailingZeroBitCount
+                guard meant(bit) else { throw .internalInconsistency }
+                change &= change - 1
+            }
+            offset += 8
+        }
+        guard differing == flips else { throw .internalInconsistency }
     }
 
     /// Sets the group's free-block count from its bitmap (in the `.bitmap` buffer).
@@ -576,6 +632,7 @@ public struct Ext2Volume<Device: BlockDevice> {
         var newFree = oldFree
         if Self.testBit(bitmap, bit) != allocate {
             Self.setBit(bitmap, bit, allocate)
+            try checkBitmapChange(bitmapBlock, flips: 1) { $0 == bit }
             try writeBlock(bitmapBlock, from: .bitmap)
             newFree = allocate ? oldFree - 1 : oldFree + 1
             newFree = min(max(newFree, 0), Int(geometry.inodesPerGroup))
