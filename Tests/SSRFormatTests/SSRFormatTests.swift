@@ -127,13 +127,16 @@ extension SSRRestorePoint {
 }
 
 @Suite struct SSRFormatTests {
+    static let sampleWords = (0..<40).map { UInt64($0) &* 0x9E37_79B9_7F4A_7C15 }
+
+    func checksum(_ words: [UInt64]) -> UInt64 {
+        var hash = RegionChecksum()
+        words.withUnsafeBytes { hash.add($0) }
+        return hash.value
+    }
+
     @Test func theChecksumCatchesEveryFlippedBit() {
-        var words = (0..<40).map { UInt64($0) &* 0x9E37_79B9_7F4A_7C15 }
-        func checksum(_ words: [UInt64]) -> UInt64 {
-            var hash = RegionChecksum()
-            words.withUnsafeBytes { hash.add($0) }
-            return hash.value
-        }
+        var words = Self.sampleWords
         let original = checksum(words)
         #expect(original != RegionChecksum().value)
         for index in words.indices {
@@ -155,12 +158,7 @@ extension SSRRestorePoint {
     /// bits (a product carries differences only upwards, so bit 63 of two words
     /// cancelled), every pair of words, plus random pairs.
     @Test func theChecksumCatchesTwoFlipsInTwoWords() {
-        var words = (0..<40).map { UInt64($0) &* 0x9E37_79B9_7F4A_7C15 }
-        func checksum(_ words: [UInt64]) -> UInt64 {
-            var hash = RegionChecksum()
-            words.withUnsafeBytes { hash.add($0) }
-            return hash.value
-        }
+        var words = Self.sampleWords
         let original = checksum(words)
         var pairs: [(Int, Int, Int, Int)] = []
         for first in words.indices {
