@@ -109,4 +109,35 @@ import Testing
             try volume.checkInodeTableChange((table, offset), inode, fresh: false)
         }
     }
+
+    /// Blocks a write has just chosen as free must still be free when it marks them:
+    /// a reservation damaged into a block in use (another file's) is refused, and a
+    /// full-block data write goes through the same role check as any other.
+    @Test func aFreshReservationOfABlockInUseIsRefused() throws {
+        let disk = try Tools.makeImage(blockSize: 1024, size: "8M")
+        var volume = try mount(disk)
+        try perform([.create("/f"), .write("/f", offset: 0, bytes: pattern(4096, seed: 6))], on: &volume)
+        let inUse = try volume.readInode(try volume.path("/f").rawValue).pointer(0)
+        let free = UInt32(volume.geometry.blocksCount - 10)
+        let before = disk.bytes
+        var reservation = Ext2Intent(tag: 9)
+        reservation.reservationKind = .allocate
+        reservation.reservationCount = 2
+        reservation.setReservedBlock(0, free)
+        reservation.setReservedBlock(1, inUse)
+        #expect(throws: FileSystemError.internalInconsistency) {
+            try volume.commitBlockBits(reservation, allocate: true, everyBitFlips: true)
+        }
+        #expect(disk.bytes == before)
+        let file = try volume.path("/f").rawValue
+        var damaged = try volume.readInode(file)
+        damaged.setPointer(0, free)
+        #expect(throws: FileSystemError.internalInconsistency, "a full block of data aimed at a free block") {
+            try pattern(1024, seed: 7).withUnsafeBytes { bytes in
+                var intent = Ext2Intent(tag: 10)
+                _ = try volume.writeRange(file, &damaged, at: 0, from: bytes, intent: &intent) { _ in }
+            }
+        }
+        #expect(disk.bytes == before)
+    }
 }

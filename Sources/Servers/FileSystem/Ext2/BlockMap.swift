@@ -278,6 +278,7 @@ extension Ext2Volume {
         guard from < to else { return }
         let sourceRange = Int(from - sourceOffset)..<Int(to - sourceOffset)
         if to - from == blockSize {
+            try checkRole(of: block, writtenFrom: .data)
             try writeRaw(block, from: UnsafeRawBufferPointer(rebasing: source[sourceRange]))
             return
         }
@@ -332,7 +333,8 @@ extension Ext2Volume {
             }
             let reserved = intent.reservationKind == .allocate && intent.reservationInode == number
                 && UInt64(intent.reservationFirst) == chunk
-            if missing > 0 && !reserved {
+            let chosenNow = missing > 0 && !reserved
+            if chosenNow {
                 do throws(FileSystemError) {
                     try chooseBlocks(missing, goal: allocationGoal(number, inode, first), for: number,
                                      chunk: UInt32(chunk), intent: &intent)
@@ -344,7 +346,7 @@ extension Ext2Volume {
                 intent.reservationSectors = inode.sectors &+ UInt32(missing) * sectorsPerBlock
                 checkpoint(intent)
             }
-            if missing > 0 { try commitBlockBits(intent, allocate: true) }
+            if missing > 0 { try commitBlockBits(intent, allocate: true, everyBitFlips: chosenNow) }
             try fillChunk(&inode, first, last, source: source, sourceOffset: offset, reservation: intent,
                           linked: &linked)
             // A re-run may find blocks the first run linked before its inode

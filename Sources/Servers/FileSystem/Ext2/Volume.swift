@@ -552,8 +552,11 @@ public struct Ext2Volume<Device: BlockDevice> {
     /// Sets (allocate) or clears (free) the bits of `blocks`, one bitmap write per
     /// group that changes, and brings each touched group's free-block count in
     /// line with its bitmap. Bits already in the wanted state are left alone, so
-    /// a re-run repeats nothing.
-    mutating func commitBlockBits(_ intent: Ext2Intent, allocate: Bool) throws(FileSystemError) {
+    /// a re-run repeats nothing; but blocks this run chose as free (`everyBitFlips`)
+    /// must all be free still: one already in use means the reservation was damaged
+    /// in memory since (a flipped bit turned a chosen block into another file's).
+    mutating func commitBlockBits(_ intent: Ext2Intent, allocate: Bool, everyBitFlips: Bool = false)
+        throws(FileSystemError) {
         let count = intent.reservationCount
         for first in 0..<count {
             let anchor = intent.reservedBlock(first)
@@ -577,6 +580,8 @@ public struct Ext2Volume<Device: BlockDevice> {
                     Self.setBit(bitmap, bit, allocate)
                     flipped[flips] = bit
                     flips += 1
+                } else if everyBitFlips {
+                    throw .internalInconsistency
                 }
             }
             if flips > 0 {
