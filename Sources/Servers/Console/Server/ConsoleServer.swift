@@ -11,9 +11,11 @@
 // and threw away a line finished while no reader waited — every line typed while a
 // command ran; and it reset the UART's receive FIFO as it started, which could drop
 // what was typed during boot. Once this server runs, the UART and the interrupt path
-// lose nothing. One byte typed before it starts is still lost, to the kernel: to tell
-// virtio devices from others it reads offset 0 of each device page, which on the
-// UART is the receive register.) When the queue is full the server leaves bytes in the UART and the interrupt masked
+// lose nothing. One byte typed before the machine starts is still lost, to the
+// firmware: OpenSBI's UART set-up enables the FIFO, which QEMU's 16550 takes as a
+// FIFO reset, and reads the receive register; QEMU holds that first byte in the
+// UART until then, and the rest on the host. Wait for the prompt before typing.)
+// When the queue is full the server leaves bytes in the UART and the interrupt masked
 // until a read makes room: the UART's FIFO fills and QEMU stops reading the host
 // side, so nothing is lost — the policy and its consequences are in TypeAhead.swift.
 //
