@@ -126,6 +126,19 @@ extension SSRRestorePoint {
     }
 }
 
+/// A seeded generator, so that the random pairs are the same in every run.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var mixed = state
+        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
+        return mixed ^ (mixed >> 31)
+    }
+}
+
 @Suite struct SSRFormatTests {
     static let sampleWords = (0..<40).map { UInt64($0) &* 0x9E37_79B9_7F4A_7C15 }
 
@@ -166,7 +179,7 @@ extension SSRRestorePoint {
                 for bit in 56..<64 { pairs.append((first, bit, second, bit)) }
             }
         }
-        var generator = SystemRandomNumberGenerator()
+        var generator = SplitMix(seed: 20_261_207)
         for _ in 0..<20_000 {
             let first = Int.random(in: 0..<39, using: &generator)
             pairs.append((first, Int.random(in: 0..<64, using: &generator),
@@ -179,18 +192,6 @@ extension SSRRestorePoint {
             words[first] ^= 1 << UInt64(firstBit)
             words[second] ^= 1 << UInt64(secondBit)
         }
-    }
-
-    @Test func theHashRunsBackwards() {
-        var hash = RegionChecksum()
-        var generator = SystemRandomNumberGenerator()
-        for _ in 0..<1_000 {
-            let before = hash.value
-            let word = UInt64.random(in: 0...UInt64.max, using: &generator)
-            hash.add(word: word)
-            #expect(RegionChecksum.undo(hash.value, word: word) == before)
-        }
-        #expect(RegionChecksum.prime &* RegionChecksum.inversePrime == 1)
     }
 
     @Test func layoutIsCompactAndAligned() {
@@ -349,68 +350,6 @@ extension SSRRestorePoint {
             detected += 1
         }
         #expect(detected == Format.copyStride * 8)
-    }
-
-    /// Every single flipped bit of the active copy of an answered commit — a word of it
-    /// or its checksum — is put right from the checksum, and the commit is whole again.
-    @Test func everySingleFlipInTheActiveCopyIsCorrected() {
-        let storage = committed(6)
-        let format = makeFormat(storage)
-        let clean = storage.snapshot()
-        let active = Int(format.activeSequence! & 1)
-        let start = (SSRLayout.headerBytes + active * Format.copyStride) * 8
-        for bit in start..<(start + Format.copyStride * 8) {
-            storage.restore(clean)
-            storage.flip(bit: bit)
-            #expect(format.correctSingleFlip(inCopy: active), "bit \(bit) not corrected")
-            #expect(storage.snapshot() == clean, "bit \(bit) corrected to something else")
-            expectRecord(format.check(lastCompleted: 6).validRecord, id: 6, "bit \(bit)")
-        }
-        storage.restore(clean)
-        #expect(!format.correctSingleFlip(inCopy: active), "an intact copy is left alone")
-        #expect(!format.correctSingleFlip(inCopy: 1 - active))
-    }
-
-    /// Two flips in different words are beyond one bit: detected, never "corrected"
-    /// into a third content.
-    @Test func twoFlipsAreLeftDetected() {
-        let storage = committed(6)
-        let format = makeFormat(storage)
-        let clean = storage.snapshot()
-        let active = Int(format.activeSequence! & 1)
-        let start = (SSRLayout.headerBytes + active * Format.copyStride) * 8
-        let bits = Format.copyStride * 8
-        var generator = SystemRandomNumberGenerator()
-        for _ in 0..<2_000 {
-            let first = Int.random(in: 0..<bits, using: &generator)
-            var second = Int.random(in: 0..<bits, using: &generator)
-            while second / 64 == first / 64 { second = Int.random(in: 0..<bits, using: &generator) }
-            storage.restore(clean)
-            storage.flip(bit: start + first)
-            storage.flip(bit: start + second)
-            let damaged = storage.snapshot()
-            #expect(!format.correctSingleFlip(inCopy: active), "bits \(first), \(second)")
-            #expect(storage.snapshot() == damaged)
-            #expect(format.check(lastCompleted: 6).isCorrupt)
-        }
-    }
-
-    /// A commit cut off part-way leaves its copy half new: correction never turns that
-    /// into a copy that verifies unless it is exactly the old commit again.
-    @Test func aHalfWrittenCopyIsNotCorrectedIntoANewRecord() {
-        let clean = committed(5)
-        for limit in 0..<(makeFormat(clean).storesPerCommit - 1) {
-            let storage = CrashingStorage()
-            storage.restore(clean.snapshot())
-            let format = makeFormat(storage)
-            storage.limit = storage.stores + limit
-            format.commit(state: Sample(6), requestID: 6, reply: reply(for: 6))
-            storage.limit = Int.max
-            let inactive = 1 - Int(format.activeSequence! & 1)
-            format.correctSingleFlip(inCopy: inactive)
-            if let record = format.record(inCopy: inactive) { #expect(record.requestID == 4, "cut after \(limit)") }
-            expectRecord(format.check(lastCompleted: 5).validRecord, id: 5, "cut after \(limit)")
-        }
     }
 
     @Test func bitFlipsElsewhereAreDetectedOrHarmless() {

@@ -69,12 +69,10 @@
 // What it cannot do: a checksum catches corruption of bytes, not a wrong
 // computation committed with a good checksum; the service's own invariant check is
 // the second line, and the server runtime rolls back an unacknowledged commit made
-// by a server that then failed (its work is redone by a fresh instance). Damage to
-// the active copy of an acknowledged commit cannot be repaired from the other copy
-// (it is older); one flipped bit can be put right from the checksum itself
-// (`correctSingleFlip`, which recovery tries first), more is detected and that
-// client loses its state, knowingly. The cached reply is the code and two words; a
-// reply payload is not cached.
+// by a server that then failed (its work is redone by a fresh instance). A bit flip
+// in the active copy of an acknowledged commit is detected but not repairable (the
+// other copy is older): that client loses its state, knowingly. The cached reply is
+// the code and two words; a reply payload is not cached.
 //
 // Layout (little-endian, every field an aligned 8-byte word):
 //
@@ -465,52 +463,6 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
         return .record(record)
     }
 
-    /// Puts right a copy whose checksum fails because of one flipped bit — in one of
-    /// its words or in the stored checksum itself — and returns whether it did. The
-    /// checksum's step is a bijection of the running hash (xor a word, multiply by an
-    /// odd constant), so it can be run backwards from the stored value: going down the
-    /// copy, the hash before each word is known from both ends, and the one word that
-    /// would reconcile them is computed. A candidate one bit away from the stored word
-    /// is the flip; two candidates, or none, leave the copy alone (damage beyond one
-    /// bit stays detected). What this restores is content the checksum was computed
-    /// over, i.e. a real commit, so the usual rules then judge it as any other.
-    @discardableResult
-    public func correctSingleFlip(inCopy index: Int) -> Bool {
-        let start = copyOffset(index)
-        let words = Self.copyStride / 8 - 1
-        var forward = checksumSeed(copy: index)
-        forward.add(alignedWords: base + start + 8, count: words)
-        let stored = word(at: start + SSRLayout.checksumField)
-        let mismatch = forward.value ^ stored
-        if mismatch == 0 { return false }
-        if mismatch.nonzeroBitCount == 1 {
-            storage.store(forward.value, at: start + SSRLayout.checksumField)
-            return true
-        }
-        // `after`: the hash after word k as the stored checksum needs it; `before`: the
-        // hash before word k as the words before it give it.
-        var after = stored
-        var before = forward.value
-        var fix: (offset: Int, value: UInt64)?
-        var k = words
-        while k > 0 {
-            k -= 1
-            let offset = start + 8 + 8 * k
-            let value = word(at: offset)
-            before = RegionChecksum.undo(before, word: value)
-            // The word that takes `before` to `after`.
-            let needed = RegionChecksum.undo(after, word: before)
-            if (needed ^ value).nonzeroBitCount == 1 {
-                if fix != nil { return false }
-                fix = (offset, needed)
-            }
-            after = RegionChecksum.undo(after, word: value)
-        }
-        guard let fix else { return false }
-        storage.store(fix.value, at: fix.offset)
-        return true
-    }
-
     /// Makes `point` the committed state: rewrites the header if needed and points the
     /// selector at the record's copy; `.fresh` clears the region (selector first). A
     /// crash part-way leaves a region that checks the same way again.
@@ -533,18 +485,14 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
 /// The checksum of a region's copy, a 64-bit word at a time: xor the word in,
 /// multiply by FNV's odd prime, then fold the high half down (`x ^= x >> 29`).
 /// Each of the three is a bijection modulo 2^64, so two inputs that differ in a
-/// single word, in particular by any one flipped bit, always hash differently, and
-/// the hash can be run backwards (`SSRFormat.correctSingleFlip`). The fold is what
-/// FNV-1a's multiply alone lacks: a product only carries differences upwards, so a
-/// flip of bit 63 in two words cancelled exactly (two flips undetected), and a high
-/// bit's flip looked the same in every word (no way to tell which to correct). A
-/// word at a time costs an eighth of byte-wise hashing, and every request a server
-/// handles verifies one copy and writes another.
+/// single word, in particular by any one flipped bit, always hash differently. The
+/// fold is what FNV-1a's multiply alone lacks: a product carries differences only
+/// upwards, so a flip of bit 63 in two words cancelled exactly and two flipped bits
+/// went undetected. A word at a time costs an eighth of byte-wise hashing, and every
+/// request a server handles verifies one copy and writes another.
 public struct RegionChecksum: Sendable {
     public static let offsetBasis: UInt64 = 0xCBF2_9CE4_8422_2325
     public static let prime: UInt64 = 0x0000_0100_0000_01B3
-    /// `prime`'s inverse modulo 2^64, for running the hash backwards.
-    public static let inversePrime: UInt64 = 0xCE96_5057_AFF6_957B
     static let fold: UInt64 = 29
 
     public private(set) var value: UInt64 = offsetBasis
@@ -555,13 +503,6 @@ public struct RegionChecksum: Sendable {
     public mutating func add(word: UInt64) {
         let mixed = (value ^ word) &* Self.prime
         value = mixed ^ (mixed >> Self.fold)
-    }
-
-    /// The hash before `word` was added, given the hash after it.
-    @inline(__always)
-    public static func undo(_ after: UInt64, word: UInt64) -> UInt64 {
-        let unfolded = after ^ (after >> fold) ^ (after >> (2 * fold))
-        return (unfolded &* inversePrime) ^ word
     }
 
     /// `count` words from 8-byte aligned memory: one load each.

@@ -114,8 +114,6 @@ public struct SSRRecoveryReport: Sendable {
     public var valid = 0
     public var repaired = 0
     public var rolledBack = 0
-    /// Regions in which a single flipped bit was put right (then judged as the others).
-    public var corrected = 0
     public var lost = 0
     public var fresh = 0
 }
@@ -260,10 +258,6 @@ public struct SSRServer<Service: SSRService> {
     /// The verdict on one region, after repairing it if that is safe; and the state
     /// to rebuild from (nil for a fresh or lost client).
     mutating func judge(_ format: Format, kernelState: SSRState, lastCompleted: UInt64) -> (SSRVerdict, State?) {
-        // A single flipped bit in either copy is put right before anything is judged.
-        let correctedFirst = format.correctSingleFlip(inCopy: 0)
-        let corrected = format.correctSingleFlip(inCopy: 1) || correctedFirst
-        if corrected { recovery.corrected += 1 }
         switch format.check(lastCompleted: lastCompleted) {
         case .unformatted:
             recovery.fresh += 1
@@ -280,7 +274,7 @@ public struct SSRServer<Service: SSRService> {
             }
             if Service.check(record.state) {
                 recovery.valid += 1
-                return (corrected ? .repaired : .valid, record.state)
+                return (.valid, record.state)
             }
             recovery.lost += 1
             return (.lost, nil)
