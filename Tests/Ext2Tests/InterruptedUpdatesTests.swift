@@ -46,4 +46,15 @@ import Testing
         table.entries[1].intent.setReservedBlock(0, 301 ^ 0x40)
         #expect(!table.isIntact)
     }
+
+    /// Two flips of the top bit in two words: a plain multiply hash would not see them
+    /// (a product carries differences only upwards); the fold does.
+    @Test func twoFlipsOfTheTopBitAreNoticed() {
+        let table = InterruptedUpdates()
+        table.adopt(intent(tag: 5, block: 300, inode: 40))
+        #expect(table.isIntact)
+        table.entries[0].intent.tag ^= 1 << 63
+        table.entries[0].intent.words.0 ^= 1 << 63
+        #expect(!table.isIntact)
+    }
 }

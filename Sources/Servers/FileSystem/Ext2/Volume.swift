@@ -328,13 +328,16 @@ public struct Ext2Volume<Device: BlockDevice> {
         return nil
     }
 
-    /// FNV-1a's step over the slot's 64-bit words, seeded with the block number.
+    /// FNV-1a's step over the slot's 64-bit words, seeded with the block number, each
+    /// multiply followed by a fold of the high half down (as the SSR's RegionChecksum):
+    /// a product alone carries differences only upwards, and two flips of bit 63 cancel.
     private func cacheCheck(_ slot: Int, block: UInt32) -> UInt64 {
         let bytes = UnsafeRawBufferPointer(cacheSlot(slot))
         var hash: UInt64 = 0xCBF2_9CE4_8422_2325 ^ UInt64(block)
         var offset = 0
         while offset < bytes.count {
             hash = (hash ^ bytes.load(fromByteOffset: offset, as: UInt64.self)) &* 0x0000_0100_0000_01B3
+            hash ^= hash >> 29
             offset += 8
         }
         return hash
