@@ -293,7 +293,9 @@ import Testing
     }
 
     @Test func grantsAreSortedAndBelongToOneDriver() {
-        var dma = DMAGuard()
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: DMAGuard.storageBytes, alignment: 8)
+        defer { storage.deallocate() }
+        var dma = DMAGuard(storage: storage)
         for frame: UInt64 in [0x8030_0000, 0x8010_0000, 0x8020_0000] {
             let granted = dma.grant(frame, to: 5)
             #expect(granted)

@@ -65,6 +65,8 @@ public struct Kernel<P: Platform> {
     /// `nextTimerDeadline`, with `UInt64.max` for none.
     public internal(set) var earliestDeadline: UInt64 = .max
     let bootArguments: UnsafeRawBufferPointer?
+    /// The processes whose programs have interrupts (an interrupt asks only these).
+    var interruptOwners = SlotSet()
     /// Drivers' DMA grants and device register shadows (DMAGuard.swift), in a frame of its own.
     let dma: UnsafeMutablePointer<DMAGuard>
     /// Frames the kernel held before any process existed (its own page table): the
@@ -79,8 +81,11 @@ public struct Kernel<P: Platform> {
                 bootArguments: UnsafeRawBufferPointer?) {
         var frames = frames
         guard let guardFrame = frames.allocate() else { fatalError("no memory for the DMA guard") }
-        dma = platform.memory.pointer(to: guardFrame).bindMemory(to: DMAGuard.self, capacity: 1)
-        dma.initialize(to: DMAGuard())
+        let guardPage = platform.memory.pointer(to: guardFrame)
+        let tablesOffset = (MemoryLayout<DMAGuard>.stride + 7) & ~7
+        precondition(tablesOffset + DMAGuard.storageBytes <= pageSize, "the DMA guard outgrew its frame")
+        dma = guardPage.bindMemory(to: DMAGuard.self, capacity: 1)
+        dma.initialize(to: DMAGuard(storage: guardPage + tablesOffset))
         self.platform = platform
         self.frames = frames
         self.image = image

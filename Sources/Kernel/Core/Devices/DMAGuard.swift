@@ -138,14 +138,31 @@ struct DMAGrant {
 }
 
 /// The kernel's DMA bookkeeping: granted frames (sorted by address) and the register
-/// shadows of the devices drivers have written to. It lives in one kernel frame.
+/// shadows of the devices drivers have written to. It lives in one kernel frame: this
+/// record, then the two tables it points to. (Tables, not InlineArrays in the record:
+/// in the embedded build a subscript read of an InlineArray held in a struct copied
+/// the whole array, 1 KiB per grant looked up, most of the kernel's cost per disk
+/// request.)
 struct DMAGuard {
     static let grantCapacity = 128
     static let deviceCapacity = 8
+    /// The bytes of table storage `init(storage:)` takes.
+    static var storageBytes: Int {
+        grantCapacity * MemoryLayout<DMAGrant>.stride + deviceCapacity * MemoryLayout<DeviceShadow>.stride
+    }
 
-    var grants = InlineArray<128, DMAGrant>(repeating: DMAGrant(frame: 0, owner: 0))
+    let grants: UnsafeMutablePointer<DMAGrant>
     var grantCount = 0
-    var devices = InlineArray<8, DeviceShadow>(repeating: DeviceShadow())
+    let devices: UnsafeMutablePointer<DeviceShadow>
+
+    /// Lays the tables out in `storage` (`storageBytes`, 8-byte aligned), all empty.
+    init(storage: UnsafeMutableRawPointer) {
+        grants = storage.bindMemory(to: DMAGrant.self, capacity: Self.grantCapacity)
+        grants.initialize(repeating: DMAGrant(frame: 0, owner: 0), count: Self.grantCapacity)
+        let deviceStorage = storage + Self.grantCapacity * MemoryLayout<DMAGrant>.stride
+        devices = deviceStorage.bindMemory(to: DeviceShadow.self, capacity: Self.deviceCapacity)
+        devices.initialize(repeating: DeviceShadow(), count: Self.deviceCapacity)
+    }
 
     // MARK: Grants
 

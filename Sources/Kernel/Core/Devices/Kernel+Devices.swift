@@ -20,7 +20,7 @@ extension Kernel {
     /// `physicalAddress`: the physical address of the caller's own writable page at
     /// `address`, which from now on its devices may reach.
     mutating func grantDMA(at address: VirtualAddress, to slot: Int) throws(SyscallError) -> PhysicalAddress {
-        guard image.program(tasks[slot].program).deviceCount > 0 else { throw .notPermitted }
+        guard tasks[slot].hardware.deviceCount > 0 else { throw .notPermitted }
         guard let space = tasks[slot].addressSpace,
               let physical = space.ownedUserFrame(of: address, memory: platform.memory) else { throw .badAddress }
         guard dma.pointee.grant(physical.rawValue & ~UInt64(pageSize - 1), to: slot) else { throw .outOfMemory }
@@ -30,9 +30,8 @@ extension Kernel {
     /// `deviceWrite`: writes `value` to register `offset` of the caller's device
     /// window `window`, if DMAGuard admits it.
     mutating func writeDevice(window: Int, offset: UInt64, value: UInt32, by slot: Int) throws(SyscallError) {
-        let program = image.program(tasks[slot].program)
-        guard window < program.deviceCount else { throw .notPermitted }
-        let device = program.device(window)
+        guard window < tasks[slot].hardware.deviceCount else { throw .notPermitted }
+        let device = tasks[slot].hardware.device(window)
         guard offset < device.size else { throw .badArgument }
         let address = device.base + offset
         let page = address & ~(VirtioRegister.pageBytes - 1)
@@ -54,9 +53,9 @@ extension Kernel {
     /// it was given, before the frames go back to the allocator; then its grants and
     /// register shadows are forgotten. There is no IOMMU to do this for us.
     mutating func quiesceDevices(of slot: Int) {
-        let program = image.program(tasks[slot].program)
-        for index in 0..<program.deviceCount {
-            let device = program.device(index)
+        let hardware = tasks[slot].hardware
+        for index in 0..<hardware.deviceCount {
+            let device = hardware.device(index)
             var page = device.base
             while page < device.base &+ device.size {
                 if isVirtioDevice(at: page) { reset(deviceAt: page) }

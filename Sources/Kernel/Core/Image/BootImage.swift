@@ -212,22 +212,13 @@ public struct ProgramDescriptor: Sendable {
     public var heapPages: Int
     /// Bit i set: may send to program i.
     public var sendMask: UInt64
-    public var interruptCount: Int
-    public var deviceCount: Int
-    /// The sources, four 16-bit fields to a word.
-    private var interrupts: (UInt64, UInt64)
-    private var devices: (UInt64, UInt64, UInt64, UInt64)
+    /// Its interrupts and device windows (the kernel keeps a copy per process).
+    public var hardware: ProgramHardware
 
-    public func interrupt(_ index: Int) -> UInt32 {
-        precondition(index >= 0 && index < interruptCount, "interrupt index out of range")
-        let word = index < 4 ? interrupts.0 : interrupts.1
-        return UInt32(truncatingIfNeeded: word >> UInt64(16 * (index % 4)) & 0xFFFF)
-    }
-
-    public func device(_ index: Int) -> (base: UInt64, size: UInt64) {
-        precondition(index >= 0 && index < deviceCount, "device index out of range")
-        return index == 0 ? (devices.0, devices.1) : (devices.2, devices.3)
-    }
+    public var interruptCount: Int { hardware.interruptCount }
+    public func interrupt(_ index: Int) -> UInt32 { hardware.interrupt(index) }
+    public var deviceCount: Int { hardware.deviceCount }
+    public func device(_ index: Int) -> (base: UInt64, size: UInt64) { hardware.device(index) }
 
     /// Decodes and checks everything an entry says about the program itself;
     /// nil if any of it is invalid. Regions are checked by `ProgramRegions`.
@@ -292,10 +283,47 @@ public struct ProgramDescriptor: Sendable {
         self.stackPages = Int(stackPages)
         self.heapPages = Int(heapPages)
         self.sendMask = sendMask
+        hardware = ProgramHardware(interruptCount: interruptCount, interrupts: interrupts,
+                                   deviceCount: deviceCount, devices: devices)
+    }
+}
+
+/// A program's interrupt sources and device windows, from its validated entry: what
+/// the kernel consults on every interrupt and device register write, so it is kept
+/// decoded in each process's record (decoding a program entry costs about 1,500
+/// instructions).
+public struct ProgramHardware: Sendable {
+    public private(set) var interruptCount = 0
+    public private(set) var deviceCount = 0
+    /// The sources, four 16-bit fields to a word.
+    private var interrupts: (UInt64, UInt64) = (0, 0)
+    private var devices: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+
+    public init() {}
+
+    init(interruptCount: Int, interrupts: (UInt64, UInt64), deviceCount: Int,
+         devices: (UInt64, UInt64, UInt64, UInt64)) {
         self.interruptCount = interruptCount
-        self.deviceCount = deviceCount
         self.interrupts = interrupts
+        self.deviceCount = deviceCount
         self.devices = devices
+    }
+
+    public func interrupt(_ index: Int) -> UInt32 {
+        precondition(index >= 0 && index < interruptCount, "interrupt index out of range")
+        let word = index < 4 ? interrupts.0 : interrupts.1
+        return UInt32(truncatingIfNeeded: word >> UInt64(16 * (index % 4)) & 0xFFFF)
+    }
+
+    /// Which of the program's interrupts `source` is, if any.
+    public func index(ofInterrupt source: UInt32) -> Int? {
+        for index in 0..<interruptCount where interrupt(index) == source { return index }
+        return nil
+    }
+
+    public func device(_ index: Int) -> (base: UInt64, size: UInt64) {
+        precondition(index >= 0 && index < deviceCount, "device index out of range")
+        return index == 0 ? (devices.0, devices.1) : (devices.2, devices.3)
     }
 }
 

@@ -140,9 +140,8 @@ extension Kernel {
             file.setResult(2, UInt(frames.freeFrames))
             file.setResult(3, UInt(kernelPagesInUse))
         case .irqAcknowledge(let index):
-            let program = image.program(tasks[slot].program)
-            guard index < program.interruptCount else { throw .badArgument }
-            platform.setInterrupt(program.interrupt(index), enabled: true)
+            guard index < tasks[slot].hardware.interruptCount else { throw .badArgument }
+            platform.setInterrupt(tasks[slot].hardware.interrupt(index), enabled: true)
         case .setTimer(let deadline, let bits):
             tasks[slot].timerDeadline = deadline
             tasks[slot].timerBits = bits

@@ -66,6 +66,7 @@ extension Kernel {
         task.promisesReplies = descriptor.promisesReplies && descriptor.restartable
         task.replyLimit = UInt64(descriptor.replyLimitMilliseconds) * Self.ticksPerMillisecond
         task.ssrPages = descriptor.ssrPages
+        task.hardware = descriptor.hardware
         task.recovering = descriptor.ssrPages > 0
         tasks[slot] = task
 
@@ -112,6 +113,7 @@ extension Kernel {
         }
         applyPersistentPatches(to: slot)
         platform.flushAddressSpace(asid: asid(of: slot))
+        if descriptor.interruptCount > 0 { interruptOwners.insert(slot) }
         for index in 0..<descriptor.interruptCount {
             platform.setInterrupt(descriptor.interrupt(index), enabled: true)
         }
@@ -170,9 +172,8 @@ extension Kernel {
                 if task.state == .ended { release(other) }
             }
         }
-        let program = image.program(dying.program)
-        for index in 0..<program.interruptCount {
-            platform.setInterrupt(program.interrupt(index), enabled: false)
+        for index in 0..<dying.hardware.interruptCount {
+            platform.setInterrupt(dying.hardware.interrupt(index), enabled: false)
         }
 
         if dying.ssrPages > 0 {
@@ -225,16 +226,17 @@ extension Kernel {
     }
 
     /// Posts an interrupt to the process that owns it, masking it until acknowledged.
+    /// Only the processes in `interruptOwners` are asked, not every slot.
     public mutating func interrupt(_ irq: UInt32) {
-        for slot in 0..<Self.maxTasks where tasks[slot].isLive {
-            let program = image.program(tasks[slot].program)
-            for index in 0..<program.interruptCount where program.interrupt(index) == irq {
-                platform.setInterrupt(irq, enabled: false)
+        platform.setInterrupt(irq, enabled: false)
+        var candidates = interruptOwners
+        while let slot = candidates.first {
+            candidates.remove(slot)
+            if tasks[slot].isLive, let index = tasks[slot].hardware.index(ofInterrupt: irq) {
                 notify(slot, bits: KernelNotification.firstInterruptBit << UInt(index))
                 return
             }
         }
-        platform.setInterrupt(irq, enabled: false)
     }
 
     private func freeSlot() -> Int? {
@@ -258,6 +260,7 @@ extension Kernel {
         tasks[slot].notificationsPending = 0
         tasks[slot].timerDeadline = 0
         tasks[slot].injection = PendingInjection()
+        interruptOwners.remove(slot)
         if let status {
             tasks[slot].state = .ended
             tasks[slot].exitStatus = status.rawValue

@@ -48,6 +48,8 @@ public struct Task {
     public var restartable = false
     /// Pages of state this server keeps per client (0: not an SSR server).
     public var ssrPages = 0
+    /// Its interrupts and device windows.
+    public var hardware = ProgramHardware()
 
     // As a client: the SSRs this process owns, one per server it has called, and
     // which of them its request in flight uses (found at send, used at delivery).
