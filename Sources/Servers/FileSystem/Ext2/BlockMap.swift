@@ -137,15 +137,32 @@ extension Ext2Volume {
             throw .corrupt
         }
         let blockSize = UInt64(geometry.blockSize)
+        let blocksPerTransfer = max(Self.maxTransferBytes / geometry.blockSize, 1)
         var done = 0
         while done < total {
             let position = offset + UInt64(done)
             let within = Int(position & (blockSize - 1))
             let count = min(total - done, geometry.blockSize - within)
             let piece = UnsafeMutableRawBufferPointer(rebasing: target[done..<(done + count)])
-            let block = try mapBlock(inode, position >> UInt64(geometry.blockShift))
+            let filePosition = position >> UInt64(geometry.blockShift)
+            let block = try mapBlock(inode, filePosition)
             if block == 0 {
                 piece.zero()
+            } else if within == 0 && count == geometry.blockSize {
+                // Whole blocks go from the disk straight into the target, as many as lie
+                // one after another on the disk in one request. The disk has every
+                // block as last written (writes go through the cache, never around
+                // it), and streaming file data through the cache would only push the
+                // metadata out.
+                var run = 1
+                while run < blocksPerTransfer, total - done >= (run + 1) * geometry.blockSize,
+                      try mapBlock(inode, filePosition + UInt64(run)) == block &+ UInt32(run) {
+                    run += 1
+                }
+                let bytes = run * geometry.blockSize
+                try readBlocksUncached(block, into: UnsafeMutableRawBufferPointer(rebasing: target[done..<(done + bytes)]))
+                done += bytes
+                continue
             } else {
                 try readBlock(block, into: .data)
                 piece.copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer(.data)[within..<(within + count)]))

@@ -387,6 +387,19 @@ public struct Ext2Volume<Device: BlockDevice> {
         target.copyMemory(from: UnsafeRawBufferPointer(cacheSlot(slot)))
     }
 
+    /// The most one device request moves (`BlockDevice`).
+    static var maxTransferBytes: Int { 4096 }
+
+    /// Reads the blocks from `first` on, as many as fill `target` (at most
+    /// `maxTransferBytes`), straight from the disk in one request, past the cache.
+    mutating func readBlocksUncached(_ first: UInt32, into target: UnsafeMutableRawBufferPointer)
+        throws(FileSystemError) {
+        let count = target.count >> geometry.blockShift
+        guard count >= 1, count << geometry.blockShift == target.count, target.count <= Self.maxTransferBytes,
+              UInt64(first) + UInt64(count) <= UInt64(geometry.blocksCount) else { throw .corrupt }
+        try device.read(at: UInt64(first) << UInt64(geometry.blockShift), into: target)
+    }
+
     mutating func writeBlock(_ block: UInt32, from which: Scratch) throws(FileSystemError) {
         try checkRole(of: block, writtenFrom: which)
         try writeRaw(block, from: UnsafeRawBufferPointer(buffer(which)))
