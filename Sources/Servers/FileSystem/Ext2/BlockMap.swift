@@ -137,7 +137,6 @@ extension Ext2Volume {
             throw .corrupt
         }
         let blockSize = UInt64(geometry.blockSize)
-        let blocksPerTransfer = max(Self.maxTransferBytes / geometry.blockSize, 1)
         var done = 0
         while done < total {
             let position = offset + UInt64(done)
@@ -227,18 +226,33 @@ extension Ext2Volume {
             }
             throw .corrupt
         }
+        // Whole blocks that lie one after another on the disk go out in one device
+        // write (`run`), still before the indirect blocks and the inode that link them.
+        var run = DataRun()
+        func put(_ block: UInt32, _ position: UInt64, fresh: Bool) throws(FileSystemError) {
+            if isWholeBlock(position, source: source, sourceOffset: sourceOffset) {
+                if run.extends(with: block, limit: blocksPerTransfer) { return }
+                try writeRun(run, source: source, sourceOffset: sourceOffset)
+                run = DataRun(first: block, position: position)
+                return
+            }
+            try writeRun(run, source: source, sourceOffset: sourceOffset)
+            run = DataRun()
+            try writeData(block, position, fresh: fresh, source: source, sourceOffset: sourceOffset)
+        }
         let path = mapPath(first)
         if path.depth == 0 {
             for position in first..<end {
                 var block = inode.pointer(Int(position))
                 let fresh = block == 0
                 if fresh { block = try take() }
-                try writeData(block, position, fresh: fresh, source: source, sourceOffset: sourceOffset)
+                try put(block, position, fresh: fresh)
                 if fresh {
                     inode.setPointer(Int(position), block)
                     inode.sectors &+= sectorsPerBlock
                 }
             }
+            try writeRun(run, source: source, sourceOffset: sourceOffset)
             return
         }
         var pathBlocks: (UInt32, UInt32, UInt32) = (0, 0, 0)
@@ -272,16 +286,58 @@ extension Ext2Volume {
             var block = entry(last, slot)
             let fresh = block == 0
             if fresh { block = try take() }
-            try writeData(block, position, fresh: fresh, source: source, sourceOffset: sourceOffset)
+            try put(block, position, fresh: fresh)
             if fresh {
                 setEntry(last, slot, block)
                 markDirty(last)
                 inode.sectors &+= sectorsPerBlock
             }
         }
+        try writeRun(run, source: source, sourceOffset: sourceOffset)
         if path.depth > 2 && dirty.2 { try writeBlock(pathBlocks.2, from: .path3) }
         if path.depth > 1 && dirty.1 { try writeBlock(pathBlocks.1, from: .path2) }
         if dirty.0 { try writeBlock(pathBlocks.0, from: .path1) }
+    }
+
+    /// Consecutive disk blocks for consecutive positions, each wholly covered by the
+    /// data being written.
+    struct DataRun {
+        var first: UInt32 = 0
+        var position: UInt64 = 0
+        var count = 0
+
+        init() {}
+
+        init(first: UInt32, position: UInt64) {
+            self.first = first
+            self.position = position
+            count = 1
+        }
+
+        /// Takes `block` as the run's next, if it is that and the run has room.
+        mutating func extends(with block: UInt32, limit: Int) -> Bool {
+            guard count > 0, count < limit, block == first &+ UInt32(count) else { return false }
+            count += 1
+            return true
+        }
+    }
+
+    var blocksPerTransfer: Int { max(Self.maxTransferBytes >> geometry.blockShift, 1) }
+
+    private func isWholeBlock(_ position: UInt64, source: UnsafeRawBufferPointer, sourceOffset: UInt64) -> Bool {
+        let blockSize = UInt64(geometry.blockSize)
+        return position * blockSize >= sourceOffset
+            && position * blockSize + blockSize <= sourceOffset + UInt64(source.count)
+    }
+
+    /// Writes a run's blocks from `source` in one device write, each block passing
+    /// the role check first (an allocated data block).
+    private mutating func writeRun(_ run: DataRun, source: UnsafeRawBufferPointer, sourceOffset: UInt64)
+        throws(FileSystemError) {
+        guard run.count > 0 else { return }
+        try checkDataRun(run.first, count: run.count)
+        let start = Int(run.position * UInt64(geometry.blockSize) - sourceOffset)
+        try writeRawRun(run.first, from: UnsafeRawBufferPointer(rebasing: source[start..<(start + run.count * geometry.blockSize)]))
     }
 
     /// Writes the part of `source` that falls in logical block `position` into

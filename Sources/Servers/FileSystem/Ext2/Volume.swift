@@ -433,6 +433,26 @@ public struct Ext2Volume<Device: BlockDevice> {
         }
     }
 
+    /// The role check of `count` data blocks from `first` on, written together: each
+    /// an allocated data block, with one bitmap read per group they cross.
+    mutating func checkDataRun(_ first: UInt32, count: Int) throws(FileSystemError) {
+        let g = geometry
+        var index = 0
+        while index < count {
+            let block = first &+ UInt32(index)
+            guard block >= g.firstDataBlock, block < g.blocksCount else { throw .internalInconsistency }
+            let group = g.group(ofBlock: block)
+            try readBlock(descriptorField(group, GroupField.blockBitmap), into: .verify)
+            while index < count, first &+ UInt32(index) < g.blocksCount, g.group(ofBlock: first &+ UInt32(index)) == group {
+                let next = first &+ UInt32(index)
+                guard isDataBlock(next), Self.testBit(buffer(.verify), Int(next - g.groupStart(group))) else {
+                    throw .internalInconsistency
+                }
+                index += 1
+            }
+        }
+    }
+
     /// The pointers of an indirect block or of an inode about to be written: each a
     /// hole or a data block, and none twice. A wild store into the buffer, or a flipped
     /// register that linked one block at two positions, would otherwise reach the disk
@@ -460,6 +480,22 @@ public struct Ext2Volume<Device: BlockDevice> {
     }
 
     /// Write-through: the device first, then the cached copy (if any).
+    /// Writes whole blocks from `first` on (at most `maxTransferBytes`) in one
+    /// device request; cached copies of them are dropped first.
+    mutating func writeRawRun(_ first: UInt32, from source: UnsafeRawBufferPointer) throws(FileSystemError) {
+        let count = source.count >> geometry.blockShift
+        guard count >= 1, count << geometry.blockShift == source.count, source.count <= Self.maxTransferBytes,
+              UInt64(first) + UInt64(count) <= UInt64(geometry.blocksCount) else { throw .corrupt }
+        if count == 1 {
+            try writeRaw(first, from: source)
+            return
+        }
+        for slot in 0..<cacheSlots where memory.cacheTags[slot] >= first && memory.cacheTags[slot] - first < UInt32(count) {
+            memory.cacheTags[slot] = VolumeMemory.noBlock
+        }
+        try device.write(at: UInt64(first) << UInt64(geometry.blockShift), from: source)
+    }
+
     mutating func writeRaw(_ block: UInt32, from source: UnsafeRawBufferPointer) throws(FileSystemError) {
         guard block < geometry.blocksCount, source.count == geometry.blockSize else { throw .corrupt }
         let slot = findCached(block)
