@@ -81,6 +81,7 @@ public final class LockTable {
         }
     }
 
+    /// Six 8-byte words with no padding (`areUnused` compares them as words).
     struct Entry: Equatable {
         var client: UInt32
         var inode: UInt32
@@ -361,22 +362,33 @@ public final class LockTable {
         guard heldCount >= 0, heldCount <= Self.capacity, waiterCount >= 0, waiterCount <= Self.waiterCapacity else {
             return false
         }
-        for index in 0..<Self.capacity {
-            let entry = held[index]
-            if index < heldCount {
-                guard entry.isWellFormed, entry.handle == 0 else { return false }
-            } else if entry != .none {
-                return false
-            }
+        for index in 0..<heldCount {
+            guard held[index].isWellFormed, held[index].handle == 0 else { return false }
         }
-        for index in 0..<Self.waiterCapacity {
-            let entry = waiting[index]
-            if index < waiterCount {
-                guard entry.isWellFormed, entry.handle != 0 else { return false }
-            } else if entry != .none {
-                return false
-            }
+        for index in 0..<waiterCount {
+            guard waiting[index].isWellFormed, waiting[index].handle != 0 else { return false }
         }
-        return true
+        return Self.areUnused(UnsafeMutableBufferPointer(rebasing: held[heldCount...]))
+            && Self.areUnused(UnsafeMutableBufferPointer(rebasing: waiting[waiterCount...]))
+    }
+
+    /// Whether every entry is `.none`, compared a word at a time: this runs before
+    /// every request, over some 300 unused entries, and comparing them field by field
+    /// (with `.none` fetched through its lazy initialiser each time) cost about 12,000
+    /// instructions a request.
+    private static func areUnused(_ entries: UnsafeMutableBufferPointer<Entry>) -> Bool {
+        guard let base = entries.baseAddress else { return true }
+        var none = Entry.none
+        return withUnsafeBytes(of: &none) { expected in
+            let raw = UnsafeRawPointer(base)
+            for index in 0..<entries.count {
+                let entry = raw + index * MemoryLayout<Entry>.stride
+                for offset in stride(from: 0, to: MemoryLayout<Entry>.size, by: 8)
+                where entry.load(fromByteOffset: offset, as: UInt64.self) != expected.load(fromByteOffset: offset, as: UInt64.self) {
+                    return false
+                }
+            }
+            return true
+        }
     }
 }

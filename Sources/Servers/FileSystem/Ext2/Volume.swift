@@ -41,6 +41,10 @@ final class VolumeMemory {
     let cacheStamps: UnsafeMutableBufferPointer<UInt32>
     /// Each cached block's checksum and its block number, taken when it was filled.
     let cacheChecks: UnsafeMutableBufferPointer<UInt64>
+    /// The request in which each slot was last found to match its checksum.
+    let cacheVerified: UnsafeMutableBufferPointer<UInt64>
+    /// Counts requests (`beginRequest`); 0 until the first, when every use verifies.
+    var request: UInt64 = 0
     var clock: UInt32 = 0
     static let noBlock = UInt32.max
 
@@ -55,6 +59,8 @@ final class VolumeMemory {
         cacheStamps.initialize(repeating: 0)
         cacheChecks = .allocate(capacity: max(cacheBlocks, 1))
         cacheChecks.initialize(repeating: 0)
+        cacheVerified = .allocate(capacity: max(cacheBlocks, 1))
+        cacheVerified.initialize(repeating: 0)
         scratch.zero()
     }
 
@@ -66,6 +72,7 @@ final class VolumeMemory {
         cacheTags.deallocate()
         cacheStamps.deallocate()
         cacheChecks.deallocate()
+        cacheVerified.deallocate()
     }
 }
 
@@ -318,14 +325,28 @@ public struct Ext2Volume<Device: BlockDevice> {
     /// The slot caching `block`, if it is cached and still holds what was cached: a
     /// slot whose bytes no longer match their checksum (a bit flipped in the server's
     /// memory) is dropped, and the block is read from the disk again (writes go
-    /// through, so the disk has it right).
+    /// through, so the disk has it right). A slot is verified at its first use in each
+    /// request (`beginRequest`), not at every use: a request uses the same bitmap and
+    /// indirect blocks again and again, and each check reads the whole block (a fifth
+    /// of the server's work). A flip between two uses in one request goes unseen, as
+    /// one in a scratch buffer the block was copied to always did.
     private func findCached(_ block: UInt32) -> Int? {
         for slot in 0..<cacheSlots where memory.cacheTags[slot] == block {
-            if memory.cacheChecks[slot] == cacheCheck(slot, block: block) { return slot }
+            if memory.request != 0 && memory.cacheVerified[slot] == memory.request { return slot }
+            if memory.cacheChecks[slot] == cacheCheck(slot, block: block) {
+                memory.cacheVerified[slot] = memory.request
+                return slot
+            }
             memory.cacheTags[slot] = VolumeMemory.noBlock
             return nil
         }
         return nil
+    }
+
+    /// Starts a request: every cached block is verified again at its first use.
+    public mutating func beginRequest() {
+        memory.request &+= 1
+        if memory.request == 0 { memory.request = 1 }
     }
 
     /// FNV-1a's step over the slot's 64-bit words, seeded with the block number, each
@@ -344,6 +365,7 @@ public struct Ext2Volume<Device: BlockDevice> {
     }
 
     private func fill(_ slot: Int, with block: UInt32) {
+        memory.cacheVerified[slot] = memory.request
         memory.cacheChecks[slot] = cacheCheck(slot, block: block)
         memory.cacheTags[slot] = block
     }

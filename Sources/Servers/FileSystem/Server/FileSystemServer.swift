@@ -264,6 +264,7 @@ struct FileSystemService: SSRService {
             try mount()
             if !readOnly {
                 volume!.now = now
+                volume!.beginRequest()
                 try volume!.release(abandoned: intent)
             }
         } catch .internalInconsistency {
@@ -285,6 +286,7 @@ struct FileSystemService: SSRService {
             try mount()
             if readOnly && request.updates { throw .readOnly }
             volume!.now = now
+            volume!.beginRequest()
             return try perform(request, reply: reply, client: client, state: &state)
         } catch .internalInconsistency {
             // About to write a block against its own metadata: our state is damaged.
