@@ -11,12 +11,19 @@ import FileSystemCore
 
 // MARK: - Byte access
 
+// Fields on disk are aligned to their size, and so are the buffers they are read
+// from: an aligned load is one instruction where `loadUnaligned` is a load per byte
+// on RISC-V. `load` checks its bounds like `loadUnaligned` does.
 extension UnsafeRawBufferPointer {
     @inline(__always) func le16(_ offset: Int) -> UInt16 {
-        UInt16(littleEndian: loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+        let aligned = (UInt(bitPattern: baseAddress) &+ UInt(bitPattern: offset)) % 2 == 0
+        return UInt16(littleEndian: aligned ? load(fromByteOffset: offset, as: UInt16.self)
+                                            : loadUnaligned(fromByteOffset: offset, as: UInt16.self))
     }
     @inline(__always) func le32(_ offset: Int) -> UInt32 {
-        UInt32(littleEndian: loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+        let aligned = (UInt(bitPattern: baseAddress) &+ UInt(bitPattern: offset)) % 4 == 0
+        return UInt32(littleEndian: aligned ? load(fromByteOffset: offset, as: UInt32.self)
+                                            : loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
 }
 

@@ -76,12 +76,13 @@ public struct DMAPages {
     /// Whether every entry still matches the check word.
     public var isIntact: Bool { check == expectedCheck && count >= 0 && count <= Self.capacity }
 
-    /// FNV-1a's step over the count and every entry (unused ones included), each
-    /// multiply followed by a fold: a product alone carries differences only upwards,
-    /// and two flips of bit 63 would cancel.
+    /// FNV-1a's step over the count and the entries in use (nothing reads the others:
+    /// the ring's list has two, and it is checked at every request), each multiply
+    /// followed by a fold: a product alone carries differences only upwards, and two
+    /// flips of bit 63 would cancel.
     var expectedCheck: UInt64 {
         var hash: UInt64 = 0xCBF2_9CE4_8422_2325 ^ UInt64(truncatingIfNeeded: count)
-        for index in 0..<Self.capacity {
+        for index in 0..<min(max(count, 0), Self.capacity) {
             hash = (hash ^ physical[index]) &* 0x0000_0100_0000_01B3
             hash ^= hash >> 29
         }
