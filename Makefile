@@ -48,7 +48,7 @@ DEFAULT_DISK := $(BUILD)/disk.img
 DISK       ?= $(DEFAULT_DISK)
 DISK_FLAGS  = -drive file=$(DISK),format=raw,if=none,id=disk0 -device virtio-blk-device,drive=disk0
 
-.PHONY: all help deps build kernel-nossr kernel-baseline kernel-dmaprobe embedded run debug test test-host test-embedded test-integration bench campaign campaign-replay soak soak-replay fuzz fuzz-host clean
+.PHONY: all help deps build kernel-nossr kernel-baseline kernel-dmaprobe embedded run debug test test-host test-embedded test-integration bench profile campaign campaign-replay soak soak-replay fuzz fuzz-host clean
 
 all: build
 
@@ -57,6 +57,7 @@ help:
 	@echo "make run DISK=image.ext2       boot with your own ext2 image (default: build/disk.img from disk/)"
 	@echo "make test                     host unit tests, embedded build of every module, QEMU integration tests"
 	@echo "make bench                    instruction counts: kernel paths, and fs/storage with vs without SSRs"
+	@echo "make profile CMDS='...' [DISK=32M PHASE=3]  instructions per program and function while CMDS run"
 	@echo "make campaign [SERVER=timer|fs|storage FAULTS=a,b TRIGGERS=request,time,execution RUNS=20 JOBS=n SEED=s]"
 	@echo "                              fault-injection campaign, SSRs vs the baseline: build/campaign-SERVER.{csv,md,svg}"
 	@echo "make campaign-replay RUN=id [CSV=build/campaign-timer.csv]  boot one run of a campaign again, print its console"
@@ -227,6 +228,20 @@ MARKS_PLUGIN := $(BUILD)/instruction-marks.so
 $(MARKS_PLUGIN): Sources/Tools/BenchPlugin/instruction-marks.c
 	@mkdir -p $(BUILD)
 	@$(TOOLCHAIN)clang -O2 -shared -fPIC -fvisibility=hidden -Wall -Wextra -o $@ $<
+
+# The plugin that counts every instruction for `make profile`, and the profile:
+# instructions per program and per function while CMDS run (optionally on a fresh
+# ext2 DISK of that size, counting only PHASE: see `swift run curio-profile --help`).
+PROFILE_PLUGIN := $(BUILD)/pc-profile.so
+$(PROFILE_PLUGIN): Sources/Tools/BenchPlugin/pc-profile.c
+	@mkdir -p $(BUILD)
+	@$(TOOLCHAIN)clang -O2 -shared -fPIC -fvisibility=hidden -Wall -Wextra -o $@ $<
+
+profile: deps build $(PROFILE_PLUGIN)
+	@test -n "$(CMDS)" || { echo "usage: make profile CMDS='run fsbench 1' [DISK=32M] [PHASE=3] [TOP=25]"; exit 2; }
+	$(SWIFT) run -q curio-profile --commands '$(CMDS)' --kernel $(abspath $(BUILD)/kernel.elf) \
+	  --programs $(abspath $(BUILD)/programs) --plugin $(abspath $(PROFILE_PLUGIN)) --output $(abspath $(BUILD)/profile.out) \
+	  $(if $(DISK),--disk $(DISK)) $(if $(PHASE),--phase $(PHASE)) $(if $(TOP),--top $(TOP))
 
 bench: deps build kernel-nossr $(MARKS_PLUGIN)
 	$(SWIFT) run -c release curio-bench $(abspath $(BUILD)/kernel.elf) $(abspath $(BUILD)/kernel-nossr.elf) \

@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "curio-bench", targets: ["curio-bench"]),
         .executable(name: "curio-campaign", targets: ["curio-campaign"]),
         .executable(name: "curio-fuzz", targets: ["curio-fuzz"]),
+        .executable(name: "curio-profile", targets: ["curio-profile"]),
     ],
     dependencies: [
         // Host tools only (the campaign's command line); nothing that runs inside Curio
@@ -131,11 +132,18 @@ let package = Package(
                           dependencies: ["CampaignKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/Campaign"),
         .executableTarget(name: "curio-fuzz", path: "Sources/Tools/Fuzz"),
+        // Where the instructions go: the profile's parsing and attribution (host-tested),
+        // and its command line.
+        .target(name: "ProfileKit", path: "Sources/Tools/ProfileKit"),
+        .executableTarget(name: "curio-profile",
+                          dependencies: ["ProfileKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Sources/Tools/Profile"),
 
         .testTarget(name: "KernelCoreTests", dependencies: ["KernelCore"]),
         .testTarget(name: "SystemImageTests", dependencies: ["SystemImage"]),
         .testTarget(name: "IntegrationTests", dependencies: ["SystemImage", "CampaignKit"]),
         .testTarget(name: "CampaignTests", dependencies: ["CampaignKit"]),
+        .testTarget(name: "ProfileKitTests", dependencies: ["ProfileKit"]),
         .testTarget(name: "SSRFormatTests", dependencies: ["SSRFormat"]),
         .testTarget(name: "TimerCoreTests", dependencies: ["TimerCore", "SSRFormat", "CurioABI"]),
         .testTarget(name: "StorageCoreTests", dependencies: ["StorageCore"]),
