@@ -57,7 +57,7 @@ help:
 	@echo "make run DISK=image.ext2       boot with your own ext2 image (default: build/disk.img from disk/)"
 	@echo "make test                     host unit tests, embedded build of every module, QEMU integration tests"
 	@echo "make bench                    instruction counts: kernel paths, and fs/storage with vs without SSRs"
-	@echo "make profile CMDS='...' [DISK=32M PHASE=3]  instructions per program and function while CMDS run"
+	@echo "make profile CMDS='...' [DISK_SIZE=32M PHASE=3]  instructions per program and function while CMDS run"
 	@echo "make campaign [SERVER=timer|fs|storage FAULTS=a,b TRIGGERS=request,time,execution RUNS=20 JOBS=n SEED=s]"
 	@echo "                              fault-injection campaign, SSRs vs the baseline: build/campaign-SERVER.{csv,md,svg}"
 	@echo "make campaign-replay RUN=id [CSV=build/campaign-timer.csv]  boot one run of a campaign again, print its console"
@@ -231,17 +231,17 @@ $(MARKS_PLUGIN): Sources/Tools/BenchPlugin/instruction-marks.c
 
 # The plugin that counts every instruction for `make profile`, and the profile:
 # instructions per program and per function while CMDS run (optionally on a fresh
-# ext2 DISK of that size, counting only PHASE: see `swift run curio-profile --help`).
+# ext2 disk of DISK_SIZE, counting only PHASE: see `swift run curio-profile --help`).
 PROFILE_PLUGIN := $(BUILD)/pc-profile.so
 $(PROFILE_PLUGIN): Sources/Tools/BenchPlugin/pc-profile.c
 	@mkdir -p $(BUILD)
 	@$(TOOLCHAIN)clang -O2 -shared -fPIC -fvisibility=hidden -Wall -Wextra -o $@ $<
 
 profile: deps build $(PROFILE_PLUGIN)
-	@test -n "$(CMDS)" || { echo "usage: make profile CMDS='run fsbench 1' [DISK=32M] [PHASE=3] [TOP=25]"; exit 2; }
+	@test -n "$(CMDS)" || { echo "usage: make profile CMDS='run fsbench 1' [DISK_SIZE=32M] [PHASE=3] [TOP=25]"; exit 2; }
 	$(SWIFT) run -q curio-profile --commands '$(CMDS)' --kernel $(abspath $(BUILD)/kernel.elf) \
 	  --programs $(abspath $(BUILD)/programs) --plugin $(abspath $(PROFILE_PLUGIN)) --output $(abspath $(BUILD)/profile.out) \
-	  $(if $(DISK),--disk $(DISK)) $(if $(PHASE),--phase $(PHASE)) $(if $(TOP),--top $(TOP))
+	  $(if $(DISK_SIZE),--disk $(DISK_SIZE)) $(if $(PHASE),--phase $(PHASE)) $(if $(TOP),--top $(TOP))
 
 bench: deps build kernel-nossr $(MARKS_PLUGIN)
 	$(SWIFT) run -c release curio-bench $(abspath $(BUILD)/kernel.elf) $(abspath $(BUILD)/kernel-nossr.elf) \

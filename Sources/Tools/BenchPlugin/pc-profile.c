@@ -71,7 +71,7 @@ typedef struct {
     uint64_t count;
 } Counter;
 
-enum { counterCapacity = 1 << 21, tableSize = 1 << 22, phaseCapacity = 4096 };
+enum { counterCapacity = 1 << 21, tableSize = 1 << 22, phaseCapacity = 1 << 16 };
 static Counter *counters;
 static uint32_t countersUsed;
 /* Open addressing over (address, host page): index + 1, 0 for empty. */
