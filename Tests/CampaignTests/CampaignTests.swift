@@ -57,7 +57,7 @@ import Testing
         let execution = timer.moment(for: .execution, seed: 5)
         #expect(execution.description == "exec \(timer.executionWindow)")
         #expect(timer.command(fault: "pointer-flip", moment: execution, seed: 5)
-                == "run timertest 4 100000 30 pointer-flip exec \(timer.executionWindow) seed=5")
+                == "run timertest 4 100000 82 pointer-flip exec \(timer.executionWindow) mixed seed=5")
         let request = timer.moment(for: .request, seed: 12345)
         #expect(request.trigger == .request && (1...timer.requestWindow).contains(request.argument))
         #expect(request == timer.moment(for: .request, seed: 12345))
@@ -78,7 +78,7 @@ import Testing
         #expect(Faults.split("reg-flip") == ("reg-flip", false))
         let moment = Moment(trigger: .execution, argument: 9)
         #expect(Workload.standard(for: .timer).command(fault: "loop+persistent", moment: moment, seed: 3)
-                == "run timertest 4 100000 30 loop exec 9 seed=3 persistent")
+                == "run timertest 4 100000 82 loop exec 9 mixed seed=3 persistent")
         #expect(Workload.standard(for: .fs).command(fault: "illegal+persistent", moment: moment, seed: 3)
                 .hasSuffix("kind=illegal trigger=exec arg=9 seed=3 persistent"))
     }

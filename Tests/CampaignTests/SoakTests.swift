@@ -12,7 +12,12 @@ import Testing
 @testable import CampaignKit
 
 /// A timer workload of `injections` faults, as the captured boots ran.
-func timerSoak(_ injections: Int) -> SoakWorkload { SoakWorkload(server: .timer, injections: injections) }
+/// A timer soak as the recorded consoles below ran it: one timer per client.
+func timerSoak(_ injections: Int) -> SoakWorkload {
+    var workload = SoakWorkload(server: .timer, injections: injections)
+    workload.mixedTimers = false
+    return workload
+}
 
 enum SoakConsoles {
     static let banner = "OpenSBI v1.2\r\nCurio: an Embedded Swift microkernel with server state regions\r\n"
@@ -226,6 +231,10 @@ enum SoakConsoles {
         #expect(timer.command(fault: "illegal", seed: 7)
                 == "run timertest 4 100000 430 illegal exec 50000 faults=3 every=11000000 seed=7; audit")
         #expect(timerSoak(20).timerWaits == 2300)
+        let mixed = SoakWorkload(server: .timer, injections: 3)
+        #expect(mixed.timerWaits == 1182, "430 periods of three timers")
+        #expect(mixed.command(fault: "illegal", seed: 7)
+                == "run timertest 4 100000 1182 illegal exec 50000 faults=3 every=11000000 mixed seed=7; audit")
         let fs = SoakWorkload(server: .fs, injections: 3)
         #expect(fs.command(fault: "illegal", seed: 3)
                 == "run fstest stress 4 1 fs=3 every=11000000 kind=illegal trigger=exec arg=1000000 seed=3; audit")

@@ -53,6 +53,18 @@ struct TimerServiceTests {
         #expect(run.exitStatus == 0)
     }
 
+    /// Several timers per client — periodic, one-shot, cancelled and started again —
+    /// come through crashes in the right order, each expiration once: no cancelled or
+    /// fired one-shot timer comes back, no timer's expiration overtakes an earlier one.
+    @Test func mixedTimersComeThroughCrashesInOrder() throws {
+        let run = try CurioMachine.run(commands: "run timertest 4 100000 90 illegal next faults=4 every=700000 mixed",
+                                       extra: Self.icount)
+        let fields = try #require(Self.summary(run))
+        #expect(fields["ok"] == 4, "\(run.console)")
+        #expect((fields["restarts"] ?? 0) >= 4, "the faults did not strike:\n\(run.console)")
+        #expect(run.console.split(separator: "\n").filter { $0.hasPrefix("timerclient ok waits=90 ") }.count == 4)
+    }
+
     /// Bit flips and wild pointers may be masked, crash the server, or be caught by its
     /// checks; a client may then be told (state lost, a rejected call) — but no client
     /// may ever get a wrong expiration, and nothing may hang.

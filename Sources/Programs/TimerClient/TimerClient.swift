@@ -1,14 +1,27 @@
-// timerclient PERIOD WAITS [LATE]: starts one periodic timer of PERIOD clock ticks,
-// waits for WAITS expirations and checks each: the right timer, sequence numbers 1, 2,
-// 3... with none missing or repeated, deadlines exactly one period apart starting
-// where `start` said, never delivered early, and in time: read on its own clock when
-// the wait returns, at most a period plus LATE ticks after the deadline (or after the
-// call, if the deadline had passed when it waited) for each
-// recovery it had to sit out (one, plus every restart of the timer since the last
-// expiration). LATE defaults to 60 ms: the watchdog's 50 ms to notice a hung timer,
-// its restart and recovery, and a margin. A timer that answers days late has not
-// answered. It measures the skew (delivered - deadline as the server reports it, in
-// ticks) and prints one line:
+// timerclient PERIOD WAITS [LATE] [mixed]: runs timers and checks every expiration.
+//
+// Plain, it starts one periodic timer of PERIOD clock ticks. With `mixed` it keeps
+// three of the server's four timer slots busy with timers that come and go: A,
+// periodic with PERIOD; B, periodic with 3/2 PERIOD, cancelled and started again
+// every 7 expirations (alternating with 5/4 PERIOD); and C, a one-shot timer of 1/2,
+// 1 or 3/2 PERIOD, started again each time it fires. It waits for WAITS expirations
+// in all and checks each against a model of its timers:
+//
+//   - it is of a timer the client has running (a cancelled or fired one-shot timer
+//     never comes back), with that timer's next sequence number (1, 2, 3..., none
+//     missing or repeated) and its next deadline (a period after the last, the first
+//     where `start` said);
+//   - no other running timer was due before it (the server delivers the earliest);
+//   - never early, and in time: read on the client's own clock when the wait
+//     returns, at most the timer's period plus LATE ticks after the deadline (or
+//     after the call, if the deadline had passed when it waited) for each recovery
+//     it had to sit out (one, plus every restart of the timer since the last
+//     expiration). LATE defaults to 60 ms: the watchdog's 50 ms to notice a hung
+//     timer, its restart and recovery, and a margin. A timer that answers days late
+//     has not answered.
+//
+// It measures the skew (delivered - deadline as the server reports it, in ticks)
+// and prints one line:
 //
 //   timerclient ok waits=N maxskew=T meanskew=T errors=0
 //   timerclient FAIL waits=N maxskew=T meanskew=T errors=E reason=...
@@ -25,25 +38,21 @@ import TimerAPI
 struct TimerClient {
     static func main() {
         let words = String(decoding: System.arguments, as: UTF8.self).split(separator: " ")
-        guard words.count >= 2, let period = UInt64(words[0]), let waits = Int(words[1]), waits > 0,
-              let lateness = words.count > 2 ? UInt64(words[2]) : 600_000 else {
-            print("timerclient FAIL waits=0 maxskew=0 meanskew=0 errors=1 reason=usage: timerclient PERIOD WAITS [LATE]")
+        let mixed = words.contains("mixed")
+        let numbers = words.filter { $0 != "mixed" }
+        guard numbers.count >= 2, let period = UInt64(numbers[0]), period >= 4 * TimerLimits.minimumPeriod,
+              let waits = Int(numbers[1]), waits > 0,
+              let lateness = numbers.count > 2 ? UInt64(numbers[2]) : 600_000 else {
+            print("timerclient FAIL waits=0 maxskew=0 meanskew=0 errors=1 reason=usage: timerclient PERIOD WAITS [LATE] [mixed]")
             System.exit(1)
         }
         var run = Run(waits: waits)
-        let before = System.clock()
-        let timer: TimerID
-        var deadline: UInt64
-        do throws(TimerError) {
-            (timer, deadline) = try Timer.schedule(period: period, repeating: true)
-        } catch {
-            run.finish(failure: "start: " + error.name, status: status(for: error))
-        }
-        let after = System.clock()
-        if deadline < before + period || deadline > after + period {
-            run.error("first deadline \(deadline) outside [\(before + period), \(after + period)]")
-        }
-        var sequence: UInt64 = 1
+        var timers = Timers()
+        _ = timers.start(period: period, repeating: true, run: &run)
+        var changing = mixed ? timers.start(period: period * 3 / 2, repeating: true, run: &run) : nil
+        var oneShots = 0
+        if mixed { _ = timers.start(period: period / 2, repeating: false, run: &run) }
+
         let timerSlot = (try? System.lookup("timer"))?.index
         var restartsSeen = restarts(ofSlot: timerSlot)
         for index in 0..<waits {
@@ -55,31 +64,27 @@ struct TimerClient {
                 run.finish(failure: "wait \(index + 1): " + error.name, status: status(for: error))
             }
             run.completed += 1
-            if expiration.timer != timer { run.error("wait \(index + 1): timer \(expiration.timer), expected \(timer)") }
-            if expiration.sequence != sequence {
-                run.error("wait \(index + 1): sequence \(expiration.sequence), expected \(sequence)")
-            }
-            if expiration.deadline != deadline {
-                run.error("wait \(index + 1): deadline \(expiration.deadline), expected \(deadline)")
-            }
-            if expiration.delivered < expiration.deadline {
-                run.error("wait \(index + 1): delivered \(expiration.deadline - expiration.delivered) ticks early")
-            }
             let arrived = System.clock()
             let restartsNow = restarts(ofSlot: timerSlot)
-            let allowed = period + lateness * (1 + restartsNow - min(restartsSeen, restartsNow))
+            let recoveries = 1 + restartsNow - min(restartsSeen, restartsNow)
             restartsSeen = restartsNow
-            // An expiration already due when we asked (we were behind) is owed at once.
-            let owed = max(deadline, called)
-            if arrived > owed && arrived - owed > allowed {
-                run.error("wait \(index + 1): arrived \(arrived - owed) ticks late (at most \(allowed))")
+            guard let timer = timers.check(expiration, wait: index + 1, called: called, arrived: arrived,
+                                           allowance: lateness * recoveries, run: &run) else {
+                continue
             }
             run.record(skew: expiration.skew)
-            // Follow what we got, so one slip is counted once, not at every later wait.
-            sequence = expiration.sequence + 1
-            deadline = expiration.deadline + period
+            guard mixed else { continue }
+            if !timer.repeating {
+                oneShots += 1
+                _ = timers.start(period: period * UInt64(1 + oneShots % 3) / 2, repeating: false, run: &run)
+            }
+            if run.completed % 7 == 0, let current = changing {
+                timers.cancel(current, run: &run)
+                let next = run.completed % 14 == 0 ? period * 3 / 2 : period * 5 / 4
+                changing = timers.start(period: next, repeating: true, run: &run)
+            }
         }
-        try? Timer.cancel(timer)
+        timers.cancelAll(run: &run)
         run.finish(failure: nil, status: 0)
     }
 
@@ -92,6 +97,91 @@ struct TimerClient {
 
     static func status(for error: TimerError) -> Int32 {
         error == .system(.serverStateLost) ? 2 : 3
+    }
+}
+
+/// What the client expects of one of its timers.
+struct ExpectedTimer {
+    var id: TimerID
+    var period: UInt64
+    var repeating: Bool
+    var nextDeadline: UInt64
+    var nextSequence: UInt64
+}
+
+/// The client's model of its running timers.
+struct Timers {
+    private(set) var running: [ExpectedTimer] = []
+
+    /// Starts a timer and checks the first deadline the server set.
+    mutating func start(period: UInt64, repeating: Bool, run: inout Run) -> TimerID {
+        let before = System.clock()
+        let timer: TimerID
+        let deadline: UInt64
+        do throws(TimerError) {
+            (timer, deadline) = try Timer.schedule(period: period, repeating: repeating)
+        } catch {
+            run.finish(failure: "start: " + error.name, status: TimerClient.status(for: error))
+        }
+        let after = System.clock()
+        if deadline < before + period || deadline > after + period {
+            run.error("first deadline \(deadline) outside [\(before + period), \(after + period)]")
+        }
+        if running.contains(where: { $0.id == timer }) { run.error("start: timer \(timer) is already running") }
+        running.append(ExpectedTimer(id: timer, period: period, repeating: repeating, nextDeadline: deadline,
+                                     nextSequence: 1))
+        return timer
+    }
+
+    mutating func cancel(_ timer: TimerID, run: inout Run) {
+        do throws(TimerError) {
+            try Timer.cancel(timer)
+        } catch {
+            run.finish(failure: "cancel \(timer): " + error.name, status: TimerClient.status(for: error))
+        }
+        running.removeAll { $0.id == timer }
+    }
+
+    mutating func cancelAll(run: inout Run) {
+        for timer in running where timer.repeating { try? Timer.cancel(timer.id) }
+        running.removeAll()
+    }
+
+    /// Checks one expiration against the model and advances it; the timer it was of,
+    /// or nil if it was of none running.
+    mutating func check(_ expiration: Expiration, wait: Int, called: UInt64, arrived: UInt64, allowance: UInt64,
+                        run: inout Run) -> ExpectedTimer? {
+        guard let index = running.firstIndex(where: { $0.id == expiration.timer }) else {
+            run.error("wait \(wait): timer \(expiration.timer), which is not running")
+            return nil
+        }
+        let timer = running[index]
+        if expiration.sequence != timer.nextSequence {
+            run.error("wait \(wait): timer \(timer.id) sequence \(expiration.sequence), expected \(timer.nextSequence)")
+        }
+        if expiration.deadline != timer.nextDeadline {
+            run.error("wait \(wait): timer \(timer.id) deadline \(expiration.deadline), expected \(timer.nextDeadline)")
+        }
+        if let earlier = running.first(where: { $0.nextDeadline < expiration.deadline }) {
+            run.error("wait \(wait): timer \(timer.id) delivered before timer \(earlier.id), due earlier")
+        }
+        if expiration.delivered < expiration.deadline {
+            run.error("wait \(wait): delivered \(expiration.deadline - expiration.delivered) ticks early")
+        }
+        // An expiration already due when we asked (we were behind) is owed at once.
+        let owed = max(timer.nextDeadline, called)
+        let allowed = timer.period + allowance
+        if arrived > owed && arrived - owed > allowed {
+            run.error("wait \(wait): arrived \(arrived - owed) ticks late (at most \(allowed))")
+        }
+        // Follow what we got, so one slip is counted once, not at every later wait.
+        if timer.repeating {
+            running[index].nextSequence = expiration.sequence + 1
+            running[index].nextDeadline = expiration.deadline + timer.period
+        } else {
+            running.remove(at: index)
+        }
+        return timer
     }
 }
 

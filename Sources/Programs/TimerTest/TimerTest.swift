@@ -2,9 +2,10 @@
 // run, and says how they fared. The basis of the fault-injection campaign.
 //
 //   timertest CLIENTS PERIOD WAITS [FAULT [TRIGGER [ARG]]] [faults=N] [every=TICKS] [target=NAME]
-//             [aim=N] [seed=S] [persistent]
+//             [aim=N] [seed=S] [persistent] [mixed]
 //
-// starts CLIENTS `timerclient PERIOD WAITS`. With a FAULT (a FaultKind name:
+// starts CLIENTS `timerclient PERIOD WAITS` (with `mixed`: each with several timers,
+// periodic and one-shot, started and cancelled as it goes). With a FAULT (a FaultKind name:
 // wild-write, pointer-flip, reg-flip, data-flip, stack-flip, ssr-flip, loop, illegal)
 // it injects it into `target` (default timer) N times (default 1), the first at once
 // and then one every TICKS clock ticks (default: spread over the run), each with
@@ -46,12 +47,12 @@ struct TimerTest {
     static func main() {
         guard let plan = Plan(String(decoding: System.arguments, as: UTF8.self)) else {
             print("usage: timertest CLIENTS PERIOD WAITS [FAULT [next|after N|random T|exec T]] [faults=N] [every=TICKS]"
-                  + " [target=NAME] [aim=N] [seed=S] [persistent]")
+                  + " [target=NAME] [aim=N] [seed=S] [persistent] [mixed]")
             System.exit(2)
         }
         let restartsBefore = restarts(of: plan.target)
         var children: [TaskID] = []
-        let arguments = "\(plan.period) \(plan.waits)"
+        let arguments = "\(plan.period) \(plan.waits)" + (plan.mixed ? " 600000 mixed" : "")
         for _ in 0..<plan.clients {
             do throws(SyscallError) {
                 children.append(try spawn("timerclient", arguments: arguments))
@@ -175,6 +176,8 @@ struct Plan {
     var seed: UInt = 0
     /// `persistent`: a code fault stays in the program across its restarts.
     var persistent = false
+    /// `mixed`: each client runs several timers that come and go (`timerclient ... mixed`).
+    var mixed = false
 
     /// The seed of injection `number`: S, S+1, ... never 0 (which would mean "none").
     func seed(ofInjection number: Int) -> UInt {
@@ -190,6 +193,8 @@ struct Plan {
         for word in text.split(separator: " ") {
             if word == "persistent" {
                 persistent = true
+            } else if word == "mixed" {
+                mixed = true
             } else if let equals = word.firstIndex(of: "=") {
                 let key = word[word.startIndex..<equals]
                 let value = word[word.index(after: equals)...]

@@ -123,7 +123,8 @@ public struct Workload: Sendable {
         case .timer:
             Workload(server: .timer, clients: 4, usesDisk: false, requestWindow: 120, timeWindow: 2_700_000,
                      executionWindow: 25_000, timeout: 15,
-                     description: "timertest: 4 timer clients, 30 expirations 10 ms apart each")
+                     description: "timertest: 4 timer clients, 3 timers each (periodic and one-shot, started and "
+                        + "cancelled), \(TimerWorkload.waits(forPeriods: 30)) expirations over 30 periods of 10 ms")
         case .fs:
             Workload(server: .fs, clients: 4, usesDisk: true, requestWindow: 400, timeWindow: 4_500_000,
                      executionWindow: 600_000, timeout: 60,
@@ -151,12 +152,22 @@ public struct Workload: Sendable {
         let lasting = persistent ? " persistent" : ""
         switch server {
         case .timer:
-            return "run timertest \(clients) 100000 30 \(kind) \(moment) seed=\(seed)" + lasting
+            return "run timertest \(clients) 100000 \(TimerWorkload.waits(forPeriods: 30)) \(kind) \(moment) mixed"
+                + " seed=\(seed)" + lasting
         case .fs, .storage:
             return "run fstest stress \(clients) 3 \(server.rawValue)=1 every=10000 kind=\(kind)"
                 + " trigger=\(moment.trigger.workloadWord) arg=\(moment.argument) seed=\(seed)" + lasting
         }
     }
+}
+
+/// The timer clients of campaigns and soaks run `timerclient ... mixed`: three timers
+/// each — periodic A (the period), periodic B (3/2 or 5/4 of it, cancelled and started
+/// again every 7 expirations) and one-shot C (1/2, 1 or 3/2 of it, started again each
+/// time it fires) — about 2.75 expirations per period in all.
+public enum TimerWorkload {
+    /// The waits that keep a client busy for `periods` periods.
+    public static func waits(forPeriods periods: UInt64) -> Int { Int(periods * 11 / 4) }
 }
 
 /// Deterministic seeds (Swift's own hashing is seeded afresh in every process).

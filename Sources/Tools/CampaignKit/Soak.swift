@@ -45,6 +45,9 @@ public struct SoakWorkload: Sendable, Equatable {
     public var window: UInt64
     /// The timer clients' period (timertest only), in ticks.
     public var period: UInt64 = 100_000
+    /// Whether each timer client runs three timers that come and go (`TimerWorkload`)
+    /// rather than one periodic timer (the workload of soaks before 2026-12-07).
+    public var mixedTimers = true
 
     public static let defaultEvery: UInt64 = 11_000_000
 
@@ -65,7 +68,8 @@ public struct SoakWorkload: Sendable, Equatable {
     /// The waits of each timer client: it runs through every injection and 1 s beyond,
     /// for the last one to strike and its recovery to be checked.
     public var timerWaits: Int {
-        Int((UInt64(injections) * every + 10_000_000 + period - 1) / period)
+        let periods = (UInt64(injections) * every + 10_000_000 + period - 1) / period
+        return mixedTimers ? TimerWorkload.waits(forPeriods: periods) : Int(periods)
     }
 
     /// The guest time a boot takes, in seconds: the injections and their tail.
@@ -87,7 +91,8 @@ public struct SoakWorkload: Sendable, Equatable {
 
     public var description: String {
         let kind = server == .timer
-            ? "timertest: \(clients) timer clients (one timer each, \(period / 10_000) ms period) checking every expiration"
+            ? "timertest: \(clients) timer clients (" + (mixedTimers ? "3 timers each, periodic and one-shot, started and "
+                + "cancelled; " : "one timer each, ") + "\(period / 10_000) ms period) checking every expiration"
             : "fstest stress: \(clients) streaming clients checking every byte, a fresh 32 MiB ext2 image per boot, "
                 + "e2fsck -fn afterwards"
         return kind + "; up to \(injections) injections a boot into \(server.rawValue), one armed every "
@@ -103,7 +108,7 @@ public struct SoakWorkload: Sendable, Equatable {
         switch server {
         case .timer:
             workload = "run timertest \(clients) \(period) \(timerWaits) \(kind) exec \(window) faults=\(injections)"
-                + " every=\(every) seed=\(seed)" + lasting
+                + " every=\(every)" + (mixedTimers ? " mixed" : "") + " seed=\(seed)" + lasting
         case .fs, .storage:
             workload = "run fstest stress \(clients) 1 \(server.rawValue)=\(injections) every=\(every) kind=\(kind)"
                 + " trigger=exec arg=\(window) seed=\(seed)" + lasting
