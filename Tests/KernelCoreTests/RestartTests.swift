@@ -384,6 +384,30 @@ import Testing
         #expect(harness.task(0).rapidRestarts == 0)
     }
 
+    /// A server that answers a client between faults is making progress, however
+    /// close together the faults come: it is neither held back nor given up.
+    @Test func restartsBetweenWhichTheServerAnsweredAreNotQuickSuccession() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.client)  // 1
+        harness.recover(0, pages: 0)
+        harness.receive(0)
+        for fault in 1...(2 * TestKernel.restartsBeforeGivingUp) {
+            try harness.call(1, harness.id(0))
+            try harness.reply(from: 0, to: harness.id(1))
+            #expect(harness.error(1) == nil, "fault \(fault)")
+            harness.kernel.fault(0, cause: .storePageFault, address: 0)
+            #expect(harness.state(0) == .runnable, "fault \(fault): not held, not given up")
+            #expect(harness.task(0).rapidRestarts == 0)
+            harness.tick(by: 1_000)
+            harness.recover(0, pages: 2)
+            harness.receive(0)
+        }
+        // Answering nobody, the next restarts count again.
+        for _ in 0..<TestKernel.restartsBeforeBackoff { harness.kernel.fault(0, cause: .storePageFault, address: 0) }
+        #expect(harness.task(0).rapidRestarts == TestKernel.restartsBeforeBackoff)
+    }
+
     @Test func aHeldServerKeepsItsClientsQueued() throws {
         let harness = try KernelHarness.ssr()
         try harness.spawn(Program.fs)  // 0

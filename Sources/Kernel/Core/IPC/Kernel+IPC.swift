@@ -130,6 +130,7 @@ extension Kernel {
         clientRegisters.setResult(3, words.1)
         clientRegisters.setResult(4, UInt(payload.count))
         completeRequest(of: slot, by: caller)
+        tasks[caller].repliedSinceRestart = true
         makeRunnable(slot)
     }
 

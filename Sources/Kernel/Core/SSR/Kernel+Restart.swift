@@ -16,6 +16,10 @@
 //   4. holds the new process back if it has been restarting in quick succession
 //      (exponential backoff), and gives it up after too many (`failed`): its
 //      clients then get `serverFailed`, and a parent waiting for it its status.
+//      Restarts are in quick succession when they come less than a second apart
+//      and the server answered nobody in between: a server that serves between
+//      faults, however frequent, is making progress for its clients (and a soak
+//      may strike it every 100 ms); one that answers nobody is failing everyone.
 //
 // A server blocked in its own `send` when it is restarted leaves its partner's queue
 // of senders: the fresh process never made that call. Its own SSRs with other
@@ -100,6 +104,7 @@ extension Kernel {
         // server that answers nobody between poison requests (a bug every request
         // hits) is failing for everyone, and is given up as before.
         let quick = tasks[slot].lastRestart != 0 && now &- tasks[slot].lastRestart < Self.rapidRestartWindow
+            && !tasks[slot].repliedSinceRestart
         let refunded = poisoned && tasks[slot].repliedSincePoison
         let rapidRestarts = refunded ? max(tasks[slot].rapidRestarts - 1, 0)
             : quick ? tasks[slot].rapidRestarts + 1 : 0

@@ -122,6 +122,9 @@ public struct Task {
     /// poison request's crashes count toward giving up only when this is false: a
     /// server that answers nothing between poison requests is failing for everyone).
     public var repliedSincePoison = true
+    /// This incarnation has answered a request: its restart is not "in quick
+    /// succession" with the one before, however soon it comes.
+    public var repliedSinceRestart = false
 
     public init() {}
 
