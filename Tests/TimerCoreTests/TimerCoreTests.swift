@@ -320,6 +320,23 @@ final class CutStorage: SSRStorage {
         }
     }
 
+    /// A start computed from a "now" whose low bits a fault lowered would fire early:
+    /// its deadline is less than a period after a reading the server took before.
+    @Test func aStartFromALoweredNowIsCaught() {
+        let old = Self.busyState()
+        for bit in 0..<20 {
+            var new = old
+            let now: UInt64 = 1 << 24
+            let result = TimerLogic.start(&new, period: 100_000, repeating: false, now: now - (1 << UInt64(bit)))
+            #expect(!TimerTransition.isValid(from: old, to: new, operation: .start, words: (100_000, 0), result: result,
+                                             notBefore: now, clock: { now + 10 }), "bit \(bit)")
+            var honest = old
+            let fine = TimerLogic.start(&honest, period: 100_000, repeating: false, now: now)
+            #expect(TimerTransition.isValid(from: old, to: honest, operation: .start, words: (100_000, 0), result: fine,
+                                            notBefore: now, clock: { now + 10 }))
+        }
+    }
+
     /// A flip of any bit of the new state, or of the reply, is caught: the server
     /// restarts instead of committing or answering it.
     @Test func anyFlippedBitOfADeliveryIsCaught() {

@@ -160,7 +160,8 @@ public enum TimerTransition {
     /// `new`, is one the operation can produce. `clock` is read only to confirm that a
     /// delivered expiration is really due (a fresh reading, not the one the request used).
     public static func isValid(from old: TimerClientState, to new: TimerClientState, operation: TimerOperation?,
-                               words: (UInt, UInt), result: TimerResult, clock: () -> UInt64) -> Bool {
+                               words: (UInt, UInt), result: TimerResult, notBefore: UInt64 = 0,
+                               clock: () -> UInt64) -> Bool {
         switch result {
         case .wait(let until):
             return operation == .wait && sameSlots(old, new, except: nil) && old.generation == new.generation
@@ -168,7 +169,7 @@ public enum TimerTransition {
         case .reply(let code, let reply):
             guard code == .ok else { return sameSlots(old, new, except: nil) && old.generation == new.generation }
             switch operation {
-            case .start: return isStart(from: old, to: new, words: words, reply: reply, clock: clock)
+            case .start: return isStart(from: old, to: new, words: words, reply: reply, notBefore: notBefore, clock: clock)
             case .cancel: return isCancel(from: old, to: new, id: UInt16(truncatingIfNeeded: words.0))
             case .wait: return isDelivery(from: old, to: new, reply: reply, clock: clock)
             case nil: return false
@@ -179,9 +180,11 @@ public enum TimerTransition {
     /// One free slot became the timer the reply names, with the requested period and
     /// kind, its first expiration (numbered 1) at the deadline the reply gives — no
     /// later than a period from a fresh clock reading (a damaged "now" would otherwise
-    /// set a deadline days away, consistently in state and reply, and promise it).
+    /// set a deadline days away, consistently in state and reply, and promise it), and
+    /// no earlier than a period from `notBefore`, a reading the server took before the
+    /// one it computed with (a flipped low bit of "now" made the timer fire early).
     static func isStart(from old: TimerClientState, to new: TimerClientState, words: (UInt, UInt),
-                        reply: (UInt, UInt), clock: () -> UInt64) -> Bool {
+                        reply: (UInt, UInt), notBefore: UInt64, clock: () -> UInt64) -> Bool {
         let id = TimerID(rawValue: UInt16(truncatingIfNeeded: reply.0))
         guard reply.0 <= UInt(UInt16.max), old.slots[id.slot].isFree, sameSlots(old, new, except: id.slot),
               new.generation == id.generation else { return false }
@@ -189,7 +192,7 @@ public enum TimerTransition {
         let flags = words.1 != 0 ? TimerSlot.repeatingFlag : 0
         return slot.id == id.rawValue && slot.period == UInt64(words.0) && slot.flags == flags && slot.reserved == 0
             && slot.nextSequence == 1 && slot.nextDeadline == UInt64(reply.1) && slot.nextDeadline >= slot.period
-            && slot.nextDeadline - slot.period <= clock()
+            && slot.nextDeadline - slot.period >= notBefore && slot.nextDeadline - slot.period <= clock()
     }
 
     /// The slot the id names was that timer and is free now; nothing else changed.

@@ -32,6 +32,9 @@ struct TimerService: SSRService {
     mutating func handle(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
                          state: inout TimerClientState) -> SSROutcome {
         verifyQueue()
+        // Two readings: the transition check holds a new timer's deadline to at least
+        // a period after the first, whatever a fault does to the second on its way.
+        let notBefore = System.clock()
         let now = System.clock()
         let committed = state
         let result: TimerResult
@@ -42,7 +45,8 @@ struct TimerService: SSRService {
         case nil: result = .reply(.badOperation, (0, 0))
         }
         guard TimerTransition.isValid(from: committed, to: state, operation: TimerOperation(rawValue: operation),
-                                      words: words, result: result, clock: { System.clock() }) else {
+                                      words: words, result: result, notBefore: notBefore,
+                                      clock: { System.clock() }) else {
             System.reportFailure()
         }
         switch result {
