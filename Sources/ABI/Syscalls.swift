@@ -27,7 +27,12 @@ public enum Syscall: UInt, Sendable {
     case send = 2
     /// Wait for a message or a notification.
     case receive = 3
-    /// Answer a message received earlier; never blocks.
+    /// Answer a message received earlier; never blocks. A server with state regions
+    /// may seal its reply to a bound client: t0 = `RequestSeal.value` over (client,
+    /// code, word0, word1, payload length, the request's id). The kernel checks a seal
+    /// it is given (t0 ≠ 0) and refuses a reply that does not match it
+    /// (`replySealBroken`), so that a fault between the server's checks and the
+    /// `ecall` cannot hand the client words the server never meant.
     case reply = 4
     /// Find the endpoint of a program's running instance: a0/a1 = name pointer/length.
     case lookup = 5
@@ -52,7 +57,8 @@ public enum Syscall: UInt, Sendable {
     /// -> a1 = the caller's own TaskID.
     case whoAmI = 15
     /// A server's loop step in one trap: reply to one client, then receive the next
-    /// message (seL4's ReplyRecv). A reply to a client that has died is dropped.
+    /// message (seL4's ReplyRecv). A reply to a client that has died is dropped. The
+    /// reply may be sealed in t0, as for `reply`.
     case replyAndReceive = 16
 
     // Server state regions (see ServerStateRegions.swift).
@@ -142,6 +148,9 @@ public enum SyscallError: UInt, Error, Sendable {
     case alreadyRunning = 15
     /// A device would be told to reach memory outside the pages granted to its driver.
     case dmaNotPermitted = 16
+    /// A reply whose words do not match the seal the server gave with them: the server
+    /// was damaged between sealing and replying. The client keeps waiting.
+    case replySealBroken = 17
 }
 
 extension SyscallError {
@@ -164,6 +173,7 @@ extension SyscallError {
         case .requestFailed: "request failed (the server crashed on it twice)"
         case .alreadyRunning: "already running"
         case .dmaNotPermitted: "DMA outside the driver's pages"
+        case .replySealBroken: "reply does not match its seal"
         }
     }
 }

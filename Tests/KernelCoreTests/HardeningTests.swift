@@ -29,6 +29,40 @@ import Testing
         return harness
     }
 
+    // MARK: Sealed replies
+
+    /// A server with state regions may seal its reply (t0): the kernel lets it through
+    /// only if the words match the seal over the client's request in flight; otherwise
+    /// the client keeps waiting for the answer the server meant. No seal, no check.
+    @Test func aReplyThatDoesNotMatchItsSealIsRefusedAndTheClientKeepsWaiting() throws {
+        let harness = try fsAndClients(1)
+        harness.receive(0)
+        try harness.call(1, harness.id(0))
+        let request = UInt64(harness.result(0, 6))
+        #expect(request != 0)
+        let client = harness.id(1)
+        let sealed = RequestSeal.value(sender: client.rawValue, operation: 7, word0: 11, word1: 12, length: 0,
+                                       requestID: request)
+        harness.registers(0)[.t0] = sealed
+        try harness.reply(from: 0, to: client, code: 7, words: (11, 13))  // a word the seal does not cover
+        #expect(harness.error(0) == .replySealBroken)
+        #expect(harness.state(1) == .awaitingReply, "the client still waits")
+        harness.registers(0)[.t0] = RequestSeal.value(sender: client.rawValue, operation: 7, word0: 11, word1: 12,
+                                                      length: 0, requestID: request &+ 1)
+        try harness.reply(from: 0, to: client, code: 7, words: (11, 12))
+        #expect(harness.error(0) == .replySealBroken, "sealed for another request")
+        harness.registers(0)[.t0] = sealed
+        try harness.reply(from: 0, to: client, code: 7, words: (11, 12))
+        #expect(harness.error(0) == nil && harness.error(1) == nil)
+        #expect(harness.result(1, 1) == 7 && harness.result(1, 2) == 11 && harness.result(1, 3) == 12)
+
+        harness.receive(0)
+        try harness.call(1, harness.id(0))
+        harness.registers(0)[.t0] = 0
+        try harness.reply(from: 0, to: client, code: 1, words: (2, 3))
+        #expect(harness.error(0) == nil && harness.result(1, 1) == 1, "an unsealed reply is not checked")
+    }
+
     // MARK: Restart while blocked in send
 
     @Test func aServerRestartedWhileSendingLeavesItsPartnersQueue() throws {

@@ -320,6 +320,27 @@ final class CutStorage: SSRStorage {
         }
     }
 
+    /// A refusal passes only when the operation really cannot be done: a full table,
+    /// a timer that is not there, a bad period, no timers.
+    @Test func aRefusalThatIsNotTrueIsCaught() {
+        let busy = Self.busyState()  // three timers, one slot free
+        let running = busy.slots[0].id
+        let refusal = TimerResult.reply(.tooManyTimers, (0, 0))
+        #expect(!Self.isValid(busy, busy, .start, words: (1000, 1), refusal, now: 6_000), "a slot is free")
+        var full = busy
+        _ = TimerLogic.start(&full, period: 1000, repeating: true, now: 6_000)
+        #expect(Self.isValid(full, full, .start, words: (1000, 1), refusal, now: 6_000))
+        #expect(!Self.isValid(busy, busy, .cancel, words: (UInt(running), 0), .reply(.noSuchTimer, (0, 0)), now: 6_000),
+                "that timer is running")
+        #expect(Self.isValid(busy, busy, .cancel, words: (UInt(running) ^ 4, 0), .reply(.noSuchTimer, (0, 0)), now: 6_000))
+        #expect(!Self.isValid(busy, busy, .start, words: (1000, 1), .reply(.badPeriod, (0, 0)), now: 6_000))
+        #expect(Self.isValid(busy, busy, .start, words: (1, 1), .reply(.badPeriod, (0, 0)), now: 6_000))
+        #expect(!Self.isValid(busy, busy, .wait, .reply(.noTimers, (0, 0)), now: 6_000))
+        #expect(Self.isValid(.initial, .initial, .wait, .reply(.noTimers, (0, 0)), now: 6_000))
+        #expect(!Self.isValid(busy, busy, .wait, .reply(.badOperation, (0, 0)), now: 6_000), "a known operation")
+        #expect(Self.isValid(busy, busy, nil, .reply(.badOperation, (0, 0)), now: 6_000))
+    }
+
     /// A start computed from a "now" whose low bits a fault lowered would fire early:
     /// its deadline is less than a period after a reading the server took before.
     @Test func aStartFromALoweredNowIsCaught() {

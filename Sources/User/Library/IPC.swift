@@ -68,19 +68,27 @@ public enum IPC {
 
     /// Replies with `buffer[0..<replyLength]`, then waits for the next message into
     /// `buffer` — a server loop's step in one system call.
+    /// `seal`: the reply's seal for the kernel to check (0: none; see `Syscall.reply`).
     public static func replyAndReceive(to client: TaskID, code: UInt32 = 0, words: (UInt, UInt) = (0, 0),
                                        replyLength: Int = 0, buffer: UnsafeMutableRawBufferPointer,
-                                       notificationMask: UInt32 = 0) throws(SyscallError) -> Received {
-        let result = try System.call(.replyAndReceive, UInt(client.rawValue),
-                                     UInt(code) | UInt(notificationMask) << 32, words.0, words.1,
-                                     UInt(bitPattern: buffer.baseAddress), UInt(replyLength), UInt(buffer.count))
+                                       notificationMask: UInt32 = 0, seal: UInt64 = 0) throws(SyscallError) -> Received {
+        let result = try System.callSealed(.replyAndReceive, seal: seal, UInt(client.rawValue),
+                                           UInt(code) | UInt(notificationMask) << 32, words.0, words.1,
+                                           UInt(bitPattern: buffer.baseAddress), UInt(replyLength), UInt(buffer.count))
         return Received(result)
     }
 
     public static func reply(to client: TaskID, code: UInt = 0, words: (UInt, UInt) = (0, 0),
-                             payload: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0))
-        throws(SyscallError) {
-        _ = try System.call(.reply, UInt(client.rawValue), code, words.0, words.1,
-                            UInt(bitPattern: payload.baseAddress), UInt(payload.count))
+                             payload: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+                             seal: UInt64 = 0) throws(SyscallError) {
+        _ = try System.callSealed(.reply, seal: seal, UInt(client.rawValue), code, words.0, words.1,
+                                  UInt(bitPattern: payload.baseAddress), UInt(payload.count))
+    }
+
+    /// The seal of a reply to a request (see `Syscall.reply`).
+    public static func replySeal(to client: TaskID, code: UInt, words: (UInt, UInt), length: Int,
+                                 requestID: UInt64) -> UInt64 {
+        RequestSeal.value(sender: client.rawValue, operation: code, word0: words.0, word1: words.1,
+                          length: UInt(bitPattern: length), requestID: requestID)
     }
 }

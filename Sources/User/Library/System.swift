@@ -8,6 +8,15 @@ import UserArch
 
 public enum System {
     @inline(__always)
+    /// `call` with a reply's seal in t0 (see `Syscall.reply`).
+    static func callSealed(_ syscall: Syscall, seal: UInt64, _ a0: UInt, _ a1: UInt, _ a2: UInt, _ a3: UInt,
+                           _ a4: UInt, _ a5: UInt, _ a6: UInt = 0) throws(SyscallError) -> curio_syscall_result {
+        let result = curio_syscall_sealed(UInt64(syscall.rawValue), UInt64(a0), UInt64(a1), UInt64(a2), UInt64(a3),
+                                          UInt64(a4), UInt64(a5), UInt64(a6), seal)
+        if result.status != 0 { throw SyscallError(rawValue: UInt(result.status)) ?? .unknownSyscall }
+        return result
+    }
+
     static func call(_ syscall: Syscall, _ a0: UInt = 0, _ a1: UInt = 0, _ a2: UInt = 0, _ a3: UInt = 0,
                      _ a4: UInt = 0, _ a5: UInt = 0, _ a6: UInt = 0) throws(SyscallError) -> curio_syscall_result {
         let result = curio_syscall(UInt64(syscall.rawValue), UInt64(a0), UInt64(a1), UInt64(a2), UInt64(a3),

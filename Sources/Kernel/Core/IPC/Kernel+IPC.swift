@@ -106,6 +106,7 @@ extension Kernel {
         guard tasks[slot].state == .awaitingReply, tasks[slot].partner == caller else {
             throw .notWaitingForReply
         }
+        try checkReplySeal(by: caller, to: slot, code: code, words: words, length: payload.count)
         // The client's registers were checked when it called, but are read again
         // now: nothing in them may trap the kernel, whatever changed them since.
         let clientRegisters = registers(slot)
@@ -132,6 +133,20 @@ extension Kernel {
         completeRequest(of: slot, by: caller)
         tasks[caller].repliedSinceRestart = true
         makeRunnable(slot)
+    }
+
+    /// A sealed reply (t0 ≠ 0) from a server with state regions must match its seal
+    /// over the words and the id of the client's request in flight; the client keeps
+    /// waiting if not, and the server (SSRServer) restarts and answers again.
+    private func checkReplySeal(by server: Int, to client: Int, code: UInt, words: (UInt, UInt),
+                                length: Int) throws(SyscallError) {
+        let seal = registers(server)[.t0]
+        guard seal != 0, tasks[server].ssrPages > 0 else { return }
+        guard let index = binding(of: client, to: tasks[server].program) else { throw .replySealBroken }
+        let expected = RequestSeal.value(sender: id(of: client).rawValue, operation: code, word0: words.0,
+                                         word1: words.1, length: UInt(length),
+                                         requestID: tasks[client].bindings[index].lastIssuedRequest)
+        guard seal == expected else { throw .replySealBroken }
     }
 
     /// A reply that cannot reach its client ends the client's call with the error too:

@@ -167,7 +167,10 @@ public enum TimerTransition {
             return operation == .wait && sameSlots(old, new, except: nil) && old.generation == new.generation
                 && TimerLogic.earliestDeadline(old) == until
         case .reply(let code, let reply):
-            guard code == .ok else { return sameSlots(old, new, except: nil) && old.generation == new.generation }
+            guard code == .ok else {
+                return sameSlots(old, new, except: nil) && old.generation == new.generation && reply == (0, 0)
+                    && isRightRefusal(code, of: operation, in: old, words: words)
+            }
             switch operation {
             case .start: return isStart(from: old, to: new, words: words, reply: reply, notBefore: notBefore, clock: clock)
             case .cancel: return isCancel(from: old, to: new, id: UInt16(truncatingIfNeeded: words.0))
@@ -193,6 +196,27 @@ public enum TimerTransition {
         return slot.id == id.rawValue && slot.period == UInt64(words.0) && slot.flags == flags && slot.reserved == 0
             && slot.nextSequence == 1 && slot.nextDeadline == UInt64(reply.1) && slot.nextDeadline >= slot.period
             && slot.nextDeadline - slot.period >= notBefore && slot.nextDeadline - slot.period <= clock()
+    }
+
+    /// A refusal is answered only when the operation really cannot be done: a fault
+    /// that misread the request or the state (a cancel of another timer, a full table
+    /// that is not) would otherwise tell the client something false and leave it there.
+    static func isRightRefusal(_ code: TimerReplyCode, of operation: TimerOperation?, in old: TimerClientState,
+                               words: (UInt, UInt)) -> Bool {
+        switch (code, operation) {
+        case (.badOperation, nil): return true
+        case (.badPeriod, .start?):
+            return UInt64(words.0) < TimerLimits.minimumPeriod || UInt64(words.0) > TimerLogic.maximumPeriod
+        case (.tooManyTimers, .start?):
+            return TimerLogic.freeSlot(old) == nil
+        case (.noSuchTimer, .cancel?):
+            let id = UInt16(truncatingIfNeeded: words.0)
+            return id == 0 || old.slots[Int(id & 3)].id != id
+        case (.noTimers, .wait?):
+            return TimerLogic.next(old) == nil
+        default:
+            return false
+        }
     }
 
     /// The slot the id names was that timer and is free now; nothing else changed.

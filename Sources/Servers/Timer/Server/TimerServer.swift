@@ -44,23 +44,27 @@ struct TimerService: SSRService {
         case .wait: result = TimerLogic.wait(&state, now: now)
         case nil: result = .reply(.badOperation, (0, 0))
         }
-        guard TimerTransition.isValid(from: committed, to: state, operation: TimerOperation(rawValue: operation),
-                                      words: words, result: result, notBefore: notBefore,
-                                      clock: { System.clock() }) else {
-            System.reportFailure()
-        }
         switch result {
-        case .reply(let code, let words):
+        case .reply:
             queue.update(client, earliest: TimerLogic.earliestDeadline(state), waiting: false)
-            arm()
-            return .reply(code.rawValue, words.0, words.1)
         case .wait(let deadline):
             queue.update(client, earliest: deadline, waiting: true)
-            arm()
             // The kernel holds us to it: a fault that makes us forget this wait (a
             // wrong scan, a wake never armed) restarts us rather than strand the client.
             try? System.promiseReply(to: client, by: deadline)
-            return .deferred
+        }
+        arm()
+        // Checked last, so that the reply leaves for the seal (SSRServer) right after:
+        // a failed check restarts us, and the queue is rebuilt from the SSRs.
+        guard TimerTransition.isValid(from: committed, to: state, operation: TimerOperation(rawValue: operation),
+                                      words: words, result: result, notBefore: notBefore,
+                                      clock: { System.clock() }),
+              SSRServer<TimerService>.isRequestInHand(operation: operation, words: words) else {
+            System.reportFailure()
+        }
+        switch result {
+        case .reply(let code, let words): return .reply(code.rawValue, words.0, words.1)
+        case .wait: return .deferred
         }
     }
 

@@ -57,6 +57,37 @@ public enum SSROutcome: Sendable {
     }
 }
 
+/// A reply on its way from the service to the kernel, sealed as soon as the service
+/// has produced it, checked again before it is committed, and checked by the kernel
+/// at the `ecall` (`Syscall.reply`). A fault that changed its words in between (a
+/// flipped register: a timer client got another timer's id) makes the server restart
+/// instead of answering, or caching for a re-delivery, what the service never said;
+/// the kernel then delivers the request again.
+struct SealedReply {
+    var client: TaskID
+    var code: UInt32
+    var words: (UInt, UInt)
+    var length: Int
+    var requestID: UInt64
+    private(set) var seal: UInt64
+
+    init(client: TaskID, code: UInt32, words: (UInt, UInt), length: Int, requestID: UInt64) {
+        self.client = client
+        self.code = code
+        self.words = words
+        self.length = length
+        self.requestID = requestID
+        seal = 0
+        seal = expectedSeal
+    }
+
+    var isIntact: Bool { seal == expectedSeal }
+
+    private var expectedSeal: UInt64 {
+        IPC.replySeal(to: client, code: UInt(code), words: words, length: length, requestID: requestID)
+    }
+}
+
 /// A request's payload: the bytes received, and the buffer a reply payload goes in
 /// (the same memory).
 public struct SSRPayload {
@@ -125,6 +156,8 @@ nonisolated(unsafe) private var windowInUse = false
 /// The request being handled (its client, and the commit before it), for `checkpoint`.
 nonisolated(unsafe) private var handling: (client: TaskID, requestID: UInt64, committedID: UInt64,
                                            committedReply: SSRReply)?
+/// The message being handled, as the kernel delivered it (`isRequestInHand`).
+nonisolated(unsafe) private var handledMessage: Received?
 /// Set by `requestFollowUp`: call the service's `followUp` after this reply.
 nonisolated(unsafe) private var followUpRequested = false
 
@@ -199,6 +232,18 @@ public struct SSRServer<Service: SSRService> {
 
     /// The kernel's id of the request being handled (0 without SSRs, or outside `handle`).
     public static var currentRequestID: UInt64 { handling?.requestID ?? 0 }
+
+    /// Whether `operation` and `words` are what the kernel delivered for the request
+    /// being handled (and that copy still matches the kernel's seal). A service calls
+    /// it in its transition check: a request its own copy of which a fault changed (a
+    /// flipped register turning a cancel into one of another timer, or the operation
+    /// into a bad one) gets an answer that passes every check of the state, an error
+    /// reply leaving it unchanged; the server restarts instead, and the request comes
+    /// again.
+    public static func isRequestInHand(operation: UInt16, words: (UInt, UInt)) -> Bool {
+        guard let message = handledMessage, message.requestID == 0 || message.isIntact else { return false }
+        return UInt16(truncatingIfNeeded: message.operation) == operation && message.words == words
+    }
 
     /// Asks for the service's `followUp` once the current reply has gone out.
     public static func requestFollowUp() { followUpRequested = true }
@@ -306,7 +351,7 @@ public struct SSRServer<Service: SSRService> {
     public mutating func run() -> Never {
         receiveMask = Service.notificationMask
         recover()
-        var pending: (client: TaskID, code: UInt32, words: (UInt, UInt), length: Int)?
+        var pending: SealedReply?
         loopStackPointer = UInt(curio_stack_pointer())
         while true {
             guard receiveMask == Service.notificationMask, UInt(curio_stack_pointer()) == loopStackPointer else {
@@ -315,9 +360,10 @@ public struct SSRServer<Service: SSRService> {
             let message: Received
             do throws(SyscallError) {
                 if let reply = pending {
+                    guard reply.isIntact else { System.reportFailure() }
                     message = try IPC.replyAndReceive(to: reply.client, code: reply.code, words: reply.words,
                                                       replyLength: reply.length, buffer: buffer,
-                                                      notificationMask: receiveMask)
+                                                      notificationMask: receiveMask, seal: reply.seal)
                 } else {
                     message = try IPC.receive(into: buffer, notificationMask: UInt(receiveMask))
                 }
@@ -329,7 +375,8 @@ public struct SSRServer<Service: SSRService> {
                 // Only a reply payload too large for the client's buffer is the client's
                 // doing: it gets the code and words alone.
                 if let reply = pending, error == .messageTooLarge, reply.length > 0 {
-                    pending = (reply.client, reply.code, reply.words, 0)
+                    pending = SealedReply(client: reply.client, code: reply.code, words: reply.words, length: 0,
+                                          requestID: reply.requestID)
                     continue
                 }
                 System.reportFailure()
@@ -339,15 +386,16 @@ public struct SSRServer<Service: SSRService> {
                 service.notified(bits: message.operation)
             } else if message.operation == SSRMessage.unbindOperation && message.requestID == 0 && Self.usesRegions {
                 unbind(message.sender)
-                pending = (message.sender, 0, (0, 0), 0)
+                pending = SealedReply(client: message.sender, code: 0, words: (0, 0), length: 0, requestID: 0)
             } else {
                 pending = serve(message)
             }
             if followUpRequested {
                 followUpRequested = false
                 if let reply = pending {
+                    guard reply.isIntact else { System.reportFailure() }
                     try? IPC.reply(to: reply.client, code: UInt(reply.code), words: reply.words,
-                                   payload: UnsafeRawBufferPointer(rebasing: buffer[0..<reply.length]))
+                                   payload: UnsafeRawBufferPointer(rebasing: buffer[0..<reply.length]), seal: reply.seal)
                     pending = nil
                 }
                 service.followUp()
@@ -369,7 +417,7 @@ public struct SSRServer<Service: SSRService> {
     }
 
     /// Handles one request; returns the reply to send, or nil if it is deferred.
-    mutating func serve(_ message: Received) -> (client: TaskID, code: UInt32, words: (UInt, UInt), length: Int)? {
+    mutating func serve(_ message: Received) -> SealedReply? {
         if localStates != nil { return serveFromServerMemory(message) }
         // Every sender of an SSR server is bound, so every request has an id; only
         // notifications and unbind messages have none. A request without one means
@@ -402,24 +450,30 @@ public struct SSRServer<Service: SSRService> {
                                                    state: state, reply: commit.reply)
                 windowInUse = false
                 if let length {
-                    return (message.sender, UInt32(truncatingIfNeeded: commit.reply.code),
-                            (UInt(commit.reply.word0), UInt(commit.reply.word1)), min(max(length, 0), buffer.count))
+                    return SealedReply(client: message.sender, code: UInt32(truncatingIfNeeded: commit.reply.code),
+                                       words: (UInt(commit.reply.word0), UInt(commit.reply.word1)),
+                                       length: min(max(length, 0), buffer.count), requestID: message.requestID)
                 }
             }
         case .damaged:
             System.reportFailure()
         }
         handling = (message.sender, message.requestID, committed.id, committed.reply)
+        handledMessage = message
         windowInUse = true
         let outcome = service.handle(operation: UInt16(truncatingIfNeeded: message.operation), words: message.words,
                                      payload: payload, client: message.sender, state: &state)
         windowInUse = false
         handling = nil
+        handledMessage = nil
         switch outcome {
         case .reply(let code, let words, let length):
+            let reply = SealedReply(client: message.sender, code: code, words: words,
+                                    length: min(max(length, 0), buffer.count), requestID: message.requestID)
+            guard reply.isIntact else { System.reportFailure() }
             format.commit(state: state, requestID: message.requestID,
-                          reply: SSRReply(code: UInt64(code), word0: UInt64(words.0), word1: UInt64(words.1)))
-            return (message.sender, code, words, min(max(length, 0), buffer.count))
+                          reply: SSRReply(code: UInt64(reply.code), word0: UInt64(reply.words.0), word1: UInt64(reply.words.1)))
+            return reply
         case .deferred:
             return nil
         }
@@ -427,20 +481,23 @@ public struct SSRServer<Service: SSRService> {
 
     /// `serve` for a server that keeps client state in its own memory.
     mutating func serveFromServerMemory(_ message: Received)
-        -> (client: TaskID, code: UInt32, words: (UInt, UInt), length: Int)? {
+        -> SealedReply? {
         guard let entry = Self.localState(message.sender) else { System.reportFailure() }
         var state = entry.pointee.state
         let payload = SSRPayload(request: UnsafeRawBufferPointer(rebasing: buffer[0..<min(message.length, buffer.count)]),
                                  replyBuffer: buffer)
         // No request ids without SSRs; `handling` names the client for `checkpoint`.
         handling = (message.sender, 0, 0, SSRReply())
+        handledMessage = message
         let outcome = service.handle(operation: UInt16(truncatingIfNeeded: message.operation), words: message.words,
                                      payload: payload, client: message.sender, state: &state)
         handling = nil
+        handledMessage = nil
         switch outcome {
         case .reply(let code, let words, let length):
             entry.pointee.state = state
-            return (message.sender, code, words, min(max(length, 0), buffer.count))
+            return SealedReply(client: message.sender, code: code, words: words,
+                               length: min(max(length, 0), buffer.count), requestID: 0)
         case .deferred:
             return nil
         }
@@ -478,8 +535,10 @@ public struct SSRServer<Service: SSRService> {
             state = Service.initialState
         case .committed(let commit):
             if commit.requestID == mapping.requestID {
-                try IPC.reply(to: client, code: UInt(commit.reply.code),
-                              words: (UInt(commit.reply.word0), UInt(commit.reply.word1)))
+                let cached = SealedReply(client: client, code: UInt32(truncatingIfNeeded: commit.reply.code),
+                                         words: (UInt(commit.reply.word0), UInt(commit.reply.word1)), length: 0,
+                                         requestID: mapping.requestID)
+                try sealedReply(cached, payload: UnsafeRawBufferPointer(start: nil, count: 0))
                 return true
             }
             state = format.state(of: commit)
@@ -489,13 +548,27 @@ public struct SSRServer<Service: SSRService> {
         }
         switch body(&state) {
         case .reply(let code, let words, let length):
+            let reply = SealedReply(client: client, code: code, words: words,
+                                    length: min(max(length, 0), payload.count), requestID: mapping.requestID)
+            guard reply.isIntact else { System.reportFailure() }
             format.commit(state: state, requestID: mapping.requestID,
-                          reply: SSRReply(code: UInt64(code), word0: UInt64(words.0), word1: UInt64(words.1)))
-            try IPC.reply(to: client, code: UInt(code), words: words,
-                          payload: UnsafeRawBufferPointer(rebasing: payload[0..<min(max(length, 0), payload.count)]))
+                          reply: SSRReply(code: UInt64(reply.code), word0: UInt64(reply.words.0), word1: UInt64(reply.words.1)))
+            try sealedReply(reply, payload: payload)
             return true
         case .deferred:
             return false
+        }
+    }
+
+    /// Sends a sealed reply outside the server's loop; a reply the kernel finds broken
+    /// restarts the server (the request comes again), any other refusal is the caller's.
+    private static func sealedReply(_ reply: SealedReply, payload: UnsafeRawBufferPointer) throws(SyscallError) {
+        guard reply.isIntact else { System.reportFailure() }
+        do throws(SyscallError) {
+            try IPC.reply(to: reply.client, code: UInt(reply.code), words: reply.words,
+                          payload: UnsafeRawBufferPointer(rebasing: payload[0..<reply.length]), seal: reply.seal)
+        } catch .replySealBroken {
+            System.reportFailure()
         }
     }
 }
