@@ -69,9 +69,11 @@ struct SoakCommand: ParsableCommand {
     var injections = 100
 
     @Option(help: ArgumentHelp("""
-        Guest time between two injections being armed: clock ticks (10 MHz), or with ms or s. Below \
-        1 s, restarts come in the kernel's "quick succession", which backs the server off and gives \
-        it up after 8.
+        Guest time between two injections being armed: clock ticks (10 MHz), or with ms or s. \
+        Restarts less than 1 s apart between which the server answered nobody are the kernel's \
+        "quick succession", which backs the server off and gives it up after 8; a server that \
+        serves between faults may be struck as often as every 100 ms (give a --window short \
+        enough for each to strike before the next).
         """, valueName: "duration"))
     var every = TickCount(ticks: SoakWorkload.defaultEvery)
 
