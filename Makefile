@@ -226,7 +226,7 @@ kernel-dmaprobe: build
 # The QEMU plugin that counts the filesystem benchmarks' instructions without the
 # idle loop (see Sources/Tools/BenchPlugin).
 MARKS_PLUGIN := $(BUILD)/instruction-marks.so
-$(MARKS_PLUGIN): Sources/Tools/BenchPlugin/instruction-marks.c
+$(MARKS_PLUGIN): Sources/Tools/BenchPlugin/instruction-marks.c Sources/Tools/BenchPlugin/qemu-plugin-subset.h
 	@mkdir -p $(BUILD)
 	@$(TOOLCHAIN)clang -O2 -shared -fPIC -fvisibility=hidden -Wall -Wextra -o $@ $<
 
@@ -234,7 +234,7 @@ $(MARKS_PLUGIN): Sources/Tools/BenchPlugin/instruction-marks.c
 # instructions per program and per function while CMDS run (optionally on a fresh
 # ext2 disk of DISK_SIZE, counting only PHASE: see `swift run curio-profile --help`).
 PROFILE_PLUGIN := $(BUILD)/pc-profile.so
-$(PROFILE_PLUGIN): Sources/Tools/BenchPlugin/pc-profile.c
+$(PROFILE_PLUGIN): Sources/Tools/BenchPlugin/pc-profile.c Sources/Tools/BenchPlugin/qemu-plugin-subset.h
 	@mkdir -p $(BUILD)
 	@$(TOOLCHAIN)clang -O2 -shared -fPIC -fvisibility=hidden -Wall -Wextra -o $@ $<
 

@@ -11,39 +11,8 @@ struct curio_syscall_result {
     uint64_t status, r1, r2, r3, r4, r5, r6, r7;
 };
 
-static inline __attribute__((always_inline)) struct curio_syscall_result curio_syscall(uint64_t number, uint64_t arg0, uint64_t arg1,
-                                                        uint64_t arg2, uint64_t arg3, uint64_t arg4,
-                                                        uint64_t arg5, uint64_t arg6) {
-    struct curio_syscall_result result = {0, 0, 0, 0, 0, 0, 0, 0};
-#if defined(__riscv)
-    register uint64_t a0 __asm__("a0") = arg0;
-    register uint64_t a1 __asm__("a1") = arg1;
-    register uint64_t a2 __asm__("a2") = arg2;
-    register uint64_t a3 __asm__("a3") = arg3;
-    register uint64_t a4 __asm__("a4") = arg4;
-    register uint64_t a5 __asm__("a5") = arg5;
-    register uint64_t a6 __asm__("a6") = arg6;
-    register uint64_t a7 __asm__("a7") = number;
-    __asm__ volatile("ecall"
-                     : "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3), "+r"(a4), "+r"(a5), "+r"(a6), "+r"(a7)
-                     :
-                     : "memory");
-    result.status = a0;
-    result.r1 = a1;
-    result.r2 = a2;
-    result.r3 = a3;
-    result.r4 = a4;
-    result.r5 = a5;
-    result.r6 = a6;
-    result.r7 = a7;
-#else
-    (void)number; (void)arg0; (void)arg1; (void)arg2; (void)arg3; (void)arg4; (void)arg5; (void)arg6;
-    __builtin_trap();
-#endif
-    return result;
-}
-
-/// `curio_syscall` with t0 set too: a reply's seal (0: none). See `Syscall.reply`.
+/// `ecall` with a0...a6 and the number in a7, and t0 = `seal`: a reply's seal (0 for
+/// none and for every other call; see `Syscall.reply`).
 static inline __attribute__((always_inline)) struct curio_syscall_result curio_syscall_sealed(
     uint64_t number, uint64_t arg0, uint64_t arg1, uint64_t arg2, uint64_t arg3, uint64_t arg4, uint64_t arg5,
     uint64_t arg6, uint64_t seal) {
@@ -75,6 +44,12 @@ static inline __attribute__((always_inline)) struct curio_syscall_result curio_s
     __builtin_trap();
 #endif
     return result;
+}
+
+static inline __attribute__((always_inline)) struct curio_syscall_result curio_syscall(uint64_t number, uint64_t arg0, uint64_t arg1,
+                                                        uint64_t arg2, uint64_t arg3, uint64_t arg4,
+                                                        uint64_t arg5, uint64_t arg6) {
+    return curio_syscall_sealed(number, arg0, arg1, arg2, arg3, arg4, arg5, arg6, 0);
 }
 
 /// The startup argument string the kernel placed at the top of the stack.
