@@ -155,15 +155,18 @@ struct TypedInput {
     let replyBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: SyscallLimits.maxMessageBytes, alignment: 8)
 
     /// Moves bytes from the UART into the queue until the UART is empty or the queue
-    /// full; unmasks the interrupt only in the first case (a full queue leaves the rest
-    /// in the UART, and the next read calls this again).
+    /// full; unmasks the interrupt unless a full queue left bytes in the UART (the next
+    /// read calls this again). It must not ask the UART a second time whether it is
+    /// empty: a byte that arrived after the last one taken would then leave the
+    /// interrupt masked with nobody to take it — a pasted line stuck in the UART until
+    /// the next key (seen under host load). Unmasked, that byte's interrupt comes.
     mutating func takeFromUART() {
         let uart = self.uart
         while !queue.isFull, let byte = uart.get() {
             _ = queue.append(byte)
             if echoes { echo.render(byte) { uart.put($0) } }
         }
-        if !uart.hasInput { try? System.acknowledgeInterrupt(0) }
+        if !(queue.isFull && uart.hasInput) { try? System.acknowledgeInterrupt(0) }
         answerHeld()
     }
 
