@@ -36,7 +36,7 @@ struct TimerService: SSRService {
         // a period after the first, whatever a fault does to the second on its way.
         let notBefore = System.clock()
         let now = System.clock()
-        let committed = state
+        guard let committed = SSRServer<TimerService>.committedState() else { System.reportFailure() }
         let result: TimerResult
         switch TimerOperation(rawValue: operation) {
         case .start: result = TimerLogic.start(&state, period: UInt64(words.0), repeating: words.1 != 0, now: now)
@@ -85,7 +85,7 @@ struct TimerService: SSRService {
             var earliest: UInt64?
             do throws(SyscallError) {
                 let replied = try SSRServer<TimerService>.complete(client) { state in
-                    let committed = state
+                    guard let committed = SSRServer<TimerService>.committedState() else { System.reportFailure() }
                     let result = TimerLogic.wait(&state, now: now)
                     guard TimerTransition.isValid(from: committed, to: state, operation: .wait, words: (0, 0),
                                                   result: result, clock: { System.clock() }) else {

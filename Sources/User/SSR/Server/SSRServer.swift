@@ -156,6 +156,8 @@ nonisolated(unsafe) private var windowInUse = false
 /// The request being handled (its client, and the commit before it), for `checkpoint`.
 nonisolated(unsafe) private var handling: (client: TaskID, requestID: UInt64, committedID: UInt64,
                                            committedReply: SSRReply)?
+/// The client whose SSR a `complete` body works on, and where it is mapped.
+nonisolated(unsafe) private var completing: (client: TaskID, window: UInt)?
 /// The message being handled, as the kernel delivered it (`isRequestInHand`).
 nonisolated(unsafe) private var handledMessage: Received?
 /// Set by `requestFollowUp`: call the service's `followUp` after this reply.
@@ -243,6 +245,27 @@ public struct SSRServer<Service: SSRService> {
     public static func isRequestInHand(operation: UInt16, words: (UInt, UInt)) -> Bool {
         guard let message = handledMessage, message.requestID == 0 || message.isIntact else { return false }
         return UInt16(truncatingIfNeeded: message.operation) == operation && message.words == words
+    }
+
+    /// The state last committed for the request in hand (in `handle`, or in the body of
+    /// `complete`), read again from the SSR and verified: where a transition check must
+    /// start from. The copy the service was handed lives in the server's memory, where a
+    /// wild write can change it before the service copies it for its check; the check
+    /// would then find a damaged start and a result consistent with it (a timer's
+    /// deadline moved, delivered out of order). nil if the SSR no longer verifies.
+    public static func committedState() -> State? {
+        guard let owner = handling?.client ?? completing?.client else { return nil }
+        if localStates != nil { return localState(owner)?.pointee.state }
+        let window = completing.map { UnsafeMutableRawPointer(bitPattern: $0.window)! }
+            ?? UnsafeMutableRawPointer(bitPattern: SSRWindow.base)!
+        let format = format(at: window, owner: owner)
+        switch format.loadCommit() {
+        case .unformatted: return Service.initialState
+        case .committed(let commit):
+            let state = format.state(of: commit)
+            return Service.check(state) ? state : nil
+        case .damaged: return nil
+        }
     }
 
     /// Asks for the service's `followUp` once the current reply has gone out.
@@ -517,7 +540,10 @@ public struct SSRServer<Service: SSRService> {
         if localStates != nil {
             guard let entry = localState(client) else { throw .badArgument }
             var state = entry.pointee.state
-            switch body(&state) {
+            completing = (client, 0)
+            let outcome = body(&state)
+            completing = nil
+            switch outcome {
             case .reply(let code, let words, let length):
                 try IPC.reply(to: client, code: UInt(code), words: words,
                               payload: UnsafeRawBufferPointer(rebasing: payload[0..<min(max(length, 0), payload.count)]))
@@ -546,7 +572,10 @@ public struct SSRServer<Service: SSRService> {
         case .damaged:
             System.reportFailure()
         }
-        switch body(&state) {
+        completing = (client, UInt(bitPattern: mapping.window))
+        let outcome = body(&state)
+        completing = nil
+        switch outcome {
         case .reply(let code, let words, let length):
             let reply = SealedReply(client: client, code: code, words: words,
                                     length: min(max(length, 0), payload.count), requestID: mapping.requestID)
