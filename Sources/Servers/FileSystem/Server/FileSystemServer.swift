@@ -100,6 +100,8 @@ struct FileSystemService: SSRService {
     typealias State = FileSystemClientRecord
 
     static let layoutVersion: UInt32 = 1
+    /// The promise of a lock wait: a clock value no machine reaches.
+    static let heldForEver: UInt64 = 1 << 62
     static var initialState: FileSystemClientRecord { .initial }
     static var notificationMask: UInt32 { 0 }
     static func check(_ state: FileSystemClientRecord) -> Bool { FileSystemClientState.isConsistent(state.files) }
@@ -476,6 +478,10 @@ struct FileSystemService: SSRService {
                 let waiter = LockTable.Waiter(client: me, handle: handle, file: file, range: range, kind: kind)
                 guard !locks.wouldDeadlock(waiter) else { throw .deadlock }
                 try locks.enqueue(waiter)
+                // fs promises every request it holds (system.toml): a lock wait has no
+                // deadline, so it is promised for ever; only a request held unpromised
+                // (one a fault made us forget) gets us restarted.
+                try? System.promiseReply(to: client, by: Self.heldForEver)
                 return .deferred
             }
             var files = state.files
