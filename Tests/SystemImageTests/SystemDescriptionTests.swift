@@ -62,8 +62,9 @@ private func problem(_ text: String) -> SystemDescriptionError? {
         #expect(storage.restartable && fs.restartable && storage.ssrKiB == 4 && fs.ssrKiB == 4)
         // Storage answers within device time; fs may hold lock waits for ever.
         #expect(storage.replyLimitMilliseconds == 2000 && fs.replyLimitMilliseconds == 0)
-        // The timer holds each wait to its deadline, promised to the kernel.
-        #expect(system.programs[index("timer")].promisesReplies && !fs.promisesReplies && !storage.promisesReplies)
+        // The timer holds each wait to its deadline, promised to the kernel; fs promises
+        // its lock waits (for ever), so that a request it forgets gets it restarted.
+        #expect(system.programs[index("timer")].promisesReplies && fs.promisesReplies && !storage.promisesReplies)
         #expect(fs.sends == ["config", "storage"] && fs.devices.isEmpty)
     }
 
