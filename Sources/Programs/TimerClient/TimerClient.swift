@@ -84,7 +84,7 @@ struct TimerClient {
                 changing = timers.start(period: next, repeating: true, run: &run)
             }
         }
-        timers.cancelAll(run: &run)
+        timers.cancelRepeating()
         run.finish(failure: nil, status: 0)
     }
 
@@ -142,7 +142,8 @@ struct Timers {
         running.removeAll { $0.id == timer }
     }
 
-    mutating func cancelAll(run: inout Run) {
+    /// At the end: the periodic timers would run on (a one-shot one ends by itself).
+    mutating func cancelRepeating() {
         for timer in running where timer.repeating { try? Timer.cancel(timer.id) }
         running.removeAll()
     }
