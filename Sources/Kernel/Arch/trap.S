@@ -5,6 +5,14 @@
 // into its frame, run the Swift handler on the kernel stack, restore whichever frame
 // the handler returns". Switching processes is returning a different frame.
 //
+// The save comes in two halves. First the registers a Swift call may clobber (ra,
+// gp, tp, t*, a*) and sp and pc; then kernel_fastpath (Kernel+Fastpath.swift) may
+// answer an IPC or a trivial call at once. The callee-saved s0-s11 are still the
+// process's own in the processor when it returns, so
+//   - the same frame back: restore the first half, sret;
+//   - another frame: save s0-s11 into the old frame, restore all of the new one;
+//   - null: save s0-s11, then the slow path, kernel_trap, as for every other trap.
+//
 // sscratch holds the running process's frame while in user mode and 0 while in the
 // kernel, which is how a trap from the kernel itself (always a kernel bug: the kernel
 // runs with interrupts off) is told apart.
@@ -19,6 +27,22 @@
     .equ SSTATUS_SPIE, 1 << 5
     .equ SSTATUS_SPP, 1 << 8
     .equ SSTATUS_FS, 3 << 13
+
+    .macro SAVE_CALLEE_SAVED frame
+    sd s0, 64(\frame)
+    sd s1, 72(\frame)
+    sd s2, 144(\frame)
+    sd s3, 152(\frame)
+    sd s4, 160(\frame)
+    sd s5, 168(\frame)
+    sd s6, 176(\frame)
+    sd s7, 184(\frame)
+    sd s8, 192(\frame)
+    sd s9, 200(\frame)
+    sd s10, 208(\frame)
+    sd s11, 216(\frame)
+    .endm
+
     .section .text.trap, "ax"
     .balign 4
     .globl trap_vector
@@ -31,8 +55,6 @@ trap_vector:
     sd t0, 40(sp)
     sd t1, 48(sp)
     sd t2, 56(sp)
-    sd s0, 64(sp)
-    sd s1, 72(sp)
     sd a0, 80(sp)
     sd a1, 88(sp)
     sd a2, 96(sp)
@@ -41,16 +63,6 @@ trap_vector:
     sd a5, 120(sp)
     sd a6, 128(sp)
     sd a7, 136(sp)
-    sd s2, 144(sp)
-    sd s3, 152(sp)
-    sd s4, 160(sp)
-    sd s5, 168(sp)
-    sd s6, 176(sp)
-    sd s7, 184(sp)
-    sd s8, 192(sp)
-    sd s9, 200(sp)
-    sd s10, 208(sp)
-    sd s11, 216(sp)
     sd t3, 224(sp)
     sd t4, 232(sp)
     sd t5, 240(sp)
@@ -64,6 +76,49 @@ trap_vector:
     .option norelax
     la gp, __global_pointer$
     .option pop
+    // The frame stays on the kernel stack across the call (no register is free).
+    la sp, __kernel_stack_top
+    addi sp, sp, -16
+    sd a0, 0(sp)
+    call kernel_fastpath
+    ld t1, 0(sp)
+    beqz a0, slow_path
+    bne a0, t1, switch_frames
+
+    // The caller again, its s0-s11 untouched: the rest of the first half back.
+    // sstatus needs no change: this trap came from user mode (SPP = 0) with
+    // interrupts on there (SPIE = 1), and FS stays off.
+    ld t0, 0(a0)
+    csrw sepc, t0
+    csrw sscratch, a0
+    ld ra, 8(a0)
+    ld sp, 16(a0)
+    ld gp, 24(a0)
+    ld tp, 32(a0)
+    ld t0, 40(a0)
+    ld t1, 48(a0)
+    ld t2, 56(a0)
+    ld a1, 88(a0)
+    ld a2, 96(a0)
+    ld a3, 104(a0)
+    ld a4, 112(a0)
+    ld a5, 120(a0)
+    ld a6, 128(a0)
+    ld a7, 136(a0)
+    ld t3, 224(a0)
+    ld t4, 232(a0)
+    ld t5, 240(a0)
+    ld t6, 248(a0)
+    ld a0, 80(a0)
+    sret
+
+switch_frames:
+    SAVE_CALLEE_SAVED t1
+    j trap_return
+
+slow_path:
+    SAVE_CALLEE_SAVED t1
+    mv a0, t1
     la sp, __kernel_stack_top
     call kernel_trap
     // kernel_trap returns the frame to resume in a0.

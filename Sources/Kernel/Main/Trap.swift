@@ -38,6 +38,21 @@ public func kernelTrap(frame: UnsafeMutablePointer<UInt64>) -> UnsafeMutablePoin
     return resumeCurrentProcess()
 }
 
+/// The IPC fastpath's half of a trap (Kernel+Fastpath.swift). trap.S has saved only
+/// the registers a call may clobber: return the frame to resume — the caller's, or
+/// the partner's to switch to — or nil for the slow path (`kernel_trap`).
+@_cdecl("kernel_fastpath")
+public func kernelFastpath(frame: UnsafeMutablePointer<UInt64>) -> UnsafeMutablePointer<UInt64>? {
+    let slot = kernel.pointee.currentSlot
+    guard csr_read_scause() == 8, slot >= 0, let next = kernel.pointee.fastpath(from: slot) else { return nil }
+    if next != activeSlot {
+        kernel.pointee.platform.activate(AddressSpace(root: PhysicalAddress(kernel.pointee.rootTable(of: next))),
+                                         asid: kernel.pointee.asid(of: next))
+        activeSlot = next
+    }
+    return kernel.pointee.frame(of: next)
+}
+
 /// A trap taken in the kernel itself: report and stop the machine.
 @_cdecl("kernel_fault")
 public func kernelFault(cause: UInt64, pc: UInt64, value: UInt64, returnAddress: UInt64) -> Never {

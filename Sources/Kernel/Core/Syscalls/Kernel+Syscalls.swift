@@ -67,6 +67,7 @@ extension Kernel {
             // The client died while we served it; nobody is left to answer.
         }
         // From here on this is a plain receive: put its arguments where one keeps them.
+        rememberCheckedReceiveBuffer(arguments.buffer, of: slot)
         let file = registers(slot)
         file.setResult(0, UInt(arguments.buffer.address.rawValue))
         file.setResult(1, UInt(arguments.buffer.count))
@@ -101,7 +102,8 @@ extension Kernel {
             yieldSlice()
         case .send(let raw, _, _):
             try send(from: slot, to: EndpointCall(rawValue: raw).endpoint)
-        case .receive(_, let mask):
+        case .receive(let buffer, let mask):
+            rememberCheckedReceiveBuffer(buffer, of: slot)
             receive(by: slot, notificationMask: mask)
         case .reply(let client, let code, let words, let payload):
             try reply(by: slot, to: client, code: code, words: (words.first, words.second), payload: payload)

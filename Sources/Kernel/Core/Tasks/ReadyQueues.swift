@@ -12,7 +12,7 @@ public struct ReadyQueues: Sendable {
 
     private var levels: InlineArray<8, SlotSet> = .init(repeating: SlotSet())
     /// Bit p set: `levels[p]` is not empty; makes the most urgent level one instruction.
-    private var occupiedLevels: UInt8 = 0
+    public private(set) var occupiedLevels: UInt8 = 0
 
     public init() {}
 
