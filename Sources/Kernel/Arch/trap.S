@@ -6,12 +6,14 @@
 // the handler returns". Switching processes is returning a different frame.
 //
 // The save comes in two halves. First the registers a Swift call may clobber (ra,
-// gp, tp, t*, a*) and sp and pc; then kernel_fastpath (Kernel+Fastpath.swift) may
-// answer an IPC or a trivial call at once. The callee-saved s0-s11 are still the
-// process's own in the processor when it returns, so
+// t*, a*) and sp and pc; then, for an ecall, kernel_fastpath (Kernel+Fastpath.swift)
+// may answer an IPC or a trivial call at once. The rest — s0-s11, and gp and tp,
+// which the kernel never uses (it is linked without gp relaxation, lld's default,
+// and has no thread-local storage) — is still the process's own in the processor
+// when kernel_fastpath returns, so
 //   - the same frame back: restore the first half, sret;
-//   - another frame: save s0-s11 into the old frame, restore all of the new one;
-//   - null: save s0-s11, then the slow path, kernel_trap, as for every other trap.
+//   - another frame: save the rest into the old frame, restore all of the new one;
+//   - null, or any trap but an ecall: save the rest, then the slow path, kernel_trap.
 //
 // sscratch holds the running process's frame while in user mode and 0 while in the
 // kernel, which is how a trap from the kernel itself (always a kernel bug: the kernel
@@ -28,7 +30,9 @@
     .equ SSTATUS_SPP, 1 << 8
     .equ SSTATUS_FS, 3 << 13
 
-    .macro SAVE_CALLEE_SAVED frame
+    .macro SAVE_SECOND_HALF frame
+    sd gp, 24(\frame)
+    sd tp, 32(\frame)
     sd s0, 64(\frame)
     sd s1, 72(\frame)
     sd s2, 144(\frame)
@@ -50,8 +54,6 @@ trap_vector:
     csrrw sp, sscratch, sp
     beqz sp, trap_from_kernel
     sd ra, 8(sp)
-    sd gp, 24(sp)
-    sd tp, 32(sp)
     sd t0, 40(sp)
     sd t1, 48(sp)
     sd t2, 56(sp)
@@ -72,20 +74,19 @@ trap_vector:
     csrr t0, sepc
     sd t0, 0(sp)
     mv a0, sp
-    .option push
-    .option norelax
-    la gp, __global_pointer$
-    .option pop
+    lla sp, __kernel_stack_top
+    csrr t0, scause
+    li t1, 8
+    bne t0, t1, slow_path
     // The frame stays on the kernel stack across the call (no register is free).
-    la sp, __kernel_stack_top
     addi sp, sp, -16
     sd a0, 0(sp)
     call kernel_fastpath
     ld t1, 0(sp)
-    beqz a0, slow_path
+    beqz a0, fastpath_declined
     bne a0, t1, switch_frames
 
-    // The caller again, its s0-s11 untouched: the rest of the first half back.
+    // The caller again, the second half untouched: restore the first, return.
     // sstatus needs no change: this trap came from user mode (SPP = 0) with
     // interrupts on there (SPIE = 1), and FS stays off.
     ld t0, 0(a0)
@@ -93,8 +94,6 @@ trap_vector:
     csrw sscratch, a0
     ld ra, 8(a0)
     ld sp, 16(a0)
-    ld gp, 24(a0)
-    ld tp, 32(a0)
     ld t0, 40(a0)
     ld t1, 48(a0)
     ld t2, 56(a0)
@@ -113,13 +112,15 @@ trap_vector:
     sret
 
 switch_frames:
-    SAVE_CALLEE_SAVED t1
-    j trap_return
+    // From one process's ecall to another's: sstatus is already right (as above).
+    SAVE_SECOND_HALF t1
+    j restore_frame
 
-slow_path:
-    SAVE_CALLEE_SAVED t1
+fastpath_declined:
     mv a0, t1
-    la sp, __kernel_stack_top
+    lla sp, __kernel_stack_top
+slow_path:
+    SAVE_SECOND_HALF a0
     call kernel_trap
     // kernel_trap returns the frame to resume in a0.
 
@@ -134,6 +135,7 @@ trap_return:
     csrc sstatus, t0
     li t0, SSTATUS_SPIE
     csrs sstatus, t0
+restore_frame:
     ld t0, 0(a0)
     csrw sepc, t0
     csrw sscratch, a0

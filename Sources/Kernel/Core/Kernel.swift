@@ -100,7 +100,7 @@ public struct Kernel<P: Platform> {
     }
 
     @inline(__always) public func registers(_ slot: Int) -> RegisterFile {
-        RegisterFile(base: registerStorage + slot * RegisterFile.slots)
+        RegisterFile(base: registerStorage + slot &* RegisterFile.slots)
     }
 
     public func task(_ slot: Int) -> Task { tasks[slot] }
@@ -116,7 +116,7 @@ public struct Kernel<P: Platform> {
 
     /// A slot's saved registers, as trap.S wants them.
     @inline(__always) public func frame(of slot: Int) -> UnsafeMutablePointer<UInt64> {
-        registerStorage + slot * RegisterFile.slots
+        registerStorage + slot &* RegisterFile.slots
     }
 
     /// Starts every program the system description marks `start`, in order.

@@ -38,13 +38,14 @@ public func kernelTrap(frame: UnsafeMutablePointer<UInt64>) -> UnsafeMutablePoin
     return resumeCurrentProcess()
 }
 
-/// The IPC fastpath's half of a trap (Kernel+Fastpath.swift). trap.S has saved only
+/// The IPC fastpath's half of an ecall (Kernel+Fastpath.swift). trap.S has saved only
 /// the registers a call may clobber: return the frame to resume — the caller's, or
 /// the partner's to switch to — or nil for the slow path (`kernel_trap`).
 @_cdecl("kernel_fastpath")
 public func kernelFastpath(frame: UnsafeMutablePointer<UInt64>) -> UnsafeMutablePointer<UInt64>? {
     let slot = kernel.pointee.currentSlot
-    guard csr_read_scause() == 8, slot >= 0, let next = kernel.pointee.fastpath(from: slot) else { return nil }
+    guard slot >= 0, let next = kernel.pointee.fastpath(from: slot) else { return nil }
+    guard next != slot else { return frame }
     if next != activeSlot {
         kernel.pointee.platform.activate(AddressSpace(root: PhysicalAddress(kernel.pointee.rootTable(of: next))),
                                          asid: kernel.pointee.asid(of: next))

@@ -139,7 +139,7 @@ extension Kernel {
     }
 
     /// The ASID of a slot's address space; 0 is the kernel's.
-    public func asid(of slot: Int) -> UInt16 { UInt16(slot + 1) }
+    public func asid(of slot: Int) -> UInt16 { UInt16(truncatingIfNeeded: slot &+ 1) }
 
     /// Ends a process. It must not be free or already ended.
     public mutating func end(_ slot: Int, status: ExitStatus) {

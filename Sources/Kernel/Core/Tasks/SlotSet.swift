@@ -71,10 +71,16 @@ public struct SlotSet: Sendable, Equatable {
         return w &<< 6 | bits.trailingZeroBitCount
     }
 
-    /// Whether `slot` is the one and only member.
-    @inline(__always) public func containsOnly(_ slot: Int) -> Bool {
+    /// Whether `slot` is the one and only member. Mutating only to read the word in
+    /// place: indexing the words of a value copied them all to the stack first (the
+    /// IPC fastpath asks this on every reply).
+    @inline(__always) public mutating func containsOnly(_ slot: Int) -> Bool {
         let w = Self.word(slot)
-        return summary == 1 &<< UInt64(truncatingIfNeeded: w) && load(w) == Self.bit(slot)
+        guard summary == 1 &<< UInt64(truncatingIfNeeded: w) else { return false }
+        let bits = withUnsafeMutablePointer(to: &words) { pointer in
+            UnsafeMutableRawPointer(pointer).assumingMemoryBound(to: UInt64.self)[w]
+        }
+        return bits == Self.bit(slot)
     }
 
     public var count: Int {
