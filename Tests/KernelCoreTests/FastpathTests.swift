@@ -25,7 +25,15 @@ private struct Observation: Equatable {
         var promiseOverdueTicks: UInt8
         var receiveCount: UInt32
         var repliedSinceRestart: Bool
+        var repliedSincePoison: Bool
         var checkedReceiveBuffer: [UInt64]
+        /// As a client: each binding's request ids and state, and the one in use.
+        var bindings: [[UInt64]]
+        var requestBinding: Int
+        /// As an SSR server: the window — whose SSR, and its page-table entries.
+        var window: [Int]
+        var windowEntries: [UInt64]
+        var recentWindows: [UInt64]
     }
 
     var tasks: [TaskView]
@@ -34,6 +42,7 @@ private struct Observation: Equatable {
     var lastRunAtLevel: [Int]
     var preemptedAtLevel: [Int]
     var sliceEnds: UInt64
+    var pageFlushes: [UInt64]
 
     init(_ harness: KernelHarness, slots: Int) {
         tasks = (0..<slots).map { slot in
@@ -45,8 +54,23 @@ private struct Observation: Equatable {
                             awaitingReplySince: task.awaitingReplySince, replyPromisedBy: task.replyPromisedBy,
                             promiseOverdueTicks: task.promiseOverdueTicks, receiveCount: task.receiveCount,
                             repliedSinceRestart: task.repliedSinceRestart,
-                            checkedReceiveBuffer: [task.checkedReceiveAddress, task.checkedReceiveCount])
+                            repliedSincePoison: task.repliedSincePoison,
+                            checkedReceiveBuffer: [task.checkedReceiveAddress, task.checkedReceiveCount],
+                            bindings: (0..<SSRTable.bindingsPerTask).map { index in
+                                let binding = task.bindings[index]
+                                return [UInt64(bitPattern: Int64(binding.serverProgram)), binding.lastIssuedRequest,
+                                        binding.lastCompletedRequest, UInt64(binding.state.rawValue)]
+                            },
+                            requestBinding: task.requestBinding,
+                            window: [task.windowClient, task.windowBinding, task.windowPages, task.windowOrphan,
+                                     task.recentCursor],
+                            windowEntries: task.windowEntries == 0 ? [] : (0..<SSRWindow.maxPages).map { page in
+                                harness.ram.pointer(to: PhysicalAddress(task.windowEntries + UInt64(page * 8)))
+                                    .load(as: UInt64.self)
+                            },
+                            recentWindows: (0..<SSRTable.recentWindows).map { task.recentWindows[$0] })
         }
+        pageFlushes = harness.kernel.platform.pageFlushes.map { $0.address << 16 | UInt64($0.asid) }
         current = harness.kernel.current
         ready = (0..<ReadyQueues.priorities).map { level in
             (0..<slots).map { harness.kernel.ready.contains(slot: $0, priority: UInt8(level)) }
@@ -86,13 +110,15 @@ private struct SplitMix {
     private static let slots = 8
 
     /// Every process but the server and the client starts blocked in `receive`,
-    /// woken by notification bit 1.
+    /// woken by notification bit 1; the SSR server starts out of recovery.
     private func world() throws -> KernelHarness {
         let harness = try KernelHarness(programs: Self.programs)
         for program in [Program.server, Program.client, Program.urgent, Program.lazy, Program.peer, Program.client,
                         Self.programs.count - 1, Program.manager] {
             try harness.spawn(program)
         }
+        // The SSR server has nothing to recover (no client is bound yet).
+        harness.kernel.tasks[6].recovering = false
         for slot in 2..<Self.slots {
             run(slot, in: harness)
             harness.receive(slot, capacity: 0, mask: 1)
@@ -238,15 +264,59 @@ private struct SplitMix {
         #expect(!agree(fast, slow, from: 1) { send($0, to: 400) }, "no such slot")
     }
 
-    @Test func anSSRServerOrAnArmedFaultTakesTheSlowPath() throws {
-        var (fast, slow) = try twoWorlds()
+    /// The client (slot 1) calls the SSR server (slot 6), which is waiting, as is the
+    /// plain server.
+    private func ssrServerWaiting() throws -> (KernelHarness, KernelHarness) {
+        let (fast, slow) = try twoWorlds()
         for harness in [fast, slow] {
-            harness.kernel.tasks[6].recovering = false
+            run(0, in: harness)
+            harness.receive(0, capacity: 0x1000)
             run(6, in: harness)
             harness.receive(6, capacity: 0x1000)
             run(1, in: harness)
         }
-        #expect(!agree(fast, slow, from: 1) { send($0, to: 6) }, "an SSR server maps a window")
+        return (fast, slow)
+    }
+
+    private func replyAndReceive(_ harness: KernelHarness, by server: Int, to client: Int, code: UInt = 5,
+                                 seal: UInt64 = 0) {
+        harness.loadArguments(server, rawNumber: UInt64(Syscall.replyAndReceive.rawValue),
+                              [UInt(harness.id(client).rawValue), code, 7, 8, UInt(ProcessLayout.heap), 0, 0x1000])
+        harness.registers(server)[.t0] = seal
+    }
+
+    @Test func anSSRRequestMapsTheWindowAndItsReplyUnmapsIt() throws {
+        let (fast, slow) = try ssrServerWaiting()
+        // The first call binds (allocates the SSR): the slow path's.
+        #expect(!agree(fast, slow, from: 1) { send($0, to: 6) })
+        #expect(agree(fast, slow, from: 6) { replyAndReceive($0, by: 6, to: 1) }, "an unsealed reply")
+        // From then on both ways are fast: request id, window, seal.
+        for harness in [fast, slow] { run(1, in: harness) }
+        #expect(agree(fast, slow, from: 1) { send($0, to: 6) })
+        #expect(fast.task(6).windowClient == 1)
+        #expect(fast.result(6, 6) == 2, "the second request id")
+        let seal = RequestSeal.value(sender: fast.id(1).rawValue, operation: 5, word0: 7, word1: 8, length: 0,
+                                     requestID: 2)
+        #expect(agree(fast, slow, from: 6) { replyAndReceive($0, by: 6, to: 1, seal: seal) }, "a right seal")
+        #expect(fast.task(6).windowClient == -1)
+        #expect(fast.task(1).bindings[0].lastCompletedRequest == 2)
+        // A broken seal is refused by the slow path, the client left waiting.
+        for harness in [fast, slow] { run(1, in: harness) }
+        #expect(agree(fast, slow, from: 1) { send($0, to: 6) })
+        #expect(!agree(fast, slow, from: 6) { replyAndReceive($0, by: 6, to: 1, seal: seal) })
+        #expect(fast.error(6) == .replySealBroken)
+        #expect(fast.state(1) == .awaitingReply)
+    }
+
+    @Test func aLostSSROrAnArmedFaultTakesTheSlowPath() throws {
+        var (fast, slow) = try ssrServerWaiting()
+        #expect(!agree(fast, slow, from: 1) { send($0, to: 6) })
+        #expect(agree(fast, slow, from: 6) { replyAndReceive($0, by: 6, to: 1) })
+        for harness in [fast, slow] {
+            run(1, in: harness)
+            harness.kernel.tasks[1].bindings[0].state = .lost
+        }
+        #expect(!agree(fast, slow, from: 1) { send($0, to: 6) }, "a lost SSR is reset, or reported, by bind")
         (fast, slow) = try serverWaiting()
         for harness in [fast, slow] {
             var injection = PendingInjection()
@@ -344,22 +414,24 @@ private struct SplitMix {
 
     // MARK: Random traffic
 
-    /// Random calls from whichever process the scheduler runs — sends with and without payloads
-    /// to waiting, busy, stale and forbidden endpoints, replies to right and wrong
-    /// clients with checked and unchecked buffers, notifications, the clock moving and
-    /// slices running out — through both kernels, compared after every call.
-    @Test(arguments: [1, 2, 3, 4])
-    func randomTrafficEndsTheSameEitherWay(seed: UInt64) throws {
+    /// Random calls from whichever process the scheduler runs — sends with and without
+    /// payloads to waiting, busy, stale and forbidden endpoints, replies to right and
+    /// wrong clients with checked and unchecked buffers and right, wrong and no seals,
+    /// notifications, the clock moving and slices running out — through both kernels,
+    /// compared after every call. `focused`: only the two servers and the two clients
+    /// take part, so that the SSR server's paths are taken often.
+    @Test(arguments: [(1, false), (2, false), (3, true), (4, true)])
+    func randomTrafficEndsTheSameEitherWay(seed: UInt64, focused: Bool) throws {
         var (fast, slow) = try twoWorlds()
         var random = SplitMix(state: seed)
+        let cast = focused ? [0, 1, 5, 6] : Array(0..<Self.slots)
         var taken = 0
+        var ssrTaken = 0
         for _ in 0..<3_000 {
             // The trap comes from the process the scheduler chose, as on the machine;
             // with nobody running, a notification wakes a random receiver.
             guard let slot = fast.kernel.current else {
-                let receivers = (0..<Self.slots).filter {
-                    fast.state($0) == .receiving && fast.task($0).receiveMask != 0
-                }
+                let receivers = cast.filter { fast.state($0) == .receiving && fast.task($0).receiveMask != 0 }
                 guard !receivers.isEmpty else {
                     // Nobody can be woken (a cycle of senders, say): begin again.
                     (fast, slow) = try twoWorlds()
@@ -376,7 +448,7 @@ private struct SplitMix {
             let advance = UInt64(random.below(3)) * 40_000
             for harness in [fast, slow] { harness.kernel.platform.clock &+= advance }
             if random.below(10) == 0 {
-                let target = random.below(Self.slots)
+                let target = cast[random.below(cast.count)]
                 let bits = UInt(1) << UInt(random.below(3))
                 for harness in [fast, slow] { harness.kernel.notify(target, bits: bits) }
             }
@@ -385,15 +457,18 @@ private struct SplitMix {
             let isServer = slot == 0 || slot == 6
             let choice = isServer && random.below(8) != 0 ? [2, 3, 4][random.below(3)] : random.below(5)
             let waiting = (0..<Self.slots).filter { fast.state($0) == .awaitingReply && fast.task($0).partner == slot }
-            var target = random.below(8) == 0 ? random.below(Self.slots) : [0, 6][random.below(2)]
+            var target = random.below(8) == 0 && !focused ? random.below(Self.slots) : [0, 6][random.below(2)]
             if choice == 2, !waiting.isEmpty, random.below(4) != 0 { target = waiting[random.below(waiting.count)] }
             let generationSlip = random.below(12) == 0 ? UInt16(1) : 0
             let capacity: UInt = [0, 0x1000, 0x800][random.below(3)]
             let words = (UInt(random.below(1000)), UInt(random.below(1000)))
             let payload: UInt = random.below(4) == 0 ? 8 : 0
             let replyCapacity: UInt = random.below(4) == 0 ? 64 : 0
-            let mask = UInt(random.below(4))
+            // (Focused: always wakeable, so that the few processes rarely all wait.)
+            let mask = focused ? UInt(1 + random.below(3)) : UInt(random.below(4))
             let trivial = random.below(2) == 0 ? Syscall.whoAmI : .clock
+            // A reply's seal: none, right (over the request in flight) or wrong.
+            let sealKind = random.below(8)
             let load: (KernelHarness) -> Void = { harness in
                 let id = TaskID(index: target, generation: harness.id(target).generation &+ generationSlip)
                 switch choice {
@@ -406,6 +481,12 @@ private struct SplitMix {
                     harness.loadArguments(slot, rawNumber: UInt64(Syscall.replyAndReceive.rawValue),
                                           [UInt(id.rawValue), UInt(words.0) | mask << 32, words.0, words.1,
                                            UInt(ProcessLayout.heap), 0, capacity])
+                    let program = harness.task(slot).program
+                    let request = (0..<SSRTable.bindingsPerTask).map { harness.task(target).bindings[$0] }
+                        .first { $0.serverProgram == program && $0.state != .orphaned }?.lastIssuedRequest ?? 0
+                    let seal = RequestSeal.value(sender: id.rawValue, operation: words.0, word0: words.0,
+                                                 word1: words.1, length: 0, requestID: request)
+                    harness.registers(slot)[.t0] = sealKind < 4 ? 0 : sealKind < 7 ? seal : seal ^ 1
                 case 3:
                     harness.loadArguments(slot, rawNumber: UInt64(Syscall.receive.rawValue),
                                           [UInt(ProcessLayout.heap), capacity, mask])
@@ -413,8 +494,12 @@ private struct SplitMix {
                     harness.loadArguments(slot, rawNumber: UInt64(trivial.rawValue), [])
                 }
             }
-            if agree(fast, slow, from: slot, load) { taken += 1 }
+            if agree(fast, slow, from: slot, load) {
+                taken += 1
+                if (choice < 2 && target == 6) || (choice == 2 && slot == 6) { ssrTaken += 1 }
+            }
         }
         #expect(taken > 200, "the traffic exercised the fastpath (\(taken) calls)")
+        #expect(!focused || ssrTaken > 50, "the traffic exercised the SSR fastpath (\(ssrTaken) calls)")
     }
 }

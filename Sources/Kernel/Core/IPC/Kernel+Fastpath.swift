@@ -20,20 +20,25 @@
 // What the fastpath takes:
 //   whoAmI, clock     answered in place, when the caller keeps the processor
 //   send              registers only (no payload, no reply buffer), to a server
-//                     without SSRs blocked in `receive` with no fault armed for
-//                     delivery: deliver, and run the server
-//   replyAndReceive   by a server without SSRs, no reply payload, to the client
-//                     awaiting it, with no notification, sender or unchecked receive
-//                     buffer waiting for the server: run the client
+//                     blocked in `receive` with no fault armed for delivery; to an
+//                     SSR server only over a binding already made and not lost:
+//                     issue the request id, map the SSR, seal, deliver, run the server
+//   replyAndReceive   no reply payload, to the client awaiting it, its seal (if any)
+//                     right, its SSR the one mapped; with no notification, sender,
+//                     unbind or unchecked receive buffer waiting for the server:
+//                     unmap, complete the request, run the client
 // and only when the scheduler would make the same choice: the partner alone at the
-// most urgent ready priority, not owed the rest of a preempted slice.
+// most urgent ready priority, not owed the rest of a preempted slice. The SSR steps
+// are the slow path's own functions (`openWindow`, `completeRequest`,
+// `checkReplySeal`), called once the fastpath knows they will succeed.
 //
 // The slow path is the definition. The fastpath tests everything the slow path
 // would find, changes nothing unless it acts, and when it acts leaves exactly the
 // state the slow path would leave (FastpathTests runs both on the same scenarios and
 // compares every register, task record and scheduling choice). Anything else — a
-// payload, a receiver not yet waiting, a sealed reply, an SSR window, an armed
-// fault, a tie at the same priority — goes the slow way, unchanged in meaning.
+// payload, a receiver not yet waiting, a first call that must bind, a lost SSR, a
+// broken seal, an armed fault, a tie at the same priority — goes the slow way,
+// unchanged in meaning.
 //
 // A receive buffer is checked against the page tables once, by the slow path, and
 // remembered in the task (`checkedReceiveBuffer`): a process's mappings change only
@@ -71,7 +76,9 @@ extension Kernel {
     }
 
     /// `send` with the message in registers, to a server waiting in `receive`.
-    @inline(__always)
+    /// (Out of line, as is the reply: inlined, their registers made every fastpath
+    /// call, whoAmI too, save more in its prologue.)
+    @inline(never)
     private mutating func fastSend(from caller: Int, _ file: RegisterFile) -> Int? {
         let call = file.argument(0)
         // No payload, no reply buffer, a well-formed call word (see `decodeSend`).
@@ -82,21 +89,41 @@ extension Kernel {
         // Receiving: live, not recovering (a recovering server is not `.receiving`
         // to senders: `send` checks it too).
         guard tasks[server].state == .receiving, tasks[server].generation == endpoint.generation,
-              !tasks[server].recovering, tasks[server].ssrPages == 0, tasks[server].injection.kind == nil,
+              !tasks[server].recovering, tasks[server].injection.kind == nil,
               tasks[caller].sendMask & (1 << UInt64(tasks[server].program)) != 0 else { return nil }
+        // An SSR server: the binding exists (a first call binds, which allocates) and
+        // holds state (a lost one is reset, or reported, by `bind`); the window is shut.
+        let usesSSR = tasks[server].ssrPages > 0
+        var binding = 0
+        if usesSSR {
+            guard let index = self.binding(of: caller, to: tasks[server].program),
+                  tasks[caller].bindings[index].state != .lost, tasks[server].windowPages == 0 else { return nil }
+            binding = index
+        }
         let priority = tasks[server].priority
         guard schedulerPicks(server, priority: priority, whenBlocking: caller) else { return nil }
 
         file[.pc] &+= 4
         let now = platform.now()
+        let operation = UInt(UInt16(truncatingIfNeeded: call >> 32))
         let delivered = registers(server)
         delivered.setResult(0, 0)
         delivered.setResult(1, UInt(id(of: caller).rawValue))
-        delivered.setResult(2, UInt(UInt16(truncatingIfNeeded: call >> 32)))
+        delivered.setResult(2, operation)
         delivered.setResult(3, file.argument(1))
         delivered.setResult(4, file.argument(2))
         delivered.setResult(5, 0)
-        delivered[.a6] = 0
+        if usesSSR {
+            tasks[caller].bindings[binding].lastIssuedRequest &+= 1
+            tasks[caller].requestBinding = binding
+            let request = openWindow(of: server, for: caller)
+            delivered[.a6] = request
+            delivered[.a7] = RequestSeal.value(sender: id(of: caller).rawValue, operation: operation,
+                                               word0: file.argument(1), word1: file.argument(2), length: 0,
+                                               requestID: request)
+        } else {
+            delivered[.a6] = 0
+        }
         if tasks[server].restartable {
             tasks[server].servingSince = now
             tasks[server].servedTicks = 0
@@ -116,12 +143,12 @@ extension Kernel {
 
     /// `replyAndReceive` with the reply in registers, when nothing else waits for the
     /// server: it blocks in `receive` and its client runs.
-    @inline(__always)
+    @inline(never)
     private mutating func fastReplyAndReceive(by server: Int, _ file: RegisterFile) -> Int? {
         let rawClient = file.argument(0)
         let capacity = file.argument(6)
         // No reply payload; the receive buffer empty or the one checked before.
-        guard file.argument(5) == 0, rawClient <= UInt(UInt32.max), tasks[server].ssrPages == 0 else { return nil }
+        guard file.argument(5) == 0, rawClient <= UInt(UInt32.max) else { return nil }
         guard capacity == 0 || (UInt64(capacity) == tasks[server].checkedReceiveCount
                                 && UInt64(file.argument(4)) == tasks[server].checkedReceiveAddress) else { return nil }
         let mask = file.argument(1) >> 32
@@ -131,11 +158,25 @@ extension Kernel {
         let client = clientID.index
         guard client < Self.maxTasks, tasks[client].state == .awaitingReply,
               tasks[client].generation == clientID.generation, tasks[client].partner == server else { return nil }
+        // An SSR server: the reply's seal (if any) is right, the client's SSR is the
+        // one mapped, and no unbind waits to be delivered at the receive.
+        let usesSSR = tasks[server].ssrPages > 0
+        if usesSSR {
+            guard tasks[server].windowClient == client, tasks[server].windowOrphan < 0,
+                  programsWithOrphans & (1 << UInt64(tasks[server].program)) == 0 else { return nil }
+            do {
+                try checkReplySeal(by: server, to: client, code: file.argument(1) & 0xFFFF_FFFF,
+                                   words: (file.argument(2), file.argument(3)), length: 0)
+            } catch {
+                return nil
+            }
+        }
         let priority = tasks[client].priority
         guard schedulerPicks(client, priority: priority, whenBlocking: server) else { return nil }
 
         file[.pc] &+= 4
         let now = platform.now()
+        if usesSSR { completeRequest(of: client, by: server) }
         let answered = registers(client)
         answered.setResult(0, 0)
         answered.setResult(1, file.argument(1) & 0xFFFF_FFFF)

@@ -138,7 +138,7 @@ extension Kernel {
     /// A sealed reply (t0 ≠ 0) from a server with state regions must match its seal
     /// over the words and the id of the client's request in flight; the client keeps
     /// waiting if not, and the server (SSRServer) restarts and answers again.
-    private func checkReplySeal(by server: Int, to client: Int, code: UInt, words: (UInt, UInt),
+    func checkReplySeal(by server: Int, to client: Int, code: UInt, words: (UInt, UInt),
                                 length: Int) throws(SyscallError) {
         let seal = registers(server)[.t0]
         guard seal != 0, tasks[server].ssrPages > 0 else { return }
