@@ -222,17 +222,17 @@ func cell(_ name: String) -> String {
 
 let rows: [(String, String, String, String)] = [
     ("trap round trip (rejected ecall)", cell("trap"), "—", "—"),
-    ("null syscall (whoAmI)", cell("syscall"), "seL4 123 · xv6 getpid 1,130", "≤ 300"),
-    ("null IPC round trip, cross address space", cell("ipc"), "seL4 fastpath 538 · xv6 pipe ping-pong ≈95,800", "≤ 1,500"),
-    ("IPC round trip, 4 KiB each way", cell("ipc-4k"), "—", "—"),
-    ("null IPC round trip with an SSR mapped and unmapped", cell("ipc-ssr"), "the null round trip above", "≤ 1.25 × null IPC"),
+    ("null syscall (whoAmI)", cell("syscall"), "seL4 123 · xv6 getpid 1,130", "≤ 100"),
+    ("null IPC round trip, cross address space", cell("ipc"), "seL4 fastpath 538 · xv6 pipe ping-pong ≈95,800", "≤ 450"),
+    ("IPC round trip, 4 KiB each way", cell("ipc-4k"), "6,696 before the fastpath", "≈ 3,350"),
+    ("null IPC round trip with an SSR mapped and unmapped", cell("ipc-ssr"), "the null round trip above", "≤ 1.10 × null IPC"),
     ("restart latency, 1 bound client (fault → request served)", cell("restart-1"), "xv6 fork+exec ≈1,560,000", "—"),
     ("restart latency, 16 bound clients", cell("restart-16"), "—", "—"),
-    ("restart latency, 64 bound clients", cell("restart-64"), "—", "≤ 200,000"),
+    ("restart latency, 64 bound clients", cell("restart-64"), "—", "≤ 100,000"),
     ("restart latency, 256 bound clients (320-slot task table)", cell("restart-256"), "—", "—"),
     ("SSR round trip in real time, no -icount (for information, host-dependent)",
      realTime.map { "\($0) ns" } ?? "missing", "—", "—"),
-    ("power-on to shell", bootInstructions.map { "\($0)" } ?? "missing", "—", "—"),
+    ("power-on to shell", bootInstructions.map { "\($0)" } ?? "missing", "—", "≤ 5,000,000"),
     ("kernel image (text+rodata+data, bytes)", kernelImageSize(kernel).map { "\($0)" } ?? "missing", "—", "—"),
 ]
 
