@@ -20,6 +20,9 @@ public enum FaultCause: UInt8, Sendable {
     /// The server sat idle past the time it promised a held client its reply
     /// (`promiseReply`): it forgot the request.
     case brokenPromise = 13
+    /// A restartable server called `exit`: a server is meant to serve for ever, so an
+    /// exit is a failure (a flipped syscall number turned a reply into an exit).
+    case exited = 14
 
     public var name: StaticString {
         switch self {
@@ -36,6 +39,7 @@ public enum FaultCause: UInt8, Sendable {
         case .hang: "hang (watchdog)"
         case .reportedFailure: "reported failure"
         case .brokenPromise: "held request forgotten (promised reply overdue)"
+        case .exited: "exit of a server"
         }
     }
 }

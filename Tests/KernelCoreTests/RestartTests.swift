@@ -341,6 +341,22 @@ import Testing
         #expect(harness.state(1) == .free)
     }
 
+    /// A restartable server that calls `exit` (a flipped syscall number turned its
+    /// reply into one: the timer's soak saw clients told "not found" for good) is
+    /// restarted, its clients' calls kept; a plain process simply ends.
+    @Test func anExitOfARestartableServerIsAFailure() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.plain)  // 1
+        harness.syscall(0, .exit, 3)
+        #expect(harness.task(0).restarts == 1)
+        #expect(harness.task(0).generation == 1)
+        #expect(harness.task(0).isLive)
+        #expect(harness.output.contains("stopped: exit of a server"))
+        harness.syscall(1, .exit, 3)
+        #expect(harness.state(1) == .free || harness.state(1) == .ended)
+    }
+
     // MARK: Backoff and giving up
 
     @Test func restartsInQuickSuccessionAreHeldBack() throws {

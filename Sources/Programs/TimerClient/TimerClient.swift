@@ -21,7 +21,8 @@
 //     has not answered.
 //
 // It measures the skew (delivered - deadline as the server reports it, in ticks)
-// and prints one line:
+// and prints one line at the end (and, at once, the first wrong answer it gets:
+// `timerclient first error at clock C: ...`):
 //
 //   timerclient ok waits=N maxskew=T meanskew=T errors=0
 //   timerclient FAIL waits=N maxskew=T meanskew=T errors=E reason=...
@@ -196,9 +197,13 @@ struct Run {
 
     init(waits: Int) { self.waits = waits }
 
+    /// Counts a wrong expiration or answer; the first is also printed at once, with
+    /// the clock, so that a console shows which fault came just before it.
     mutating func error(_ text: String) {
         errors += 1
-        if firstError == nil { firstError = text }
+        guard firstError == nil else { return }
+        firstError = text
+        print("timerclient first error at clock \(System.clock()): " + text)
     }
 
     mutating func record(skew: UInt64) {

@@ -97,7 +97,12 @@ extension Kernel {
         let file = registers(slot)
         switch request {
         case .exit(let code):
-            end(slot, status: .exited(code: code))
+            // A restartable server never ends of its own accord: an exit is its failure.
+            guard tasks[slot].restartable else {
+                end(slot, status: .exited(code: code))
+                return
+            }
+            fault(slot, cause: .exited, address: UInt64(UInt32(bitPattern: code)))
         case .yield:
             yieldSlice()
         case .send(let raw, _, _):
