@@ -68,6 +68,17 @@ struct TimerService: SSRService {
         }
     }
 
+    /// The transition checked again over the sealed reply (see `SSRService.confirms`):
+    /// a wait's expiration with one bit of its timer's id flipped after `handle`'s
+    /// check ("timer 0") reached a client under a good seal.
+    static func confirms(reply code: UInt32, words: (UInt, UInt), to request: (operation: UInt16, words: (UInt, UInt))?,
+                         from old: TimerClientState, to new: TimerClientState) -> Bool {
+        guard let replyCode = TimerReplyCode(rawValue: code) else { return false }
+        let operation: TimerOperation? = request.map { TimerOperation(rawValue: $0.operation) } ?? .wait
+        return TimerTransition.isValid(from: old, to: new, operation: operation, words: request?.words ?? (0, 0),
+                                       result: .reply(replyCode, words), clock: { System.clock() })
+    }
+
     mutating func clientEnded(client: TaskID, state: TimerClientState?) {
         queue.remove(client)
         arm()

@@ -131,12 +131,24 @@ public protocol SSRService {
     /// once the current reply is sent and the window is free: typically answering
     /// deferred requests (`complete`) that the request just handled unblocked.
     mutating func followUp()
+    /// The last look at a reply, after it is sealed and before it is committed: `code`
+    /// and `words` are the sealed ones, `old` the committed state, `new` the state to
+    /// commit; `request` is the request answered (nil: a held request answered by
+    /// `complete`). A service that checks its transition before returning repeats the
+    /// check here, over the words the seal covers: a fault between its own check and
+    /// the seal (a flipped bit in a reply word) would otherwise be committed and sent
+    /// under a good seal. The default: true.
+    static func confirms(reply code: UInt32, words: (UInt, UInt), to request: (operation: UInt16, words: (UInt, UInt))?,
+                         from old: State, to new: State) -> Bool
 }
 
 extension SSRService {
     public mutating func replayPayload(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
                                        state: State, reply: SSRReply) -> Int? { 0 }
     public mutating func followUp() {}
+    public static func confirms(reply code: UInt32, words: (UInt, UInt),
+                                to request: (operation: UInt16, words: (UInt, UInt))?,
+                                from old: State, to new: State) -> Bool { true }
 }
 
 
@@ -484,6 +496,7 @@ public struct SSRServer<Service: SSRService> {
         handling = (message.sender, message.requestID, committed.id, committed.reply)
         handledMessage = message
         windowInUse = true
+        let old = state
         let outcome = service.handle(operation: UInt16(truncatingIfNeeded: message.operation), words: message.words,
                                      payload: payload, client: message.sender, state: &state)
         windowInUse = false
@@ -493,7 +506,10 @@ public struct SSRServer<Service: SSRService> {
         case .reply(let code, let words, let length):
             let reply = SealedReply(client: message.sender, code: code, words: words,
                                     length: min(max(length, 0), buffer.count), requestID: message.requestID)
-            guard reply.isIntact else { System.reportFailure() }
+            guard reply.isIntact,
+                  Service.confirms(reply: reply.code, words: reply.words,
+                                   to: (UInt16(truncatingIfNeeded: message.operation), message.words),
+                                   from: old, to: state) else { System.reportFailure() }
             format.commit(state: state, requestID: message.requestID,
                           reply: SSRReply(code: UInt64(reply.code), word0: UInt64(reply.words.0), word1: UInt64(reply.words.1)))
             return reply
@@ -573,13 +589,15 @@ public struct SSRServer<Service: SSRService> {
             System.reportFailure()
         }
         completing = (client, UInt(bitPattern: mapping.window))
+        let old = state
         let outcome = body(&state)
         completing = nil
         switch outcome {
         case .reply(let code, let words, let length):
             let reply = SealedReply(client: client, code: code, words: words,
                                     length: min(max(length, 0), payload.count), requestID: mapping.requestID)
-            guard reply.isIntact else { System.reportFailure() }
+            guard reply.isIntact, Service.confirms(reply: reply.code, words: reply.words, to: nil, from: old, to: state)
+            else { System.reportFailure() }
             format.commit(state: state, requestID: mapping.requestID,
                           reply: SSRReply(code: UInt64(reply.code), word0: UInt64(reply.words.0), word1: UInt64(reply.words.1)))
             try sealedReply(reply, payload: payload)
