@@ -84,34 +84,10 @@ trap_vector:
     call kernel_fastpath
     ld t1, 0(sp)
     beqz a0, fastpath_declined
-    bne a0, t1, switch_frames
-
     // The caller again, the second half untouched: restore the first, return.
     // sstatus needs no change: this trap came from user mode (SPP = 0) with
     // interrupts on there (SPIE = 1), and FS stays off.
-    ld t0, 0(a0)
-    csrw sepc, t0
-    csrw sscratch, a0
-    ld ra, 8(a0)
-    ld sp, 16(a0)
-    ld t0, 40(a0)
-    ld t1, 48(a0)
-    ld t2, 56(a0)
-    ld a1, 88(a0)
-    ld a2, 96(a0)
-    ld a3, 104(a0)
-    ld a4, 112(a0)
-    ld a5, 120(a0)
-    ld a6, 128(a0)
-    ld a7, 136(a0)
-    ld t3, 224(a0)
-    ld t4, 232(a0)
-    ld t5, 240(a0)
-    ld t6, 248(a0)
-    ld a0, 80(a0)
-    sret
-
-switch_frames:
+    beq a0, t1, restore_first_half
     // From one process's ecall to another's: sstatus is already right (as above).
     SAVE_SECOND_HALF t1
     j restore_frame
@@ -136,25 +112,10 @@ trap_return:
     li t0, SSTATUS_SPIE
     csrs sstatus, t0
 restore_frame:
-    ld t0, 0(a0)
-    csrw sepc, t0
-    csrw sscratch, a0
-    ld ra, 8(a0)
-    ld sp, 16(a0)
     ld gp, 24(a0)
     ld tp, 32(a0)
-    ld t0, 40(a0)
-    ld t1, 48(a0)
-    ld t2, 56(a0)
     ld s0, 64(a0)
     ld s1, 72(a0)
-    ld a1, 88(a0)
-    ld a2, 96(a0)
-    ld a3, 104(a0)
-    ld a4, 112(a0)
-    ld a5, 120(a0)
-    ld a6, 128(a0)
-    ld a7, 136(a0)
     ld s2, 144(a0)
     ld s3, 152(a0)
     ld s4, 160(a0)
@@ -165,6 +126,22 @@ restore_frame:
     ld s9, 200(a0)
     ld s10, 208(a0)
     ld s11, 216(a0)
+restore_first_half:
+    ld t0, 0(a0)
+    csrw sepc, t0
+    csrw sscratch, a0
+    ld ra, 8(a0)
+    ld sp, 16(a0)
+    ld t0, 40(a0)
+    ld t1, 48(a0)
+    ld t2, 56(a0)
+    ld a1, 88(a0)
+    ld a2, 96(a0)
+    ld a3, 104(a0)
+    ld a4, 112(a0)
+    ld a5, 120(a0)
+    ld a6, 128(a0)
+    ld a7, 136(a0)
     ld t3, 224(a0)
     ld t4, 232(a0)
     ld t5, 240(a0)
