@@ -68,9 +68,12 @@ struct TimerService: SSRService {
         }
     }
 
-    /// The transition checked again over the sealed reply (see `SSRService.confirms`):
-    /// a wait's expiration with one bit of its timer's id flipped after `handle`'s
-    /// check ("timer 0") reached a client under a good seal.
+    /// The transition checked again over the sealed reply and the committed state (see
+    /// `SSRService.confirms`): soaks saw a wait's expiration with one bit of its timer's
+    /// id flipped after `handle`'s check ("timer 0"), and a deadline one bit off in the
+    /// state committed beside a right reply, each under a good seal.
+    static var checksCommittedReplies: Bool { true }
+
     static func confirms(reply code: UInt32, words: (UInt, UInt), to request: (operation: UInt16, words: (UInt, UInt))?,
                          from old: TimerClientState, to new: TimerClientState) -> Bool {
         guard let replyCode = TimerReplyCode(rawValue: code) else { return false }

@@ -131,15 +131,19 @@ public protocol SSRService {
     /// once the current reply is sent and the window is free: typically answering
     /// deferred requests (`complete`) that the request just handled unblocked.
     mutating func followUp()
-    /// The last look at a reply, after it is sealed and before it is committed: `code`
-    /// and `words` are the sealed ones, `old` the committed state, `new` the state to
-    /// commit; `request` is the request answered (nil: a held request answered by
-    /// `complete`). A service that checks its transition before returning repeats the
-    /// check here, over the words the seal covers: a fault between its own check and
-    /// the seal (a flipped bit in a reply word) would otherwise be committed and sent
-    /// under a good seal. The default: true.
+    /// The last look at a reply, once it is sealed and committed, before it is sent:
+    /// `code` and `words` are the sealed ones, `old` the state before the request, `new`
+    /// the state as committed, read back from the SSR; `request` is the request
+    /// answered (nil: a held request answered by `complete`). A service that checks its
+    /// transition before returning repeats the check here: a fault between its own
+    /// check and the commit (a bit flipped in a reply word before the seal, or in the
+    /// state on its way into the SSR) would otherwise be sent under a good seal and
+    /// stay committed. Failing restarts the server; recovery rolls the commit back (the
+    /// SSR was mapped) and the request comes again. Asked only when
+    /// `checksCommittedReplies` (reading the commit back costs a checksum).
     static func confirms(reply code: UInt32, words: (UInt, UInt), to request: (operation: UInt16, words: (UInt, UInt))?,
                          from old: State, to new: State) -> Bool
+    static var checksCommittedReplies: Bool { get }
 }
 
 extension SSRService {
@@ -149,6 +153,7 @@ extension SSRService {
     public static func confirms(reply code: UInt32, words: (UInt, UInt),
                                 to request: (operation: UInt16, words: (UInt, UInt))?,
                                 from old: State, to new: State) -> Bool { true }
+    public static var checksCommittedReplies: Bool { false }
 }
 
 
@@ -506,12 +511,11 @@ public struct SSRServer<Service: SSRService> {
         case .reply(let code, let words, let length):
             let reply = SealedReply(client: message.sender, code: code, words: words,
                                     length: min(max(length, 0), buffer.count), requestID: message.requestID)
-            guard reply.isIntact,
-                  Service.confirms(reply: reply.code, words: reply.words,
-                                   to: (UInt16(truncatingIfNeeded: message.operation), message.words),
-                                   from: old, to: state) else { System.reportFailure() }
+            guard reply.isIntact else { System.reportFailure() }
             format.commit(state: state, requestID: message.requestID,
                           reply: SSRReply(code: UInt64(reply.code), word0: UInt64(reply.words.0), word1: UInt64(reply.words.1)))
+            Self.confirmCommit(format, reply: reply, to: (UInt16(truncatingIfNeeded: message.operation), message.words),
+                               from: old)
             return reply
         case .deferred:
             return nil
@@ -596,15 +600,24 @@ public struct SSRServer<Service: SSRService> {
         case .reply(let code, let words, let length):
             let reply = SealedReply(client: client, code: code, words: words,
                                     length: min(max(length, 0), payload.count), requestID: mapping.requestID)
-            guard reply.isIntact, Service.confirms(reply: reply.code, words: reply.words, to: nil, from: old, to: state)
-            else { System.reportFailure() }
+            guard reply.isIntact else { System.reportFailure() }
             format.commit(state: state, requestID: mapping.requestID,
                           reply: SSRReply(code: UInt64(reply.code), word0: UInt64(reply.words.0), word1: UInt64(reply.words.1)))
+            confirmCommit(format, reply: reply, to: nil, from: old)
             try sealedReply(reply, payload: payload)
             return true
         case .deferred:
             return false
         }
+    }
+
+    /// `SSRService.confirms` over the commit just made, read back from the SSR.
+    private static func confirmCommit(_ format: Format, reply: SealedReply,
+                                      to request: (operation: UInt16, words: (UInt, UInt))?, from old: Service.State) {
+        guard Service.checksCommittedReplies else { return }
+        guard case .committed(let commit) = format.loadCommit(), commit.requestID == reply.requestID,
+              Service.confirms(reply: reply.code, words: reply.words, to: request, from: old,
+                               to: format.state(of: commit)) else { System.reportFailure() }
     }
 
     /// Sends a sealed reply outside the server's loop; a reply the kernel finds broken
