@@ -39,8 +39,8 @@ import Testing
     }
 
     /// An indirect block or an inode whose pointers a fault damaged in the buffer — a
-    /// pointer into metadata or past the disk, a block linked twice — never reaches
-    /// the disk.
+    /// pointer into metadata or past the disk, a block linked twice — or an inode with
+    /// a fragment address (a flipped bit e2fsck calls damage) never reaches the disk.
     @Test func damagedPointersAreRefused() throws {
         let disk = try Tools.makeImage(blockSize: 1024, size: "8M")
         var volume = try mount(disk)
@@ -65,6 +65,9 @@ import Testing
         var wild = inode
         wild.setPointer(7, table)
         #expect(throws: FileSystemError.internalInconsistency) { try volume.writeInode(file, wild) }
+        var fragment = inode
+        withUnsafeMutableBytes(of: &fragment.raw) { $0.setLE32(Inode.fragmentAddressOffset, 16384) }
+        #expect(throws: FileSystemError.internalInconsistency, "i_faddr set") { try volume.writeInode(file, fragment) }
         #expect(disk.bytes == before, "nothing reached the disk")
         try volume.writeInode(file, inode)
         try volume.readBlock(indirect, into: .path1)

@@ -143,6 +143,8 @@ struct Inode: BitwiseCopyable {
     static let size = 128
     static let indexedDirectoryFlag: UInt32 = 0x1000
     static let inlinePointerBytes = 60
+    /// i_faddr, the obsolete fragment address: always zero.
+    static let fragmentAddressOffset = 112
 
     var raw: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
               UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)

@@ -567,6 +567,9 @@ public struct Ext2Volume<Device: BlockDevice> {
         if kind == 0x8000 || kind == 0x4000 {
             try checkPointers(UnsafeRawBufferPointer(rebasing: table[(location.offset + 40)...].prefix(60)), count: 15)
         }
+        // i_faddr: no ext2 ever used fragments, and e2fsck calls any other value damage
+        // (a soak's stack flip wrote 16384 there).
+        guard table.le32(location.offset + Inode.fragmentAddressOffset) == 0 else { throw .internalInconsistency }
         try checkInodeTableChange(location, inode, fresh: fresh)
         try writeBlock(location.block, from: .inodeTable)
     }
