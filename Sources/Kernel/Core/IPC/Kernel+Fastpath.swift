@@ -9,13 +9,13 @@
 // registers a call may clobber before asking here, and the other half of the
 // register file only when a different process will resume.
 //
-//   ecall --> trap.S saves ra, gp, tp, t*, a*, sp, pc
+//   ecall --> trap.S saves ra, t*, a*, sp, pc
 //               |
 //               v
-//         fastpath(from:) -- nil ------------> trap.S saves s*, kernel_trap (slow path)
+//         fastpath(from:) -- nil ------------> trap.S saves s*, gp, tp; kernel_trap (slow path)
 //               |
 //               +-- the caller ---------------> trap.S restores what it saved, sret
-//               +-- another slot -------------> trap.S saves s*, restores the other, sret
+//               +-- another slot -------------> trap.S saves s*, gp, tp; restores the other, sret
 //
 // What the fastpath takes:
 //   whoAmI, clock     answered in place, when the caller keeps the processor
@@ -41,9 +41,9 @@
 // unchanged in meaning.
 //
 // A receive buffer is checked against the page tables once, by the slow path, and
-// remembered in the task (`checkedReceiveBuffer`): a process's mappings change only
-// when its address space is built, which forgets the check, and at its SSR window,
-// which a remembered buffer may not overlap.
+// remembered in the task (`checkedReceiveAddress`, `checkedReceiveCount`): a
+// process's mappings change only when its address space is built, which forgets the
+// check, and at its SSR window, which a remembered buffer may not overlap.
 
 import CurioABI
 
