@@ -167,15 +167,21 @@ private struct SplitMix {
         (try world(), try world())
     }
 
-    // MARK: The cases it takes
-
-    @Test func aRegisterOnlyCallToAWaitingServerGoesStraightToIt() throws {
+    /// A server in slot 0 waiting in `receive`, the client in slot 1 running.
+    private func serverWaiting() throws -> (KernelHarness, KernelHarness) {
         let (fast, slow) = try twoWorlds()
         for harness in [fast, slow] {
             run(0, in: harness)
             harness.receive(0, capacity: 0x1000)
             run(1, in: harness)
         }
+        return (fast, slow)
+    }
+
+    // MARK: The cases it takes
+
+    @Test func aRegisterOnlyCallToAWaitingServerGoesStraightToIt() throws {
+        let (fast, slow) = try serverWaiting()
         let taken = agree(fast, slow, from: 1) { harness in
             harness.loadArguments(1, rawNumber: UInt64(Syscall.send.rawValue),
                                   [EndpointCall(endpoint: harness.id(0), operation: 9).rawValue, 11, 22, 0, 0, 0, 0])
@@ -188,11 +194,8 @@ private struct SplitMix {
     }
 
     @Test func aRegisterOnlyReplyAndReceiveGoesStraightBackToTheClient() throws {
-        let (fast, slow) = try twoWorlds()
+        let (fast, slow) = try serverWaiting()
         for harness in [fast, slow] {
-            run(0, in: harness)
-            harness.receive(0, capacity: 0x1000)
-            run(1, in: harness)
             harness.syscall(1, .send, EndpointCall(endpoint: harness.id(0), operation: 1).rawValue, 5, 6)
             #expect(harness.kernel.current == 0)
         }
@@ -221,17 +224,6 @@ private struct SplitMix {
     }
 
     // MARK: The cases it declines
-
-    /// A server in slot 0 waiting in `receive`, the client in slot 1 running.
-    private func serverWaiting() throws -> (KernelHarness, KernelHarness) {
-        let (fast, slow) = try twoWorlds()
-        for harness in [fast, slow] {
-            run(0, in: harness)
-            harness.receive(0, capacity: 0x1000)
-            run(1, in: harness)
-        }
-        return (fast, slow)
-    }
 
     private func send(_ harness: KernelHarness, to slot: Int, generation: UInt16? = nil, payload: UInt = 0,
                       replyCapacity: UInt = 0) {
@@ -330,11 +322,8 @@ private struct SplitMix {
 
     @Test func aSchedulingChoiceThatIsNotTheObviousOneTakesTheSlowPath() throws {
         // Peer (4) ready at the client's priority: a reply to the client would be a tie.
-        var (fast, slow) = try twoWorlds()
+        var (fast, slow) = try serverWaiting()
         for harness in [fast, slow] {
-            run(0, in: harness)
-            harness.receive(0, capacity: 0x1000)
-            run(1, in: harness)
             harness.syscall(1, .send, EndpointCall(endpoint: harness.id(0), operation: 1).rawValue)
             run(0, in: harness)
         }
@@ -361,11 +350,8 @@ private struct SplitMix {
 
     @Test func anUncheckedBufferANotificationOrAWaitingSenderTakesTheSlowPath() throws {
         func serving() throws -> (KernelHarness, KernelHarness) {
-            let (fast, slow) = try twoWorlds()
+            let (fast, slow) = try serverWaiting()
             for harness in [fast, slow] {
-                run(0, in: harness)
-                harness.receive(0, capacity: 0x1000)
-                run(1, in: harness)
                 harness.syscall(1, .send, EndpointCall(endpoint: harness.id(0), operation: 1).rawValue)
             }
             return (fast, slow)
