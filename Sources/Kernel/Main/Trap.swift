@@ -46,11 +46,7 @@ public func kernelFastpath(frame: UnsafeMutablePointer<UInt64>) -> UnsafeMutable
     let slot = kernel.pointee.currentSlot
     guard slot >= 0, let next = kernel.pointee.fastpath(from: slot) else { return nil }
     guard next != slot else { return frame }
-    if next != activeSlot {
-        kernel.pointee.platform.activate(AddressSpace(root: PhysicalAddress(kernel.pointee.rootTable(of: next))),
-                                         asid: kernel.pointee.asid(of: next))
-        activeSlot = next
-    }
+    enterAddressSpace(of: next)
     return kernel.pointee.frame(of: next)
 }
 
@@ -75,11 +71,7 @@ func resumeCurrentProcess() -> UnsafeMutablePointer<UInt64> {
         if kernel.pointee.platform.powerOffRequested { PowerControl.powerOff(code: kernel.pointee.platform.powerOffCode) }
         let slot = kernel.pointee.currentSlot
         if slot >= 0 {
-            if activeSlot != slot {
-                kernel.pointee.platform.activate(AddressSpace(root: PhysicalAddress(kernel.pointee.rootTable(of: slot))),
-                                                 asid: kernel.pointee.asid(of: slot))
-                activeSlot = slot
-            }
+            enterAddressSpace(of: slot)
             kernel.pointee.resuming(slot)
             armClock()
             return kernel.pointee.frame(of: slot)
@@ -87,6 +79,15 @@ func resumeCurrentProcess() -> UnsafeMutablePointer<UInt64> {
         armClock()
         waitForInterrupt()
     }
+}
+
+/// Points satp at `slot`'s address space, unless it is there already.
+@inline(__always)
+private func enterAddressSpace(of slot: Int) {
+    guard slot != activeSlot else { return }
+    kernel.pointee.platform.activate(AddressSpace(root: PhysicalAddress(kernel.pointee.rootTable(of: slot))),
+                                     asid: kernel.pointee.asid(of: slot))
+    activeSlot = slot
 }
 
 private func waitForInterrupt() {
