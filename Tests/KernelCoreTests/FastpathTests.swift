@@ -253,7 +253,7 @@ private struct SplitMix {
         (fast, slow) = try serverWaiting()
         #expect(!agree(fast, slow, from: 1) { send($0, to: 1) }, "itself")
         (fast, slow) = try serverWaiting()
-        #expect(!agree(fast, slow, from: 1) { send($0, to: 400) }, "no such slot")
+        #expect(!agree(fast, slow, from: 1) { send($0, to: 400, generation: 0) }, "no such slot (the generation given: slot 400 is past the table)")
     }
 
     /// The client (slot 1) calls the SSR server (slot 6), which is waiting, as is the
