@@ -75,6 +75,44 @@ import Testing
         #expect(disk.bytes == before, "intact pointers pass")
     }
 
+    /// A file's inode written under the number of one of ext2's reserved inodes (a
+    /// damaged inode number: 12 became 8 in a soak) is refused; the root is not reserved.
+    @Test func reservedInodesAreNeverWritten() throws {
+        let disk = try Tools.makeImage(blockSize: 1024, size: "8M")
+        var volume = try mount(disk)
+        try perform([.create("/f"), .write("/f", offset: 0, bytes: pattern(2048, seed: 3))], on: &volume)
+        let inode = try volume.readInode(try volume.path("/f").rawValue)
+        let before = disk.bytes
+        for reserved in [UInt32(1)] + Array(3..<volume.geometry.firstInode) {
+            #expect(throws: FileSystemError.internalInconsistency, "inode \(reserved)") {
+                try volume.writeInode(reserved, inode)
+            }
+        }
+        #expect(disk.bytes == before, "nothing reached the disk")
+        let root = InodeNumber.root.rawValue
+        try volume.writeInode(root, try volume.readInode(root))
+        #expect(disk.bytes == before, "the root's own inode passes")
+    }
+
+    /// One file's inode written under another file's number (the generations differ),
+    /// or a fresh inode over a slot in use, is refused: either would leave the other
+    /// file's blocks claimed by nobody, or by two files.
+    @Test func anInodeIsNeverWrittenOverAnotherFile() throws {
+        let disk = try Tools.makeImage(blockSize: 1024, size: "8M")
+        var volume = try mount(disk)
+        try perform([.create("/a"), .create("/b"), .write("/a", offset: 0, bytes: pattern(3000, seed: 4))], on: &volume)
+        let a = try volume.path("/a").rawValue
+        let b = try volume.path("/b").rawValue
+        let inodeOfA = try volume.readInode(a)
+        let before = disk.bytes
+        #expect(throws: FileSystemError.internalInconsistency) { try volume.writeInode(b, inodeOfA) }
+        #expect(throws: FileSystemError.internalInconsistency) { try volume.writeInode(b, inodeOfA, fresh: true) }
+        #expect(disk.bytes == before, "nothing reached the disk")
+        try volume.writeInode(a, inodeOfA)
+        try volume.writeInode(a, inodeOfA, fresh: true)
+        #expect(try volume.readInode(a).generation == inodeOfA.generation, "a create run again rewrites its own inode")
+    }
+
     /// A bitmap or inode-table buffer that a stray store changed beyond what the step
     /// meant (one more bit, another inode's bytes) is refused before it is written.
     @Test func strayChangesToBitmapsAndInodeTablesAreRefused() throws {

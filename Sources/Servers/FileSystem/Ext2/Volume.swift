@@ -552,6 +552,13 @@ public struct Ext2Volume<Device: BlockDevice> {
     /// Writes the first 128 bytes of an inode. A `fresh` inode (just allocated)
     /// also gets its large-inode tail zeroed, with i_extra_isize as mke2fs sets it.
     mutating func writeInode(_ number: UInt32, _ inode: Inode, fresh: Bool = false) throws(FileSystemError) {
+        // Inodes below s_first_ino other than the root are ext2's reserved ones (bad
+        // blocks, journal, resize, ...), which Curio never changes: a write to one is a
+        // file's inode number damaged on its way here (a soak's stack flip turned 12
+        // into 8 and left file 12's old block map pointing at blocks it had freed).
+        guard number == InodeNumber.root.rawValue || number >= geometry.firstInode else {
+            throw .internalInconsistency
+        }
         let location = try inodeLocation(number)
         try readBlock(location.block, into: .inodeTable)
         let table = buffer(.inodeTable)
@@ -577,11 +584,22 @@ public struct Ext2Volume<Device: BlockDevice> {
     /// The inode-table block in `.inodeTable` about to be written holds `inode` where
     /// it belongs and, everywhere else, what the disk holds (a fresh inode's zeroed tail
     /// aside): a stray store into the buffer would otherwise rewrite another file's inode.
+    ///
+    /// And the slot is this file's: an update replaces an inode of the same generation,
+    /// a fresh inode a free slot (or its own, when an interrupted create runs again).
+    /// A damaged inode number would otherwise put one file's inode over another's, and
+    /// leave the first file's old block map on the disk.
     mutating func checkInodeTableChange(_ location: (block: UInt32, offset: Int), _ inode: Inode,
                                                 fresh: Bool) throws(FileSystemError) {
         try readBlock(location.block, into: .verify)
         let new = buffer(.inodeTable)
         let old = buffer(.verify)
+        var previous = Inode()
+        withUnsafeMutableBytes(of: &previous.raw) {
+            $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: old[location.offset...].prefix(Inode.size)))
+        }
+        let sameFile = previous.generation == inode.generation
+        guard sameFile || (fresh && !previous.isInUse) else { throw .internalInconsistency }
         let mine = location.offset..<(location.offset + (fresh ? geometry.inodeSize : Inode.size))
         var offset = 0
         while offset < new.count {
