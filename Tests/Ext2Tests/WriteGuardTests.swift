@@ -113,6 +113,33 @@ import Testing
         #expect(try volume.readInode(a).generation == inodeOfA.generation, "a create run again rewrites its own inode")
     }
 
+    /// Every new link a chunk writes must be a block it took from the reservation, each
+    /// once: a block number damaged between being taken and being linked (754 became
+    /// 752, another file's block, in a soak) is refused before the map is written.
+    @Test func aNewLinkMustBeABlockTakenFromTheReservation() throws {
+        var reservation = Ext2Intent(tag: 11)
+        reservation.reservationKind = .allocate
+        reservation.reservationCount = 3
+        for (index, block) in [UInt32(754), 755, 760].enumerated() { reservation.setReservedBlock(index, block) }
+        typealias Volume = Ext2Volume<MemoryDevice>
+        var unmatched: UInt32 = 0b011  // this chunk took the first two
+        try Volume.match(755, in: reservation, unmatched: &unmatched)
+        try Volume.match(754, in: reservation, unmatched: &unmatched)
+        #expect(unmatched == 0)
+        unmatched = 0b011
+        #expect(throws: FileSystemError.internalInconsistency, "a damaged number") {
+            try Volume.match(752, in: reservation, unmatched: &unmatched)
+        }
+        #expect(throws: FileSystemError.internalInconsistency, "a block this chunk did not take") {
+            try Volume.match(760, in: reservation, unmatched: &unmatched)
+        }
+        try Volume.match(754, in: reservation, unmatched: &unmatched)
+        #expect(throws: FileSystemError.internalInconsistency, "one block linked twice") {
+            try Volume.match(754, in: reservation, unmatched: &unmatched)
+        }
+        #expect(unmatched == 0b010, "755 taken and never linked")
+    }
+
     /// A bitmap or inode-table buffer that a stray store changed beyond what the step
     /// meant (one more bit, another inode's bytes) is refused before it is written.
     @Test func strayChangesToBitmapsAndInodeTablesAreRefused() throws {

@@ -212,6 +212,21 @@ extension Ext2Volume {
         return (missing, linked)
     }
 
+    /// One pointer `fillChunk` is about to write, read back from the map: it must be a
+    /// block this chunk took from the reservation, and not one matched already. Checked
+    /// for every new link before any indirect block or the inode goes out, so that a
+    /// block number damaged between being taken and being linked (a soak's stack flip
+    /// turned 754 into 752, another file's block) never reaches the disk: the reserved
+    /// block would leak and two files would share one.
+    static func match(_ pointer: UInt32, in reservation: Ext2Intent, unmatched: inout UInt32) throws(FileSystemError) {
+        for index in 0..<reservation.reservationCount
+        where unmatched & (1 << UInt32(index)) != 0 && reservation.reservedBlock(index) == pointer {
+            unmatched &= ~(1 << UInt32(index))
+            return
+        }
+        throw .internalInconsistency
+    }
+
     /// Links every missing block of positions `first ..< end` from the
     /// reservation (taking unlinked entries in order) and writes the data for
     /// those positions from `source` (file bytes `sourceOffset ..<`), bottom-up.
@@ -240,8 +255,10 @@ extension Ext2Volume {
             run = DataRun()
             try writeData(block, position, fresh: fresh, source: source, sourceOffset: sourceOffset)
         }
+        let linkedBefore = linked
         let path = mapPath(first)
         if path.depth == 0 {
+            var freshPositions: UInt32 = 0
             for position in first..<end {
                 var block = inode.pointer(Int(position))
                 let fresh = block == 0
@@ -250,9 +267,15 @@ extension Ext2Volume {
                 if fresh {
                     inode.setPointer(Int(position), block)
                     inode.sectors &+= sectorsPerBlock
+                    freshPositions |= 1 << UInt32(position - first)
                 }
             }
             try writeRun(run, source: source, sourceOffset: sourceOffset)
+            var unmatched = linked & ~linkedBefore
+            for position in first..<end where freshPositions & (1 << UInt32(position - first)) != 0 {
+                try Self.match(inode.pointer(Int(position)), in: reservation, unmatched: &unmatched)
+            }
+            guard unmatched == 0 else { throw .internalInconsistency }
             return
         }
         var pathBlocks: (UInt32, UInt32, UInt32) = (0, 0, 0)
@@ -263,10 +286,12 @@ extension Ext2Volume {
         func markDirty(_ level: Int) {
             switch level { case 0: dirty.0 = true; case 1: dirty.1 = true; default: dirty.2 = true }
         }
+        var freshLevels: UInt32 = 0
         for level in 0..<path.depth {
             var block = level == 0 ? inode.pointer(path.top) : entry(level - 1, path.indexAt(level - 1))
             if block == 0 {
                 block = try take()
+                freshLevels |= 1 << UInt32(level)
                 buffer(pathScratch(level)).zero()
                 markDirty(level)
                 inode.sectors &+= sectorsPerBlock
@@ -281,6 +306,7 @@ extension Ext2Volume {
             setPathBlock(level, block)
         }
         let last = path.depth - 1
+        var freshPositions: UInt32 = 0
         for position in first..<end {
             let slot = path.indexAt(last) + Int(position - first)
             var block = entry(last, slot)
@@ -291,9 +317,19 @@ extension Ext2Volume {
                 setEntry(last, slot, block)
                 markDirty(last)
                 inode.sectors &+= sectorsPerBlock
+                freshPositions |= 1 << UInt32(position - first)
             }
         }
         try writeRun(run, source: source, sourceOffset: sourceOffset)
+        var unmatched = linked & ~linkedBefore
+        for level in 0..<path.depth where freshLevels & (1 << UInt32(level)) != 0 {
+            let pointer = level == 0 ? inode.pointer(path.top) : entry(level - 1, path.indexAt(level - 1))
+            try Self.match(pointer, in: reservation, unmatched: &unmatched)
+        }
+        for position in first..<end where freshPositions & (1 << UInt32(position - first)) != 0 {
+            try Self.match(entry(last, path.indexAt(last) + Int(position - first)), in: reservation, unmatched: &unmatched)
+        }
+        guard unmatched == 0 else { throw .internalInconsistency }
         if path.depth > 2 && dirty.2 { try writeBlock(pathBlocks.2, from: .path3) }
         if path.depth > 1 && dirty.1 { try writeBlock(pathBlocks.1, from: .path2) }
         if dirty.0 { try writeBlock(pathBlocks.0, from: .path1) }
