@@ -151,6 +151,11 @@ public enum SyscallError: UInt, Error, Sendable {
     /// A reply whose words do not match the seal the server gave with them: the server
     /// was damaged between sealing and replying. The client keeps waiting.
     case replySealBroken = 17
+    /// To a server: the client's reply buffer could not take the reply (too small,
+    /// or no longer writable). The client's call has ended with that error instead
+    /// (`messageTooLarge`, `badAddress`), so the reply is over: the client's doing,
+    /// not the server's. `replyAndReceive` goes on to receive.
+    case replyUndeliverable = 18
 }
 
 extension SyscallError {
@@ -174,6 +179,7 @@ extension SyscallError {
         case .alreadyRunning: "already running"
         case .dmaNotPermitted: "DMA outside the driver's pages"
         case .replySealBroken: "reply does not match its seal"
+        case .replyUndeliverable: "the client could not take the reply"
         }
     }
 }

@@ -143,6 +143,26 @@ func expectRefused(_ error: FileSystemError, _ operation: FileSystemOperation, _
         #expect(FileSystemOperation.allCases.map(\.rawValue) == Array(1...17))
     }
 
+    /// The reply payload column of the table: what a correct reply carries at most,
+    /// and so the most a well-formed client's reply buffer has to take.
+    @Test func replyLimitsFollowTheDocumentedTable() throws {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: FileSystemLimits.maxTransfer, alignment: 8)
+        defer { buffer.deallocate() }
+        #expect(FileSystemOperation.read.replyLimit(words: (1, 100)) == 100)
+        #expect(FileSystemOperation.read.replyLimit(words: (1, UInt.max)) == FileSystemLimits.maxTransfer)
+        let status = FileStatus(inode: InodeNumber(12), type: .regular, permissions: 0o644, links: 1, size: 5,
+                                sectors: 2, generation: 3, modified: 4, changed: 5, accessed: 6)
+        #expect(FileSystemOperation.stat.replyLimit(words: (0, 0)) == status.encode(into: buffer))
+        #expect(FileSystemOperation.fstat.replyLimit(words: (1, 0)) == FileStatus.encodedBytes)
+        let statistics = VolumeStatistics(blockSize: 1024, totalBlocks: 8, freeBlocks: 4, totalInodes: 2, freeInodes: 1)
+        #expect(FileSystemOperation.statistics.replyLimit(words: (0, 0)) == statistics.encode(into: buffer))
+        #expect(FileSystemOperation.readDirectory.replyLimit(words: (0, 0)) == FileSystemLimits.maxTransfer)
+        let withPayload: Set<FileSystemOperation> = [.read, .stat, .fstat, .readDirectory, .statistics]
+        for operation in FileSystemOperation.allCases where !withPayload.contains(operation) {
+            #expect(operation.replyLimit(words: (UInt.max, UInt.max)) == 0, "\(operation)")
+        }
+    }
+
     @Test func encodeRefusesWhatTheServerWould() throws {
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: FileSystemRequest.scratchBytes, alignment: 8)
         defer { scratch.deallocate() }

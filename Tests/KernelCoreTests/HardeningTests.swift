@@ -113,7 +113,7 @@ import Testing
         harness.registers(1)[.a6] = 1 << 63
         harness.registers(1)[.a5] = 0x8020_0000
         try harness.reply(from: 0, to: harness.id(1), payload: [1, 2, 3])
-        #expect(harness.error(0) == .badAddress)
+        #expect(harness.error(0) == .replyUndeliverable)
         #expect(harness.state(1) == .runnable, "the client is not left waiting")
         #expect(harness.error(1) == .badAddress)
 
@@ -133,10 +133,30 @@ import Testing
         harness.receive(0)
         try harness.send(from: 1, to: harness.id(0), replyCapacity: 2)
         try harness.reply(from: 0, to: harness.id(1), payload: [1, 2, 3])
-        #expect(harness.error(0) == .messageTooLarge)
+        #expect(harness.error(0) == .replyUndeliverable, "the server is not told the client's error")
         #expect(harness.state(1) == .runnable)
         #expect(harness.error(1) == .messageTooLarge)
         #expect(harness.binding(of: 1, to: Program.fs)?.lastCompletedRequest == 1, "the request is over")
+        #expect(harness.kernel.audit().isClean)
+    }
+
+    /// The same reply from `replyAndReceive` is over as far as the server is concerned:
+    /// it goes on to receive, as after a reply to a client that has ended. A client
+    /// could otherwise make an SSR server restart at will with a small reply buffer.
+    @Test func aReplyThatCannotFitLetsReplyAndReceiveGoOn() throws {
+        let harness = try fsAndClients(2)
+        harness.receive(0)
+        try harness.send(from: 1, to: harness.id(0), replyCapacity: 2)
+        try harness.write([1, 2, 3], at: ProcessLayout.heap + 0x800, in: 0)
+        harness.syscall(0, .replyAndReceive, UInt(harness.id(1).rawValue), 0, 0, 0,
+                        UInt(ProcessLayout.heap + 0x800), 3, 0x800)
+        #expect(harness.state(1) == .runnable)
+        #expect(harness.error(1) == .messageTooLarge)
+        #expect(harness.state(0) == .receiving, "the server receives")
+        try harness.send(from: 2, to: harness.id(0), words: (7, 8))
+        #expect(harness.error(0) == nil)
+        #expect(harness.result(0, 1) == UInt(harness.id(2).rawValue))
+        #expect(harness.result(0, 3) == 7)
         #expect(harness.kernel.audit().isClean)
     }
 

@@ -18,10 +18,11 @@
 //   - `receive` and `replyAndReceive` wait for a message, which may never come, so
 //     the kernel timer is armed first, at most half a millisecond ahead, with a bit
 //     the call's mask includes.
-//   - A call to a real server gets a reply buffer the whole 4 KiB long, or one the
-//     kernel must refuse: a reply that does not fit leaves a client waiting for a
-//     reply that never comes, since neither the kernel nor most servers answer it
-//     otherwise (the `replies=any` option lifts this to show it).
+//   - Half the calls to a real server get a reply buffer the whole 4 KiB long, so
+//     that they reach the server's deeper paths; the others any buffer at all. A
+//     reply that does not fit ends the client's call with `messageTooLarge`, and
+//     must cost the server nothing: a server that restarted for it could be made
+//     to restart by any client at will.
 //   - The console never gets `read` (it holds the caller until someone types)
 //     nor a payload it would print; a timer is started with a period of at most
 //     2 ms so that `wait` returns; a file lock never waits; and storage never gets
@@ -93,8 +94,6 @@ struct Options {
     var traceFrom = Int.max
     /// End the run with a raw `exit` of a random register value.
     var endWithExit = false
-    /// Let calls to real servers have reply buffers of any size.
-    var anyReplies = false
     /// Syscall numbers never drawn (to work around a known defect while developing).
     var without: [UInt] = []
 }
@@ -209,7 +208,7 @@ struct Planner {
             shape(for: role, operation: &operation, words: &words, payload: &payload)
             let refused = reply.1 > UInt(SyscallLimits.maxMessageBytes)
                 || reply.0.mustRefuse(length: reply.1, writable: true)
-            if !refused && !options.anyReplies {
+            if !refused && random.percent(50) {
                 reply = (Pointer.scratch(vocabulary.arena.scratch), UInt(SyscallLimits.maxMessageBytes))
             }
         }
@@ -439,7 +438,7 @@ struct Planner {
         // Only siblings awaiting us matter, each once: the fuzzer replies to random
         // task IDs all the time, and a list of those grew until the heap ran out.
         let target = UInt32(truncatingIfNeeded: call.registers[0])
-        if replied && (status == SyscallError.messageTooLarge.rawValue || status == SyscallError.badAddress.rawValue),
+        if replied && (status == SyscallError.replyUndeliverable.rawValue || status == SyscallError.badAddress.rawValue),
            clients.contains(where: { $0.id == target }), !refusedReplies.contains(target) {
             refusedReplies.append(target)
         }

@@ -1,4 +1,4 @@
-// fuzzer SEED CALLS [trace=N] [exit] [replies=any] [without=N,N...]: random system
+// fuzzer SEED CALLS [trace=N] [exit] [without=N,N...]: random system
 // calls against the kernel, from an unprivileged process.
 //
 // The kernel's promise is that nothing a process puts in its registers can take it
@@ -35,9 +35,8 @@
 // and the exit status is 0 only without violations. `answers` counts the replies to
 // sibling instances' messages (see Calls.swift), made besides the CALLS; `skipped`
 // counts draws of `exit`, which would end the run; `exit` as an option ends it with
-// a raw exit whose a0 is a random word instead. `replies=any` lets calls to the
-// servers have reply buffers of any size; `without=N,...` never draws those numbers
-// (for working around a defect that is known while looking for the next).
+// a raw exit whose a0 is a random word instead. `without=N,...` never draws those
+// numbers (for working around a defect that is known while looking for the next).
 
 import ConsoleAPI
 import CurioUser
@@ -47,7 +46,7 @@ import UserArch
 struct SyscallFuzzer {
     static func main() {
         guard let options = parse(String(decoding: System.arguments, as: UTF8.self)) else {
-            print("usage: fuzzer SEED CALLS [trace=N] [exit] [replies=any] [without=N,N...]")
+            print("usage: fuzzer SEED CALLS [trace=N] [exit] [without=N,N...]")
             System.exit(2)
         }
         print("fuzzer seed=\(options.seed) calls=\(options.calls) starting")
@@ -74,8 +73,6 @@ struct SyscallFuzzer {
         for word in text.split(separator: " ") {
             if word == "exit" {
                 options.endWithExit = true
-            } else if word == "replies=any" {
-                options.anyReplies = true
             } else if word.hasPrefix("trace=") {
                 guard let from = Int(word.dropFirst(6)) else { return nil }
                 options.traceFrom = from
@@ -148,8 +145,8 @@ struct Run {
 
     /// Answers a sibling awaiting our reply. The sibling is waiting and our payload
     /// is in our scratch pages: the kernel may refuse only a payload too large for the
-    /// sibling's buffer — and then ends the sibling's call with that error too — or a
-    /// sibling that has ended. A sibling an earlier refused reply of ours may have
+    /// sibling's buffer (`replyUndeliverable`: the sibling's call ends with
+    /// `messageTooLarge`) or a sibling that has ended. A sibling an earlier refused reply of ours may have
     /// answered so is no longer waiting.
     mutating func give(_ answer: PlannedCall) {
         let sibling = UInt32(truncatingIfNeeded: answer.registers[0])
@@ -160,7 +157,7 @@ struct Run {
         switch UInt(result.status) {
         case 0, SyscallError.deadEndpoint.rawValue:
             break
-        case SyscallError.messageTooLarge.rawValue where answer.registers[5] > 0:
+        case SyscallError.replyUndeliverable.rawValue where answer.registers[5] > 0:
             break
         case SyscallError.notWaitingForReply.rawValue where planner.refusedReplies.contains(sibling):
             break

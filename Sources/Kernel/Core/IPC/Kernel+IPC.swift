@@ -113,7 +113,7 @@ extension Kernel {
         let replyBuffer = VirtualAddress(UInt64(clientRegisters.argument(5)))
         guard UInt(payload.count) <= clientRegisters.argument(6) else {
             failReply(to: slot, by: caller, with: .messageTooLarge)
-            throw .messageTooLarge
+            throw .replyUndeliverable
         }
         if payload.count > 0 {
             do {
@@ -122,7 +122,7 @@ extension Kernel {
                 // The server's payload was checked by this very call: the client's buffer
                 // is what went bad.
                 failReply(to: slot, by: caller, with: error)
-                throw error
+                throw .replyUndeliverable
             }
         }
         clientRegisters.setResult(0, 0)
@@ -149,8 +149,11 @@ extension Kernel {
         guard seal == expected else { throw .replySealBroken }
     }
 
-    /// A reply that cannot reach its client ends the client's call with the error too:
-    /// it would otherwise wait for ever for an answer that can never arrive.
+    /// A reply that cannot reach its client ends the client's call with the error:
+    /// it would otherwise wait for ever for an answer that can never arrive. The server
+    /// is told `replyUndeliverable`, not the client's error: a server that took the
+    /// client's error for its own would restart, and any client could make it do so
+    /// at will by calling with a reply buffer too small.
     private mutating func failReply(to client: Int, by server: Int, with error: SyscallError) {
         registers(client).setResult(0, error.rawValue)
         completeRequest(of: client, by: server)

@@ -65,6 +65,8 @@ extension Kernel {
                       words: (arguments.words.first, arguments.words.second), payload: arguments.payload)
         } catch .deadEndpoint {
             // The client died while we served it; nobody is left to answer.
+        } catch .replyUndeliverable {
+            // The client's call ended with the error its buffer caused; the reply is over.
         }
         // From here on this is a plain receive: put its arguments where one keeps them.
         rememberCheckedReceiveBuffer(arguments.buffer, of: slot)

@@ -78,6 +78,22 @@ public enum FileSystemOperation: UInt16, Sendable, CaseIterable {
     case sync = 17
 }
 
+extension FileSystemOperation {
+    /// The most payload bytes a reply to this operation carries, given the request's
+    /// words: the "reply payload" column above. The client sizes its reply buffer by
+    /// it, so a longer reply can only be the server's own damage (SSRService.replyLimit).
+    /// An error reply carries no payload.
+    public func replyLimit(words: (UInt, UInt)) -> Int {
+        switch self {
+        case .read: Int(min(words.1, UInt(FileSystemLimits.maxTransfer)))
+        case .stat, .fstat: FileStatus.encodedBytes
+        case .readDirectory: FileSystemLimits.maxTransfer
+        case .statistics: VolumeStatistics.encodedBytes
+        case .open, .close, .write, .seek, .truncate, .ftruncate, .mkdir, .rmdir, .unlink, .rename, .lock, .sync: 0
+        }
+    }
+}
+
 public enum FileSystemLimits {
     /// The most bytes one read or write message carries (the kernel's message limit).
     public static let maxTransfer = 4096

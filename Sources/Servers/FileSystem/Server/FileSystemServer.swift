@@ -499,6 +499,10 @@ struct FileSystemService: SSRService {
         }
     }
 
+    static func replyLimit(operation: UInt16, words: (UInt, UInt)) -> Int {
+        FileSystemOperation(rawValue: operation)?.replyLimit(words: words) ?? 0
+    }
+
     mutating func replayPayload(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
                                 state: FileSystemClientRecord, reply: SSRReply) -> Int? {
         guard operation == FileSystemOperation.read.rawValue else {

@@ -144,6 +144,12 @@ public protocol SSRService {
     static func confirms(reply code: UInt32, words: (UInt, UInt), to request: (operation: UInt16, words: (UInt, UInt))?,
                          from old: State, to new: State) -> Bool
     static var checksCommittedReplies: Bool { get }
+    /// The most payload bytes a correct reply to this request carries: the protocol's
+    /// own bound (a read's count, a status record's size), which a client sizes its
+    /// reply buffer by. A longer reply is a length damaged before its seal: the server
+    /// restarts and the request comes again, instead of the kernel ending the client's
+    /// call because its buffer cannot take the reply. The default: the whole buffer.
+    static func replyLimit(operation: UInt16, words: (UInt, UInt)) -> Int
 }
 
 extension SSRService {
@@ -154,6 +160,7 @@ extension SSRService {
                                 to request: (operation: UInt16, words: (UInt, UInt))?,
                                 from old: State, to new: State) -> Bool { true }
     public static var checksCommittedReplies: Bool { false }
+    public static func replyLimit(operation: UInt16, words: (UInt, UInt)) -> Int { Int.max }
 }
 
 
@@ -408,17 +415,11 @@ public struct SSRServer<Service: SSRService> {
                     message = try IPC.receive(into: buffer, notificationMask: UInt(receiveMask))
                 }
             } catch {
-                // The kernel drops a reply to a client that ended, so a refused step means
-                // our own state is wrong: a reply to someone not waiting for us (the real
+                // The kernel drops a reply to a client that ended, and ends the call of a
+                // client whose buffer cannot take its reply, so a refused step means our
+                // own state is wrong: a reply to someone not waiting for us (the real
                 // caller would wait for ever), or a damaged buffer. Restart now rather than
                 // spin until the watchdog notices; the kernel re-delivers what is in flight.
-                // Only a reply payload too large for the client's buffer is the client's
-                // doing: it gets the code and words alone.
-                if let reply = pending, error == .messageTooLarge, reply.length > 0 {
-                    pending = SealedReply(client: reply.client, code: reply.code, words: reply.words, length: 0,
-                                          requestID: reply.requestID)
-                    continue
-                }
                 System.reportFailure()
             }
             pending = nil
@@ -490,6 +491,7 @@ public struct SSRServer<Service: SSRService> {
                                                    state: state, reply: commit.reply)
                 windowInUse = false
                 if let length {
+                    guard length <= Self.replyLimit(of: message) else { System.reportFailure() }
                     return SealedReply(client: message.sender, code: UInt32(truncatingIfNeeded: commit.reply.code),
                                        words: (UInt(commit.reply.word0), UInt(commit.reply.word1)),
                                        length: min(max(length, 0), buffer.count), requestID: message.requestID)
@@ -511,7 +513,7 @@ public struct SSRServer<Service: SSRService> {
         case .reply(let code, let words, let length):
             let reply = SealedReply(client: message.sender, code: code, words: words,
                                     length: min(max(length, 0), buffer.count), requestID: message.requestID)
-            guard reply.isIntact else { System.reportFailure() }
+            guard reply.isIntact, reply.length <= Self.replyLimit(of: message) else { System.reportFailure() }
             format.commit(state: state, requestID: message.requestID,
                           reply: SSRReply(code: UInt64(reply.code), word0: UInt64(reply.words.0), word1: UInt64(reply.words.1)))
             Self.confirmCommit(format, reply: reply, to: (UInt16(truncatingIfNeeded: message.operation), message.words),
@@ -520,6 +522,10 @@ public struct SSRServer<Service: SSRService> {
         case .deferred:
             return nil
         }
+    }
+
+    private static func replyLimit(of message: Received) -> Int {
+        Service.replyLimit(operation: UInt16(truncatingIfNeeded: message.operation), words: message.words)
     }
 
     /// `serve` for a server that keeps client state in its own memory.
@@ -565,8 +571,12 @@ public struct SSRServer<Service: SSRService> {
             completing = nil
             switch outcome {
             case .reply(let code, let words, let length):
-                try IPC.reply(to: client, code: UInt(code), words: words,
-                              payload: UnsafeRawBufferPointer(rebasing: payload[0..<min(max(length, 0), payload.count)]))
+                do throws(SyscallError) {
+                    try IPC.reply(to: client, code: UInt(code), words: words,
+                                  payload: UnsafeRawBufferPointer(rebasing: payload[0..<min(max(length, 0), payload.count)]))
+                } catch .replyUndeliverable {
+                    // The client's buffer could not take the reply; its call ended with that error.
+                }
                 entry.pointee.state = state
                 return true
             case .deferred:
@@ -629,6 +639,8 @@ public struct SSRServer<Service: SSRService> {
                           payload: UnsafeRawBufferPointer(rebasing: payload[0..<reply.length]), seal: reply.seal)
         } catch .replySealBroken {
             System.reportFailure()
+        } catch .replyUndeliverable {
+            // The client's buffer could not take the reply; its call ended with that error.
         }
     }
 }
