@@ -2,7 +2,8 @@
 // no longer match their checksum is dropped and read from the disk again, so a read
 // never returns (and an update never writes back) the damaged bytes. The server
 // verifies a slot at its first use in each request (`beginRequest`); the engine used
-// on its own, at every use.
+// on its own, at every use. And the cache keeps what a sequential write uses again
+// and again instead of reading it anew.
 
 @testable import Ext2
 import FileSystemCore
@@ -41,5 +42,26 @@ import Testing
         _ = try second.withUnsafeMutableBytes { try volume.read(file, at: 1, into: $0) }
         #expect(second == Array(contents.dropFirst()), "the damaged copies were dropped and read again")
         #expect(try volume.status(file).size == UInt64(contents.count))
+    }
+
+    /// 1 MiB written in 4 KiB pieces, each its own request as in the server, with the
+    /// server's 64 slots: the metadata each piece needs (bitmaps, inode table,
+    /// indirect blocks) stays cached and verified, so the disk is read a handful of
+    /// times in all, not for every piece.
+    @Test func aSequentialWriteReadsItsMetadataFromTheDiskOnce() throws {
+        let disk = try Tools.makeImage(blockSize: 1024, size: "32M")
+        var volume = try mount(disk, cache: 64)
+        try perform([.create("/f")], on: &volume)
+        let file = try volume.path("/f")
+        let piece = pattern(4096, seed: 1)
+        let before = volume.device.reads
+        for index in 0..<256 {
+            volume.beginRequest()
+            var intent = Ext2Intent(tag: UInt64(100 + index))
+            _ = try piece.withUnsafeBytes { bytes in
+                try volume.write(file, at: UInt64(index * 4096), from: bytes, intent: &intent, checkpoint: { _ in })
+            }
+        }
+        #expect(volume.device.reads - before <= 8, "\(volume.device.reads - before) reads")
     }
 }

@@ -24,6 +24,8 @@ struct MemoryDevice: BlockDevice {
     let disk: DiskImage
     /// Writes accepted so far.
     var writes = 0
+    /// Reads made so far.
+    var reads = 0
     /// Throw (as a crash would stop the server) instead of performing write number `crashAfter + 1`.
     var crashAfter: Int? = nil
 
@@ -37,6 +39,7 @@ struct MemoryDevice: BlockDevice {
     mutating func read(at byteOffset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(FileSystemError) {
         precondition(byteOffset % 512 == 0 && buffer.count % 512 == 0 && buffer.count <= 4096, "misaligned read")
         guard byteOffset + UInt64(buffer.count) <= byteCount else { throw .ioError }
+        reads += 1
         disk.bytes.withUnsafeBytes { all in
             buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: all[Int(byteOffset)..<(Int(byteOffset) + buffer.count)]))
         }

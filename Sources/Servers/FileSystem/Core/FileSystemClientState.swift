@@ -310,8 +310,12 @@ public struct FileSystemClientState: BitwiseCopyable, Sendable {
     /// damaged (or computed by a damaged server) and is not trusted.
     public static func isConsistent(_ state: FileSystemClientState) -> Bool {
         guard state.reserved == 0, state.handleGeneration <= FileHandle.maxGeneration else { return false }
+        // Through spans: subscripting the arrays of a parameter copied each whole array
+        // to read one element.
+        let handles = state.handles.span
+        let locks = state.locks.span
         for index in 0..<handleCount {
-            let record = state.handles[index]
+            let record = handles[index]
             if record.isFree {
                 guard record == .free else { return false }
                 continue
@@ -324,19 +328,19 @@ public struct FileSystemClientState: BitwiseCopyable, Sendable {
                   record.lastReadCount == 0 || flags.contains(.read) else { return false }
         }
         for index in 0..<lockCount {
-            let lock = state.locks[index]
+            let lock = locks[index]
             if lock.isFree {
                 guard lock == .free else { return false }
                 continue
             }
             guard let kind = lock.lockKind, kind != .unlock, lock.reserved == 0,
                   Int(lock.handleSlot) < handleCount, lock.range.isWellFormed else { return false }
-            let owner = state.handles[Int(lock.handleSlot)]
+            let owner = handles[Int(lock.handleSlot)]
             guard !owner.isFree, owner.inode == lock.inode,
                   owner.openFlags.contains(kind == .shared ? .read : .write) else { return false }
             // A client's own locks on one file never overlap: each edit replaces.
             for other in index + 1 ..< lockCount {
-                let second = state.locks[other]
+                let second = locks[other]
                 if !second.isFree, Int(second.handleSlot) < handleCount,
                    state.lockFile(second) == state.lockFile(lock), second.range.overlaps(lock.range) { return false }
             }

@@ -60,16 +60,20 @@ public enum FileSystemTransition {
     static func onlyPositionChanged(_ before: FileSystemClientState, _ after: FileSystemClientState,
                                     slot: Int) -> Bool {
         guard before.handleGeneration == after.handleGeneration, before.reserved == after.reserved else { return false }
-        for index in 0..<FileSystemClientState.lockCount where before.locks[index] != after.locks[index] {
+        // Through spans: subscripting the arrays of a parameter copied each whole array
+        // to read one element.
+        let oldLocks = before.locks.span, newLocks = after.locks.span
+        for index in 0..<FileSystemClientState.lockCount where oldLocks[index] != newLocks[index] {
             return false
         }
+        let oldHandles = before.handles.span, newHandles = after.handles.span
         for index in 0..<FileSystemClientState.handleCount {
-            var old = before.handles[index]
+            var old = oldHandles[index]
             if index == slot {
-                old.offset = after.handles[index].offset
-                old.lastReadCount = after.handles[index].lastReadCount
+                old.offset = newHandles[index].offset
+                old.lastReadCount = newHandles[index].lastReadCount
             }
-            if old != after.handles[index] { return false }
+            if old != newHandles[index] { return false }
         }
         return true
     }

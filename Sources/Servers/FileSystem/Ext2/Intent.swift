@@ -38,11 +38,35 @@ public struct Ext2Intent: BitwiseCopyable {
 
     static let reservationCapacity = 20
 
-    private func byte(_ offset: Int) -> UInt8 { withUnsafeBytes(of: words) { $0[offset] } }
+    /// Fields are read from their word of `words`: `withUnsafeBytes(of: words)` copied
+    /// all 120 bytes to the stack to read one. No field crosses a word.
+    private func word(_ index: Int) -> UInt64 {
+        let value: UInt64 = switch index {
+        case 0: words.0
+        case 1: words.1
+        case 2: words.2
+        case 3: words.3
+        case 4: words.4
+        case 5: words.5
+        case 6: words.6
+        case 7: words.7
+        case 8: words.8
+        case 9: words.9
+        case 10: words.10
+        case 11: words.11
+        case 12: words.12
+        case 13: words.13
+        default: words.14
+        }
+        return UInt64(littleEndian: value)
+    }
+    private func field(_ offset: Int) -> UInt64 { word(offset >> 3) >> UInt64((offset & 7) * 8) }
+
+    private func byte(_ offset: Int) -> UInt8 { UInt8(truncatingIfNeeded: field(offset)) }
     private mutating func setByte(_ offset: Int, _ value: UInt8) { withUnsafeMutableBytes(of: &words) { $0[offset] = value } }
-    private func word16(_ offset: Int) -> UInt16 { withUnsafeBytes(of: words) { $0.le16(offset) } }
+    private func word16(_ offset: Int) -> UInt16 { UInt16(truncatingIfNeeded: field(offset)) }
     private mutating func setWord16(_ offset: Int, _ value: UInt16) { withUnsafeMutableBytes(of: &words) { $0.setLE16(offset, value) } }
-    private func word32(_ offset: Int) -> UInt32 { withUnsafeBytes(of: words) { $0.le32(offset) } }
+    private func word32(_ offset: Int) -> UInt32 { UInt32(truncatingIfNeeded: field(offset)) }
     private mutating func setWord32(_ offset: Int, _ value: UInt32) { withUnsafeMutableBytes(of: &words) { $0.setLE32(offset, value) } }
 
     var kind: OperationKind {

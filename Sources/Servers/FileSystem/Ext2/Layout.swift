@@ -151,8 +151,36 @@ struct Inode: BitwiseCopyable {
 
     init() { raw = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) }
 
-    private func get16(_ offset: Int) -> UInt16 { withUnsafeBytes(of: raw) { $0.le16(offset) } }
-    private func get32(_ offset: Int) -> UInt32 { withUnsafeBytes(of: raw) { $0.le32(offset) } }
+    /// Fields are read from their word of `raw`: `withUnsafeBytes(of: raw)` copied all
+    /// 128 bytes to the stack to read one. Every field lies within one word (ext2
+    /// aligns each to its size).
+    private func word(_ index: Int) -> UInt64 {
+        let value: UInt64 = switch index {
+        case 0: raw.0
+        case 1: raw.1
+        case 2: raw.2
+        case 3: raw.3
+        case 4: raw.4
+        case 5: raw.5
+        case 6: raw.6
+        case 7: raw.7
+        case 8: raw.8
+        case 9: raw.9
+        case 10: raw.10
+        case 11: raw.11
+        case 12: raw.12
+        case 13: raw.13
+        case 14: raw.14
+        default: raw.15
+        }
+        return UInt64(littleEndian: value)
+    }
+    private func get16(_ offset: Int) -> UInt16 {
+        UInt16(truncatingIfNeeded: word(offset >> 3) >> UInt64((offset & 7) * 8))
+    }
+    private func get32(_ offset: Int) -> UInt32 {
+        UInt32(truncatingIfNeeded: word(offset >> 3) >> UInt64((offset & 7) * 8))
+    }
     private mutating func set16(_ offset: Int, _ value: UInt16) { withUnsafeMutableBytes(of: &raw) { $0.setLE16(offset, value) } }
     private mutating func set32(_ offset: Int, _ value: UInt32) { withUnsafeMutableBytes(of: &raw) { $0.setLE32(offset, value) } }
 
