@@ -25,9 +25,9 @@
 //     to restart by any client at will.
 //   - The console never gets `read` (it holds the caller until someone types)
 //     nor a payload it would print; a timer is started with a period of at most
-//     2 ms so that `wait` returns; a file lock never waits; and storage never gets
-//     a write whose length fits its sector count, which it would take, with random
-//     data, for a fault of its own and restart (its defence against damaged pages).
+//     2 ms so that `wait` returns; and a file lock never waits. Half the writes to
+//     storage carry whole sectors of random data under a random check, which storage
+//     must refuse (`badRequest`) without restarting.
 //
 // Instances may call each other (the program is in the system description twice,
 // as `fuzzer` and `fuzzpeer`, each allowed to call the other), so that `receive`,
@@ -242,7 +242,17 @@ struct Planner {
             if random.percent(50) { fileSystemRequest(operation: &operation, words: &words, payload: &payload) }
             if operation == 15 { words.0 &= ~(1 << 40) }
         case .storage:
-            if operation == 2 && !refusedPayload { payload.1 = 1 + 2 * random.below(256) }
+            if operation == 2 && !refusedPayload {
+                if random.percent(50) {
+                    // A write storage decodes (whole sectors, a sector on a 32 MiB disk, a
+                    // priority), with a random 24-bit data check over the data it carries.
+                    let sectors = 1 + random.below(8)
+                    payload.1 = 512 * sectors
+                    words = (random.below(1 << 16), sectors | random.below(8) << 32 | random.below(1 << 24) << 40)
+                } else {
+                    payload.1 = 1 + 2 * random.below(256)
+                }
+            }
         case .config, .ping:
             break
         }

@@ -56,9 +56,16 @@ struct StorageBlockDevice: BlockDevice {
     var storage: BlockStorage
     let byteCount: UInt64
 
+    // Storage refuses a request as malformed (`badRequest`) only when we sent one: the
+    // engine checks every block number against the volume first, and computes each
+    // write's data check over the data it sends. So it means our own state is damaged
+    // (a write's data changed after its check was taken): restart, and recovery runs
+    // the interrupted update again, rather than tell the client of an I/O error.
     mutating func read(at byteOffset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(FileSystemError) {
         do throws(StorageError) {
             try storage.read(sector: byteOffset / 512, count: buffer.count / 512, into: buffer, priority: 3)
+        } catch .badRequest {
+            System.reportFailure()
         } catch {
             throw .ioError
         }
@@ -69,6 +76,8 @@ struct StorageBlockDevice: BlockDevice {
             try storage.write(sector: byteOffset / 512, from: buffer, priority: 3)
         } catch .readOnly {
             throw .readOnly
+        } catch .badRequest {
+            System.reportFailure()
         } catch {
             throw .ioError
         }

@@ -25,8 +25,7 @@
 //   25      count            sectors (1...8; 0 for a flush)
 //   26      priority         0 (most urgent) ... 7
 //   27      phase            StorageRequestPhase raw value
-//   28      refusedCheck     low 32 bits of the id of a write whose data failed its
-//                            check once (0: none); see `StorageServer`
+//   28      reserved         0
 //   32      completed        requests completed (ok or failed)
 //   40      failed           of those, the ones that failed
 //   48      sectorsRead
@@ -46,17 +45,15 @@ public struct StorageClientState: BitwiseCopyable, Sendable {
     public var count: UInt8
     public var priority: UInt8
     public var phase: UInt8
-    /// The low 32 bits of the id of a write whose data did not match its check: the
-    /// server restarted once to rule out its own fault; if it fails again, it is the
-    /// client's (0: none).
-    public var refusedCheck: UInt32
+    /// Always 0.
+    public var reserved: UInt32
     public var completed: UInt64
     public var failed: UInt64
     public var sectorsRead: UInt64
     public var sectorsWritten: UInt64
 
     public static var initial: StorageClientState {
-        StorageClientState(requestID: 0, sector: 0, arrival: 0, kind: 0, count: 0, priority: 0, phase: 0, refusedCheck: 0,
+        StorageClientState(requestID: 0, sector: 0, arrival: 0, kind: 0, count: 0, priority: 0, phase: 0, reserved: 0,
                            completed: 0, failed: 0, sectorsRead: 0, sectorsWritten: 0)
     }
 
@@ -122,7 +119,7 @@ public struct StorageClientState: BitwiseCopyable, Sendable {
     public static func isConsistent(_ state: StorageClientState, capacity: UInt64 = .max) -> Bool {
         // Every request moves at most 8 sectors. The counters saturate (see `complete`),
         // so the sums are compared saturated too: the rule then holds after any request.
-        guard state.failed <= state.completed else { return false }
+        guard state.reserved == 0, state.failed <= state.completed else { return false }
         let (product, overflow) = state.completed.multipliedReportingOverflow(
             by: UInt64(StorageLimits.maximumSectorsPerRequest))
         let maximumSectors = overflow ? UInt64.max : product

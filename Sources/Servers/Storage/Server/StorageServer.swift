@@ -118,7 +118,7 @@ struct HeldRequest {
 struct StorageService: SSRService {
     typealias State = StorageClientState
 
-    static let layoutVersion: UInt32 = 1
+    static let layoutVersion: UInt32 = 2
     static var initialState: StorageClientState { .initial }
     /// Interrupt i of the server is slot i's (system.toml lists them in slot order).
     static var notificationMask: UInt32 { 0xFF }
@@ -298,6 +298,19 @@ struct StorageService: SSRService {
             !held[index].delivered && requestID != 0 && state.requestID == requestID ? index : nil
         }
         guard let index = redelivered ?? freeEntry() else { return .reply(StorageReplyCode.busy.rawValue) }
+        // The data as it arrived must match the check its client computed over it. The
+        // kernel copies a message exactly, so a mismatch is the client's (a fault in the
+        // client, or a hostile one): it is told `badRequest`. Restarting for it, to rule
+        // out a fault of ours, let any client restart storage at will, and a fault in fs
+        // restart storage too. Damage to our own copy of the data is ours, and is caught
+        // before the device gets it (`submitQueued`).
+        if request.kind == .write {
+            let data = UnsafeRawBufferPointer(rebasing: payload.request.prefix(request.byteCount))
+            guard data.count == request.byteCount,
+                  StorageWire.dataCheck(sector: request.sector, data: data) == request.check else {
+                return .reply(StorageReplyCode.badRequest.rawValue)
+            }
+        }
         var page = -1
         if request.kind != .flush {
             guard freePages != 0 else { return .reply(StorageReplyCode.busy.rawValue) }
@@ -305,21 +318,6 @@ struct StorageService: SSRService {
             freePages &= ~(1 << UInt64(page))
             if request.kind == .write, let data = payload.request.baseAddress {
                 (pages + page * StorageLayout.pageBytes).copyMemory(from: data, byteCount: request.byteCount)
-                if pageCheck(page, sector: request.sector, bytes: request.byteCount) != request.check {
-                    freePages |= 1 << UInt64(page)
-                    // Either the client sent data that does not match its own check, or a
-                    // fault here damaged the message or the copy. The first time, assume
-                    // the fault: note the request in the SSR and restart; the kernel
-                    // delivers it again. If it fails again, it is the client's.
-                    let marker = UInt32(truncatingIfNeeded: requestID)
-                    guard requestID == 0 || state.refusedCheck == marker else {
-                        state.refusedCheck = marker
-                        SSRServer<StorageService>.checkpoint(state)
-                        System.reportFailure()
-                    }
-                    state.refusedCheck = 0
-                    return .reply(StorageReplyCode.badRequest.rawValue)
-                }
             }
         }
         if redelivered != nil {
