@@ -32,7 +32,9 @@ public enum Syscall: UInt, Sendable {
     /// code, word0, word1, payload length, the request's id). The kernel checks a seal
     /// it is given (t0 ≠ 0) and refuses a reply that does not match it
     /// (`replySealBroken`), so that a fault between the server's checks and the
-    /// `ecall` cannot hand the client words the server never meant.
+    /// `ecall` cannot hand the client words the server never meant. A payload the
+    /// client's reply buffer cannot take ends the client's call with that error and
+    /// returns `replyUndeliverable`.
     case reply = 4
     /// Find the endpoint of a program's running instance: a0/a1 = name pointer/length.
     case lookup = 5

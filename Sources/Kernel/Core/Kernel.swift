@@ -18,10 +18,9 @@ public struct Kernel<P: Platform> {
     public static var programSpace: Range<UInt64> { 0x4000_0000..<0x6000_0000 }
     public static var deviceWindow: UInt64 { 0x7000_0000 }
     public static var stackTop: UInt64 { 0x8000_0000 }
-    /// Time slice among processes of equal priority, in clock ticks (10 ms at 10 MHz).
-    public static var timeSlice: UInt64 { 100_000 }
-    /// The clock runs at 10 MHz on QEMU virt.
-    public static var ticksPerMillisecond: UInt64 { 10_000 }
+    /// Time slice among processes of equal priority, in clock ticks: 10 ms.
+    public static var timeSlice: UInt64 { 10 * ticksPerMillisecond }
+    public static var ticksPerMillisecond: UInt64 { Clock.ticksPerMillisecond }
 
     public var platform: P
     public var frames: FrameAllocator<P.Memory>

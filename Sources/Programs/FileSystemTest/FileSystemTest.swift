@@ -545,7 +545,7 @@ struct FileSystemTest {
     /// client's non-blocking attempt must still fail; the holder reads on from its
     /// offset and unlocks; only then does the waiter get the lock.
     static func locks(path: String) -> Int32 {
-        let ticksPerSecond: UInt64 = 10_000_000
+        let ticksPerSecond = System.ticksPerSecond
         let holder: TaskID
         let waiter: TaskID
         do throws(SyscallError) {

@@ -44,7 +44,7 @@ public enum System {
 
     /// The clock, in ticks of `ticksPerSecond`.
     public static func clock() -> UInt64 { UInt64((try? call(.clock))?.r1 ?? 0) }
-    public static let ticksPerSecond: UInt64 = 10_000_000
+    public static let ticksPerSecond = Clock.ticksPerSecond
 
     public static func whoAmI() -> TaskID { TaskID(rawValue: UInt32(truncatingIfNeeded: (try? call(.whoAmI))?.r1 ?? 0)) }
 

@@ -53,10 +53,10 @@
 import CurioABI
 
 extension Kernel {
-    /// 50 ms at 10 MHz: far beyond any request's honest cost here.
-    public static var watchdogTicks: UInt64 { 500_000 }
-    /// Restarts closer together than this count as "quick succession".
-    public static var rapidRestartWindow: UInt64 { 10_000_000 }
+    /// 50 ms: far beyond any request's honest cost here.
+    public static var watchdogTicks: UInt64 { 50 * ticksPerMillisecond }
+    /// Restarts closer together than this (a second) count as "quick succession".
+    public static var rapidRestartWindow: UInt64 { Clock.ticksPerSecond }
     /// Restarts in quick succession before a server is held back, and given up.
     public static var restartsBeforeBackoff: Int { 3 }
     public static var restartsBeforeGivingUp: Int { 8 }

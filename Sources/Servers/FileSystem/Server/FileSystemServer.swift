@@ -167,7 +167,7 @@ struct FileSystemService: SSRService {
     }
 
     var now: UInt32 {
-        mountSeconds &+ UInt32(truncatingIfNeeded: (System.clock() &- mountClock) / 10_000_000)
+        mountSeconds &+ UInt32(truncatingIfNeeded: (System.clock() &- mountClock) / System.ticksPerSecond)
     }
 
     // MARK: Recovery and clients
