@@ -30,6 +30,7 @@ func describe(_ request: FileSystemRequest) -> String {
         return "lock \(handle.rawValue) \(range.start) \(range.end) \(kind) \(wait)"
     case .statistics: return "statistics"
     case .sync: return "sync"
+    case .mountStatus: return "mountStatus"
     }
 }
 
@@ -123,6 +124,7 @@ func expectRefused(_ error: FileSystemError, _ operation: FileSystemOperation, _
         }
         try roundTrip { _ throws(FileSystemError) in .statistics }
         try roundTrip { _ throws(FileSystemError) in .sync }
+        try roundTrip { _ throws(FileSystemError) in .mountStatus }
     }
 
     @Test func wordsFollowTheDocumentedTable() throws {
@@ -140,7 +142,7 @@ func expectRefused(_ error: FileSystemError, _ operation: FileSystemOperation, _
                 #expect(rename.operation.rawValue == 13 && rename.words == (2, 0) && Array(rename.payload) == bytes("/a/bc"))
             }
         }
-        #expect(FileSystemOperation.allCases.map(\.rawValue) == Array(1...17))
+        #expect(FileSystemOperation.allCases.map(\.rawValue) == Array(1...18))
     }
 
     @Test func encodeRefusesWhatTheServerWould() throws {
@@ -204,7 +206,7 @@ func expectRefused(_ error: FileSystemError, _ operation: FileSystemOperation, _
 
     @Test func unknownOperationsAndUnusedWordsAreRefused() {
         #expect(throws: FileSystemError.badOperation) { try decode(raw: 0, (0, 0)) }
-        #expect(throws: FileSystemError.badOperation) { try decode(raw: 18, (0, 0)) }
+        #expect(throws: FileSystemError.badOperation) { try decode(raw: 19, (0, 0)) }
         #expect(throws: FileSystemError.badOperation) { try decode(raw: UInt16.max, (0, 0)) }
         expectRefused(.invalidArgument, .close, (1, 1))
         expectRefused(.invalidArgument, .close, (1, 0), [1])
@@ -224,6 +226,8 @@ func expectRefused(_ error: FileSystemError, _ operation: FileSystemOperation, _
         expectRefused(.invalidArgument, .statistics, (0, 0), [0])
         expectRefused(.invalidArgument, .sync, (0, 1))
         expectRefused(.invalidArgument, .sync, (0, 0), [0])
+        expectRefused(.invalidArgument, .mountStatus, (1, 0))
+        expectRefused(.invalidArgument, .mountStatus, (0, 0), [0])
         expectRefused(.invalidArgument, .seek, (1, 0), [0])
     }
 

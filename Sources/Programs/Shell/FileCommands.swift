@@ -1,6 +1,11 @@
 // The shell's filesystem commands: thin wrappers over FileSystemAPI, one function
 // per command, each printing "command: path: reason" and returning 1 on failure.
 // Paths are absolute; a path without a leading "/" is taken from the root.
+//
+// A disk that is not mounted, or mounted read-only, fails every command with one
+// code; the fs server keeps the reason (MountStatus), and the shell asks for it each
+// time, so "ls: no filesystem: the disk needs ext4 features ..." names what to fix
+// (the disk may have been fixed, or the server restarted, since the last command).
 
 import ConfigAPI
 import ConsoleAPI
@@ -41,8 +46,23 @@ extension Shell {
     }
 
     static func failure(_ command: String, _ path: String, _ error: FileSystemError) -> Int32 {
-        print(command + ": " + path + ": " + String(error.name))
+        guard error == .notMounted || error == .readOnly,
+              let explanation = (try? FileSystem.mountStatus())?.explanation else {
+            print(command + ": " + path + ": " + String(error.name))
+            return 1
+        }
+        if error == .notMounted {
+            print(command + ": " + explanation)
+        } else {
+            print(command + ": " + path + ": " + String(error.name) + " (" + explanation + ")")
+        }
         return 1
+    }
+
+    /// At an interactive boot: says what is wrong with the disk, if anything is.
+    static func reportMountStatus() {
+        guard let explanation = (try? FileSystem.mountStatus())?.explanation else { return }
+        print("fs: " + explanation)
     }
 
     static func fileCommand(_ command: String, _ arguments: [String]) -> Int32? {

@@ -68,6 +68,9 @@ struct Shell {
             }
         }
         interactive = true
+        // Only interactively: a script's first file command says the same, and scripted
+        // runs (benchmarks, campaign seeds) must schedule as they were recorded.
+        reportMountStatus()
         print("Curio shell. Type 'help' for commands.")
         var editor = LineEditor(prompt: Array(prompt.utf8))
         let input = UnsafeMutableRawBufferPointer.allocate(byteCount: 256, alignment: 8)

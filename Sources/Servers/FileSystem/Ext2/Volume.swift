@@ -96,19 +96,32 @@ struct Geometry {
     var sparseSuper: Bool
     var fileType: Bool
     var largeFile: Bool
-    var writable: Bool
+    /// The features present that Curio cannot write (none: the volume takes writes).
+    var preventingWrites: Ext2Features
     /// Logical blocks a block map can address (12 + A + A^2 + A^3).
     var mappableBlocks: UInt64
     var maxFileSize: UInt64
 
     static let maxGroups = 8192
 
-    init(superblock sb: UnsafeRawBufferPointer, deviceBytes: UInt64) throws(FileSystemError) {
-        guard sb.le16(SuperblockField.magic) == SuperblockField.magicValue else { throw .corrupt }
+    /// Refuses what Curio cannot mount, most fundamental reason first, and features
+    /// before any other field: an image of a later layout (`64bit`, `flex_bg`) can
+    /// look inconsistent by ext2's rules when it is only different.
+    init(superblock sb: UnsafeRawBufferPointer, deviceBytes: UInt64) throws(MountFailure) {
+        let magic = sb.le16(SuperblockField.magic)
+        guard magic == SuperblockField.magicValue else { throw .notExt2(magic: magic) }
         let revision = sb.le32(SuperblockField.revLevel)
-        guard revision <= 1 else { throw .notMounted }
+        guard revision <= 1 else { throw .unsupportedRevision(revision) }
+        let features = revision == 0 ? Ext2Features()
+            : Ext2Features(compatible: sb.le32(SuperblockField.featureCompat),
+                           incompatible: sb.le32(SuperblockField.featureIncompat),
+                           readOnlyCompatible: sb.le32(SuperblockField.featureReadOnlyCompat))
+        preventingWrites = features.preventingWrites
+        guard features.preventingMount.isEmpty else {
+            throw .unsupportedFeatures(features.preventingMount | preventingWrites)
+        }
         let logBlockSize = sb.le32(SuperblockField.logBlockSize)
-        guard logBlockSize <= 2 else { throw .notMounted }
+        guard logBlockSize <= 2 else { throw .unsupportedBlockSize(logBlockSize: logBlockSize) }
         blockShift = 10 + Int(logBlockSize)
         blockSize = 1 << blockShift
         blocksCount = sb.le32(SuperblockField.blocksCount)
@@ -134,16 +147,11 @@ struct Geometry {
         }
         guard inodeSize >= Inode.size, inodeSize <= blockSize, inodeSize & (inodeSize - 1) == 0,
               firstInode > 2, firstInode <= inodesCount else { throw .corrupt }
-        let compat = revision == 0 ? 0 : sb.le32(SuperblockField.featureCompat)
-        let incompat = revision == 0 ? 0 : sb.le32(SuperblockField.featureIncompat)
-        let readOnlyCompat = revision == 0 ? 0 : sb.le32(SuperblockField.featureReadOnlyCompat)
-        guard incompat & ~Feature.understoodIncompat == 0 else { throw .notMounted }
-        fileType = incompat & Feature.fileType != 0
-        sparseSuper = readOnlyCompat & Feature.sparseSuper != 0
-        largeFile = readOnlyCompat & Feature.largeFile != 0
-        writable = compat & ~Feature.writableCompat == 0 && readOnlyCompat & ~Feature.writableReadOnlyCompat == 0
+        fileType = features.incompatible & Feature.fileType != 0
+        sparseSuper = features.readOnlyCompatible & Feature.sparseSuper != 0
+        largeFile = features.readOnlyCompatible & Feature.largeFile != 0
         descriptorBlocks = (groupCount * GroupField.size + blockSize - 1) / blockSize
-        reservedDescriptorBlocks = compat & Feature.resizeInode != 0
+        reservedDescriptorBlocks = features.compatible & Feature.resizeInode != 0
             ? Int(sb.le16(SuperblockField.reservedGDTBlocks)) : 0
         guard reservedDescriptorBlocks <= blockSize / 4 else { throw .corrupt }
         inodeTableBlocks = UInt32((Int(inodesPerGroup) * inodeSize + blockSize - 1) / blockSize)
@@ -156,6 +164,8 @@ struct Geometry {
         maxFileSize = min(mappableBlocks << UInt64(blockShift), sectorLimit)
         if !largeFile { maxFileSize = min(maxFileSize, UInt64(Int32.max)) }
     }
+
+    var writable: Bool { preventingWrites.isEmpty }
 
     func groupStart(_ group: Int) -> UInt32 { firstDataBlock + UInt32(group) * blocksPerGroup }
     func blocksInGroup(_ group: Int) -> Int {
@@ -195,19 +205,24 @@ public struct Ext2Volume<Device: BlockDevice> {
     var superblockDirty: Bool
 
     /// Mounts: reads and validates the superblock and every group descriptor,
-    /// and the root inode. Refuses (`.notMounted`) images needing features this
-    /// engine lacks; mounts read-only when it cannot write them safely.
+    /// and the root inode. Refuses images needing features this engine lacks, saying
+    /// which (MountStatus.swift has the policy); mounts read-only when it cannot
+    /// write them safely (`isWritable`, `featuresPreventingWrites`).
     /// `interrupted`: the updates whose re-runs allocation must leave room for; a
     /// server passes the one table it keeps across all its mounts.
     public init(device: Device, cacheBlocks: Int,
-                interrupted: InterruptedUpdates = InterruptedUpdates()) throws(FileSystemError) {
+                interrupted: InterruptedUpdates = InterruptedUpdates()) throws(MountFailure) {
         var device = device
         let probe = UnsafeMutableRawBufferPointer.allocate(byteCount: SuperblockField.size, alignment: 16)
         defer { probe.deallocate() }
         guard device.byteCount >= 2 * UInt64(SuperblockField.size) + UInt64(SuperblockField.byteOffset) else {
             throw .corrupt
         }
-        try device.read(at: SuperblockField.byteOffset, into: probe)
+        do throws(FileSystemError) {
+            try device.read(at: SuperblockField.byteOffset, into: probe)
+        } catch {
+            throw Self.mountFailure(error)
+        }
         let geometry = try Geometry(superblock: UnsafeRawBufferPointer(probe), deviceBytes: device.byteCount)
         let memory = VolumeMemory(blockSize: geometry.blockSize,
                                   descriptorBytes: geometry.descriptorBlocks * geometry.blockSize,
@@ -222,18 +237,27 @@ public struct Ext2Volume<Device: BlockDevice> {
         self.freeBlocksTotal = 0
         self.freeInodesTotal = 0
         self.superblockDirty = false
-        for index in 0..<geometry.descriptorBlocks {
-            let block = geometry.firstDataBlock + 1 + UInt32(index)
-            let slice = UnsafeMutableRawBufferPointer(rebasing: memory.descriptors[(index * geometry.blockSize)...]
-                .prefix(geometry.blockSize))
-            try self.device.read(at: UInt64(block) << UInt64(geometry.blockShift), into: slice)
+        do throws(FileSystemError) {
+            for index in 0..<geometry.descriptorBlocks {
+                let block = geometry.firstDataBlock + 1 + UInt32(index)
+                let slice = UnsafeMutableRawBufferPointer(rebasing: memory.descriptors[(index * geometry.blockSize)...]
+                    .prefix(geometry.blockSize))
+                try self.device.read(at: UInt64(block) << UInt64(geometry.blockShift), into: slice)
+            }
+            try validateDescriptors()
+            let sb = UnsafeRawBufferPointer(memory.superblock)
+            superblockDirty = UInt64(sb.le32(SuperblockField.freeBlocksCount)) != freeBlocksTotal
+                || UInt64(sb.le32(SuperblockField.freeInodesCount)) != freeInodesTotal
+            let root = try readInode(InodeNumber.root.rawValue)
+            guard root.isInUse, root.isDirectory else { throw .corrupt }
+        } catch {
+            throw Self.mountFailure(error)
         }
-        try validateDescriptors()
-        let sb = UnsafeRawBufferPointer(memory.superblock)
-        superblockDirty = UInt64(sb.le32(SuperblockField.freeBlocksCount)) != freeBlocksTotal
-            || UInt64(sb.le32(SuperblockField.freeInodesCount)) != freeInodesTotal
-        let root = try readInode(InodeNumber.root.rawValue)
-        guard root.isInUse, root.isDirectory else { throw .corrupt }
+    }
+
+    /// A mount that stopped on a read: the device failed, or what it holds is damaged.
+    static func mountFailure(_ error: FileSystemError) -> MountFailure {
+        error == .ioError ? .unreadable : .corrupt
     }
 
     private mutating func validateDescriptors() throws(FileSystemError) {
@@ -270,6 +294,9 @@ public struct Ext2Volume<Device: BlockDevice> {
 
     /// Whether the volume accepts writes (no unknown ro_compat/compat features).
     public var isWritable: Bool { geometry.writable }
+
+    /// The features that make the volume read-only (empty when it is writable).
+    public var featuresPreventingWrites: Ext2Features { geometry.preventingWrites }
 
     // MARK: Descriptor access
 
