@@ -104,6 +104,51 @@ import Testing
         #expect(!diskless.console.contains("\nlost\n") && !diskless.console.contains("badptr: refused"), "\(diskless.console)")
     }
 
+    /// A file that fills the disk part-way: what fitted stays in it, the shell says so,
+    /// and the rest of the program's output follows on the console, none of it lost.
+    @Test func aFullDiskSendsTheRestToTheConsole() throws {
+        guard FileSystemTests.requireTools() else { return }
+        let work = try DiskTools.temporaryDirectory("redirect-full")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let image = try Self.makeDisk(in: work)
+        // Fill all but a few blocks (a 16 MiB image of 1 KiB blocks), found by halving;
+        // not with zeros, which debugfs would leave as holes.
+        var low = 0
+        var high = 16 * 1024
+        while high - low > 1 {
+            let middle = (low + high) / 2
+            let trial = work.appendingPathComponent("trial.img")
+            try? FileManager.default.removeItem(at: trial)
+            try FileManager.default.copyItem(at: image, to: trial)
+            let filler = work.appendingPathComponent("filler")
+            try Data(repeating: 0x5A, count: middle * 1024).write(to: filler)
+            _ = try DiskTools.run("debugfs", ["-w", "-R", "write \(filler.path) filler", trial.path])
+            let free = try DiskTools.superblockCounts(trial).freeBlocks
+            let written = try DiskTools.debugfs(trial, "stat /filler").contains("Size: \(middle * 1024)")
+            if written && free >= 4 { low = middle } else { high = middle }
+        }
+        let filler = work.appendingPathComponent("filler")
+        try Data(repeating: 0x5A, count: low * 1024).write(to: filler)
+        _ = try DiskTools.run("debugfs", ["-w", "-R", "write \(filler.path) filler", image.path])
+        let free = try DiskTools.superblockCounts(image).freeBlocks
+        #expect(free >= 4 && free < 12, "\(free) blocks free")
+
+        let run = try CurioMachine.run(commands: "run fstest tree /gen; run fstest tree /gen > /tree; echo done",
+                                       timeout: .seconds(120), extra: DiskTools.qemuArguments(image))
+        let console = run.console
+        #expect(!run.timedOut, "\(console.suffix(2000))")
+        let shown = try #require(Self.output(of: "run fstest tree /gen", in: console))
+        let redirected = try #require(Self.output(of: "run fstest tree /gen > /tree", in: console))
+        let notice = "run fstest tree /gen > /tree: no space left on device; the rest of the output follows here\n"
+        #expect(redirected.hasPrefix(notice), "\(redirected.prefix(300))")
+        let rest = String(redirected.dropFirst(notice.count))
+        let kept = String(decoding: try Self.file("/tree", of: image, in: work), as: UTF8.self)
+        #expect(!kept.isEmpty && !rest.isEmpty, "the disk filled part-way: \(kept.utf8.count) bytes kept")
+        #expect(kept + rest == shown, "every byte is in the file or on the console, in order")
+        let check = try DiskTools.check(image)
+        #expect(check.status == 0, "e2fsck -fn: \(check.output)")
+    }
+
     /// At the prompt, Ctrl-C stops a program whose output goes to a file (the shell
     /// waits in `collect` then, not in `awaitInterrupt`), and redirection goes on working.
     @Test func ctrlCStopsARedirectedProgram() throws {
