@@ -15,6 +15,12 @@
 // differs from the disk (if the write throws, the slot is dropped). It only
 // saves reads: indirect blocks, bitmaps, inode table and directory blocks.
 //
+// Shape. The geometry (block size, group sizes, ...) and where each group's bitmaps
+// and inode table are never change after the mount, and everything else is found
+// through them; each request starts by checking both against checks taken at mount
+// (`beginRequest`), so that a bit flipped by a fault in the server restarts it rather
+// than aim reads and writes at the wrong blocks.
+//
 // Free counts. The group descriptors and the superblock's totals are kept in
 // memory and written at the end of every operation that changed them. Free
 // *block* counts are recomputed from the bitmap block each time a group's
@@ -45,6 +51,10 @@ final class VolumeMemory {
     let cacheVerified: UnsafeMutableBufferPointer<UInt64>
     /// Counts requests (`beginRequest`); 0 until the first, when every use verifies.
     var request: UInt64 = 0
+    /// The geometry's check and the descriptors' locations check, taken at mount
+    /// (`Geometry.check`, `Ext2Volume.locationsCheck`).
+    var geometryCheck: UInt64 = 0
+    var locationsCheck: UInt64 = 0
     var clock: UInt32 = 0
     static let noBlock = UInt32.max
 
@@ -167,6 +177,36 @@ struct Geometry {
 
     var writable: Bool { preventingWrites.isEmpty }
 
+    /// FNV-1a over every field, as `cacheCheck` hashes a block. The geometry is not
+    /// where the blocks are: the server keeps its volume in a local of `main`, so a
+    /// flipped bit of its stack can land here and aim every later read and write at
+    /// the wrong block. `beginRequest` compares it with the check taken at mount.
+    var check: UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        func mix(_ value: UInt64) {
+            hash = (hash ^ value) &* 0x0000_0100_0000_01B3
+            hash ^= hash >> 29
+        }
+        // Every Int whole: a flip in the high half of one is as harmful as in the low.
+        mix(UInt64(bitPattern: Int64(blockSize)))
+        mix(UInt64(bitPattern: Int64(blockShift)))
+        mix(UInt64(blocksCount) | UInt64(firstDataBlock) << 32)
+        mix(UInt64(blocksPerGroup) | UInt64(inodesPerGroup) << 32)
+        mix(UInt64(inodesCount) | UInt64(firstInode) << 32)
+        mix(UInt64(bitPattern: Int64(inodeSize)))
+        mix(UInt64(bitPattern: Int64(groupCount)))
+        mix(UInt64(bitPattern: Int64(descriptorBlocks)))
+        mix(UInt64(bitPattern: Int64(reservedDescriptorBlocks)))
+        mix(UInt64(inodeTableBlocks) | UInt64(preventingWrites.compatible) << 32)
+        mix(UInt64(bitPattern: Int64(pointersPerBlock)))
+        mix(UInt64(bitPattern: Int64(pointerShift)))
+        mix(UInt64(preventingWrites.incompatible) | UInt64(preventingWrites.readOnlyCompatible) << 32)
+        mix((sparseSuper ? 1 : 0) | (fileType ? 2 : 0) | (largeFile ? 4 : 0))
+        mix(mappableBlocks)
+        mix(maxFileSize)
+        return hash
+    }
+
     func groupStart(_ group: Int) -> UInt32 { firstDataBlock + UInt32(group) * blocksPerGroup }
     func blocksInGroup(_ group: Int) -> Int {
         Int(min(blocksPerGroup, blocksCount - groupStart(group)))
@@ -228,6 +268,7 @@ public struct Ext2Volume<Device: BlockDevice> {
                                   descriptorBytes: geometry.descriptorBlocks * geometry.blockSize,
                                   cacheBlocks: cacheBlocks)
         memory.superblock.copyMemory(from: UnsafeRawBufferPointer(probe))
+        memory.geometryCheck = geometry.check
         self.device = device
         self.now = 0
         self.geometry = geometry
@@ -245,6 +286,7 @@ public struct Ext2Volume<Device: BlockDevice> {
                 try self.device.read(at: UInt64(block) << UInt64(geometry.blockShift), into: slice)
             }
             try validateDescriptors()
+            memory.locationsCheck = locationsCheck
             let sb = UnsafeRawBufferPointer(memory.superblock)
             superblockDirty = UInt64(sb.le32(SuperblockField.freeBlocksCount)) != freeBlocksTotal
                 || UInt64(sb.le32(SuperblockField.freeInodesCount)) != freeInodesTotal
@@ -310,6 +352,25 @@ public struct Ext2Volume<Device: BlockDevice> {
         memory.descriptors.setLE16(group * GroupField.size + field, UInt16(clamping: max(value, 0)))
     }
 
+    /// A check over where every group's bitmaps and inode table are, which nothing
+    /// changes after the mount (the counts beside them change, and are reconciled
+    /// against the bitmaps instead). A flipped bit in one of them would send every
+    /// inode read of the group to another block: to the clients, every handle stale,
+    /// every directory empty, with the disk itself intact.
+    var locationsCheck: UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        func mix(_ value: UInt64) {
+            hash = (hash ^ value) &* 0x0000_0100_0000_01B3
+            hash ^= hash >> 29
+        }
+        for group in 0..<geometry.groupCount {
+            mix(UInt64(descriptorField(group, GroupField.blockBitmap))
+                | UInt64(descriptorField(group, GroupField.inodeBitmap)) << 32)
+            mix(UInt64(descriptorField(group, GroupField.inodeTable)))
+        }
+        return hash
+    }
+
     /// Writes the descriptor-table block that holds `group`'s descriptor.
     mutating func writeDescriptor(of group: Int) throws(FileSystemError) {
         let index = group * GroupField.size / geometry.blockSize
@@ -370,8 +431,14 @@ public struct Ext2Volume<Device: BlockDevice> {
         return nil
     }
 
-    /// Starts a request: every cached block is verified again at its first use.
-    public mutating func beginRequest() {
+    /// Starts a request: every cached block is verified again at its first use, and
+    /// the geometry and every group's bitmap and inode table locations now
+    /// (`internalInconsistency` if they changed since the mount: the server restarts
+    /// and mounts afresh rather than act on them).
+    public mutating func beginRequest() throws(FileSystemError) {
+        guard geometry.check == memory.geometryCheck, locationsCheck == memory.locationsCheck else {
+            throw .internalInconsistency
+        }
         memory.request &+= 1
         if memory.request == 0 { memory.request = 1 }
     }

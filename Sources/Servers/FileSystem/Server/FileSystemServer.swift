@@ -287,7 +287,7 @@ struct FileSystemService: SSRService {
             try mount()
             if !readOnly {
                 volume!.now = now
-                volume!.beginRequest()
+                try volume!.beginRequest()
                 try volume!.release(abandoned: intent)
             }
         } catch .internalInconsistency {
@@ -305,12 +305,13 @@ struct FileSystemService: SSRService {
     /// Mounts if needed and performs the request; an error becomes the reply.
     mutating func attempt(_ request: FileSystemRequest, reply: UnsafeMutableRawBufferPointer, client: TaskID,
                           state: inout FileSystemClientRecord) -> SSROutcome {
+        // Answered when nothing mounts too: saying why is what it is for.
         if case .mountStatus = request { return reportMountStatus(into: reply) }
         do throws(FileSystemError) {
             try mount()
             if readOnly && request.updates { throw .readOnly }
             volume!.now = now
-            volume!.beginRequest()
+            try volume!.beginRequest()
             return try perform(request, reply: reply, client: client, state: &state)
         } catch .internalInconsistency {
             // About to write a block against its own metadata: our state is damaged.
