@@ -31,9 +31,16 @@
 // The race. The shell names the child to the console right after `spawn`; a child
 // that printed before that would reach the UART. The scheduler runs the most urgent
 // runnable process, and the shell (priority 4) is more urgent than every program in
-// `system.toml` that prints, so no child runs before the shell next blocks, which is
-// in the `divert` call itself. A program given a priority above the shell's would need
-// a spawn that starts it stopped; the kernel has none today.
+// `system.toml` that it can start and that prints (crashme, fstest, the benchmarks,
+// the timer clients, the fuzzer: 5 and 6), so no child runs before the shell next
+// blocks, which is in the `divert` call itself, and the console (priority 1) answers
+// that at once. A program given a priority above the shell's would need a spawn that
+// starts it stopped; the kernel has none today.
+//
+// Not done: `|` (no program reads anything but its arguments; only the shell reads
+// the console), and redirection of a program started with `&` (the shell collects
+// only while it waits). A shell that died while a diversion stood would leave the
+// diverted program blocked in its next write; the shell is not restartable.
 //
 // Syntax. One `>` or `>>` anywhere in the line (sh's rule: `echo a > f b` writes
 // "a b"), with or without spaces around it; the next word is the path. There is no
