@@ -31,6 +31,15 @@
 //
 // Ctrl-D at an empty prompt ends the session, which on Curio means powering off, as
 // `poweroff` does.
+//
+// Redirection. `CMD > PATH` and `CMD >> PATH` send what a command prints, or what the
+// program `run` waits for prints, to a file (Redirect.swift). Messages about a
+// command — its errors, its usage, how a program ended — go past the redirection to
+// the terminal (`complain`), as a Unix shell's go to stderr.
+//
+// At an interactive start the shell asks fs whether the disk is usable and prints
+// why not (a disk Curio cannot mount, or only read); every file command that fails
+// for that reason says it again (FileCommands.swift).
 
 import ConsoleAPI
 import ConsoleCore
@@ -484,7 +493,11 @@ struct Shell {
     static func report(_ status: ExitStatus, of program: String, always: Bool = false) -> Int32 {
         switch status {
         case .exited(let code):
-            if code != 0 { complain("\(program) exited with status \(code)") } else if always { print("\(program) exited with status \(code)") }
+            if code != 0 {
+                complain("\(program) exited with status \(code)")
+            } else if always {
+                print("\(program) exited with status \(code)")
+            }
             return code
         case .faulted(let cause):
             complain(program + " was stopped: " + String(cause.name))
