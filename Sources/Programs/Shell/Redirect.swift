@@ -95,6 +95,13 @@ extension Shell {
             return interactive && watchForInterrupt(while: child)
         }
         defer { try? Console.divert(outputOf: nil) }
+        // The one case the order of spawn and divert does not cover (Redirection.swift):
+        // said, not left for the person to find in the file.
+        if let started = try? System.taskInfo(slot: child.index), started.id == child,
+           let shell = try? System.taskInfo(slot: System.whoAmI().index), started.priority < shell.priority {
+            complain("run: the program is more urgent than the shell: what it printed before the shell could"
+                     + " divert its output went to the console")
+        }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: SyscallLimits.maxMessageBytes, alignment: 8)
         defer { buffer.deallocate() }
         var interrupted = false

@@ -35,7 +35,7 @@
 // the timer clients, the fuzzer: 5 and 6), so no child runs before the shell next
 // blocks, which is in the `divert` call itself, and the console (priority 1) answers
 // that at once. A program given a priority above the shell's would need a spawn that
-// starts it stopped; the kernel has none today.
+// starts it stopped; the kernel has none today, so the shell says when it runs one.
 //
 // Not done: `|` (no program reads anything but its arguments; only the shell reads
 // the console), and redirection of a program started with `&` (the shell collects
