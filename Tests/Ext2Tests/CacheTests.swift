@@ -14,21 +14,21 @@ import Testing
     func aFlippedBitInACachedBlockIsNeverRead(blockSize: Int, inRequests: Bool) throws {
         let disk = try Tools.makeImage(blockSize: blockSize, size: "8M")
         var volume = try mount(disk)
-        func request() { if inRequests { volume.beginRequest() } }
-        request()
+        func request() throws { if inRequests { try volume.beginRequest() } }
+        try request()
         var intent = Ext2Intent(tag: 1)
         let file = try withBytes("data") { name in
             try volume.create(name, in: .root, type: .regular, permissions: 0o644, intent: &intent, checkpoint: { _ in })
         }
         let contents = pattern(3 * blockSize, seed: 7)
         intent = Ext2Intent(tag: 2)
-        request()
+        try request()
         _ = try contents.withUnsafeBytes { bytes in
             try volume.write(file, at: 0, from: bytes, intent: &intent, checkpoint: { _ in })
         }
         // Read at an offset of one byte: no block is read whole, so each goes
         // through the cache (whole ones go straight from the disk).
-        request()
+        try request()
         var first = [UInt8](repeating: 0, count: contents.count - 1)
         _ = try first.withUnsafeMutableBytes { try volume.read(file, at: 1, into: $0) }
         #expect(first == Array(contents.dropFirst()))
@@ -37,7 +37,7 @@ import Testing
         for slot in 0..<volume.cacheSlots where volume.memory.cacheTags[slot] != VolumeMemory.noBlock {
             volume.memory.cache[slot * blockSize + 100] ^= 0x10
         }
-        request()
+        try request()
         var second = [UInt8](repeating: 0, count: contents.count - 1)
         _ = try second.withUnsafeMutableBytes { try volume.read(file, at: 1, into: $0) }
         #expect(second == Array(contents.dropFirst()), "the damaged copies were dropped and read again")
@@ -56,7 +56,7 @@ import Testing
         let piece = pattern(4096, seed: 1)
         let before = volume.device.reads
         for index in 0..<256 {
-            volume.beginRequest()
+            try volume.beginRequest()
             var intent = Ext2Intent(tag: UInt64(100 + index))
             _ = try piece.withUnsafeBytes { bytes in
                 try volume.write(file, at: UInt64(index * 4096), from: bytes, intent: &intent, checkpoint: { _ in })

@@ -154,16 +154,77 @@ struct ReadTests {
         let image = try Tools.makeImage(blockSize: 1024, size: "2M")
         let incompatible = image.copy()
         incompatible.bytes[1024 + 96] |= 0x40 // extents
-        #expect(throws: FileSystemError.notMounted) { _ = try mount(incompatible) }
+        #expect(throws: MountFailure.unsupportedFeatures(Ext2Features(incompatible: 0x40))) {
+            _ = try mount(incompatible)
+        }
         let readOnly = image.copy()
         readOnly.bytes[1024 + 100] |= 0x10 // gdt_csum
         var volume = try mount(readOnly)
         #expect(!volume.isWritable)
+        #expect(volume.featuresPreventingWrites == Ext2Features(readOnlyCompatible: 0x10))
         var intent = Ext2Intent(tag: 1)
         #expect(throws: FileSystemError.readOnly) {
             _ = try withBytes("x") { try volume.create($0, in: .root, type: .regular, permissions: 0o644, intent: &intent, checkpoint: { _ in }) }
         }
         let ext4 = try Tools.makeImage(blockSize: 4096, size: "8M", extra: ["-O", "extent"])
-        #expect(throws: FileSystemError.notMounted) { _ = try mount(ext4) }
+        #expect(throws: MountFailure.unsupportedFeatures(Ext2Features(incompatible: 0x40))) { _ = try mount(ext4) }
+    }
+
+    /// Each reason a superblock is refused for is told apart, the most fundamental first.
+    @Test func aRefusedMountSaysWhy() throws {
+        let image = try Tools.makeImage(blockSize: 1024, size: "2M")
+        #expect(try mount(image.copy()).featuresPreventingWrites.isEmpty)
+        func refusal(_ patch: (DiskImage) -> Void) -> MountFailure? {
+            let damaged = image.copy()
+            patch(damaged)
+            do {
+                _ = try mount(damaged)
+                return nil
+            } catch {
+                return error as? MountFailure
+            }
+        }
+        #expect(refusal { $0.bytes[1024 + 56] = 0x34; $0.bytes[1024 + 57] = 0x12 } == .notExt2(magic: 0x1234))
+        #expect(refusal { $0.bytes[1024 + 76] = 2 } == .unsupportedRevision(2))
+        #expect(refusal { $0.bytes[1024 + 24] = 3 } == .unsupportedBlockSize(logBlockSize: 3))
+        // A feature word wins over a field that only looks wrong by ext2's rules.
+        #expect(refusal { $0.bytes[1024 + 24] = 3; $0.bytes[1024 + 97] |= 0x02 }
+                == .unsupportedFeatures(Ext2Features(incompatible: 0x200)))
+        #expect(refusal { $0.bytes[1024 + 32] = 0; $0.bytes[1024 + 33] = 0 } == .corrupt)
+        // The root directory's inode, cleared: the superblock is fine, the tree is not.
+        #expect(refusal { image in
+            let table = Int(image.bytes[1024 + 1024 + 8]) | Int(image.bytes[1024 + 1024 + 9]) << 8
+            let inodeSize = Int(image.bytes[1024 + 88]) | Int(image.bytes[1024 + 89]) << 8
+            let root = table * 1024 + inodeSize
+            for offset in root..<root + inodeSize { image.bytes[offset] = 0 }
+        } == .corrupt)
+    }
+
+    /// An image as `mkfs.ext4` makes it by default is refused, and the reason names
+    /// exactly the features dumpe2fs lists that Curio cannot read or write.
+    @Test func anExt4ImageNamesEveryFeatureInTheWay() throws {
+        let ext4 = try Tools.makeImage(blockSize: 1024, size: "8M", type: "ext4")
+        let file = Tools.temporaryFile("ext4")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try Data(ext4.bytes).write(to: file)
+        let header = Tools.run("dumpe2fs", ["-h", file.path]).output
+        let line = try #require(header.split(separator: "\n").first { $0.hasPrefix("Filesystem features:") })
+        let listed = line.dropFirst("Filesystem features:".count).split(separator: " ").map(String.init)
+        let understood: Set = ["dir_prealloc", "imagic_inodes", "has_journal", "ext_attr", "resize_inode",
+                               "dir_index", "filetype", "sparse_super", "large_file"]
+        let inTheWay = listed.filter { !understood.contains($0) }
+        #expect(inTheWay.contains("extent") && inTheWay.contains("64bit") && inTheWay.contains("metadata_csum"))
+        do {
+            _ = try mount(ext4)
+            Issue.record("an ext4 image was mounted")
+        } catch let failure as MountFailure {
+            guard case .unsupportedFeatures(let features) = failure else {
+                Issue.record("refused for another reason: \(failure)")
+                return
+            }
+            #expect(Set(features.names) == Set(inTheWay), "named \(features.names), dumpe2fs: \(listed)")
+            #expect(failure.explanation.contains("extent, 64bit, flex_bg"))
+            #expect(failure.explanation.contains("mke2fs -t ext2"))
+        }
     }
 }

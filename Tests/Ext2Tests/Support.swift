@@ -181,10 +181,10 @@ enum Tools {
     /// A fresh ext2 image from `mke2fs -t ext2` (optionally populated from `directory`).
     /// `indexDirectories` runs `e2fsck -fyD` afterwards, which builds htree indexes.
     static func makeImage(blockSize: Int, size: String, from directory: URL? = nil, extra: [String] = [],
-                          indexDirectories: Bool = false) throws -> DiskImage {
+                          indexDirectories: Bool = false, type: String = "ext2") throws -> DiskImage {
         let file = temporaryFile("img")
         defer { try? FileManager.default.removeItem(at: file) }
-        var arguments = ["-q", "-F", "-t", "ext2", "-b", "\(blockSize)", "-E", "hash_seed=6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+        var arguments = ["-q", "-F", "-t", type, "-b", "\(blockSize)", "-E", "hash_seed=6ba7b810-9dad-11d1-80b4-00c04fd430c8",
                          "-U", "6ba7b811-9dad-11d1-80b4-00c04fd430c8"] + extra
         if let directory { arguments += ["-d", directory.path] }
         arguments += [file.path, size]

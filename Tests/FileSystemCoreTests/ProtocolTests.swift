@@ -30,6 +30,7 @@ func describe(_ request: FileSystemRequest) -> String {
         return "lock \(handle.rawValue) \(range.start) \(range.end) \(kind) \(wait)"
     case .statistics: return "statistics"
     case .sync: return "sync"
+    case .mountStatus: return "mountStatus"
     }
 }
 
@@ -123,6 +124,7 @@ func expectRefused(_ error: FileSystemError, _ operation: FileSystemOperation, _
         }
         try roundTrip { _ throws(FileSystemError) in .statistics }
         try roundTrip { _ throws(FileSystemError) in .sync }
+        try roundTrip { _ throws(FileSystemError) in .mountStatus }
     }
 
     @Test func wordsFollowTheDocumentedTable() throws {
@@ -140,7 +142,7 @@ func expectRefused(_ error: FileSystemError, _ operation: FileSystemOperation, _
                 #expect(rename.operation.rawValue == 13 && rename.words == (2, 0) && Array(rename.payload) == bytes("/a/bc"))
             }
         }
-        #expect(FileSystemOperation.allCases.map(\.rawValue) == Array(1...17))
+        #expect(FileSystemOperation.allCases.map(\.rawValue) == Array(1...18))
     }
 
     /// The reply payload column of the table: what a correct reply carries at most,
@@ -157,7 +159,8 @@ func expectRefused(_ error: FileSystemError, _ operation: FileSystemOperation, _
         let statistics = VolumeStatistics(blockSize: 1024, totalBlocks: 8, freeBlocks: 4, totalInodes: 2, freeInodes: 1)
         #expect(FileSystemOperation.statistics.replyLimit(words: (0, 0)) == statistics.encode(into: buffer))
         #expect(FileSystemOperation.readDirectory.replyLimit(words: (0, 0)) == FileSystemLimits.maxTransfer)
-        let withPayload: Set<FileSystemOperation> = [.read, .stat, .fstat, .readDirectory, .statistics]
+        #expect(FileSystemOperation.mountStatus.replyLimit(words: (0, 0)) == MountStatus.payloadBytes)
+        let withPayload: Set<FileSystemOperation> = [.read, .stat, .fstat, .readDirectory, .statistics, .mountStatus]
         for operation in FileSystemOperation.allCases where !withPayload.contains(operation) {
             #expect(operation.replyLimit(words: (UInt.max, UInt.max)) == 0, "\(operation)")
         }
@@ -224,7 +227,7 @@ func expectRefused(_ error: FileSystemError, _ operation: FileSystemOperation, _
 
     @Test func unknownOperationsAndUnusedWordsAreRefused() {
         #expect(throws: FileSystemError.badOperation) { try decode(raw: 0, (0, 0)) }
-        #expect(throws: FileSystemError.badOperation) { try decode(raw: 18, (0, 0)) }
+        #expect(throws: FileSystemError.badOperation) { try decode(raw: 19, (0, 0)) }
         #expect(throws: FileSystemError.badOperation) { try decode(raw: UInt16.max, (0, 0)) }
         expectRefused(.invalidArgument, .close, (1, 1))
         expectRefused(.invalidArgument, .close, (1, 0), [1])
@@ -244,6 +247,8 @@ func expectRefused(_ error: FileSystemError, _ operation: FileSystemOperation, _
         expectRefused(.invalidArgument, .statistics, (0, 0), [0])
         expectRefused(.invalidArgument, .sync, (0, 1))
         expectRefused(.invalidArgument, .sync, (0, 0), [0])
+        expectRefused(.invalidArgument, .mountStatus, (1, 0))
+        expectRefused(.invalidArgument, .mountStatus, (0, 0), [0])
         expectRefused(.invalidArgument, .seek, (1, 0), [0])
     }
 

@@ -9,9 +9,9 @@
 // could have sent.
 //
 // The same bytes are also read the way a client reads a reply payload from a
-// server it does not trust: as a FileStatus, as VolumeStatistics, and as a page
-// of directory entries holding word 1's low byte of entries. Whatever decodes
-// must encode back to the bytes it came from.
+// server it does not trust: as a FileStatus, as VolumeStatistics, as a page of
+// directory entries holding word 1's low byte of entries, and with both words as a
+// MountStatus. Whatever decodes must encode back to the words and bytes it came from.
 
 import FileSystemCore
 
@@ -36,8 +36,13 @@ func checkRequest(operation: UInt16, words: (UInt, UInt), payload: UnsafeRawBuff
     precondition(same(message.payload, payload), "the payload does not round-trip")
 }
 
-func checkReplyRecords(_ payload: UnsafeRawBufferPointer, entries: Int) {
+func checkReplyRecords(_ payload: UnsafeRawBufferPointer, words: (UInt, UInt), entries: Int) {
     let output = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<4096])
+    if let mountStatus = try? MountStatus.decode(words: words, payload: payload) {
+        let encoded = mountStatus.encode(into: output)
+        precondition(encoded.words == words && same(UnsafeRawBufferPointer(rebasing: output[0..<encoded.length]), payload),
+                     "MountStatus does not round-trip")
+    }
     if let status = try? FileStatus.decode(payload) {
         let length = status.encode(into: output)
         precondition(same(UnsafeRawBufferPointer(rebasing: output[0..<length]), payload), "FileStatus does not round-trip")
@@ -72,6 +77,6 @@ public func fuzzFileSystemProtocol(_ data: UnsafePointer<UInt8>, _ size: Int) ->
     let words = (UInt(input.integer(UInt64.self)), UInt(input.integer(UInt64.self)))
     let payload = input.rest()
     checkRequest(operation: operation, words: words, payload: payload)
-    if payload.count <= 4096 { checkReplyRecords(payload, entries: Int(words.1 & 0xFF)) }
+    if payload.count <= 4096 { checkReplyRecords(payload, words: words, entries: Int(words.1 & 0xFF)) }
     return 0
 }

@@ -1,6 +1,11 @@
 // The shell's filesystem commands: thin wrappers over FileSystemAPI, one function
 // per command, each printing "command: path: reason" and returning 1 on failure.
 // Paths are absolute; a path without a leading "/" is taken from the root.
+//
+// A disk that is not mounted, or mounted read-only, fails every command with one
+// code; the fs server keeps the reason (MountStatus), and the shell asks for it each
+// time, so "ls: no filesystem: the disk needs ext4 features ..." names what to fix
+// (the disk may have been fixed, or the server restarted, since the last command).
 
 import ConfigAPI
 import ConsoleAPI
@@ -41,8 +46,23 @@ extension Shell {
     }
 
     static func failure(_ command: String, _ path: String, _ error: FileSystemError) -> Int32 {
-        print(command + ": " + path + ": " + String(error.name))
+        guard error == .notMounted || error == .readOnly,
+              let explanation = (try? FileSystem.mountStatus())?.explanation else {
+            complain(command + ": " + path + ": " + String(error.name))
+            return 1
+        }
+        if error == .notMounted {
+            complain(command + ": " + explanation)
+        } else {
+            complain(command + ": " + path + ": " + String(error.name) + " (" + explanation + ")")
+        }
         return 1
+    }
+
+    /// At an interactive boot: says what is wrong with the disk, if anything is.
+    static func reportMountStatus() {
+        guard let explanation = (try? FileSystem.mountStatus())?.explanation else { return }
+        print("fs: " + explanation)
     }
 
     static func fileCommand(_ command: String, _ arguments: [String]) -> Int32? {
@@ -104,7 +124,7 @@ extension Shell {
         let long = arguments.first == "-l"
         let operands = long ? Array(arguments.dropFirst()) : arguments
         guard operands.count <= 1 else {
-            print("usage: ls [-l] [PATH]")
+            complain("usage: ls [-l] [PATH]")
             return 2
         }
         let directory = operands.first ?? "/"
@@ -141,7 +161,7 @@ extension Shell {
 
     static func concatenate(_ arguments: [String]) -> Int32 {
         guard !arguments.isEmpty else {
-            print("usage: cat PATH...")
+            complain("usage: cat PATH...")
             return 2
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
@@ -169,7 +189,7 @@ extension Shell {
     static func writeFile(_ arguments: [String], append: Bool) -> Int32 {
         let command = append ? "append" : "write"
         guard let name = arguments.first else {
-            print("usage: " + command + " PATH TEXT...")
+            complain("usage: " + command + " PATH TEXT...")
             return 2
         }
         let text = arguments.dropFirst().joined(separator: " ") + "\n"
@@ -192,7 +212,7 @@ extension Shell {
 
     static func copy(_ arguments: [String]) -> Int32 {
         guard arguments.count == 2 else {
-            print("usage: cp FROM TO")
+            complain("usage: cp FROM TO")
             return 2
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
@@ -223,7 +243,7 @@ extension Shell {
 
     static func makeDirectory(_ arguments: [String]) -> Int32 {
         guard arguments.count == 1 else {
-            print("usage: mkdir PATH")
+            complain("usage: mkdir PATH")
             return 2
         }
         let failed: FileSystemError? = withPath(arguments[0]) { path in
@@ -237,7 +257,7 @@ extension Shell {
         let directory = arguments.first == "-d"
         let operands = directory ? Array(arguments.dropFirst()) : arguments
         guard operands.count == 1 else {
-            print("usage: rm [-d] PATH")
+            complain("usage: rm [-d] PATH")
             return 2
         }
         let failed: FileSystemError? = withPath(operands[0]) { path in
@@ -253,7 +273,7 @@ extension Shell {
 
     static func move(_ arguments: [String]) -> Int32 {
         guard arguments.count == 2 else {
-            print("usage: mv FROM TO")
+            complain("usage: mv FROM TO")
             return 2
         }
         let failed: FileSystemError? = withPath(arguments[0]) { from in
@@ -267,7 +287,7 @@ extension Shell {
 
     static func status(_ arguments: [String]) -> Int32 {
         guard arguments.count == 1 else {
-            print("usage: stat PATH")
+            complain("usage: stat PATH")
             return 2
         }
         let result: Result<FileStatus, FileSystemError> = withPath(arguments[0]) { path in
@@ -315,7 +335,7 @@ extension Shell {
             var cursor: Int? = 0
             while let current = cursor {
                 guard let (length, next) = try? Config.entry(at: current, into: line) else {
-                    print("config: the configuration service does not answer")
+                    complain("config: the configuration service does not answer")
                     return 1
                 }
                 if length > 0 { print(String(decoding: UnsafeRawBufferPointer(rebasing: line[0..<length]), as: UTF8.self)) }
@@ -326,7 +346,7 @@ extension Shell {
             var key = arguments[0]
             let length: Int? = key.withUTF8 { try? Config.get(UnsafeRawBufferPointer($0), into: line) }
             guard let length else {
-                print("config: " + arguments[0] + ": no such setting")
+                complain("config: " + arguments[0] + ": no such setting")
                 return 1
             }
             print(String(decoding: UnsafeRawBufferPointer(rebasing: line[0..<length]), as: UTF8.self))
@@ -340,12 +360,12 @@ extension Shell {
                 }
             }
             guard done else {
-                print("config: cannot set " + arguments[0])
+                complain("config: cannot set " + arguments[0])
                 return 1
             }
             return 0
         default:
-            print("usage: config [KEY [VALUE]]")
+            complain("usage: config [KEY [VALUE]]")
             return 2
         }
     }

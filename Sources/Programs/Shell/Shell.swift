@@ -31,6 +31,15 @@
 //
 // Ctrl-D at an empty prompt ends the session, which on Curio means powering off, as
 // `poweroff` does.
+//
+// Redirection. `CMD > PATH` and `CMD >> PATH` send what a command prints, or what the
+// program `run` waits for prints, to a file (Redirect.swift). Messages about a
+// command — its errors, its usage, how a program ended — go past the redirection to
+// the terminal (`complain`), as a Unix shell's go to stderr.
+//
+// At an interactive start the shell asks fs whether the disk is usable and prints
+// why not (a disk Curio cannot mount, or only read); every file command that fails
+// for that reason says it again (FileCommands.swift).
 
 import ConsoleAPI
 import ConsoleCore
@@ -68,6 +77,9 @@ struct Shell {
             }
         }
         interactive = true
+        // Only interactively: a script's first file command says the same, and scripted
+        // runs (benchmarks, campaign seeds) must schedule as they were recorded.
+        reportMountStatus()
         print("Curio shell. Type 'help' for commands.")
         var editor = LineEditor(prompt: Array(prompt.utf8))
         let input = UnsafeMutableRawBufferPointer.allocate(byteCount: 256, alignment: 8)
@@ -140,8 +152,9 @@ struct Shell {
             .compactMap { $0.split(separator: " ").first.map(String.init) }
     }
 
-    /// Runs one command line; returns its exit status (0 for success).
-    static func execute(_ line: String) -> Int32 {
+    /// Runs one command, its redirection taken out (`execute`); returns its exit status
+    /// (0 for success).
+    static func perform(_ line: String) -> Int32 {
         let words = line.split(separator: " ").map(String.init)
         guard let command = words.first else { return 0 }
         let arguments = Array(words.dropFirst())
@@ -167,7 +180,7 @@ struct Shell {
             return 1
         default:
             if let status = fileCommand(command, arguments) { return status }
-            print(command + ": unknown command (try 'help')")
+            complain(command + ": unknown command (try 'help')")
             return 127
         }
     }
@@ -201,6 +214,11 @@ struct Shell {
         poweroff                  turn the machine off
         """
 
+    static let redirectionHelp = """
+        Output: COMMAND > PATH writes what a command (or a program started with run) prints to a file,
+        replacing it; COMMAND >> PATH adds to its end. Error messages still show here.
+        """
+
     static let keysHelp = """
         Keys: Left/Right, Home/End (Ctrl-A/E), Backspace/Delete, Ctrl-U/K/W erase to the start, to the end,
         the word before the cursor; Up/Down recall earlier lines; Tab completes commands and paths;
@@ -210,6 +228,7 @@ struct Shell {
     static func help() -> Int32 {
         print(helpText)
         print(fileCommandsHelp)
+        print(redirectionHelp)
         print(keysHelp)
         return 0
     }
@@ -238,7 +257,7 @@ struct Shell {
             do throws(SyscallError) {
                 info = try System.ssrInfo(index: index)
             } catch {
-                print("ssr: " + describe(error))
+                complain("ssr: " + describe(error))
                 return 1
             }
             guard let info else { break }
@@ -273,11 +292,11 @@ struct Shell {
             }
         }
         guard positional.count >= 2, positional.count <= 4 else {
-            print(usage)
+            complain(usage)
             return 2
         }
         guard let kind = FaultKind.allCases.first(where: { String($0.name) == positional[1] }) else {
-            print("inject: unknown fault '" + positional[1] + "'; one of: "
+            complain("inject: unknown fault '" + positional[1] + "'; one of: "
                   + FaultKind.allCases.map { String($0.name) }.joined(separator: ", "))
             return 2
         }
@@ -296,13 +315,13 @@ struct Shell {
                 trigger = .execution
                 argument = UInt(System.ticksPerSecond / 100)
             default:
-                print(usage)
+                complain(usage)
                 return 2
             }
         }
         if positional.count == 4 {
             guard let value = UInt(positional[3]) else {
-                print(usage)
+                complain(usage)
                 return 2
             }
             argument = value
@@ -317,7 +336,7 @@ struct Shell {
         do throws(SyscallError) {
             try result.get()
         } catch {
-            print("inject " + positional[0] + ": " + describe(error))
+            complain("inject " + positional[0] + ": " + describe(error))
             return 1
         }
         let when = positional.count > 2 ? positional.dropFirst(2).joined(separator: " ") : "next"
@@ -375,25 +394,29 @@ struct Shell {
             print("audit: \(report.violations) violations; first: " + String(first.name) + " (slot \(report.slot))")
             return 1
         } catch {
-            print("audit: " + describe(error))
+            complain("audit: " + describe(error))
             return 1
         }
     }
 
     static func run(_ arguments: [String]) -> Int32 {
         guard var program = arguments.first else {
-            print("usage: run PROGRAM [ARGS] [&]")
+            complain("usage: run PROGRAM [ARGS] [&]")
             return 2
         }
         var rest = Array(arguments.dropFirst())
         let background = rest.last == "&" || program.hasSuffix("&")
         if rest.last == "&" { rest.removeLast() }
         if program.hasSuffix("&") { program.removeLast() }
+        if background && outputFile != nil {
+            complain("run: the output of a program started with & cannot be redirected (the shell collects it only while it waits)")
+            return 2
+        }
         let child: TaskID
         do throws(SyscallError) {
             child = try spawn(program, arguments: rest.joined(separator: " "))
         } catch {
-            print("run " + program + ": " + describe(error))
+            complain("run " + program + ": " + describe(error))
             return 1
         }
         if background {
@@ -401,15 +424,20 @@ struct Shell {
             print("started \(program) as pid \(child.index)")
             return 0
         }
-        let interrupted = interactive && watchForInterrupt(while: child)
-        if interrupted { _ = try? System.kill(child) }
+        let interrupted: Bool
+        if outputFile != nil {
+            interrupted = collectOutput(of: child)
+        } else {
+            interrupted = interactive && watchForInterrupt(while: child)
+            if interrupted { _ = try? System.kill(child) }
+        }
         do throws(SyscallError) {
             let status = try System.wait(child)
             guard interrupted, status == .killed else { return report(status, of: program) }
-            print(program + " was interrupted")
+            complain(program + " was interrupted")
             return 130
         } catch {
-            print("wait: " + describe(error))
+            complain("wait: " + describe(error))
             return 1
         }
     }
@@ -452,7 +480,7 @@ struct Shell {
             do throws(SyscallError) {
                 status = report(try System.wait(child), of: program + " (pid \(child.index))", always: true)
             } catch {
-                print("wait \(program) (pid \(child.index)): " + describe(error))
+                complain("wait \(program) (pid \(child.index)): " + describe(error))
                 status = 1
             }
             if worst == 0 { worst = status }
@@ -465,25 +493,29 @@ struct Shell {
     static func report(_ status: ExitStatus, of program: String, always: Bool = false) -> Int32 {
         switch status {
         case .exited(let code):
-            if code != 0 || always { print("\(program) exited with status \(code)") }
+            if code != 0 {
+                complain("\(program) exited with status \(code)")
+            } else if always {
+                print("\(program) exited with status \(code)")
+            }
             return code
         case .faulted(let cause):
-            print(program + " was stopped: " + String(cause.name))
+            complain(program + " was stopped: " + String(cause.name))
             return 128 + Int32(cause.rawValue)
         case .killed:
-            print(program + " was killed")
+            complain(program + " was killed")
             return 137
         }
     }
 
     static func kill(_ arguments: [String]) -> Int32 {
         guard let text = arguments.first else {
-            print("usage: kill PID|NAME")
+            complain("usage: kill PID|NAME")
             return 2
         }
         guard let slot = Int(text) else { return killAll(named: text) }
         guard slot >= 0, slot < maxProcesses else {
-            print("usage: kill PID|NAME")
+            complain("usage: kill PID|NAME")
             return 2
         }
         do throws(SyscallError) {
@@ -492,7 +524,7 @@ struct Shell {
             print("killed \(name(info)) (pid \(slot))")
             return 0
         } catch {
-            print("kill " + text + ": " + describe(error))
+            complain("kill " + text + ": " + describe(error))
             return 1
         }
     }
@@ -512,7 +544,7 @@ struct Shell {
     /// Waits on the timer service, so that lower-priority programs get to run.
     static func sleep(_ arguments: [String]) -> Int32 {
         guard let text = arguments.first, let milliseconds = UInt64(text), milliseconds > 0 else {
-            print("usage: sleep MS")
+            complain("usage: sleep MS")
             return 2
         }
         do throws(TimerError) {
@@ -520,7 +552,7 @@ struct Shell {
             _ = try Timer.wait()
             return 0
         } catch {
-            print("sleep: the timer service failed")
+            complain("sleep: the timer service failed")
             return 1
         }
     }
@@ -529,7 +561,7 @@ struct Shell {
     /// `ps` names `state`: lets a script act at a known point of another program.
     static func awaitState(_ arguments: [String]) -> Int32 {
         guard arguments.count >= 2 else {
-            print("usage: await NAME STATE [MS]")
+            complain("usage: await NAME STATE [MS]")
             return 2
         }
         let limit = arguments.count > 2 ? Int(arguments[2]) ?? 5_000 : 5_000
@@ -541,14 +573,14 @@ struct Shell {
             }
             guard sleep(["1"]) == 0 else { return 1 }
         }
-        print("await: no \(arguments[0]) in state \(arguments[1]) after \(limit) ms")
+        complain("await: no \(arguments[0]) in state \(arguments[1]) after \(limit) ms")
         return 1
     }
 
     /// Spawns and reaps a program many times; fails unless free memory returns exactly.
     static func spawnTest(_ arguments: [String]) -> Int32 {
         guard let text = arguments.first, let count = Int(text), count > 0 else {
-            print("usage: spawntest N [PROGRAM [ARGS]]")
+            complain("usage: spawntest N [PROGRAM [ARGS]]")
             return 2
         }
         let program = arguments.count > 1 ? arguments[1] : "crashme"
@@ -559,7 +591,7 @@ struct Shell {
                 let child = try spawn(program, arguments: programArguments)
                 _ = try System.wait(child)
             } catch {
-                print("spawntest: iteration \(iteration): \(describe(error))")
+                complain("spawntest: iteration \(iteration): \(describe(error))")
                 return 1
             }
         }

@@ -9,6 +9,11 @@
 // `LineEditor`), so it reads raw bytes, and the console keeps every byte typed until
 // the shell takes it (see ConsoleCore's `TypeAhead`). Every other program may only
 // write; asking for anything else is refused at once (`ConsoleRefusal`).
+//
+// Redirection (ConsoleCore's Redirection.swift has the design): the shell diverts a
+// program's writes to itself (`divert`, `collect`), and its own output to a file
+// before it leaves the process (`divertOutput`); `writeToTerminal` is the way past
+// that diversion, for messages about a command rather than from it.
 
 import CurioUser
 
@@ -26,6 +31,16 @@ public enum ConsoleOperation: UInt16, Sendable {
     /// word0: 1 the console echoes what is typed as it arrives (while a command runs),
     /// 0 the reader draws it (while the shell edits a line).
     case setEcho = 4
+    /// word0: the raw `TaskID` of the process whose writes go to the shell from now on
+    /// instead of the terminal (0: none). A write of its that the shell has not taken
+    /// all of goes to the terminal when the diversion changes.
+    case divert = 5
+    /// word0: milliseconds (1 ... `ConsoleInterruptWatch.longest`); word1: 1 if a
+    /// Ctrl-C also ends the wait (as `awaitInterrupt`), else 0. Held until the
+    /// diverted process writes, or Ctrl-C, or the time has passed; reply word0: a
+    /// `ConsoleCollection`, and for `output` the payload holds the bytes (the diverted
+    /// write is answered once all of them are taken).
+    case collect = 6
 }
 
 /// The reply code of a refused request (0 is success); its raw value is the wire code.
@@ -36,6 +51,21 @@ public enum ConsoleRefusal: UInt, Sendable {
     /// A `read` with no room for a byte, an `awaitInterrupt` for no time or for longer
     /// than `ConsoleInterruptWatch.longest`.
     case badArgument = 4
+}
+
+/// How a `collect` ended (its reply's word0).
+public enum ConsoleCollection: UInt, Sendable {
+    case timePassed = 0
+    case interrupted = 1
+    case output = 2
+}
+
+/// What a `collect` brought.
+public enum Collected: Equatable, Sendable {
+    /// The first `count` bytes of the buffer are what the diverted process wrote.
+    case output(count: Int)
+    case interrupted
+    case timePassed
 }
 
 /// How an `awaitInterrupt` ended (its reply's word0).
@@ -59,7 +89,28 @@ public enum Console {
         return answer
     }
 
+    /// Where this process's output goes instead, while the shell redirects it.
+    nonisolated(unsafe) private static var diversion: ((UnsafeRawBufferPointer) -> Void)?
+
+    /// Sends this process's output (`print`, `write`) to `sink` until called with nil;
+    /// what `print` buffered of a line before goes where it was meant to go first.
+    public static func divertOutput(to sink: ((UnsafeRawBufferPointer) -> Void)?) {
+        flush()
+        diversion = sink
+    }
+
+    /// Writes `bytes` where this process's output goes (the terminal, unless diverted).
     public static func write(_ bytes: UnsafeRawBufferPointer) {
+        if let diversion {
+            diversion(bytes)
+            return
+        }
+        writeToTerminal(bytes)
+    }
+
+    /// Writes `bytes` to the terminal even while output is diverted (a message about
+    /// a command, as stderr carries on Unix).
+    public static func writeToTerminal(_ bytes: UnsafeRawBufferPointer) {
         var offset = 0
         while offset < bytes.count {
             let chunk = min(bytes.count - offset, SyscallLimits.maxMessageBytes)
@@ -70,6 +121,30 @@ public enum Console {
 
     public static func write(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { write($0) }
+    }
+
+    /// Sends what `print` has buffered of an unfinished line.
+    public static func flush() {
+        flushLine()
+    }
+
+    /// From now on `task`'s writes are held for the shell's `collect` (nil: nobody's).
+    /// For the shell.
+    public static func divert(outputOf task: TaskID?) throws(SyscallError) {
+        _ = try call(.divert, words: (UInt(task?.rawValue ?? 0), 0))
+    }
+
+    /// Waits at most `milliseconds` for the diverted process's output (into `buffer`,
+    /// which should hold `SyscallLimits.maxMessageBytes`), and with
+    /// `watchingInterrupt` for Ctrl-C too. For the shell.
+    public static func collect(into buffer: UnsafeMutableRawBufferPointer, milliseconds: UInt,
+                               watchingInterrupt: Bool) throws(SyscallError) -> Collected {
+        let answer = try call(.collect, words: (milliseconds, watchingInterrupt ? 1 : 0), reply: buffer)
+        switch ConsoleCollection(rawValue: answer.words.0) {
+        case .output?: return .output(count: answer.length)
+        case .interrupted?: return .interrupted
+        case .timePassed?, nil: return .timePassed
+        }
     }
 
     /// Waits for typed bytes and reads them into `buffer` (at most one line's worth);
@@ -95,10 +170,14 @@ nonisolated(unsafe) private var lineBuffer = InlineArray<256, UInt8>(repeating: 
 nonisolated(unsafe) private var lineLength = 0
 
 private func flushLine() {
-    lineBuffer.span.withUnsafeBytes { bytes in
-        Console.write(UnsafeRawBufferPointer(rebasing: bytes[0..<lineLength]))
-    }
+    guard lineLength > 0 else { return }
+    let length = lineLength
+    // Emptied first, so that the line is sent once even if a diversion's sink ends up
+    // here again (a sink must not print: the bytes it is handed are this buffer).
     lineLength = 0
+    lineBuffer.span.withUnsafeBytes { bytes in
+        Console.write(UnsafeRawBufferPointer(rebasing: bytes[0..<length]))
+    }
 }
 
 /// Where Embedded Swift's `print` sends each byte.

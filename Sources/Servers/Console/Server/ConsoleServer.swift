@@ -36,6 +36,13 @@
 // (No notification can wake the shell in `wait` today; a `wait` that also ends on a
 // notification would replace the polling, see Shell.swift.)
 //
+// Redirection. The shell may divert one process's writes to itself (`divert`): such a
+// write is not put on the UART but held, its writer blocked, until the shell's
+// `collect` has taken every byte of it; then the writer is answered (ConsoleCore's
+// Redirection.swift has the design). A `collect` is held like a `read`, in the same
+// slot, and also ends on Ctrl-C if the shell asks, so that one wait covers both while
+// a redirected program runs.
+//
 // Echo. While a command runs the console shows what is typed (`TypeAheadEcho`);
 // while the shell edits a line it turns that off (`setEcho`) and its editor draws.
 // Only the shell may read, watch or set the echo: every program may print, but none
@@ -78,10 +85,8 @@ struct ConsoleServer {
         let uart = UART()
         uart.enableReceiveInterrupt()
         var input = TypedInput(uart: uart)
+        var terminal = TerminalOutput(uart: uart)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: SyscallLimits.maxMessageBytes, alignment: 8)
-        // A line feed moves to the start of the next line only with a carriage return
-        // before it: programs print "\n"; the shell's editor writes "\r\n" itself.
-        var previousWritten: UInt8 = 0
         while true {
             guard let message = try? IPC.receive(into: buffer, notificationMask: notifications) else { continue }
             if message.isNotification {
@@ -91,13 +96,16 @@ struct ConsoleServer {
             }
             switch ConsoleOperation(rawValue: UInt16(truncatingIfNeeded: message.operation)) {
             case .write:
-                for byte in UnsafeRawBufferPointer(rebasing: buffer[0..<message.length]) {
-                    if byte == ASCII.lineFeed && previousWritten != ASCII.carriageReturn {
-                        uart.put(ASCII.carriageReturn)
+                let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<message.length])
+                if input.diverted.diverts(message.sender.rawValue) {
+                    guard input.diverted.hold(bytes, from: message.sender.rawValue) else {
+                        try? IPC.reply(to: message.sender, code: ConsoleRefusal.badArgument.rawValue)
+                        continue
                     }
-                    uart.put(byte)
-                    previousWritten = byte
+                    input.answerHeld()
+                    continue
                 }
+                terminal.write(bytes)
                 try? IPC.reply(to: message.sender)
             case .read:
                 guard isShell(message.sender) else { continue }
@@ -119,6 +127,26 @@ struct ConsoleServer {
                 guard isShell(message.sender) else { continue }
                 input.echoes = message.words.0 != 0
                 try? IPC.reply(to: message.sender)
+            case .divert:
+                guard isShell(message.sender) else { continue }
+                guard message.words.0 <= UInt(UInt32.max), message.words.1 == 0 else {
+                    try? IPC.reply(to: message.sender, code: ConsoleRefusal.badArgument.rawValue)
+                    continue
+                }
+                input.diverted.divert(UInt32(message.words.0)) { leftover, writer in
+                    terminal.write(leftover)
+                    try? IPC.reply(to: TaskID(rawValue: writer))
+                }
+                try? IPC.reply(to: message.sender)
+            case .collect:
+                guard isShell(message.sender) else { continue }
+                guard message.words.0 > 0, message.words.0 <= ConsoleInterruptWatch.longest,
+                      message.words.1 <= 1, message.length == 0 else {
+                    try? IPC.reply(to: message.sender, code: ConsoleRefusal.badArgument.rawValue)
+                    continue
+                }
+                let deadline = System.clock() + UInt64(message.words.0) * (System.ticksPerSecond / 1000)
+                input.hold(.collect(message.sender, deadline: deadline, watchesInterrupt: message.words.1 == 1))
             case nil:
                 try? IPC.reply(to: message.sender, code: ConsoleRefusal.unknownOperation.rawValue)
             }
@@ -135,19 +163,39 @@ struct ConsoleServer {
     }
 }
 
+/// What goes to the UART. A line feed moves to the start of the next line only with a
+/// carriage return before it: programs print "\n"; the shell's editor writes "\r\n" itself.
+struct TerminalOutput {
+    let uart: UART
+    var previousWritten: UInt8 = 0
+
+    mutating func write(_ bytes: UnsafeRawBufferPointer) {
+        for byte in bytes {
+            if byte == ASCII.lineFeed && previousWritten != ASCII.carriageReturn { uart.put(ASCII.carriageReturn) }
+            uart.put(byte)
+            previousWritten = byte
+        }
+    }
+}
+
 /// A request of the shell's that waits for input.
 enum HeldRequest {
     /// Wants typed bytes (at most `capacity`).
     case read(TaskID, capacity: Int)
     /// Wants to know of a Ctrl-C until the clock reaches `deadline`.
     case interruptWatch(TaskID, deadline: UInt64)
+    /// Wants the diverted process's output (and, if `watchesInterrupt`, a Ctrl-C) until
+    /// the clock reaches `deadline`; a reply carries at most one message's bytes.
+    case collect(TaskID, deadline: UInt64, watchesInterrupt: Bool)
 }
 
-/// The typed-input side of the console: the queue, its echo, the held request.
+/// What the shell waits for: the typed-input queue, its echo, the diverted output,
+/// and the held request that waits for them.
 struct TypedInput {
     let uart: UART
     var queue = TypeAhead()
     var echo = TypeAheadEcho()
+    var diverted = DivertedOutput(capacity: SyscallLimits.maxMessageBytes)
     /// Whether the console shows typed bytes as they arrive (see the essay).
     var echoes = true
     var held: HeldRequest?
@@ -172,20 +220,29 @@ struct TypedInput {
 
     mutating func hold(_ request: HeldRequest) {
         held = request
-        if case .interruptWatch(_, let deadline) = request {
+        switch request {
+        case .interruptWatch(_, let deadline), .collect(_, let deadline, _):
             try? System.setTimer(deadline: deadline, bits: KernelNotification.timerBit)
+        case .read:
+            break
         }
         answerHeld()
     }
 
     mutating func timerExpired() {
-        guard case .interruptWatch(let shell, let deadline) = held, System.clock() >= deadline else { return }
-        held = nil
-        try? IPC.reply(to: shell, words: (ConsoleInterruptWatch.timePassed.rawValue, 0))
+        switch held {
+        case .interruptWatch(let shell, let deadline)?, .collect(let shell, let deadline, _)?:
+            guard System.clock() >= deadline else { return }
+            held = nil
+            // timePassed is 0 in both replies.
+            try? IPC.reply(to: shell, words: (ConsoleInterruptWatch.timePassed.rawValue, 0))
+        case .read?, nil:
+            return
+        }
     }
 
-    /// Answers the held request if the queue now can.
-    private mutating func answerHeld() {
+    /// Answers the held request if the queue or the diverted output now can.
+    mutating func answerHeld() {
         switch held {
         case .read(let shell, let capacity):
             let length = queue.readLength(limit: capacity)
@@ -196,15 +253,34 @@ struct TypedInput {
             guard (try? IPC.reply(to: shell, payload: payload)) != nil else { return }
             removeOldest(length)
         case .interruptWatch(let shell, _):
-            guard let length = queue.lengthThroughInterrupt() else { return }
+            answerInterrupt(shell)
+        case .collect(let shell, _, let watchesInterrupt):
+            guard diverted.pendingCount > 0 else {
+                if watchesInterrupt { answerInterrupt(shell) }
+                return
+            }
             held = nil
             try? System.setTimer(deadline: 0, bits: KernelNotification.timerBit)
-            guard (try? IPC.reply(to: shell, words: (ConsoleInterruptWatch.interrupted.rawValue, 0))) != nil
+            let length = diverted.peek(into: replyBytes)
+            let payload = UnsafeRawBufferPointer(rebasing: replyBytes[0..<length])
+            guard (try? IPC.reply(to: shell, words: (ConsoleCollection.output.rawValue, 0), payload: payload)) != nil
             else { return }
-            removeOldest(length)
+            let writer = diverted.take(length)
+            if writer != 0 { try? IPC.reply(to: TaskID(rawValue: writer)) }
         case nil:
             return
         }
+    }
+
+    /// Answers the held watch with the oldest Ctrl-C, if one is queued. (`interrupted`
+    /// is 1 in the replies to `awaitInterrupt` and `collect` alike.)
+    private mutating func answerInterrupt(_ shell: TaskID) {
+        guard let length = queue.lengthThroughInterrupt() else { return }
+        held = nil
+        try? System.setTimer(deadline: 0, bits: KernelNotification.timerBit)
+        guard (try? IPC.reply(to: shell, words: (ConsoleInterruptWatch.interrupted.rawValue, 0))) != nil
+        else { return }
+        removeOldest(length)
     }
 
     /// Removes delivered bytes; if the queue was full, what waits in the UART comes in.

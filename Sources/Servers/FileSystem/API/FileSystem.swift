@@ -271,6 +271,17 @@ public enum FileSystem {
         _ = try call(.sync)
     }
 
+    /// Whether a volume is mounted, and if not, or only for reading, why: what to
+    /// tell a person after `notMounted` or `readOnly`. Asking mounts the disk if it can.
+    public static func mountStatus() throws(FileSystemError) -> MountStatus {
+        var record: (UInt32, UInt32, UInt32) = (0, 0, 0)
+        return try withUnsafeMutableBytes(of: &record) { buffer throws(FileSystemError) -> MountStatus in
+            let reply = try call(.mountStatus, reply: buffer)
+            return try MountStatus.decode(words: reply.words,
+                                          payload: UnsafeRawBufferPointer(rebasing: buffer[0..<reply.length]))
+        }
+    }
+
     private static func bytes(of path: StaticString) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: path.utf8Start, count: path.utf8CodeUnitCount)
     }

@@ -38,6 +38,7 @@
 //   15  lock           h | kind << 32 | wait << 40   0               start, length (16)  -                    -
 //   16  statistics     0                             0               -                   -                    VolumeStatistics (32)
 //   17  sync           0                             0               -                   -                    -
+//   18  mountStatus    0                             0               -                   state|reason, detail MountStatus (12)
 //
 // Field rules: a handle is 32 bits (`FileHandle`); permissions are the low 12 mode
 // bits; sizes and offsets are at most Int64.max; whence is 0 set, 1 current,
@@ -56,6 +57,9 @@
 // cursor holds at least one entry, so a listing always makes progress). A lock request that
 // conflicts with another client's lock answers `wouldBlock`, or with the wait flag
 // is held until it can be granted (`deadlock` if waiting would close a cycle).
+// mountStatus tries to mount if nothing is mounted and says why it could not, or
+// why the volume is read-only (MountStatus.swift): a client that got `notMounted`
+// or `readOnly` asks it to tell a person what to do.
 
 /// The operation numbers (they never change meaning).
 public enum FileSystemOperation: UInt16, Sendable, CaseIterable {
@@ -76,6 +80,7 @@ public enum FileSystemOperation: UInt16, Sendable, CaseIterable {
     case lock = 15
     case statistics = 16
     case sync = 17
+    case mountStatus = 18
 }
 
 extension FileSystemOperation {
@@ -89,6 +94,7 @@ extension FileSystemOperation {
         case .stat, .fstat: FileStatus.encodedBytes
         case .readDirectory: FileSystemLimits.maxTransfer
         case .statistics: VolumeStatistics.encodedBytes
+        case .mountStatus: MountStatus.payloadBytes
         case .open, .close, .write, .seek, .truncate, .ftruncate, .mkdir, .rmdir, .unlink, .rename, .lock, .sync: 0
         }
     }
@@ -269,6 +275,7 @@ public enum FileSystemRequest {
     case lock(FileHandle, range: LockRange, kind: LockKind, wait: Bool)
     case statistics
     case sync
+    case mountStatus
 
     /// The scratch `encode` needs for any request: two paths, for rename.
     public static let scratchBytes = 2 * FileSystemLimits.maxPathBytes
@@ -347,6 +354,8 @@ public enum FileSystemRequest {
             return FileSystemMessage(operation: .statistics, words: (0, 0), payload: none)
         case .sync:
             return FileSystemMessage(operation: .sync, words: (0, 0), payload: none)
+        case .mountStatus:
+            return FileSystemMessage(operation: .mountStatus, words: (0, 0), payload: none)
         }
     }
 
@@ -434,6 +443,9 @@ public enum FileSystemRequest {
         case .sync:
             try expectEmpty(payload, word: words.0 | words.1)
             return .sync
+        case .mountStatus:
+            try expectEmpty(payload, word: words.0 | words.1)
+            return .mountStatus
         }
     }
 

@@ -79,25 +79,16 @@ enum SuperblockField {
     static let magicValue: UInt16 = 0xEF53
 }
 
-/// Feature bits. "compat" features may be ignored when reading; we still only
-/// write when every one present is known to be harmless to our writes.
+/// The feature bits the engine acts on. Which features it accepts at all, and the
+/// names of every bit, are in FileSystemCore's MountStatus.swift (`Ext2Features`).
 enum Feature {
     // compat
-    static let dirPrealloc: UInt32 = 0x0001
-    static let imagicInodes: UInt32 = 0x0002
-    static let hasJournal: UInt32 = 0x0004
-    static let extendedAttributes: UInt32 = 0x0008
     static let resizeInode: UInt32 = 0x0010
-    static let directoryIndex: UInt32 = 0x0020
-    static let writableCompat: UInt32 = dirPrealloc | imagicInodes | hasJournal | extendedAttributes
-        | resizeInode | directoryIndex
-    // incompat: the only one we understand
+    // incompat
     static let fileType: UInt32 = 0x0002
-    static let understoodIncompat: UInt32 = fileType
     // ro_compat
     static let sparseSuper: UInt32 = 0x0001
     static let largeFile: UInt32 = 0x0002
-    static let writableReadOnlyCompat: UInt32 = sparseSuper | largeFile
 }
 
 // MARK: - Group descriptor

@@ -15,6 +15,12 @@
 // differs from the disk (if the write throws, the slot is dropped). It only
 // saves reads: indirect blocks, bitmaps, inode table and directory blocks.
 //
+// Shape. The geometry (block size, group sizes, ...) and where each group's bitmaps
+// and inode table are never change after the mount, and everything else is found
+// through them; each request starts by checking both against checks taken at mount
+// (`beginRequest`), so that a bit flipped by a fault in the server restarts it rather
+// than aim reads and writes at the wrong blocks.
+//
 // Free counts. The group descriptors and the superblock's totals are kept in
 // memory and written at the end of every operation that changed them. Free
 // *block* counts are recomputed from the bitmap block each time a group's
@@ -45,6 +51,10 @@ final class VolumeMemory {
     let cacheVerified: UnsafeMutableBufferPointer<UInt64>
     /// Counts requests (`beginRequest`); 0 until the first, when every use verifies.
     var request: UInt64 = 0
+    /// The geometry's check and the descriptors' locations check, taken at mount
+    /// (`Geometry.check`, `Ext2Volume.locationsCheck`).
+    var geometryCheck: UInt64 = 0
+    var locationsCheck: UInt64 = 0
     var clock: UInt32 = 0
     static let noBlock = UInt32.max
 
@@ -96,19 +106,32 @@ struct Geometry {
     var sparseSuper: Bool
     var fileType: Bool
     var largeFile: Bool
-    var writable: Bool
+    /// The features present that Curio cannot write (none: the volume takes writes).
+    var preventingWrites: Ext2Features
     /// Logical blocks a block map can address (12 + A + A^2 + A^3).
     var mappableBlocks: UInt64
     var maxFileSize: UInt64
 
     static let maxGroups = 8192
 
-    init(superblock sb: UnsafeRawBufferPointer, deviceBytes: UInt64) throws(FileSystemError) {
-        guard sb.le16(SuperblockField.magic) == SuperblockField.magicValue else { throw .corrupt }
+    /// Refuses what Curio cannot mount, most fundamental reason first, and features
+    /// before any other field: an image of a later layout (`64bit`, `flex_bg`) can
+    /// look inconsistent by ext2's rules when it is only different.
+    init(superblock sb: UnsafeRawBufferPointer, deviceBytes: UInt64) throws(MountFailure) {
+        let magic = sb.le16(SuperblockField.magic)
+        guard magic == SuperblockField.magicValue else { throw .notExt2(magic: magic) }
         let revision = sb.le32(SuperblockField.revLevel)
-        guard revision <= 1 else { throw .notMounted }
+        guard revision <= 1 else { throw .unsupportedRevision(revision) }
+        let features = revision == 0 ? Ext2Features()
+            : Ext2Features(compatible: sb.le32(SuperblockField.featureCompat),
+                           incompatible: sb.le32(SuperblockField.featureIncompat),
+                           readOnlyCompatible: sb.le32(SuperblockField.featureReadOnlyCompat))
+        preventingWrites = features.preventingWrites
+        guard features.preventingMount.isEmpty else {
+            throw .unsupportedFeatures(features.preventingMount | preventingWrites)
+        }
         let logBlockSize = sb.le32(SuperblockField.logBlockSize)
-        guard logBlockSize <= 2 else { throw .notMounted }
+        guard logBlockSize <= 2 else { throw .unsupportedBlockSize(logBlockSize: logBlockSize) }
         blockShift = 10 + Int(logBlockSize)
         blockSize = 1 << blockShift
         blocksCount = sb.le32(SuperblockField.blocksCount)
@@ -134,16 +157,11 @@ struct Geometry {
         }
         guard inodeSize >= Inode.size, inodeSize <= blockSize, inodeSize & (inodeSize - 1) == 0,
               firstInode > 2, firstInode <= inodesCount else { throw .corrupt }
-        let compat = revision == 0 ? 0 : sb.le32(SuperblockField.featureCompat)
-        let incompat = revision == 0 ? 0 : sb.le32(SuperblockField.featureIncompat)
-        let readOnlyCompat = revision == 0 ? 0 : sb.le32(SuperblockField.featureReadOnlyCompat)
-        guard incompat & ~Feature.understoodIncompat == 0 else { throw .notMounted }
-        fileType = incompat & Feature.fileType != 0
-        sparseSuper = readOnlyCompat & Feature.sparseSuper != 0
-        largeFile = readOnlyCompat & Feature.largeFile != 0
-        writable = compat & ~Feature.writableCompat == 0 && readOnlyCompat & ~Feature.writableReadOnlyCompat == 0
+        fileType = features.incompatible & Feature.fileType != 0
+        sparseSuper = features.readOnlyCompatible & Feature.sparseSuper != 0
+        largeFile = features.readOnlyCompatible & Feature.largeFile != 0
         descriptorBlocks = (groupCount * GroupField.size + blockSize - 1) / blockSize
-        reservedDescriptorBlocks = compat & Feature.resizeInode != 0
+        reservedDescriptorBlocks = features.compatible & Feature.resizeInode != 0
             ? Int(sb.le16(SuperblockField.reservedGDTBlocks)) : 0
         guard reservedDescriptorBlocks <= blockSize / 4 else { throw .corrupt }
         inodeTableBlocks = UInt32((Int(inodesPerGroup) * inodeSize + blockSize - 1) / blockSize)
@@ -155,6 +173,38 @@ struct Geometry {
         let sectorLimit = (UInt64(UInt32.max) << 9) - UInt64(blockSize) * (4 + a)
         maxFileSize = min(mappableBlocks << UInt64(blockShift), sectorLimit)
         if !largeFile { maxFileSize = min(maxFileSize, UInt64(Int32.max)) }
+    }
+
+    var writable: Bool { preventingWrites.isEmpty }
+
+    /// FNV-1a over every field, as `cacheCheck` hashes a block. The geometry is not
+    /// where the blocks are: a bit flipped in the server's memory (the volume's state
+    /// object, on its heap) can land here and aim every later read and write at the
+    /// wrong block. `beginRequest` compares it with the check taken at mount.
+    var check: UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        func mix(_ value: UInt64) {
+            hash = (hash ^ value) &* 0x0000_0100_0000_01B3
+            hash ^= hash >> 29
+        }
+        // Every Int whole: a flip in the high half of one is as harmful as in the low.
+        mix(UInt64(bitPattern: Int64(blockSize)))
+        mix(UInt64(bitPattern: Int64(blockShift)))
+        mix(UInt64(blocksCount) | UInt64(firstDataBlock) << 32)
+        mix(UInt64(blocksPerGroup) | UInt64(inodesPerGroup) << 32)
+        mix(UInt64(inodesCount) | UInt64(firstInode) << 32)
+        mix(UInt64(bitPattern: Int64(inodeSize)))
+        mix(UInt64(bitPattern: Int64(groupCount)))
+        mix(UInt64(bitPattern: Int64(descriptorBlocks)))
+        mix(UInt64(bitPattern: Int64(reservedDescriptorBlocks)))
+        mix(UInt64(inodeTableBlocks) | UInt64(preventingWrites.compatible) << 32)
+        mix(UInt64(bitPattern: Int64(pointersPerBlock)))
+        mix(UInt64(bitPattern: Int64(pointerShift)))
+        mix(UInt64(preventingWrites.incompatible) | UInt64(preventingWrites.readOnlyCompatible) << 32)
+        mix((sparseSuper ? 1 : 0) | (fileType ? 2 : 0) | (largeFile ? 4 : 0))
+        mix(mappableBlocks)
+        mix(maxFileSize)
+        return hash
     }
 
     func groupStart(_ group: Int) -> UInt32 { firstDataBlock + UInt32(group) * blocksPerGroup }
@@ -188,7 +238,8 @@ struct Geometry {
 final class VolumeState<Device: BlockDevice> {
     var device: Device
     var now: UInt32 = 0
-    let geometry: Geometry
+    /// A `var` only so that a test can damage it in place (`VolumeIntegrityTests`).
+    var geometry: Geometry
     let memory: VolumeMemory
     let interrupted: InterruptedUpdates
     let cacheSlots: Int
@@ -236,38 +287,54 @@ public struct Ext2Volume<Device: BlockDevice> {
     }
 
     /// Mounts: reads and validates the superblock and every group descriptor,
-    /// and the root inode. Refuses (`.notMounted`) images needing features this
-    /// engine lacks; mounts read-only when it cannot write them safely.
+    /// and the root inode. Refuses images needing features this engine lacks, saying
+    /// which (MountStatus.swift has the policy); mounts read-only when it cannot
+    /// write them safely (`isWritable`, `featuresPreventingWrites`).
     /// `interrupted`: the updates whose re-runs allocation must leave room for; a
     /// server passes the one table it keeps across all its mounts.
     public init(device: Device, cacheBlocks: Int,
-                interrupted: InterruptedUpdates = InterruptedUpdates()) throws(FileSystemError) {
+                interrupted: InterruptedUpdates = InterruptedUpdates()) throws(MountFailure) {
         var device = device
         let probe = UnsafeMutableRawBufferPointer.allocate(byteCount: SuperblockField.size, alignment: 16)
         defer { probe.deallocate() }
         guard device.byteCount >= 2 * UInt64(SuperblockField.size) + UInt64(SuperblockField.byteOffset) else {
             throw .corrupt
         }
-        try device.read(at: SuperblockField.byteOffset, into: probe)
+        do throws(FileSystemError) {
+            try device.read(at: SuperblockField.byteOffset, into: probe)
+        } catch {
+            throw Self.mountFailure(error)
+        }
         let geometry = try Geometry(superblock: UnsafeRawBufferPointer(probe), deviceBytes: device.byteCount)
         let memory = VolumeMemory(blockSize: geometry.blockSize,
                                   descriptorBytes: geometry.descriptorBlocks * geometry.blockSize,
                                   cacheBlocks: cacheBlocks)
         memory.superblock.copyMemory(from: UnsafeRawBufferPointer(probe))
+        memory.geometryCheck = geometry.check
         state = VolumeState(device: device, geometry: geometry, memory: memory, interrupted: interrupted,
                             cacheSlots: max(cacheBlocks, 0))
-        for index in 0..<geometry.descriptorBlocks {
-            let block = geometry.firstDataBlock + 1 + UInt32(index)
-            let slice = UnsafeMutableRawBufferPointer(rebasing: memory.descriptors[(index * geometry.blockSize)...]
-                .prefix(geometry.blockSize))
-            try self.device.read(at: UInt64(block) << UInt64(geometry.blockShift), into: slice)
+        do throws(FileSystemError) {
+            for index in 0..<geometry.descriptorBlocks {
+                let block = geometry.firstDataBlock + 1 + UInt32(index)
+                let slice = UnsafeMutableRawBufferPointer(rebasing: memory.descriptors[(index * geometry.blockSize)...]
+                    .prefix(geometry.blockSize))
+                try self.device.read(at: UInt64(block) << UInt64(geometry.blockShift), into: slice)
+            }
+            try validateDescriptors()
+            memory.locationsCheck = locationsCheck
+            let sb = UnsafeRawBufferPointer(memory.superblock)
+            superblockDirty = UInt64(sb.le32(SuperblockField.freeBlocksCount)) != freeBlocksTotal
+                || UInt64(sb.le32(SuperblockField.freeInodesCount)) != freeInodesTotal
+            let root = try readInode(InodeNumber.root.rawValue)
+            guard root.isInUse, root.isDirectory else { throw .corrupt }
+        } catch {
+            throw Self.mountFailure(error)
         }
-        try validateDescriptors()
-        let sb = UnsafeRawBufferPointer(memory.superblock)
-        superblockDirty = UInt64(sb.le32(SuperblockField.freeBlocksCount)) != freeBlocksTotal
-            || UInt64(sb.le32(SuperblockField.freeInodesCount)) != freeInodesTotal
-        let root = try readInode(InodeNumber.root.rawValue)
-        guard root.isInUse, root.isDirectory else { throw .corrupt }
+    }
+
+    /// A mount that stopped on a read: the device failed, or what it holds is damaged.
+    static func mountFailure(_ error: FileSystemError) -> MountFailure {
+        error == .ioError ? .unreadable : .corrupt
     }
 
     private mutating func validateDescriptors() throws(FileSystemError) {
@@ -305,6 +372,9 @@ public struct Ext2Volume<Device: BlockDevice> {
     /// Whether the volume accepts writes (no unknown ro_compat/compat features).
     public var isWritable: Bool { geometry.writable }
 
+    /// The features that make the volume read-only (empty when it is writable).
+    public var featuresPreventingWrites: Ext2Features { geometry.preventingWrites }
+
     // MARK: Descriptor access
 
     func descriptorField(_ group: Int, _ field: Int) -> UInt32 {
@@ -315,6 +385,25 @@ public struct Ext2Volume<Device: BlockDevice> {
     }
     func setDescriptorCount(_ group: Int, _ field: Int, _ value: Int) {
         memory.descriptors.setLE16(group * GroupField.size + field, UInt16(clamping: max(value, 0)))
+    }
+
+    /// A check over where every group's bitmaps and inode table are, which nothing
+    /// changes after the mount (the counts beside them change, and are reconciled
+    /// against the bitmaps instead). A flipped bit in one of them would send every
+    /// inode read of the group to another block: to the clients, every handle stale,
+    /// every directory empty, with the disk itself intact.
+    var locationsCheck: UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        func mix(_ value: UInt64) {
+            hash = (hash ^ value) &* 0x0000_0100_0000_01B3
+            hash ^= hash >> 29
+        }
+        for group in 0..<geometry.groupCount {
+            mix(UInt64(descriptorField(group, GroupField.blockBitmap))
+                | UInt64(descriptorField(group, GroupField.inodeBitmap)) << 32)
+            mix(UInt64(descriptorField(group, GroupField.inodeTable)))
+        }
+        return hash
     }
 
     /// Writes the descriptor-table block that holds `group`'s descriptor.
@@ -377,8 +466,14 @@ public struct Ext2Volume<Device: BlockDevice> {
         return nil
     }
 
-    /// Starts a request: every cached block is verified again at its first use.
-    public mutating func beginRequest() {
+    /// Starts a request: every cached block is verified again at its first use, and
+    /// the geometry and every group's bitmap and inode table locations now
+    /// (`internalInconsistency` if they changed since the mount: the server restarts
+    /// and mounts afresh rather than act on them).
+    public mutating func beginRequest() throws(FileSystemError) {
+        guard geometry.check == memory.geometryCheck, locationsCheck == memory.locationsCheck else {
+            throw .internalInconsistency
+        }
         memory.request &+= 1
         if memory.request == 0 { memory.request = 1 }
     }

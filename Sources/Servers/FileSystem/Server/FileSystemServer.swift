@@ -20,7 +20,11 @@
 // read-write come from the configuration service (`fs.storage`, `fs.mount`), read
 // at the first request after every start: a restarted server never trusts what the
 // crashed one remembered. The volume is mounted lazily, so the server starts (and
-// answers `notMounted`) even when there is no usable disk.
+// answers `notMounted`) even when there is no usable disk. Why the last mount failed
+// (no disk, not ext2, the features in the way, ...) is kept, and `mountStatus`
+// answers it, with why a mounted volume is read-only: the shell tells the person at
+// the console what to do. Only an unreadable disk answers `ioError` instead, which
+// gets the request its retry.
 //
 // Crash safety. Every update reaches the disk before its reply (the engine writes
 // through), so an acknowledged write survives a crash of this server or of the
@@ -116,8 +120,12 @@ struct FileSystemService: SSRService {
     static func check(_ state: FileSystemClientRecord) -> Bool { FileSystemClientState.isConsistent(state.files) }
 
     var volume: Volume?
-    /// `fs.mount` said "ro": updates are refused before they reach the engine.
-    var readOnly = false
+    /// Why the last mount failed (nil once one succeeds): what `mountStatus` reports.
+    var mountFailure: MountFailure?
+    /// Why updates are refused before they reach the engine: `fs.mount` said "ro", or
+    /// the device is read-only (nil: the engine decides, by the volume's features).
+    var readOnlyReason: ReadOnlyReason?
+    var readOnly: Bool { readOnlyReason != nil }
     /// What the request being handled last committed to its SSR as progress (nil:
     /// nothing yet): where a retry starts, as a restarted server would.
     var progress: FileSystemClientRecord?
@@ -131,9 +139,21 @@ struct FileSystemService: SSRService {
 
     // MARK: Mounting
 
-    /// Mounts the disk the configuration names, if not mounted yet.
+    /// Mounts the disk the configuration names, if not mounted yet; remembers why not.
+    /// A volume found damaged is read once more before that is believed: what failed
+    /// may be our copy of it, damaged in memory by a fault (as `handle` retries).
     mutating func mount() throws(FileSystemError) {
         if volume != nil { return }
+        do throws(MountFailure) {
+            do throws(MountFailure) { try mountVolume() } catch .corrupt { try mountVolume() }
+            mountFailure = nil
+        } catch {
+            mountFailure = error
+            throw error == .unreadable ? .ioError : .notMounted
+        }
+    }
+
+    mutating func mountVolume() throws(MountFailure) {
         let value = UnsafeMutableRawBufferPointer.allocate(byteCount: 32, alignment: 8)
         defer { value.deallocate() }
         let program: StaticString = "fs"
@@ -149,20 +169,21 @@ struct FileSystemService: SSRService {
                                                                           count: fallback.utf8CodeUnitCount))
             }
         } catch {
-            throw .notMounted
+            throw .noDisk
         }
         let info: StorageDeviceInfo
-        do throws(StorageError) { info = try storage.info() } catch { throw .notMounted }
+        do throws(StorageError) { info = try storage.info() } catch { throw .noDisk }
         // The superblock's last write time (s_wtime, byte 48 of the superblock at 1024).
         let superblock = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 8)
         defer { superblock.deallocate() }
-        do throws(StorageError) { try storage.read(sector: 2, count: 2, into: superblock) } catch { throw .ioError }
+        do throws(StorageError) { try storage.read(sector: 2, count: 2, into: superblock) } catch { throw .unreadable }
         mountSeconds = superblock.load(fromByteOffset: 48, as: UInt32.self)
         mountClock = System.clock()
         let device = StorageBlockDevice(storage: storage, byteCount: info.capacity * 512)
         let mounted = try Volume(device: device, cacheBlocks: 64, interrupted: interrupted)
         let mode = (try? Config.get(program: programBytes, setting: "mount", into: value)) ?? 0
-        readOnly = info.readOnly || (mode == 2 && value[0] == UInt8(ascii: "r") && value[1] == UInt8(ascii: "o"))
+        let configuredReadOnly = mode == 2 && value[0] == UInt8(ascii: "r") && value[1] == UInt8(ascii: "o")
+        readOnlyReason = info.readOnly ? .deviceReadOnly : configuredReadOnly ? .configured : nil
         volume = mounted
     }
 
@@ -275,7 +296,7 @@ struct FileSystemService: SSRService {
             try mount()
             if !readOnly {
                 volume!.now = now
-                volume!.beginRequest()
+                try volume!.beginRequest()
                 try volume!.release(abandoned: intent)
             }
         } catch .internalInconsistency {
@@ -293,11 +314,13 @@ struct FileSystemService: SSRService {
     /// Mounts if needed and performs the request; an error becomes the reply.
     mutating func attempt(_ request: FileSystemRequest, reply: UnsafeMutableRawBufferPointer, client: TaskID,
                           state: inout FileSystemClientRecord) -> SSROutcome {
+        // Answered when nothing mounts too: saying why is what it is for.
+        if case .mountStatus = request { return reportMountStatus(into: reply) }
         do throws(FileSystemError) {
             try mount()
             if readOnly && request.updates { throw .readOnly }
             volume!.now = now
-            volume!.beginRequest()
+            try volume!.beginRequest()
             return try perform(request, reply: reply, client: client, state: &state)
         } catch .internalInconsistency {
             // About to write a block against its own metadata: our state is damaged.
@@ -305,6 +328,25 @@ struct FileSystemService: SSRService {
         } catch {
             return .reply(error.rawValue)
         }
+    }
+
+    /// Mounts if it can, then says how the volume is mounted, or why it is not.
+    mutating func reportMountStatus(into reply: UnsafeMutableRawBufferPointer) -> SSROutcome {
+        try? mount()
+        let status: MountStatus
+        if let volume {
+            if let readOnlyReason {
+                status = .readOnly(readOnlyReason)
+            } else if !volume.isWritable {
+                status = .readOnly(.features(volume.featuresPreventingWrites))
+            } else {
+                status = .writable
+            }
+        } else {
+            status = .notMounted(mountFailure ?? .noDisk)
+        }
+        let encoded = status.encode(into: reply)
+        return .reply(code: 0, words: encoded.words, length: encoded.length)
     }
 
     /// The file a handle names, checked to still be that file.
@@ -505,6 +547,9 @@ struct FileSystemService: SSRService {
         case .sync:
             try volume!.sync()
             return .reply(0)
+
+        case .mountStatus:
+            return reportMountStatus(into: reply)
         }
     }
 
@@ -517,7 +562,7 @@ struct FileSystemService: SSRService {
         guard operation == FileSystemOperation.read.rawValue else {
             // Listings and status are computed again; updates carry no payload.
             switch FileSystemOperation(rawValue: operation) {
-            case .readDirectory?, .stat?, .fstat?, .statistics?: return nil
+            case .readDirectory?, .stat?, .fstat?, .statistics?, .mountStatus?: return nil
             default: return 0
             }
         }
@@ -549,7 +594,7 @@ extension FileSystemRequest {
         switch self {
         case .open(_, let flags, _): flags.contains(.create) || flags.contains(.truncate)
         case .write, .truncate, .ftruncate, .mkdir, .rmdir, .unlink, .rename: true
-        case .close, .read, .seek, .stat, .fstat, .readDirectory, .lock, .statistics, .sync: false
+        case .close, .read, .seek, .stat, .fstat, .readDirectory, .lock, .statistics, .sync, .mountStatus: false
         }
     }
 }
