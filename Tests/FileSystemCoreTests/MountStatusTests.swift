@@ -24,6 +24,15 @@ struct MountStatusTests {
                 + " huge_file, dir_nlink, extra_isize, metadata_csum (" + MountFailure.remedy + ")")
     }
 
+    @Test func aJournalAwaitingRecoveryIsSentToE2fsckNotToMke2fs() {
+        let unreplayed = Ext2Features(compatible: 0x0004, incompatible: 0x0002 | 0x0004)
+        let explanation = MountFailure.unsupportedFeatures(unreplayed.preventingMount).explanation
+        #expect(explanation.contains("needs_recovery") && explanation.contains("e2fsck -fy"))
+        #expect(!explanation.contains("mke2fs"))
+        let alsoExtents = MountFailure.unsupportedFeatures(Ext2Features(incompatible: 0x0004 | 0x0040)).explanation
+        #expect(alsoExtents.contains("needs_recovery, extent") && alsoExtents.contains("mke2fs"))
+    }
+
     @Test func whatMke2fsMakesForExt2IsWritable() {
         let ext2 = Ext2Features(compatible: 0x0008 | 0x0010 | 0x0020, incompatible: 0x0002,
                                 readOnlyCompatible: 0x0001 | 0x0002)

@@ -35,6 +35,7 @@ import Testing
         #expect(["extent", "64bit", "flex_bg", "metadata_csum"].allSatisfy(inTheWay.contains), "\(inTheWay)")
         let before = try Data(contentsOf: image)
 
+        // Generous bounds: a host busy with other QEMUs slows each command to seconds.
         let machine = try ConsoleTests.bootToPrompt(extra: DiskTools.qemuArguments(image))
         let boot = machine.transcript.replacingOccurrences(of: "\r\n", with: "\n")
         let reason = "no filesystem: the disk needs ext4 features Curio does not support: "
@@ -43,9 +44,9 @@ import Testing
         for feature in inTheWay { #expect(bootLine.contains(feature), "\(feature) not named: \(bootLine)") }
         #expect(bootLine.contains("mke2fs -t ext2"), "no remedy: \(bootLine)")
         machine.type("ls")
-        #expect(machine.waitFor("ls: " + reason), "\(machine.transcript)")
+        #expect(machine.waitFor("ls: " + reason, timeout: 120), "\(machine.transcript)")
         machine.type("write /new text")
-        #expect(machine.waitFor("write: " + reason), "\(machine.transcript)")
+        #expect(machine.waitFor("write: " + reason, timeout: 120), "\(machine.transcript)")
         let transcript = machine.transcript.replacingOccurrences(of: "\r\n", with: "\n")
         let listLine = try #require(transcript.split(separator: "\n").first { $0.hasPrefix("ls: ") })
         #expect(listLine.dropFirst("ls: ".count) == bootLine.dropFirst("fs: ".count), "the same reason each time")
@@ -76,8 +77,9 @@ import Testing
         #expect(try Data(contentsOf: image) == before, "a read-only volume was written to")
     }
 
-    /// Without a disk, and with a disk that holds no ext2, the reason says so.
-    @Test func noDiskAndNotExt2AreToldApart() throws {
+    /// Without a disk, with a disk that holds no ext2, and with an ext3 image whose
+    /// journal was never replayed, the reason says which, and what to do.
+    @Test func noDiskNotExt2AndAnUnreplayedJournalAreToldApart() throws {
         let diskless = try CurioMachine.run(commands: "ls", timeout: .seconds(60))
         #expect(diskless.console.contains("ls: no filesystem: the machine has no disk"), "\(diskless.console)")
         let work = try DiskTools.temporaryDirectory("zeros")
@@ -88,5 +90,15 @@ import Testing
                                          extra: DiskTools.qemuArguments(image))
         #expect(zeros.console.contains("cat: no filesystem: the disk holds no ext2 filesystem (superblock magic 0x0000"),
                 "\(zeros.console)")
+        guard FileSystemTests.requireTools() else { return }
+        let journaled = work.appendingPathComponent("ext3.img")
+        let made = try DiskTools.run("mke2fs", ["-q", "-F", "-t", "ext3", "-b", "1024", journaled.path, "8M"])
+        #expect(made.status == 0, "mke2fs: \(made.output)")
+        _ = try DiskTools.run("debugfs", ["-w", "-R", "feature needs_recovery", journaled.path])
+        let unreplayed = try CurioMachine.run(commands: "ls", timeout: .seconds(60),
+                                              extra: DiskTools.qemuArguments(journaled))
+        #expect(unreplayed.console.contains("ls: no filesystem: its journal holds updates not yet written in place"
+                                            + " (needs_recovery): run e2fsck -fy IMAGE on it first"),
+                "\(unreplayed.console)")
     }
 }

@@ -158,12 +158,12 @@ import Testing
         let image = try Self.makeDisk(in: work)
         let machine = try ConsoleTests.bootToPrompt(extra: DiskTools.qemuArguments(image))
         machine.type("run crashme loop > /looped")
-        #expect(machine.waitFor("run crashme loop > /looped\r\n"))
+        #expect(machine.waitFor("run crashme loop > /looped\r\n", timeout: 120))
         machine.press(ConsoleTests.interrupt)
-        #expect(machine.waitFor("crashme was interrupted"), "Ctrl-C did not stop it:\n\(machine.transcript)")
+        #expect(machine.waitFor("crashme was interrupted", timeout: 120), "Ctrl-C did not stop it:\n\(machine.transcript)")
         machine.type("run crashme badptr > /looped")
         machine.type("cat /looped")
-        #expect(machine.waitFor("cat /looped\r\nbadptr: refused: bad address\r\nbadptr: refused: bad address\r\n"),
+        #expect(machine.waitFor("cat /looped\r\nbadptr: refused: bad address\r\nbadptr: refused: bad address\r\n", timeout: 120),
                 "\(machine.transcript)")
         machine.press(ConsoleTests.endOfInput)
         #expect(machine.waitForExit() == 0)

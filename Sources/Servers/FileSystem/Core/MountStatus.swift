@@ -77,6 +77,8 @@ public struct Ext2Features: Equatable, Sendable, BitwiseCopyable {
     public static let writableCompatible: UInt32 = 0x003F
     /// The ro_compat features Curio writes: sparse_super, large_file.
     public static let writableReadOnlyCompatible: UInt32 = 0x0003
+    /// incompat `needs_recovery`: a journal holds updates not yet written in place.
+    public static let needsRecovery: UInt32 = 0x0004
 
     /// The features present that keep Curio from mounting at all.
     public var preventingMount: Ext2Features {
@@ -185,6 +187,10 @@ public enum MountFailure: Equatable, Sendable, Error {
         case .unsupportedBlockSize(let logBlockSize):
             "its block size is 2^\(10 + UInt64(logBlockSize)) bytes; Curio supports 1024, 2048 and 4096 ("
                 + Self.remedy + ")"
+        case .unsupportedFeatures(let features) where features.incompatible == Ext2Features.needsRecovery:
+            // Not a feature to do without: the image is ext3's, stopped before its
+            // journal was replayed, and e2fsck replays it.
+            "its journal holds updates not yet written in place (needs_recovery): run e2fsck -fy IMAGE on it first"
         case .unsupportedFeatures(let features):
             "the disk needs ext4 features Curio does not support: " + features.names.joined(separator: ", ")
                 + " (" + Self.remedy + ")"
