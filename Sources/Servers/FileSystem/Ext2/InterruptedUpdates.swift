@@ -64,18 +64,16 @@ public final class InterruptedUpdates {
         entries.contains { $0.intent.tag != tag && ($0.intent.inode == number || $0.intent.otherInode == number) }
     }
 
-    /// FNV-1a's step over the intent's 64-bit words, each multiply followed by a fold
-    /// (as the block cache's check: two flips of bit 63 would otherwise cancel).
+    /// `WordHash` over the intent's words.
     static func check(_ intent: Ext2Intent) -> UInt64 {
         withUnsafeBytes(of: intent) { bytes in
-            var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+            var hash = WordHash()
             var offset = 0
             while offset + 8 <= bytes.count {
-                hash = (hash ^ bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) &* 0x0000_0100_0000_01B3
-                hash ^= hash >> 29
+                hash.add(bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
                 offset += 8
             }
-            return hash
+            return hash.value
         }
     }
 }

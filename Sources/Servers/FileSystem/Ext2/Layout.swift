@@ -42,6 +42,23 @@ extension UnsafeMutableRawBufferPointer {
     }
 }
 
+// MARK: - Checks
+
+/// FNV-1a's step over 64-bit words, each multiply followed by a fold of the high half
+/// down (as the SSR's RegionChecksum): a product alone carries differences only
+/// upwards, and two flips of bit 63 would cancel. The engine's checks of cached
+/// blocks, interrupted intents, the geometry and the group locations all use it.
+struct WordHash {
+    private(set) var value: UInt64
+
+    init(seed: UInt64 = 0) { value = 0xCBF2_9CE4_8422_2325 ^ seed }
+
+    @inline(__always) mutating func add(_ word: UInt64) {
+        value = (value ^ word) &* 0x0000_0100_0000_01B3
+        value ^= value >> 29
+    }
+}
+
 // MARK: - Superblock
 //
 // 1024 bytes at byte 1024 of the volume, whatever the block size.

@@ -177,34 +177,30 @@ struct Geometry {
 
     var writable: Bool { preventingWrites.isEmpty }
 
-    /// FNV-1a over every field, as `cacheCheck` hashes a block. The geometry is not
+    /// `WordHash` over every field, as `cacheCheck` hashes a block. The geometry is not
     /// where the blocks are: a bit flipped in the server's memory (the volume's state
     /// object, on its heap) can land here and aim every later read and write at the
     /// wrong block. `beginRequest` compares it with the check taken at mount.
     var check: UInt64 {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        func mix(_ value: UInt64) {
-            hash = (hash ^ value) &* 0x0000_0100_0000_01B3
-            hash ^= hash >> 29
-        }
+        var hash = WordHash()
         // Every Int whole: a flip in the high half of one is as harmful as in the low.
-        mix(UInt64(bitPattern: Int64(blockSize)))
-        mix(UInt64(bitPattern: Int64(blockShift)))
-        mix(UInt64(blocksCount) | UInt64(firstDataBlock) << 32)
-        mix(UInt64(blocksPerGroup) | UInt64(inodesPerGroup) << 32)
-        mix(UInt64(inodesCount) | UInt64(firstInode) << 32)
-        mix(UInt64(bitPattern: Int64(inodeSize)))
-        mix(UInt64(bitPattern: Int64(groupCount)))
-        mix(UInt64(bitPattern: Int64(descriptorBlocks)))
-        mix(UInt64(bitPattern: Int64(reservedDescriptorBlocks)))
-        mix(UInt64(inodeTableBlocks) | UInt64(preventingWrites.compatible) << 32)
-        mix(UInt64(bitPattern: Int64(pointersPerBlock)))
-        mix(UInt64(bitPattern: Int64(pointerShift)))
-        mix(UInt64(preventingWrites.incompatible) | UInt64(preventingWrites.readOnlyCompatible) << 32)
-        mix((sparseSuper ? 1 : 0) | (fileType ? 2 : 0) | (largeFile ? 4 : 0))
-        mix(mappableBlocks)
-        mix(maxFileSize)
-        return hash
+        hash.add(UInt64(bitPattern: Int64(blockSize)))
+        hash.add(UInt64(bitPattern: Int64(blockShift)))
+        hash.add(UInt64(blocksCount) | UInt64(firstDataBlock) << 32)
+        hash.add(UInt64(blocksPerGroup) | UInt64(inodesPerGroup) << 32)
+        hash.add(UInt64(inodesCount) | UInt64(firstInode) << 32)
+        hash.add(UInt64(bitPattern: Int64(inodeSize)))
+        hash.add(UInt64(bitPattern: Int64(groupCount)))
+        hash.add(UInt64(bitPattern: Int64(descriptorBlocks)))
+        hash.add(UInt64(bitPattern: Int64(reservedDescriptorBlocks)))
+        hash.add(UInt64(inodeTableBlocks) | UInt64(preventingWrites.compatible) << 32)
+        hash.add(UInt64(bitPattern: Int64(pointersPerBlock)))
+        hash.add(UInt64(bitPattern: Int64(pointerShift)))
+        hash.add(UInt64(preventingWrites.incompatible) | UInt64(preventingWrites.readOnlyCompatible) << 32)
+        hash.add((sparseSuper ? 1 : 0) | (fileType ? 2 : 0) | (largeFile ? 4 : 0))
+        hash.add(mappableBlocks)
+        hash.add(maxFileSize)
+        return hash.value
     }
 
     func groupStart(_ group: Int) -> UInt32 { firstDataBlock + UInt32(group) * blocksPerGroup }
@@ -393,17 +389,13 @@ public struct Ext2Volume<Device: BlockDevice> {
     /// inode read of the group to another block: to the clients, every handle stale,
     /// every directory empty, with the disk itself intact.
     var locationsCheck: UInt64 {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        func mix(_ value: UInt64) {
-            hash = (hash ^ value) &* 0x0000_0100_0000_01B3
-            hash ^= hash >> 29
-        }
+        var hash = WordHash()
         for group in 0..<geometry.groupCount {
-            mix(UInt64(descriptorField(group, GroupField.blockBitmap))
-                | UInt64(descriptorField(group, GroupField.inodeBitmap)) << 32)
-            mix(UInt64(descriptorField(group, GroupField.inodeTable)))
+            hash.add(UInt64(descriptorField(group, GroupField.blockBitmap))
+                     | UInt64(descriptorField(group, GroupField.inodeBitmap)) << 32)
+            hash.add(UInt64(descriptorField(group, GroupField.inodeTable)))
         }
-        return hash
+        return hash.value
     }
 
     /// Writes the descriptor-table block that holds `group`'s descriptor.
@@ -478,19 +470,16 @@ public struct Ext2Volume<Device: BlockDevice> {
         if memory.request == 0 { memory.request = 1 }
     }
 
-    /// FNV-1a's step over the slot's 64-bit words, seeded with the block number, each
-    /// multiply followed by a fold of the high half down (as the SSR's RegionChecksum):
-    /// a product alone carries differences only upwards, and two flips of bit 63 cancel.
+    /// `WordHash` over the slot's words, seeded with the block number.
     private func cacheCheck(_ slot: Int, block: UInt32) -> UInt64 {
         let bytes = UnsafeRawBufferPointer(cacheSlot(slot))
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325 ^ UInt64(block)
+        var hash = WordHash(seed: UInt64(block))
         var offset = 0
         while offset < bytes.count {
-            hash = (hash ^ bytes.load(fromByteOffset: offset, as: UInt64.self)) &* 0x0000_0100_0000_01B3
-            hash ^= hash >> 29
+            hash.add(bytes.load(fromByteOffset: offset, as: UInt64.self))
             offset += 8
         }
-        return hash
+        return hash.value
     }
 
     private func fill(_ slot: Int, with block: UInt32) {
