@@ -84,10 +84,14 @@ let package = Package(
         .target(name: "ConfigServer", dependencies: ["CurioUser", "ConfigAPI"], path: "Sources/Servers/Config/Server",
                 swiftSettings: embeddedRestrictions),
 
+        // virtio-mmio drivers' common ground: the transport's registers, the split
+        // virtqueue and the checked list of DMA pages (host-tested through the drivers).
+        .target(name: "Virtio", path: "Sources/User/Virtio", swiftSettings: embeddedRestrictions),
+
         // Block storage: the virtio-blk driver and request queue logic (host-tested), the
         // client API, and the restartable storage server.
-        .target(name: "StorageCore", path: "Sources/Servers/Storage/Core", swiftSettings: embeddedRestrictions),
-        .target(name: "StorageServer", dependencies: ["CurioUser", "StorageCore", "SSRServer", "SSRFormat", "ConsoleAPI", "ConfigAPI", "UserArch"],
+        .target(name: "StorageCore", dependencies: ["Virtio"], path: "Sources/Servers/Storage/Core", swiftSettings: embeddedRestrictions),
+        .target(name: "StorageServer", dependencies: ["CurioUser", "StorageCore", "SSRServer", "SSRFormat", "ConsoleAPI", "ConfigAPI", "UserArch", "Virtio"],
                 path: "Sources/Servers/Storage/Server", swiftSettings: embeddedRestrictions),
         .target(name: "StorageAPI", dependencies: ["CurioUser", "StorageCore"], path: "Sources/Servers/Storage/API",
                 swiftSettings: embeddedRestrictions),
@@ -146,7 +150,7 @@ let package = Package(
         .testTarget(name: "ProfileKitTests", dependencies: ["ProfileKit"]),
         .testTarget(name: "SSRFormatTests", dependencies: ["SSRFormat"]),
         .testTarget(name: "TimerCoreTests", dependencies: ["TimerCore", "SSRFormat", "CurioABI"]),
-        .testTarget(name: "StorageCoreTests", dependencies: ["StorageCore"]),
+        .testTarget(name: "StorageCoreTests", dependencies: ["StorageCore", "Virtio"]),
         .testTarget(name: "FileSystemCoreTests", dependencies: ["FileSystemCore", "SSRFormat"]),
         .testTarget(name: "Ext2Tests", dependencies: ["Ext2", "FileSystemCore"]),
         .testTarget(name: "ConsoleCoreTests", dependencies: ["ConsoleCore"]),

@@ -15,6 +15,8 @@
 // followed by the device.
 
 @testable import StorageCore
+@testable import Virtio
+@testable import Virtio
 import Testing
 
 /// A rig whose disk holds sector n filled with byte n, the device waiting for `process()`.

@@ -17,6 +17,7 @@
 // checks of what the device writes.
 
 import StorageCore
+import Virtio
 
 /// Memory with invented physical addresses, shared by a test's driver and device.
 final class TestMemory {

@@ -1,4 +1,5 @@
 import StorageCore
+import Virtio
 import Testing
 
 @Suite struct VirtioBlockDriverInitialization {

@@ -49,6 +49,8 @@
 // (`VirtioCompletion.asked`) — a sector, page or length a fault changed on the way
 // shows up there, for the server to compare with what its client asked.
 
+import Virtio
+
 public enum StorageDeviceError: Error, Equatable, Sendable {
     /// No virtio device in the slot (wrong magic value, or device id 0).
     case notVirtio
@@ -88,6 +90,33 @@ public enum StorageDeviceError: Error, Equatable, Sendable {
     /// A physical address outside the DMA pages the driver was given: it never
     /// reaches the device.
     case dmaAddressNotPermitted
+}
+
+extension StorageDeviceError {
+    /// The queue's own refusal, in the block driver's terms.
+    init(_ error: VirtqueueError) {
+        switch error {
+        case .regionTooSmall: self = .dmaRegionTooSmall
+        case .regionMisaligned: self = .dmaRegionMisaligned
+        case .badSize: self = .queueUnavailable
+        case .full: self = .queueFull
+        case .badUsedIndex: self = .badUsedIndex
+        case .badUsedID: self = .badUsedID
+        }
+    }
+}
+
+extension VirtioMMIO {
+    /// virtio-blk configuration: capacity in 512-byte sectors, a le64 at Config + 0.
+    public static let blockCapacityLow = config
+    public static let blockCapacityHigh = config + 4
+}
+
+extension VirtioFeature {
+    /// The device is read-only (§5.2.3).
+    public static let blockReadOnly: UInt64 = 1 << 5
+    /// The device has a write cache and understands VIRTIO_BLK_T_FLUSH.
+    public static let blockFlush: UInt64 = 1 << 9
 }
 
 /// How the device finished a request.
@@ -212,8 +241,12 @@ public struct VirtioBlockDriver<Registers: VirtioRegisters, Barrier: VirtioBarri
         self.registers = registers
         self.barrier = barrier
         self.dma = dma
-        queue = try SplitVirtqueue(memory: dma.slice(from: 0, byteCount: SplitVirtqueue<Barrier>.requiredBytes),
-                                   barrier: barrier)
+        do throws(VirtqueueError) {
+            queue = try SplitVirtqueue(memory: dma.slice(from: 0, byteCount: SplitVirtqueue<Barrier>.requiredBytes),
+                                       barrier: barrier)
+        } catch {
+            throw StorageDeviceError(error)
+        }
         busySlots = 0
         tags = InlineArray(repeating: 0)
         state = .reset
@@ -263,7 +296,7 @@ public struct VirtioBlockDriver<Registers: VirtioRegisters, Barrier: VirtioBarri
         }
         state = .failed
         guard quiet else { throw .resetTimeout }
-        try queue.reset(size: 0)
+        do throws(VirtqueueError) { try queue.reset(size: 0) } catch { throw StorageDeviceError(error) }
         busySlots = 0
         state = .reset
     }
@@ -341,7 +374,7 @@ public struct VirtioBlockDriver<Registers: VirtioRegisters, Barrier: VirtioBarri
               ringPages.contains(queue.usedRingPhysical, byteCount: 6 + 8 * size) else {
             throw .dmaAddressNotPermitted
         }
-        try queue.reset(size: size)
+        do throws(VirtqueueError) { try queue.reset(size: size) } catch { throw StorageDeviceError(error) }
         registers.write32(VirtioMMIO.queueNum, UInt32(size))
         writeAddress(queue.descriptorTablePhysical, low: VirtioMMIO.queueDescriptorLow,
                      high: VirtioMMIO.queueDescriptorHigh)
@@ -393,10 +426,14 @@ public struct VirtioBlockDriver<Registers: VirtioRegisters, Barrier: VirtioBarri
         dma.base.storeBytes(of: sector.littleEndian, toByteOffset: header + 8, as: UInt64.self)
         dma.base.storeBytes(of: Self.statusNotWritten, toByteOffset: Self.statusOffset + slot, as: UInt8.self)
 
-        if kind == .flush {
-            _ = try queue.add(headerBuffer, statusBuffer, token: UInt16(slot))
-        } else {
-            _ = try queue.add(headerBuffer, data, statusBuffer, token: UInt16(slot))
+        do throws(VirtqueueError) {
+            if kind == .flush {
+                _ = try queue.add(headerBuffer, statusBuffer, token: UInt16(slot))
+            } else {
+                _ = try queue.add(headerBuffer, data, statusBuffer, token: UInt16(slot))
+            }
+        } catch {
+            throw StorageDeviceError(error)
         }
         busySlots |= 1 << UInt32(slot)
         tags[slot] = tag
@@ -467,11 +504,11 @@ public struct VirtioBlockDriver<Registers: VirtioRegisters, Barrier: VirtioBarri
         var completed = 0
         for _ in 0..<queue.size {
             let next: UsedChain?
-            do throws(StorageDeviceError) {
+            do throws(VirtqueueError) {
                 next = try queue.popUsed()
             } catch {
                 state = .failed
-                throw error
+                throw StorageDeviceError(error)
             }
             guard let used = next else { break }
             let slot = Int(used.token)

@@ -2,8 +2,10 @@
 // virtio-blk driver, restartable, with each client's outstanding request in that
 // client's server state region (paper §2).
 //
-// Start-up. The server maps all eight virtio-mmio slots and owns their eight
-// interrupts (system.toml); it probes each slot for a modern block device and drives
+// Start-up. The server maps virtio-mmio slots 1-7 and owns their seven interrupts
+// (system.toml; slot 0 is the network device's, which QEMU places there only when
+// told `bus=virtio-mmio-bus.0`: disks fill the slots from the highest down); it
+// probes each slot for a modern block device and drives
 // the one the configuration service names (`storage.disk`: the Nth block device in
 // slot order). The device is reset first: a previous instance may have left requests
 // in flight. Without a disk every request is answered `ioError`.
@@ -58,6 +60,7 @@ import SSRFormat
 import SSRServer
 import StorageCore
 import UserArch
+import Virtio
 
 /// One slot's device registers: read through the read-only mapping (volatile, never
 /// merged), written through the kernel, which checks that the device can reach no
@@ -88,10 +91,11 @@ struct HartFence: VirtioBarrier {
 typealias BlockDriver = VirtioBlockDriver<MappedRegisters, HartFence>
 
 enum StorageLayout {
-    /// Where the kernel maps the server's first device range (system.toml: all eight slots).
+    /// Where the kernel maps the server's first device range (system.toml: slots 1-7;
+    /// `slot` below counts from the first of them).
     static let deviceWindow: UInt = 0x7000_0000
     static let slotStride: UInt = 0x1000
-    static let slots = 8
+    static let slots = 7
     static let pageBytes = 4096
     /// DMA pages for request data: requests accepted but not yet completed each hold one.
     static let dataPages = 32
@@ -121,7 +125,7 @@ struct StorageService: SSRService {
     static let layoutVersion: UInt32 = 2
     static var initialState: StorageClientState { .initial }
     /// Interrupt i of the server is slot i's (system.toml lists them in slot order).
-    static var notificationMask: UInt32 { 0xFF }
+    static var notificationMask: UInt32 { 0x7F }
     static func check(_ state: StorageClientState) -> Bool { StorageClientState.isConsistent(state) }
 
     var driver: BlockDriver?

@@ -55,7 +55,7 @@ public protocol VirtioBarrier {
 ///   0x090   QueueDriverLow/High  W    physical address of the available ring
 ///   0x0a0   QueueDeviceLow/High  W    physical address of the used ring
 ///   0x0fc   ConfigGeneration     R    changes whenever the device config changes
-///   0x100   Config               RW   device-specific; block: capacity (le64 sectors)
+///   0x100   Config               RW   device-specific (block: capacity; net: MAC address)
 public enum VirtioMMIO {
     public static let magicValue = 0x000
     public static let version = 0x004
@@ -82,12 +82,10 @@ public enum VirtioMMIO {
     public static let configGeneration = 0x0fc
     public static let config = 0x100
 
-    /// virtio-blk configuration: capacity in 512-byte sectors, a le64 at Config + 0.
-    public static let blockCapacityLow = config
-    public static let blockCapacityHigh = config + 4
-
     public static let expectedMagic: UInt32 = 0x7472_6976
     public static let modernVersion: UInt32 = 2
+    /// DeviceID values (§5).
+    public static let networkDeviceID: UInt32 = 1
     public static let blockDeviceID: UInt32 = 2
 
     /// InterruptStatus bits.
@@ -107,10 +105,6 @@ public enum VirtioStatus {
 
 /// Feature bits (as bit masks of the 64-bit feature word).
 public enum VirtioFeature {
-    /// The device is read-only (§5.2.3).
-    public static let blockReadOnly: UInt64 = 1 << 5
-    /// The device has a write cache and understands VIRTIO_BLK_T_FLUSH.
-    public static let blockFlush: UInt64 = 1 << 9
     /// The device follows virtio 1.x (not legacy); without it we do not drive it.
     public static let version1: UInt64 = 1 << 32
 }
@@ -129,7 +123,7 @@ public struct DMARegion {
     }
 
     /// The part of the region from `offset` on; the caller keeps `offset` within it.
-    func slice(from offset: Int, byteCount: Int) -> DMARegion {
+    public func slice(from offset: Int, byteCount: Int) -> DMARegion {
         DMARegion(base: base + offset, physical: physical + UInt64(offset), byteCount: byteCount)
     }
 }

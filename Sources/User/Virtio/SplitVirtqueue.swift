@@ -8,7 +8,7 @@
 // or a count before it is checked: the used index may not run ahead of the chains in
 // flight, the chain id must name a chain the driver has in flight, and the byte count
 // may not exceed what that chain offered. The first two cannot be attributed to any
-// request, so they fail the whole queue (`StorageDeviceError`) and the caller resets
+// request, so they fail the whole queue (`VirtqueueError`) and the caller resets
 // the device; a bad count belongs to one chain and only marks that chain.
 //
 // Bookkeeping lives in the driver's own memory, never in the descriptor table: which
@@ -37,12 +37,28 @@
 //       them by storing the new available index (§2.7.13.2): the device may read the
 //       entry as soon as it sees the index.
 //   F2  after storing the available index, before the notify register is written
-//       (the driver's job, `VirtioBlockDriver.submit`): the device reacts to the
+//       (the driver's job, e.g. `VirtioBlockDriver.submit`): the device reacts to the
 //       notification by reading the index.
 //   F3  after loading the used index, before loading the used entries it covers and
 //       the buffers the device wrote (§2.7.13.3 read side).
 // Indices are free-running 16-bit counters; a position is the index modulo the size,
 // which is a power of two so the wrap at 65536 keeps them consistent.
+
+/// Why a queue cannot be set up, or can no longer be trusted.
+public enum VirtqueueError: Error, Equatable, Sendable {
+    /// The memory given for the rings is shorter than `requiredBytes`.
+    case regionTooSmall
+    /// The memory given for the rings is not 16-byte aligned (virtually or physically).
+    case regionMisaligned
+    /// A size that is not 0 or a power of two up to `maximumSize`.
+    case badSize
+    /// Not enough free descriptors for the chain.
+    case full
+    /// The device moved the used index past the chains in flight.
+    case badUsedIndex
+    /// The device returned a chain id that is not a chain in flight.
+    case badUsedID
+}
 
 /// One buffer of a chain: its physical address, its length, and who writes it.
 public struct VirtqueueBuffer: Sendable, Equatable {
@@ -78,7 +94,7 @@ public struct SplitVirtqueue<Barrier: VirtioBarrier> {
     static var descriptorTableOffset: Int { 0 }
     static var availableRingOffset: Int { 256 }
     static var usedRingOffset: Int { 320 }
-    static var descriptorBytes: Int { 16 }
+    public static var descriptorBytes: Int { 16 }
 
     static var descriptorFlagNext: UInt16 { 1 }
     static var descriptorFlagWrite: UInt16 { 2 }
@@ -107,9 +123,9 @@ public struct SplitVirtqueue<Barrier: VirtioBarrier> {
 
     /// Lays a queue over `memory`, which must be `requiredBytes` long and 16-byte
     /// aligned both virtually and physically. Its size is 0 until `reset(size:)`.
-    public init(memory: DMARegion, barrier: Barrier) throws(StorageDeviceError) {
-        guard memory.byteCount >= Self.requiredBytes else { throw .dmaRegionTooSmall }
-        guard UInt(bitPattern: memory.base) % 16 == 0, memory.physical % 16 == 0 else { throw .dmaRegionMisaligned }
+    public init(memory: DMARegion, barrier: Barrier) throws(VirtqueueError) {
+        guard memory.byteCount >= Self.requiredBytes else { throw .regionTooSmall }
+        guard UInt(bitPattern: memory.base) % 16 == 0, memory.physical % 16 == 0 else { throw .regionMisaligned }
         self.memory = memory
         self.barrier = barrier
         size = 0
@@ -130,9 +146,9 @@ public struct SplitVirtqueue<Barrier: VirtioBarrier> {
     /// Forgets every chain, zeroes the rings and sets the size (0, or a power of two
     /// up to `maximumSize`). Only while the device does not use the queue (after a
     /// device reset): a live device could still be reading or writing the rings.
-    public mutating func reset(size newSize: Int) throws(StorageDeviceError) {
+    public mutating func reset(size newSize: Int) throws(VirtqueueError) {
         guard newSize >= 0, newSize <= Self.maximumSize, newSize & (newSize - 1) == 0 else {
-            throw .queueUnavailable
+            throw .badSize
         }
         memory.base.initializeMemory(as: UInt8.self, repeating: 0, count: Self.requiredBytes)
         size = newSize
@@ -143,14 +159,15 @@ public struct SplitVirtqueue<Barrier: VirtioBarrier> {
         chainsInFlight = 0
     }
 
-    /// Offers the chain `first`, `second`, `third` to the device and returns its head;
-    /// `popUsed` hands `token` back with it. The caller then notifies the device (after
-    /// a fence, F2). Device-writable buffers must follow the readable ones (§2.7.4.2).
-    public mutating func add(_ first: VirtqueueBuffer, _ second: VirtqueueBuffer, _ third: VirtqueueBuffer? = nil,
-                             token: UInt16) throws(StorageDeviceError) -> UInt16 {
-        let length = third == nil ? 2 : 3
-        guard freeDescriptorCount >= length else { throw .queueFull }
-        let buffers: InlineArray<3, VirtqueueBuffer> = [first, second, third ?? second]
+    /// Offers the chain `first`, `second`, `third` (one to three buffers) to the device
+    /// and returns its head; `popUsed` hands `token` back with it. The caller then
+    /// notifies the device (after a fence, F2). Device-writable buffers must follow the
+    /// readable ones (§2.7.4.2).
+    public mutating func add(_ first: VirtqueueBuffer, _ second: VirtqueueBuffer? = nil,
+                             _ third: VirtqueueBuffer? = nil, token: UInt16) throws(VirtqueueError) -> UInt16 {
+        let length = second == nil ? 1 : third == nil ? 2 : 3
+        guard freeDescriptorCount >= length else { throw .full }
+        let buffers: InlineArray<3, VirtqueueBuffer> = [first, second ?? first, third ?? first]
         var indices: InlineArray<3, UInt16> = [0, 0, 0]
         var held: UInt32 = 0
         for position in 0..<length {
@@ -187,7 +204,7 @@ public struct SplitVirtqueue<Barrier: VirtioBarrier> {
     /// The next chain the device returned, or nil if it returned none since the last
     /// call. Throws if the used ring cannot be trusted; the queue is then unusable
     /// until the device is reset and `reset(size:)` called.
-    public mutating func popUsed() throws(StorageDeviceError) -> UsedChain? {
+    public mutating func popUsed() throws(VirtqueueError) -> UsedChain? {
         let deviceIndex = load16(at: Self.usedRingOffset + 2)
         let pending = Int(deviceIndex &- nextUsedIndex)
         if pending == 0 { return nil }
