@@ -18,9 +18,14 @@
 // eviction removes the claim we have the least evidence for. Expired entries are
 // the oldest, so they go first.
 //
-// Why three parallel InlineArrays and `entries[i]` reads: the storage server found
-// that copying an InlineArray-holding struct in the embedded build copies every
-// element; the scans here read one field of one slot at a time, in place.
+// Why three parallel InlineArrays scanned through `span`: the storage server found
+// that reading an element of an InlineArray held in a struct can copy the whole
+// array in the embedded build (DMAPages.swift). Scanning a Span of just the field
+// being compared keeps `insert` free of copies. `lookup`, a non-mutating method,
+// still starts with one copy of the whole cache (336 bytes; the compiler copies the
+// borrowed `self` before taking a span of it, whatever the spelling, as of 6.3):
+// acceptable for one lookup per datagram sent, and the price of keeping the cache
+// a plain value rather than a class on the heap.
 
 public struct ARPCache: Sendable {
     public static let capacity = 16
@@ -47,12 +52,12 @@ public struct ARPCache: Sendable {
     /// if there is one, else takes a free slot, else replaces the least recently
     /// confirmed entry.
     public mutating func insert(_ address: IPv4Address, _ mac: MACAddress, now: UInt64) {
-        var slot = index(of: address)
+        var slot = Self.index(of: address, in: addresses.span, count: count)
         if slot == nil && count < Self.capacity {
             slot = count
             count += 1
         }
-        let chosen = slot ?? leastRecentlyConfirmed()
+        let chosen = slot ?? Self.oldest(in: confirmedAt.span, count: count)
         addresses[chosen] = address
         macs[chosen] = mac
         confirmedAt[chosen] = now
@@ -61,25 +66,27 @@ public struct ARPCache: Sendable {
     /// The MAC of `address`, or nil if it is not known or its entry is more than
     /// `lifetime` ticks old at `now`.
     public func lookup(_ address: IPv4Address, now: UInt64) -> MACAddress? {
-        guard let slot = index(of: address) else { return nil }
-        let confirmed = confirmedAt[slot]
+        guard let slot = Self.index(of: address, in: addresses.span, count: count) else { return nil }
+        let confirmed = confirmedAt.span[slot]
         // A clock that went backwards makes an entry fresh rather than trapping.
-        guard now <= confirmed || now - confirmed <= lifetime else { return nil }
-        return macs[slot]
+        let age = now > confirmed ? now - confirmed : 0
+        guard age <= lifetime else { return nil }
+        return macs.span[slot]
     }
 
     public mutating func removeAll() {
         count = 0
     }
 
-    func index(of address: IPv4Address) -> Int? {
+    static func index(of address: IPv4Address, in addresses: Span<IPv4Address>, count: Int) -> Int? {
         for slot in 0..<count where addresses[slot] == address {
             return slot
         }
         return nil
     }
 
-    func leastRecentlyConfirmed() -> Int {
+    /// The slot confirmed longest ago among the first `count` (at least one).
+    static func oldest(in confirmedAt: Span<UInt64>, count: Int) -> Int {
         var oldest = 0
         for slot in 1..<count where confirmedAt[slot] < confirmedAt[oldest] {
             oldest = slot
