@@ -53,7 +53,8 @@ import Testing
 
     @Test func writeNeedsRoomForTheWholeText() {
         #expect(written(IPv4Address(255, 255, 255, 255), capacity: 14) == nil)
-        #expect(written(IPv4Address(255, 255, 255, 255), capacity: 15) == "255.255.255.255")
+        #expect(written(IPv4Address(255, 255, 255, 255), capacity: IPv4Address.maximumTextBytes)
+                == "255.255.255.255")
         #expect(written(IPv4Address(1, 2, 3, 4), capacity: 7) == "1.2.3.4")
         #expect(written(IPv4Address(1, 2, 3, 4), capacity: 6) == nil)
     }

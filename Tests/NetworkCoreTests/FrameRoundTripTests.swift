@@ -58,6 +58,23 @@ import Testing
         #expect(Array(buffer[42...]) == data)
     }
 
+    /// A client's data copied straight to where the payload goes, then wrapped.
+    @Test func udpBuiltAroundAPayloadAlreadyInPlace() {
+        let payload = Array("already here".utf8)
+        var buffer = [UInt8](repeating: 0xAA, count: 100)
+        buffer.replaceSubrange(42..<(42 + payload.count), with: payload)
+        let written = buffer.withUnsafeMutableBytes { frame in
+            FrameBuilder.udp(into: frame, from: hostA, toMAC: hostB.mac, to: hostB.address, sourcePort: 9,
+                             destinationPort: 10,
+                             payload: UnsafeRawBufferPointer(rebasing: frame[42..<(42 + payload.count)]),
+                             ipIdentification: 3)
+        }
+        let frame = Array(buffer.prefix(written ?? 0))
+        #expect(frame == udpFrame(sourcePort: 9, destinationPort: 10, payload: payload, ipIdentification: 3))
+        #expect(classify(frame, for: hostB).range! == (42, payload.count))
+        #expect(Array(frame[42...]) == payload)
+    }
+
     @Test func udpDatagram() {
         let payload = Array("hello, gateway".utf8)
         let frame = udpFrame(sourcePort: 40000, destinationPort: 7, payload: payload)
@@ -179,9 +196,11 @@ import Testing
                       echoFrame(data: [1]), tcpFrame(segment: [])]
         for frame in frames {
             #expect(frame.count < 60)
-            let padded = frame + [UInt8](repeating: 0, count: 60 - frame.count)
-            for interface in [hostA, hostB] {
-                #expect(classify(padded, for: interface) == classify(frame, for: interface))
+            for filler in [UInt8(0), 0xEE] {
+                let padded = frame + [UInt8](repeating: filler, count: 60 - frame.count)
+                for interface in [hostA, hostB] {
+                    #expect(classify(padded, for: interface) == classify(frame, for: interface))
+                }
             }
             if case .drop = classify(frame, for: hostA), case .drop = classify(frame, for: hostB) {
                 Issue.record("no host accepts the frame")

@@ -25,11 +25,12 @@ func checksum(_ bytes: [UInt8]) -> UInt16 {
 }
 
 func udpFrame(from source: Interface = hostA, toMAC: MACAddress = hostB.mac, to: IPv4Address = hostB.address,
-              sourcePort: UInt16 = 1234, destinationPort: UInt16 = 53, payload: [UInt8]) -> [UInt8] {
+              sourcePort: UInt16 = 1234, destinationPort: UInt16 = 53, payload: [UInt8],
+              ipIdentification: UInt16 = 1) -> [UInt8] {
     build { into in
         payload.withUnsafeBytes {
             FrameBuilder.udp(into: into, from: source, toMAC: toMAC, to: to, sourcePort: sourcePort,
-                             destinationPort: destinationPort, payload: $0, ipIdentification: 1)
+                             destinationPort: destinationPort, payload: $0, ipIdentification: ipIdentification)
         }
     }!
 }

@@ -11,7 +11,7 @@
 // reply in the buffer the request arrived in, or builds a datagram around data a
 // client already copied to `headerBytesBeforeUDPPayload`. Headers are written first
 // and the payload is then moved with memmove semantics (`copyMemory`), so a payload
-// that already sits at or after its final place in `into` arrives intact.
+// that lies in `into` anywhere past the headers (42 bytes) arrives intact.
 //
 // Every builder returns the frame's length, or nil if `into` is too small or the
 // datagram would not fit the 1500-byte Ethernet MTU; on nil, `into` may have been

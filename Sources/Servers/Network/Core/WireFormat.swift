@@ -94,8 +94,6 @@ enum Wire {
     static let ethernetDestination = 0
     static let ethernetSource = 6
     static let ethernetType = 12
-    /// The shortest frame on the wire (without the FCS); shorter ones are padded.
-    static let minimumFrameBytes = 60
 
     static let arpBytes = 28
     static let arpHardwareType = 0
