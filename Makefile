@@ -30,10 +30,10 @@ PROGRAMS   := ConsoleServer Shell Crashme PingServer Bench Binder RogueServer Ti
               ConfigServer StorageServer FileSystemServer FileSystemTest FileSystemBench SyscallFuzzer DMAProbe
 # Libraries linked into every program (--gc-sections drops what a program does not use).
 USER_LIBRARIES := UserArch Freestanding CurioUser CurioABI ConsoleCore ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore \
-                  ConfigAPI Virtio StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI
+                  ConfigAPI Virtio StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI NetworkCore
 # Every module cross-built for riscv64 (the embedded build of each is part of `make test`).
 EMBEDDED_MODULES := CurioABI KernelCore Kernel CurioUser ConsoleCore ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore \
-                    ConfigAPI Virtio StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI $(PROGRAMS)
+                    ConfigAPI Virtio StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI NetworkCore $(PROGRAMS)
 KERNEL_LIBRARIES := KernelArch Freestanding Kernel KernelCore CurioABI
 
 MEMORY     ?= 128M

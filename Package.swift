@@ -96,6 +96,10 @@ let package = Package(
         .target(name: "StorageAPI", dependencies: ["CurioUser", "StorageCore"], path: "Sources/Servers/Storage/API",
                 swiftSettings: embeddedRestrictions),
 
+        // The network service's packet layer: addresses, checksums, frame parsing and
+        // building, the ARP cache (host-tested, allocation-free).
+        .target(name: "NetworkCore", path: "Sources/Servers/Network/Core", swiftSettings: embeddedRestrictions),
+
         // The filesystem: shared vocabulary, wire protocol and per-client state (host-tested),
         // the ext2 engine (host-tested against mke2fs/e2fsck), client API and server.
         .target(name: "FileSystemCore", path: "Sources/Servers/FileSystem/Core", swiftSettings: embeddedRestrictions),
@@ -154,5 +158,6 @@ let package = Package(
         .testTarget(name: "FileSystemCoreTests", dependencies: ["FileSystemCore", "SSRFormat"]),
         .testTarget(name: "Ext2Tests", dependencies: ["Ext2", "FileSystemCore"]),
         .testTarget(name: "ConsoleCoreTests", dependencies: ["ConsoleCore"]),
+        .testTarget(name: "NetworkCoreTests", dependencies: ["NetworkCore"]),
     ]
 )
