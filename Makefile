@@ -27,13 +27,15 @@ RV_BUILD   := $(SWIFT) build -c release --triple $(TRIPLE) --toolset toolset-ris
 
 # Programs in the boot image: the SwiftPM module of each (system.toml names them).
 PROGRAMS   := ConsoleServer Shell Crashme PingServer Bench Binder RogueServer TimerServer TimerClient TimerTest \
-              ConfigServer StorageServer FileSystemServer FileSystemTest FileSystemBench SyscallFuzzer DMAProbe
+              ConfigServer StorageServer FileSystemServer FileSystemTest FileSystemBench SyscallFuzzer DMAProbe \
+              NetworkServer UDPEcho
 # Libraries linked into every program (--gc-sections drops what a program does not use).
 USER_LIBRARIES := UserArch Freestanding CurioUser CurioABI ConsoleCore ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore \
-                  ConfigAPI Virtio StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI NetworkCore
+                  ConfigAPI Virtio StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI NetworkCore NetworkAPI
 # Every module cross-built for riscv64 (the embedded build of each is part of `make test`).
 EMBEDDED_MODULES := CurioABI KernelCore Kernel CurioUser ConsoleCore ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore \
-                    ConfigAPI Virtio StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI NetworkCore $(PROGRAMS)
+                    ConfigAPI Virtio StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI NetworkCore NetworkAPI \
+                    $(PROGRAMS)
 KERNEL_LIBRARIES := KernelArch Freestanding Kernel KernelCore CurioABI
 
 MEMORY     ?= 128M
@@ -47,6 +49,10 @@ APPEND     := $(if $(CMDS),-append "$(CMDS)")
 DEFAULT_DISK := $(BUILD)/disk.img
 DISK       ?= $(DEFAULT_DISK)
 DISK_FLAGS  = -drive file=$(DISK),format=raw,if=none,id=disk0 -device virtio-blk-device,drive=disk0
+# The network: QEMU user networking with restrict=on, so the guest reaches nothing but
+# QEMU's own virtual gateway (10.0.2.2, which answers ping). The device sits in
+# virtio-mmio slot 0, where the network server looks for it.
+NET_FLAGS   = -netdev user,id=n0,restrict=on -device virtio-net-device,netdev=n0,bus=virtio-mmio-bus.0
 
 .PHONY: all help deps build kernel-nossr kernel-baseline kernel-dmaprobe embedded run debug test test-host test-embedded test-integration bench profile campaign campaign-replay soak soak-replay fuzz fuzz-host clean
 
@@ -117,13 +123,13 @@ $(DEFAULT_DISK): $(shell find disk -type f 2>/dev/null)
 
 run: deps build $(if $(filter $(DEFAULT_DISK),$(DISK)),$(DEFAULT_DISK))
 	@test -f "$(DISK)" || { echo "no disk image at $(DISK)"; exit 1; }
-	@$(QEMU) $(QEMU_FLAGS) $(DISK_FLAGS) $(APPEND)
+	@$(QEMU) $(QEMU_FLAGS) $(DISK_FLAGS) $(NET_FLAGS) $(APPEND)
 
 debug: deps build $(if $(filter $(DEFAULT_DISK),$(DISK)),$(DEFAULT_DISK))
 	@echo "QEMU is waiting for gdb. In another terminal:"
 	@echo "  gdb-multiarch $(BUILD)/kernel.elf -ex 'target remote :1234'"
 	@echo "(apt-get install gdb-multiarch if missing; 'add-symbol-file $(BUILD)/programs/Shell.elf' for a program)"
-	@$(QEMU) $(QEMU_FLAGS) $(DISK_FLAGS) $(APPEND) -s -S
+	@$(QEMU) $(QEMU_FLAGS) $(DISK_FLAGS) $(NET_FLAGS) $(APPEND) -s -S
 
 test: deps test-host build test-integration
 

@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "ConsoleServer", dependencies: ["CurioUser", "ConsoleAPI", "ConsoleCore", "UserArch"],
                 path: "Sources/Servers/Console/Server", swiftSettings: embeddedRestrictions),
         .target(name: "Shell", dependencies: ["CurioUser", "ConsoleAPI", "ConsoleCore", "UserArch", "FileSystemAPI",
-                                              "ConfigAPI", "TimerAPI"],
+                                              "ConfigAPI", "TimerAPI", "NetworkAPI"],
                 path: "Sources/Programs/Shell",
                 swiftSettings: embeddedRestrictions),
         .target(name: "Crashme", dependencies: ["CurioUser", "ConsoleAPI", "UserArch"], path: "Sources/Programs/Crashme",
@@ -96,9 +96,18 @@ let package = Package(
         .target(name: "StorageAPI", dependencies: ["CurioUser", "StorageCore"], path: "Sources/Servers/Storage/API",
                 swiftSettings: embeddedRestrictions),
 
-        // The network service's packet layer: addresses, checksums, frame parsing and
-        // building, the ARP cache (host-tested, allocation-free).
-        .target(name: "NetworkCore", path: "Sources/Servers/Network/Core", swiftSettings: embeddedRestrictions),
+        // The network service: the virtio-net driver, the packet layer (addresses,
+        // checksums, frame parsing and building, the ARP cache), the wire protocol and the
+        // per-client socket state (host-tested); the client API, the server, and programs.
+        .target(name: "NetworkCore", dependencies: ["Virtio"], path: "Sources/Servers/Network/Core",
+                swiftSettings: embeddedRestrictions),
+        .target(name: "NetworkAPI", dependencies: ["CurioUser", "NetworkCore"], path: "Sources/Servers/Network/API",
+                swiftSettings: embeddedRestrictions),
+        .target(name: "NetworkServer",
+                dependencies: ["CurioUser", "NetworkCore", "SSRServer", "SSRFormat", "UserArch", "Virtio"],
+                path: "Sources/Servers/Network/Server", swiftSettings: embeddedRestrictions),
+        .target(name: "UDPEcho", dependencies: ["CurioUser", "ConsoleAPI", "NetworkAPI"], path: "Sources/Programs/UDPEcho",
+                swiftSettings: embeddedRestrictions),
 
         // The filesystem: shared vocabulary, wire protocol and per-client state (host-tested),
         // the ext2 engine (host-tested against mke2fs/e2fsck), client API and server.
@@ -158,6 +167,6 @@ let package = Package(
         .testTarget(name: "FileSystemCoreTests", dependencies: ["FileSystemCore", "SSRFormat"]),
         .testTarget(name: "Ext2Tests", dependencies: ["Ext2", "FileSystemCore"]),
         .testTarget(name: "ConsoleCoreTests", dependencies: ["ConsoleCore"]),
-        .testTarget(name: "NetworkCoreTests", dependencies: ["NetworkCore"]),
+        .testTarget(name: "NetworkCoreTests", dependencies: ["NetworkCore", "Virtio"]),
     ]
 )

@@ -148,7 +148,7 @@ struct Shell {
     /// Every command `help` lists (the first word of each unindented line of it): what
     /// Tab completes, so that the two cannot disagree.
     static var commandNames: [String] {
-        (helpText + "\n" + fileCommandsHelp).split(separator: "\n").filter { !$0.hasPrefix(" ") }
+        (helpText + "\n" + fileCommandsHelp + "\n" + networkCommandsHelp).split(separator: "\n").filter { !$0.hasPrefix(" ") }
             .compactMap { $0.split(separator: " ").first.map(String.init) }
     }
 
@@ -180,6 +180,7 @@ struct Shell {
             return 1
         default:
             if let status = fileCommand(command, arguments) { return status }
+            if let status = networkCommand(command, arguments) { return status }
             complain(command + ": unknown command (try 'help')")
             return 127
         }
@@ -228,6 +229,7 @@ struct Shell {
     static func help() -> Int32 {
         print(helpText)
         print(fileCommandsHelp)
+        print(networkCommandsHelp)
         print(redirectionHelp)
         print(keysHelp)
         return 0

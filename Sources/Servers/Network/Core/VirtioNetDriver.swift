@@ -1,0 +1,442 @@
+// A virtio-net driver (virtio 1.x §5.1) over the modern virtio-mmio transport: one
+// receive queue, one transmit queue, whole Ethernet frames in and out.
+//
+// What it negotiates. VERSION_1 and MAC, nothing else: no checksum offload, no
+// segmentation offload, no mergeable receive buffers, no control queue. So every
+// frame the device hands over is at most 1514 bytes (no FCS) and arrives in one
+// buffer, with the 12-byte `virtio_net_hdr` in front (in virtio 1.x the header always
+// carries `num_buffers`), which a driver that negotiated nothing may ignore on receive
+// and sends as zeros. The stack above computes every checksum itself.
+//
+// Memory. The driver is given one page for the two rings and a run of buffer pages,
+// each split into two 2 KiB buffers (a receive buffer must hold 1526 bytes, §5.1.6.3.1):
+//
+//   ring page                          buffer pages (2 buffers each)
+//   +0     receive queue (512 bytes)   buffer 0 .. size-1          receive
+//   +512   transmit queue (512 bytes)  buffer size .. 2*size-1     transmit
+//
+//   one buffer:  +0 virtio_net_hdr (12 bytes, zero)   +12 Ethernet frame (≤ 1514)
+//
+// Every receive buffer is offered to the device at start and offered again as soon as
+// the frame in it was handed to the caller, so the device can always deliver; when
+// the stack is slower than the wire, the device drops frames (like any NIC with a
+// full ring) and TCP's retransmissions recover them. A transmit buffer is taken for a
+// frame and comes back when the device returns its chain.
+//
+// Trust. What the device writes back is checked before use (SplitVirtqueue checks the
+// used ring; here, the length of a received frame and that the chain returned is the
+// buffer the token names). A violation fails the driver: the server resets the
+// device and starts again, losing what was in the rings — which to the protocols
+// above is packet loss. Every physical address given to the device is checked
+// against the pages the driver was given (`DMAPages`) first; the kernel checks again
+// (Kernel/Core/Devices/DMAGuard.swift).
+
+import Virtio
+
+/// Why the device cannot be driven, or no longer can.
+public enum NetworkDeviceError: Error, Equatable, Sendable {
+    /// No virtio device in the slot (wrong magic value, or device id 0).
+    case notVirtio
+    /// A legacy (version 1) virtio-mmio device.
+    case legacyDevice
+    /// A virtio device, but not a network device.
+    case notNetworkDevice
+    /// The device does not offer VIRTIO_F_VERSION_1.
+    case missingVersion1
+    /// The device has no MAC address to give (VIRTIO_NET_F_MAC not offered).
+    case missingMAC
+    /// The device refused our feature set (FEATURES_OK did not stick).
+    case featuresRejected
+    /// The device did not read back status 0 after a reset.
+    case resetTimeout
+    /// A queue does not exist, or cannot have the size we need.
+    case queueUnavailable
+    /// A queue was already live when we came to set it up.
+    case queueInUse
+    /// The configuration kept changing while we read it.
+    case configUnstable
+    /// Too few ring or buffer pages for the queues.
+    case dmaRegionTooSmall
+    case dmaRegionMisaligned
+    /// A physical address outside the pages the driver was given.
+    case dmaAddressNotPermitted
+    /// The driver was never initialized, or failed since.
+    case notReady
+    /// The device broke the used-ring protocol (index, id or length).
+    case deviceMisbehaved
+}
+
+extension NetworkDeviceError {
+    init(_ error: VirtqueueError) {
+        switch error {
+        case .regionTooSmall: self = .dmaRegionTooSmall
+        case .regionMisaligned: self = .dmaRegionMisaligned
+        case .badSize: self = .queueUnavailable
+        case .full, .badUsedIndex, .badUsedID: self = .deviceMisbehaved
+        }
+    }
+}
+
+extension VirtioFeature {
+    /// The device has a MAC address in its configuration space (§5.1.3).
+    public static let networkMAC: UInt64 = 1 << 5
+}
+
+public enum VirtioNetDriverState: Equatable, Sendable {
+    case reset
+    case ready
+    case failed
+}
+
+/// What the driver has seen, for `netstat`.
+public struct NetworkDeviceCounters: Equatable, Sendable {
+    public var framesReceived: UInt64 = 0
+    public var framesSent: UInt64 = 0
+    /// Frames the caller had to drop because every transmit buffer was in use.
+    public var transmitBusy: UInt64 = 0
+    /// Receive buffers the device returned with a length it had no right to.
+    public var badLengths: UInt64 = 0
+
+    public init() {}
+}
+
+public struct VirtioNetDriver<Registers: VirtioRegisters, Barrier: VirtioBarrier> {
+    public static var headerBytes: Int { 12 }
+    public static var bufferBytes: Int { 2048 }
+    /// The longest frame without the FCS: 14 bytes of Ethernet header and 1500 of payload.
+    public static var maximumFrameBytes: Int { 1514 }
+    public static var queueSize: Int { SplitVirtqueue<Barrier>.maximumSize }
+    /// Buffer pages the driver needs: receive and transmit buffers, two per page.
+    public static var bufferPagesNeeded: Int { 2 * queueSize * bufferBytes / DMAPages.pageBytes }
+
+    static var receiveQueueIndex: UInt32 { 0 }
+    static var transmitQueueIndex: UInt32 { 1 }
+    static var transmitQueueOffset: Int { 512 }
+    static var resetPollLimit: Int { 100_000 }
+    static var configReadAttempts: Int { 8 }
+
+    public let registers: Registers
+    let barrier: Barrier
+    /// The ring page: where the rings may be.
+    let ring: DMARegion
+    let ringPages: DMAPages
+    /// The buffers (virtually contiguous; their pages' physical addresses in `bufferPages`).
+    let buffers: UnsafeMutableRawPointer
+    let bufferPages: DMAPages
+    var receiveQueue: SplitVirtqueue<Barrier>
+    var transmitQueue: SplitVirtqueue<Barrier>
+    /// The negotiated queue size (both queues).
+    public private(set) var size = 0
+    /// Transmit buffers the device holds (bit i = transmit buffer i).
+    var transmitBusy: UInt32 = 0
+    public private(set) var state = VirtioNetDriverState.reset
+    public private(set) var mac: UInt64 = 0
+    public private(set) var counters = NetworkDeviceCounters()
+
+    /// Takes the registers, the ring page, and `bufferPagesNeeded` buffer pages at
+    /// `buffers` whose physical addresses are `bufferPages` (in order); touches the
+    /// device not until `initialize`.
+    public init(registers: Registers, ring: DMARegion, buffers: UnsafeMutableRawPointer, bufferPages: DMAPages,
+                barrier: Barrier) throws(NetworkDeviceError) {
+        guard ring.byteCount >= 2 * SplitVirtqueue<Barrier>.requiredBytes,
+              bufferPages.count >= Self.bufferPagesNeeded else { throw .dmaRegionTooSmall }
+        var ringPages = DMAPages()
+        guard ring.physical % UInt64(DMAPages.pageBytes) == 0, ringPages.append(ring.physical) == 0 else {
+            throw .dmaRegionMisaligned
+        }
+        self.registers = registers
+        self.barrier = barrier
+        self.ring = ring
+        self.ringPages = ringPages
+        self.buffers = buffers
+        self.bufferPages = bufferPages
+        do throws(VirtqueueError) {
+            receiveQueue = try SplitVirtqueue(memory: ring.slice(from: 0, byteCount: SplitVirtqueue<Barrier>.requiredBytes),
+                                              barrier: barrier)
+            transmitQueue = try SplitVirtqueue(memory: ring.slice(from: Self.transmitQueueOffset,
+                                                                  byteCount: SplitVirtqueue<Barrier>.requiredBytes),
+                                               barrier: barrier)
+        } catch {
+            throw NetworkDeviceError(error)
+        }
+    }
+
+    /// Whether the register window holds a modern virtio network device.
+    public static func probe(_ registers: Registers) -> Bool {
+        identify(registers) == nil
+    }
+
+    static func identify(_ registers: Registers) -> NetworkDeviceError? {
+        guard registers.read32(VirtioMMIO.magicValue) == VirtioMMIO.expectedMagic else { return .notVirtio }
+        guard registers.read32(VirtioMMIO.version) == VirtioMMIO.modernVersion else { return .legacyDevice }
+        guard registers.read32(VirtioMMIO.deviceID) == VirtioMMIO.networkDeviceID else { return .notNetworkDevice }
+        return nil
+    }
+
+    /// Resets the device: afterwards it neither reads nor writes our memory, and every
+    /// frame in the rings is gone.
+    public mutating func reset() throws(NetworkDeviceError) {
+        registers.write32(VirtioMMIO.status, 0)
+        var quiet = false
+        for _ in 0..<Self.resetPollLimit where registers.read32(VirtioMMIO.status) == 0 {
+            quiet = true
+            break
+        }
+        state = .failed
+        guard quiet else { throw .resetTimeout }
+        do throws(VirtqueueError) {
+            try receiveQueue.reset(size: 0)
+            try transmitQueue.reset(size: 0)
+        } catch {
+            throw NetworkDeviceError(error)
+        }
+        transmitBusy = 0
+        size = 0
+        state = .reset
+    }
+
+    /// Brings the device from any state to ready (§3.1.1, §5.1.5): reset, ACKNOWLEDGE,
+    /// DRIVER, features, FEATURES_OK, the MAC, both queues, DRIVER_OK, and every
+    /// receive buffer offered.
+    public mutating func initialize() throws(NetworkDeviceError) {
+        state = .failed
+        if let wrong = Self.identify(registers) { throw wrong }
+        try reset()
+        var status = VirtioStatus.acknowledge
+        registers.write32(VirtioMMIO.status, status)
+        status |= VirtioStatus.driver
+        registers.write32(VirtioMMIO.status, status)
+        do throws(NetworkDeviceError) {
+            try negotiateFeatures(status: &status)
+            mac = try readMAC()
+            let receiveSize = try Self.setUpQueue(Self.receiveQueueIndex, &receiveQueue, registers, ringPages)
+            let transmitSize = try Self.setUpQueue(Self.transmitQueueIndex, &transmitQueue, registers, ringPages)
+            size = min(receiveSize, transmitSize)
+        } catch {
+            registers.write32(VirtioMMIO.status, status | VirtioStatus.failed)
+            throw error
+        }
+        status |= VirtioStatus.driverOK
+        registers.write32(VirtioMMIO.status, status)
+        state = .ready
+        for buffer in 0..<receiveQueue.size { try offer(receiveBuffer: buffer) }
+        notify(Self.receiveQueueIndex)
+    }
+
+    mutating func negotiateFeatures(status: inout UInt32) throws(NetworkDeviceError) {
+        registers.write32(VirtioMMIO.deviceFeaturesSelect, 0)
+        let low = registers.read32(VirtioMMIO.deviceFeatures)
+        registers.write32(VirtioMMIO.deviceFeaturesSelect, 1)
+        let high = registers.read32(VirtioMMIO.deviceFeatures)
+        let offered = UInt64(high) << 32 | UInt64(low)
+        guard offered & VirtioFeature.version1 != 0 else { throw .missingVersion1 }
+        guard offered & VirtioFeature.networkMAC != 0 else { throw .missingMAC }
+        let accepted = VirtioFeature.version1 | VirtioFeature.networkMAC
+        registers.write32(VirtioMMIO.driverFeaturesSelect, 0)
+        registers.write32(VirtioMMIO.driverFeatures, UInt32(truncatingIfNeeded: accepted))
+        registers.write32(VirtioMMIO.driverFeaturesSelect, 1)
+        registers.write32(VirtioMMIO.driverFeatures, UInt32(truncatingIfNeeded: accepted >> 32))
+        status |= VirtioStatus.featuresOK
+        registers.write32(VirtioMMIO.status, status)
+        guard registers.read32(VirtioMMIO.status) & VirtioStatus.featuresOK != 0 else { throw .featuresRejected }
+    }
+
+    /// The MAC address (config bytes 0...5, first byte most significant in the result),
+    /// read in two 32-bit reads under one configuration generation (§4.2.2.2).
+    func readMAC() throws(NetworkDeviceError) -> UInt64 {
+        for _ in 0..<Self.configReadAttempts {
+            let generation = registers.read32(VirtioMMIO.configGeneration)
+            let low = registers.read32(VirtioMMIO.config)
+            let high = registers.read32(VirtioMMIO.config + 4)
+            guard registers.read32(VirtioMMIO.configGeneration) == generation else { continue }
+            var address: UInt64 = 0
+            for index in 0..<4 { address = address << 8 | UInt64(low >> UInt32(8 * index) & 0xFF) }
+            for index in 0..<2 { address = address << 8 | UInt64(high >> UInt32(8 * index) & 0xFF) }
+            return address
+        }
+        throw .configUnstable
+    }
+
+    /// Queue `index` of size min(QueueNumMax, 16), rounded down to a power of two.
+    static func setUpQueue(_ index: UInt32, _ queue: inout SplitVirtqueue<Barrier>, _ registers: Registers,
+                           _ ringPages: DMAPages) throws(NetworkDeviceError) -> Int {
+        registers.write32(VirtioMMIO.queueSelect, index)
+        guard registers.read32(VirtioMMIO.queueReady) == 0 else { throw .queueInUse }
+        let largest = min(Int(registers.read32(VirtioMMIO.queueNumMax)), SplitVirtqueue<Barrier>.maximumSize)
+        guard largest >= 2 else { throw .queueUnavailable }
+        var size = 1
+        while size * 2 <= largest { size *= 2 }
+        guard ringPages.contains(queue.descriptorTablePhysical,
+                                 byteCount: SplitVirtqueue<Barrier>.descriptorBytes * size),
+              ringPages.contains(queue.availableRingPhysical, byteCount: 6 + 2 * size),
+              ringPages.contains(queue.usedRingPhysical, byteCount: 6 + 8 * size) else {
+            throw .dmaAddressNotPermitted
+        }
+        do throws(VirtqueueError) { try queue.reset(size: size) } catch { throw NetworkDeviceError(error) }
+        registers.write32(VirtioMMIO.queueNum, UInt32(size))
+        writeAddress(queue.descriptorTablePhysical, low: VirtioMMIO.queueDescriptorLow,
+                     high: VirtioMMIO.queueDescriptorHigh, registers)
+        writeAddress(queue.availableRingPhysical, low: VirtioMMIO.queueDriverLow, high: VirtioMMIO.queueDriverHigh,
+                     registers)
+        writeAddress(queue.usedRingPhysical, low: VirtioMMIO.queueDeviceLow, high: VirtioMMIO.queueDeviceHigh,
+                     registers)
+        registers.write32(VirtioMMIO.queueReady, 1)
+        return size
+    }
+
+    static func writeAddress(_ address: UInt64, low: Int, high: Int, _ registers: Registers) {
+        registers.write32(low, UInt32(truncatingIfNeeded: address))
+        registers.write32(high, UInt32(truncatingIfNeeded: address >> 32))
+    }
+
+    /// Buffer `index` (receive buffers first, then transmit buffers): its memory and its
+    /// physical address, if that lies in the pages the driver was given.
+    func buffer(_ index: Int) -> (memory: UnsafeMutableRawPointer, physical: UInt64)? {
+        let perPage = DMAPages.pageBytes / Self.bufferBytes
+        guard let page = bufferPages.address(ofPage: index / perPage) else { return nil }
+        let offset = (index % perPage) * Self.bufferBytes
+        let physical = page + UInt64(offset)
+        guard bufferPages.contains(physical, byteCount: Self.bufferBytes) else { return nil }
+        return (buffers + index * Self.bufferBytes, physical)
+    }
+
+    mutating func offer(receiveBuffer index: Int) throws(NetworkDeviceError) {
+        guard let (_, physical) = buffer(index) else {
+            state = .failed
+            throw .dmaAddressNotPermitted
+        }
+        do throws(VirtqueueError) {
+            _ = try receiveQueue.add(VirtqueueBuffer(physical: physical, byteCount: UInt32(Self.bufferBytes),
+                                                     deviceWritable: true), token: UInt16(index))
+        } catch {
+            state = .failed
+            throw NetworkDeviceError(error)
+        }
+    }
+
+    func notify(_ queue: UInt32) {
+        barrier.fence() // F2
+        registers.write32(VirtioMMIO.queueNotify, queue)
+    }
+
+    /// Reads and acknowledges the interrupt status (call before `receive` and
+    /// `reclaimTransmitted`, so a completion landing in between raises it again).
+    public func acknowledgeInterrupt() {
+        let pending = registers.read32(VirtioMMIO.interruptStatus)
+        if pending != 0 { registers.write32(VirtioMMIO.interruptAcknowledge, pending) }
+    }
+
+    /// The next frame the device delivered, or nil. Its bytes stay valid, and its
+    /// buffer stays out of the device's hands, until `release(_:)`; take and release
+    /// one frame at a time. Throws if the device broke the protocol: reset and
+    /// initialize again.
+    public mutating func nextFrame() throws(NetworkDeviceError) -> ReceivedFrame? {
+        guard state == .ready else { throw .notReady }
+        while true {
+            let next: UsedChain?
+            do throws(VirtqueueError) { next = try receiveQueue.popUsed() } catch {
+                state = .failed
+                throw NetworkDeviceError(error)
+            }
+            guard let used = next else { return nil }
+            let index = Int(used.token)
+            guard index < receiveQueue.size, let (memory, _) = buffer(index) else {
+                state = .failed
+                throw .deviceMisbehaved
+            }
+            let length = Int(used.writtenBytes)
+            guard used.lengthIsValid, length >= Self.headerBytes,
+                  length <= Self.headerBytes + Self.maximumFrameBytes else {
+                counters.badLengths &+= 1
+                try offer(receiveBuffer: index)
+                notify(Self.receiveQueueIndex)
+                continue
+            }
+            counters.framesReceived &+= 1
+            return ReceivedFrame(buffer: index,
+                                 bytes: UnsafeRawBufferPointer(start: memory + Self.headerBytes,
+                                                               count: length - Self.headerBytes))
+        }
+    }
+
+    /// Gives a received frame's buffer back to the device.
+    public mutating func release(_ frame: ReceivedFrame) throws(NetworkDeviceError) {
+        guard state == .ready else { throw .notReady }
+        try offer(receiveBuffer: frame.buffer)
+        notify(Self.receiveQueueIndex)
+    }
+
+    /// Takes back the transmit buffers the device is done with.
+    public mutating func reclaimTransmitted() throws(NetworkDeviceError) {
+        guard state == .ready else { throw .notReady }
+        while true {
+            let next: UsedChain?
+            do throws(VirtqueueError) { next = try transmitQueue.popUsed() } catch {
+                state = .failed
+                throw NetworkDeviceError(error)
+            }
+            guard let used = next else { return }
+            let slot = Int(used.token)
+            guard slot < transmitQueue.size, transmitBusy & (1 << UInt32(slot)) != 0 else {
+                state = .failed
+                throw .deviceMisbehaved
+            }
+            transmitBusy &= ~(1 << UInt32(slot))
+        }
+    }
+
+    /// A free transmit buffer to build a frame in (at most `maximumFrameBytes`), or nil
+    /// when the device holds every one (the caller drops the frame, as a NIC with a
+    /// full ring would). Hand it to `send` or simply drop it.
+    public mutating func transmitBuffer() throws(NetworkDeviceError) -> TransmitBuffer? {
+        guard state == .ready else { throw .notReady }
+        try reclaimTransmitted()
+        let free = ~transmitBusy & ((1 << UInt32(transmitQueue.size)) - 1)
+        guard free != 0 else {
+            counters.transmitBusy &+= 1
+            return nil
+        }
+        let slot = free.trailingZeroBitCount
+        guard let (memory, _) = buffer(receiveQueue.size + slot) else {
+            state = .failed
+            throw .dmaAddressNotPermitted
+        }
+        return TransmitBuffer(slot: slot, frame: UnsafeMutableRawBufferPointer(start: memory + Self.headerBytes,
+                                                                                count: Self.maximumFrameBytes))
+    }
+
+    /// Sends the first `length` bytes of `buffer`'s frame.
+    public mutating func send(_ buffer: TransmitBuffer, length: Int) throws(NetworkDeviceError) {
+        guard state == .ready else { throw .notReady }
+        guard buffer.slot >= 0, buffer.slot < transmitQueue.size, transmitBusy & (1 << UInt32(buffer.slot)) == 0,
+              length > 0, length <= Self.maximumFrameBytes,
+              let (memory, physical) = self.buffer(receiveQueue.size + buffer.slot),
+              memory + Self.headerBytes == buffer.frame.baseAddress else {
+            state = .failed
+            throw .dmaAddressNotPermitted
+        }
+        memory.initializeMemory(as: UInt8.self, repeating: 0, count: Self.headerBytes)
+        do throws(VirtqueueError) {
+            _ = try transmitQueue.add(VirtqueueBuffer(physical: physical, byteCount: UInt32(Self.headerBytes + length),
+                                                      deviceWritable: false), token: UInt16(buffer.slot))
+        } catch {
+            state = .failed
+            throw NetworkDeviceError(error)
+        }
+        transmitBusy |= 1 << UInt32(buffer.slot)
+        counters.framesSent &+= 1
+        notify(Self.transmitQueueIndex)
+    }
+}
+
+/// A frame in a receive buffer the driver lent out.
+public struct ReceivedFrame {
+    public let buffer: Int
+    public let bytes: UnsafeRawBufferPointer
+}
+
+/// A transmit buffer lent out for one frame.
+public struct TransmitBuffer {
+    public let slot: Int
+    public let frame: UnsafeMutableRawBufferPointer
+}

@@ -1,0 +1,575 @@
+// The network server: IPv4 over a user-mode virtio-net driver for every program,
+// restartable, with each client's sockets in that client's server state region
+// (paper §3, "Network Service").
+//
+// Start-up. The server maps virtio-mmio slot 0 and owns its interrupt (system.toml;
+// QEMU puts the device there with `bus=virtio-mmio-bus.0`), resets the device (a
+// previous instance may have left buffers with it), and brings it up with every
+// receive buffer offered. The host's address is QEMU user networking's: 10.0.2.15/24,
+// gateway 10.0.2.2.
+//
+// What lives where:
+//
+//   client SSRs (survive a crash)          server memory (rebuilt or lost)
+//   ------------------------------         ----------------------------------------
+//   each socket: kind, bound port,         port table: port -> (client, socket),
+//   handle generation, counters            rebuilt from the SSRs at recovery
+//                                          datagrams not yet received (lost: the
+//                                          peer sees packet loss)
+//                                          ARP cache, frames waiting for ARP (lost:
+//                                          resolved again)
+//                                          held receives and pings (the kernel
+//                                          delivers them again after a restart)
+//
+// A frame's life: interrupt (a notification) -> the driver lends the frame ->
+// FrameParser.classify checks every header and says what it is -> ARP is answered and
+// learnt, an echo request answered, an echo reply completes the ping that waits for
+// it, a UDP datagram goes to the socket bound to its port: straight into the reply of
+// a held receive (`SSRServer.complete`), or into the pool until the client asks ->
+// the buffer goes back to the device.
+//
+// Sending: sendTo builds the frame in a transmit buffer when the next hop's MAC is
+// known, or keeps a copy while an ARP request goes out (resent every ~300 ms, given
+// up after a second: the datagram is lost, as UDP allows), and answers at once.
+//
+// A device that breaks the virtqueue protocol, or a check of the server's own caches
+// that fails, restarts the server: the kernel resets the device, the new instance
+// rebuilds its port table from the SSRs, the held receives come again, and no client
+// sees more than lost datagrams.
+
+import CurioUser
+import NetworkCore
+import SSRFormat
+import SSRServer
+import UserArch
+import Virtio
+
+/// The device's registers: read through the read-only mapping, written through the
+/// kernel, which checks that the device can reach no memory but our DMA pages.
+struct MappedRegisters: VirtioRegisters {
+    func read32(_ offset: Int) -> UInt32 {
+        curio_mmio_read32(UnsafeMutablePointer<UInt32>(bitPattern: NetworkLayout.deviceWindow + UInt(offset))!)
+    }
+
+    func write32(_ offset: Int, _ value: UInt32) {
+        do throws(SyscallError) {
+            try System.writeDeviceRegister(range: 0, offset: offset, value: value)
+        } catch {
+            System.reportFailure()
+        }
+    }
+}
+
+struct HartFence: VirtioBarrier {
+    func fence() { curio_fence() }
+}
+
+typealias NetDriver = VirtioNetDriver<MappedRegisters, HartFence>
+
+enum NetworkLayout {
+    /// Where the kernel maps the server's device range (system.toml: slot 0).
+    static let deviceWindow: UInt = 0x7000_0000
+    static let pageBytes = 4096
+    /// QEMU user networking's guest address and gateway.
+    static let address = IPv4Address(10, 0, 2, 15)
+    static let prefixLength = 24
+    static let gateway = IPv4Address(10, 0, 2, 2)
+}
+
+enum NetworkTiming {
+    static let arpRetry = System.ticksPerSecond / 1000 * 300
+    static let arpGiveUp = System.ticksPerSecond
+    static let pingTimeout = System.ticksPerSecond
+}
+
+/// A receive the server holds until a datagram comes.
+struct HeldReceive {
+    var owner: SocketOwner
+}
+
+/// A ping the server holds until its echo reply comes, or its deadline.
+struct HeldPing {
+    var client: TaskID
+    var address: IPv4Address
+    var identifier: UInt16
+    var sequence: UInt16
+    var sentAt: UInt64
+    var deadline: UInt64
+}
+
+/// A frame that waits for its next hop's MAC address.
+struct WaitingFrame {
+    var nextHop: IPv4Address
+    var firstAsked: UInt64
+    var lastAsked: UInt64
+    var length: Int
+    var bytes: UnsafeMutableRawPointer
+}
+
+struct NetworkService: SSRService {
+    typealias State = NetworkClientState
+
+    static let layoutVersion: UInt32 = 1
+    static var initialState: NetworkClientState { .initial }
+    static var notificationMask: UInt32 { 1 | UInt32(truncatingIfNeeded: KernelNotification.timerBit) }
+    static func check(_ state: NetworkClientState) -> Bool { NetworkClientState.isConsistent(state) }
+    static func replyLimit(operation: UInt16, words: (UInt, UInt)) -> Int {
+        NetworkOperation(rawValue: operation)?.replyLimit ?? 0
+    }
+
+    static let maximumHeldPings = 8
+    static let maximumWaitingFrames = 8
+
+    var driver: NetDriver?
+    var interface: Interface
+    var arp = ARPCache()
+    var ports = PortTable()
+    let pool = DatagramPool()
+    var receives: [HeldReceive] = []
+    var pings: [HeldPing] = []
+    var waitingFrames: [WaitingFrame] = []
+    var drops = InlineArray<32, UInt64>(repeating: 0)
+    var datagramsDelivered: UInt64 = 0
+    var ipIdentification: UInt16 = 1
+    var portHint: UInt16 = 0
+    /// The deadline handed to `setTimer` (0: none).
+    var armed: UInt64 = 0
+
+    init() {
+        interface = Interface(mac: .zero, address: NetworkLayout.address, prefixLength: NetworkLayout.prefixLength,
+                              gateway: NetworkLayout.gateway)
+        portHint = UInt16(truncatingIfNeeded: System.clock())
+        driver = Self.attach()
+        // Without a device every request that needs one is answered `noDevice`, which
+        // ifconfig turns into the QEMU options that give one.
+        if let driver { interface.mac = MACAddress(rawValue: driver.mac) }
+    }
+
+    /// Brings up the device in slot 0 with a ring page and the buffer pages, each of
+    /// whose physical addresses the kernel grants us for DMA.
+    static func attach() -> NetDriver? {
+        let registers = MappedRegisters()
+        guard NetDriver.probe(registers) else { return nil }
+        let ringMemory = UnsafeMutableRawPointer.allocate(byteCount: NetworkLayout.pageBytes,
+                                                          alignment: NetworkLayout.pageBytes)
+        ringMemory.initializeMemory(as: UInt8.self, repeating: 0, count: NetworkLayout.pageBytes)
+        let pageCount = NetDriver.bufferPagesNeeded
+        let buffers = UnsafeMutableRawPointer.allocate(byteCount: pageCount * NetworkLayout.pageBytes,
+                                                       alignment: NetworkLayout.pageBytes)
+        var bufferPages = DMAPages()
+        for index in 0..<pageCount {
+            let page = buffers + index * NetworkLayout.pageBytes
+            page.initializeMemory(as: UInt8.self, repeating: 0, count: NetworkLayout.pageBytes)
+            guard bufferPages.append(try? System.physicalAddress(of: page)) != nil,
+                  bufferPages.address(ofPage: index) != nil else { return nil }
+        }
+        guard let ringPhysical = try? System.physicalAddress(of: ringMemory) else { return nil }
+        do throws(NetworkDeviceError) {
+            var driver = try NetDriver(registers: registers,
+                                       ring: DMARegion(base: ringMemory, physical: ringPhysical,
+                                                       byteCount: NetworkLayout.pageBytes),
+                                       buffers: buffers, bufferPages: bufferPages, barrier: HartFence())
+            try driver.initialize()
+            return driver
+        } catch {
+            print("net: the network device could not be brought up")
+            return nil
+        }
+    }
+
+    // MARK: Recovery and clients
+
+    mutating func rebuild(client: TaskID, state: NetworkClientState) {
+        for slot in 0..<NetworkLimits.socketsPerClient where state.sockets[slot].isBound {
+            _ = ports.claim(state.sockets[slot].localPort, by: SocketOwner(client: client.rawValue, slot: slot))
+        }
+    }
+
+    mutating func clientEnded(client: TaskID, state: NetworkClientState?) {
+        ports.releaseAll(of: client.rawValue)
+        pool.discardAll(of: client.rawValue)
+        receives.removeAll { $0.owner.client == client.rawValue }
+        pings.removeAll { $0.client == client }
+        arm()
+    }
+
+    // MARK: Requests
+
+    mutating func handle(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
+                         state: inout NetworkClientState) -> SSROutcome {
+        let request: NetworkRequest
+        do throws(NetworkError) {
+            request = try NetworkRequest.decode(operation: operation, words: words, payload: payload.request)
+        } catch {
+            return .reply(error.rawValue)
+        }
+        do throws(NetworkError) {
+            return try perform(request, payload: payload, client: client, state: &state)
+        } catch {
+            return .reply(error.rawValue)
+        }
+    }
+
+    mutating func perform(_ request: NetworkRequest, payload: SSRPayload, client: TaskID,
+                          state: inout NetworkClientState) throws(NetworkError) -> SSROutcome {
+        switch request {
+        case .open(let kind):
+            let socket = try state.open(kind)
+            return .reply(0, UInt(socket.rawValue))
+        case .bind(let socket, let port):
+            guard let slot = state.slot(of: socket) else { throw .badSocket }
+            guard !state.sockets[slot].isBound else { throw .badRequest }
+            let bound = try bind(slot: slot, port: port, client: client, state: &state)
+            return .reply(0, UInt(bound))
+        case .sendTo(let socket, let destination, let data):
+            guard let slot = state.slot(of: socket) else { throw .badSocket }
+            guard driver != nil else { throw .noDevice }
+            let address = IPv4Address(rawValue: destination.address)
+            guard destination.port != 0, address != .any, address != .broadcast else { throw .badAddress }
+            if !state.sockets[slot].isBound { _ = try bind(slot: slot, port: 0, client: client, state: &state) }
+            let sourcePort = state.sockets[slot].localPort
+            try sendUDP(to: address, port: destination.port, from: sourcePort, payload: data)
+            state.sockets[slot].sent &+= 1
+            return .reply(0, UInt(data.count), UInt(sourcePort))
+        case .receiveFrom(let socket, let nonblocking):
+            guard let slot = state.slot(of: socket) else { throw .badSocket }
+            guard state.sockets[slot].isBound else { throw .badRequest }
+            let owner = SocketOwner(client: client.rawValue, slot: slot)
+            if let words = deliverQueued(to: owner, into: payload.replyBuffer) {
+                state.sockets[slot].received &+= 1
+                return .reply(code: 0, words: words, length: Int(words.1))
+            }
+            if nonblocking { throw .wouldBlock }
+            receives.removeAll { $0.owner == owner }
+            receives.append(HeldReceive(owner: owner))
+            return .deferred
+        case .close(let socket):
+            guard let slot = state.slot(of: socket) else { throw .badSocket }
+            let owner = SocketOwner(client: client.rawValue, slot: slot)
+            if state.sockets[slot].isBound { ports.release(state.sockets[slot].localPort, by: owner) }
+            pool.discardAll(for: owner)
+            receives.removeAll { $0.owner == owner }
+            state.close(slot: slot)
+            return .reply()
+        case .ping(let address, let sequence, let data):
+            guard driver != nil else { throw .noDevice }
+            let target = IPv4Address(rawValue: address)
+            guard target != .any, target != .broadcast else { throw .badAddress }
+            pings.removeAll { $0.client == client }
+            guard pings.count < Self.maximumHeldPings else { throw .busy }
+            let identifier = UInt16(truncatingIfNeeded: client.rawValue)
+            let now = System.clock()
+            try sendEcho(to: target, identifier: identifier, sequence: sequence, data: data)
+            pings.append(HeldPing(client: client, address: target, identifier: identifier, sequence: sequence,
+                                  sentAt: now, deadline: now + NetworkTiming.pingTimeout))
+            arm()
+            return .deferred
+        case .interface:
+            let length = interfaceStatus().encode(into: payload.replyBuffer)
+            return .reply(code: 0, words: (0, 0), length: length)
+        }
+    }
+
+    /// A reply answered and committed before a crash came again: a receive is
+    /// handled again (the datagram it carried was in server memory and is lost, as on
+    /// the wire); the status is computed afresh; the rest carry no payload.
+    mutating func replayPayload(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
+                                state: NetworkClientState, reply: SSRReply) -> Int? {
+        switch NetworkOperation(rawValue: operation) {
+        case .receiveFrom: return reply.code == 0 ? nil : 0
+        case .interface: return reply.code == 0 ? interfaceStatus().encode(into: payload.replyBuffer) : 0
+        default: return 0
+        }
+    }
+
+    mutating func bind(slot: Int, port: UInt16, client: TaskID,
+                       state: inout NetworkClientState) throws(NetworkError) -> UInt16 {
+        let owner = SocketOwner(client: client.rawValue, slot: slot)
+        var chosen = port
+        if chosen == 0 {
+            guard let free = ports.freeEphemeralPort(hint: portHint) else { throw .noFreePort }
+            chosen = free
+            portHint = portHint &+ 1
+        }
+        guard ports.claim(chosen, by: owner) else { throw port == 0 ? .noFreePort : .addressInUse }
+        state.bind(slot: slot, port: chosen)
+        return chosen
+    }
+
+    func interfaceStatus() -> InterfaceStatus {
+        var status = InterfaceStatus()
+        status.hasDevice = driver != nil
+        status.mac = interface.mac.rawValue
+        status.address = interface.address.rawValue
+        status.prefixLength = UInt8(truncatingIfNeeded: interface.prefixLength)
+        status.gateway = interface.gateway.rawValue
+        if let counters = driver?.counters {
+            status.framesReceived = counters.framesReceived
+            status.framesSent = counters.framesSent
+            status.framesDropped = counters.badLengths &+ counters.transmitBusy
+        }
+        for index in 0..<DropReason.allCases.count { status.framesDropped &+= drops[index] }
+        status.datagramsDelivered = datagramsDelivered
+        status.datagramsDropped = pool.dropped
+        return status
+    }
+
+    /// The oldest queued datagram for `owner`, copied into `buffer`: the reply words
+    /// (source endpoint, length), or nil if none is queued.
+    func deliverQueued(to owner: SocketOwner, into buffer: UnsafeMutableRawBufferPointer) -> (UInt, UInt)? {
+        pool.dequeue(for: owner) { datagram, bytes in
+            let length = min(bytes.count, buffer.count)
+            if length > 0 { buffer.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: length) }
+            return (datagram.source.word, UInt(length))
+        }
+    }
+
+    // MARK: Sending
+
+    mutating func nextIdentification() -> UInt16 {
+        ipIdentification = ipIdentification &+ 1
+        return ipIdentification
+    }
+
+    mutating func sendUDP(to address: IPv4Address, port: UInt16, from sourcePort: UInt16,
+                          payload: UnsafeRawBufferPointer) throws(NetworkError) {
+        let identification = nextIdentification()
+        let interface = interface
+        try send(to: address) { frame, mac in
+            FrameBuilder.udp(into: frame, from: interface, toMAC: mac, to: address, sourcePort: sourcePort,
+                             destinationPort: port, payload: payload, ipIdentification: identification)
+        }
+    }
+
+    mutating func sendEcho(to address: IPv4Address, identifier: UInt16, sequence: UInt16,
+                           data: UnsafeRawBufferPointer) throws(NetworkError) {
+        let identification = nextIdentification()
+        let interface = interface
+        try send(to: address) { frame, mac in
+            FrameBuilder.echo(into: frame, from: interface, toMAC: mac, to: address, isReply: false,
+                              identifier: identifier, sequence: sequence, data: data,
+                              ipIdentification: identification)
+        }
+    }
+
+    /// Builds a frame for `address` with `build` and sends it to the next hop: at once
+    /// if its MAC is known, else after ARP resolves it (the frame waits in a copy,
+    /// built with a placeholder MAC that is filled in then).
+    mutating func send(to address: IPv4Address,
+                       _ build: (UnsafeMutableRawBufferPointer, MACAddress) -> Int?) throws(NetworkError) {
+        let now = System.clock()
+        let nextHop = interface.nextHop(for: address)
+        if let mac = arp.lookup(nextHop, now: now) {
+            transmit { frame in build(frame, mac) }
+            return
+        }
+        guard waitingFrames.count < Self.maximumWaitingFrames else { throw .busy }
+        let bytes = UnsafeMutableRawPointer.allocate(byteCount: NetDriver.maximumFrameBytes, alignment: 8)
+        guard let length = build(UnsafeMutableRawBufferPointer(start: bytes, count: NetDriver.maximumFrameBytes),
+                                 .zero) else {
+            bytes.deallocate()
+            throw .messageTooLarge
+        }
+        waitingFrames.append(WaitingFrame(nextHop: nextHop, firstAsked: now, lastAsked: now, length: length,
+                                          bytes: bytes))
+        askForMAC(of: nextHop)
+        arm()
+    }
+
+    mutating func askForMAC(of address: IPv4Address) {
+        let interface = interface
+        transmit { frame in FrameBuilder.arpRequest(into: frame, from: interface, asking: address) }
+    }
+
+    /// Builds a frame in a transmit buffer and sends it; a frame for which no buffer
+    /// is free is dropped (the driver counts it). A device that broke the protocol
+    /// restarts the server.
+    mutating func transmit(_ build: (UnsafeMutableRawBufferPointer) -> Int?) {
+        guard driver != nil else { return }
+        do throws(NetworkDeviceError) {
+            guard let buffer = try driver!.transmitBuffer() else { return }
+            guard let length = build(buffer.frame) else { return }
+            try driver!.send(buffer, length: length)
+        } catch {
+            System.reportFailure()
+        }
+    }
+
+    /// Sends every frame waiting for `address`'s MAC, now that it is known.
+    mutating func flushWaitingFrames(for address: IPv4Address, mac: MACAddress) {
+        var index = 0
+        while index < waitingFrames.count {
+            let waiting = waitingFrames[index]
+            guard waiting.nextHop == address else {
+                index += 1
+                continue
+            }
+            waitingFrames.remove(at: index)
+            // The destination MAC is the frame's first six bytes.
+            var value = mac.rawValue
+            for position in (0..<6).reversed() {
+                waiting.bytes.storeBytes(of: UInt8(truncatingIfNeeded: value), toByteOffset: position, as: UInt8.self)
+                value >>= 8
+            }
+            transmit { frame in
+                frame.baseAddress!.copyMemory(from: waiting.bytes, byteCount: waiting.length)
+                return waiting.length
+            }
+            waiting.bytes.deallocate()
+        }
+    }
+
+    // MARK: Receiving
+
+    mutating func notified(bits: UInt) {
+        if bits & 1 != 0 { receiveFrames() }
+        if bits & KernelNotification.timerBit != 0 {
+            armed = 0
+            expire(now: System.clock())
+        }
+        arm()
+    }
+
+    mutating func receiveFrames() {
+        guard driver != nil else {
+            try? System.acknowledgeInterrupt(0)
+            return
+        }
+        driver!.acknowledgeInterrupt()
+        do throws(NetworkDeviceError) {
+            while let frame = try driver!.nextFrame() {
+                process(frame.bytes)
+                try driver!.release(frame)
+            }
+        } catch {
+            System.reportFailure()
+        }
+        try? System.acknowledgeInterrupt(0)
+    }
+
+    mutating func process(_ frame: UnsafeRawBufferPointer) {
+        let now = System.clock()
+        switch FrameParser.classify(frame, for: interface) {
+        case .arpRequest(let sender, let senderAddress):
+            arp.insert(senderAddress, sender, now: now)
+            let interface = interface
+            transmit { out in FrameBuilder.arpReply(into: out, from: interface, to: sender, toAddress: senderAddress) }
+            flushWaitingFrames(for: senderAddress, mac: sender)
+        case .arpReply(let sender, let senderAddress):
+            arp.insert(senderAddress, sender, now: now)
+            flushWaitingFrames(for: senderAddress, mac: sender)
+        case .echoRequest(let from, let source, let identifier, let sequence, let dataOffset, let dataLength):
+            let interface = interface
+            let identification = nextIdentification()
+            let data = UnsafeRawBufferPointer(rebasing: frame[dataOffset..<dataOffset + dataLength])
+            transmit { out in
+                FrameBuilder.echo(into: out, from: interface, toMAC: from, to: source, isReply: true,
+                                  identifier: identifier, sequence: sequence, data: data,
+                                  ipIdentification: identification)
+            }
+        case .echoReply(let source, let identifier, let sequence, _, _):
+            answerPing(from: source, identifier: identifier, sequence: sequence, now: now)
+        case .udp(_, let source, let sourcePort, let destinationPort, let payloadOffset, let payloadLength):
+            let payload = UnsafeRawBufferPointer(rebasing: frame[payloadOffset..<payloadOffset + payloadLength])
+            deliver(payload, from: Endpoint(address: source.rawValue, port: sourcePort), to: destinationPort)
+        case .tcp:
+            count(.unknownProtocol)
+        case .drop(let reason):
+            count(reason)
+        }
+    }
+
+    mutating func count(_ reason: DropReason) {
+        if reason.rawValue < drops.count { drops[reason.rawValue] &+= 1 }
+    }
+
+    /// A datagram for local port `port`: into the held receive of its socket, if one
+    /// waits, else into the pool.
+    mutating func deliver(_ payload: UnsafeRawBufferPointer, from source: Endpoint, to port: UInt16) {
+        guard let owner = ports.owner(of: port) else {
+            count(.unknownProtocol)
+            return
+        }
+        if let index = receives.firstIndex(where: { $0.owner == owner }) {
+            receives.remove(at: index)
+            let client = TaskID(rawValue: owner.client)
+            do throws(SyscallError) {
+                let answered = try SSRServer<NetworkService>.complete(client, payload: payload) { state in
+                    guard state.sockets[owner.slot].isBound,
+                          state.sockets[owner.slot].localPort == port else { return .deferred }
+                    state.sockets[owner.slot].received &+= 1
+                    return .reply(code: 0, words: (source.word, UInt(payload.count)), length: payload.count)
+                }
+                if answered {
+                    datagramsDelivered &+= 1
+                    return
+                }
+                receives.append(HeldReceive(owner: owner))
+            } catch {
+                // The client ended; its unbind follows.
+                return
+            }
+        }
+        if pool.enqueue(payload, from: source, for: owner) { datagramsDelivered &+= 1 }
+    }
+
+    mutating func answerPing(from source: IPv4Address, identifier: UInt16, sequence: UInt16, now: UInt64) {
+        guard let index = pings.firstIndex(where: {
+            $0.address == source && $0.identifier == identifier && $0.sequence == sequence
+        }) else { return }
+        let ping = pings.remove(at: index)
+        _ = try? SSRServer<NetworkService>.complete(ping.client) { _ in
+            .reply(0, UInt(now &- ping.sentAt), 0)
+        }
+    }
+
+    /// Gives up on pings and ARP resolutions that ran out of time; asks again for the
+    /// MACs still unknown.
+    mutating func expire(now: UInt64) {
+        var index = 0
+        while index < pings.count {
+            let ping = pings[index]
+            guard ping.deadline <= now else {
+                index += 1
+                continue
+            }
+            pings.remove(at: index)
+            _ = try? SSRServer<NetworkService>.complete(ping.client) { _ in .reply(NetworkError.timedOut.rawValue) }
+        }
+        index = 0
+        while index < waitingFrames.count {
+            let waiting = waitingFrames[index]
+            if now &- waiting.firstAsked >= NetworkTiming.arpGiveUp {
+                waitingFrames.remove(at: index)
+                waiting.bytes.deallocate()
+                continue
+            }
+            if now &- waiting.lastAsked >= NetworkTiming.arpRetry {
+                waitingFrames[index].lastAsked = now
+                askForMAC(of: waiting.nextHop)
+            }
+            index += 1
+        }
+    }
+
+    /// Asks the kernel to wake us at the next ping deadline or ARP retry.
+    mutating func arm() {
+        var wake: UInt64 = 0
+        for ping in pings where wake == 0 || ping.deadline < wake { wake = ping.deadline }
+        for waiting in waitingFrames {
+            let retry = waiting.lastAsked &+ NetworkTiming.arpRetry
+            if wake == 0 || retry < wake { wake = retry }
+        }
+        guard wake != armed else { return }
+        try? System.setTimer(deadline: wake, bits: KernelNotification.timerBit)
+        armed = wake
+    }
+}
+
+@main
+struct NetworkServer {
+    static func main() {
+        var server = SSRServer(service: NetworkService())
+        server.run()
+    }
+}
