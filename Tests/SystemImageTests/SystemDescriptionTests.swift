@@ -46,19 +46,23 @@ private func problem(_ text: String) -> SystemDescriptionError? {
         #expect(console.sends.isEmpty)
         #expect(shell.priority == 4)
         #expect(shell.startsAtBoot && shell.mayManage && shell.receivesBootArguments)
-        #expect(shell.sends == ["console", "config", "fs", "timer"])
+        #expect(shell.sends == ["console", "config", "fs", "timer", "net"])
         #expect(crashme.priority == 5)
         #expect(!crashme.startsAtBoot && !crashme.mayManage && !crashme.receivesBootArguments)
         #expect(crashme.sends.contains("console"))
         let index = { (name: String) in system.programs.firstIndex { $0.name == name }! }
         #expect(system.sendMask(of: shell) == 1 << UInt64(index("console")) | 1 << UInt64(index("config"))
-                | 1 << UInt64(index("fs")) | 1 << UInt64(index("timer")))
+                | 1 << UInt64(index("fs")) | 1 << UInt64(index("timer")) | 1 << UInt64(index("net")))
         #expect(system.sendMask(of: console) == 0)
-        // The storage server owns every virtio-mmio slot and its interrupt; the
-        // filesystem server reaches the disk only through it.
+        // The network server owns virtio-mmio slot 0 and its interrupt, the storage
+        // server the other seven; the filesystem server reaches the disk only through
+        // storage.
         let storage = system.programs[index("storage")], fs = system.programs[index("fs")]
-        #expect(storage.interrupts == Array(1...8))
-        #expect(storage.devices == [DeviceRange(base: 0x1000_1000, size: 0x8000)])
+        let net = system.programs[index("net")]
+        #expect(storage.interrupts == Array(2...8))
+        #expect(storage.devices == [DeviceRange(base: 0x1000_2000, size: 0x7000)])
+        #expect(net.interrupts == [1] && net.devices == [DeviceRange(base: 0x1000_1000, size: 0x1000)])
+        #expect(net.restartable && net.ssrKiB == 4 && net.sends.isEmpty)
         #expect(storage.restartable && fs.restartable && storage.ssrKiB == 4 && fs.ssrKiB == 4)
         // Storage answers within device time; fs may hold lock waits for ever.
         #expect(storage.replyLimitMilliseconds == 2000 && fs.replyLimitMilliseconds == 0)
