@@ -169,7 +169,10 @@ public struct VirtioNetDriver<Registers: VirtioRegisters, Barrier: VirtioBarrier
     static func identify(_ registers: Registers) -> NetworkDeviceError? {
         guard registers.read32(VirtioMMIO.magicValue) == VirtioMMIO.expectedMagic else { return .notVirtio }
         guard registers.read32(VirtioMMIO.version) == VirtioMMIO.modernVersion else { return .legacyDevice }
-        guard registers.read32(VirtioMMIO.deviceID) == VirtioMMIO.networkDeviceID else { return .notNetworkDevice }
+        let id = registers.read32(VirtioMMIO.deviceID)
+        // An empty virtio-mmio slot answers the magic value with device id 0.
+        guard id != 0 else { return .notVirtio }
+        guard id == VirtioMMIO.networkDeviceID else { return .notNetworkDevice }
         return nil
     }
 
@@ -214,6 +217,8 @@ public struct VirtioNetDriver<Registers: VirtioRegisters, Barrier: VirtioBarrier
             size = min(receiveSize, transmitSize)
         } catch {
             registers.write32(VirtioMMIO.status, status | VirtioStatus.failed)
+            // `reset` above left the state at .reset; the device is now FAILED.
+            state = .failed
             throw error
         }
         status |= VirtioStatus.driverOK
