@@ -229,6 +229,36 @@ import Virtio
         #expect(rig.device.violations.isEmpty)
     }
 
+    /// Only a frame the driver lent out goes back to the device: a second release of
+    /// the same frame, or a frame naming another buffer (a transmit buffer, one beyond
+    /// them all), would put a buffer on the ring twice or offer the device memory that
+    /// is not a receive buffer.
+    @Test func releaseRefusesAFrameNotLentOut() throws {
+        let cases: [(ReceivedFrame) -> ReceivedFrame?] = [
+            { _ in nil },
+            { ReceivedFrame(buffer: 1, bytes: $0.bytes) },
+            { ReceivedFrame(buffer: 16, bytes: $0.bytes) },
+            { ReceivedFrame(buffer: 40, bytes: $0.bytes) },
+            { ReceivedFrame(buffer: -1, bytes: $0.bytes) },
+        ]
+        for forge in cases {
+            let rig = try NetRig()
+            try rig.driver.initialize()
+            rig.device.deliver(frame: testFrame(length: 60))
+            let frame = try #require(try rig.driver.nextFrame())
+            let other = forge(frame)
+            if other == nil { try rig.driver.release(frame) }
+            #expect(throws: NetworkDeviceError.self) { try rig.driver.release(other ?? frame) }
+            #expect(rig.driver.state == .failed)
+            #expect(rig.device.receiveBuffersAvailable == (other == nil ? 16 : 15))
+            let offered = rig.device.offeredAddresses[FakeNetDevice.receive]
+            while rig.device.deliver(frame: testFrame(length: 60)) {}
+            #expect(rig.device.offeredAddresses[FakeNetDevice.receive].count == 16)
+            #expect(offered.isSubset(of: rig.device.offeredAddresses[FakeNetDevice.receive]))
+            #expect(rig.device.violations.isEmpty)
+        }
+    }
+
     /// A length the device had no right to report (shorter than the header, longer
     /// than a frame, longer than the buffer) is counted and skipped; the buffer goes
     /// back to the device and the driver carries on.
