@@ -129,6 +129,10 @@ public struct VirtioNetDriver<Registers: VirtioRegisters, Barrier: VirtioBarrier
     public private(set) var size = 0
     /// Transmit buffers the device holds (bit i = transmit buffer i).
     var transmitBusy: UInt32 = 0
+    /// Receive buffers lent to the caller as frames (bit i = receive buffer i): only
+    /// these go back to the device on `release`, so a frame released twice, or a
+    /// damaged frame naming a transmit buffer, never puts a buffer on the ring twice.
+    var receiveLent: UInt32 = 0
     public private(set) var state = VirtioNetDriverState.reset
     public private(set) var mac: UInt64 = 0
     public private(set) var counters = NetworkDeviceCounters()
@@ -169,7 +173,10 @@ public struct VirtioNetDriver<Registers: VirtioRegisters, Barrier: VirtioBarrier
     static func identify(_ registers: Registers) -> NetworkDeviceError? {
         guard registers.read32(VirtioMMIO.magicValue) == VirtioMMIO.expectedMagic else { return .notVirtio }
         guard registers.read32(VirtioMMIO.version) == VirtioMMIO.modernVersion else { return .legacyDevice }
-        guard registers.read32(VirtioMMIO.deviceID) == VirtioMMIO.networkDeviceID else { return .notNetworkDevice }
+        let id = registers.read32(VirtioMMIO.deviceID)
+        // An empty virtio-mmio slot answers the magic value with device id 0.
+        guard id != 0 else { return .notVirtio }
+        guard id == VirtioMMIO.networkDeviceID else { return .notNetworkDevice }
         return nil
     }
 
@@ -191,6 +198,7 @@ public struct VirtioNetDriver<Registers: VirtioRegisters, Barrier: VirtioBarrier
             throw NetworkDeviceError(error)
         }
         transmitBusy = 0
+        receiveLent = 0
         size = 0
         state = .reset
     }
@@ -214,6 +222,8 @@ public struct VirtioNetDriver<Registers: VirtioRegisters, Barrier: VirtioBarrier
             size = min(receiveSize, transmitSize)
         } catch {
             registers.write32(VirtioMMIO.status, status | VirtioStatus.failed)
+            // `reset` above left the state at .reset; the device is now FAILED.
+            state = .failed
             throw error
         }
         status |= VirtioStatus.driverOK
@@ -353,15 +363,23 @@ public struct VirtioNetDriver<Registers: VirtioRegisters, Barrier: VirtioBarrier
                 continue
             }
             counters.framesReceived &+= 1
+            receiveLent |= 1 << UInt32(index)
             return ReceivedFrame(buffer: index,
                                  bytes: UnsafeRawBufferPointer(start: memory + Self.headerBytes,
                                                                count: length - Self.headerBytes))
         }
     }
 
-    /// Gives a received frame's buffer back to the device.
+    /// Gives a received frame's buffer back to the device. A frame that is not out
+    /// (released already, or damaged) is refused and fails the driver, as `send` does
+    /// with a buffer it did not lend.
     public mutating func release(_ frame: ReceivedFrame) throws(NetworkDeviceError) {
         guard state == .ready else { throw .notReady }
+        guard frame.buffer >= 0, frame.buffer < receiveQueue.size, receiveLent & (1 << UInt32(frame.buffer)) != 0 else {
+            state = .failed
+            throw .dmaAddressNotPermitted
+        }
+        receiveLent &= ~(1 << UInt32(frame.buffer))
         try offer(receiveBuffer: frame.buffer)
         notify(Self.receiveQueueIndex)
     }

@@ -1,0 +1,236 @@
+import NetworkCore
+import Testing
+
+/// Decodes a message with `payloadBytes` bytes of payload.
+func decodeRequest(_ operation: UInt16, _ word0: UInt, _ word1: UInt,
+                   payloadBytes: Int = 0) throws(NetworkError) -> NetworkRequest {
+    let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(payloadBytes, 1), alignment: 8)
+    defer { storage.deallocate() }
+    let payload = UnsafeRawBufferPointer(start: payloadBytes == 0 ? nil : storage.baseAddress, count: payloadBytes)
+    return try NetworkRequest.decode(operation: operation, words: (word0, word1), payload: payload)
+}
+
+/// A request's meaning, comparable (the payload by its bytes).
+enum RequestSummary: Equatable {
+    case open(UInt8)
+    case bind(UInt32, UInt16)
+    case sendTo(UInt32, UInt32, UInt16, [UInt8])
+    case receiveFrom(UInt32, Bool)
+    case close(UInt32)
+    case ping(UInt32, UInt16, [UInt8])
+    case interface
+
+    init(_ request: NetworkRequest) {
+        switch request {
+        case .open(let kind): self = .open(kind.rawValue)
+        case .bind(let socket, let port): self = .bind(socket.rawValue, port)
+        case .sendTo(let socket, let endpoint, let data):
+            self = .sendTo(socket.rawValue, endpoint.address, endpoint.port, Array(data))
+        case .receiveFrom(let socket, let nonblocking): self = .receiveFrom(socket.rawValue, nonblocking)
+        case .close(let socket): self = .close(socket.rawValue)
+        case .ping(let address, let sequence, let data): self = .ping(address, sequence, Array(data))
+        case .interface: self = .interface
+        }
+    }
+}
+
+@Suite struct NetworkProtocolTests {
+    let data: [UInt8] = (0..<1472).map { UInt8(truncatingIfNeeded: $0 * 13) }
+
+    func roundTrip(_ request: NetworkRequest) throws -> NetworkRequest {
+        let message = try request.encode()
+        #expect(message.operation == request.operation)
+        return try NetworkRequest.decode(operation: message.operation.rawValue, words: message.words,
+                                         payload: message.payload)
+    }
+
+    @Test func everyRequestRoundTrips() throws {
+        let socket = SocketHandle(slot: 5, generation: 77)
+        let top = SocketHandle(slot: 7, generation: SocketHandle.maxGeneration)
+        try data.withUnsafeBytes { (data) throws in
+            let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+            let requests: [NetworkRequest] = [
+                .open(.udp),
+                .bind(socket, port: 0),
+                .bind(top, port: 65535),
+                .sendTo(socket, Endpoint(address: 0x0A00_0202, port: 53), data: data),
+                .sendTo(socket, Endpoint(address: 0xFFFF_FFFF, port: 65535), data: UnsafeRawBufferPointer(rebasing: data[..<1])),
+                .sendTo(top, Endpoint(address: 0, port: 0), data: empty),
+                .receiveFrom(socket, nonblocking: false),
+                .receiveFrom(top, nonblocking: true),
+                .close(socket),
+                .close(SocketHandle(rawValue: 1)),
+                .ping(address: 0x0A00_0202, sequence: 0xFFFF, data: UnsafeRawBufferPointer(rebasing: data[..<1024])),
+                .ping(address: 0xFFFF_FFFF, sequence: 0, data: empty),
+                .interface,
+            ]
+            for request in requests {
+                #expect(try RequestSummary(roundTrip(request)) == RequestSummary(request))
+            }
+        }
+    }
+
+    func words(_ request: NetworkRequest) throws -> [UInt] {
+        let message = try request.encode()
+        return [message.words.0, message.words.1]
+    }
+
+    @Test func theWireWordsAreAsDocumented() throws {
+        let socket = SocketHandle(slot: 2, generation: 9)
+        #expect(socket.rawValue == 9 << 3 | 2)
+        #expect(socket.slot == 2 && socket.generation == 9)
+        #expect(try words(.open(.udp)) == [1, 0])
+        #expect(try words(.bind(socket, port: 80)) == [UInt(socket.rawValue), 80])
+        #expect(try words(.receiveFrom(socket, nonblocking: true))
+                == [UInt(socket.rawValue) | 1 << 32, 0])
+        let endpoint = Endpoint(address: 0x0A00_0202, port: 0x1234)
+        #expect(endpoint.word == 0x0A00_0202_1234)
+        #expect(Endpoint(word: 0xFFFF_FFFF_FFFF) == Endpoint(address: 0xFFFF_FFFF, port: 0xFFFF))
+        #expect(try words(.sendTo(socket, endpoint, data: UnsafeRawBufferPointer(start: nil, count: 0)))
+                == [UInt(socket.rawValue), 0x0A00_0202_1234])
+        #expect(try words(.interface) == [0, 0])
+    }
+
+    @Test func encodeRefusesWhatDecodeWould() {
+        let big = [UInt8](repeating: 0, count: 1473)
+        big.withUnsafeBytes { big in
+            let socket = SocketHandle(slot: 0, generation: 1)
+            #expect(throws: NetworkError.messageTooLarge) {
+                try NetworkRequest.sendTo(socket, Endpoint(address: 1, port: 1), data: big).encode()
+            }
+            #expect(throws: NetworkError.messageTooLarge) {
+                try NetworkRequest.ping(address: 1, sequence: 1, data: UnsafeRawBufferPointer(rebasing: big[..<1025]))
+                    .encode()
+            }
+            #expect(throws: NetworkError.badRequest) { try NetworkRequest.close(SocketHandle(rawValue: 0)).encode() }
+            #expect(throws: NetworkError.badRequest) {
+                try NetworkRequest.bind(SocketHandle(rawValue: 0), port: 1).encode()
+            }
+        }
+    }
+
+    @Test(arguments: [UInt16(0), 8, 9, 100, UInt16.max])
+    func anUnknownOperationIsBadOperation(operation: UInt16) {
+        #expect(throws: NetworkError.badOperation) { try decodeRequest(operation, 0, 0) }
+        #expect(throws: NetworkError.badOperation) { try decodeRequest(operation, 1, 0, payloadBytes: 10) }
+    }
+
+    /// Each malformed message, and the error decode answers it with.
+    static let malformed: [(String, UInt16, UInt, UInt, Int, NetworkError)] = [
+        // open: kind 1 only, word 1 zero, no payload.
+        ("open kind 0", 1, 0, 0, 0, .badRequest),
+        ("open kind 2", 1, 2, 0, 0, .badRequest),
+        ("open kind 257", 1, 257, 0, 0, .badRequest),
+        ("open word 1", 1, 1, 1, 0, .badRequest),
+        ("open payload", 1, 1, 0, 1, .badRequest),
+        // bind: a socket, a port.
+        ("bind socket 0", 2, 0, 80, 0, .badRequest),
+        ("bind socket > UInt32.max", 2, 1 << 32 | 9, 80, 0, .badRequest),
+        ("bind port > 65535", 2, 9, 65536, 0, .badRequest),
+        ("bind payload", 2, 9, 80, 4, .badRequest),
+        // sendTo: a socket, an endpoint, at most 1472 bytes.
+        ("sendTo socket 0", 3, 0, 0x0A00_0202_0035, 10, .badRequest),
+        ("sendTo socket > UInt32.max", 3, UInt(UInt32.max) + 1, 0x0A00_0202_0035, 10, .badRequest),
+        ("sendTo endpoint bit 48", 3, 9, 1 << 48 | 0x0A00_0202_0035, 10, .badRequest),
+        ("sendTo endpoint bit 63", 3, 9, 1 << 63, 10, .badRequest),
+        ("sendTo 1473 bytes", 3, 9, 0x0A00_0202_0035, 1473, .messageTooLarge),
+        ("sendTo 4096 bytes", 3, 9, 0x0A00_0202_0035, 4096, .messageTooLarge),
+        // receiveFrom: a socket, only flag bit 32, word 1 zero, no payload.
+        ("receiveFrom socket 0", 4, 0, 0, 0, .badRequest),
+        ("receiveFrom socket 0, nonblocking", 4, 1 << 32, 0, 0, .badRequest),
+        ("receiveFrom flag bit 33", 4, 1 << 33 | 9, 0, 0, .badRequest),
+        ("receiveFrom flag bit 63", 4, 1 << 63 | 9, 0, 0, .badRequest),
+        ("receiveFrom word 1", 4, 9, 1, 0, .badRequest),
+        ("receiveFrom payload", 4, 9, 0, 1, .badRequest),
+        // close: a socket, word 1 zero, no payload.
+        ("close socket 0", 5, 0, 0, 0, .badRequest),
+        ("close socket > UInt32.max", 5, 1 << 32 | 9, 0, 0, .badRequest),
+        ("close word 1", 5, 9, 1, 0, .badRequest),
+        ("close payload", 5, 9, 0, 1, .badRequest),
+        // ping: an address, a sequence, at most 1024 bytes.
+        ("ping address > UInt32.max", 6, 1 << 32, 1, 0, .badRequest),
+        ("ping sequence > 65535", 6, 0x0A00_0202, 65536, 0, .badRequest),
+        ("ping 1025 bytes", 6, 0x0A00_0202, 1, 1025, .messageTooLarge),
+        // interface: nothing at all.
+        ("interface word 0", 7, 1, 0, 0, .badRequest),
+        ("interface word 1", 7, 0, 1, 0, .badRequest),
+        ("interface payload", 7, 0, 0, 1, .badRequest),
+    ]
+
+    @Test(arguments: malformed)
+    func decodeRefusesAMalformedMessage(_ name: String, operation: UInt16, word0: UInt, word1: UInt,
+                                        payloadBytes: Int, expected: NetworkError) {
+        #expect(throws: expected, "\(name)") { try decodeRequest(operation, word0, word1, payloadBytes: payloadBytes) }
+    }
+
+    /// The limits themselves are accepted.
+    @Test func decodeAcceptsTheLimits() throws {
+        #expect(try RequestSummary(decodeRequest(2, UInt(UInt32.max), 65535)) == .bind(UInt32.max, 65535))
+        #expect(try RequestSummary(decodeRequest(4, 1 << 32 | UInt(UInt32.max), 0)) == .receiveFrom(UInt32.max, true))
+        if case .sendTo(_, let endpoint, let data) = try decodeRequest(3, 9, 0xFFFF_FFFF_FFFF, payloadBytes: 1472) {
+            #expect(endpoint == Endpoint(address: 0xFFFF_FFFF, port: 0xFFFF))
+            #expect(data.count == 1472)
+        } else {
+            Issue.record("not a sendTo")
+        }
+        if case .ping(_, _, let data) = try decodeRequest(6, UInt(UInt32.max), 65535, payloadBytes: 1024) {
+            #expect(data.count == 1024)
+        } else {
+            Issue.record("not a ping")
+        }
+    }
+
+    @Test func interfaceStatusRoundTrips() {
+        var status = InterfaceStatus()
+        status.hasDevice = true
+        status.mac = 0x5254_0012_3456
+        status.address = 0x0A00_020F
+        status.prefixLength = 24
+        status.gateway = 0x0A00_0202
+        status.framesReceived = 1
+        status.framesSent = UInt64.max
+        status.framesDropped = 3
+        status.datagramsDelivered = 1 << 40
+        status.datagramsDropped = 5
+        for original in [status, InterfaceStatus()] {
+            var buffer = [UInt8](repeating: 0xEE, count: 100)
+            let written = buffer.withUnsafeMutableBytes { original.encode(into: $0) }
+            #expect(written == InterfaceStatus.encodedBytes)
+            #expect(buffer[72...].allSatisfy { $0 == 0xEE }, "nothing past the 72 bytes")
+            #expect(buffer[..<72].withUnsafeBytes { InterfaceStatus.decode($0) } == original)
+        }
+        var small = [UInt8](repeating: 0, count: 71)
+        #expect(small.withUnsafeMutableBytes { status.encode(into: $0) } == 0)
+    }
+
+    @Test func interfaceStatusDecodeRefusesDamage() {
+        var status = InterfaceStatus()
+        status.hasDevice = true
+        status.prefixLength = 255
+        var good = [UInt8](repeating: 0, count: 72)
+        _ = good.withUnsafeMutableBytes { status.encode(into: $0) }
+        #expect(good.withUnsafeBytes { InterfaceStatus.decode($0) } == status)
+        for length in [0, 71, 73, 80] {
+            let bytes = [UInt8](repeating: 0, count: length)
+            #expect(bytes.withUnsafeBytes { InterfaceStatus.decode($0) } == nil, "length \(length)")
+        }
+        // hasDevice 2; a bit above the prefix length in word 2; a bit above the gateway in word 3.
+        for (offset, byte) in [(0, UInt8(2)), (8 * 2 + 5, 1), (8 * 2 + 7, 0x80), (8 * 3 + 4, 1), (8 * 3 + 7, 0x80)] {
+            var damaged = good
+            damaged[offset] = byte
+            #expect(damaged.withUnsafeBytes { InterfaceStatus.decode($0) } == nil, "byte \(offset) = \(byte)")
+        }
+    }
+
+    @Test func replyLimits() {
+        let expected: [NetworkOperation: Int] = [.open: 0, .bind: 0, .sendTo: 0, .receiveFrom: 1472, .close: 0,
+                                                 .ping: 0, .interface: 72]
+        for operation in NetworkOperation.allCases { #expect(operation.replyLimit == expected[operation]) }
+        #expect(NetworkOperation.allCases.map(\.rawValue) == Array(1...7))
+    }
+
+    @Test func errorCodesAreStable() {
+        #expect(NetworkError.allCases.map(\.rawValue) == Array(1...15))
+        #expect(NetworkError.badRequest.rawValue == 1 && NetworkError.protocolViolation.rawValue == 15)
+    }
+}
