@@ -5,7 +5,7 @@ import Testing
     @Test func opensFillSlotsInOrderWithIncreasingGenerations() throws {
         var state = NetworkClientState.initial
         #expect(NetworkClientState.isConsistent(state))
-        for slot in 0..<8 {
+        for slot in 0..<NetworkLimits.socketsPerClient {
             let handle = try state.open(.udp)
             #expect(handle.slot == slot)
             #expect(handle.generation == UInt32(slot + 1))
@@ -15,7 +15,7 @@ import Testing
             #expect(!state.sockets[slot].isBound)
         }
         #expect(throws: NetworkError.tooManySockets) { try state.open(.udp) }
-        #expect(state.nextGeneration == 9, "a refused open uses no generation")
+        #expect(state.nextGeneration == UInt32(NetworkLimits.socketsPerClient + 1), "a refused open uses no generation")
         #expect(NetworkClientState.isConsistent(state))
     }
 
@@ -59,7 +59,7 @@ import Testing
         #expect(state.nextGeneration == 2)
         #expect(Set([a, b, c]).count == 3)
         #expect(state.slot(of: b) == 1)
-        #expect(b.rawValue >> 3 == SocketHandle.maxGeneration)
+        #expect(b.rawValue >> 5 == SocketHandle.maxGeneration)
         #expect(NetworkClientState.isConsistent(state))
     }
 
@@ -84,7 +84,7 @@ import Testing
             ("nextGeneration above the maximum", { $0.nextGeneration = SocketHandle.maxGeneration + 1 }),
             ("reserved word of a socket", { $0.sockets[0].reserved = 1 << 63 }),
             ("reserved word of a free slot", { $0.sockets[5].reserved = 1 }),
-            ("unknown kind", { $0.sockets[1].kind = 2 }),
+            ("unknown kind", { $0.sockets[1].kind = 3 }),
             ("unknown kind 255", { $0.sockets[0].kind = 255 }),
             ("flag other than bound", { $0.sockets[1].flags = 2 }),
             ("flag other than bound, on a bound socket", { $0.sockets[0].flags |= 0x80 }),
@@ -126,11 +126,11 @@ import Testing
         for step in 0..<5000 {
             switch random.below(3) {
             case 0:
-                if open.count == 8 {
+                if open.count == NetworkLimits.socketsPerClient {
                     #expect(throws: NetworkError.tooManySockets) { try state.open(.udp) }
                 } else {
                     let handle = try state.open(.udp)
-                    #expect(!open.contains(handle) && !closed.suffix(8).contains(handle))
+                    #expect(!open.contains(handle) && !closed.suffix(NetworkLimits.socketsPerClient).contains(handle))
                     open.append(handle)
                 }
             case 1:
@@ -139,7 +139,7 @@ import Testing
                 let slot = try #require(state.slot(of: handle))
                 guard !state.sockets[slot].isBound else { continue }
                 let port = UInt16(1 + random.below(20))
-                let taken = (0..<8).contains { state.sockets[$0].isBound && state.sockets[$0].localPort == port }
+                let taken = (0..<NetworkLimits.socketsPerClient).contains { state.sockets[$0].isBound && state.sockets[$0].localPort == port }
                 if !taken { state.bind(slot: slot, port: port) }
             default:
                 guard !open.isEmpty else { continue }
@@ -155,7 +155,7 @@ import Testing
                 Issue.record("step \(step): \(handle) lost")
                 return
             }
-            for handle in closed.suffix(8) where state.slot(of: handle) != nil {
+            for handle in closed.suffix(NetworkLimits.socketsPerClient) where state.slot(of: handle) != nil {
                 Issue.record("step \(step): closed \(handle) resolves")
                 return
             }
@@ -167,7 +167,7 @@ import Testing
         #expect(MemoryLayout<SocketRecord>.offset(of: \.localPort) == 2)
         #expect(MemoryLayout<SocketRecord>.offset(of: \.generation) == 4)
         #expect(MemoryLayout<SocketRecord>.offset(of: \.reserved) == 24)
-        #expect(MemoryLayout<NetworkClientState>.size == 264)
-        #expect(MemoryLayout<NetworkClientState>.offset(of: \.nextGeneration) == 256)
+        #expect(MemoryLayout<NetworkClientState>.size == 1032)
+        #expect(MemoryLayout<NetworkClientState>.offset(of: \.nextGeneration) == 1024)
     }
 }

@@ -16,9 +16,17 @@ enum RequestSummary: Equatable {
     case bind(UInt32, UInt16)
     case sendTo(UInt32, UInt32, UInt16, [UInt8])
     case receiveFrom(UInt32, Bool)
-    case close(UInt32)
+    case close(UInt32, Bool)
     case ping(UInt32, UInt16, [UInt8])
     case interface
+    case listen(UInt32, Int)
+    case accept(UInt32, Bool)
+    case connect(UInt32, UInt32, UInt16)
+    case send(UInt32, [UInt8])
+    case receive(UInt32, Int, Bool)
+    case shutdown(UInt32)
+    case poll(UInt64, UInt)
+    case socketInfo(Int)
 
     init(_ request: NetworkRequest) {
         switch request {
@@ -27,7 +35,15 @@ enum RequestSummary: Equatable {
         case .sendTo(let socket, let endpoint, let data):
             self = .sendTo(socket.rawValue, endpoint.address, endpoint.port, Array(data))
         case .receiveFrom(let socket, let nonblocking): self = .receiveFrom(socket.rawValue, nonblocking)
-        case .close(let socket): self = .close(socket.rawValue)
+        case .close(let socket, let abort): self = .close(socket.rawValue, abort)
+        case .listen(let socket, let backlog): self = .listen(socket.rawValue, backlog)
+        case .accept(let socket, let nonblocking): self = .accept(socket.rawValue, nonblocking)
+        case .connect(let socket, let endpoint): self = .connect(socket.rawValue, endpoint.address, endpoint.port)
+        case .send(let socket, let data): self = .send(socket.rawValue, Array(data))
+        case .receive(let socket, let count, let nonblocking): self = .receive(socket.rawValue, count, nonblocking)
+        case .shutdown(let socket): self = .shutdown(socket.rawValue)
+        case .poll(let interest, let timeout): self = .poll(interest.rawValue, timeout)
+        case .socketInfo(let index): self = .socketInfo(index)
         case .ping(let address, let sequence, let data): self = .ping(address, sequence, Array(data))
         case .interface: self = .interface
         }
@@ -46,7 +62,7 @@ enum RequestSummary: Equatable {
 
     @Test func everyRequestRoundTrips() throws {
         let socket = SocketHandle(slot: 5, generation: 77)
-        let top = SocketHandle(slot: 7, generation: SocketHandle.maxGeneration)
+        let top = SocketHandle(slot: 31, generation: SocketHandle.maxGeneration)
         try data.withUnsafeBytes { (data) throws in
             let empty = UnsafeRawBufferPointer(start: nil, count: 0)
             let requests: [NetworkRequest] = [
@@ -58,11 +74,25 @@ enum RequestSummary: Equatable {
                 .sendTo(top, Endpoint(address: 0, port: 0), data: empty),
                 .receiveFrom(socket, nonblocking: false),
                 .receiveFrom(top, nonblocking: true),
-                .close(socket),
-                .close(SocketHandle(rawValue: 1)),
+                .close(socket, abort: false),
+                .close(SocketHandle(rawValue: 1), abort: true),
                 .ping(address: 0x0A00_0202, sequence: 0xFFFF, data: UnsafeRawBufferPointer(rebasing: data[..<1024])),
                 .ping(address: 0xFFFF_FFFF, sequence: 0, data: empty),
                 .interface,
+                .open(.tcp),
+                .listen(socket, backlog: 1),
+                .listen(top, backlog: 16),
+                .accept(socket, nonblocking: false),
+                .accept(top, nonblocking: true),
+                .connect(socket, Endpoint(address: 0x0A00_0202, port: 80)),
+                .send(socket, data: data),
+                .receive(socket, count: 1, nonblocking: false),
+                .receive(top, count: 4096, nonblocking: true),
+                .shutdown(socket),
+                .poll(interest: PollInterest(rawValue: 1 << 5 | 1 << 37), timeoutMilliseconds: 0),
+                .poll(interest: PollInterest(rawValue: UInt64.max), timeoutMilliseconds: NetworkLimits.pollForever),
+                .socketInfo(index: 0),
+                .socketInfo(index: 1000),
             ]
             for request in requests {
                 #expect(try RequestSummary(roundTrip(request)) == RequestSummary(request))
@@ -77,7 +107,7 @@ enum RequestSummary: Equatable {
 
     @Test func theWireWordsAreAsDocumented() throws {
         let socket = SocketHandle(slot: 2, generation: 9)
-        #expect(socket.rawValue == 9 << 3 | 2)
+        #expect(socket.rawValue == 9 << 5 | 2)
         #expect(socket.slot == 2 && socket.generation == 9)
         #expect(try words(.open(.udp)) == [1, 0])
         #expect(try words(.bind(socket, port: 80)) == [UInt(socket.rawValue), 80])
@@ -102,14 +132,16 @@ enum RequestSummary: Equatable {
                 try NetworkRequest.ping(address: 1, sequence: 1, data: UnsafeRawBufferPointer(rebasing: big[..<1025]))
                     .encode()
             }
-            #expect(throws: NetworkError.badRequest) { try NetworkRequest.close(SocketHandle(rawValue: 0)).encode() }
+            #expect(throws: NetworkError.badRequest) {
+                try NetworkRequest.close(SocketHandle(rawValue: 0), abort: false).encode()
+            }
             #expect(throws: NetworkError.badRequest) {
                 try NetworkRequest.bind(SocketHandle(rawValue: 0), port: 1).encode()
             }
         }
     }
 
-    @Test(arguments: [UInt16(0), 8, 9, 100, UInt16.max])
+    @Test(arguments: [UInt16(0), 16, 17, 100, UInt16.max])
     func anUnknownOperationIsBadOperation(operation: UInt16) {
         #expect(throws: NetworkError.badOperation) { try decodeRequest(operation, 0, 0) }
         #expect(throws: NetworkError.badOperation) { try decodeRequest(operation, 1, 0, payloadBytes: 10) }
@@ -117,9 +149,9 @@ enum RequestSummary: Equatable {
 
     /// Each malformed message, and the error decode answers it with.
     static let malformed: [(String, UInt16, UInt, UInt, Int, NetworkError)] = [
-        // open: kind 1 only, word 1 zero, no payload.
+        // open: kind 1 or 2, word 1 zero, no payload.
         ("open kind 0", 1, 0, 0, 0, .badRequest),
-        ("open kind 2", 1, 2, 0, 0, .badRequest),
+        ("open kind 3", 1, 3, 0, 0, .badRequest),
         ("open kind 257", 1, 257, 0, 0, .badRequest),
         ("open word 1", 1, 1, 1, 0, .badRequest),
         ("open payload", 1, 1, 0, 1, .badRequest),
@@ -142,9 +174,9 @@ enum RequestSummary: Equatable {
         ("receiveFrom flag bit 63", 4, 1 << 63 | 9, 0, 0, .badRequest),
         ("receiveFrom word 1", 4, 9, 1, 0, .badRequest),
         ("receiveFrom payload", 4, 9, 0, 1, .badRequest),
-        // close: a socket, word 1 zero, no payload.
+        // close: a socket, only flag bit 32, word 1 zero, no payload.
         ("close socket 0", 5, 0, 0, 0, .badRequest),
-        ("close socket > UInt32.max", 5, 1 << 32 | 9, 0, 0, .badRequest),
+        ("close flag bit 33", 5, 1 << 33 | 9, 0, 0, .badRequest),
         ("close word 1", 5, 9, 1, 0, .badRequest),
         ("close payload", 5, 9, 0, 1, .badRequest),
         // ping: an address, a sequence, at most 1024 bytes.
@@ -155,6 +187,34 @@ enum RequestSummary: Equatable {
         ("interface word 0", 7, 1, 0, 0, .badRequest),
         ("interface word 1", 7, 0, 1, 0, .badRequest),
         ("interface payload", 7, 0, 0, 1, .badRequest),
+        // listen: a socket, a backlog of 1...16.
+        ("listen backlog 0", 8, 9, 0, 0, .badRequest),
+        ("listen backlog 17", 8, 9, 17, 0, .badRequest),
+        ("listen payload", 8, 9, 1, 1, .badRequest),
+        // accept: a socket, only flag bit 32.
+        ("accept flag bit 33", 9, 1 << 33 | 9, 0, 0, .badRequest),
+        ("accept word 1", 9, 9, 1, 0, .badRequest),
+        // connect: a socket, an endpoint, no payload.
+        ("connect endpoint bit 48", 10, 9, 1 << 48, 0, .badRequest),
+        ("connect payload", 10, 9, 0x0A00_0202_0050, 1, .badRequest),
+        // send: a socket, 1...4096 bytes.
+        ("send nothing", 11, 9, 0, 0, .badRequest),
+        ("send word 1", 11, 9, 1, 10, .badRequest),
+        ("send 4097 bytes", 11, 9, 0, 4097, .messageTooLarge),
+        // receive: a socket, only flag bit 32, a count of 1...4096.
+        ("receive count 0", 12, 9, 0, 0, .badRequest),
+        ("receive count 4097", 12, 9, 4097, 0, .badRequest),
+        ("receive flag bit 33", 12, 1 << 33 | 9, 1, 0, .badRequest),
+        ("receive payload", 12, 9, 1, 1, .badRequest),
+        // shutdown: a socket only.
+        ("shutdown word 1", 13, 9, 1, 0, .badRequest),
+        ("shutdown socket 0", 13, 0, 0, 0, .badRequest),
+        // poll: a timeout up to UInt32.max, any interest, no payload.
+        ("poll timeout > UInt32.max", 14, 1 << 32, 1, 0, .badRequest),
+        ("poll payload", 14, 0, 1, 1, .badRequest),
+        // socketInfo: an index.
+        ("socketInfo index > Int32.max", 15, 1 << 31, 0, 0, .badRequest),
+        ("socketInfo word 1", 15, 0, 1, 0, .badRequest),
     ]
 
     @Test(arguments: malformed)
@@ -224,13 +284,17 @@ enum RequestSummary: Equatable {
 
     @Test func replyLimits() {
         let expected: [NetworkOperation: Int] = [.open: 0, .bind: 0, .sendTo: 0, .receiveFrom: 1472, .close: 0,
-                                                 .ping: 0, .interface: 72]
-        for operation in NetworkOperation.allCases { #expect(operation.replyLimit == expected[operation]) }
-        #expect(NetworkOperation.allCases.map(\.rawValue) == Array(1...7))
+                                                 .ping: 0, .interface: 72, .listen: 0, .accept: 0, .connect: 0,
+                                                 .send: 0, .receive: 100, .shutdown: 0, .poll: 0, .socketInfo: 32]
+        for operation in NetworkOperation.allCases {
+            #expect(operation.replyLimit(words: (9, 100)) == expected[operation])
+        }
+        #expect(NetworkOperation.receive.replyLimit(words: (9, 1 << 40)) == 4096)
+        #expect(NetworkOperation.allCases.map(\.rawValue) == Array(1...15))
     }
 
     @Test func errorCodesAreStable() {
-        #expect(NetworkError.allCases.map(\.rawValue) == Array(1...15))
+        #expect(NetworkError.allCases.map(\.rawValue) == Array(1...20))
         #expect(NetworkError.badRequest.rawValue == 1 && NetworkError.protocolViolation.rawValue == 15)
     }
 }

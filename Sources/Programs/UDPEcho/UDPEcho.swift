@@ -30,8 +30,8 @@ struct UDPEcho {
             var echoed = 0
             var bytes = 0
             while echoed < count {
-                let datagram = try Network.receive(on: socket, into: buffer)
-                try Network.send(UnsafeRawBufferPointer(rebasing: buffer[0..<datagram.count]), on: socket,
+                let datagram = try Network.receiveDatagram(on: socket, into: buffer)
+                try Network.sendDatagram(UnsafeRawBufferPointer(rebasing: buffer[0..<datagram.count]), on: socket,
                                  to: datagram.source)
                 echoed += 1
                 bytes += datagram.count

@@ -3,17 +3,29 @@
 //
 //   let socket = try Network.openUDP()
 //   try Network.bind(socket, port: 7)
-//   let datagram = try Network.receive(on: socket, into: buffer)
-//   _ = try Network.send(UnsafeRawBufferPointer(rebasing: buffer[0..<datagram.count]),
-//                        on: socket, to: datagram.source)
+//   let datagram = try Network.receiveDatagram(on: socket, into: buffer)
+//   _ = try Network.sendDatagram(UnsafeRawBufferPointer(rebasing: buffer[0..<datagram.count]),
+//                                on: socket, to: datagram.source)
+//
+//   let listener = try Network.openTCP()
+//   try Network.bind(listener, port: 80)
+//   try Network.listen(listener, backlog: 8)
+//   let (connection, peer) = try Network.accept(listener)
+//   let count = try Network.receive(on: connection, into: buffer)   // 0: the peer closed
+//   try Network.send(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), on: connection)
+//   try Network.close(connection)
 //
 // The server (`net`) keeps each client's sockets in that client's server state
 // region, so a socket survives a crash of the server: a call in flight is delivered
 // again to the restarted server and answered once, and the next call finds the old
 // endpoint dead, looks the server up again and goes on with the same socket. What a
 // crash can lose is what UDP may lose anyway: datagrams that had arrived but were not
-// received yet, and datagrams still waiting for their next hop's address. Only if the
-// server could not trust this client's region does a call fail with `stateLost`.
+// received yet, and datagrams still waiting for their next hop's address. A TCP
+// connection loses nothing: a send is answered only once the peer acknowledged its
+// bytes, and the server acknowledges bytes to the peer only once they are delivered
+// here, so every byte in flight is either in a held request (which the kernel delivers
+// again to the restarted server) or still the peer's to send again. Only if the server
+// could not trust this client's region does a call fail with `stateLost`.
 
 @_exported import NetworkCore
 import CurioUser
@@ -68,8 +80,8 @@ public enum Network {
     /// Sends one datagram (at most `NetworkLimits.maximumDatagram` bytes) to
     /// `destination`, binding the socket to a free port first if it is unbound.
     @discardableResult
-    public static func send(_ data: UnsafeRawBufferPointer, on socket: SocketHandle,
-                            to destination: Endpoint) throws(NetworkError) -> Int {
+    public static func sendDatagram(_ data: UnsafeRawBufferPointer, on socket: SocketHandle,
+                                    to destination: Endpoint) throws(NetworkError) -> Int {
         let reply = try call(.sendTo(socket, destination, data: data))
         guard reply.words.0 == UInt(data.count) else { throw .protocolViolation }
         return data.count
@@ -84,8 +96,8 @@ public enum Network {
     /// Waits for the next datagram on the socket (or with `nonblocking` answers
     /// `wouldBlock` when none is queued) and copies it into `buffer`, which should hold
     /// `NetworkLimits.maximumDatagram` bytes: a longer datagram does not fit the reply.
-    public static func receive(on socket: SocketHandle, into buffer: UnsafeMutableRawBufferPointer,
-                               nonblocking: Bool = false) throws(NetworkError) -> Datagram {
+    public static func receiveDatagram(on socket: SocketHandle, into buffer: UnsafeMutableRawBufferPointer,
+                                       nonblocking: Bool = false) throws(NetworkError) -> Datagram {
         while true {
             let reply = try call(.receiveFrom(socket, nonblocking: nonblocking), reply: buffer)
             guard let source = Endpoint(word: reply.words.0) else { throw .protocolViolation }
@@ -97,8 +109,95 @@ public enum Network {
         }
     }
 
-    public static func close(_ socket: SocketHandle) throws(NetworkError) {
-        _ = try call(.close(socket))
+    /// Closes a socket of either kind. A TCP connection is shut down first (its FIN
+    /// acknowledged by the peer, or given up after the retransmission limit); with
+    /// `abort`, the peer gets a reset instead and nothing waits.
+    public static func close(_ socket: SocketHandle, abort: Bool = false) throws(NetworkError) {
+        _ = try call(.close(socket, abort: abort))
+    }
+
+    // MARK: TCP
+
+    public static func openTCP() throws(NetworkError) -> SocketHandle {
+        try socket(from: try call(.open(.tcp)).words.0)
+    }
+
+    /// Makes a bound TCP socket accept connections, at most `backlog` (1...16) of them
+    /// waiting for `accept`.
+    public static func listen(_ socket: SocketHandle, backlog: Int) throws(NetworkError) {
+        _ = try call(.listen(socket, backlog: backlog))
+    }
+
+    /// The next connection to a listening socket, as a new socket, with its peer; waits
+    /// for one, or with `nonblocking` answers `wouldBlock`.
+    public static func accept(_ listener: SocketHandle, nonblocking: Bool = false)
+        throws(NetworkError) -> (socket: SocketHandle, peer: Endpoint) {
+        let reply = try call(.accept(listener, nonblocking: nonblocking))
+        guard let peer = Endpoint(word: reply.words.1) else { throw .protocolViolation }
+        return (try socket(from: reply.words.0), peer)
+    }
+
+    /// Connects a TCP socket to `destination` (binding it to a free port first if it is
+    /// unbound) and returns the local port, once the handshake is done.
+    @discardableResult
+    public static func connect(_ socket: SocketHandle, to destination: Endpoint) throws(NetworkError) -> UInt16 {
+        let reply = try call(.connect(socket, destination))
+        guard reply.words.0 != 0, reply.words.0 <= UInt(UInt16.max) else { throw .protocolViolation }
+        return UInt16(reply.words.0)
+    }
+
+    /// Sends every byte of `data` on a connected socket, 4 KiB per message; returns
+    /// once the peer has acknowledged them all.
+    public static func send(_ data: UnsafeRawBufferPointer, on socket: SocketHandle) throws(NetworkError) {
+        var done = 0
+        while done < data.count {
+            let count = min(data.count - done, NetworkLimits.maximumTransfer)
+            let reply = try call(.send(socket, data: UnsafeRawBufferPointer(rebasing: data[done..<done + count])))
+            guard reply.words.0 == UInt(count) else { throw .protocolViolation }
+            done += count
+        }
+    }
+
+    /// Receives what has arrived on a connected socket, up to `buffer.count` bytes (at
+    /// most 4 KiB per call); waits for at least one byte, or with `nonblocking` answers
+    /// `wouldBlock`. Returns 0 once the peer has closed its side and every byte before
+    /// its FIN was received.
+    public static func receive(on socket: SocketHandle, into buffer: UnsafeMutableRawBufferPointer,
+                               nonblocking: Bool = false) throws(NetworkError) -> Int {
+        let count = min(buffer.count, NetworkLimits.maximumTransfer)
+        guard count > 0 else { return 0 }
+        let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
+        let reply = try call(.receive(socket, count: count, nonblocking: nonblocking), reply: piece)
+        guard reply.words.0 == UInt(reply.length) else { throw .protocolViolation }
+        return reply.length
+    }
+
+    /// Sends FIN: the peer reads the end of the stream after the bytes sent so far.
+    /// Returns once the peer acknowledged it; receiving goes on.
+    public static func shutdown(_ socket: SocketHandle) throws(NetworkError) {
+        _ = try call(.shutdown(socket))
+    }
+
+    /// Waits until one of the sockets in `interest` is ready (see `PollInterest`) or
+    /// `timeoutMilliseconds` pass (`NetworkLimits.pollForever`: no timeout); returns
+    /// the ready ones (empty after the timeout).
+    public static func poll(_ interest: PollInterest, timeoutMilliseconds: UInt) throws(NetworkError) -> PollInterest {
+        let reply = try call(.poll(interest: interest, timeoutMilliseconds: timeoutMilliseconds))
+        let ready = PollInterest(rawValue: UInt64(reply.words.0))
+        guard ready.rawValue & ~interest.rawValue == 0 else { throw .protocolViolation }
+        return ready
+    }
+
+    /// The server's sockets, every client's (netstat): the one at `index`, and the
+    /// index of the next (nil after the last). Nil altogether past the end.
+    public static func socketInfo(at index: Int) throws(NetworkError) -> (info: SocketInfo, next: Int?)? {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: SocketInfo.encodedBytes, alignment: 8)
+        defer { buffer.deallocate() }
+        let reply = try call(.socketInfo(index: index), reply: buffer)
+        if reply.length == 0 { return nil }
+        guard let info = SocketInfo.decode(UnsafeRawBufferPointer(rebasing: buffer[0..<reply.length])),
+              reply.words.0 == 0 || reply.words.0 > UInt(index) else { throw .protocolViolation }
+        return (info, reply.words.0 == 0 ? nil : Int(reply.words.0))
     }
 
     // MARK: ICMP and the interface

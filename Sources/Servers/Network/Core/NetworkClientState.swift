@@ -23,7 +23,7 @@
 //   16      received     datagrams handed to the client
 //   24      reserved     0
 //
-//   NetworkClientState: 8 SocketRecords (256 bytes), then nextGeneration (u32) and a
+//   NetworkClientState: 32 SocketRecords (1 KiB), then nextGeneration (u32) and a
 //   reserved u32 (0).
 
 public struct SocketRecord: BitwiseCopyable, Sendable, Equatable {
@@ -56,7 +56,7 @@ public struct SocketRecord: BitwiseCopyable, Sendable, Equatable {
 }
 
 public struct NetworkClientState: BitwiseCopyable, Sendable {
-    public var sockets: InlineArray<8, SocketRecord>
+    public var sockets: InlineArray<32, SocketRecord>
     /// The generation the next opened socket gets (1 ... SocketHandle.maxGeneration).
     public var nextGeneration: UInt32
     public var reserved: UInt32

@@ -15,13 +15,33 @@
 //
 //   op  name         word 0                     word 1                 request payload  reply words               reply payload
 //   --  -----------  -------------------------  ---------------------  ---------------  ------------------------  -----------------
-//    1  open         kind (1 = UDP)             0                      -                s, 0                      -
+//    1  open         kind (1 UDP, 2 TCP)        0                      -                s, 0                      -
 //    2  bind         s                          port (0: any free one) -                port, 0                   -
 //    3  sendTo       s                          endpoint               data (≤ 1472)    count, local port         -
 //    4  receiveFrom  s | nonblocking << 32      0                      -                endpoint, count           data (≤ 1472)
-//    5  close        s                          0                      -                -                         -
-//    6  ping         address                    sequence               data (≤ 1024)    round trip (ticks), ttl   -
+//    5  close        s | abort << 32            0                      -                -                         -
+//    6  ping         address                    sequence               data (≤ 1024)    round trip (ticks), 0     -
 //    7  interface    0                          0                      -                -                         InterfaceStatus
+//    8  listen       s                          backlog (1...16)       -                -                         -
+//    9  accept       s | nonblocking << 32      0                      -                new s, peer endpoint      -
+//   10  connect      s                          endpoint               -                local port, 0             -
+//   11  send         s                          0                      data (1...4096)  count, 0                  -
+//   12  receive      s | nonblocking << 32      count (1...4096)       -                count, 0 (0: the end)     count bytes
+//   13  shutdown     s                          0                      -                -                         -
+//   14  poll         timeout (ms; max: none)    interest               -                ready, 0                  -
+//   15  socketInfo   index                      0                      -                next index (0: last), 0   SocketInfo
+//
+// TCP. A TCP socket is opened, then either bound and made to listen (accept hands out
+// a new socket per connection, with its peer) or connected (which binds it to a free
+// port first). send is answered when the peer has acknowledged every byte — so the
+// bytes a client was told are sent never live only in the server's memory (see
+// TCPConnection.swift on what lives where) —; receive answers with what has arrived,
+// up to count bytes, or 0 once the peer has closed its side; shutdown sends FIN
+// and is answered when the peer acknowledged it; close shuts down and forgets the
+// socket (with `abort`: sends a reset instead). poll's interest word has bit i for
+// "socket slot i readable" (data, the end, a connection to accept, an error) and bit
+// 32 + i for "writable" (connected, and the peer's window open); it is answered at once
+// if one is ready, else when one becomes ready or the timeout passes (ready 0).
 //
 // sendTo binds an unbound socket to a free port first (like BSD sockets), and answers
 // once the datagram is handed to the device or queued behind the ARP resolution of
@@ -41,6 +61,14 @@ public enum NetworkOperation: UInt16, Sendable, CaseIterable {
     case close = 5
     case ping = 6
     case interface = 7
+    case listen = 8
+    case accept = 9
+    case connect = 10
+    case send = 11
+    case receive = 12
+    case shutdown = 13
+    case poll = 14
+    case socketInfo = 15
 }
 
 /// What a client is told when a request fails; the raw values are the wire codes.
@@ -74,12 +102,28 @@ public enum NetworkError: UInt32, Error, Sendable, Equatable, CaseIterable {
     case unavailable = 14
     /// The reply broke the protocol.
     case protocolViolation = 15
+    /// The operation needs a socket of the other kind, or in another state (accept on
+    /// a socket that does not listen, send before connect, listen after connect...).
+    case wrongState = 16
+    /// The peer answered the connection request with a reset (nobody listens there).
+    case connectionRefused = 17
+    /// The peer reset the connection.
+    case connectionReset = 18
+    /// The peer stopped acknowledging: the connection was given up.
+    case connectionTimedOut = 19
+    /// A send after shutdown or close of the sending side.
+    case sendingShutDown = 20
 }
 
 public enum NetworkLimits {
     /// The largest UDP payload in one Ethernet frame (1500 - 20 - 8).
     public static let maximumDatagram = 1472
-    public static let socketsPerClient = 8
+    public static let socketsPerClient = 32
+    /// The most bytes one TCP send or receive carries (the kernel's message limit).
+    public static let maximumTransfer = 4096
+    public static let maximumBacklog = 16
+    /// A poll timeout that never ends.
+    public static let pollForever: UInt = UInt(UInt32.max)
     /// The most data one ping carries.
     public static let maximumPingData = 1024
     /// Ephemeral ports (RFC 6335): what bind 0 and an unbound sendTo choose from.
@@ -94,7 +138,7 @@ public struct SocketHandle: Hashable, Sendable, BitwiseCopyable {
 
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
-    static let slotBits: UInt32 = 3
+    static let slotBits: UInt32 = 5
 
     public init(slot: Int, generation: UInt32) {
         rawValue = UInt32(truncatingIfNeeded: slot) & (1 << Self.slotBits - 1) | generation << Self.slotBits
@@ -126,6 +170,7 @@ public struct Endpoint: Equatable, Sendable {
 
 public enum SocketKind: UInt8, Sendable {
     case udp = 1
+    case tcp = 2
 }
 
 /// One request, decoded and checked (the server) or about to be encoded (the client).
@@ -134,9 +179,17 @@ public enum NetworkRequest {
     case bind(SocketHandle, port: UInt16)
     case sendTo(SocketHandle, Endpoint, data: UnsafeRawBufferPointer)
     case receiveFrom(SocketHandle, nonblocking: Bool)
-    case close(SocketHandle)
+    case close(SocketHandle, abort: Bool)
     case ping(address: UInt32, sequence: UInt16, data: UnsafeRawBufferPointer)
     case interface
+    case listen(SocketHandle, backlog: Int)
+    case accept(SocketHandle, nonblocking: Bool)
+    case connect(SocketHandle, Endpoint)
+    case send(SocketHandle, data: UnsafeRawBufferPointer)
+    case receive(SocketHandle, count: Int, nonblocking: Bool)
+    case shutdown(SocketHandle)
+    case poll(interest: PollInterest, timeoutMilliseconds: UInt)
+    case socketInfo(index: Int)
 
     public var operation: NetworkOperation {
         switch self {
@@ -147,13 +200,23 @@ public enum NetworkRequest {
         case .close: .close
         case .ping: .ping
         case .interface: .interface
+        case .listen: .listen
+        case .accept: .accept
+        case .connect: .connect
+        case .send: .send
+        case .receive: .receive
+        case .shutdown: .shutdown
+        case .poll: .poll
+        case .socketInfo: .socketInfo
         }
     }
 
-    /// The message for this request: operation, words and payload.
+    /// The message for this request: operation, words and payload. The client encodes
+    /// through the server's own decoder, so a request it could not send is refused here.
     public func encode() throws(NetworkError) -> (operation: NetworkOperation, words: (UInt, UInt),
                                                   payload: UnsafeRawBufferPointer) {
         let none = UnsafeRawBufferPointer(start: nil, count: 0)
+        func flagged(_ socket: SocketHandle, _ flag: Bool) -> UInt { UInt(socket.rawValue) | (flag ? 1 << 32 : 0) }
         let message: (NetworkOperation, (UInt, UInt), UnsafeRawBufferPointer)
         switch self {
         case .open(let kind): message = (.open, (UInt(kind.rawValue), 0), none)
@@ -161,13 +224,29 @@ public enum NetworkRequest {
         case .sendTo(let socket, let endpoint, let data):
             guard data.count <= NetworkLimits.maximumDatagram else { throw .messageTooLarge }
             message = (.sendTo, (UInt(socket.rawValue), endpoint.word), data)
-        case .receiveFrom(let socket, let nonblocking):
-            message = (.receiveFrom, (UInt(socket.rawValue) | (nonblocking ? 1 << 32 : 0), 0), none)
-        case .close(let socket): message = (.close, (UInt(socket.rawValue), 0), none)
+        case .receiveFrom(let socket, let nonblocking): message = (.receiveFrom, (flagged(socket, nonblocking), 0), none)
+        case .close(let socket, let abort): message = (.close, (flagged(socket, abort), 0), none)
         case .ping(let address, let sequence, let data):
             guard data.count <= NetworkLimits.maximumPingData else { throw .messageTooLarge }
             message = (.ping, (UInt(address), UInt(sequence)), data)
         case .interface: message = (.interface, (0, 0), none)
+        case .listen(let socket, let backlog):
+            guard backlog >= 1 else { throw .badRequest }
+            message = (.listen, (UInt(socket.rawValue), UInt(min(backlog, NetworkLimits.maximumBacklog))), none)
+        case .accept(let socket, let nonblocking): message = (.accept, (flagged(socket, nonblocking), 0), none)
+        case .connect(let socket, let endpoint): message = (.connect, (UInt(socket.rawValue), endpoint.word), none)
+        case .send(let socket, let data):
+            guard data.count <= NetworkLimits.maximumTransfer else { throw .messageTooLarge }
+            message = (.send, (UInt(socket.rawValue), 0), data)
+        case .receive(let socket, let count, let nonblocking):
+            guard count >= 1 else { throw .badRequest }
+            message = (.receive, (flagged(socket, nonblocking), UInt(min(count, NetworkLimits.maximumTransfer))), none)
+        case .shutdown(let socket): message = (.shutdown, (UInt(socket.rawValue), 0), none)
+        case .poll(let interest, let timeout):
+            message = (.poll, (min(timeout, NetworkLimits.pollForever), UInt(interest.rawValue)), none)
+        case .socketInfo(let index):
+            guard index >= 0 else { throw .badRequest }
+            message = (.socketInfo, (UInt(index), 0), none)
         }
         let decoded = try Self.decode(operation: message.0.rawValue, words: message.1, payload: message.2)
         guard decoded.operation == message.0 else { throw .badRequest }
@@ -182,6 +261,11 @@ public enum NetworkRequest {
             guard word != 0, word <= UInt(UInt32.max) else { throw .badRequest }
             return SocketHandle(rawValue: UInt32(word))
         }
+        /// A socket word with one flag at bit 32.
+        func flaggedSocket(_ word: UInt) throws(NetworkError) -> (SocketHandle, Bool) {
+            guard word >> 33 == 0 else { throw .badRequest }
+            return (try socket(word & 0xFFFF_FFFF), word >> 32 == 1)
+        }
         switch operation {
         case .open:
             guard words.1 == 0, payload.isEmpty, words.0 <= UInt(UInt8.max),
@@ -195,11 +279,13 @@ public enum NetworkRequest {
             guard payload.count <= NetworkLimits.maximumDatagram else { throw .messageTooLarge }
             return .sendTo(try socket(words.0), endpoint, data: payload)
         case .receiveFrom:
-            guard words.1 == 0, payload.isEmpty, words.0 >> 33 == 0 else { throw .badRequest }
-            return .receiveFrom(try socket(words.0 & 0xFFFF_FFFF), nonblocking: words.0 >> 32 == 1)
+            guard words.1 == 0, payload.isEmpty else { throw .badRequest }
+            let (handle, nonblocking) = try flaggedSocket(words.0)
+            return .receiveFrom(handle, nonblocking: nonblocking)
         case .close:
             guard words.1 == 0, payload.isEmpty else { throw .badRequest }
-            return .close(try socket(words.0))
+            let (handle, abort) = try flaggedSocket(words.0)
+            return .close(handle, abort: abort)
         case .ping:
             guard words.0 <= UInt(UInt32.max), words.1 <= UInt(UInt16.max) else { throw .badRequest }
             guard payload.count <= NetworkLimits.maximumPingData else { throw .messageTooLarge }
@@ -207,19 +293,109 @@ public enum NetworkRequest {
         case .interface:
             guard words.0 == 0, words.1 == 0, payload.isEmpty else { throw .badRequest }
             return .interface
+        case .listen:
+            guard payload.isEmpty, words.1 >= 1, words.1 <= UInt(NetworkLimits.maximumBacklog) else { throw .badRequest }
+            return .listen(try socket(words.0), backlog: Int(words.1))
+        case .accept:
+            guard words.1 == 0, payload.isEmpty else { throw .badRequest }
+            let (handle, nonblocking) = try flaggedSocket(words.0)
+            return .accept(handle, nonblocking: nonblocking)
+        case .connect:
+            guard payload.isEmpty, let endpoint = Endpoint(word: words.1) else { throw .badRequest }
+            return .connect(try socket(words.0), endpoint)
+        case .send:
+            guard words.1 == 0, !payload.isEmpty else { throw .badRequest }
+            guard payload.count <= NetworkLimits.maximumTransfer else { throw .messageTooLarge }
+            return .send(try socket(words.0), data: payload)
+        case .receive:
+            guard payload.isEmpty, words.1 >= 1, words.1 <= UInt(NetworkLimits.maximumTransfer) else {
+                throw .badRequest
+            }
+            let (handle, nonblocking) = try flaggedSocket(words.0)
+            return .receive(handle, count: Int(words.1), nonblocking: nonblocking)
+        case .shutdown:
+            guard words.1 == 0, payload.isEmpty else { throw .badRequest }
+            return .shutdown(try socket(words.0))
+        case .poll:
+            guard payload.isEmpty, words.0 <= NetworkLimits.pollForever else { throw .badRequest }
+            return .poll(interest: PollInterest(rawValue: UInt64(words.1)), timeoutMilliseconds: words.0)
+        case .socketInfo:
+            guard words.1 == 0, payload.isEmpty, words.0 <= UInt(Int32.max) else { throw .badRequest }
+            return .socketInfo(index: Int(words.0))
         }
     }
+}
+
+/// Which sockets a poll waits for, or which are ready: bit i is socket slot i readable,
+/// bit 32 + i slot i writable.
+public struct PollInterest: Equatable, Sendable {
+    public var rawValue: UInt64
+
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    public init() { rawValue = 0 }
+
+    public mutating func insert(readable socket: SocketHandle) { rawValue |= 1 << UInt64(socket.slot) }
+    public mutating func insert(writable socket: SocketHandle) { rawValue |= 1 << UInt64(32 + socket.slot) }
+    public func isReadable(_ socket: SocketHandle) -> Bool { rawValue & 1 << UInt64(socket.slot) != 0 }
+    public func isWritable(_ socket: SocketHandle) -> Bool { rawValue & 1 << UInt64(32 + socket.slot) != 0 }
+    public var isEmpty: Bool { rawValue == 0 }
 }
 
 extension NetworkOperation {
     /// The most payload bytes a correct reply carries (the "reply payload" column):
     /// the client sizes its buffer by it, so a longer reply is the server's own damage.
-    public var replyLimit: Int {
+    public func replyLimit(words: (UInt, UInt)) -> Int {
         switch self {
         case .receiveFrom: NetworkLimits.maximumDatagram
         case .interface: InterfaceStatus.encodedBytes
-        case .open, .bind, .sendTo, .close, .ping: 0
+        case .receive: Int(min(words.1, UInt(NetworkLimits.maximumTransfer)))
+        case .socketInfo: SocketInfo.encodedBytes
+        case .open, .bind, .sendTo, .close, .ping, .listen, .accept, .connect, .send, .shutdown, .poll: 0
         }
+    }
+}
+
+/// One socket as netstat shows it (the server's view, of every client): little-endian
+/// words: kind | state << 8 | local port << 16 | owner (TaskID) << 32, remote endpoint,
+/// bytes sent, bytes received.
+public struct SocketInfo: Equatable, Sendable {
+    public static let encodedBytes = 32
+
+    public var kind: UInt8 = 0
+    /// TCPState raw value (0 for UDP).
+    public var state: UInt8 = 0
+    public var localPort: UInt16 = 0
+    public var owner: UInt32 = 0
+    public var remote = Endpoint(address: 0, port: 0)
+    public var bytesSent: UInt64 = 0
+    public var bytesReceived: UInt64 = 0
+
+    public init() {}
+
+    public func encode(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        guard buffer.count >= Self.encodedBytes else { return 0 }
+        let first = UInt64(kind) | UInt64(state) << 8 | UInt64(localPort) << 16 | UInt64(owner) << 32
+        let words: InlineArray<4, UInt64> = [first, UInt64(remote.word), bytesSent, bytesReceived]
+        for index in words.indices {
+            buffer.storeBytes(of: words[index].littleEndian, toByteOffset: 8 * index, as: UInt64.self)
+        }
+        return Self.encodedBytes
+    }
+
+    public static func decode(_ bytes: UnsafeRawBufferPointer) -> SocketInfo? {
+        guard bytes.count == encodedBytes else { return nil }
+        func word(_ index: Int) -> UInt64 { UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8 * index, as: UInt64.self)) }
+        guard let remote = Endpoint(word: UInt(word(1))) else { return nil }
+        var info = SocketInfo()
+        info.kind = UInt8(truncatingIfNeeded: word(0))
+        info.state = UInt8(truncatingIfNeeded: word(0) >> 8)
+        info.localPort = UInt16(truncatingIfNeeded: word(0) >> 16)
+        info.owner = UInt32(truncatingIfNeeded: word(0) >> 32)
+        info.remote = remote
+        info.bytesSent = word(2)
+        info.bytesReceived = word(3)
+        return info
     }
 }
 

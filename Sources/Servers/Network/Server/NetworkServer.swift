@@ -114,7 +114,7 @@ struct NetworkService: SSRService {
     static var notificationMask: UInt32 { 1 | UInt32(truncatingIfNeeded: KernelNotification.timerBit) }
     static func check(_ state: NetworkClientState) -> Bool { NetworkClientState.isConsistent(state) }
     static func replyLimit(operation: UInt16, words: (UInt, UInt)) -> Int {
-        NetworkOperation(rawValue: operation)?.replyLimit ?? 0
+        NetworkOperation(rawValue: operation)?.replyLimit(words: words) ?? 0
     }
 
     static let maximumHeldPings = 8
@@ -214,6 +214,7 @@ struct NetworkService: SSRService {
                           state: inout NetworkClientState) throws(NetworkError) -> SSROutcome {
         switch request {
         case .open(let kind):
+            guard kind == .udp else { throw .badOperation }
             let socket = try state.open(kind)
             return .reply(0, UInt(socket.rawValue))
         case .bind(let socket, let port):
@@ -243,7 +244,7 @@ struct NetworkService: SSRService {
             receives.removeAll { $0.owner == owner }
             receives.append(HeldReceive(owner: owner))
             return .deferred
-        case .close(let socket):
+        case .close(let socket, _):
             guard let slot = state.slot(of: socket) else { throw .badSocket }
             let owner = SocketOwner(client: client.rawValue, slot: slot)
             if state.sockets[slot].isBound { ports.release(state.sockets[slot].localPort, by: owner) }
@@ -267,6 +268,8 @@ struct NetworkService: SSRService {
         case .interface:
             let length = interfaceStatus().encode(into: payload.replyBuffer)
             return .reply(code: 0, words: (0, 0), length: length)
+        case .listen, .accept, .connect, .send, .receive, .shutdown, .poll, .socketInfo:
+            throw .badOperation
         }
     }
 
