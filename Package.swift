@@ -167,6 +167,6 @@ let package = Package(
         .testTarget(name: "FileSystemCoreTests", dependencies: ["FileSystemCore", "SSRFormat"]),
         .testTarget(name: "Ext2Tests", dependencies: ["Ext2", "FileSystemCore"]),
         .testTarget(name: "ConsoleCoreTests", dependencies: ["ConsoleCore"]),
-        .testTarget(name: "NetworkCoreTests", dependencies: ["NetworkCore", "Virtio"]),
+        .testTarget(name: "NetworkCoreTests", dependencies: ["NetworkCore", "Virtio", "SSRFormat"]),
     ]
 )

@@ -1,4 +1,5 @@
 import NetworkCore
+import SSRFormat
 import Testing
 
 @Suite struct NetworkClientStateTests {
@@ -162,12 +163,24 @@ import Testing
         }
     }
 
+    /// The server refuses to start when its state does not fit the SSR (system.toml's
+    /// `ssr = 8`, passed as `regionBytes`): committed in two copies, 2 KiB of sockets
+    /// need more than 4 KiB.
+    @Test func theStateFitsTheConfiguredRegion() {
+        #expect(SSRFormat<NetworkClientState, SSRMemory>.requiredBytes <= 8192)
+        #expect(SSRFormat<NetworkClientState, SSRMemory>.requiredBytes > 4096)
+    }
+
     @Test func theLayoutIsAsDocumented() {
-        #expect(MemoryLayout<SocketRecord>.size == 32)
+        #expect(MemoryLayout<SocketRecord>.size == 64)
         #expect(MemoryLayout<SocketRecord>.offset(of: \.localPort) == 2)
         #expect(MemoryLayout<SocketRecord>.offset(of: \.generation) == 4)
-        #expect(MemoryLayout<SocketRecord>.offset(of: \.reserved) == 24)
-        #expect(MemoryLayout<NetworkClientState>.size == 1032)
-        #expect(MemoryLayout<NetworkClientState>.offset(of: \.nextGeneration) == 1024)
+        #expect(MemoryLayout<SocketRecord>.offset(of: \.tcpState) == 24)
+        #expect(MemoryLayout<SocketRecord>.offset(of: \.remotePort) == 28)
+        #expect(MemoryLayout<SocketRecord>.offset(of: \.remoteAddress) == 32)
+        #expect(MemoryLayout<SocketRecord>.offset(of: \.sendWindow) == 44)
+        #expect(MemoryLayout<SocketRecord>.offset(of: \.reserved) == 48)
+        #expect(MemoryLayout<NetworkClientState>.size == 2056)
+        #expect(MemoryLayout<NetworkClientState>.offset(of: \.nextGeneration) == 2048)
     }
 }

@@ -23,7 +23,7 @@ enum RequestSummary: Equatable {
     case accept(UInt32, Bool)
     case connect(UInt32, UInt32, UInt16)
     case send(UInt32, [UInt8])
-    case receive(UInt32, Int, Bool)
+    case receive(UInt32, Int, Bool, UInt32?)
     case shutdown(UInt32)
     case poll(UInt64, UInt)
     case socketInfo(Int)
@@ -40,7 +40,8 @@ enum RequestSummary: Equatable {
         case .accept(let socket, let nonblocking): self = .accept(socket.rawValue, nonblocking)
         case .connect(let socket, let endpoint): self = .connect(socket.rawValue, endpoint.address, endpoint.port)
         case .send(let socket, let data): self = .send(socket.rawValue, Array(data))
-        case .receive(let socket, let count, let nonblocking): self = .receive(socket.rawValue, count, nonblocking)
+        case .receive(let socket, let count, let nonblocking, let expected):
+            self = .receive(socket.rawValue, count, nonblocking, expected)
         case .shutdown(let socket): self = .shutdown(socket.rawValue)
         case .poll(let interest, let timeout): self = .poll(interest.rawValue, timeout)
         case .socketInfo(let index): self = .socketInfo(index)
@@ -86,8 +87,9 @@ enum RequestSummary: Equatable {
                 .accept(top, nonblocking: true),
                 .connect(socket, Endpoint(address: 0x0A00_0202, port: 80)),
                 .send(socket, data: data),
-                .receive(socket, count: 1, nonblocking: false),
-                .receive(top, count: 4096, nonblocking: true),
+                .receive(socket, count: 1, nonblocking: false, expected: nil),
+                .receive(top, count: 4096, nonblocking: true, expected: 0xFFFF_FFFF),
+                .receive(top, count: 7, nonblocking: false, expected: 0),
                 .shutdown(socket),
                 .poll(interest: PollInterest(rawValue: 1 << 5 | 1 << 37), timeoutMilliseconds: 0),
                 .poll(interest: PollInterest(rawValue: UInt64.max), timeoutMilliseconds: NetworkLimits.pollForever),
@@ -206,6 +208,8 @@ enum RequestSummary: Equatable {
         ("receive count 4097", 12, 9, 4097, 0, .badRequest),
         ("receive flag bit 33", 12, 1 << 33 | 9, 1, 0, .badRequest),
         ("receive payload", 12, 9, 1, 1, .badRequest),
+        ("receive expectation without its flag", 12, 9, 1 | 5 << 16, 0, .badRequest),
+        ("receive bits above the flag", 12, 9, 1 | 1 << 49, 0, .badRequest),
         // shutdown: a socket only.
         ("shutdown word 1", 13, 9, 1, 0, .badRequest),
         ("shutdown socket 0", 13, 0, 0, 0, .badRequest),
@@ -289,7 +293,7 @@ enum RequestSummary: Equatable {
         for operation in NetworkOperation.allCases {
             #expect(operation.replyLimit(words: (9, 100)) == expected[operation])
         }
-        #expect(NetworkOperation.receive.replyLimit(words: (9, 1 << 40)) == 4096)
+        #expect(NetworkOperation.receive.replyLimit(words: (9, 5000 | 1 << 48)) == 4096)
         #expect(NetworkOperation.allCases.map(\.rawValue) == Array(1...15))
     }
 

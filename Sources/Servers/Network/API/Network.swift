@@ -56,6 +56,12 @@ public enum Network {
         return answer
     }
 
+    /// Per socket slot: the handle, and the sequence number its next receive expects
+    /// (the `next` of the last reply), which lets the server rewind when a reply was
+    /// lost to its crash (see NetworkProtocol.swift).
+    nonisolated(unsafe) private static var expectations = InlineArray<32, (handle: UInt32, next: UInt32)>(
+        repeating: (0, 0))
+
     private static func socket(from word: UInt) throws(NetworkError) -> SocketHandle {
         guard word != 0, word <= UInt(UInt32.max) else { throw .protocolViolation }
         return SocketHandle(rawValue: UInt32(word))
@@ -167,8 +173,11 @@ public enum Network {
         let count = min(buffer.count, NetworkLimits.maximumTransfer)
         guard count > 0 else { return 0 }
         let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
-        let reply = try call(.receive(socket, count: count, nonblocking: nonblocking), reply: piece)
-        guard reply.words.0 == UInt(reply.length) else { throw .protocolViolation }
+        let known = expectations[socket.slot]
+        let expected = known.handle == socket.rawValue ? known.next : nil
+        let reply = try call(.receive(socket, count: count, nonblocking: nonblocking, expected: expected), reply: piece)
+        guard reply.words.0 == UInt(reply.length), reply.words.1 <= UInt(UInt32.max) else { throw .protocolViolation }
+        expectations[socket.slot] = (socket.rawValue, UInt32(reply.words.1))
         return reply.length
     }
 

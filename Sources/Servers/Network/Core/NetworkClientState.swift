@@ -3,27 +3,40 @@
 // The paper's network service keeps "socket state such as ports, addresses and
 // sequence numbers" in the owning client's SSR, and in its own memory only what it can
 // rebuild. For a UDP socket that state is small: which kind it is, the port it is bound
-// to, and its counters. After a crash the restarted server walks the SSRs and rebuilds
-// its port table (which socket of which client a datagram for port P goes to) from
-// them; the datagrams queued for a socket but not yet received were in server memory
-// and are gone, as if the network had lost them.
+// to, and its counters. For a TCP connection it is what a restarted server needs to go
+// on without the peer noticing (TCPConnection.swift says why that is enough): the
+// endpoints, the state, the next sequence number each way, the peer's window, MSS and
+// scale. After a crash the restarted server walks the SSRs and rebuilds its port
+// tables and connections from them; the datagrams queued for a socket but not yet
+// received, and TCP bytes not yet delivered (never acknowledged to the peer), were in
+// server memory and are gone, as if the network had lost them.
 //
 // Fields are plain integers rather than enums: a damaged byte is caught by
 // `isConsistent`, which the server runs on every SSR it loads, instead of being
 // undefined behaviour when read.
 //
-//   SocketRecord (32 bytes)
-//   offset  field        meaning
-//   ------  -----------  ------------------------------------------------------
-//   0       kind         SocketKind raw value (0: a free slot)
-//   1       flags        bit 0: bound
-//   2       localPort    the bound port (0 while unbound)
-//   4       generation   of the handle that names this socket
-//   8       sent         datagrams handed to the device or the ARP queue
-//   16      received     datagrams handed to the client
-//   24      reserved     0
+//   SocketRecord (64 bytes)
+//   offset  field          meaning
+//   ------  -------------  ----------------------------------------------------
+//   0       kind           SocketKind raw value (0: a free slot)
+//   1       flags          bit 0: bound; bit 1: listening (TCP)
+//   2       localPort      the bound port (0 while unbound)
+//   4       generation     of the handle that names this socket
+//   8       sent           UDP: datagrams sent; TCP: bytes acknowledged by the peer
+//   16      received       UDP: datagrams received; TCP: bytes delivered
+//   24      tcpState       TCPState raw value (0 for UDP and unconnected TCP)
+//   25      sendShift      TCP: the shift of the peer's windows (RFC 7323)
+//   26      receiveShift   TCP: the shift of ours
+//   27      backlog        TCP listener: connections that may wait for accept
+//   28      remotePort     TCP: the peer's port
+//   30      peerMSS        TCP: the peer's maximum segment size
+//   32      remoteAddress  TCP: the peer's address
+//   36      sendNext       TCP: every byte before it is acknowledged (TCPRecord)
+//   40      receiveNext    TCP: every byte before it was delivered
+//   44      sendWindow     TCP: the peer's last window, in bytes
+//   48      reserved       0 (16 bytes)
 //
-//   NetworkClientState: 32 SocketRecords (1 KiB), then nextGeneration (u32) and a
+//   NetworkClientState: 32 SocketRecords (2 KiB), then nextGeneration (u32) and a
 //   reserved u32 (0).
 
 public struct SocketRecord: BitwiseCopyable, Sendable, Equatable {
@@ -33,25 +46,98 @@ public struct SocketRecord: BitwiseCopyable, Sendable, Equatable {
     public var generation: UInt32
     public var sent: UInt64
     public var received: UInt64
+    public var tcpState: UInt8
+    public var sendShift: UInt8
+    public var receiveShift: UInt8
+    public var backlog: UInt8
+    public var remotePort: UInt16
+    public var peerMaximumSegmentSize: UInt16
+    public var remoteAddress: UInt32
+    public var sendNext: UInt32
+    public var receiveNext: UInt32
+    public var sendWindow: UInt32
     public var reserved: UInt64
+    public var reserved2: UInt64
 
     public static let boundFlag: UInt8 = 1
+    public static let listeningFlag: UInt8 = 2
 
-    public static var free: SocketRecord {
-        SocketRecord(kind: 0, flags: 0, localPort: 0, generation: 0, sent: 0, received: 0, reserved: 0)
+    public static var free: SocketRecord { SocketRecord(kind: 0, generation: 0) }
+
+    init(kind: UInt8, generation: UInt32) {
+        self.kind = kind
+        flags = 0
+        localPort = 0
+        self.generation = generation
+        sent = 0
+        received = 0
+        tcpState = 0
+        sendShift = 0
+        receiveShift = 0
+        backlog = 0
+        remotePort = 0
+        peerMaximumSegmentSize = 0
+        remoteAddress = 0
+        sendNext = 0
+        receiveNext = 0
+        sendWindow = 0
+        reserved = 0
+        reserved2 = 0
     }
 
     public var isFree: Bool { kind == 0 }
     public var isBound: Bool { flags & Self.boundFlag != 0 }
+    public var isListening: Bool { flags & Self.listeningFlag != 0 }
+    public var socketKind: SocketKind? { SocketKind(rawValue: kind) }
+    public var state: TCPState? { TCPState(rawValue: tcpState) }
+
+    /// The connection fields, as the TCP engine takes them up after a restart.
+    public var tcpRecord: TCPRecord? {
+        guard kind == SocketKind.tcp.rawValue, let state, state.isSynchronized else { return nil }
+        return TCPRecord(state: state, localPort: localPort, remote: Endpoint(address: remoteAddress, port: remotePort),
+                         sendNext: sendNext, receiveNext: receiveNext, sendWindow: sendWindow,
+                         peerMaximumSegmentSize: peerMaximumSegmentSize, sendShift: sendShift,
+                         receiveShift: receiveShift)
+    }
+
+    /// Writes a connection's fields (and marks the socket bound to its port).
+    public mutating func store(_ record: TCPRecord) {
+        tcpState = record.state.rawValue
+        localPort = record.localPort
+        flags = Self.boundFlag
+        remotePort = record.remote.port
+        remoteAddress = record.remote.address
+        sendNext = record.sendNext
+        receiveNext = record.receiveNext
+        sendWindow = record.sendWindow
+        peerMaximumSegmentSize = record.peerMaximumSegmentSize
+        sendShift = record.sendShift
+        receiveShift = record.receiveShift
+    }
 
     /// A record that can only have been written by the server: free and all zero, or a
-    /// known kind whose port is set exactly when it is bound.
+    /// known kind whose fields agree with each other.
     public var isConsistent: Bool {
-        guard reserved == 0 else { return false }
-        if kind == 0 { return flags == 0 && localPort == 0 && generation == 0 && sent == 0 && received == 0 }
-        guard SocketKind(rawValue: kind) != nil, flags & ~Self.boundFlag == 0,
-              generation != 0, generation <= SocketHandle.maxGeneration else { return false }
-        return isBound == (localPort != 0)
+        guard reserved == 0, reserved2 == 0 else { return false }
+        guard let kind = socketKind else { return self == .free }
+        guard generation != 0, generation <= SocketHandle.maxGeneration, flags & ~3 == 0,
+              isBound == (localPort != 0) else { return false }
+        let connectionFieldsZero = tcpState == 0 && sendShift == 0 && receiveShift == 0 && backlog == 0
+            && remotePort == 0 && peerMaximumSegmentSize == 0 && remoteAddress == 0 && sendNext == 0
+            && receiveNext == 0 && sendWindow == 0
+        switch kind {
+        case .udp:
+            return !isListening && connectionFieldsZero
+        case .tcp:
+            guard let state else { return false }
+            if isListening {
+                return isBound && state == .listen && backlog >= 1 && backlog <= NetworkLimits.maximumBacklog
+                    && remotePort == 0 && remoteAddress == 0
+            }
+            if state == .closed { return connectionFieldsZero }
+            return state.isSynchronized && isBound && remotePort != 0 && remoteAddress != 0 && backlog == 0
+                && sendShift <= 14 && receiveShift <= 14 && peerMaximumSegmentSize >= 64
+        }
     }
 }
 
@@ -72,9 +158,11 @@ public struct NetworkClientState: BitwiseCopyable, Sendable {
         for index in 0..<NetworkLimits.socketsPerClient {
             let socket = sockets[index]
             guard socket.isConsistent else { return false }
-            guard socket.isBound else { continue }
-            // One client never holds a port twice (the server refuses it).
-            for other in 0..<index where sockets[other].isBound && sockets[other].localPort == socket.localPort {
+            guard socket.isBound, socket.kind == SocketKind.udp.rawValue else { continue }
+            // One client never holds a UDP port twice (the server refuses it); TCP
+            // connections accepted from one listener all share its port.
+            for other in 0..<index where sockets[other].isBound && sockets[other].kind == socket.kind
+                && sockets[other].localPort == socket.localPort {
                 return false
             }
         }
@@ -99,8 +187,7 @@ public struct NetworkClientState: BitwiseCopyable, Sendable {
         guard let slot = found else { throw .tooManySockets }
         let generation = nextGeneration
         nextGeneration = generation >= SocketHandle.maxGeneration ? 1 : generation + 1
-        sockets[slot] = SocketRecord(kind: kind.rawValue, flags: 0, localPort: 0, generation: generation, sent: 0,
-                                     received: 0, reserved: 0)
+        sockets[slot] = SocketRecord(kind: kind.rawValue, generation: generation)
         return SocketHandle(slot: slot, generation: generation)
     }
 

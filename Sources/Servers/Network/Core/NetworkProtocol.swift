@@ -26,7 +26,7 @@
 //    9  accept       s | nonblocking << 32      0                      -                new s, peer endpoint      -
 //   10  connect      s                          endpoint               -                local port, 0             -
 //   11  send         s                          0                      data (1...4096)  count, 0                  -
-//   12  receive      s | nonblocking << 32      count (1...4096)       -                count, 0 (0: the end)     count bytes
+//   12  receive      s | nonblocking << 32      count | expected << 16 -                count (0: the end), next  count bytes
 //   13  shutdown     s                          0                      -                -                         -
 //   14  poll         timeout (ms; max: none)    interest               -                ready, 0                  -
 //   15  socketInfo   index                      0                      -                next index (0: last), 0   SocketInfo
@@ -42,6 +42,13 @@
 // "socket slot i readable" (data, the end, a connection to accept, an error) and bit
 // 32 + i for "writable" (connected, and the peer's window open); it is answered at once
 // if one is ready, else when one becomes ready or the timeout passes (ready 0).
+//
+// receive's word 1 also carries the sequence number the client expects next (bits
+// 16...47, with bit 48 saying it knows one: the `next` of its previous receive's
+// reply). A reply the server committed but a crash kept from the client would
+// otherwise lose its bytes for good — the server acknowledges bytes to the peer only
+// after their reply went out, so the peer still has them, and the server rewinds to
+// where the client stands.
 //
 // sendTo binds an unbound socket to a free port first (like BSD sockets), and answers
 // once the datagram is handed to the device or queued behind the ARP resolution of
@@ -186,7 +193,7 @@ public enum NetworkRequest {
     case accept(SocketHandle, nonblocking: Bool)
     case connect(SocketHandle, Endpoint)
     case send(SocketHandle, data: UnsafeRawBufferPointer)
-    case receive(SocketHandle, count: Int, nonblocking: Bool)
+    case receive(SocketHandle, count: Int, nonblocking: Bool, expected: UInt32?)
     case shutdown(SocketHandle)
     case poll(interest: PollInterest, timeoutMilliseconds: UInt)
     case socketInfo(index: Int)
@@ -238,9 +245,11 @@ public enum NetworkRequest {
         case .send(let socket, let data):
             guard data.count <= NetworkLimits.maximumTransfer else { throw .messageTooLarge }
             message = (.send, (UInt(socket.rawValue), 0), data)
-        case .receive(let socket, let count, let nonblocking):
+        case .receive(let socket, let count, let nonblocking, let expected):
             guard count >= 1 else { throw .badRequest }
-            message = (.receive, (flagged(socket, nonblocking), UInt(min(count, NetworkLimits.maximumTransfer))), none)
+            let expectation = expected.map { UInt($0) << 16 | 1 << 48 } ?? 0
+            message = (.receive, (flagged(socket, nonblocking), UInt(min(count, NetworkLimits.maximumTransfer)) | expectation),
+                       none)
         case .shutdown(let socket): message = (.shutdown, (UInt(socket.rawValue), 0), none)
         case .poll(let interest, let timeout):
             message = (.poll, (min(timeout, NetworkLimits.pollForever), UInt(interest.rawValue)), none)
@@ -308,11 +317,15 @@ public enum NetworkRequest {
             guard payload.count <= NetworkLimits.maximumTransfer else { throw .messageTooLarge }
             return .send(try socket(words.0), data: payload)
         case .receive:
-            guard payload.isEmpty, words.1 >= 1, words.1 <= UInt(NetworkLimits.maximumTransfer) else {
+            let count = words.1 & 0xFFFF
+            let known = words.1 >> 48
+            guard payload.isEmpty, count >= 1, count <= UInt(NetworkLimits.maximumTransfer), known <= 1,
+                  known == 1 || words.1 >> 16 == 0 else {
                 throw .badRequest
             }
             let (handle, nonblocking) = try flaggedSocket(words.0)
-            return .receive(handle, count: Int(words.1), nonblocking: nonblocking)
+            return .receive(handle, count: Int(count), nonblocking: nonblocking,
+                            expected: known == 1 ? UInt32(truncatingIfNeeded: words.1 >> 16) : nil)
         case .shutdown:
             guard words.1 == 0, payload.isEmpty else { throw .badRequest }
             return .shutdown(try socket(words.0))
@@ -349,7 +362,7 @@ extension NetworkOperation {
         switch self {
         case .receiveFrom: NetworkLimits.maximumDatagram
         case .interface: InterfaceStatus.encodedBytes
-        case .receive: Int(min(words.1, UInt(NetworkLimits.maximumTransfer)))
+        case .receive: Int(min(words.1 & 0xFFFF, UInt(NetworkLimits.maximumTransfer)))
         case .socketInfo: SocketInfo.encodedBytes
         case .open, .bind, .sendTo, .close, .ping, .listen, .accept, .connect, .send, .shutdown, .poll: 0
         }

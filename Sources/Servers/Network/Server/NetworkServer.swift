@@ -123,8 +123,21 @@ struct NetworkService: SSRService {
     var driver: NetDriver?
     var interface: Interface
     var arp = ARPCache()
-    var ports = PortTable()
+    var udpPorts = PortTable()
+    var tcpPorts = PortTable()
     let pool = DatagramPool()
+    /// TCP (TCPService.swift): every connection the server knows, the listening
+    /// sockets, held polls, and connections to acknowledge once a reply is out.
+    var connections: [ConnectionEntry] = []
+    var listeners: [Listener] = []
+    var polls: [HeldPoll] = []
+    var acknowledgeAfterReply: [TCPConnection] = []
+    var tcpConfiguration = TCPConfiguration()
+    let sequenceSecret: UInt64
+    /// Bytes a receive completed from `notified` is built in (the reply's payload).
+    let receiveScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: NetworkLimits.maximumTransfer,
+                                                                 alignment: 8)
+    var tcpSegmentsDropped: UInt64 = 0
     var receives: [HeldReceive] = []
     var pings: [HeldPing] = []
     var waitingFrames: [WaitingFrame] = []
@@ -139,6 +152,9 @@ struct NetworkService: SSRService {
         interface = Interface(mac: .zero, address: NetworkLayout.address, prefixLength: NetworkLayout.prefixLength,
                               gateway: NetworkLayout.gateway)
         portHint = UInt16(truncatingIfNeeded: System.clock())
+        sequenceSecret = System.clock() &* 0x9E37_79B9_7F4A_7C15
+        tcpConfiguration.ticksPerSecond = System.ticksPerSecond
+        tcpConfiguration.timeWaitTicks = 2 * System.ticksPerSecond
         driver = Self.attach()
         // Without a device every request that needs one is answered `noDevice`, which
         // ifconfig turns into the QEMU options that give one.
@@ -181,15 +197,22 @@ struct NetworkService: SSRService {
 
     mutating func rebuild(client: TaskID, state: NetworkClientState) {
         for slot in 0..<NetworkLimits.socketsPerClient where state.sockets[slot].isBound {
-            _ = ports.claim(state.sockets[slot].localPort, by: SocketOwner(client: client.rawValue, slot: slot))
+            let owner = SocketOwner(client: client.rawValue, slot: slot)
+            let socket = state.sockets[slot]
+            if socket.kind == SocketKind.udp.rawValue {
+                _ = udpPorts.claim(socket.localPort, by: owner)
+            } else {
+                rebuildTCP(socket, owner: owner)
+            }
         }
     }
 
     mutating func clientEnded(client: TaskID, state: NetworkClientState?) {
-        ports.releaseAll(of: client.rawValue)
+        udpPorts.releaseAll(of: client.rawValue)
         pool.discardAll(of: client.rawValue)
         receives.removeAll { $0.owner.client == client.rawValue }
         pings.removeAll { $0.client == client }
+        tcpClientEnded(client)
         arm()
     }
 
@@ -214,8 +237,8 @@ struct NetworkService: SSRService {
                           state: inout NetworkClientState) throws(NetworkError) -> SSROutcome {
         switch request {
         case .open(let kind):
-            guard kind == .udp else { throw .badOperation }
             let socket = try state.open(kind)
+            if kind == .tcp { state.sockets[socket.slot].tcpState = TCPState.closed.rawValue }
             return .reply(0, UInt(socket.rawValue))
         case .bind(let socket, let port):
             guard let slot = state.slot(of: socket) else { throw .badSocket }
@@ -224,6 +247,7 @@ struct NetworkService: SSRService {
             return .reply(0, UInt(bound))
         case .sendTo(let socket, let destination, let data):
             guard let slot = state.slot(of: socket) else { throw .badSocket }
+            guard state.sockets[slot].kind == SocketKind.udp.rawValue else { throw .wrongState }
             guard driver != nil else { throw .noDevice }
             let address = IPv4Address(rawValue: destination.address)
             guard destination.port != 0, address != .any, address != .broadcast else { throw .badAddress }
@@ -234,6 +258,7 @@ struct NetworkService: SSRService {
             return .reply(0, UInt(data.count), UInt(sourcePort))
         case .receiveFrom(let socket, let nonblocking):
             guard let slot = state.slot(of: socket) else { throw .badSocket }
+            guard state.sockets[slot].kind == SocketKind.udp.rawValue else { throw .wrongState }
             guard state.sockets[slot].isBound else { throw .badRequest }
             let owner = SocketOwner(client: client.rawValue, slot: slot)
             if let words = deliverQueued(to: owner, into: payload.replyBuffer) {
@@ -244,10 +269,13 @@ struct NetworkService: SSRService {
             receives.removeAll { $0.owner == owner }
             receives.append(HeldReceive(owner: owner))
             return .deferred
-        case .close(let socket, _):
+        case .close(let socket, let abort):
             guard let slot = state.slot(of: socket) else { throw .badSocket }
+            if state.sockets[slot].kind == SocketKind.tcp.rawValue {
+                return closeTCP(slot: slot, abort: abort, client: client, state: &state)
+            }
             let owner = SocketOwner(client: client.rawValue, slot: slot)
-            if state.sockets[slot].isBound { ports.release(state.sockets[slot].localPort, by: owner) }
+            if state.sockets[slot].isBound { udpPorts.release(state.sockets[slot].localPort, by: owner) }
             pool.discardAll(for: owner)
             receives.removeAll { $0.owner == owner }
             state.close(slot: slot)
@@ -268,8 +296,23 @@ struct NetworkService: SSRService {
         case .interface:
             let length = interfaceStatus().encode(into: payload.replyBuffer)
             return .reply(code: 0, words: (0, 0), length: length)
-        case .listen, .accept, .connect, .send, .receive, .shutdown, .poll, .socketInfo:
-            throw .badOperation
+        case .listen(let socket, let backlog):
+            return try listen(socket, backlog: backlog, client: client, state: &state)
+        case .accept(let socket, let nonblocking):
+            return try accept(socket, nonblocking: nonblocking, client: client, state: &state)
+        case .connect(let socket, let destination):
+            return try connect(socket, to: destination, client: client, state: &state)
+        case .send(let socket, let data):
+            return try sendStream(socket, data: data, client: client, state: &state)
+        case .receive(let socket, let count, let nonblocking, let expected):
+            return try receiveStream(socket, count: count, nonblocking: nonblocking, expected: expected,
+                                     into: payload.replyBuffer, client: client, state: &state)
+        case .shutdown(let socket):
+            return try shutdown(socket, client: client, state: &state)
+        case .poll(let interest, let timeout):
+            return poll(interest, timeoutMilliseconds: timeout, client: client, state: state)
+        case .socketInfo(let index):
+            return socketInfo(index, into: payload.replyBuffer)
         }
     }
 
@@ -280,7 +323,11 @@ struct NetworkService: SSRService {
                                 state: NetworkClientState, reply: SSRReply) -> Int? {
         switch NetworkOperation(rawValue: operation) {
         case .receiveFrom: return reply.code == 0 ? nil : 0
+        // Its bytes were counted as delivered, then lost with the crash: handled again,
+        // the request's expected sequence number rewinds the connection to them.
+        case .receive: return reply.code == 0 && reply.word0 > 0 ? nil : 0
         case .interface: return reply.code == 0 ? interfaceStatus().encode(into: payload.replyBuffer) : 0
+        case .socketInfo: return reply.code == 0 ? socketInfoPayload(words: words, into: payload.replyBuffer) : 0
         default: return 0
         }
     }
@@ -290,13 +337,22 @@ struct NetworkService: SSRService {
         let owner = SocketOwner(client: client.rawValue, slot: slot)
         var chosen = port
         if chosen == 0 {
-            guard let free = ports.freeEphemeralPort(hint: portHint) else { throw .noFreePort }
+            guard let free = ports(of: state.sockets[slot]).freeEphemeralPort(hint: portHint) else {
+                throw .noFreePort
+            }
             chosen = free
             portHint = portHint &+ 1
         }
-        guard ports.claim(chosen, by: owner) else { throw port == 0 ? .noFreePort : .addressInUse }
+        let claimed = state.sockets[slot].kind == SocketKind.udp.rawValue ? udpPorts.claim(chosen, by: owner)
+            : tcpPorts.claim(chosen, by: owner)
+        guard claimed else { throw port == 0 ? .noFreePort : .addressInUse }
         state.bind(slot: slot, port: chosen)
         return chosen
+    }
+
+    /// The port table of a socket's kind.
+    func ports(of socket: SocketRecord) -> PortTable {
+        socket.kind == SocketKind.udp.rawValue ? udpPorts : tcpPorts
     }
 
     func interfaceStatus() -> InterfaceStatus {
@@ -312,6 +368,7 @@ struct NetworkService: SSRService {
             status.framesDropped = counters.badLengths &+ counters.transmitBusy
         }
         for index in 0..<DropReason.allCases.count { status.framesDropped &+= drops[index] }
+        status.framesDropped &+= tcpSegmentsDropped
         status.datagramsDelivered = datagramsDelivered
         status.datagramsDropped = pool.dropped
         return status
@@ -428,9 +485,18 @@ struct NetworkService: SSRService {
         if bits & 1 != 0 { receiveFrames() }
         if bits & KernelNotification.timerBit != 0 {
             armed = 0
-            expire(now: System.clock())
+            let now = System.clock()
+            expire(now: now)
+            tcpTimers(now: now)
         }
         arm()
+    }
+
+    /// After a reply that delivered TCP bytes went out: acknowledge them to the peer.
+    mutating func followUp() {
+        let due = acknowledgeAfterReply
+        acknowledgeAfterReply.removeAll()
+        for connection in due { acknowledge(connection) }
     }
 
     mutating func receiveFrames() {
@@ -475,8 +541,15 @@ struct NetworkService: SSRService {
         case .udp(_, let source, let sourcePort, let destinationPort, let payloadOffset, let payloadLength):
             let payload = UnsafeRawBufferPointer(rebasing: frame[payloadOffset..<payloadOffset + payloadLength])
             deliver(payload, from: Endpoint(address: source.rawValue, port: sourcePort), to: destinationPort)
-        case .tcp:
-            count(.unknownProtocol)
+        case .tcp(let from, let source, let destination, let segmentOffset, let segmentLength):
+            guard let segment = TCPSegment.parse(frame, offset: segmentOffset, length: segmentLength, source: source,
+                                                 destination: destination) else {
+                tcpSegmentsDropped &+= 1
+                return
+            }
+            arp.insert(source, from, now: now)
+            let data = UnsafeRawBufferPointer(rebasing: frame[segment.dataOffset..<segment.dataOffset + segment.dataLength])
+            segmentArrived(segment, data: data, from: source, now: now)
         case .drop(let reason):
             count(reason)
         }
@@ -489,7 +562,7 @@ struct NetworkService: SSRService {
     /// A datagram for local port `port`: into the held receive of its socket, if one
     /// waits, else into the pool.
     mutating func deliver(_ payload: UnsafeRawBufferPointer, from source: Endpoint, to port: UInt16) {
-        guard let owner = ports.owner(of: port) else {
+        guard let owner = udpPorts.owner(of: port) else {
             count(.unknownProtocol)
             return
         }
@@ -513,7 +586,10 @@ struct NetworkService: SSRService {
                 return
             }
         }
-        if pool.enqueue(payload, from: source, for: owner) { datagramsDelivered &+= 1 }
+        if pool.enqueue(payload, from: source, for: owner) {
+            datagramsDelivered &+= 1
+            wakePoll(of: owner.client)
+        }
     }
 
     mutating func answerPing(from source: IPv4Address, identifier: UInt16, sequence: UInt16, now: UInt64) {
@@ -557,7 +633,7 @@ struct NetworkService: SSRService {
 
     /// Asks the kernel to wake us at the next ping deadline or ARP retry.
     mutating func arm() {
-        var wake: UInt64 = 0
+        var wake: UInt64 = tcpNextDeadline ?? 0
         for ping in pings where wake == 0 || ping.deadline < wake { wake = ping.deadline }
         for waiting in waitingFrames {
             let retry = waiting.lastAsked &+ NetworkTiming.arpRetry
@@ -572,7 +648,7 @@ struct NetworkService: SSRService {
 @main
 struct NetworkServer {
     static func main() {
-        var server = SSRServer(service: NetworkService())
+        var server = SSRServer(service: NetworkService(), regionBytes: 8192)
         server.run()
     }
 }
