@@ -9,12 +9,14 @@ extension Shell {
     static let networkCommandsHelp = """
         ifconfig                  the network interface: MAC, address, gateway, frame and datagram counts
         ping ADDRESS [COUNT]      send COUNT (default 4) ICMP echo requests and print each round trip
+        netstat                   every socket the network server knows: protocol, state, ports, owner, bytes
         """
 
     static func networkCommand(_ command: String, _ arguments: [String]) -> Int32? {
         switch command {
         case "ifconfig": return interfaceConfiguration()
         case "ping": return ping(arguments)
+        case "netstat": return networkStatus()
         default: return nil
         }
     }
@@ -67,6 +69,30 @@ extension Shell {
               + "\(status.framesDropped) dropped")
         print("      datagrams: \(status.datagramsDelivered) delivered to sockets, "
               + "\(status.datagramsDropped) dropped (socket queue full)")
+        return 0
+    }
+
+    static func networkStatus() -> Int32 {
+        print("PROTO  STATE         LOCAL   REMOTE                 PID  SENT       RECEIVED")
+        var index: Int? = 0
+        while let current = index {
+            let entry: (info: SocketInfo, next: Int?)?
+            do throws(NetworkError) {
+                entry = try Network.socketInfo(at: current)
+            } catch {
+                complain("netstat: " + explain(error))
+                return 1
+            }
+            guard let (info, next) = entry else { break }
+            let isTCP = info.kind == SocketKind.tcp.rawValue
+            let state = isTCP ? String(TCPState(rawValue: info.state)?.name ?? "?") : ""
+            let remote = info.remote.port == 0 ? "-"
+                : text(IPv4Address(rawValue: info.remote.address)) + ":\(info.remote.port)"
+            let owner = info.owner == 0 ? "-" : "\(TaskID(rawValue: info.owner).index)"
+            print(pad(isTCP ? "tcp" : "udp", 7) + pad(state, 14) + pad("\(info.localPort)", 8) + pad(remote, 23)
+                  + pad(owner, 5) + pad("\(info.bytesSent)", 11) + "\(info.bytesReceived)")
+            index = next
+        }
         return 0
     }
 
