@@ -31,10 +31,10 @@ PROGRAMS   := ConsoleServer Shell Crashme PingServer Bench Binder RogueServer Ti
               NetworkServer UDPEcho
 # Libraries linked into every program (--gc-sections drops what a program does not use).
 USER_LIBRARIES := UserArch Freestanding CurioUser CurioABI ConsoleCore ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore \
-                  ConfigAPI Virtio StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI NetworkCore NetworkAPI
+                  ConfigAPI Virtio StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI NetworkCore NetworkAPI HTTPCore
 # Every module cross-built for riscv64 (the embedded build of each is part of `make test`).
 EMBEDDED_MODULES := CurioABI KernelCore Kernel CurioUser ConsoleCore ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore \
-                    ConfigAPI Virtio StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI NetworkCore NetworkAPI \
+                    ConfigAPI Virtio StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI NetworkCore NetworkAPI HTTPCore \
                     $(PROGRAMS)
 KERNEL_LIBRARIES := KernelArch Freestanding Kernel KernelCore CurioABI
 

@@ -60,6 +60,10 @@ let package = Package(
                 path: "Sources/Programs/DMAProbe", exclude: ["dma-probe-system.toml"],
                 swiftSettings: embeddedRestrictions),
 
+        // HTTP/1.1 for Curio's programs: request and response parsing, ranges, paths,
+        // response heads and listings (host-tested, allocation-light, no dependencies).
+        .target(name: "HTTPCore", path: "Sources/User/HTTP", swiftSettings: embeddedRestrictions),
+
         // Server state regions: the on-SSR format (host-tested, allocation-free) and the
         // runtime that turns a service into a restartable SSR server.
         .target(name: "SSRFormat", path: "Sources/User/SSR/Format", swiftSettings: embeddedRestrictions),
@@ -168,5 +172,6 @@ let package = Package(
         .testTarget(name: "Ext2Tests", dependencies: ["Ext2", "FileSystemCore"]),
         .testTarget(name: "ConsoleCoreTests", dependencies: ["ConsoleCore"]),
         .testTarget(name: "NetworkCoreTests", dependencies: ["NetworkCore", "Virtio"]),
+        .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore"]),
     ]
 )
