@@ -112,6 +112,12 @@ let package = Package(
                 path: "Sources/Servers/Network/Server", swiftSettings: embeddedRestrictions),
         .target(name: "UDPEcho", dependencies: ["CurioUser", "ConsoleAPI", "NetworkAPI"], path: "Sources/Programs/UDPEcho",
                 swiftSettings: embeddedRestrictions),
+        .target(name: "TCPEcho", dependencies: ["CurioUser", "ConsoleAPI", "NetworkAPI"], path: "Sources/Programs/TCPEcho",
+                swiftSettings: embeddedRestrictions),
+        .target(name: "HTTPServer", dependencies: ["CurioUser", "ConsoleAPI", "NetworkAPI", "FileSystemAPI", "HTTPCore"],
+                path: "Sources/Programs/HTTPServer", swiftSettings: embeddedRestrictions),
+        .target(name: "HTTPFetch", dependencies: ["CurioUser", "ConsoleAPI", "NetworkAPI", "FileSystemAPI", "HTTPCore"],
+                path: "Sources/Programs/HTTPFetch", swiftSettings: embeddedRestrictions),
 
         // The filesystem: shared vocabulary, wire protocol and per-client state (host-tested),
         // the ext2 engine (host-tested against mke2fs/e2fsck), client API and server.

@@ -30,6 +30,13 @@ import Testing
                 + "Location: /my%20dir/\r\nAccept-Ranges: bytes\r\n\r\n")
     }
 
+    @Test func a405SaysWhatIsAllowed() {
+        let head = HTTPResponseHead(status: .methodNotAllowed, contentLength: 0, close: true)
+        #expect(text(head.bytes) == "HTTP/1.1 405 Method Not Allowed\r\nServer: Curio\r\nContent-Length: 0\r\n"
+                + "Allow: GET, HEAD\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n")
+        #expect(!text(HTTPResponseHead(status: .notFound, contentLength: 0).bytes).contains("Allow"))
+    }
+
     @Test func writesLargeLengthsAndAppends() {
         var output = bytes("x")
         HTTPResponseHead(status: .notFound, contentLength: UInt64.max).append(to: &output)

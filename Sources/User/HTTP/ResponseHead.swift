@@ -67,6 +67,8 @@ public struct HTTPResponseHead: Sendable {
             output.append(contentsOf: location)
             output.append(ascii: "\r\n")
         }
+        // A 405 must say what is allowed (RFC 9110 §15.5.6).
+        if status == .methodNotAllowed { output.append(ascii: "Allow: GET, HEAD\r\n") }
         output.append(ascii: "Accept-Ranges: bytes\r\n")
         if close { output.append(ascii: "Connection: close\r\n") }
         output.append(ascii: "\r\n")
