@@ -60,6 +60,10 @@ let package = Package(
                 path: "Sources/Programs/DMAProbe", exclude: ["dma-probe-system.toml"],
                 swiftSettings: embeddedRestrictions),
 
+        // HTTP/1.1 for Curio's programs: request and response parsing, ranges, paths,
+        // response heads and listings (host-tested, allocation-light, no dependencies).
+        .target(name: "HTTPCore", path: "Sources/User/HTTP", swiftSettings: embeddedRestrictions),
+
         // Server state regions: the on-SSR format (host-tested, allocation-free) and the
         // runtime that turns a service into a restartable SSR server.
         .target(name: "SSRFormat", path: "Sources/User/SSR/Format", swiftSettings: embeddedRestrictions),
@@ -108,6 +112,12 @@ let package = Package(
                 path: "Sources/Servers/Network/Server", swiftSettings: embeddedRestrictions),
         .target(name: "UDPEcho", dependencies: ["CurioUser", "ConsoleAPI", "NetworkAPI"], path: "Sources/Programs/UDPEcho",
                 swiftSettings: embeddedRestrictions),
+        .target(name: "TCPEcho", dependencies: ["CurioUser", "ConsoleAPI", "NetworkAPI"], path: "Sources/Programs/TCPEcho",
+                swiftSettings: embeddedRestrictions),
+        .target(name: "HTTPServer", dependencies: ["CurioUser", "ConsoleAPI", "NetworkAPI", "FileSystemAPI", "HTTPCore"],
+                path: "Sources/Programs/HTTPServer", swiftSettings: embeddedRestrictions),
+        .target(name: "HTTPFetch", dependencies: ["CurioUser", "ConsoleAPI", "NetworkAPI", "FileSystemAPI", "HTTPCore"],
+                path: "Sources/Programs/HTTPFetch", swiftSettings: embeddedRestrictions),
 
         // The filesystem: shared vocabulary, wire protocol and per-client state (host-tested),
         // the ext2 engine (host-tested against mke2fs/e2fsck), client API and server.
@@ -168,5 +178,6 @@ let package = Package(
         .testTarget(name: "Ext2Tests", dependencies: ["Ext2", "FileSystemCore"]),
         .testTarget(name: "ConsoleCoreTests", dependencies: ["ConsoleCore"]),
         .testTarget(name: "NetworkCoreTests", dependencies: ["NetworkCore", "Virtio", "SSRFormat"]),
+        .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore"]),
     ]
 )
