@@ -50,9 +50,13 @@ DEFAULT_DISK := $(BUILD)/disk.img
 DISK       ?= $(DEFAULT_DISK)
 DISK_FLAGS  = -drive file=$(DISK),format=raw,if=none,id=disk0 -device virtio-blk-device,drive=disk0
 # The network: QEMU user networking with restrict=on, so the guest reaches nothing but
-# QEMU's own virtual gateway (10.0.2.2, which answers ping). The device sits in
-# virtio-mmio slot 0, where the network server looks for it.
-NET_FLAGS   = -netdev user,id=n0,restrict=on -device virtio-net-device,netdev=n0,bus=virtio-mmio-bus.0
+# QEMU's own virtual gateway (10.0.2.2, which answers ping), and HTTP_PORT on
+# 127.0.0.1 reaches Curio's web server (httpd on port 80, which the shell starts when
+# it boots without a script). The device
+# sits in virtio-mmio slot 0, where the network server looks for it.
+HTTP_PORT  ?= 8080
+NET_FLAGS   = -netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$(HTTP_PORT)-:80 \
+              -device virtio-net-device,netdev=n0,bus=virtio-mmio-bus.0
 
 .PHONY: all help deps build kernel-nossr kernel-baseline kernel-dmaprobe embedded run debug test test-host test-embedded test-integration bench profile campaign campaign-replay soak soak-replay fuzz fuzz-host clean
 
@@ -124,6 +128,7 @@ $(DEFAULT_DISK): $(shell find disk -type f 2>/dev/null)
 
 run: deps build $(if $(filter $(DEFAULT_DISK),$(DISK)),$(DEFAULT_DISK))
 	@test -f "$(DISK)" || { echo "no disk image at $(DISK)"; exit 1; }
+	@echo "Curio's web server: http://127.0.0.1:$(HTTP_PORT)/ (try: curl http://127.0.0.1:$(HTTP_PORT)/README.txt)"
 	@$(QEMU) $(QEMU_FLAGS) $(DISK_FLAGS) $(NET_FLAGS) $(APPEND)
 
 debug: deps build $(if $(filter $(DEFAULT_DISK),$(DISK)),$(DEFAULT_DISK))

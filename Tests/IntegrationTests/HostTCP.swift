@@ -91,3 +91,68 @@ final class HostTCP: @unchecked Sendable {
         _ = Glibc.shutdown(socket, Int32(SHUT_WR))
     }
 }
+
+/// A one-file HTTP/1.1 server on 127.0.0.1, for Curio's `fetch` to download from
+/// through a guest forward: every request gets `body`, with its length, then the
+/// connection is closed.
+final class HostHTTPServer: @unchecked Sendable {
+    let port: UInt16
+    private let listener: Int32
+    private let body: [UInt8]
+    private(set) var requests: [String] = []
+    private let lock = NSLock()
+
+    init(body: [UInt8]) throws {
+        self.body = body
+        let listener = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.listener = listener
+        var reuse: Int32 = 1
+        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, Glibc.listen(listener, 4) == 0 else { throw POSIXError(.EADDRINUSE) }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+        }
+        port = UInt16(bigEndian: address.sin_port)
+        Thread { [self] in serve() }.start()
+    }
+
+    deinit { close(listener) }
+
+    var requestsSeen: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return requests
+    }
+
+    private func serve() {
+        while true {
+            let connection = accept(listener, nil, nil)
+            guard connection >= 0 else { return }
+            var head = [UInt8]()
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while !head.suffix(4).elementsEqual([13, 10, 13, 10]) && head.count < 16384 {
+                let count = recv(connection, &buffer, buffer.count, 0)
+                guard count > 0 else { break }
+                head += buffer[0..<count]
+            }
+            lock.lock()
+            requests.append(String(decoding: head, as: UTF8.self))
+            lock.unlock()
+            let response = Array("HTTP/1.1 200 OK\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8) + body
+            var sent = 0
+            while sent < response.count {
+                let count = response[sent...].withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                guard count > 0 else { break }
+                sent += count
+            }
+            close(connection)
+        }
+    }
+}

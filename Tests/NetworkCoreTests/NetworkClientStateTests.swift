@@ -179,7 +179,8 @@ import Testing
         #expect(MemoryLayout<SocketRecord>.offset(of: \.remotePort) == 28)
         #expect(MemoryLayout<SocketRecord>.offset(of: \.remoteAddress) == 32)
         #expect(MemoryLayout<SocketRecord>.offset(of: \.sendWindow) == 44)
-        #expect(MemoryLayout<SocketRecord>.offset(of: \.reserved) == 48)
+        #expect(MemoryLayout<SocketRecord>.offset(of: \.cookieKey) == 48)
+        #expect(MemoryLayout<SocketRecord>.offset(of: \.reserved) == 56)
         #expect(MemoryLayout<NetworkClientState>.size == 2056)
         #expect(MemoryLayout<NetworkClientState>.offset(of: \.nextGeneration) == 2048)
     }

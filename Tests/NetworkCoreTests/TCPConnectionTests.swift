@@ -346,4 +346,74 @@ final class Link {
         }
         #expect(received == data && a.sendIsComplete)
     }
+
+    /// A server that crashed after answering a SYN knows nothing of the handshake: the
+    /// peer's acknowledgment carries the cookie back, and the connection is rebuilt
+    /// with what the SYN said, its data taken in order.
+    @Test func aHandshakeTheServerForgotIsRebuiltFromItsCookie() {
+        let link = Link()
+        let key: UInt64 = 0x1234_5678_9ABC_DEF1
+        let remote = Endpoint(address: link.a.address.rawValue, port: Self.portA)
+        let a = TCPConnection.connecting(localPort: Self.portA, to: Endpoint(address: link.b.address.rawValue, port: Self.portB),
+                                         iss: 77, now: link.now, emit: link.emitter(fromA: true))
+        var forgotten: TCPConnection?
+        link.run(a, nil) { syn in
+            let iss = SynCookie.make(key: key, localPort: Self.portB, remote: remote,
+                                     slot: SynCookie.slot(at: link.now, ticksPerSecond: 10_000_000),
+                                     maximumSegmentSize: syn.maximumSegmentSize, windowShift: syn.windowShift)
+            forgotten = TCPConnection.accepting(syn, localPort: Self.portB, from: remote, iss: iss, now: link.now,
+                                                emit: link.emitter(fromA: false))
+            return forgotten
+        }
+        #expect(a.state == .established && forgotten != nil)
+        // The server "crashes": forgotten is gone. A sends its request.
+        let request = bytes(300, seed: 6)
+        var rebuilt: TCPConnection?
+        request.withUnsafeBytes { a.queueSend($0, now: link.now, emit: link.emitter(fromA: true)) }
+        link.run(a, nil) { segment in
+            guard let cookie = SynCookie.check(segment.acknowledgment &- 1, key: key, localPort: Self.portB,
+                                               remote: remote, now: link.now, ticksPerSecond: 10_000_000) else {
+                Issue.record("the cookie did not check")
+                return nil
+            }
+            #expect(cookie.maximumSegmentSize == 1460 && cookie.windowShift == 0)
+            let connection = TCPConnection.rebuilding(from: segment, cookie: cookie, localPort: Self.portB, remote: remote)
+            rebuilt = connection
+            return nil
+        }
+        guard let b = rebuilt else { return }
+        #expect(b.state == .established && b.receiveNext == 78 && b.sendUnacknowledged == forgotten!.sendUnacknowledged)
+        // A retransmits (nothing was acknowledged); the rebuilt side takes it in order.
+        link.advance(TCPConfiguration().ticksPerSecond, a)
+        link.run(a, b)
+        var received: [UInt8] = []
+        drain(b, link, into: &received)
+        link.run(a, b)
+        #expect(received == request && a.sendIsComplete)
+    }
+
+    @Test func aCookieChecksOnlyForItsKeyEndpointsAndTime() {
+        let remote = Endpoint(address: 0x0A00_0202, port: 40000)
+        let ticks: UInt64 = 10_000_000
+        let now: UInt64 = 1_000 * ticks
+        let slot = SynCookie.slot(at: now, ticksPerSecond: ticks)
+        let cookie = SynCookie.make(key: 9, localPort: 80, remote: remote, slot: slot, maximumSegmentSize: 1300,
+                                    windowShift: 7)
+        #expect(SynCookie.check(cookie, key: 9, localPort: 80, remote: remote, now: now, ticksPerSecond: ticks)
+                == SynCookie(maximumSegmentSize: 1220, windowShift: 7))
+        #expect(SynCookie.check(cookie, key: 9, localPort: 80, remote: remote, now: now + 64 * ticks,
+                                ticksPerSecond: ticks) != nil, "the next slot still takes it")
+        #expect(SynCookie.check(cookie, key: 9, localPort: 80, remote: remote, now: now + 128 * ticks,
+                                ticksPerSecond: ticks) == nil, "two slots later it has expired")
+        #expect(SynCookie.check(cookie, key: 10, localPort: 80, remote: remote, now: now, ticksPerSecond: ticks) == nil)
+        #expect(SynCookie.check(cookie, key: 9, localPort: 81, remote: remote, now: now, ticksPerSecond: ticks) == nil)
+        #expect(SynCookie.check(cookie, key: 9, localPort: 80, remote: Endpoint(address: 0x0A00_0202, port: 40001),
+                                now: now, ticksPerSecond: ticks) == nil)
+        #expect(SynCookie.check(cookie ^ 1 << 22, key: 9, localPort: 80, remote: remote, now: now,
+                                ticksPerSecond: ticks) == nil, "the options are under the hash")
+        let plain = SynCookie.make(key: 9, localPort: 80, remote: remote, slot: slot, maximumSegmentSize: nil,
+                                   windowShift: nil)
+        #expect(SynCookie.check(plain, key: 9, localPort: 80, remote: remote, now: now, ticksPerSecond: ticks)
+                == SynCookie(maximumSegmentSize: 536, windowShift: nil))
+    }
 }

@@ -90,9 +90,13 @@ struct HTTPServer {
     nonisolated(unsafe) static var scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: pieceBytes, alignment: 8)
 
     static func main() {
-        let words = String(decoding: System.arguments, as: UTF8.self).split(separator: " ")
+        var words = String(decoding: System.arguments, as: UTF8.self).split(separator: " ")
+        // `quiet`: started by the shell at boot, which says so itself (a line printed
+        // later would land in the middle of whatever a person is typing).
+        let quiet = words.last == "quiet"
+        if quiet { words.removeLast() }
         guard words.count <= 1, let port = words.count > 0 ? UInt16(words[0]) : 80, port != 0 else {
-            print("usage: httpd [PORT]")
+            print("usage: httpd [PORT] [quiet]")
             System.exit(1)
         }
         let listener: SocketHandle
@@ -104,7 +108,7 @@ struct HTTPServer {
             print("httpd: port \(port): " + describe(error).description)
             System.exit(2)
         }
-        print("httpd listening on port \(port)")
+        if !quiet { print("httpd listening on port \(port)") }
         var start = 0
         while true {
             let now = System.clock()

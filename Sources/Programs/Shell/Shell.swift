@@ -80,6 +80,7 @@ struct Shell {
         // Only interactively: a script's first file command says the same, and scripted
         // runs (benchmarks, campaign seeds) must schedule as they were recorded.
         reportMountStatus()
+        startServices()
         print("Curio shell. Type 'help' for commands.")
         var editor = LineEditor(prompt: Array(prompt.utf8))
         let input = UnsafeMutableRawBufferPointer.allocate(byteCount: 256, alignment: 8)
@@ -87,6 +88,14 @@ struct Shell {
             let line = readLine(with: &editor, input: input)
             _ = execute(String(decoding: line, as: UTF8.self))
         }
+    }
+
+    /// At an interactive boot, what a person expects to find running: the web server
+    /// on port 80, which `make run` forwards from 127.0.0.1 (scripts start what they
+    /// need themselves, and measure a machine without it).
+    static func startServices() {
+        guard (try? spawn("httpd", arguments: "80 quiet")) != nil else { return }
+        print("httpd: serving the disk over HTTP on port 80")
     }
 
     /// Shows the prompt and edits one line; the console's echo is off meanwhile.

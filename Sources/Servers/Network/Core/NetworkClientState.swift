@@ -34,7 +34,8 @@
 //   36      sendNext       TCP: every byte before it is acknowledged (TCPRecord)
 //   40      receiveNext    TCP: every byte before it was delivered
 //   44      sendWindow     TCP: the peer's last window, in bytes
-//   48      reserved       0 (16 bytes)
+//   48      cookieKey      TCP listener: the key of its SYN cookies (SynCookie.swift)
+//   56      reserved       0
 //
 //   NetworkClientState: 32 SocketRecords (2 KiB), then nextGeneration (u32) and a
 //   reserved u32 (0).
@@ -56,8 +57,8 @@ public struct SocketRecord: BitwiseCopyable, Sendable, Equatable {
     public var sendNext: UInt32
     public var receiveNext: UInt32
     public var sendWindow: UInt32
+    public var cookieKey: UInt64
     public var reserved: UInt64
-    public var reserved2: UInt64
 
     public static let boundFlag: UInt8 = 1
     public static let listeningFlag: UInt8 = 2
@@ -81,8 +82,8 @@ public struct SocketRecord: BitwiseCopyable, Sendable, Equatable {
         sendNext = 0
         receiveNext = 0
         sendWindow = 0
+        cookieKey = 0
         reserved = 0
-        reserved2 = 0
     }
 
     public var isFree: Bool { kind == 0 }
@@ -118,7 +119,8 @@ public struct SocketRecord: BitwiseCopyable, Sendable, Equatable {
     /// A record that can only have been written by the server: free and all zero, or a
     /// known kind whose fields agree with each other.
     public var isConsistent: Bool {
-        guard reserved == 0, reserved2 == 0 else { return false }
+        guard reserved == 0 else { return false }
+        guard isListening == (cookieKey != 0) else { return false }
         guard let kind = socketKind else { return self == .free }
         guard generation != 0, generation <= SocketHandle.maxGeneration, flags & ~3 == 0,
               isBound == (localPort != 0) else { return false }

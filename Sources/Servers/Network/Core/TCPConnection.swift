@@ -262,6 +262,28 @@ public final class TCPConnection {
         return connection
     }
 
+    /// A connection whose handshake a restarted server never saw: `segment` acknowledged
+    /// our SYN-ACK, whose sequence number was `cookie` (SynCookie.swift). Established
+    /// as if that acknowledgment had just arrived; hand it the segment next.
+    public static func rebuilding(from segment: TCPSegment, cookie: SynCookie, localPort: UInt16,
+                                  remote: Endpoint, configuration: TCPConfiguration = TCPConfiguration())
+        -> TCPConnection {
+        let connection = TCPConnection(localPort: localPort, remote: remote, state: .established,
+                                       initialSendSequence: segment.acknowledgment &- 1, configuration: configuration)
+        connection.sendUnacknowledged = segment.acknowledgment
+        connection.sendNext = segment.acknowledgment
+        connection.sendMaximum = segment.acknowledgment
+        connection.initialReceiveSequence = segment.sequence &- 1
+        connection.receiveNext = segment.sequence
+        connection.peerMaximumSegmentSize = Int(cookie.maximumSegmentSize)
+        connection.receivedWindowScaleOption = cookie.windowShift != nil
+        connection.sendShift = cookie.windowShift ?? 0
+        connection.sendWindow = UInt32(segment.window) << UInt32(connection.sendShift)
+        connection.sendWindowUpdateSequence = segment.sequence
+        connection.sendWindowUpdateAcknowledgment = segment.acknowledgment
+        return connection
+    }
+
     /// A connection a restarted server takes up again from its SSR record.
     public static func restoring(_ record: TCPRecord, configuration: TCPConfiguration = TCPConfiguration())
         -> TCPConnection {

@@ -58,6 +58,8 @@ struct Listener {
     var owner: SocketOwner
     var port: UInt16
     var backlog: Int
+    /// The key of its SYN cookies, kept in its SSR record.
+    var cookieKey: UInt64
     /// Its client waits in accept.
     var acceptHeld = false
 }
@@ -79,7 +81,8 @@ extension NetworkService {
     mutating func rebuildTCP(_ socket: SocketRecord, owner: SocketOwner) {
         _ = tcpPorts.claim(socket.localPort, by: owner)
         if socket.isListening {
-            listeners.append(Listener(owner: owner, port: socket.localPort, backlog: Int(socket.backlog)))
+            listeners.append(Listener(owner: owner, port: socket.localPort, backlog: Int(socket.backlog),
+                                      cookieKey: socket.cookieKey))
         } else if let record = socket.tcpRecord {
             connections.append(ConnectionEntry(TCPConnection.restoring(record, configuration: tcpConfiguration),
                                                owner: owner, listener: nil))
@@ -116,7 +119,10 @@ extension NetworkService {
         state.sockets[slot].flags |= SocketRecord.listeningFlag
         state.sockets[slot].tcpState = TCPState.listen.rawValue
         state.sockets[slot].backlog = UInt8(backlog)
-        listeners.append(Listener(owner: owner, port: state.sockets[slot].localPort, backlog: backlog))
+        var key = sequenceSecret ^ System.clock() &* 0xD6E8_FEB8_6659_FD93 ^ UInt64(client.rawValue) << 32
+        key = (key ^ (key >> 29)) | 1
+        state.sockets[slot].cookieKey = key
+        listeners.append(Listener(owner: owner, port: state.sockets[slot].localPort, backlog: backlog, cookieKey: key))
         return .reply()
     }
 
@@ -411,8 +417,9 @@ extension NetworkService {
             act(on: events, of: entry, now: now)
             return
         }
+        let flags = segment.flags
         guard let index = listeners.firstIndex(where: { $0.port == segment.destinationPort }),
-              segment.flags.contains(.syn), !segment.flags.contains(.ack), !segment.flags.contains(.rst) else {
+              !flags.contains(.rst), flags.contains(.syn) != flags.contains(.ack) else {
             TCPConnection.reset(answering: segment) { self.sendSegment($0, payload: $1, to: remote) }
             return
         }
@@ -420,9 +427,34 @@ extension NetworkService {
         let waiting = connections.filter { $0.listener == listener.owner }.count
         // A full backlog drops the SYN: the peer tries again later (RFC 9293 §3.10.7.2).
         guard waiting < listener.backlog, connections.count < Self.maximumConnections else { return }
-        let connection = TCPConnection.accepting(segment, localPort: segment.destinationPort, from: remote,
-                                                 iss: initialSequence(segment.destinationPort, remote, now: now),
-                                                 now: now, configuration: tcpConfiguration) { self.sendSegment($0, payload: $1, to: remote) }
+        if flags.contains(.ack) {
+            // No connection, yet an acknowledgment: a handshake an earlier instance of
+            // this server answered, if the cookie says so; then take it up again.
+            guard let cookie = SynCookie.check(segment.acknowledgment &- 1, key: listener.cookieKey,
+                                               localPort: segment.destinationPort, remote: remote, now: now,
+                                               ticksPerSecond: System.ticksPerSecond) else {
+                TCPConnection.reset(answering: segment) { self.sendSegment($0, payload: $1, to: remote) }
+                return
+            }
+            let entry = ConnectionEntry(TCPConnection.rebuilding(from: segment, cookie: cookie,
+                                                                 localPort: segment.destinationPort, remote: remote,
+                                                                 configuration: tcpConfiguration),
+                                        owner: nil, listener: listener.owner)
+            connections.append(entry)
+            var events = entry.connection.segmentArrived(segment, data: data, now: now) {
+                self.sendSegment($0, payload: $1, to: remote)
+            }
+            events.insert(.established)
+            act(on: events, of: entry, now: now)
+            return
+        }
+        let iss = SynCookie.make(key: listener.cookieKey, localPort: segment.destinationPort, remote: remote,
+                                 slot: SynCookie.slot(at: now, ticksPerSecond: System.ticksPerSecond),
+                                 maximumSegmentSize: segment.maximumSegmentSize, windowShift: segment.windowShift)
+        let connection = TCPConnection.accepting(segment, localPort: segment.destinationPort, from: remote, iss: iss,
+                                                 now: now, configuration: tcpConfiguration) {
+            self.sendSegment($0, payload: $1, to: remote)
+        }
         connections.append(ConnectionEntry(connection, owner: nil, listener: listener.owner))
     }
 
