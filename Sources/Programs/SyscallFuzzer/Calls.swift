@@ -49,10 +49,10 @@ import CurioUser
 
 /// The servers this program may call, in the order of `ServerRole.names`.
 enum ServerRole: Int {
-    case console, timer, fileSystem, storage, config, ping
+    case console, timer, fileSystem, storage, config, ping, network
 
-    static let all: [ServerRole] = [.console, .timer, .fileSystem, .storage, .config, .ping]
-    static let names: [StaticString] = ["console", "timer", "fs", "storage", "config", "pingserver"]
+    static let all: [ServerRole] = [.console, .timer, .fileSystem, .storage, .config, .ping, .network]
+    static let names: [StaticString] = ["console", "timer", "fs", "storage", "config", "pingserver", "net"]
 
     var name: StaticString { Self.names[rawValue] }
 }
@@ -102,7 +102,7 @@ struct Planner {
     var vocabulary: Vocabulary
     let options: Options
     /// The endpoint of each `ServerRole` (0: not running).
-    var endpoints = InlineArray<6, UInt32>(repeating: 0)
+    var endpoints = InlineArray<7, UInt32>(repeating: 0)
     /// Siblings whose messages we received and have not answered, and when (in calls).
     var clients: [(id: UInt32, since: Int)] = []
     /// Siblings a reply of ours was refused to (too large for their buffer, or their
@@ -253,9 +253,38 @@ struct Planner {
                     payload.1 = 1 + 2 * random.below(256)
                 }
             }
+        case .network:
+            networkRequest(operation: &operation, words: &words)
         case .config, .ping:
             break
         }
+    }
+
+    /// A network request that cannot hold us for ever (NetworkProtocol.swift): the
+    /// receives and accepts are made nonblocking, a poll waits at most 20 ms, a connect
+    /// or a ping goes nowhere it could wait on (half of the time the words stay random,
+    /// for the decoder).
+    mutating func networkRequest(operation: inout UInt, words: inout (UInt, UInt)) {
+        if random.percent(50) { operation = 1 + random.below(15) }
+        switch operation {
+        case 1:
+            if random.percent(70) { words = (1 + random.below(2), 0) }
+        case 4, 9:
+            words.0 |= 1 << 32
+        case 12:
+            words.0 |= 1 << 32
+            if random.percent(50) { words.1 = 1 + random.below(4096) }
+        case 14:
+            words.0 = random.below(21)
+        case 6, 10:
+            // Our own address, 0.0.0.0 or a broadcast: refused at once.
+            let address = random.pick([0x0A00_020F, 0, 0xFFFF_FFFF])
+            words.1 = operation == 10 ? UInt(address) << 16 | (1 + random.below(65535)) : words.1
+            if operation == 6 { words.0 = UInt(address) }
+        default:
+            break
+        }
+        if operation == 4 || operation == 9 || operation == 12 { words.0 &= (1 << 33) - 1 }
     }
 
     /// A request the filesystem's decoder accepts, more often than not, on this

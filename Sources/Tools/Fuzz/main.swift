@@ -112,14 +112,15 @@ func derivedSeed(_ seed: UInt64, round: Int, instance: Int) -> UInt64 {
 let fuzzerPrograms = ["fuzzer", "fuzzpeer"]
 
 /// The servers whose restarts the round provokes, each by its own `timertest`.
-let faultTargets = ["fs", "storage", "timer"]
+let faultTargets = ["fs", "storage", "timer", "net"]
 let checkedFile = "/README.txt"
 
 /// The fault each server gets in a round, kind and trigger (see the essay).
 func faults(round: Int) -> [String] {
     let kinds = ["illegal", "reg-flip", "loop"]
     let trigger = round % 2 == 0 ? "random 10000000" : "after 300"
-    return [kinds[(round + 1) % 3], kinds[round % 3], round % 4 < 2 ? "illegal" : "loop"].map { "\($0) \(trigger)" }
+    return [kinds[(round + 1) % 3], kinds[round % 3], round % 4 < 2 ? "illegal" : "loop", kinds[(round + 2) % 3]]
+        .map { "\($0) \(trigger)" }
 }
 
 func script(seeds: [UInt64], callsEach: Int, faults: [String]?) -> String {
@@ -141,6 +142,7 @@ func qemuArguments(settings: Settings, disk: String, commands: String) -> [Strin
     ["qemu-system-riscv64", "-machine", "virt", "-m", "128M", "-smp", "1", "-nographic", "-bios", "default",
      "-icount", "shift=0,sleep=on", "-global", "virtio-mmio.force-legacy=false", "-kernel", settings.kernel,
      "-drive", "file=\(disk),format=raw,if=none,id=disk0", "-device", "virtio-blk-device,drive=disk0",
+     "-netdev", "user,id=n0,restrict=on", "-device", "virtio-net-device,netdev=n0,bus=virtio-mmio-bus.0",
      "-append", commands]
 }
 
