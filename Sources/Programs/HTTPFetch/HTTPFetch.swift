@@ -57,7 +57,7 @@ struct HTTPFetch {
         case .network(.connectionTimedOut): "connection timed out (the server stopped answering)"
         case .network(.noDevice): "no network device"
         case .network(.badOperation): "the network server does not speak TCP yet"
-        case .network(let other): "network error: " + describe(other).description
+        case .network(let other): "network error: " + other.explanation.description
         case .response(let reason): "bad response from the server: " + reason.description.description
         case .chunk: "bad chunked body from the server"
         case .status(let status): "the server answered \(status), not 200: nothing written"
@@ -195,31 +195,5 @@ struct Body {
             throw .file(error)
         }
         written += UInt64(data.count)
-    }
-}
-
-/// A NetworkError's meaning in words (Embedded Swift cannot print an enum's case name).
-func describe(_ error: NetworkError) -> StaticString {
-    switch error {
-    case .badRequest: "bad request"
-    case .badOperation: "operation not supported by the network server (no TCP yet?)"
-    case .badSocket: "bad socket"
-    case .tooManySockets: "too many sockets"
-    case .addressInUse: "address in use"
-    case .noFreePort: "no free port"
-    case .wouldBlock: "would block"
-    case .messageTooLarge: "message too large"
-    case .noDevice: "no network device"
-    case .timedOut: "timed out"
-    case .busy: "network server busy"
-    case .badAddress: "bad address"
-    case .stateLost: "network server lost this program's sockets"
-    case .unavailable: "network server unavailable"
-    case .protocolViolation: "protocol violation"
-    case .wrongState: "socket in the wrong state"
-    case .connectionRefused: "connection refused"
-    case .connectionReset: "connection reset"
-    case .connectionTimedOut: "connection timed out"
-    case .sendingShutDown: "sending side shut down"
     }
 }

@@ -105,7 +105,7 @@ struct HTTPServer {
             try Network.bind(listener, port: port)
             try Network.listen(listener, backlog: NetworkLimits.maximumBacklog)
         } catch {
-            print("httpd: port \(port): " + describe(error).description)
+            print("httpd: port \(port): " + error.explanation.description)
             System.exit(2)
         }
         if !quiet { print("httpd listening on port \(port)") }
@@ -131,7 +131,7 @@ struct HTTPServer {
             do throws(NetworkError) {
                 ready = try Network.poll(interest, timeoutMilliseconds: timeout)
             } catch {
-                print("httpd: poll: " + describe(error).description)
+                print("httpd: poll: " + error.explanation.description)
                 System.exit(2)
             }
             if ready.isReadable(listener) { acceptAll(listener) }
@@ -308,31 +308,5 @@ struct HTTPServer {
             if oldest == nil || transfer.handleUsed < oldest!.transfer!.handleUsed { oldest = connection }
         }
         if let oldest { releaseHandle(of: oldest) }
-    }
-}
-
-/// A NetworkError's meaning in words (Embedded Swift cannot print an enum's case name).
-func describe(_ error: NetworkError) -> StaticString {
-    switch error {
-    case .badRequest: "bad request"
-    case .badOperation: "operation not supported by the network server (no TCP yet?)"
-    case .badSocket: "bad socket"
-    case .tooManySockets: "too many sockets"
-    case .addressInUse: "address in use"
-    case .noFreePort: "no free port"
-    case .wouldBlock: "would block"
-    case .messageTooLarge: "message too large"
-    case .noDevice: "no network device"
-    case .timedOut: "timed out"
-    case .busy: "network server busy"
-    case .badAddress: "bad address"
-    case .stateLost: "network server lost this program's sockets"
-    case .unavailable: "network server unavailable"
-    case .protocolViolation: "protocol violation"
-    case .wrongState: "socket in the wrong state"
-    case .connectionRefused: "connection refused"
-    case .connectionReset: "connection reset"
-    case .connectionTimedOut: "connection timed out"
-    case .sendingShutDown: "sending side shut down"
     }
 }

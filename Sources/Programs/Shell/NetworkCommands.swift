@@ -21,17 +21,6 @@ extension Shell {
         }
     }
 
-    static func explain(_ error: NetworkError) -> String {
-        switch error {
-        case .noDevice:
-            "no network device (QEMU: -netdev user,id=n0,restrict=on "
-                + "-device virtio-net-device,netdev=n0,bus=virtio-mmio-bus.0)"
-        case .timedOut: "no answer"
-        case .unavailable: "the network server cannot be reached"
-        default: "\(error)"
-        }
-    }
-
     static func text(_ address: IPv4Address) -> String {
         let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: 16, alignment: 1)
         defer { bytes.deallocate() }
@@ -56,11 +45,11 @@ extension Shell {
         do throws(NetworkError) {
             status = try Network.interface()
         } catch {
-            complain("ifconfig: " + explain(error))
+            complain("ifconfig: " + String(error.explanation))
             return 1
         }
         guard status.hasDevice else {
-            complain("ifconfig: " + explain(NetworkError.noDevice))
+            complain("ifconfig: " + String(NetworkError.noDevice.explanation))
             return 1
         }
         print("eth0  mac " + text(mac: status.mac) + "  inet " + text(IPv4Address(rawValue: status.address))
@@ -80,7 +69,7 @@ extension Shell {
             do throws(NetworkError) {
                 entry = try Network.socketInfo(at: current)
             } catch {
-                complain("netstat: " + explain(error))
+                complain("netstat: " + String(error.explanation))
                 return 1
             }
             guard let (info, next) = entry else { break }
@@ -116,7 +105,7 @@ extension Shell {
                 print("reply from " + arguments[0] + ": seq=\(sequence) time=\(microseconds) us")
                 answered += 1
             } catch {
-                print("seq=\(sequence): " + explain(error))
+                print("seq=\(sequence): " + String(error.explanation))
                 if error != .timedOut { return 1 }
             }
         }

@@ -33,7 +33,7 @@ struct TCPEcho {
             try Network.bind(listener, port: port)
             try Network.listen(listener, backlog: 4)
         } catch {
-            print("tcpecho: port \(port): " + describe(error).description)
+            print("tcpecho: port \(port): " + error.explanation.description)
             System.exit(2)
         }
         print("tcpecho listening on port \(port)")
@@ -42,7 +42,7 @@ struct TCPEcho {
             do throws(NetworkError) {
                 connection = try Network.accept(listener).socket
             } catch {
-                print("tcpecho: accept: " + describe(error).description)
+                print("tcpecho: accept: " + error.explanation.description)
                 System.exit(2)
             }
             do throws(NetworkError) {
@@ -57,31 +57,5 @@ struct TCPEcho {
                 try? Network.close(connection, abort: true)
             }
         }
-    }
-}
-
-/// A NetworkError's meaning in words (Embedded Swift cannot print an enum's case name).
-func describe(_ error: NetworkError) -> StaticString {
-    switch error {
-    case .badRequest: "bad request"
-    case .badOperation: "operation not supported by the network server (no TCP yet?)"
-    case .badSocket: "bad socket"
-    case .tooManySockets: "too many sockets"
-    case .addressInUse: "address in use"
-    case .noFreePort: "no free port"
-    case .wouldBlock: "would block"
-    case .messageTooLarge: "message too large"
-    case .noDevice: "no network device"
-    case .timedOut: "timed out"
-    case .busy: "network server busy"
-    case .badAddress: "bad address"
-    case .stateLost: "network server lost this program's sockets"
-    case .unavailable: "network server unavailable"
-    case .protocolViolation: "protocol violation"
-    case .wrongState: "socket in the wrong state"
-    case .connectionRefused: "connection refused"
-    case .connectionReset: "connection reset"
-    case .connectionTimedOut: "connection timed out"
-    case .sendingShutDown: "sending side shut down"
     }
 }

@@ -39,7 +39,7 @@ struct UDPEcho {
             try Network.close(socket)
             print("udpecho done: \(echoed) datagrams, \(bytes) bytes")
         } catch {
-            print("udpecho: \(error)")
+            print("udpecho: " + error.explanation.description)
             System.exit(2)
         }
     }

@@ -122,6 +122,34 @@ public enum NetworkError: UInt32, Error, Sendable, Equatable, CaseIterable {
     case sendingShutDown = 20
 }
 
+extension NetworkError {
+    /// The error in words, for a person (Embedded Swift cannot print a case's name).
+    public var explanation: StaticString {
+        switch self {
+        case .badRequest: "bad request"
+        case .badOperation: "operation not supported by the network server"
+        case .badSocket: "bad socket"
+        case .tooManySockets: "too many sockets"
+        case .addressInUse: "address in use"
+        case .noFreePort: "no free port"
+        case .wouldBlock: "would block"
+        case .messageTooLarge: "message too large"
+        case .noDevice: "no network device (QEMU: -netdev user,id=n0,restrict=on -device virtio-net-device,netdev=n0,bus=virtio-mmio-bus.0)"
+        case .timedOut: "no answer"
+        case .busy: "network server busy"
+        case .badAddress: "bad address"
+        case .stateLost: "the network server lost this program's sockets"
+        case .unavailable: "the network server cannot be reached"
+        case .protocolViolation: "protocol violation"
+        case .wrongState: "socket in the wrong state"
+        case .connectionRefused: "connection refused"
+        case .connectionReset: "connection reset"
+        case .connectionTimedOut: "connection timed out"
+        case .sendingShutDown: "sending side shut down"
+        }
+    }
+}
+
 public enum NetworkLimits {
     /// The largest UDP payload in one Ethernet frame (1500 - 20 - 8).
     public static let maximumDatagram = 1472

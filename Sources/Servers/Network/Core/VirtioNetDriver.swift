@@ -67,6 +67,18 @@ public enum NetworkDeviceError: Error, Equatable, Sendable {
 }
 
 extension NetworkDeviceError {
+    init(_ error: VirtioSetUpError) {
+        switch error {
+        case .resetTimeout: self = .resetTimeout
+        case .missingVersion1: self = .missingVersion1
+        case .featuresRejected: self = .featuresRejected
+        case .configUnstable: self = .configUnstable
+        case .queueInUse: self = .queueInUse
+        case .queueUnavailable: self = .queueUnavailable
+        case .dmaAddressNotPermitted: self = .dmaAddressNotPermitted
+        }
+    }
+
     init(_ error: VirtqueueError) {
         switch error {
         case .regionTooSmall: self = .dmaRegionTooSmall
@@ -112,10 +124,9 @@ public struct VirtioNetDriver<Registers: VirtioRegisters, Barrier: VirtioBarrier
     static var receiveQueueIndex: UInt32 { 0 }
     static var transmitQueueIndex: UInt32 { 1 }
     static var transmitQueueOffset: Int { 512 }
-    static var resetPollLimit: Int { 100_000 }
-    static var configReadAttempts: Int { 8 }
 
     public let registers: Registers
+    var device: VirtioDevice<Registers> { VirtioDevice(registers: registers) }
     let barrier: Barrier
     /// The ring page: where the rings may be.
     let ring: DMARegion
@@ -183,14 +194,8 @@ public struct VirtioNetDriver<Registers: VirtioRegisters, Barrier: VirtioBarrier
     /// Resets the device: afterwards it neither reads nor writes our memory, and every
     /// frame in the rings is gone.
     public mutating func reset() throws(NetworkDeviceError) {
-        registers.write32(VirtioMMIO.status, 0)
-        var quiet = false
-        for _ in 0..<Self.resetPollLimit where registers.read32(VirtioMMIO.status) == 0 {
-            quiet = true
-            break
-        }
         state = .failed
-        guard quiet else { throw .resetTimeout }
+        do throws(VirtioSetUpError) { try device.reset() } catch { throw NetworkDeviceError(error) }
         do throws(VirtqueueError) {
             try receiveQueue.reset(size: 0)
             try transmitQueue.reset(size: 0)
@@ -203,100 +208,43 @@ public struct VirtioNetDriver<Registers: VirtioRegisters, Barrier: VirtioBarrier
         state = .reset
     }
 
-    /// Brings the device from any state to ready (§3.1.1, §5.1.5): reset, ACKNOWLEDGE,
-    /// DRIVER, features, FEATURES_OK, the MAC, both queues, DRIVER_OK, and every
-    /// receive buffer offered.
+    /// Brings the device from any state to ready (§3.1.1, §5.1.5; VirtioDevice.swift):
+    /// reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK, the MAC, both queues,
+    /// DRIVER_OK, and every receive buffer offered.
     public mutating func initialize() throws(NetworkDeviceError) {
         state = .failed
         if let wrong = Self.identify(registers) { throw wrong }
         try reset()
-        var status = VirtioStatus.acknowledge
-        registers.write32(VirtioMMIO.status, status)
-        status |= VirtioStatus.driver
-        registers.write32(VirtioMMIO.status, status)
+        state = .failed
+        let device = device
+        var status = device.begin()
         do throws(NetworkDeviceError) {
-            try negotiateFeatures(status: &status)
-            mac = try readMAC()
-            let receiveSize = try Self.setUpQueue(Self.receiveQueueIndex, &receiveQueue, registers, ringPages)
-            let transmitSize = try Self.setUpQueue(Self.transmitQueueIndex, &transmitQueue, registers, ringPages)
-            size = min(receiveSize, transmitSize)
+            let offered = device.offeredFeatures()
+            guard offered & VirtioFeature.networkMAC != 0 || offered & VirtioFeature.version1 == 0 else {
+                throw .missingMAC
+            }
+            do throws(VirtioSetUpError) {
+                try device.accept(offered & (VirtioFeature.version1 | VirtioFeature.networkMAC), status: &status)
+                // The MAC: config bytes 0...5, in two 32-bit reads of one generation.
+                let (low, high) = try device.readConfiguration(VirtioMMIO.config, VirtioMMIO.config + 4)
+                var address: UInt64 = 0
+                for index in 0..<4 { address = address << 8 | UInt64(low >> UInt32(8 * index) & 0xFF) }
+                for index in 0..<2 { address = address << 8 | UInt64(high >> UInt32(8 * index) & 0xFF) }
+                mac = address
+                let receiveSize = try device.setUpQueue(Self.receiveQueueIndex, &receiveQueue, ringPages: ringPages)
+                let transmitSize = try device.setUpQueue(Self.transmitQueueIndex, &transmitQueue, ringPages: ringPages)
+                size = min(receiveSize, transmitSize)
+            } catch {
+                throw NetworkDeviceError(error)
+            }
         } catch {
-            registers.write32(VirtioMMIO.status, status | VirtioStatus.failed)
-            // `reset` above left the state at .reset; the device is now FAILED.
-            state = .failed
+            device.fail(status)
             throw error
         }
-        status |= VirtioStatus.driverOK
-        registers.write32(VirtioMMIO.status, status)
+        device.finish(&status)
         state = .ready
         for buffer in 0..<receiveQueue.size { try offer(receiveBuffer: buffer) }
         notify(Self.receiveQueueIndex)
-    }
-
-    mutating func negotiateFeatures(status: inout UInt32) throws(NetworkDeviceError) {
-        registers.write32(VirtioMMIO.deviceFeaturesSelect, 0)
-        let low = registers.read32(VirtioMMIO.deviceFeatures)
-        registers.write32(VirtioMMIO.deviceFeaturesSelect, 1)
-        let high = registers.read32(VirtioMMIO.deviceFeatures)
-        let offered = UInt64(high) << 32 | UInt64(low)
-        guard offered & VirtioFeature.version1 != 0 else { throw .missingVersion1 }
-        guard offered & VirtioFeature.networkMAC != 0 else { throw .missingMAC }
-        let accepted = VirtioFeature.version1 | VirtioFeature.networkMAC
-        registers.write32(VirtioMMIO.driverFeaturesSelect, 0)
-        registers.write32(VirtioMMIO.driverFeatures, UInt32(truncatingIfNeeded: accepted))
-        registers.write32(VirtioMMIO.driverFeaturesSelect, 1)
-        registers.write32(VirtioMMIO.driverFeatures, UInt32(truncatingIfNeeded: accepted >> 32))
-        status |= VirtioStatus.featuresOK
-        registers.write32(VirtioMMIO.status, status)
-        guard registers.read32(VirtioMMIO.status) & VirtioStatus.featuresOK != 0 else { throw .featuresRejected }
-    }
-
-    /// The MAC address (config bytes 0...5, first byte most significant in the result),
-    /// read in two 32-bit reads under one configuration generation (§4.2.2.2).
-    func readMAC() throws(NetworkDeviceError) -> UInt64 {
-        for _ in 0..<Self.configReadAttempts {
-            let generation = registers.read32(VirtioMMIO.configGeneration)
-            let low = registers.read32(VirtioMMIO.config)
-            let high = registers.read32(VirtioMMIO.config + 4)
-            guard registers.read32(VirtioMMIO.configGeneration) == generation else { continue }
-            var address: UInt64 = 0
-            for index in 0..<4 { address = address << 8 | UInt64(low >> UInt32(8 * index) & 0xFF) }
-            for index in 0..<2 { address = address << 8 | UInt64(high >> UInt32(8 * index) & 0xFF) }
-            return address
-        }
-        throw .configUnstable
-    }
-
-    /// Queue `index` of size min(QueueNumMax, 16), rounded down to a power of two.
-    static func setUpQueue(_ index: UInt32, _ queue: inout SplitVirtqueue<Barrier>, _ registers: Registers,
-                           _ ringPages: DMAPages) throws(NetworkDeviceError) -> Int {
-        registers.write32(VirtioMMIO.queueSelect, index)
-        guard registers.read32(VirtioMMIO.queueReady) == 0 else { throw .queueInUse }
-        let largest = min(Int(registers.read32(VirtioMMIO.queueNumMax)), SplitVirtqueue<Barrier>.maximumSize)
-        guard largest >= 2 else { throw .queueUnavailable }
-        var size = 1
-        while size * 2 <= largest { size *= 2 }
-        guard ringPages.contains(queue.descriptorTablePhysical,
-                                 byteCount: SplitVirtqueue<Barrier>.descriptorBytes * size),
-              ringPages.contains(queue.availableRingPhysical, byteCount: 6 + 2 * size),
-              ringPages.contains(queue.usedRingPhysical, byteCount: 6 + 8 * size) else {
-            throw .dmaAddressNotPermitted
-        }
-        do throws(VirtqueueError) { try queue.reset(size: size) } catch { throw NetworkDeviceError(error) }
-        registers.write32(VirtioMMIO.queueNum, UInt32(size))
-        writeAddress(queue.descriptorTablePhysical, low: VirtioMMIO.queueDescriptorLow,
-                     high: VirtioMMIO.queueDescriptorHigh, registers)
-        writeAddress(queue.availableRingPhysical, low: VirtioMMIO.queueDriverLow, high: VirtioMMIO.queueDriverHigh,
-                     registers)
-        writeAddress(queue.usedRingPhysical, low: VirtioMMIO.queueDeviceLow, high: VirtioMMIO.queueDeviceHigh,
-                     registers)
-        registers.write32(VirtioMMIO.queueReady, 1)
-        return size
-    }
-
-    static func writeAddress(_ address: UInt64, low: Int, high: Int, _ registers: Registers) {
-        registers.write32(low, UInt32(truncatingIfNeeded: address))
-        registers.write32(high, UInt32(truncatingIfNeeded: address >> 32))
     }
 
     /// Buffer `index` (receive buffers first, then transmit buffers): its memory and its

@@ -93,6 +93,19 @@ public enum StorageDeviceError: Error, Equatable, Sendable {
 }
 
 extension StorageDeviceError {
+    /// A refusal while setting the device up, in the block driver's terms.
+    init(_ error: VirtioSetUpError) {
+        switch error {
+        case .resetTimeout: self = .resetTimeout
+        case .missingVersion1: self = .missingVersion1
+        case .featuresRejected: self = .featuresRejected
+        case .configUnstable: self = .configUnstable
+        case .queueInUse: self = .queueInUse
+        case .queueUnavailable: self = .queueUnavailable
+        case .dmaAddressNotPermitted: self = .dmaAddressNotPermitted
+        }
+    }
+
     /// The queue's own refusal, in the block driver's terms.
     init(_ error: VirtqueueError) {
         switch error {
@@ -195,8 +208,6 @@ public struct VirtioBlockDriver<Registers: VirtioRegisters, Barrier: VirtioBarri
     static var headerBytes: Int { 16 }
     static var statusOffset: Int { headerOffset + requestSlots * headerBytes }
     static var statusNotWritten: UInt8 { 0xFF }
-    static var resetPollLimit: Int { 100_000 }
-    static var configReadAttempts: Int { 8 }
 
     /// virtio-blk request types (§5.2.6).
     static var typeIn: UInt32 { 0 }
@@ -204,6 +215,7 @@ public struct VirtioBlockDriver<Registers: VirtioRegisters, Barrier: VirtioBarri
     static var typeFlush: UInt32 { 4 }
 
     public let registers: Registers
+    var device: VirtioDevice<Registers> { VirtioDevice(registers: registers) }
     let barrier: Barrier
     let dma: DMARegion
     /// The pages a request's data may be in.
@@ -288,104 +300,41 @@ public struct VirtioBlockDriver<Registers: VirtioRegisters, Barrier: VirtioBarri
     /// Resets the device and forgets every request in flight: afterwards the device
     /// neither reads nor writes any of our memory, and no old request completes.
     public mutating func reset() throws(StorageDeviceError) {
-        registers.write32(VirtioMMIO.status, 0)
-        var quiet = false
-        for _ in 0..<Self.resetPollLimit where registers.read32(VirtioMMIO.status) == 0 {
-            quiet = true
-            break
-        }
         state = .failed
-        guard quiet else { throw .resetTimeout }
+        do throws(VirtioSetUpError) { try device.reset() } catch { throw StorageDeviceError(error) }
         do throws(VirtqueueError) { try queue.reset(size: 0) } catch { throw StorageDeviceError(error) }
         busySlots = 0
         state = .reset
     }
 
-    /// Brings the device from any state to ready (§3.1.1): reset, ACKNOWLEDGE, DRIVER,
-    /// features, FEATURES_OK, queue 0, DRIVER_OK. On failure the device is left with
-    /// FAILED set and the driver in `.failed`.
+    /// Brings the device from any state to ready (§3.1.1, VirtioDevice.swift): reset,
+    /// ACKNOWLEDGE, DRIVER, features, FEATURES_OK, the capacity, queue 0, DRIVER_OK. On
+    /// failure the device is left with FAILED set and the driver in `.failed`.
     public mutating func initialize() throws(StorageDeviceError) {
         state = .failed
         if let wrong = Self.identify(registers) { throw wrong }
         try reset()
-        var status = VirtioStatus.acknowledge
-        registers.write32(VirtioMMIO.status, status)
-        status |= VirtioStatus.driver
-        registers.write32(VirtioMMIO.status, status)
-        do throws(StorageDeviceError) {
-            try negotiateFeatures(status: &status)
-            capacity = try readCapacity()
-            try setUpQueue()
+        let device = device
+        var status = device.begin()
+        do throws(VirtioSetUpError) {
+            // Everything else (indirect descriptors, event index, packed rings...) stays
+            // off: the driver is simpler without them and a block device must work without.
+            let offered = device.offeredFeatures()
+            let accepted = offered & VirtioFeature.version1
+                | offered & (VirtioFeature.blockFlush | VirtioFeature.blockReadOnly)
+            try device.accept(accepted, status: &status)
+            features = accepted
+            // The capacity, a le64 read as two halves of one configuration generation.
+            let (low, high) = try device.readConfiguration(VirtioMMIO.blockCapacityLow, VirtioMMIO.blockCapacityHigh)
+            capacity = UInt64(high) << 32 | UInt64(low)
+            _ = try device.setUpQueue(0, &queue, ringPages: ringPages)
         } catch {
-            registers.write32(VirtioMMIO.status, status | VirtioStatus.failed)
+            device.fail(status)
             state = .failed
-            throw error
+            throw StorageDeviceError(error)
         }
-        status |= VirtioStatus.driverOK
-        registers.write32(VirtioMMIO.status, status)
+        device.finish(&status)
         state = .ready
-    }
-
-    mutating func negotiateFeatures(status: inout UInt32) throws(StorageDeviceError) {
-        registers.write32(VirtioMMIO.deviceFeaturesSelect, 0)
-        let low = registers.read32(VirtioMMIO.deviceFeatures)
-        registers.write32(VirtioMMIO.deviceFeaturesSelect, 1)
-        let high = registers.read32(VirtioMMIO.deviceFeatures)
-        let offered = UInt64(high) << 32 | UInt64(low)
-        guard offered & VirtioFeature.version1 != 0 else { throw .missingVersion1 }
-        // Everything else (indirect descriptors, event index, packed rings...) stays off:
-        // the driver is simpler without them and a block device must work without them.
-        let accepted = VirtioFeature.version1 | offered & (VirtioFeature.blockFlush | VirtioFeature.blockReadOnly)
-        registers.write32(VirtioMMIO.driverFeaturesSelect, 0)
-        registers.write32(VirtioMMIO.driverFeatures, UInt32(truncatingIfNeeded: accepted))
-        registers.write32(VirtioMMIO.driverFeaturesSelect, 1)
-        registers.write32(VirtioMMIO.driverFeatures, UInt32(truncatingIfNeeded: accepted >> 32))
-        status |= VirtioStatus.featuresOK
-        registers.write32(VirtioMMIO.status, status)
-        guard registers.read32(VirtioMMIO.status) & VirtioStatus.featuresOK != 0 else { throw .featuresRejected }
-        features = accepted
-    }
-
-    /// The capacity, read as two 32-bit halves; the configuration generation before and
-    /// after must match, or the halves may come from different values (§4.2.2.2).
-    func readCapacity() throws(StorageDeviceError) -> UInt64 {
-        for _ in 0..<Self.configReadAttempts {
-            let generation = registers.read32(VirtioMMIO.configGeneration)
-            let low = registers.read32(VirtioMMIO.blockCapacityLow)
-            let high = registers.read32(VirtioMMIO.blockCapacityHigh)
-            if registers.read32(VirtioMMIO.configGeneration) == generation {
-                return UInt64(high) << 32 | UInt64(low)
-            }
-        }
-        throw .configUnstable
-    }
-
-    /// Queue 0 of size min(QueueNumMax, 16), rounded down to a power of two (§4.2.3.2).
-    mutating func setUpQueue() throws(StorageDeviceError) {
-        registers.write32(VirtioMMIO.queueSelect, 0)
-        guard registers.read32(VirtioMMIO.queueReady) == 0 else { throw .queueInUse }
-        let largest = min(Int(registers.read32(VirtioMMIO.queueNumMax)), SplitVirtqueue<Barrier>.maximumSize)
-        guard largest >= 2 else { throw .queueUnavailable }
-        var size = 1
-        while size * 2 <= largest { size *= 2 }
-        let descriptorTableBytes = SplitVirtqueue<Barrier>.descriptorBytes * size
-        guard ringPages.contains(queue.descriptorTablePhysical, byteCount: descriptorTableBytes),
-              ringPages.contains(queue.availableRingPhysical, byteCount: 6 + 2 * size),
-              ringPages.contains(queue.usedRingPhysical, byteCount: 6 + 8 * size) else {
-            throw .dmaAddressNotPermitted
-        }
-        do throws(VirtqueueError) { try queue.reset(size: size) } catch { throw StorageDeviceError(error) }
-        registers.write32(VirtioMMIO.queueNum, UInt32(size))
-        writeAddress(queue.descriptorTablePhysical, low: VirtioMMIO.queueDescriptorLow,
-                     high: VirtioMMIO.queueDescriptorHigh)
-        writeAddress(queue.availableRingPhysical, low: VirtioMMIO.queueDriverLow, high: VirtioMMIO.queueDriverHigh)
-        writeAddress(queue.usedRingPhysical, low: VirtioMMIO.queueDeviceLow, high: VirtioMMIO.queueDeviceHigh)
-        registers.write32(VirtioMMIO.queueReady, 1)
-    }
-
-    func writeAddress(_ address: UInt64, low: Int, high: Int) {
-        registers.write32(low, UInt32(truncatingIfNeeded: address))
-        registers.write32(high, UInt32(truncatingIfNeeded: address >> 32))
     }
 
     /// Hands a request to the device. `tag` comes back to `collect`'s handler when it
