@@ -109,6 +109,15 @@ import Testing
             let got = (try? Data(contentsOf: work.appendingPathComponent("par-\(index)"))).map(Array.init) ?? []
             #expect(got == files["/par/\(index)"]!, "download \(index) of 16: \(got.count) bytes")
         }
+        // A client that asks for 8 MiB and never reads: its window shuts, httpd's send
+        // to it times out (10 s) and the connection is reset; others are served.
+        let stalled = try HostTCP(port: port, receiveBuffer: 4096)
+        try stalled.send(Array("GET /size-\(8 << 20) HTTP/1.1\r\nHost: curio\r\n\r\n".utf8))
+        Thread.sleep(forTimeInterval: 2)
+        let meanwhile = try Self.curl(["--fail", "\(base)/size-4097"], timeout: 60)
+        #expect(meanwhile.status == 0 && Array(meanwhile.output) == files["/size-4097"]!,
+                "served while another client stalls: \(meanwhile.errors)")
+        _ = stalled
         machine.type("netstat")
         #expect(machine.waitFor("LISTEN"))
         machine.type("poweroff")

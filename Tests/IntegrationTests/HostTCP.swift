@@ -12,11 +12,17 @@ final class HostTCP: @unchecked Sendable {
     /// Connects to 127.0.0.1:`port`, trying again until `timeout` (QEMU may not be
     /// listening yet). slirp accepts before the guest does: a connect proves nothing
     /// about the guest, only data does.
-    init(port: UInt16, timeout: TimeInterval = 20) throws {
+    /// `receiveBuffer`: the host's socket buffer (0: the system's), small to make a
+    /// peer that stops reading shut its window soon.
+    init(port: UInt16, timeout: TimeInterval = 20, receiveBuffer: Int32 = 0) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while true {
             let candidate = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             guard candidate >= 0 else { throw POSIXError(.EIO) }
+            if receiveBuffer > 0 {
+                var size = receiveBuffer
+                setsockopt(candidate, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+            }
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
             address.sin_port = port.bigEndian

@@ -83,8 +83,8 @@ import Testing
             ("reserved word of the state", { $0.reserved = 1 }),
             ("nextGeneration 0", { $0.nextGeneration = 0 }),
             ("nextGeneration above the maximum", { $0.nextGeneration = SocketHandle.maxGeneration + 1 }),
-            ("reserved word of a socket", { $0.sockets[0].reserved = 1 << 63 }),
-            ("reserved word of a free slot", { $0.sockets[5].reserved = 1 }),
+            ("a timeout in a free slot", { $0.sockets[5].receiveTimeout = 1 }),
+            ("a cookie key on a socket that does not listen", { $0.sockets[0].cookieKey = 1 }),
             ("unknown kind", { $0.sockets[1].kind = 3 }),
             ("unknown kind 255", { $0.sockets[0].kind = 255 }),
             ("flag other than bound", { $0.sockets[1].flags = 2 }),
@@ -180,7 +180,8 @@ import Testing
         #expect(MemoryLayout<SocketRecord>.offset(of: \.remoteAddress) == 32)
         #expect(MemoryLayout<SocketRecord>.offset(of: \.sendWindow) == 44)
         #expect(MemoryLayout<SocketRecord>.offset(of: \.cookieKey) == 48)
-        #expect(MemoryLayout<SocketRecord>.offset(of: \.reserved) == 56)
+        #expect(MemoryLayout<SocketRecord>.offset(of: \.receiveTimeout) == 56)
+        #expect(MemoryLayout<SocketRecord>.offset(of: \.sendTimeout) == 60)
         #expect(MemoryLayout<NetworkClientState>.size == 2056)
         #expect(MemoryLayout<NetworkClientState>.offset(of: \.nextGeneration) == 2048)
     }

@@ -27,6 +27,7 @@ enum RequestSummary: Equatable {
     case shutdown(UInt32)
     case poll(UInt64, UInt)
     case socketInfo(Int)
+    case setOption(UInt32, UInt8, UInt32)
 
     init(_ request: NetworkRequest) {
         switch request {
@@ -45,6 +46,7 @@ enum RequestSummary: Equatable {
         case .shutdown(let socket): self = .shutdown(socket.rawValue)
         case .poll(let interest, let timeout): self = .poll(interest.rawValue, timeout)
         case .socketInfo(let index): self = .socketInfo(index)
+        case .setOption(let socket, let option, let value): self = .setOption(socket.rawValue, option.rawValue, value)
         case .ping(let address, let sequence, let data): self = .ping(address, sequence, Array(data))
         case .interface: self = .interface
         }
@@ -95,6 +97,8 @@ enum RequestSummary: Equatable {
                 .poll(interest: PollInterest(rawValue: UInt64.max), timeoutMilliseconds: NetworkLimits.pollForever),
                 .socketInfo(index: 0),
                 .socketInfo(index: 1000),
+                .setOption(socket, .receiveTimeout, value: 0),
+                .setOption(top, .sendTimeout, value: UInt32.max),
             ]
             for request in requests {
                 #expect(try RequestSummary(roundTrip(request)) == RequestSummary(request))
@@ -143,7 +147,7 @@ enum RequestSummary: Equatable {
         }
     }
 
-    @Test(arguments: [UInt16(0), 16, 17, 100, UInt16.max])
+    @Test(arguments: [UInt16(0), 17, 18, 100, UInt16.max])
     func anUnknownOperationIsBadOperation(operation: UInt16) {
         #expect(throws: NetworkError.badOperation) { try decodeRequest(operation, 0, 0) }
         #expect(throws: NetworkError.badOperation) { try decodeRequest(operation, 1, 0, payloadBytes: 10) }
@@ -219,6 +223,11 @@ enum RequestSummary: Equatable {
         // socketInfo: an index.
         ("socketInfo index > Int32.max", 15, 1 << 31, 0, 0, .badRequest),
         ("socketInfo word 1", 15, 0, 1, 0, .badRequest),
+        // setOption: a socket, a known option, a 32-bit value.
+        ("setOption option 0", 16, 9, 5, 0, .badRequest),
+        ("setOption option 3", 16, 3 << 32 | 9, 5, 0, .badRequest),
+        ("setOption value > UInt32.max", 16, 1 << 32 | 9, 1 << 32, 0, .badRequest),
+        ("setOption payload", 16, 1 << 32 | 9, 5, 1, .badRequest),
     ]
 
     @Test(arguments: malformed)
@@ -289,12 +298,13 @@ enum RequestSummary: Equatable {
     @Test func replyLimits() {
         let expected: [NetworkOperation: Int] = [.open: 0, .bind: 0, .sendTo: 0, .receiveFrom: 1472, .close: 0,
                                                  .ping: 0, .interface: 72, .listen: 0, .accept: 0, .connect: 0,
-                                                 .send: 0, .receive: 100, .shutdown: 0, .poll: 0, .socketInfo: 32]
+                                                 .send: 0, .receive: 100, .shutdown: 0, .poll: 0, .socketInfo: 32,
+                                                 .setOption: 0]
         for operation in NetworkOperation.allCases {
             #expect(operation.replyLimit(words: (9, 100)) == expected[operation])
         }
         #expect(NetworkOperation.receive.replyLimit(words: (9, 5000 | 1 << 48)) == 4096)
-        #expect(NetworkOperation.allCases.map(\.rawValue) == Array(1...15))
+        #expect(NetworkOperation.allCases.map(\.rawValue) == Array(1...16))
     }
 
     @Test func errorCodesAreStable() {

@@ -36,7 +36,10 @@
 // Idle keep-alive connections are closed after 15 seconds without a byte: the poll's
 // timeout is the nearest such deadline (System.clock), so an idle server sleeps in
 // poll and wakes only to close what has expired. A connection that sent half a
-// request and stopped is idle in the same sense.
+// request and stopped is idle in the same sense. A send waits until the peer has
+// acknowledged its bytes, so a peer that stops reading in the middle of a response
+// would hold the whole loop: each connection's send timeout (10 s, a socket option)
+// makes the network server reset such a connection, and the others go on.
 
 import ConsoleAPI
 import CurioUser
@@ -160,9 +163,15 @@ struct HTTPServer {
                 // wouldBlock: none left; anything else: that connection is gone already.
                 return
             }
+            // A peer that stops reading shuts its window, and a send waits for it: after
+            // 10 s the network server resets that connection and the loop goes on.
+            try? Network.setOption(socket, .sendTimeout, milliseconds: sendTimeoutMilliseconds)
             connections[slot] = Connection(socket: socket, now: System.clock())
         }
     }
+
+    /// How long one piece may wait for the peer to take it (see `acceptAll`).
+    static let sendTimeoutMilliseconds: UInt32 = 10_000
 
     static func drop(_ slot: Int, abort: Bool) {
         guard let connection = connections[slot] else { return }

@@ -265,7 +265,7 @@ struct Planner {
     /// or a ping goes nowhere it could wait on (half of the time the words stay random,
     /// for the decoder).
     mutating func networkRequest(operation: inout UInt, words: inout (UInt, UInt)) {
-        if random.percent(50) { operation = 1 + random.below(15) }
+        if random.percent(50) { operation = 1 + random.below(16) }
         switch operation {
         case 1:
             if random.percent(70) { words = (1 + random.below(2), 0) }

@@ -197,6 +197,12 @@ public enum Network {
         return ready
     }
 
+    /// Sets a socket's option (`SocketOption`): a timeout in milliseconds, 0 for none.
+    public static func setOption(_ socket: SocketHandle, _ option: SocketOption, milliseconds: UInt32)
+        throws(NetworkError) {
+        _ = try call(.setOption(socket, option, value: milliseconds))
+    }
+
     /// The server's sockets, every client's (netstat): the one at `index`, and the
     /// index of the next (nil after the last). Nil altogether past the end.
     public static func socketInfo(at index: Int) throws(NetworkError) -> (info: SocketInfo, next: Int?)? {

@@ -35,7 +35,8 @@
 //   40      receiveNext    TCP: every byte before it was delivered
 //   44      sendWindow     TCP: the peer's last window, in bytes
 //   48      cookieKey      TCP listener: the key of its SYN cookies (SynCookie.swift)
-//   56      reserved       0
+//   56      receiveTimeout the receive timeout in ms (0: none; SocketOption)
+//   60      sendTimeout    the send timeout in ms (0: none)
 //
 //   NetworkClientState: 32 SocketRecords (2 KiB), then nextGeneration (u32) and a
 //   reserved u32 (0).
@@ -58,7 +59,8 @@ public struct SocketRecord: BitwiseCopyable, Sendable, Equatable {
     public var receiveNext: UInt32
     public var sendWindow: UInt32
     public var cookieKey: UInt64
-    public var reserved: UInt64
+    public var receiveTimeout: UInt32
+    public var sendTimeout: UInt32
 
     public static let boundFlag: UInt8 = 1
     public static let listeningFlag: UInt8 = 2
@@ -83,7 +85,8 @@ public struct SocketRecord: BitwiseCopyable, Sendable, Equatable {
         receiveNext = 0
         sendWindow = 0
         cookieKey = 0
-        reserved = 0
+        receiveTimeout = 0
+        sendTimeout = 0
     }
 
     public var isFree: Bool { kind == 0 }
@@ -119,7 +122,6 @@ public struct SocketRecord: BitwiseCopyable, Sendable, Equatable {
     /// A record that can only have been written by the server: free and all zero, or a
     /// known kind whose fields agree with each other.
     public var isConsistent: Bool {
-        guard reserved == 0 else { return false }
         guard isListening == (cookieKey != 0) else { return false }
         guard let kind = socketKind else { return self == .free }
         guard generation != 0, generation <= SocketHandle.maxGeneration, flags & ~3 == 0,

@@ -30,6 +30,7 @@
 //   13  shutdown     s                          0                      -                -                         -
 //   14  poll         timeout (ms; max: none)    interest               -                ready, 0                  -
 //   15  socketInfo   index                      0                      -                next index (0: last), 0   SocketInfo
+//   16  setOption    s | option << 32           value                  -                -                         -
 //
 // TCP. A TCP socket is opened, then either bound and made to listen (accept hands out
 // a new socket per connection, with its peer) or connected (which binds it to a free
@@ -42,6 +43,12 @@
 // "socket slot i readable" (data, the end, a connection to accept, an error) and bit
 // 32 + i for "writable" (connected, and the peer's window open); it is answered at once
 // if one is ready, else when one becomes ready or the timeout passes (ready 0).
+//
+// Options (`SocketOption`, kept in the socket's SSR record): a receive timeout (a
+// receive or receiveFrom waiting longer answers `timedOut`) and a send timeout (a TCP
+// send whose bytes the peer has not acknowledged in time — a peer that stopped reading
+// and shut its window — answers `connectionTimedOut`, and the connection is reset:
+// its bytes can no longer be known to have arrived). In milliseconds; 0: none.
 //
 // receive's word 1 also carries the sequence number the client expects next (bits
 // 16...47, with bit 48 saying it knows one: the `next` of its previous receive's
@@ -76,6 +83,13 @@ public enum NetworkOperation: UInt16, Sendable, CaseIterable {
     case shutdown = 13
     case poll = 14
     case socketInfo = 15
+    case setOption = 16
+}
+
+/// What `setOption` sets.
+public enum SocketOption: UInt8, Sendable, CaseIterable {
+    case receiveTimeout = 1
+    case sendTimeout = 2
 }
 
 /// What a client is told when a request fails; the raw values are the wire codes.
@@ -225,6 +239,7 @@ public enum NetworkRequest {
     case shutdown(SocketHandle)
     case poll(interest: PollInterest, timeoutMilliseconds: UInt)
     case socketInfo(index: Int)
+    case setOption(SocketHandle, SocketOption, value: UInt32)
 
     public var operation: NetworkOperation {
         switch self {
@@ -243,6 +258,7 @@ public enum NetworkRequest {
         case .shutdown: .shutdown
         case .poll: .poll
         case .socketInfo: .socketInfo
+        case .setOption: .setOption
         }
     }
 
@@ -284,6 +300,8 @@ public enum NetworkRequest {
         case .socketInfo(let index):
             guard index >= 0 else { throw .badRequest }
             message = (.socketInfo, (UInt(index), 0), none)
+        case .setOption(let socket, let option, let value):
+            message = (.setOption, (UInt(socket.rawValue) | UInt(option.rawValue) << 32, UInt(value)), none)
         }
         let decoded = try Self.decode(operation: message.0.rawValue, words: message.1, payload: message.2)
         guard decoded.operation == message.0 else { throw .badRequest }
@@ -363,6 +381,10 @@ public enum NetworkRequest {
         case .socketInfo:
             guard words.1 == 0, payload.isEmpty, words.0 <= UInt(Int32.max) else { throw .badRequest }
             return .socketInfo(index: Int(words.0))
+        case .setOption:
+            guard payload.isEmpty, words.0 >> 40 == 0, words.1 <= UInt(UInt32.max),
+                  let option = SocketOption(rawValue: UInt8(words.0 >> 32)) else { throw .badRequest }
+            return .setOption(try socket(words.0 & 0xFFFF_FFFF), option, value: UInt32(words.1))
         }
     }
 }
@@ -392,7 +414,7 @@ extension NetworkOperation {
         case .interface: InterfaceStatus.encodedBytes
         case .receive: Int(min(words.1 & 0xFFFF, UInt(NetworkLimits.maximumTransfer)))
         case .socketInfo: SocketInfo.encodedBytes
-        case .open, .bind, .sendTo, .close, .ping, .listen, .accept, .connect, .send, .shutdown, .poll: 0
+        case .open, .bind, .sendTo, .close, .ping, .listen, .accept, .connect, .send, .shutdown, .poll, .setOption: 0
         }
     }
 }

@@ -82,9 +82,10 @@ enum NetworkTiming {
     static let pingTimeout = System.ticksPerSecond
 }
 
-/// A receive the server holds until a datagram comes.
+/// A receive the server holds until a datagram comes, or its deadline.
 struct HeldReceive {
     var owner: SocketOwner
+    var deadline: UInt64?
 }
 
 /// A ping the server holds until its echo reply comes, or its deadline.
@@ -267,7 +268,9 @@ struct NetworkService: SSRService {
             }
             if nonblocking { throw .wouldBlock }
             receives.removeAll { $0.owner == owner }
-            receives.append(HeldReceive(owner: owner))
+            receives.append(HeldReceive(owner: owner, deadline: Self.deadline(
+                afterMilliseconds: state.sockets[slot].receiveTimeout, now: System.clock())))
+            arm()
             return .deferred
         case .close(let socket, let abort):
             guard let slot = state.slot(of: socket) else { throw .badSocket }
@@ -313,6 +316,8 @@ struct NetworkService: SSRService {
             return poll(interest, timeoutMilliseconds: timeout, client: client, state: state)
         case .socketInfo(let index):
             return socketInfo(index, into: payload.replyBuffer)
+        case .setOption(let socket, let option, let value):
+            return try setOption(socket, option, value: value, state: &state)
         }
     }
 
@@ -567,7 +572,7 @@ struct NetworkService: SSRService {
             return
         }
         if let index = receives.firstIndex(where: { $0.owner == owner }) {
-            receives.remove(at: index)
+            let held = receives.remove(at: index)
             let client = TaskID(rawValue: owner.client)
             do throws(SyscallError) {
                 let answered = try SSRServer<NetworkService>.complete(client, payload: payload) { state in
@@ -580,7 +585,7 @@ struct NetworkService: SSRService {
                     datagramsDelivered &+= 1
                     return
                 }
-                receives.append(HeldReceive(owner: owner))
+                receives.append(held)
             } catch {
                 // The client ended; its unbind follows.
                 return

@@ -37,7 +37,11 @@ final class ConnectionEntry {
     /// The listening socket it waits on, while nobody accepted it.
     var listener: SocketOwner?
     /// The owner's request waiting on this connection.
-    var held: HeldStreamRequest?
+    var held: HeldStreamRequest? {
+        didSet { if held == nil { heldDeadline = nil } }
+    }
+    /// When the held receive or send gives up (the socket's timeout option).
+    var heldDeadline: UInt64?
 
     init(_ connection: TCPConnection, owner: SocketOwner?, listener: SocketOwner?) {
         self.connection = connection
@@ -202,8 +206,10 @@ extension NetworkService {
         // A send the kernel delivers again after a crash: the connection was rebuilt
         // from the SSR, so it begins where the SSR says this send begins.
         if connection.sendCount > 0 { _ = connection.finishSend() }
-        connection.queueSend(data, now: System.clock()) { self.sendSegment($0, payload: $1, to: connection.remote) }
+        let now = System.clock()
+        connection.queueSend(data, now: now) { self.sendSegment($0, payload: $1, to: connection.remote) }
         entry.held = .send
+        entry.heldDeadline = Self.deadline(afterMilliseconds: state.sockets[slot].sendTimeout, now: now)
         _ = slot
         arm()
         return .deferred
@@ -227,7 +233,24 @@ extension NetworkService {
         }
         if nonblocking { throw .wouldBlock }
         entry.held = .receive(count: count)
+        entry.heldDeadline = Self.deadline(afterMilliseconds: state.sockets[slot].receiveTimeout, now: System.clock())
+        arm()
         return .deferred
+    }
+
+    /// `milliseconds` from `now` (nil for 0: no timeout).
+    static func deadline(afterMilliseconds milliseconds: UInt32, now: UInt64) -> UInt64? {
+        milliseconds == 0 ? nil : now &+ UInt64(milliseconds) * (System.ticksPerSecond / 1000)
+    }
+
+    mutating func setOption(_ socket: SocketHandle, _ option: SocketOption, value: UInt32,
+                            state: inout NetworkClientState) throws(NetworkError) -> SSROutcome {
+        guard let slot = state.slot(of: socket) else { throw .badSocket }
+        switch option {
+        case .receiveTimeout: state.sockets[slot].receiveTimeout = value
+        case .sendTimeout: state.sockets[slot].sendTimeout = value
+        }
+        return .reply()
     }
 
     /// The answer to a receive, if there is one now: waiting bytes, the end of the
@@ -552,10 +575,32 @@ extension NetworkService {
         for poll in polls {
             if let deadline = poll.deadline, earliest.map({ deadline < $0 }) ?? true { earliest = deadline }
         }
+        for entry in connections {
+            if let deadline = entry.heldDeadline, earliest.map({ deadline < $0 }) ?? true { earliest = deadline }
+        }
+        for receive in receives {
+            if let deadline = receive.deadline, earliest.map({ deadline < $0 }) ?? true { earliest = deadline }
+        }
         return earliest
     }
 
     mutating func tcpTimers(now: UInt64) {
+        for entry in connections {
+            guard let deadline = entry.heldDeadline, deadline <= now, let owner = entry.owner else { continue }
+            giveUp(entry, owner: owner)
+        }
+        var held = 0
+        while held < receives.count {
+            let receive = receives[held]
+            guard let deadline = receive.deadline, deadline <= now else {
+                held += 1
+                continue
+            }
+            receives.remove(at: held)
+            _ = try? SSRServer<NetworkService>.complete(TaskID(rawValue: receive.owner.client)) { _ in
+                .reply(NetworkError.timedOut.rawValue)
+            }
+        }
         for entry in connections {
             guard let deadline = entry.connection.nextDeadline, deadline <= now else { continue }
             let events = entry.connection.timerFired(now: now) { self.sendSegment($0, payload: $1, to: entry.connection.remote) }
@@ -572,6 +617,29 @@ extension NetworkService {
             _ = try? SSRServer<NetworkService>.complete(poll.client) { state in
                 .reply(0, UInt(readiness(poll.interest, client: poll.client, state: state).rawValue))
             }
+        }
+    }
+
+    /// A held receive or send ran past its socket's timeout. A receive just answers
+    /// `timedOut`; a send resets the connection (its bytes can no longer be known to
+    /// have arrived) and answers `connectionTimedOut` — what keeps a peer that shut
+    /// its window from holding its client for ever.
+    mutating func giveUp(_ entry: ConnectionEntry, owner: SocketOwner) {
+        let client = TaskID(rawValue: owner.client)
+        switch entry.held {
+        case .receive:
+            entry.held = nil
+            _ = try? SSRServer<NetworkService>.complete(client) { _ in .reply(NetworkError.timedOut.rawValue) }
+        case .send:
+            entry.held = nil
+            abort(entry)
+            _ = entry.connection.finishSend()
+            _ = try? SSRServer<NetworkService>.complete(client) { state in
+                state.sockets[owner.slot].markFailed()
+                return .reply(NetworkError.connectionTimedOut.rawValue)
+            }
+        default:
+            entry.heldDeadline = nil
         }
     }
 
@@ -618,12 +686,14 @@ extension SocketRecord {
     /// the failure), its connection fields cleared.
     mutating func markFailed() {
         let port = localPort
-        let keep = (kind, generation, sent, received)
+        let keep = (kind, generation, sent, received, receiveTimeout, sendTimeout)
         self = SocketRecord.free
         kind = keep.0
         generation = keep.1
         sent = keep.2
         received = keep.3
+        receiveTimeout = keep.4
+        sendTimeout = keep.5
         localPort = port
         flags = port != 0 ? SocketRecord.boundFlag : 0
         tcpState = TCPState.closed.rawValue
