@@ -80,12 +80,13 @@ help:
 	@echo "make deps                     install QEMU and the other tools (as root, with apt-get)"
 
 # Install what the build and the tests need. As root we install; otherwise we say how.
-DEB_PACKAGES := qemu-system-misc e2fsprogs curl
+DEB_PACKAGES := qemu-system-misc e2fsprogs curl netcat-openbsd
 deps:
 	@missing=""; \
 	command -v $(QEMU) >/dev/null || missing="$$missing qemu-system-misc"; \
 	command -v mke2fs >/dev/null || missing="$$missing e2fsprogs"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v nc >/dev/null || missing="$$missing netcat-openbsd"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

@@ -46,6 +46,35 @@ import Testing
         #expect(machine.waitForExit() == 0)
     }
 
+    /// The host's own netcat (`nc -N`: send the file, shut down, print what comes back
+    /// until the end) round-trips 256 KiB through `tcpecho`.
+    @Test func netcatRoundTripsTheEchoService() throws {
+        let port = HostTCP.freePort()
+        let machine = try InteractiveMachine(extra: Self.forwarding(port))
+        defer { _ = machine.waitForExit(timeout: 1) }
+        #expect(machine.waitFor("curio> "))
+        machine.type("run tcpecho 7 &")
+        #expect(machine.waitFor("tcpecho listening on port 7"), "\(machine.transcript)")
+        let work = try DiskTools.temporaryDirectory("netcat")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let input = work.appendingPathComponent("input")
+        let data = Self.bytes(256 << 10, seed: 3)
+        try Data(data).write(to: input)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["nc", "-N", "-w", "30", "127.0.0.1", "\(port)"]
+        process.standardInput = try FileHandle(forReadingFrom: input)
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let echoed = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(Array(echoed) == data, "\(echoed.count) of \(data.count) bytes came back")
+        machine.type("poweroff")
+        #expect(machine.waitForExit() == 0)
+    }
+
     /// Round trips of 400 bytes while every fault kind that strikes the server's own
     /// state strikes the network server, 24 times in all: the connection is never reset
     /// and every byte comes back right. (A flip in the client's own SSR may cost that
