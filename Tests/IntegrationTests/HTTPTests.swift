@@ -23,7 +23,7 @@ import Testing
         files["/docs/a & b.txt"] = Array("ampersand\n".utf8)
         for (path, bytes) in files { try Data(bytes).write(to: tree.appendingPathComponent(String(path.dropFirst()))) }
         let image = work.appendingPathComponent("disk.img")
-        try DiskTools.makeImage(at: image, from: tree, blockSize: 1024, megabytes: 24)
+        try DiskTools.makeImage(at: image, from: tree, blockSize: 1024, megabytes: 32)
         return (image, files)
     }
 
@@ -205,6 +205,37 @@ import Testing
         let dumped = work.appendingPathComponent("fetched")
         _ = try DiskTools.debugfs(image, "dump /fetched.bin \(dumped.path)")
         #expect((try? Data(contentsOf: dumped)).map(Array.init) == hosted, "the file on the disk is the host's bytes")
+        #expect(try DiskTools.check(image).status == 0, "e2fsck -fn")
+    }
+
+    /// Both ends in Curio: `fetch` downloads 1 MiB, then 8 MiB while five faults hit
+    /// the network server, from the guest's own httpd (frames to the guest's address
+    /// go round inside the network server, which then holds both ends of every
+    /// connection, and restarts with both); the copies on the disk are byte-exact and
+    /// e2fsck finds the disk clean.
+    @Test func fetchCopiesAFileFromTheGuestsOwnServer() throws {
+        guard FileSystemTests.requireTools() else { return }
+        let work = try DiskTools.temporaryDirectory("loopback")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let (image, files) = try Self.makeDisk(in: work)
+        let faults = ["illegal", "reg-flip", "loop", "wild-write", "illegal"].enumerated()
+            .map { "inject net \($0.element) after 20 seed=\($0.offset + 1); sleep 300" }
+        let script = ["run httpd &", "sleep 300", "run fetch http://10.0.2.15/size-1048576 /copy",
+                      "run fetch http://10.0.2.15/size-\(8 << 20) /copy2 &"] + faults + ["wait fetch", "ls -l /"]
+        let run = try CurioMachine.run(commands: script.joined(separator: "; "), timeout: .seconds(180),
+                                       extra: DiskTools.qemuArguments(image) + [
+                                           "-netdev", "user,id=n0,restrict=on",
+                                           "-device", "virtio-net-device,netdev=n0,bus=virtio-mmio-bus.0"])
+        #expect(!run.timedOut && run.exitStatus == 0, "\(run.console.suffix(3000))")
+        #expect(run.console.contains("fetch: 1048576 bytes to /copy\n"), "\(run.console.suffix(2000))")
+        #expect(run.console.contains("fetch: \(8 << 20) bytes to /copy2"), "\(run.console.suffix(2000))")
+        let restarts = run.console.components(separatedBy: "[kernel] restarted net").count - 1
+        #expect(restarts >= 2, "the illegal instruction and the loop restart it: \(run.console.suffix(3000))")
+        for (copy, original) in [("/copy", "/size-1048576"), ("/copy2", "/size-\(8 << 20)")] {
+            let dumped = work.appendingPathComponent(String(copy.dropFirst()))
+            _ = try DiskTools.debugfs(image, "dump \(copy) \(dumped.path)")
+            #expect((try? Data(contentsOf: dumped)).map(Array.init) == files[original]!, "\(copy)")
+        }
         #expect(try DiskTools.check(image).status == 0, "e2fsck -fn")
     }
 }

@@ -120,6 +120,7 @@ struct NetworkService: SSRService {
 
     static let maximumHeldPings = 8
     static let maximumWaitingFrames = 8
+    static let maximumLoopedFrames = 256
 
     var driver: NetDriver?
     var interface: Interface
@@ -142,6 +143,8 @@ struct NetworkService: SSRService {
     var receives: [HeldReceive] = []
     var pings: [HeldPing] = []
     var waitingFrames: [WaitingFrame] = []
+    /// Frames to our own address, not yet taken in (`loop`).
+    var loopedFrames: [(bytes: UnsafeMutableRawPointer, length: Int)] = []
     var drops = InlineArray<32, UInt64>(repeating: 0)
     var datagramsDelivered: UInt64 = 0
     var ipIdentification: UInt16 = 1
@@ -422,6 +425,11 @@ struct NetworkService: SSRService {
     /// built with a placeholder MAC that is filled in then).
     mutating func send(to address: IPv4Address,
                        _ build: (UnsafeMutableRawBufferPointer, MACAddress) -> Int?) throws(NetworkError) {
+        if address == interface.address {
+            let mac = interface.mac
+            try loop { frame in build(frame, mac) }
+            return
+        }
         let now = System.clock()
         let nextHop = interface.nextHop(for: address)
         if let mac = arp.lookup(nextHop, now: now) {
@@ -439,6 +447,29 @@ struct NetworkService: SSRService {
                                           bytes: bytes))
         askForMAC(of: nextHop)
         arm()
+    }
+
+    /// A frame to our own address: kept, and taken in as if it had arrived, once the
+    /// work at hand is done (`takeLoopedFrames`: after the reply, or at the end of a
+    /// notification), never from inside a request, where its handling would answer
+    /// other clients while this one's SSR is mapped.
+    mutating func loop(_ build: (UnsafeMutableRawBufferPointer) -> Int?) throws(NetworkError) {
+        guard loopedFrames.count < Self.maximumLoopedFrames else { throw .busy }
+        let bytes = UnsafeMutableRawPointer.allocate(byteCount: NetDriver.maximumFrameBytes, alignment: 8)
+        guard let length = build(UnsafeMutableRawBufferPointer(start: bytes, count: NetDriver.maximumFrameBytes)) else {
+            bytes.deallocate()
+            throw .messageTooLarge
+        }
+        loopedFrames.append((bytes, length))
+        SSRServer<NetworkService>.requestFollowUp()
+    }
+
+    mutating func takeLoopedFrames() {
+        while !loopedFrames.isEmpty {
+            let (bytes, length) = loopedFrames.removeFirst()
+            process(UnsafeRawBufferPointer(start: bytes, count: length))
+            bytes.deallocate()
+        }
     }
 
     mutating func askForMAC(of address: IPv4Address) {
@@ -494,14 +525,18 @@ struct NetworkService: SSRService {
             expire(now: now)
             tcpTimers(now: now)
         }
+        takeLoopedFrames()
         arm()
     }
 
-    /// After a reply that delivered TCP bytes went out: acknowledge them to the peer.
+    /// After a reply went out: acknowledge the TCP bytes it delivered to the peer, and
+    /// take in the frames sent to our own address meanwhile.
     mutating func followUp() {
         let due = acknowledgeAfterReply
         acknowledgeAfterReply.removeAll()
         for connection in due { acknowledge(connection) }
+        takeLoopedFrames()
+        arm()
     }
 
     mutating func receiveFrames() {

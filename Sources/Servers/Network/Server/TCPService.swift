@@ -163,7 +163,7 @@ extension NetworkService {
               !record.isListening else { throw .wrongState }
         guard driver != nil else { throw .noDevice }
         let address = IPv4Address(rawValue: destination.address)
-        guard destination.port != 0, address != .any, address != .broadcast, address != interface.address else {
+        guard destination.port != 0, address != .any, address != .broadcast else {
             throw .badAddress
         }
         let owner = SocketOwner(client: client.rawValue, slot: slot)
