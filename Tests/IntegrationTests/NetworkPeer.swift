@@ -151,6 +151,44 @@ final class NetworkPeer {
         return segment
     }
 
+    static func be32(_ value: UInt32) -> [UInt8] { be16(Int(value >> 16)) + be16(Int(value & 0xFFFF)) }
+
+    /// A TCP segment (RFC 9293) from the peer to the guest; a SYN carries MSS 1460.
+    static func tcpSegment(from sourcePort: Int, to destinationPort: Int, sequence: UInt32, acknowledgment: UInt32,
+                           flags: UInt8, payload: [UInt8] = []) -> [UInt8] {
+        let options: [UInt8] = flags & 0x02 != 0 ? [2, 4, 0x05, 0xB4] : []
+        var segment = be16(sourcePort) + be16(destinationPort) + be32(sequence) + be32(acknowledgment)
+            + [UInt8((20 + options.count) / 4) << 4, flags] + be16(65535) + [0, 0, 0, 0] + options + payload
+        let pseudo = address + guestAddress + [0, 6] + be16(segment.count)
+        let sum = checksum((pseudo + segment)[...])
+        segment[16] = UInt8(sum >> 8)
+        segment[17] = UInt8(sum & 0xFF)
+        return segment
+    }
+
+    /// A TCP segment the guest sent to the peer, its checksum checked.
+    struct Segment {
+        var sourcePort: Int
+        var destinationPort: Int
+        var sequence: UInt32
+        var acknowledgment: UInt32
+        var flags: UInt8
+        var payload: [UInt8]
+    }
+
+    static func tcpSegment(in frame: [UInt8]) -> Segment? {
+        guard let (protocolNumber, body) = ipv4Payload(of: frame), protocolNumber == 6, body.count >= 20 else {
+            return nil
+        }
+        let pseudo = guestAddress + address + [0, 6] + be16(body.count)
+        guard checksum((pseudo + body)[...]) == 0 else { return nil }
+        let headerBytes = Int(body[12] >> 4) * 4
+        guard headerBytes >= 20, headerBytes <= body.count else { return nil }
+        func word(_ offset: Int) -> UInt32 { body[offset..<offset + 4].reduce(0) { $0 << 8 | UInt32($1) } }
+        return Segment(sourcePort: Int(body[0]) << 8 | Int(body[1]), destinationPort: Int(body[2]) << 8 | Int(body[3]),
+                       sequence: word(4), acknowledgment: word(8), flags: body[13], payload: Array(body[headerBytes...]))
+    }
+
     static func echoRequest(identifier: Int, sequence: Int, data: [UInt8]) -> [UInt8] {
         var message: [UInt8] = [8, 0, 0, 0] + be16(identifier) + be16(sequence) + data
         let sum = checksum(message[...])

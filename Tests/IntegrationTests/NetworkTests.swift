@@ -162,4 +162,60 @@ import Testing
         machine.type("poweroff")
         #expect(machine.waitForExit() == 0)
     }
+
+    /// A flood of SYNs that are never answered (forged peers) does not lock a real
+    /// client out of httpd: past the backlog the server answers with SYN cookies and
+    /// keeps nothing, and the real client's handshake and request go through.
+    @Test func aFloodOfHalfOpenConnectionsDoesNotLockOutARealClient() throws {
+        let peer = try NetworkPeer()
+        let machine = try Self.boot(peer)
+        defer { _ = machine.waitForExit(timeout: 1) }
+        #expect(machine.waitFor("httpd: serving the disk over HTTP on port 80"), "\(machine.transcript)")
+        let guestMAC = try #require(Self.resolveGuest(peer))
+        var answered = Set<Int>()
+        // Sent again, as a SYN sender does, for what got no answer: a burst may find the
+        // device's transmit ring full, and a frame dropped there is as lost as on a wire.
+        for _ in 0..<3 where answered.count < 40 {
+            for port in 30000..<30040 where !answered.contains(port) {
+                peer.send(NetworkPeer.ipv4Frame(to: guestMAC, protocol: 6, payload: NetworkPeer.tcpSegment(
+                    from: port, to: 80, sequence: UInt32(port) * 7919, acknowledgment: 0, flags: 0x02)))
+            }
+            while let frame = peer.await(timeout: 3, { NetworkPeer.tcpSegment(in: $0) != nil }),
+                  let segment = NetworkPeer.tcpSegment(in: frame) {
+                if segment.flags & 0x12 == 0x12 { answered.insert(segment.destinationPort) }
+                if answered.count == 40 { break }
+            }
+        }
+        #expect(answered.count == 40, "every SYN got its SYN-ACK, past the backlog of 16 too: \(answered.count)")
+
+        // The real client: handshake, then a request; the answer is HTTP.
+        let clientPort = 41000
+        let request = NetworkPeer.ipv4Frame(to: guestMAC, protocol: 6, payload: NetworkPeer.tcpSegment(
+            from: clientPort, to: 80, sequence: 1000, acknowledgment: 0, flags: 0x02))
+        var synAck: NetworkPeer.Segment?
+        for _ in 0..<5 where synAck == nil {
+            peer.send(request)
+            synAck = peer.await(timeout: 3) {
+                guard let segment = NetworkPeer.tcpSegment(in: $0) else { return false }
+                return segment.destinationPort == clientPort && segment.flags & 0x12 == 0x12
+            }.flatMap(NetworkPeer.tcpSegment)
+        }
+        let handshake = try #require(synAck, "the real client's SYN was answered")
+        #expect(handshake.acknowledgment == 1001)
+        let get = Array("GET / HTTP/1.0\r\n\r\n".utf8)
+        var response: NetworkPeer.Segment?
+        for _ in 0..<5 where response == nil {
+            peer.send(NetworkPeer.ipv4Frame(to: guestMAC, protocol: 6, payload: NetworkPeer.tcpSegment(
+                from: clientPort, to: 80, sequence: 1001, acknowledgment: handshake.sequence &+ 1, flags: 0x18,
+                payload: get)))
+            response = peer.await(timeout: 3) {
+                guard let segment = NetworkPeer.tcpSegment(in: $0) else { return false }
+                return segment.destinationPort == clientPort && !segment.payload.isEmpty
+            }.flatMap(NetworkPeer.tcpSegment)
+        }
+        let answer = try #require(response, "httpd answered the real client")
+        #expect(answer.payload.starts(with: Array("HTTP/1.".utf8)), "\(String(decoding: answer.payload, as: UTF8.self))")
+        machine.type("poweroff")
+        #expect(machine.waitForExit() == 0)
+    }
 }

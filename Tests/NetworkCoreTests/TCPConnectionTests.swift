@@ -416,4 +416,28 @@ final class Link {
         #expect(SynCookie.check(plain, key: 9, localPort: 80, remote: remote, now: now, ticksPerSecond: ticks)
                 == SynCookie(maximumSegmentSize: 536, windowShift: nil))
     }
+
+    @Test func aRetransmittedSYNGetsTheSYNAckAgain() {
+        let link = Link()
+        var lostOnce = false
+        link.drop = { _, header in
+            guard !lostOnce, header.flags == [.syn, .ack] else { return false }
+            lostOnce = true
+            return true
+        }
+        let a = TCPConnection.connecting(localPort: Self.portA, to: Endpoint(address: link.b.address.rawValue, port: Self.portB),
+                                         iss: 500, now: link.now, emit: link.emitter(fromA: true))
+        var b: TCPConnection?
+        link.run(a, nil) { syn in
+            b = TCPConnection.accepting(syn, localPort: Self.portB,
+                                        from: Endpoint(address: link.a.address.rawValue, port: Self.portA), iss: 9000,
+                                        now: link.now, emit: link.emitter(fromA: false))
+            return b
+        }
+        #expect(lostOnce && a.state == .synSent)
+        link.advance(TCPConfiguration().ticksPerSecond, a)
+        link.run(a, b)
+        #expect(a.state == .established && b?.state == .established)
+        #expect(link.segmentsSent.filter { $0.flags == [.syn, .ack] }.count >= 2)
+    }
 }

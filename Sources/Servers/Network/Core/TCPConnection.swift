@@ -350,6 +350,20 @@ public final class TCPConnection {
         emit(header(sequence: sendNext, flags: .ack), UnsafeRawBufferPointer(start: nil, count: 0))
     }
 
+    /// A SYN-ACK to `syn` that leaves nothing behind: its sequence number is a SYN
+    /// cookie (`iss`), and the handshake is rebuilt from it when the peer answers
+    /// (`rebuilding`). What a listener under a flood of SYNs sends instead of keeping a
+    /// half-open connection for each (RFC 4987 §3.6).
+    public static func statelessSynAcknowledgment(answering syn: TCPSegment, iss: UInt32,
+                                                  configuration: TCPConfiguration = TCPConfiguration(), emit: Emit) {
+        var header = TCPSegmentHeader(sourcePort: syn.destinationPort, destinationPort: syn.sourcePort, sequence: iss,
+                                      acknowledgment: syn.sequence &+ 1, flags: [.syn, .ack],
+                                      window: UInt16(clamping: configuration.receiveCapacity))
+        header.maximumSegmentSize = UInt16(configuration.maximumSegmentSize)
+        if syn.windowShift != nil { header.windowShift = 0 }
+        emit(header, UnsafeRawBufferPointer(start: nil, count: 0))
+    }
+
     /// A reset in answer to `segment`, which found no connection (RFC 9293 §3.10.7.1).
     public static func reset(answering segment: TCPSegment, emit: Emit) {
         guard !segment.flags.contains(.rst) else { return }
@@ -523,6 +537,12 @@ public final class TCPConnection {
                              emit: Emit) -> TCPEvents {
         let flags = segment.flags
         var events: TCPEvents = []
+        // The peer's SYN again, before the handshake completed: our SYN-ACK was lost.
+        if state == .synReceived && flags.contains(.syn) && !flags.contains(.ack)
+            && segment.sequence == initialReceiveSequence {
+            sendSynchronize(acknowledging: true, now: now, emit: emit)
+            return []
+        }
         // 1. Acceptability: some of the segment lies in the window, or it is an empty
         // segment at its edge.
         let length = segment.sequenceLength

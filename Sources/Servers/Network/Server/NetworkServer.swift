@@ -120,7 +120,9 @@ struct NetworkService: SSRService {
 
     static let maximumHeldPings = 8
     static let maximumWaitingFrames = 8
-    static let maximumLoopedFrames = 256
+    /// Frames to our own address waiting to be taken in (97 KiB at most: the heap also
+    /// holds every connection's buffers).
+    static let maximumLoopedFrames = 64
 
     var driver: NetDriver?
     var interface: Interface

@@ -447,9 +447,11 @@ extension NetworkService {
             return
         }
         let listener = listeners[index]
-        let waiting = connections.filter { $0.listener == listener.owner }.count
-        // A full backlog drops the SYN: the peer tries again later (RFC 9293 §3.10.7.2).
-        guard waiting < listener.backlog, connections.count < Self.maximumConnections else { return }
+        // The backlog counts completed handshakes waiting for accept; when it is full a
+        // SYN or a cookie's acknowledgment is dropped, and the peer tries again later
+        // (RFC 9293 §3.10.7.2).
+        let ready = connections.filter { $0.listener == listener.owner && $0.connection.state.isSynchronized }.count
+        guard ready < listener.backlog, connections.count < Self.maximumConnections else { return }
         if flags.contains(.ack) {
             // No connection, yet an acknowledgment: a handshake an earlier instance of
             // this server answered, if the cookie says so; then take it up again.
@@ -474,6 +476,16 @@ extension NetworkService {
         let iss = SynCookie.make(key: listener.cookieKey, localPort: segment.destinationPort, remote: remote,
                                  slot: SynCookie.slot(at: now, ticksPerSecond: System.ticksPerSecond),
                                  maximumSegmentSize: segment.maximumSegmentSize, windowShift: segment.windowShift)
+        // Half-open handshakes beyond the backlog (a flood of SYNs that are never
+        // answered, from forged addresses) get a SYN-ACK and no memory: a real peer's
+        // answer rebuilds its connection from the cookie above.
+        let halfOpen = connections.filter { $0.listener == listener.owner && !$0.connection.state.isSynchronized }.count
+        guard halfOpen < listener.backlog, connections.count + 1 < Self.maximumConnections else {
+            TCPConnection.statelessSynAcknowledgment(answering: segment, iss: iss, configuration: tcpConfiguration) {
+                self.sendSegment($0, payload: $1, to: remote)
+            }
+            return
+        }
         let connection = TCPConnection.accepting(segment, localPort: segment.destinationPort, from: remote, iss: iss,
                                                  now: now, configuration: tcpConfiguration) {
             self.sendSegment($0, payload: $1, to: remote)
