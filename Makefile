@@ -129,7 +129,7 @@ $(DEFAULT_DISK): $(shell find disk -type f 2>/dev/null)
 
 run: deps build $(if $(filter $(DEFAULT_DISK),$(DISK)),$(DEFAULT_DISK))
 	@test -f "$(DISK)" || { echo "no disk image at $(DISK)"; exit 1; }
-	@echo "Curio's web server: http://127.0.0.1:$(HTTP_PORT)/ (try: curl http://127.0.0.1:$(HTTP_PORT)/README.txt)"
+	@$(if $(CMDS),true,echo "Curio's web server: http://127.0.0.1:$(HTTP_PORT)/ (try: curl http://127.0.0.1:$(HTTP_PORT)/README.txt)")
 	@$(QEMU) $(QEMU_FLAGS) $(DISK_FLAGS) $(NET_FLAGS) $(APPEND)
 
 debug: deps build $(if $(filter $(DEFAULT_DISK),$(DISK)),$(DEFAULT_DISK))
