@@ -114,10 +114,9 @@ import Testing
         let stalled = try HostTCP(port: port, receiveBuffer: 4096)
         try stalled.send(Array("GET /size-\(8 << 20) HTTP/1.1\r\nHost: curio\r\n\r\n".utf8))
         Thread.sleep(forTimeInterval: 2)
-        let meanwhile = try Self.curl(["--fail", "\(base)/size-4097"], timeout: 60)
+        let meanwhile = try withExtendedLifetime(stalled) { try Self.curl(["--fail", "\(base)/size-4097"], timeout: 60) }
         #expect(meanwhile.status == 0 && Array(meanwhile.output) == files["/size-4097"]!,
                 "served while another client stalls: \(meanwhile.errors)")
-        _ = stalled
         machine.type("netstat")
         #expect(machine.waitFor("LISTEN"))
         machine.type("poweroff")

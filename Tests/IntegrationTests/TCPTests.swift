@@ -23,13 +23,20 @@ import Testing
         }
     }
 
-    @Test func tcpEchoReturnsAStreamByteExactlyAndClosesCleanly() throws {
+    /// Boots to the prompt with guest port 7 forwarded from a free host port, and starts
+    /// `tcpecho` on it.
+    static func bootWithEchoService() throws -> (InteractiveMachine, UInt16) {
         let port = HostTCP.freePort()
-        let machine = try InteractiveMachine(extra: Self.forwarding(port))
-        defer { _ = machine.waitForExit(timeout: 1) }
+        let machine = try InteractiveMachine(extra: forwarding(port))
         #expect(machine.waitFor("curio> "))
         machine.type("run tcpecho 7 &")
         #expect(machine.waitFor("tcpecho listening on port 7"), "\(machine.transcript)")
+        return (machine, port)
+    }
+
+    @Test func tcpEchoReturnsAStreamByteExactlyAndClosesCleanly() throws {
+        let (machine, port) = try Self.bootWithEchoService()
+        defer { _ = machine.waitForExit(timeout: 1) }
         let connection = try HostTCP(port: port)
         let data = Self.bytes(1 << 20, seed: 1)
         // Written and read at once: a client that sends everything before reading would
@@ -49,12 +56,8 @@ import Testing
     /// The host's own netcat (`nc -N`: send the file, shut down, print what comes back
     /// until the end) round-trips 256 KiB through `tcpecho`.
     @Test func netcatRoundTripsTheEchoService() throws {
-        let port = HostTCP.freePort()
-        let machine = try InteractiveMachine(extra: Self.forwarding(port))
+        let (machine, port) = try Self.bootWithEchoService()
         defer { _ = machine.waitForExit(timeout: 1) }
-        #expect(machine.waitFor("curio> "))
-        machine.type("run tcpecho 7 &")
-        #expect(machine.waitFor("tcpecho listening on port 7"), "\(machine.transcript)")
         let work = try DiskTools.temporaryDirectory("netcat")
         defer { try? FileManager.default.removeItem(at: work) }
         let input = work.appendingPathComponent("input")
@@ -81,12 +84,8 @@ import Testing
     /// client its sockets, reported as `stateLost`, as with every SSR service; the SSR
     /// tests show that.)
     @Test func aTCPStreamSurvivesTwentyFourFaultsOfEveryKindInTheNetworkServer() throws {
-        let port = HostTCP.freePort()
-        let machine = try InteractiveMachine(extra: Self.forwarding(port))
+        let (machine, port) = try Self.bootWithEchoService()
         defer { _ = machine.waitForExit(timeout: 1) }
-        #expect(machine.waitFor("curio> "))
-        machine.type("run tcpecho 7 &")
-        #expect(machine.waitFor("tcpecho listening on port 7"), "\(machine.transcript)")
         let connection = try HostTCP(port: port)
         let kinds = ["illegal", "reg-flip", "wild-write", "stack-flip", "pointer-flip", "data-flip", "loop",
                      "mutate", "illegal", "reg-flip", "wild-write", "loop"]

@@ -259,7 +259,7 @@ final class Link {
 
     @Test func retransmissionGivesUpAfterTheLimit() {
         let link = Link()
-        let (a, b) = connectedPair(link)
+        let (a, _) = connectedPair(link)
         link.drop = { _, _ in true }
         let data = bytes(100, seed: 1)
         data.withUnsafeBytes { a.queueSend($0, now: link.now, emit: link.emitter(fromA: true)) }
@@ -269,7 +269,6 @@ final class Link {
             events = a.timerFired(now: link.now, emit: link.emitter(fromA: true))
         }
         #expect(a.state == .closed && a.error == .connectionTimedOut)
-        _ = b
     }
 
     /// The SSR rule: a server that restarts from B's record (taken at its last reply)

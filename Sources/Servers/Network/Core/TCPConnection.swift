@@ -167,6 +167,8 @@ public final class TCPConnection {
     /// The shift of the peer's windows, and of ours (0 unless both sides sent the option).
     public private(set) var sendShift: UInt8 = 0
     public private(set) var receiveShift: UInt8 = 0
+    /// Whether the peer's SYN carried the window scale option (we answer it in kind).
+    var receivedWindowScaleOption = false
     public private(set) var peerMaximumSegmentSize: Int
     /// The bytes of the send in progress; `sendStart` is the sequence number of the first.
     let sendBuffer: UnsafeMutableRawPointer
@@ -340,9 +342,6 @@ public final class TCPConnection {
         emit(header, UnsafeRawBufferPointer(start: nil, count: 0))
         armRetransmission(now: now)
     }
-
-    /// Whether the peer's SYN carried the window scale option (we answer it in kind).
-    var receivedWindowScaleOption = false
 
     /// Sends a bare acknowledgment of every delivered byte.
     public func acknowledge(emit: Emit) {
@@ -827,7 +826,7 @@ public final class TCPConnection {
     public func rewindReceive(to expected: UInt32) -> Bool {
         let lost = receiveNext &- expected
         if hasReceivedFin { return lost == 1 }
-        guard lost >= 1, lost <= UInt32(Self.sendBufferBytes) else { return false }
+        guard lost >= 1, lost <= UInt32(NetworkLimits.maximumTransfer) else { return false }
         receiveNext = expected
         receivedCount = 0
         receiveHead = 0

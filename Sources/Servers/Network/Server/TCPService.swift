@@ -203,14 +203,12 @@ extension NetworkService {
         guard connection.state.maySend, !connection.finQueued else {
             throw connection.state.isSynchronized ? .sendingShutDown : .wrongState
         }
-        // A send the kernel delivers again after a crash: the connection was rebuilt
-        // from the SSR, so it begins where the SSR says this send begins.
-        if connection.sendCount > 0 { _ = connection.finishSend() }
+        // A send the kernel delivers again after a crash finds the connection rebuilt
+        // from the SSR, with nothing in progress: it begins where the SSR says.
         let now = System.clock()
         connection.queueSend(data, now: now) { self.sendSegment($0, payload: $1, to: connection.remote) }
         entry.held = .send
         entry.heldDeadline = Self.deadline(afterMilliseconds: state.sockets[slot].sendTimeout, now: now)
-        _ = slot
         arm()
         return .deferred
     }
