@@ -108,7 +108,7 @@ let package = Package(
         .target(name: "NetworkAPI", dependencies: ["CurioUser", "NetworkCore"], path: "Sources/Servers/Network/API",
                 swiftSettings: embeddedRestrictions),
         .target(name: "NetworkServer",
-                dependencies: ["CurioUser", "NetworkCore", "SSRServer", "SSRFormat", "UserArch", "Virtio"],
+                dependencies: ["CurioUser", "NetworkCore", "SSRServer", "SSRFormat", "UserArch", "Virtio", "ConfigAPI"],
                 path: "Sources/Servers/Network/Server", swiftSettings: embeddedRestrictions),
         .target(name: "UDPEcho", dependencies: ["CurioUser", "ConsoleAPI", "NetworkAPI"], path: "Sources/Programs/UDPEcho",
                 swiftSettings: embeddedRestrictions),

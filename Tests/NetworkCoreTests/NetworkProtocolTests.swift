@@ -260,6 +260,7 @@ enum RequestSummary: Equatable {
         status.address = 0x0A00_020F
         status.prefixLength = 24
         status.gateway = 0x0A00_0202
+        status.dnsServer = 0x0A00_0203
         status.framesReceived = 1
         status.framesSent = UInt64.max
         status.framesDropped = 3
@@ -287,8 +288,8 @@ enum RequestSummary: Equatable {
             let bytes = [UInt8](repeating: 0, count: length)
             #expect(bytes.withUnsafeBytes { InterfaceStatus.decode($0) } == nil, "length \(length)")
         }
-        // hasDevice 2; a bit above the prefix length in word 2; a bit above the gateway in word 3.
-        for (offset, byte) in [(0, UInt8(2)), (8 * 2 + 5, 1), (8 * 2 + 7, 0x80), (8 * 3 + 4, 1), (8 * 3 + 7, 0x80)] {
+        // hasDevice 2; a bit above the prefix length in word 2.
+        for (offset, byte) in [(0, UInt8(2)), (8 * 2 + 5, 1), (8 * 2 + 7, 0x80)] {
             var damaged = good
             damaged[offset] = byte
             #expect(damaged.withUnsafeBytes { InterfaceStatus.decode($0) } == nil, "byte \(offset) = \(byte)")

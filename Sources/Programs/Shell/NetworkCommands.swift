@@ -7,7 +7,8 @@ import NetworkAPI
 
 extension Shell {
     static let networkCommandsHelp = """
-        ifconfig                  the network interface: MAC, address, gateway, frame and datagram counts
+        ifconfig                  the network interface: MAC, address, gateway, DNS server, frame and datagram counts
+                                  (config net.address A/N, net.gateway, net.dns: taken when net next starts)
         ping ADDRESS [COUNT]      send COUNT (default 4) ICMP echo requests and print each round trip
         netstat                   every socket the network server knows: protocol, state, ports, owner, bytes
         """
@@ -53,7 +54,8 @@ extension Shell {
             return 1
         }
         print("eth0  mac " + text(mac: status.mac) + "  inet " + text(IPv4Address(rawValue: status.address))
-              + "/\(status.prefixLength)  gateway " + text(IPv4Address(rawValue: status.gateway)))
+              + "/\(status.prefixLength)  gateway " + text(IPv4Address(rawValue: status.gateway))
+              + "  dns " + text(IPv4Address(rawValue: status.dnsServer)))
         print("      frames: \(status.framesReceived) received, \(status.framesSent) sent, "
               + "\(status.framesDropped) dropped")
         print("      datagrams: \(status.datagramsDelivered) delivered to sockets, "

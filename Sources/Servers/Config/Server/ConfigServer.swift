@@ -24,11 +24,15 @@ struct Setting {
 
 /// The built-in settings: which block device each storage server drives (its index
 /// among the virtio-blk devices found, in slot order), which storage server each
-/// filesystem server mounts, and how.
+/// filesystem server mounts, and how; the network interface's addresses (QEMU user
+/// networking's, see NetworkCore's InterfaceSettings.swift).
 let defaults: [(StaticString, StaticString)] = [
     ("storage.disk", "0"),
     ("fs.storage", "storage"),
     ("fs.mount", "rw"),
+    ("net.address", "10.0.2.15/24"),
+    ("net.gateway", "10.0.2.2"),
+    ("net.dns", "10.0.2.3"),
 ]
 
 @main

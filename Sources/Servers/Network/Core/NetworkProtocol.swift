@@ -463,7 +463,8 @@ public struct SocketInfo: Equatable, Sendable {
 }
 
 /// What `interface` answers (ifconfig): the configuration and the counters, as
-/// little-endian 64-bit words in this order.
+/// little-endian 64-bit words in this order (word 2: address | prefix length << 32;
+/// word 3: gateway | DNS server << 32).
 public struct InterfaceStatus: Equatable, Sendable {
     public static let encodedBytes = 8 * 9
 
@@ -472,6 +473,7 @@ public struct InterfaceStatus: Equatable, Sendable {
     public var address: UInt32 = 0
     public var prefixLength: UInt8 = 0
     public var gateway: UInt32 = 0
+    public var dnsServer: UInt32 = 0
     public var framesReceived: UInt64 = 0
     public var framesSent: UInt64 = 0
     public var framesDropped: UInt64 = 0
@@ -483,7 +485,7 @@ public struct InterfaceStatus: Equatable, Sendable {
     public func encode(into buffer: UnsafeMutableRawBufferPointer) -> Int {
         guard buffer.count >= Self.encodedBytes else { return 0 }
         let words: InlineArray<9, UInt64> = [hasDevice ? 1 : 0, mac, UInt64(address) | UInt64(prefixLength) << 32,
-                                             UInt64(gateway), framesReceived, framesSent, framesDropped,
+                                             UInt64(gateway) | UInt64(dnsServer) << 32, framesReceived, framesSent, framesDropped,
                                              datagramsDelivered, datagramsDropped]
         for index in words.indices {
             buffer.storeBytes(of: words[index].littleEndian, toByteOffset: 8 * index, as: UInt64.self)
@@ -494,13 +496,14 @@ public struct InterfaceStatus: Equatable, Sendable {
     public static func decode(_ bytes: UnsafeRawBufferPointer) -> InterfaceStatus? {
         guard bytes.count == encodedBytes else { return nil }
         func word(_ index: Int) -> UInt64 { UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8 * index, as: UInt64.self)) }
-        guard word(0) <= 1, word(2) >> 40 == 0, word(3) >> 32 == 0 else { return nil }
+        guard word(0) <= 1, word(2) >> 40 == 0 else { return nil }
         var status = InterfaceStatus()
         status.hasDevice = word(0) == 1
         status.mac = word(1)
         status.address = UInt32(truncatingIfNeeded: word(2))
         status.prefixLength = UInt8(truncatingIfNeeded: word(2) >> 32)
         status.gateway = UInt32(truncatingIfNeeded: word(3))
+        status.dnsServer = UInt32(truncatingIfNeeded: word(3) >> 32)
         status.framesReceived = word(4)
         status.framesSent = word(5)
         status.framesDropped = word(6)

@@ -37,6 +37,7 @@
 // rebuilds its port table from the SSRs, the held receives come again, and no client
 // sees more than lost datagrams.
 
+import ConfigAPI
 import CurioUser
 import NetworkCore
 import SSRFormat
@@ -70,10 +71,6 @@ enum NetworkLayout {
     /// Where the kernel maps the server's device range (system.toml: slot 0).
     static let deviceWindow: UInt = 0x7000_0000
     static let pageBytes = 4096
-    /// QEMU user networking's guest address and gateway.
-    static let address = IPv4Address(10, 0, 2, 15)
-    static let prefixLength = 24
-    static let gateway = IPv4Address(10, 0, 2, 2)
 }
 
 enum NetworkTiming {
@@ -126,6 +123,7 @@ struct NetworkService: SSRService {
 
     var driver: NetDriver?
     var interface: Interface
+    var dnsServer: IPv4Address
     var arp = ARPCache()
     var udpPorts = PortTable()
     var tcpPorts = PortTable()
@@ -155,8 +153,10 @@ struct NetworkService: SSRService {
     var armed: UInt64 = 0
 
     init() {
-        interface = Interface(mac: .zero, address: NetworkLayout.address, prefixLength: NetworkLayout.prefixLength,
-                              gateway: NetworkLayout.gateway)
+        let settings = Self.configuredSettings()
+        interface = Interface(mac: .zero, address: settings.address, prefixLength: settings.prefixLength,
+                              gateway: settings.gateway)
+        dnsServer = settings.dnsServer
         portHint = UInt16(truncatingIfNeeded: System.clock())
         sequenceSecret = System.clock() &* 0x9E37_79B9_7F4A_7C15
         tcpConfiguration.ticksPerSecond = System.ticksPerSecond
@@ -165,6 +165,31 @@ struct NetworkService: SSRService {
         // Without a device every request that needs one is answered `noDevice`, which
         // ifconfig turns into the QEMU options that give one.
         if let driver { interface.mac = MACAddress(rawValue: driver.mac) }
+    }
+
+    /// The interface's settings from the configuration service (InterfaceSettings.swift),
+    /// or the standard ones if a key is missing or the values are refused (said on the
+    /// console, with the key and why).
+    static func configuredSettings() -> InterfaceSettings {
+        let values = UnsafeMutableRawBufferPointer.allocate(byteCount: 3 * ConfigLimits.valueBytes, alignment: 8)
+        defer { values.deallocate() }
+        let program: StaticString = "net"
+        let programBytes = UnsafeRawBufferPointer(start: program.utf8Start, count: program.utf8CodeUnitCount)
+        func value(_ setting: StaticString, _ index: Int) -> UnsafeRawBufferPointer? {
+            let start = index * ConfigLimits.valueBytes
+            let slot = UnsafeMutableRawBufferPointer(rebasing: values[start..<start + ConfigLimits.valueBytes])
+            guard let length = try? Config.get(program: programBytes, setting: setting, into: slot) else { return nil }
+            return UnsafeRawBufferPointer(rebasing: slot[0..<min(length, slot.count)])
+        }
+        guard let address = value("address", 0), let gateway = value("gateway", 1), let dnsServer = value("dns", 2) else {
+            return .standard
+        }
+        do throws(InterfaceSettingsError) {
+            return try InterfaceSettings.parse(address: address, gateway: gateway, dnsServer: dnsServer)
+        } catch {
+            print("net: " + String(error.key) + " refused: " + String(error.explanation) + "; using 10.0.2.15/24")
+            return .standard
+        }
     }
 
     /// Brings up the device in slot 0 with a ring page and the buffer pages, each of
@@ -372,6 +397,7 @@ struct NetworkService: SSRService {
         status.address = interface.address.rawValue
         status.prefixLength = UInt8(truncatingIfNeeded: interface.prefixLength)
         status.gateway = interface.gateway.rawValue
+        status.dnsServer = dnsServer.rawValue
         if let counters = driver?.counters {
             status.framesReceived = counters.framesReceived
             status.framesSent = counters.framesSent
