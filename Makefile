@@ -28,7 +28,7 @@ RV_BUILD   := $(SWIFT) build -c release --triple $(TRIPLE) --toolset toolset-ris
 # Programs in the boot image: the SwiftPM module of each (system.toml names them).
 PROGRAMS   := ConsoleServer Shell Crashme PingServer Bench Binder RogueServer TimerServer TimerClient TimerTest \
               ConfigServer StorageServer FileSystemServer FileSystemTest FileSystemBench SyscallFuzzer DMAProbe \
-              NetworkServer UDPEcho TCPEcho HTTPServer HTTPFetch
+              NetworkServer UDPEcho TCPEcho HTTPServer HTTPFetch NetworkBench
 # Libraries linked into every program (--gc-sections drops what a program does not use).
 USER_LIBRARIES := UserArch Freestanding CurioUser CurioABI ConsoleCore ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore \
                   ConfigAPI Virtio StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI NetworkCore NetworkAPI HTTPCore
@@ -199,10 +199,10 @@ fuzz: deps build $(if $(filter $(DEFAULT_DISK),$(DISK)),$(DEFAULT_DISK))
 	$(SWIFT) run -q curio-fuzz --kernel $(abspath $(BUILD)/kernel.elf) --disk $(abspath $(DISK)) \
 	  --seconds $(SECONDS) --calls $(CALLS) --instances $(INSTANCES) $(if $(SEED),--seed $(SEED)) --toolchain $(TOOLCHAIN)
 
-# The no-SSR baseline of the filesystem benchmarks: the same program binaries and
-# kernel objects, packed with `--without-ssr fs,storage` (those servers then keep
-# their clients' state in their own memory and are not restartable).
-NO_SSR_SERVERS := fs,storage
+# The no-SSR baseline of the filesystem and network benchmarks: the same program
+# binaries and kernel objects, packed with `--without-ssr fs,storage,net` (those
+# servers then keep their clients' state in their own memory and are not restartable).
+NO_SSR_SERVERS := fs,storage,net
 kernel-nossr: build
 	@$$($(SWIFT) build --show-bin-path)/mkimage --system system.toml --elf-dir $(PACKED) \
 	  --out $(BUILD)/system-nossr.img --without-ssr $(NO_SSR_SERVERS)

@@ -116,6 +116,8 @@ let package = Package(
                 swiftSettings: embeddedRestrictions),
         .target(name: "HTTPServer", dependencies: ["CurioUser", "ConsoleAPI", "NetworkAPI", "FileSystemAPI", "HTTPCore"],
                 path: "Sources/Programs/HTTPServer", swiftSettings: embeddedRestrictions),
+        .target(name: "NetworkBench", dependencies: ["CurioUser", "ConsoleAPI", "NetworkAPI", "UserArch"],
+                path: "Sources/Programs/NetworkBench", swiftSettings: embeddedRestrictions),
         .target(name: "HTTPFetch", dependencies: ["CurioUser", "ConsoleAPI", "NetworkAPI", "FileSystemAPI", "HTTPCore"],
                 path: "Sources/Programs/HTTPFetch", swiftSettings: embeddedRestrictions),
 

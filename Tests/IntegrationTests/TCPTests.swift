@@ -34,6 +34,38 @@ import Testing
         return (machine, port)
     }
 
+    /// Both ends on Curio (loopback), as `make bench` runs them: `netbench` closes
+    /// each connection first and the sink closes its end after reading the end of the
+    /// stream, so the closed side must still acknowledge the sink's FIN — it once did
+    /// not, and the sink's close hung until the retransmissions gave up. Afterwards no
+    /// connection is left half closed.
+    @Test func loopbackConnectionsCloseFromEitherEndAndTheNetworkBenchmarkRuns() throws {
+        let machine = try InteractiveMachine(extra: Self.forwarding(HostTCP.freePort()))
+        defer { _ = machine.waitForExit(timeout: 1) }
+        #expect(machine.waitFor("curio> "))
+        machine.type("run netbench sink &")
+        #expect(machine.waitFor("netbench sink listening on port 9"), "\(machine.transcript)")
+        machine.type("run netbench 1")
+        #expect(machine.waitFor("bench net-loopback-connect median=", timeout: 60), "\(machine.transcript)")
+        #expect(machine.transcript.contains("bench net-loopback median="), "\(machine.transcript)")
+        #expect(!machine.transcript.contains("netbench:"), "\(machine.transcript)")
+        // TIME-WAIT (2 s) over, only the listeners remain.
+        machine.type("sleep 2500")
+        machine.type("netstat")
+        #expect(machine.waitFor("PROTO  STATE"), "\(machine.transcript)")
+        var table = ""
+        for _ in 0..<100 where !table.contains("curio> ") {
+            Thread.sleep(forTimeInterval: 0.1)
+            table = machine.transcript.components(separatedBy: "PROTO  STATE").last ?? ""
+        }
+        for state in ["SYN-", "ESTABLISHED", "FIN-WAIT", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT"] {
+            #expect(!table.contains(state), "a connection left in \(state):\n\(table)")
+        }
+        #expect(table.contains("LISTEN"), "\(table)")
+        machine.type("poweroff")
+        #expect(machine.waitForExit() == 0)
+    }
+
     @Test func tcpEchoReturnsAStreamByteExactlyAndClosesCleanly() throws {
         let (machine, port) = try Self.bootWithEchoService()
         defer { _ = machine.waitForExit(timeout: 1) }

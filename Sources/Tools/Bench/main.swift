@@ -16,8 +16,19 @@
 // the next return to a process). The tool builds nothing: the Makefile hands it the
 // kernels and the plugin.
 //
+// The network benchmarks compare the same two kernels (NO_SSR_KERNEL_ELF is packed
+// `--without-ssr fs,storage,net`). Each boots with a virtio-net device on QEMU user
+// networking (restrict=on) and runs `netbench`: TCP to a discard sink on Curio's own
+// address (loopback: every instruction of both ends is Curio's), and to a sink on
+// this host, reached through a guest forward of 10.0.2.100:9 to `dd of=/dev/null`
+// (only Curio's side counted). These boots use -icount sleep=on: a guest that waits
+// for the host must not see its clock leap ahead and time out its segments. The
+// plugin counts instructions either way. A third boot, without -icount, times 4 MiB
+// each way for the MiB/s printed for information.
+//
 // usage: curio-bench [KERNEL_ELF [NO_SSR_KERNEL_ELF MARKS_PLUGIN]]
-//        (default build/kernel.elf; without the other two, no filesystem comparison)
+//        (default build/kernel.elf; without the other two, no filesystem or network
+//        comparison)
 
 import Foundation
 
@@ -41,17 +52,46 @@ let fileSystemOperations: [(name: String, title: String, units: Int)] = [
     ("fs-delete", "unlink, 200 files (per file)", 200),
 ]
 
-func boot(commands: String, countingInstructions: Bool = true, kernel: String = kernel, disk: String? = nil,
-          marks: (plugin: String, output: String)? = nil) -> String {
+/// netbench's phases, in the order it brackets them in every run.
+let networkOperations: [(name: String, title: String, units: Int)] = [
+    ("net-loopback", "TCP send over loopback, 1 MiB in 4 KiB sends, both ends in Curio (per KiB)", 1024),
+    ("net-loopback-connect", "TCP connect + close over loopback, both ends in Curio (per connection)", 8),
+    ("net-host", "TCP send to a sink on the host, 1 MiB in 4 KiB sends, Curio's side (per KiB)", 1024),
+    ("net-host-connect", "TCP connect + close to the host's sink, Curio's side (per connection)", 8),
+]
+
+/// QEMU's network for netbench: user networking, nothing reachable but a guest forward
+/// of 10.0.2.100:9 to a discard sink on this host, a new `dd` per connection.
+let networkArguments = ["-global", "virtio-mmio.force-legacy=false",
+                        "-netdev", "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:9-cmd:dd of=/dev/null bs=65536 status=none",
+                        "-device", "virtio-net-device,netdev=n0,bus=virtio-mmio-bus.0"]
+let networkCommands = "run netbench sink &; run netbench 5 10.0.2.100"
+
+enum Clock {
+    /// -icount shift=0,sleep=off: an idle guest's clock leaps to its next deadline.
+    case instructionsLeaping
+    /// -icount shift=0,sleep=on: an idle guest's clock follows real time.
+    case instructionsSleeping
+    /// No -icount.
+    case realTime
+}
+
+func boot(commands: String, clock: Clock = .instructionsLeaping, kernel: String = kernel, disk: String? = nil,
+          network: Bool = false, marks: (plugin: String, output: String)? = nil) -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     let diskArguments = disk.map {
         ["-global", "virtio-mmio.force-legacy=false", "-drive", "file=\($0),format=raw,if=none,id=disk0",
          "-device", "virtio-blk-device,drive=disk0"]
     } ?? []
+    let clockArguments = switch clock {
+    case .instructionsLeaping: ["-icount", "shift=0,sleep=off"]
+    case .instructionsSleeping: ["-icount", "shift=0,sleep=on"]
+    case .realTime: [String]()
+    }
     process.arguments = ["qemu-system-riscv64", "-machine", "virt", "-m", "128M", "-smp", "1", "-nographic",
                          "-bios", "default", "-kernel", kernel, "-append", commands]
-        + (countingInstructions ? ["-icount", "shift=0,sleep=off"] : []) + diskArguments
+        + clockArguments + diskArguments + (network ? networkArguments : [])
         + (marks.map { ["-plugin", "\($0.plugin),out=\($0.output)"] } ?? [])
     let pipe = Pipe()
     process.standardOutput = pipe
@@ -128,38 +168,64 @@ func e2fsprogs(_ tool: String, _ toolArguments: [String]) -> Bool {
 /// anything is missing (or if e2fsck finds the disk damaged afterwards, which would
 /// make the numbers meaningless).
 func fileSystemBench(kernel: String, plugin: String, label: String)
-    -> Result<[String: Measurement], FileSystemBenchFailure> {
+    -> Result<[String: Measurement], BenchFailure> {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("curio-bench-\(getpid())-\(label)")
     try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }
     let image = directory.appendingPathComponent("disk.img").path
     guard e2fsprogs("mke2fs", ["-q", "-F", "-t", "ext2", "-b", "1024", image, "32M"]) else {
-        return .failure(FileSystemBenchFailure(message: "mke2fs failed for \(image)", output: ""))
+        return .failure(BenchFailure(message: "mke2fs failed for \(image)", output: ""))
     }
     let marksPath = directory.appendingPathComponent("marks").path
     let output = boot(commands: "run fsbench", kernel: kernel, disk: image, marks: (plugin, marksPath))
+    let measured = countedPhases(fileSystemOperations, program: "fsbench", output: output, marksPath: marksPath)
+    guard case .success = measured else { return measured }
+    guard e2fsprogs("e2fsck", ["-fn", image]) else {
+        return .failure(BenchFailure(message: "e2fsck finds the disk damaged after fsbench", output: output))
+    }
+    return measured
+}
+
+/// Boots `kernel` with a network and runs `netbench` (a loopback sink, and the host's
+/// through the guest forward) under the marks plugin; the instructions per unit of
+/// every phase, or the console output if anything is missing.
+func networkBench(kernel: String, plugin: String, label: String) -> Result<[String: Measurement], BenchFailure> {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("curio-netbench-\(getpid())-\(label)")
+    try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let marksPath = directory.appendingPathComponent("marks").path
+    let output = boot(commands: networkCommands, clock: .instructionsSleeping, kernel: kernel, network: true,
+                      marks: (plugin, marksPath))
+    return countedPhases(networkOperations, program: "netbench", output: output, marksPath: marksPath)
+}
+
+/// The instructions per unit of each of `operations`, from the marks the plugin wrote:
+/// the program's brackets are the last marks (the shell reads the counter once at
+/// start), two per phase, the phases in order, run after run. The program's own lines
+/// say how many runs it made, and that it finished.
+func countedPhases(_ operations: [(name: String, title: String, units: Int)], program: String, output: String,
+                   marksPath: String) -> Result<[String: Measurement], BenchFailure> {
     let guestLines = parseMeasurements(output)
-    guard fileSystemOperations.allSatisfy({ guestLines[$0.name] != nil }),
-          let runs = guestLines[fileSystemOperations[0].name]?.iterations,
+    guard operations.allSatisfy({ guestLines[$0.name] != nil }),
+          let runs = guestLines[operations[0].name]?.iterations,
           let marks = FileManager.default.contents(atPath: marksPath) else {
-        return .failure(FileSystemBenchFailure(message: "fsbench did not finish", output: output))
+        return .failure(BenchFailure(message: "\(program) did not finish", output: output))
     }
     // Each mark: instructions executed, of them in the idle loop, idle waits, address.
     let counts = String(decoding: marks, as: UTF8.self).split(separator: "\n").filter { $0.hasPrefix("mark ") }
         .map { $0.split(separator: " ").dropFirst().prefix(2).compactMap { Int($0) } }
-    // fsbench's brackets are the last marks (the shell reads the counter once at start).
-    let bracketMarks = 2 * fileSystemOperations.count * runs
+    let bracketMarks = 2 * operations.count * runs
     guard counts.count >= bracketMarks, counts.allSatisfy({ $0.count == 2 }) else {
-        return .failure(FileSystemBenchFailure(message: "the marks plugin recorded \(counts.count) marks, not \(bracketMarks)",
-                                               output: output))
+        return .failure(BenchFailure(message: "the marks plugin recorded \(counts.count) marks, not \(bracketMarks)",
+                                     output: output))
     }
     let brackets = Array(counts.suffix(bracketMarks))
     var measurements: [String: Measurement] = [:]
-    for (index, operation) in fileSystemOperations.enumerated() {
+    for (index, operation) in operations.enumerated() {
         var perUnit: [Int] = []
         for run in 0..<runs {
-            let start = brackets[2 * (run * fileSystemOperations.count + index)]
-            let end = brackets[2 * (run * fileSystemOperations.count + index) + 1]
+            let start = brackets[2 * (run * operations.count + index)]
+            let end = brackets[2 * (run * operations.count + index) + 1]
             let busy = (end[0] - start[0]) - (end[1] - start[1])
             perUnit.append((busy + operation.units / 2) / operation.units)
         }
@@ -167,42 +233,42 @@ func fileSystemBench(kernel: String, plugin: String, label: String)
         measurements[operation.name] = Measurement(median: perUnit[runs / 2], p10: perUnit[0], p90: perUnit[runs - 1],
                                                    iterations: runs)
     }
-    guard e2fsprogs("e2fsck", ["-fn", image]) else {
-        return .failure(FileSystemBenchFailure(message: "e2fsck finds the disk damaged after fsbench", output: output))
-    }
     return .success(measurements)
 }
 
-struct FileSystemBenchFailure: Error {
+struct BenchFailure: Error {
     var message: String
     var output: String
 }
 
-// The two filesystem boots run beside the kernel benchmarks' first boot: under
-// -icount their counts do not depend on what else the host does.
-final class FileSystemResults: @unchecked Sendable {
+// The filesystem and network boots run beside the kernel benchmarks' first boot:
+// under -icount their counts do not depend on what else the host does.
+final class PhaseResults: @unchecked Sendable {
     private let lock = NSLock()
-    private var results: [String: Result<[String: Measurement], FileSystemBenchFailure>] = [:]
+    private var results: [String: Result<[String: Measurement], BenchFailure>] = [:]
 
-    subscript(label: String) -> Result<[String: Measurement], FileSystemBenchFailure>? {
+    subscript(label: String) -> Result<[String: Measurement], BenchFailure>? {
         get { lock.withLock { results[label] } }
         set { lock.withLock { results[label] = newValue } }
     }
 }
 
-let fileSystemResults = FileSystemResults()
-let fileSystemGroup = DispatchGroup()
+let phaseResults = PhaseResults()
+let phaseGroup = DispatchGroup()
 if let noSSRKernel, let marksPlugin {
     for (label, path) in [("ssr", kernel), ("nossr", noSSRKernel)] {
-        DispatchQueue.global().async(group: fileSystemGroup) {
-            fileSystemResults[label] = fileSystemBench(kernel: path, plugin: marksPlugin, label: label)
+        DispatchQueue.global().async(group: phaseGroup) {
+            phaseResults["fs-" + label] = fileSystemBench(kernel: path, plugin: marksPlugin, label: label)
+        }
+        DispatchQueue.global().async(group: phaseGroup) {
+            phaseResults["net-" + label] = networkBench(kernel: path, plugin: marksPlugin, label: label)
         }
     }
 }
 
 let output = boot(commands: "uptime; run bench")
-fileSystemGroup.wait()
-let realTime = boot(commands: "run bench realtime", countingInstructions: false)
+phaseGroup.wait()
+let realTime = boot(commands: "run bench realtime", clock: .realTime)
     .split(separator: "\n").first { $0.hasPrefix("bench realtime-ipc-ssr ns=") }
     .flatMap { Int($0.split(separator: "=").last ?? "") }
 let measurements = parseMeasurements(output)
@@ -245,21 +311,22 @@ for row in rows { print("| \(row.0) | \(row.1) | \(row.2) | \(row.3) |") }
 
 guard noSSRKernel != nil, marksPlugin != nil else { exit(0) }
 
-func fileSystemMeasurements(_ label: String) -> [String: Measurement]? {
-    switch fileSystemResults[label] {
+func phaseMeasurements(_ label: String, ssr: Bool) -> [String: Measurement]? {
+    switch phaseResults[label] {
     case .success(let measurements): return measurements
     case .failure(let failure):
         print("")
         print(failure.output)
-        print("curio-bench: \(label == "ssr" ? kernel : noSSRKernel ?? ""): \(failure.message)")
+        print("curio-bench: \(ssr ? kernel : noSSRKernel ?? ""): \(failure.message)")
         return nil
     case nil: return nil
     }
 }
 
-let withSSRs = fileSystemMeasurements("ssr")
-let withoutSSRs = fileSystemMeasurements("nossr")
-guard let withSSRs, let withoutSSRs else { exit(1) }
+let fileSystemWithSSRs = phaseMeasurements("fs-ssr", ssr: true)
+let fileSystemWithoutSSRs = phaseMeasurements("fs-nossr", ssr: false)
+let networkWithSSRs = phaseMeasurements("net-ssr", ssr: true)
+let networkWithoutSSRs = phaseMeasurements("net-nossr", ssr: false)
 
 /// Percent of `value` over `baseline`, one decimal, signed.
 func overhead(_ value: Int, over baseline: Int) -> String {
@@ -271,12 +338,37 @@ func overhead(_ value: Int, over baseline: Int) -> String {
 
 func spread(_ m: Measurement) -> String { "\(m.median) (\(m.p10)–\(m.p90))" }
 
-print("")
-print("Filesystem: instructions executed per unit (idle loop excluded), median of \(withSSRs.values.first?.iterations ?? 0) runs (least–greatest)")
-print("")
-print("| operation | with SSRs | without SSRs (state in server memory) | SSR overhead | target |")
-print("|---|---|---|---|---|")
-for operation in fileSystemOperations {
-    guard let ssr = withSSRs[operation.name], let baseline = withoutSSRs[operation.name] else { continue }
-    print("| \(operation.title) | \(spread(ssr)) | \(spread(baseline)) | \(overhead(ssr.median, over: baseline.median)) | ≤ 10 % |")
+/// The side-by-side table of `operations`, with SSRs and without.
+func printComparison(_ heading: String, _ operations: [(name: String, title: String, units: Int)],
+                     withSSRs: [String: Measurement], withoutSSRs: [String: Measurement]) {
+    print("")
+    print("\(heading): instructions executed per unit (idle loop excluded), median of \(withSSRs.values.first?.iterations ?? 0) runs (least–greatest)")
+    print("")
+    print("| operation | with SSRs | without SSRs (state in server memory) | SSR overhead | target |")
+    print("|---|---|---|---|---|")
+    for operation in operations {
+        guard let ssr = withSSRs[operation.name], let baseline = withoutSSRs[operation.name] else { continue }
+        print("| \(operation.title) | \(spread(ssr)) | \(spread(baseline)) | \(overhead(ssr.median, over: baseline.median)) | ≤ 10 % |")
+    }
+}
+
+if let fileSystemWithSSRs, let fileSystemWithoutSSRs {
+    printComparison("Filesystem", fileSystemOperations, withSSRs: fileSystemWithSSRs, withoutSSRs: fileSystemWithoutSSRs)
+}
+if let networkWithSSRs, let networkWithoutSSRs {
+    printComparison("Network (TCP)", networkOperations, withSSRs: networkWithSSRs, withoutSSRs: networkWithoutSSRs)
+    // For information: the same transfers timed by the guest's clock without -icount.
+    let timed = boot(commands: "run netbench sink &; run netbench realtime 10.0.2.100", clock: .realTime,
+                     network: true)
+    for line in timed.split(separator: "\n") where line.hasPrefix("bench realtime-net-") {
+        let fields = line.split(separator: " ")
+        guard fields.count == 3, let rate = Int(fields[2].split(separator: "=").last ?? "") else { continue }
+        let tenths = rate * 10 / (1 << 20)
+        let what = fields[1] == "realtime-net-loopback" ? "loopback" : "to the host"
+        print("")
+        print("TCP send \(what), 4 MiB, real time without -icount (host-dependent, for information): \(tenths / 10).\(tenths % 10) MiB/s")
+    }
+}
+guard fileSystemWithSSRs != nil, fileSystemWithoutSSRs != nil, networkWithSSRs != nil, networkWithoutSSRs != nil else {
+    exit(1)
 }

@@ -114,9 +114,11 @@ func build(systemPath: String, elfDirectory: String, outputPath: String, list: B
             fail("--without-ssr: no program '\(name)' in \(systemPath)")
         }
         // The SSRServer runtime then keeps a table of every client's state, an entry per
-        // task slot, in the server's heap: room for it, from the budget the regions no
-        // longer take from the clients (the timer's 320 entries need some 46 KiB).
-        let tableKiB = 16 * system.programs[index].ssrKiB
+        // task slot (320), in the server's heap: room for it, from the budget the
+        // regions no longer take from the clients. A state is at most half its region
+        // (SSRFormat commits it in two copies), so 320 half regions always hold the
+        // table (the network server's 2 KiB states need 645 KiB of it).
+        let tableKiB = 160 * system.programs[index].ssrKiB
         system.programs[index].heapKiB += tableKiB
         system.programs[index].memoryKiB += tableKiB
         system.programs[index].ssrKiB = 0

@@ -570,6 +570,15 @@ extension NetworkService {
             }
             if !events.isEmpty { wakePoll(of: owner.client) }
         }
+        // A connection its client closed has no reader: what arrives after the close
+        // counts as delivered at once, so the peer's FIN is acknowledged and its own
+        // close completes (two programs on this machine, the first closing first, left
+        // the second waiting on its FIN until it gave up).
+        let closedByClient = entry.listener == nil && (entry.owner == nil || entry.held == .close)
+        if closedByClient && events.contains(.readable) {
+            connection.discardReceived(now: now)
+            acknowledge(connection)
+        }
         if connection.state == .closed && entry.owner == nil { connections.removeAll { $0 === entry } }
     }
 
