@@ -309,7 +309,7 @@ enum RequestSummary: Equatable {
     }
 
     @Test func errorCodesAreStable() {
-        #expect(NetworkError.allCases.map(\.rawValue) == Array(1...20))
+        #expect(NetworkError.allCases.map(\.rawValue) == Array(1...21))
         #expect(NetworkError.badRequest.rawValue == 1 && NetworkError.protocolViolation.rawValue == 15)
     }
 }

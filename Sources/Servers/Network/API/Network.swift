@@ -46,6 +46,8 @@ public enum Network {
                                      payload: message.payload, reply: reply)
         } catch .serverStateLost {
             throw .stateLost
+        } catch .outOfMemory {
+            throw .noMemoryForSockets
         } catch {
             throw .unavailable
         }

@@ -134,6 +134,9 @@ public enum NetworkError: UInt32, Error, Sendable, Equatable, CaseIterable {
     case connectionTimedOut = 19
     /// A send after shutdown or close of the sending side.
     case sendingShutDown = 20
+    /// The kernel could not give the server a state region for this program: its
+    /// memory budget (system.toml's `memory`) has no room for the SSR (8 KiB).
+    case noMemoryForSockets = 21
 }
 
 extension NetworkError {
@@ -160,6 +163,7 @@ extension NetworkError {
         case .connectionReset: "connection reset"
         case .connectionTimedOut: "connection timed out"
         case .sendingShutDown: "sending side shut down"
+        case .noMemoryForSockets: "no room in this program's memory budget for its socket state (8 KiB) at the network server"
         }
     }
 }
