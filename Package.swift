@@ -168,6 +168,7 @@ let package = Package(
                           dependencies: ["ProfileKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/Profile"),
 
+        .testTarget(name: "FreestandingTests", dependencies: ["Freestanding"]),
         .testTarget(name: "KernelCoreTests", dependencies: ["KernelCore"]),
         .testTarget(name: "SystemImageTests", dependencies: ["SystemImage"]),
         .testTarget(name: "IntegrationTests", dependencies: ["SystemImage", "CampaignKit"]),

@@ -48,6 +48,49 @@ import Testing
         }
     }
 
+    /// RFC 1071 as written: big-endian pairs, an odd last byte padded, carries folded.
+    static func reference(_ bytes: ArraySlice<UInt8>) -> UInt16 {
+        var sum: UInt64 = 0
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            let low = index + 1 < bytes.endIndex ? UInt64(bytes[index + 1]) : 0
+            sum += UInt64(bytes[index]) << 8 | low
+            index += 2
+        }
+        while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
+        return ~UInt16(sum)
+    }
+
+    /// The word-at-a-time path (8-aligned words, summed byte-swapped) against the
+    /// reference: data at every address alignment, lengths across the word edges, in
+    /// one piece and cut in two anywhere, with runs of 0xFF that make every carry.
+    @Test func wordAtATimeSumAgreesWithPairsAtEveryAlignment() {
+        var generator = SplitMix(seed: 5)
+        let storage = [UInt8](repeating: 0, count: 512)
+        for offset in 0..<8 {
+            for length in [0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 64, 65, 255, 256, 300, 480] {
+                var buffer = storage
+                for index in 0..<length {
+                    buffer[offset + index] = generator.below(3) == 0 ? 0xFF : UInt8(truncatingIfNeeded: generator.next())
+                }
+                let expected = Self.reference(buffer[offset..<offset + length])
+                let cut = length == 0 ? 0 : generator.below(length + 1)
+                buffer.withUnsafeBytes { raw in
+                    var whole = InternetChecksum()
+                    whole.add(UnsafeRawBufferPointer(rebasing: raw[offset..<offset + length]))
+                    #expect(whole.value == expected, "offset \(offset), \(length) bytes")
+                    var halves = InternetChecksum()
+                    halves.add(UnsafeRawBufferPointer(rebasing: raw[offset..<offset + cut]))
+                    halves.add(UnsafeRawBufferPointer(rebasing: raw[offset + cut..<offset + length]))
+                    #expect(halves.value == expected, "offset \(offset), \(length) bytes cut at \(cut)")
+                }
+            }
+        }
+        var ones = InternetChecksum()
+        [UInt8](repeating: 0xFF, count: 4096).withUnsafeBytes { ones.add($0) }
+        #expect(ones.value == 0, "all ones sum to negative zero, whose complement is 0")
+    }
+
     @Test func wordAndAddressAfterAnOddByte() {
         var sum = InternetChecksum()
         [UInt8(0x12)].withUnsafeBytes { sum.add($0) }

@@ -106,6 +106,13 @@ import Testing
             damageIt(&state)
             #expect(!NetworkClientState.isConsistent(state), "\(name)")
         }
+        // Any one bit set anywhere in a free slot.
+        #expect(good.sockets[9].isFree)
+        for bit in 0..<8 * MemoryLayout<SocketRecord>.size {
+            var state = good
+            withUnsafeMutableBytes(of: &state.sockets[9]) { $0[bit / 8] |= 1 << UInt8(bit % 8) }
+            #expect(!NetworkClientState.isConsistent(state), "bit \(bit) of a free slot")
+        }
         // The same port in two clients is fine (the server's port table refuses it);
         // within one client two unbound sockets both have port 0.
         var twoUnbound = NetworkClientState.initial

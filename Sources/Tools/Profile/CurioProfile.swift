@@ -42,6 +42,12 @@ struct CurioProfile: ParsableCommand {
     @Option(help: "Attach a fresh ext2 disk of this size (mke2fs -b 1024), e.g. 32M.")
     var disk: String?
 
+    @Flag(help: """
+        Attach a network device on QEMU user networking (restrict=on), as `make bench` \
+        does for netbench (the same guest forward of 10.0.2.100:9 to a discard sink here).
+        """)
+    var network = false
+
     @Option(help: ArgumentHelp("""
         Count only from the A-th user `rdinstret` to the next (A), or through the B-th (A-B); \
         phase 0 is everything before the first.
@@ -72,6 +78,11 @@ struct CurioProfile: ParsableCommand {
             guard made.status == 0 else { throw ValidationError("mke2fs failed: \(made.output)") }
             arguments += ["-global", "virtio-mmio.force-legacy=false", "-drive", "file=\(image),format=raw,if=none,id=disk0",
                           "-device", "virtio-blk-device,drive=disk0"]
+        }
+        if network {
+            arguments += ["-global", "virtio-mmio.force-legacy=false", "-netdev",
+                          "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:9-cmd:dd of=/dev/null bs=65536 status=none",
+                          "-device", "virtio-net-device,netdev=n0,bus=virtio-mmio-bus.0"]
         }
         let console = runTool("/usr/bin/env", arguments, timeout: timeout)
         guard let text = try? String(contentsOfFile: outputPath, encoding: .utf8) else {

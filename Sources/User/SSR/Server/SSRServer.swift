@@ -503,7 +503,8 @@ public struct SSRServer<Service: SSRService> {
         handling = (message.sender, message.requestID, committed.id, committed.reply)
         handledMessage = message
         windowInUse = true
-        let old = state
+        // A copy of the whole state: made only for a service that reads it back.
+        let old = Service.checksCommittedReplies ? state : nil
         let outcome = service.handle(operation: UInt16(truncatingIfNeeded: message.operation), words: message.words,
                                      payload: payload, client: message.sender, state: &state)
         windowInUse = false
@@ -603,7 +604,8 @@ public struct SSRServer<Service: SSRService> {
             System.reportFailure()
         }
         completing = (client, UInt(bitPattern: mapping.window))
-        let old = state
+        // A copy of the whole state: made only for a service that reads it back.
+        let old = Service.checksCommittedReplies ? state : nil
         let outcome = body(&state)
         completing = nil
         switch outcome {
@@ -623,8 +625,9 @@ public struct SSRServer<Service: SSRService> {
 
     /// `SSRService.confirms` over the commit just made, read back from the SSR.
     private static func confirmCommit(_ format: Format, reply: SealedReply,
-                                      to request: (operation: UInt16, words: (UInt, UInt))?, from old: Service.State) {
+                                      to request: (operation: UInt16, words: (UInt, UInt))?, from old: Service.State?) {
         guard Service.checksCommittedReplies else { return }
+        guard let old else { System.reportFailure() }
         guard case .committed(let commit) = format.loadCommit(), commit.requestID == reply.requestID,
               Service.confirms(reply: reply.code, words: reply.words, to: request, from: old,
                                to: format.state(of: commit)) else { System.reportFailure() }
