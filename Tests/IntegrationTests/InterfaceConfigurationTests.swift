@@ -1,9 +1,9 @@
 // The network interface's addresses come from the configuration service: the
 // defaults are QEMU user networking's, `config net.address ...` takes effect when the
 // network server next starts (here: a fault restarts it), and a refused value is
-// named on the console while the server runs on the defaults. The test is the guest's
-// whole network (NetworkPeer), so it sees which address the guest answers ARP for
-// and sends from.
+// named on the console while the server runs on the defaults. In the first test the
+// test is the guest's whole network (NetworkPeer), so it sees which address the
+// guest answers ARP for and sends from; in the second QEMU's DHCP server leases one.
 
 import Foundation
 import Testing
@@ -62,6 +62,36 @@ import Testing
             frame.count >= 34 && frame[12] == 0x08 && frame[13] == 0x00 && frame[23] == 1
         }
         #expect(request.map { Array($0[26..<30]) } == [10, 0, 2, 20], "the echo request's source address")
+        machine.type("poweroff")
+        #expect(machine.waitForExit() == 0)
+    }
+
+    /// `net.address dhcp`: the restarted server leases its address from QEMU's DHCP
+    /// server, told to hand out 10.0.2.42 (not the usual .15), and the host's forward to
+    /// that address reaches httpd. With restrict=on QEMU offers no router or name
+    /// server, so the interface has none and off-subnet addresses are unreachable.
+    @Test func dhcpLeasesTheAddressAndTheHostReachesIt() throws {
+        let port = HostTCP.freePort()
+        let machine = try InteractiveMachine(extra: [
+            "-netdev", "user,id=n0,restrict=on,dhcpstart=10.0.2.42,hostfwd=tcp:127.0.0.1:\(port)-:80",
+            "-device", "virtio-net-device,netdev=n0,bus=virtio-mmio-bus.0"])
+        defer { _ = machine.waitForExit(timeout: 1) }
+        #expect(machine.waitFor("curio> "), "\(machine.transcript)")
+        machine.type("config net.address dhcp")
+        Self.restartNetworkServer(machine, seed: 3)
+        var leased = false
+        for attempt in 1...10 where !leased {
+            machine.type("ifconfig")
+            leased = machine.waitFor("inet 10.0.2.42/24  gateway none  dns none  (dhcp)", timeout: 2)
+            if !leased { #expect(machine.waitFor("eth0", count: attempt), "\(machine.transcript)") }
+        }
+        #expect(leased, "\(machine.transcript)")
+        let connection = try HostTCP(port: port)
+        try connection.send(Array("HEAD / HTTP/1.1\r\nHost: curio\r\nConnection: close\r\n\r\n".utf8))
+        let answer = String(decoding: try connection.receive(timeout: 10) ?? [], as: UTF8.self)
+        #expect(answer.hasPrefix("HTTP/1.1 "), "httpd answers at the leased address: \(answer)")
+        machine.type("ping 10.9.9.9 1")
+        #expect(machine.waitFor("network unreachable"), "\(machine.transcript)")
         machine.type("poweroff")
         #expect(machine.waitForExit() == 0)
     }

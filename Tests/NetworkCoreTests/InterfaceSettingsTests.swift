@@ -29,6 +29,17 @@ import Testing
         #expect(try parse("10.0.0.1/1", "10.0.0.2").get().prefixLength == 1)
     }
 
+    @Test func zeroMeansNoGatewayOrNameServer() throws {
+        let bare = try parse("10.0.2.15/24", "0.0.0.0", "0.0.0.0").get()
+        #expect(bare.gateway == .any && bare.dnsServer == .any)
+        let interface = Interface(mac: .zero, address: bare.address, prefixLength: bare.prefixLength, gateway: bare.gateway)
+        #expect(interface.reaches(IPv4Address(10, 0, 2, 2)) && !interface.reaches(IPv4Address(10, 0, 3, 2)))
+        let routed = Interface(mac: .zero, address: bare.address, prefixLength: 24, gateway: IPv4Address(10, 0, 2, 2))
+        #expect(routed.reaches(IPv4Address(192, 168, 1, 1)))
+        let unaddressed = Interface(mac: .zero, address: .any, prefixLength: 0, gateway: .any)
+        #expect(!unaddressed.reaches(IPv4Address(10, 0, 2, 2)), "no address yet: nothing")
+    }
+
     @Test func eachRefusalNamesItsKey() {
         let cases: [(String, String, String, InterfaceSettingsError)] = [
             ("10.0.2.15", "10.0.2.2", "10.0.2.3", .badAddress),           // no prefix length
@@ -47,7 +58,6 @@ import Testing
             ("10.0.2.15/24", "10.0.3.2", "10.0.2.3", .gatewayOffSubnet),
             ("10.0.2.15/24", "10.0.2.15", "10.0.2.3", .gatewayOffSubnet), // itself
             ("10.0.2.15/24", "10.0.2.255", "10.0.2.3", .gatewayOffSubnet),
-            ("10.0.2.15/24", "10.0.2.2", "0.0.0.0", .badDNSServer),
             ("10.0.2.15/24", "10.0.2.2", "255.255.255.255", .badDNSServer),
             ("10.0.2.15/24", "10.0.2.2", "224.0.0.251", .badDNSServer),   // multicast
             ("10.0.2.15/24", "10.0.2.2", "dns", .badDNSServer),

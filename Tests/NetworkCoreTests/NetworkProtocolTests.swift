@@ -261,6 +261,8 @@ enum RequestSummary: Equatable {
         status.prefixLength = 24
         status.gateway = 0x0A00_0202
         status.dnsServer = 0x0A00_0203
+        status.leasedByDHCP = true
+        status.hasLease = true
         status.framesReceived = 1
         status.framesSent = UInt64.max
         status.framesDropped = 3
@@ -288,8 +290,8 @@ enum RequestSummary: Equatable {
             let bytes = [UInt8](repeating: 0, count: length)
             #expect(bytes.withUnsafeBytes { InterfaceStatus.decode($0) } == nil, "length \(length)")
         }
-        // hasDevice 2; a bit above the prefix length in word 2.
-        for (offset, byte) in [(0, UInt8(2)), (8 * 2 + 5, 1), (8 * 2 + 7, 0x80)] {
+        // An unknown flag in word 0; a bit above the prefix length in word 2.
+        for (offset, byte) in [(0, UInt8(8)), (7, 0x80), (8 * 2 + 5, 1), (8 * 2 + 7, 0x80)] {
             var damaged = good
             damaged[offset] = byte
             #expect(damaged.withUnsafeBytes { InterfaceStatus.decode($0) } == nil, "byte \(offset) = \(byte)")
@@ -309,7 +311,7 @@ enum RequestSummary: Equatable {
     }
 
     @Test func errorCodesAreStable() {
-        #expect(NetworkError.allCases.map(\.rawValue) == Array(1...21))
+        #expect(NetworkError.allCases.map(\.rawValue) == Array(1...22))
         #expect(NetworkError.badRequest.rawValue == 1 && NetworkError.protocolViolation.rawValue == 15)
     }
 }

@@ -8,7 +8,7 @@ import NetworkAPI
 extension Shell {
     static let networkCommandsHelp = """
         ifconfig                  the network interface: MAC, address, gateway, DNS server, frame and datagram counts
-                                  (config net.address A/N, net.gateway, net.dns: taken when net next starts)
+                                  (config net.address A/N or dhcp, net.gateway, net.dns: taken when net next starts)
         ping ADDRESS [COUNT]      send COUNT (default 4) ICMP echo requests and print each round trip
         netstat                   every socket the network server knows: protocol, state, ports, owner, bytes
         """
@@ -27,6 +27,11 @@ extension Shell {
         defer { bytes.deallocate() }
         let length = address.write(into: bytes)
         return String(decoding: bytes[0..<length], as: UTF8.self)
+    }
+
+    /// An address, or "none" for 0.0.0.0 (no gateway, no name server).
+    static func text(orNone address: UInt32) -> String {
+        address == 0 ? "none" : text(IPv4Address(rawValue: address))
     }
 
     static func text(mac: UInt64) -> String {
@@ -54,8 +59,9 @@ extension Shell {
             return 1
         }
         print("eth0  mac " + text(mac: status.mac) + "  inet " + text(IPv4Address(rawValue: status.address))
-              + "/\(status.prefixLength)  gateway " + text(IPv4Address(rawValue: status.gateway))
-              + "  dns " + text(IPv4Address(rawValue: status.dnsServer)))
+              + "/\(status.prefixLength)  gateway " + text(orNone: status.gateway)
+              + "  dns " + text(orNone: status.dnsServer)
+              + (status.leasedByDHCP ? (status.hasLease ? "  (dhcp)" : "  (dhcp: no lease yet)") : ""))
         print("      frames: \(status.framesReceived) received, \(status.framesSent) sent, "
               + "\(status.framesDropped) dropped")
         print("      datagrams: \(status.datagramsDelivered) delivered to sockets, "

@@ -160,4 +160,11 @@ public struct Interface: Sendable {
     public func nextHop(for destination: IPv4Address) -> IPv4Address {
         isLocal(destination) ? destination : gateway
     }
+
+    /// Whether a datagram to `destination` can be sent at all: the interface has an
+    /// address (not yet, while DHCP asks for one), and the destination is on the link
+    /// or there is a gateway (0.0.0.0: none).
+    public func reaches(_ destination: IPv4Address) -> Bool {
+        address != .any && (isLocal(destination) || gateway != .any)
+    }
 }

@@ -5,6 +5,10 @@
 //   net.gateway   "10.0.2.2"       where datagrams for hosts off the subnet go
 //   net.dns       "10.0.2.3"       the name server a resolver asks (reported by ifconfig)
 //
+// 0.0.0.0 as the gateway or the DNS server means none: only the subnet is reachable,
+// or there is no name server (what QEMU's DHCP server offers with restrict=on). And
+// `net.address` = `dhcp` leases all three from a DHCP server instead (DHCP.swift).
+//
 // The defaults are QEMU user networking's. The network server reads the three keys
 // whenever it starts — at boot and after every restart — so `config net.address ...`
 // in the shell takes effect at the next restart (`inject net ...` or `stop net`). A
@@ -26,9 +30,10 @@ public enum InterfaceSettingsError: Error, Equatable, Sendable {
     case addressNotAHost
     /// net.gateway is not a dotted IPv4 address.
     case badGateway
-    /// net.gateway is not a host on net.address's subnet, or is that very address.
+    /// net.gateway is not a host on net.address's subnet (nor 0.0.0.0), or is that
+    /// very address.
     case gatewayOffSubnet
-    /// net.dns is not a dotted unicast IPv4 address.
+    /// net.dns is not a dotted unicast IPv4 address (nor 0.0.0.0).
     case badDNSServer
 
     /// The configuration key at fault.
@@ -81,17 +86,24 @@ public struct InterfaceSettings: Equatable, Sendable {
         }
         let prefixDigits = UnsafeRawBufferPointer(rebasing: address[(slash + 1)...])
         guard let prefixLength = decimal(prefixDigits) else { throw .badAddress }
+        guard let router = IPv4Address.parse(gateway) else { throw .badGateway }
+        guard let resolver = IPv4Address.parse(dnsServer) else { throw .badDNSServer }
+        return try validated(address: host, prefixLength: prefixLength, gateway: router, dnsServer: resolver)
+    }
+
+    /// The settings if they fit together (the checks `parse` makes, for values that
+    /// came as numbers: a DHCP lease).
+    public static func validated(address: IPv4Address, prefixLength: Int, gateway: IPv4Address,
+                                 dnsServer: IPv4Address) throws(InterfaceSettingsError) -> InterfaceSettings {
         guard prefixLength >= 1, prefixLength <= 30 else { throw .badPrefixLength }
         let mask = UInt32.max << UInt32(32 - prefixLength)
-        let hostBits = host.rawValue & ~mask
+        let hostBits = address.rawValue & ~mask
         guard hostBits != 0, hostBits != ~mask else { throw .addressNotAHost }
-        guard let router = IPv4Address.parse(gateway) else { throw .badGateway }
-        let routerBits = router.rawValue & ~mask
-        guard (router.rawValue ^ host.rawValue) & mask == 0, routerBits != 0, routerBits != ~mask,
-              router != host else { throw .gatewayOffSubnet }
-        guard let resolver = IPv4Address.parse(dnsServer), resolver != .any, resolver != .broadcast,
-              resolver.rawValue >> 28 != 0xE else { throw .badDNSServer }
-        return InterfaceSettings(address: host, prefixLength: prefixLength, gateway: router, dnsServer: resolver)
+        let routerBits = gateway.rawValue & ~mask
+        guard gateway == .any || (gateway.rawValue ^ address.rawValue) & mask == 0 && routerBits != 0
+                && routerBits != ~mask && gateway != address else { throw .gatewayOffSubnet }
+        guard dnsServer != .broadcast, dnsServer.rawValue >> 28 != 0xE else { throw .badDNSServer }
+        return InterfaceSettings(address: address, prefixLength: prefixLength, gateway: gateway, dnsServer: dnsServer)
     }
 
     /// A decimal number of one or two digits with no leading zero, or nil.

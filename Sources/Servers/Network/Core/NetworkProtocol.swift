@@ -137,6 +137,9 @@ public enum NetworkError: UInt32, Error, Sendable, Equatable, CaseIterable {
     /// The kernel could not give the server a state region for this program: its
     /// memory budget (system.toml's `memory`) has no room for the SSR (8 KiB).
     case noMemoryForSockets = 21
+    /// The destination is off the subnet and there is no gateway, or the interface has
+    /// no address yet (DHCP has not leased one).
+    case networkUnreachable = 22
 }
 
 extension NetworkError {
@@ -164,6 +167,7 @@ extension NetworkError {
         case .connectionTimedOut: "connection timed out"
         case .sendingShutDown: "sending side shut down"
         case .noMemoryForSockets: "no room in this program's memory budget for its socket state (8 KiB) at the network server"
+        case .networkUnreachable: "network unreachable (no gateway, or no address yet)"
         }
     }
 }
@@ -467,12 +471,16 @@ public struct SocketInfo: Equatable, Sendable {
 }
 
 /// What `interface` answers (ifconfig): the configuration and the counters, as
-/// little-endian 64-bit words in this order (word 2: address | prefix length << 32;
-/// word 3: gateway | DNS server << 32).
+/// little-endian 64-bit words in this order (word 0: has a device | leased by DHCP << 1
+/// | holds a lease << 2; word 2: address | prefix length << 32; word 3: gateway | DNS
+/// server << 32).
 public struct InterfaceStatus: Equatable, Sendable {
     public static let encodedBytes = 8 * 9
 
     public var hasDevice = false
+    /// The addresses are leased by DHCP (`net.address` = dhcp), and a lease is held.
+    public var leasedByDHCP = false
+    public var hasLease = false
     public var mac: UInt64 = 0
     public var address: UInt32 = 0
     public var prefixLength: UInt8 = 0
@@ -488,7 +496,8 @@ public struct InterfaceStatus: Equatable, Sendable {
 
     public func encode(into buffer: UnsafeMutableRawBufferPointer) -> Int {
         guard buffer.count >= Self.encodedBytes else { return 0 }
-        let words: InlineArray<9, UInt64> = [hasDevice ? 1 : 0, mac, UInt64(address) | UInt64(prefixLength) << 32,
+        let flags: UInt64 = (hasDevice ? 1 : 0) | (leasedByDHCP ? 2 : 0) | (hasLease ? 4 : 0)
+        let words: InlineArray<9, UInt64> = [flags, mac, UInt64(address) | UInt64(prefixLength) << 32,
                                              UInt64(gateway) | UInt64(dnsServer) << 32, framesReceived, framesSent, framesDropped,
                                              datagramsDelivered, datagramsDropped]
         for index in words.indices {
@@ -500,9 +509,11 @@ public struct InterfaceStatus: Equatable, Sendable {
     public static func decode(_ bytes: UnsafeRawBufferPointer) -> InterfaceStatus? {
         guard bytes.count == encodedBytes else { return nil }
         func word(_ index: Int) -> UInt64 { UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8 * index, as: UInt64.self)) }
-        guard word(0) <= 1, word(2) >> 40 == 0 else { return nil }
+        guard word(0) <= 7, word(2) >> 40 == 0 else { return nil }
         var status = InterfaceStatus()
-        status.hasDevice = word(0) == 1
+        status.hasDevice = word(0) & 1 != 0
+        status.leasedByDHCP = word(0) & 2 != 0
+        status.hasLease = word(0) & 4 != 0
         status.mac = word(1)
         status.address = UInt32(truncatingIfNeeded: word(2))
         status.prefixLength = UInt8(truncatingIfNeeded: word(2) >> 32)

@@ -124,6 +124,9 @@ struct NetworkService: SSRService {
     var driver: NetDriver?
     var interface: Interface
     var dnsServer: IPv4Address
+    /// With `net.address` = `dhcp`: the client that leases the interface's addresses
+    /// (DHCP.swift); until it holds a lease the address is 0.0.0.0.
+    var dhcp: DHCPClient?
     var arp = ARPCache()
     var udpPorts = PortTable()
     var tcpPorts = PortTable()
@@ -154,9 +157,9 @@ struct NetworkService: SSRService {
 
     init() {
         let settings = Self.configuredSettings()
-        interface = Interface(mac: .zero, address: settings.address, prefixLength: settings.prefixLength,
-                              gateway: settings.gateway)
-        dnsServer = settings.dnsServer
+        interface = Interface(mac: .zero, address: settings?.address ?? .any, prefixLength: settings?.prefixLength ?? 0,
+                              gateway: settings?.gateway ?? .any)
+        dnsServer = settings?.dnsServer ?? .any
         portHint = UInt16(truncatingIfNeeded: System.clock())
         sequenceSecret = System.clock() &* 0x9E37_79B9_7F4A_7C15
         tcpConfiguration.ticksPerSecond = System.ticksPerSecond
@@ -165,12 +168,17 @@ struct NetworkService: SSRService {
         // Without a device every request that needs one is answered `noDevice`, which
         // ifconfig turns into the QEMU options that give one.
         if let driver { interface.mac = MACAddress(rawValue: driver.mac) }
+        if settings == nil && driver != nil {
+            dhcp = DHCPClient(transaction: UInt32(truncatingIfNeeded: sequenceSecret >> 16), now: System.clock(),
+                              ticksPerSecond: System.ticksPerSecond)
+            arm()
+        }
     }
 
     /// The interface's settings from the configuration service (InterfaceSettings.swift),
     /// or the standard ones if a key is missing or the values are refused (said on the
-    /// console, with the key and why).
-    static func configuredSettings() -> InterfaceSettings {
+    /// console, with the key and why); nil if the address is to be leased by DHCP.
+    static func configuredSettings() -> InterfaceSettings? {
         let values = UnsafeMutableRawBufferPointer.allocate(byteCount: 3 * ConfigLimits.valueBytes, alignment: 8)
         defer { values.deallocate() }
         let program: StaticString = "net"
@@ -184,6 +192,7 @@ struct NetworkService: SSRService {
         guard let address = value("address", 0), let gateway = value("gateway", 1), let dnsServer = value("dns", 2) else {
             return .standard
         }
+        if address.elementsEqual("dhcp".utf8) { return nil }
         do throws(InterfaceSettingsError) {
             return try InterfaceSettings.parse(address: address, gateway: gateway, dnsServer: dnsServer)
         } catch {
@@ -398,6 +407,8 @@ struct NetworkService: SSRService {
         status.prefixLength = UInt8(truncatingIfNeeded: interface.prefixLength)
         status.gateway = interface.gateway.rawValue
         status.dnsServer = dnsServer.rawValue
+        status.leasedByDHCP = dhcp != nil
+        status.hasLease = dhcp?.lease != nil
         if let counters = driver?.counters {
             status.framesReceived = counters.framesReceived
             status.framesSent = counters.framesSent
@@ -458,6 +469,7 @@ struct NetworkService: SSRService {
             try loop { frame in build(frame, mac) }
             return
         }
+        guard interface.reaches(address) else { throw .networkUnreachable }
         let now = System.clock()
         let nextHop = interface.nextHop(for: address)
         if let mac = arp.lookup(nextHop, now: now) {
@@ -552,6 +564,7 @@ struct NetworkService: SSRService {
             let now = System.clock()
             expire(now: now)
             tcpTimers(now: now)
+            runDHCP(now: now)
         }
         takeLoopedFrames()
         arm()
@@ -608,7 +621,11 @@ struct NetworkService: SSRService {
             answerPing(from: source, identifier: identifier, sequence: sequence, now: now)
         case .udp(_, let source, let sourcePort, let destinationPort, let payloadOffset, let payloadLength):
             let payload = UnsafeRawBufferPointer(rebasing: frame[payloadOffset..<payloadOffset + payloadLength])
-            deliver(payload, from: Endpoint(address: source.rawValue, port: sourcePort), to: destinationPort)
+            if destinationPort == DHCPMessage.clientPort && sourcePort == DHCPMessage.serverPort && dhcp != nil {
+                leaseArrived(payload, now: now)
+            } else {
+                deliver(payload, from: Endpoint(address: source.rawValue, port: sourcePort), to: destinationPort)
+            }
         case .tcp(let from, let source, let destination, let segmentOffset, let segmentLength):
             guard let segment = TCPSegment.parse(frame, offset: segmentOffset, length: segmentLength, source: source,
                                                  destination: destination) else {
@@ -699,9 +716,56 @@ struct NetworkService: SSRService {
         }
     }
 
+    // MARK: DHCP
+
+    /// A DHCP server's answer: taken in by the client, and a lease it grants becomes
+    /// the interface's addresses.
+    mutating func leaseArrived(_ payload: UnsafeRawBufferPointer, now: UInt64) {
+        guard let client = dhcp, let reply = DHCPMessage.parse(payload, transaction: client.transaction,
+                                                               mac: interface.mac) else {
+            count(.unknownProtocol)
+            return
+        }
+        let granted = dhcp!.received(reply, now: now)
+        if let lease = granted {
+            interface.address = lease.settings.address
+            interface.prefixLength = lease.settings.prefixLength
+            interface.gateway = lease.settings.gateway
+            dnsServer = lease.settings.dnsServer
+        }
+        runDHCP(now: now)
+    }
+
+    /// Sends what the DHCP client's timer says is due, by broadcast.
+    mutating func runDHCP(now: UInt64) {
+        guard dhcp != nil else { return }
+        let hadLease = dhcp!.lease != nil
+        guard let message = dhcp!.timerFired(now: now) else { return }
+        if hadLease && dhcp!.lease == nil {
+            interface.address = .any
+            interface.prefixLength = 0
+            interface.gateway = .any
+        }
+        let mac = interface.mac
+        let interface = interface
+        let identification = nextIdentification()
+        transmit { frame in
+            let payload = UnsafeMutableRawBufferPointer.allocate(byteCount: DHCPMessage.minimumBytes, alignment: 8)
+            defer { payload.deallocate() }
+            guard let length = DHCPMessage.build(into: payload, type: message.type, transaction: message.transaction,
+                                                 mac: mac, client: message.client, requested: message.requested,
+                                                 server: message.server) else { return nil }
+            return FrameBuilder.udp(into: frame, from: interface, toMAC: .broadcast, to: .broadcast,
+                                    sourcePort: DHCPMessage.clientPort, destinationPort: DHCPMessage.serverPort,
+                                    payload: UnsafeRawBufferPointer(rebasing: payload[0..<length]),
+                                    ipIdentification: identification)
+        }
+    }
+
     /// Asks the kernel to wake us at the next ping deadline or ARP retry.
     mutating func arm() {
         var wake: UInt64 = tcpNextDeadline ?? 0
+        if let deadline = dhcp?.deadline, wake == 0 || deadline < wake { wake = deadline }
         for ping in pings where wake == 0 || ping.deadline < wake { wake = ping.deadline }
         for waiting in waitingFrames {
             let retry = waiting.lastAsked &+ NetworkTiming.arpRetry

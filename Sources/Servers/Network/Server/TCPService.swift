@@ -166,6 +166,7 @@ extension NetworkService {
         guard destination.port != 0, address != .any, address != .broadcast else {
             throw .badAddress
         }
+        guard address == interface.address || interface.reaches(address) else { throw .networkUnreachable }
         let owner = SocketOwner(client: client.rawValue, slot: slot)
         // A connect the kernel delivers again after a crash starts over.
         if let stale = entry(of: owner) { forget(stale) }
