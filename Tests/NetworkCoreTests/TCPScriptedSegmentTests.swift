@@ -1,0 +1,225 @@
+// TCPConnection against recorded segment sequences: the test is the peer, and writes
+// down segment by segment what arrives — lost, reordered, duplicated, overlapping,
+// forged — instead of running a second TCPConnection (TCPConnectionTests does that).
+// A peer written this way cannot share a bug with the connection it talks to, and an
+// arrival order that a simulated link would produce only by chance is here on purpose.
+//
+// The connection keeps only in-order data (out-of-order segments are dropped, and
+// answered with an acknowledgment of what it has, so that the peer retransmits), so
+// each script's promise is the same: after the peer's retransmissions (go-back-N from
+// the last acknowledgment, as any sender may) every byte is delivered, once, in order.
+// Sequence numbers in the scripts are offsets into each side's stream; the peer's
+// initial sequence number sits just below 2^32 so the stream crosses the wrap.
+
+@testable import NetworkCore
+import Testing
+
+/// One connection accepted from the scripted peer, and everything it sent back.
+final class ScriptedPeer {
+    static let peerISS: UInt32 = 0xFFFF_FF80
+    static let localISS: UInt32 = 7000
+    static let remote = Endpoint(address: 0x0A00_0202, port: 40000)
+
+    final class Wire {
+        var sent: [(header: TCPSegmentHeader, payload: [UInt8])] = []
+    }
+
+    let wire = Wire()
+    var now: UInt64 = 1_000_000
+    let connection: TCPConnection
+    /// The bytes the connection delivered to its client, in delivery order.
+    var delivered: [UInt8] = []
+
+    var emit: TCPConnection.Emit {
+        { [wire] header, payload in wire.sent.append((header, Array(payload))) }
+    }
+
+    /// The peer's SYN (MSS 1460) arrives, and the connection answers SYN-ACK; with
+    /// `handshake`, the peer's ACK follows.
+    init(configuration: TCPConfiguration = TCPConfiguration(), handshake: Bool = true) {
+        let syn = Self.segment(.syn, sequence: Self.peerISS, acknowledgment: 0, window: 65535, dataLength: 0,
+                               maximumSegmentSize: 1460)
+        let wire = wire
+        connection = TCPConnection.accepting(syn, localPort: 7, from: Self.remote, iss: Self.localISS, now: now,
+                                             configuration: configuration) { wire.sent.append(($0, Array($1))) }
+        if handshake { arrive(.ack, at: 0, []) }
+    }
+
+    static func segment(_ flags: TCPFlags, sequence: UInt32, acknowledgment: UInt32, window: UInt16,
+                        dataLength: Int, maximumSegmentSize: UInt16? = nil) -> TCPSegment {
+        TCPSegment(sourcePort: remote.port, destinationPort: 7, sequence: sequence, acknowledgment: acknowledgment,
+                   flags: flags, window: window, maximumSegmentSize: maximumSegmentSize, windowShift: nil,
+                   dataOffset: 0, dataLength: dataLength)
+    }
+
+    /// The peer's segment carrying `payload` at `offset` of its stream, acknowledging
+    /// `acknowledged` bytes of ours (default: everything sent so far).
+    @discardableResult
+    func arrive(_ flags: TCPFlags = .ack, at offset: Int, _ payload: [UInt8], acknowledged: Int? = nil,
+                window: UInt16 = 65535) -> TCPEvents {
+        let acknowledgment = Self.localISS &+ 1 &+ UInt32(truncatingIfNeeded: acknowledged ?? sentOffset)
+        return arrive(Self.segment(flags, sequence: Self.peerISS &+ 1 &+ UInt32(truncatingIfNeeded: offset),
+                                   acknowledgment: acknowledgment, window: window, dataLength: payload.count),
+                      payload)
+    }
+
+    @discardableResult
+    func arrive(_ segment: TCPSegment, _ payload: [UInt8]) -> TCPEvents {
+        payload.withUnsafeBytes { connection.segmentArrived(segment, data: $0, now: now, emit: emit) }
+    }
+
+    /// What the client's receive would do: take every waiting byte, then acknowledge.
+    func read() {
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        while connection.receivedCount > 0 {
+            let count = buffer.withUnsafeMutableBytes { connection.deliver(into: $0) }
+            delivered += buffer[0..<count]
+            connection.acknowledge(emit: emit)
+        }
+    }
+
+    /// Advances the clock to the connection's next deadline and fires its timers.
+    @discardableResult
+    func fireTimer() -> TCPEvents {
+        guard let deadline = connection.nextDeadline else { return [] }
+        now = max(now, deadline)
+        return connection.timerFired(now: now, emit: emit)
+    }
+
+    /// How far into the peer's stream the connection's last segment acknowledged.
+    var acknowledgedOffset: Int { Int(wire.sent.last.map { $0.header.acknowledgment &- Self.peerISS &- 1 } ?? 0) }
+    /// How far into its own stream the connection has sent (data, FIN).
+    var sentOffset: Int { Int(connection.sendMaximum &- Self.localISS &- 1) }
+}
+
+@Suite struct TCPScriptedSegmentTests {
+    static let stream = (0..<500).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ $0 >> 3) }
+
+    /// Scripts of arrivals, each a list of byte ranges of the peer's 500-byte stream.
+    static let scripts: [(name: String, ranges: [Range<Int>])] = [
+        ("in order", [0..<100, 100..<200, 200..<300, 300..<400, 400..<500]),
+        ("every segment twice", [0..<100, 0..<100, 100..<200, 100..<200, 200..<300, 300..<400, 300..<400, 400..<500]),
+        ("two swapped", [0..<100, 200..<300, 100..<200, 300..<400, 400..<500]),
+        ("reversed", [400..<500, 300..<400, 200..<300, 100..<200, 0..<100]),
+        ("the middle lost", [0..<100, 100..<200, 300..<400, 400..<500]),
+        ("the first lost", [100..<200, 200..<300, 300..<400, 400..<500]),
+        ("old duplicates between new", [0..<100, 100..<200, 0..<100, 200..<300, 100..<200, 400..<500, 300..<400]),
+        ("repacketized overlapping retransmission", [0..<100, 200..<300, 50..<250, 250..<500]),
+        ("a retransmission covering all", [0..<100, 300..<400, 0..<500]),
+        ("an overlap ending inside delivered data", [0..<300, 100..<250, 250..<350, 350..<500]),
+    ]
+
+    /// Delivers every script, then the peer's go-back-N retransmissions: the stream
+    /// arrives once and in order, and every arrival that did not extend it was answered
+    /// at once with an acknowledgment of the delivered prefix (a duplicate ACK).
+    @Test(arguments: 0..<scripts.count) func aScriptedArrivalOrderDeliversTheStreamExactlyOnce(index: Int) {
+        let (name, ranges) = Self.scripts[index]
+        let peer = ScriptedPeer()
+        var prefix = 0
+        for range in ranges {
+            let before = peer.wire.sent.count
+            peer.arrive(at: range.lowerBound, Array(Self.stream[range]))
+            peer.read()
+            let extended = range.lowerBound <= prefix && range.upperBound > prefix
+            if extended { prefix = range.upperBound }
+            #expect(peer.delivered.count == prefix, "\(name): \(range) leaves \(prefix) delivered")
+            #expect(peer.wire.sent.count > before && peer.acknowledgedOffset == prefix,
+                    "\(name): \(range) answered with ack \(peer.acknowledgedOffset), not \(prefix)")
+        }
+        retransmitUntilDelivered(peer)
+        #expect(peer.delivered == Self.stream, "\(name): \(peer.delivered.count) bytes delivered")
+        #expect(peer.connection.state == .established)
+    }
+
+    /// Random schedules over the same stream, in segments of 40 to 129 bytes: each
+    /// segment lost, duplicated, or held back behind a later one with probability 1/5
+    /// each; the client reads after some arrivals only.
+    @Test func randomLossReorderingAndDuplicationNeverCorruptTheStream() {
+        var generator: UInt64 = 0x2545_F491_4F6C_DD1D
+        func roll() -> Int {
+            generator ^= generator << 13
+            generator ^= generator >> 7
+            generator ^= generator << 17
+            return Int(generator % 5)
+        }
+        for seed in 0..<300 {
+            let peer = ScriptedPeer()
+            let size = 40 + seed % 90
+            var arrivals: [Range<Int>] = []
+            var heldBack: Range<Int>?
+            for start in stride(from: 0, to: Self.stream.count, by: size) {
+                let range = start..<min(start + size, Self.stream.count)
+                switch roll() {
+                case 0: continue
+                case 1: arrivals += [range, range]
+                case 2 where heldBack == nil: heldBack = range; continue
+                default: arrivals.append(range)
+                }
+                if let late = heldBack, late != range {
+                    arrivals.append(late)
+                    heldBack = nil
+                }
+            }
+            for range in arrivals {
+                peer.arrive(at: range.lowerBound, Array(Self.stream[range]))
+                if roll() < 3 { peer.read() }
+            }
+            peer.read()
+            retransmitUntilDelivered(peer)
+            #expect(peer.delivered == Self.stream, "seed \(seed): \(arrivals)")
+        }
+    }
+
+    /// The peer sends again from the connection's last acknowledgment, 100 bytes a
+    /// segment, until everything is delivered.
+    func retransmitUntilDelivered(_ peer: ScriptedPeer) {
+        for _ in 0..<20 where peer.delivered.count < Self.stream.count {
+            for start in stride(from: peer.acknowledgedOffset, to: Self.stream.count, by: 100) {
+                let range = start..<min(start + 100, Self.stream.count)
+                peer.arrive(at: range.lowerBound, Array(Self.stream[range]))
+                peer.read()
+            }
+        }
+    }
+
+    /// The SYN-ACK is lost: the connection's timer sends it again, unchanged; then the
+    /// handshake's last ACK is lost too, and the peer's first data completes it.
+    @Test func aLostSynAckIsResentAndDataCompletesTheHandshake() {
+        let peer = ScriptedPeer(handshake: false)
+        let synAck = peer.wire.sent[0].header
+        #expect(synAck.flags == [.syn, .ack] && peer.connection.state == .synReceived)
+        peer.fireTimer()
+        #expect(peer.wire.sent.count == 2 && peer.wire.sent[1].header == synAck, "the same SYN-ACK, again")
+        let events = peer.arrive(at: 0, Array(Self.stream[0..<100]))
+        #expect(events.contains(.established) && events.contains(.readable))
+        peer.read()
+        #expect(peer.delivered == Array(Self.stream[0..<100]) && peer.connection.nextDeadline == nil)
+    }
+
+    /// Our FIN is lost and sent again by the timer; the peer's FIN comes twice (its
+    /// first acknowledgment was lost), and is delivered once; in TIME-WAIT a third copy
+    /// is acknowledged again and restarts the 2 MSL wait.
+    @Test func lostFinsAreResentAndADuplicateFinIsDeliveredOnce() {
+        let peer = ScriptedPeer()
+        peer.connection.queueFin(now: peer.now, emit: peer.emit)
+        let fin = peer.wire.sent.last!.header
+        #expect(fin.flags == [.fin, .ack] && peer.connection.state == .finWait1)
+        peer.fireTimer()
+        #expect(peer.wire.sent.last!.header.flags.contains(.fin)
+                    && peer.wire.sent.last!.header.sequence == fin.sequence, "the FIN again")
+        peer.arrive(at: 0, [], acknowledged: 1)
+        #expect(peer.connection.state == .finWait2)
+        var events = peer.arrive([.fin, .ack], at: 0, [], acknowledged: 1)
+        #expect(events.contains(.readable) && peer.connection.consumeFin(now: peer.now))
+        #expect(peer.connection.state == .timeWait)
+        peer.connection.acknowledge(emit: peer.emit)
+        events = peer.arrive([.fin, .ack], at: 0, [], acknowledged: 1)
+        #expect(!events.contains(.readable) && !peer.connection.consumeFin(now: peer.now), "delivered once")
+        #expect(peer.wire.sent.last!.header.acknowledgment == ScriptedPeer.peerISS &+ 2, "and acknowledged again")
+        peer.now += TCPConfiguration().timeWaitTicks / 2
+        peer.arrive([.fin, .ack], at: 0, [], acknowledged: 1)
+        #expect(peer.connection.nextDeadline == peer.now + TCPConfiguration().timeWaitTicks, "the wait starts over")
+        peer.fireTimer()
+        #expect(peer.connection.state == .closed && peer.connection.error == nil)
+    }
+}
