@@ -90,6 +90,10 @@ final class ScriptedPeer {
     var acknowledgedOffset: Int { Int(wire.sent.last.map { $0.header.acknowledgment &- Self.peerISS &- 1 } ?? 0) }
     /// How far into its own stream the connection has sent (data, FIN).
     var sentOffset: Int { Int(connection.sendMaximum &- Self.localISS &- 1) }
+    /// Sent segments from `index` on that carry data.
+    func dataSegments(from index: Int) -> [(header: TCPSegmentHeader, payload: [UInt8])] {
+        wire.sent[index...].filter { !$0.payload.isEmpty }
+    }
 }
 
 @Suite struct TCPScriptedSegmentTests {
@@ -182,6 +186,42 @@ final class ScriptedPeer {
         }
     }
 
+    /// The connection sends 4000 bytes (three segments); the peer's acknowledgments
+    /// come duplicated and out of order. Two duplicates resend nothing, the third
+    /// resends the first unacknowledged segment once, later ones do not resend it
+    /// again, an acknowledgment older than one already seen changes nothing, and
+    /// a duplicate of the final acknowledgment sends nothing at all.
+    @Test func duplicatedAndReorderedAcknowledgmentsResendOnlyAtTheThirdDuplicate() {
+        let peer = ScriptedPeer()
+        let data = (0..<4000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        data.withUnsafeBytes { peer.connection.queueSend($0, now: peer.now, emit: peer.emit) }
+        let firstSends = peer.dataSegments(from: 0)
+        #expect(firstSends.map(\.payload.count) == [1460, 1460, 1080])
+        var mark = peer.wire.sent.count
+        // The first segment acknowledged, then two duplicates of that acknowledgment.
+        peer.arrive(at: 0, [], acknowledged: 1460)
+        peer.arrive(at: 0, [], acknowledged: 1460)
+        peer.arrive(at: 0, [], acknowledged: 1460)
+        #expect(peer.dataSegments(from: mark).isEmpty, "two duplicates resend nothing")
+        peer.arrive(at: 0, [], acknowledged: 1460)
+        let resent = peer.dataSegments(from: mark)
+        #expect(resent.count == 1 && resent.first?.header.sequence == ScriptedPeer.localISS &+ 1 &+ 1460
+                    && resent.first?.payload == Array(data[1460..<2920]), "the third resends the lost segment")
+        mark = peer.wire.sent.count
+        peer.arrive(at: 0, [], acknowledged: 1460)
+        #expect(peer.dataSegments(from: mark).allSatisfy { $0.header.sequence != ScriptedPeer.localISS &+ 1 &+ 1460 },
+                "a fourth does not resend it again")
+        peer.arrive(at: 0, [], acknowledged: 4000)
+        #expect(peer.connection.sendIsComplete && peer.connection.nextDeadline == nil)
+        mark = peer.wire.sent.count
+        peer.arrive(at: 0, [], acknowledged: 2920, window: 0)
+        #expect(peer.connection.sendWindow == 65535, "an old acknowledgment does not shut the window")
+        peer.arrive(at: 0, [], acknowledged: 4000)
+        peer.arrive(at: 0, [], acknowledged: 4000)
+        #expect(peer.wire.sent.count == mark, "old and duplicate acknowledgments of a finished send are silent")
+        #expect(peer.connection.finishSend() == 4000)
+    }
+
     /// The SYN-ACK is lost: the connection's timer sends it again, unchanged; then the
     /// handshake's last ACK is lost too, and the peer's first data completes it.
     @Test func aLostSynAckIsResentAndDataCompletesTheHandshake() {
@@ -221,5 +261,38 @@ final class ScriptedPeer {
         #expect(peer.connection.nextDeadline == peer.now + TCPConfiguration().timeWaitTicks, "the wait starts over")
         peer.fireTimer()
         #expect(peer.connection.state == .closed && peer.connection.error == nil)
+    }
+
+    /// Forged segments against an established connection (RFC 5961, RFC 9293
+    /// §3.10.7.4): each is answered with at most an acknowledgment and changes
+    /// nothing, and the stream goes on.
+    @Test func forgedSegmentsAreAnsweredWithAnAcknowledgmentAndChangeNothing() {
+        let peer = ScriptedPeer()
+        peer.arrive(at: 0, Array(Self.stream[0..<100]))
+        peer.read()
+        let evil = Array("EVIL".utf8)
+        let forgeries: [(String, TCPFlags, Int, Int, [UInt8], Bool)] = [
+            ("data past the window", .ack, 100 + 9000, 0, evil, true),
+            ("data long before the window", .ack, 100 - 70000, 0, evil, true),
+            ("data acknowledging bytes never sent", .ack, 100, 5000, evil, true),
+            ("data acknowledging bytes long before any sent", .ack, 100, -1_000_000, evil, true),
+            ("a reset inside the window but not at its edge", .rst, 150, 0, [], true),
+            ("a reset with acknowledgment inside the window", [.rst, .ack], 1000, 0, [], true),
+            ("a reset outside the window", .rst, 100 + 100_000, 0, [], false),
+            ("a SYN", .syn, 100, 0, [], true),
+        ]
+        for (name, flags, offset, acknowledged, payload, challenged) in forgeries {
+            let mark = peer.wire.sent.count
+            let events = peer.arrive(flags, at: offset, payload, acknowledged: acknowledged)
+            peer.read()
+            #expect(events.isEmpty && peer.connection.state == .established, "\(name): \(events.rawValue)")
+            let answers = peer.wire.sent[mark...]
+            #expect(answers.count == (challenged ? 1 : 0) && answers.allSatisfy {
+                $0.header.flags == .ack && $0.payload.isEmpty && $0.header.acknowledgment == ScriptedPeer.peerISS &+ 101
+            }, "\(name): \(answers.map(\.header))")
+        }
+        peer.arrive(at: 100, Array(Self.stream[100..<500]))
+        peer.read()
+        #expect(peer.delivered == Self.stream)
     }
 }

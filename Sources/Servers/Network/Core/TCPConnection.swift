@@ -162,6 +162,10 @@ public final class TCPConnection {
     var sendMaximum: UInt32
     /// The peer's window, in bytes (scaled).
     public private(set) var sendWindow: UInt32
+    /// The largest window the peer ever offered (RFC 5961's MAX.SND.WND), at least
+    /// 64 KiB: how far behind the first unacknowledged byte an acknowledgment may be
+    /// and still be taken as a late one rather than a forged one.
+    var largestSendWindow: UInt32 = 65535
     var sendWindowUpdateSequence: UInt32 = 0
     var sendWindowUpdateAcknowledgment: UInt32 = 0
     /// The shift of the peer's windows, and of ours (0 unless both sides sent the option).
@@ -587,7 +591,8 @@ public final class TCPConnection {
             events.insert(.established)
             sendWindowUpdateSequence = segment.sequence &- 1
         }
-        events.formUnion(acknowledge(segment, now: now, emit: emit))
+        guard let acknowledged = acknowledge(segment, now: now, emit: emit) else { return events }
+        events.formUnion(acknowledged)
         if state == .closed { return events }
         // 5. Data, in order only.
         if data.count > 0 && (state == .established || state == .finWait1 || state == .finWait2) {
@@ -626,8 +631,12 @@ public final class TCPConnection {
         return events
     }
 
-    /// The acknowledgment field of a segment (RFC 9293 §3.10.7.4, fifth check).
-    func acknowledge(_ segment: TCPSegment, now: UInt64, emit: Emit) -> TCPEvents {
+    /// The acknowledgment field of a segment (RFC 9293 §3.10.7.4, fifth check); nil
+    /// if the segment must be dropped, data and all, because it acknowledges what we
+    /// never sent or what was acknowledged longer ago than a window (RFC 5961 §5.2: a
+    /// blind attacker must guess the acknowledgment number too, not just a sequence
+    /// number inside the window, to have forged data taken).
+    func acknowledge(_ segment: TCPSegment, now: UInt64, emit: Emit) -> TCPEvents? {
         var events: TCPEvents = []
         var acknowledgment = segment.acknowledgment
         // After a restart, the peer may already hold bytes of the send in progress that
@@ -637,12 +646,15 @@ public final class TCPConnection {
         if restored && isBefore(sendMaximum, acknowledgment) && isAtOrBefore(acknowledgment, limit) && sendCount > 0 {
             sendMaximum = acknowledgment
         }
-        if isBefore(sendMaximum, acknowledgment) {
-            // Something we never sent: answer with where we are, and take nothing.
+        if isBefore(sendMaximum, acknowledgment)
+            || isBefore(acknowledgment, sendUnacknowledged &- largestSendWindow) {
+            // Answer with where we are, and take nothing.
             acknowledge(emit: emit)
-            return []
+            return nil
         }
-        if isBefore(acknowledgment, sendUnacknowledged) { acknowledgment = sendUnacknowledged }
+        // An acknowledgment older than one already taken says nothing of the window either.
+        let isCurrent = isAtOrBefore(sendUnacknowledged, acknowledgment)
+        if !isCurrent { acknowledgment = sendUnacknowledged }
         let window = UInt32(segment.window) << UInt32(sendShift)
         let newlyAcknowledged = Int(acknowledgment &- sendUnacknowledged)
         if newlyAcknowledged > 0 {
@@ -666,11 +678,12 @@ public final class TCPConnection {
             }
         }
         // The window, from the newest segment only (RFC 9293's SND.WL1/WL2 rule).
-        if isBefore(sendWindowUpdateSequence, segment.sequence)
+        if isCurrent && (isBefore(sendWindowUpdateSequence, segment.sequence)
             || (sendWindowUpdateSequence == segment.sequence
-                && isAtOrBefore(sendWindowUpdateAcknowledgment, acknowledgment)) {
+                && isAtOrBefore(sendWindowUpdateAcknowledgment, acknowledgment))) {
             let opened = sendWindow == 0 && window > 0
             sendWindow = window
+            largestSendWindow = max(largestSendWindow, window)
             sendWindowUpdateSequence = segment.sequence
             sendWindowUpdateAcknowledgment = acknowledgment
             if opened { events.insert(.writable) }
