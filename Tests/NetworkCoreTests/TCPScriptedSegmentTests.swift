@@ -295,4 +295,46 @@ final class ScriptedPeer {
         peer.read()
         #expect(peer.delivered == Self.stream)
     }
+
+    /// The peer shuts its window and keeps it shut, answering every probe, for longer
+    /// than the retransmission limit: the connection probes with one byte at a time,
+    /// at growing intervals, and never gives up (RFC 9293 §3.8.6.1); when the window
+    /// opens, the send completes byte-exactly.
+    @Test func aWindowShutForLongerThanTheRetransmissionLimitIsProbedNotAbandoned() {
+        let peer = ScriptedPeer()
+        peer.arrive(at: 0, [], window: 0)
+        let data = (0..<3000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 1) }
+        data.withUnsafeBytes { peer.connection.queueSend($0, now: peer.now, emit: peer.emit) }
+        #expect(peer.dataSegments(from: 0).isEmpty, "nothing goes into a shut window")
+        var probeTimes: [UInt64] = []
+        for _ in 0..<(TCPConfiguration().maximumRetransmissions + 6) {
+            let mark = peer.wire.sent.count
+            let events = peer.fireTimer()
+            #expect(!events.contains(.closed) && peer.connection.state == .established)
+            let sent = peer.dataSegments(from: mark)
+            #expect(sent.allSatisfy { $0.payload.count == 1 && $0.header.sequence == ScriptedPeer.localISS &+ 1 },
+                    "only one-byte probes of the first byte: \(sent.map(\.payload.count))")
+            if !sent.isEmpty { probeTimes.append(peer.now) }
+            // The peer's answer to each probe: nothing taken, the window still shut.
+            peer.arrive(at: 0, [], acknowledged: 0, window: 0)
+        }
+        #expect(probeTimes.count >= TCPConfiguration().maximumRetransmissions + 2)
+        let gaps = zip(probeTimes.dropFirst(), probeTimes).map { $0 - $1 }
+        #expect(zip(gaps.dropFirst(), gaps).allSatisfy { $0 >= $1 }, "intervals never shrink: \(gaps)")
+        var received: [UInt8] = []
+        var mark = peer.wire.sent.count
+        peer.arrive(at: 0, [], acknowledged: 0, window: 65535)
+        for _ in 0..<10 where received.count < data.count {
+            for segment in peer.dataSegments(from: mark) {
+                let offset = Int(segment.header.sequence &- ScriptedPeer.localISS &- 1)
+                if offset == received.count { received += segment.payload }
+                else if offset < received.count && offset + segment.payload.count > received.count {
+                    received += segment.payload[(received.count - offset)...]
+                }
+            }
+            mark = peer.wire.sent.count
+            peer.arrive(at: 0, [], acknowledged: received.count, window: 65535)
+        }
+        #expect(received == data && peer.connection.sendIsComplete)
+    }
 }

@@ -204,6 +204,8 @@ public final class TCPConnection {
     var retransmissions = 0
     var duplicateAcknowledgments = 0
     var persistDeadline: UInt64?
+    /// Zero-window probes sent since the peer last acknowledged anything.
+    var unansweredProbes = 0
     var timeWaitDeadline: UInt64?
     var congestionWindow: Int
     var slowStartThreshold = Int.max
@@ -469,6 +471,7 @@ public final class TCPConnection {
             if persistDeadline == nil { persistDeadline = now &+ retransmissionTimeout }
         } else {
             persistDeadline = nil
+            unansweredProbes = 0
         }
     }
 
@@ -655,6 +658,7 @@ public final class TCPConnection {
         // An acknowledgment older than one already taken says nothing of the window either.
         let isCurrent = isAtOrBefore(sendUnacknowledged, acknowledgment)
         if !isCurrent { acknowledgment = sendUnacknowledged }
+        unansweredProbes = 0
         let window = UInt32(segment.window) << UInt32(sendShift)
         let newlyAcknowledged = Int(acknowledgment &- sendUnacknowledged)
         if newlyAcknowledged > 0 {
@@ -668,7 +672,9 @@ public final class TCPConnection {
             retransmitDeadline = sendUnacknowledged == sendMaximum ? nil : now &+ retransmissionTimeout
             if sendIsComplete { events.insert(.sendCompleted) }
         } else if acknowledgment == sendUnacknowledged && sendUnacknowledged != sendMaximum
-                    && segment.dataLength == 0 && window == sendWindow && !segment.flags.contains(.fin) {
+                    && segment.dataLength == 0 && window == sendWindow
+                    && window > 0  // a shut window's answer to a probe is no sign of loss
+                    && !segment.flags.contains(.fin) {
             duplicateAcknowledgments += 1
             if duplicateAcknowledgments == 3 {
                 enterFastRecovery()
@@ -894,19 +900,29 @@ public final class TCPConnection {
                 sendNext = sendUnacknowledged
                 if let fin = finSequence, isAtOrBefore(sendUnacknowledged, fin) { finSequence = nil }
                 transmit(now: now, emit: emit)
-                armRetransmission(now: now)
+                // Into a shut window nothing went: the persist timer takes over.
+                if sendNext != sendUnacknowledged { armRetransmission(now: now) } else { retransmitDeadline = nil }
             }
         }
         if let deadline = persistDeadline, deadline <= now {
-            // A zero-window probe: one byte past the window (RFC 9293 §3.8.6.1).
-            let offset = Int(sendNext &- sendStart)
-            if isBefore(sendNext, sendEnd) {
-                emit(header(sequence: sendNext, flags: .ack), UnsafeRawBufferPointer(start: sendBuffer + offset, count: 1))
-                sendNext = sendNext &+ 1
-                if isBefore(sendMaximum, sendNext) { sendMaximum = sendNext }
-                if retransmitDeadline == nil { armRetransmission(now: now) }
-            }
             persistDeadline = nil
+            guard isBefore(sendNext, sendEnd) else { return [] }
+            // A zero-window probe: the first byte the window holds back, at growing
+            // intervals, for as long as the peer answers (RFC 9293 §3.8.6.1: a window
+            // may stay shut indefinitely). The byte is not counted as sent — the
+            // acknowledgment says whether the peer took it — and arms no
+            // retransmission timer, whose count would end the connection.
+            unansweredProbes += 1
+            if unansweredProbes > configuration.maximumRetransmissions {
+                error = .connectionTimedOut
+                abort(emit: emit)
+                return .closed
+            }
+            emit(header(sequence: sendNext, flags: .ack),
+                 UnsafeRawBufferPointer(start: sendBuffer + Int(sendNext &- sendStart), count: 1))
+            if isBefore(sendMaximum, sendNext &+ 1) { sendMaximum = sendNext &+ 1 }
+            retransmissionTimeout = min(retransmissionTimeout * 2, configuration.maximumRTO)
+            persistDeadline = now &+ retransmissionTimeout
         }
         return []
     }
