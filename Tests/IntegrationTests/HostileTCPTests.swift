@@ -39,8 +39,22 @@ import Testing
         return false
     }
 
+    /// The shell still answers, its netstat lists the connection as established, and
+    /// the console shows no kernel panic: the burst felled neither the kernel nor the
+    /// network server's hold on the connection.
+    static func machineIsWell(_ machine: InteractiveMachine, with connection: PeerTCP) -> Bool {
+        let prompts = machine.transcript.components(separatedBy: "curio> ").count - 1
+        machine.type("netstat")
+        guard machine.waitFor("curio> ", count: prompts + 1, timeout: 15) else { return false }
+        let listing = machine.transcript.components(separatedBy: "PROTO  STATE").last ?? ""
+        let listed = listing.split(whereSeparator: \.isNewline).contains {
+            $0.contains("ESTABLISHED") && $0.contains("10.0.2.2:\(connection.localPort)")
+        }
+        return listed && !machine.transcript.contains("PANIC")
+    }
+
     /// Sends `count` fresh bytes and waits for their echo; then the guest has echoed the
-    /// whole stream, and nothing else.
+    /// whole stream, and nothing else, and is well.
     static func roundTrip(_ connection: PeerTCP, _ tag: String, count: Int = 300, after what: String,
                           _ machine: InteractiveMachine) -> Bool {
         connection.write(bytes(tag, count))
@@ -51,7 +65,9 @@ import Testing
             after \(what): \(connection.received.count) of \(connection.stream.count) bytes echoed, \(verdict), \
             reset \(connection.resetReceived)\n\(machine.transcript.suffix(800))
             """)
-        return done && exact
+        let well = machineIsWell(machine, with: connection)
+        #expect(well, "after \(what), netstat:\n\(machine.transcript.suffix(800))")
+        return done && exact && well
     }
 
     @Test func anEstablishedConnectionSurvivesForgedSegmentsAndAShutWindow() throws {
