@@ -146,9 +146,9 @@ import Testing
         connection.settle()
 
         // Segments that cannot be parsed are dropped: a wrong checksum, a header cut
-        // short by the IP length, and options of length 0 or 1, running past the
-        // header, or cut off after a kind; a data offset past the segment's end or
-        // below 5.
+        // short by the IP length, an IP length beyond the frame's end, and options of
+        // length 0 or 1, running past the header, or cut off after a kind; a data
+        // offset past the segment's end or below 5.
         let junk = Array("JUNK".utf8)
         var wrongChecksum = NetworkPeer.tcpSegment(from: connection.localPort, to: connection.guestPort,
                                                    sequence: connection.sendNext, acknowledgment: connection.receiveNext,
@@ -156,6 +156,10 @@ import Testing
         wrongChecksum[17] ^= 0x5A
         peer.send(NetworkPeer.ipv4Frame(to: guestMAC, protocol: 6, payload: wrongChecksum))
         peer.send(NetworkPeer.ipv4Frame(to: guestMAC, protocol: 6, payload: Array(wrongChecksum.prefix(14))))
+        let whole = NetworkPeer.tcpSegment(from: connection.localPort, to: connection.guestPort,
+                                           sequence: connection.sendNext, acknowledgment: connection.receiveNext,
+                                           flags: 0x18, payload: junk)
+        peer.send(Array(NetworkPeer.ipv4Frame(to: guestMAC, protocol: 6, payload: whole).dropLast(3)))
         let malformed: [(options: [UInt8], words: Int?)] = [
             ([2, 0, 5, 0xB4], nil), ([8, 1, 1, 1], nil), ([1, 1, 8, 10, 0, 0, 0, 0], nil), ([1, 1, 1, 2], nil),
             ([], 15), ([], 4),

@@ -16,7 +16,8 @@ final class PeerTCP {
     let guestMAC: [UInt8]
     let localPort: Int
     let guestPort: Int
-    let initialSequence: UInt32 = 0x7FFF_F000
+    /// 4 KiB before the wrap: the stream crosses 2^32 after its first round trips.
+    let initialSequence: UInt32 = 0xFFFF_F000
     /// Every byte this end sent, in order: byte k has sequence number initialSequence + 1 + k.
     private(set) var stream: [UInt8] = []
     /// How many of them the guest acknowledged.
