@@ -337,4 +337,26 @@ final class ScriptedPeer {
         }
         #expect(received == data && peer.connection.sendIsComplete)
     }
+
+    /// A server restarted while the peer's window was shut takes the connection up
+    /// from its record (window 0), and must still hear the peer open it, wherever the
+    /// peer's sequence numbers stand: here in the half of sequence space "before" 0,
+    /// where a window-update mark left at 0 would make every segment look older.
+    @Test(arguments: [UInt32(0x9000_0000), 0x1000_0000, 0xFFFF_FFF0])
+    func aRestoredConnectionHearsThePeerOpenItsWindow(peerSequence: UInt32) {
+        let record = TCPRecord(state: .established, localPort: 7, remote: ScriptedPeer.remote, sendNext: 5000,
+                               receiveNext: peerSequence, sendWindow: 0, peerMaximumSegmentSize: 1460, sendShift: 0,
+                               receiveShift: 0)
+        let wire = ScriptedPeer.Wire()
+        let emit: TCPConnection.Emit = { wire.sent.append(($0, Array($1))) }
+        let connection = TCPConnection.restoring(record)
+        let data = (0..<2000).map { UInt8(truncatingIfNeeded: $0 &* 5) }
+        data.withUnsafeBytes { connection.queueSend($0, now: 1000, emit: emit) }
+        #expect(wire.sent.isEmpty, "the window in the record is shut")
+        let update = ScriptedPeer.segment(.ack, sequence: peerSequence, acknowledgment: 5000, window: 65535,
+                                          dataLength: 0)
+        let events = [UInt8]().withUnsafeBytes { connection.segmentArrived(update, data: $0, now: 2000, emit: emit) }
+        #expect(events.contains(.writable) && connection.sendWindow == 65535)
+        #expect(wire.sent.reduce(0) { $0 + $1.payload.count } == 2000, "the send goes out at once")
+    }
 }

@@ -302,6 +302,11 @@ public final class TCPConnection {
         connection.peerMaximumSegmentSize = Int(record.peerMaximumSegmentSize)
         connection.sendShift = record.sendShift
         connection.receiveShift = record.receiveShift
+        // Every segment the peer sends from here on is newer than the record's window.
+        // (Left at 0, the window-update marks would make every segment from half of
+        // sequence space look older than the last update, and its window ignored.)
+        connection.sendWindowUpdateSequence = record.receiveNext &- 1
+        connection.sendWindowUpdateAcknowledgment = record.sendNext
         connection.restored = true
         // Our FIN may have been sent (but not acknowledged) before the crash: the
         // client's held shutdown or close comes again and queues it again.
