@@ -202,14 +202,44 @@ import Testing
         try #require(Self.roundTrip(connection, "after the window opened", after: "a shut window", machine))
 
         // The end: our FIN, the echo's FIN after the last byte.
-        connection.send(flags: 0x11, sequence: connection.sendNext, acknowledgment: connection.receiveNext)
+        connection.sendFin()
         let closedDeadline = Date().addingTimeInterval(15)
         while !connection.finReceived && Date() < closedDeadline {
-            if connection.next(timeout: 1) == nil {
-                connection.send(flags: 0x11, sequence: connection.sendNext, acknowledgment: connection.receiveNext)
-            }
+            if connection.next(timeout: 1) == nil { connection.sendFin() }
         }
         #expect(connection.finReceived && !connection.resetReceived && connection.received == connection.stream)
+
+
+        // A shut window across a restart of the network server: the echo waits on the
+        // window when an illegal instruction kills the server; the restarted server
+        // takes the connection up from tcpecho's SSR, window shut, and must hear it
+        // open. This peer's sequence numbers lie in the half of sequence space before 0.
+        let second = PeerTCP(peer: peer, guestMAC: guestMAC, localPort: 41002, guestPort: 7,
+                             initialSequence: 0x9000_0000)
+        try #require(second.connect(), "no second handshake with tcpecho:\n\(machine.transcript.suffix(800))")
+        try #require(Self.roundTrip(second, "second", after: "the second handshake", machine))
+        second.settle()
+        second.window = 0
+        second.write(Self.bytes("across a restart", 2500))
+        #expect(second.next(timeout: 10) { !$0.payload.isEmpty } != nil, "a probe of the shut window")
+        machine.type("inject net illegal next seed=7")
+        #expect(machine.waitFor("armed ", timeout: 20), "\(machine.transcript.suffix(600))")
+        // The shell's netstat is the server's next request: the fault strikes there.
+        #expect(Self.machineIsWell(machine, with: second), "\(machine.transcript.suffix(1500))")
+        let shutUntilAgain = Date().addingTimeInterval(3)
+        while Date() < shutUntilAgain {
+            if second.next(timeout: 1) == nil { second.retransmit() }
+        }
+        second.window = 65535
+        second.acknowledge()
+        try #require(Self.roundTrip(second, "after the restart", after: "a restart with the window shut", machine))
+        let prompts = machine.transcript.components(separatedBy: "curio> ").count - 1
+        machine.type("ps")
+        #expect(machine.waitFor("curio> ", count: prompts + 1))
+        let table = machine.transcript.components(separatedBy: "RESTARTS").last ?? ""
+        let restarts = table.split(whereSeparator: \.isNewline).first { $0.contains(" net ") }?
+            .split(separator: " ").last.flatMap { Int($0) } ?? 0
+        #expect(restarts >= 1, "the fault restarted the network server:\n\(table)")
 
         machine.type("netstat")
         #expect(machine.waitFor("LISTEN"), "the shell and the network server answer:\n\(machine.transcript.suffix(800))")

@@ -16,8 +16,7 @@ final class PeerTCP {
     let guestMAC: [UInt8]
     let localPort: Int
     let guestPort: Int
-    /// 4 KiB before the wrap: the stream crosses 2^32 after its first round trips.
-    let initialSequence: UInt32 = 0xFFFF_F000
+    let initialSequence: UInt32
     /// Every byte this end sent, in order: byte k has sequence number initialSequence + 1 + k.
     private(set) var stream: [UInt8] = []
     /// How many of them the guest acknowledged.
@@ -26,19 +25,25 @@ final class PeerTCP {
     private(set) var receiveNext: UInt32 = 0
     private(set) var received: [UInt8] = []
     private(set) var finReceived = false
+    /// Our FIN is sent: it follows the stream and takes one sequence number.
+    private(set) var finSent = false
     private(set) var resetReceived = false
     /// The window advertised: open (65535) or shut (0).
     var window = 65535
     /// Every segment of this connection the guest sent, in arrival order.
     private(set) var log: [NetworkPeer.Segment] = []
 
-    var sendNext: UInt32 { initialSequence &+ 1 &+ UInt32(stream.count) }
+    var sendNext: UInt32 { initialSequence &+ 1 &+ UInt32(stream.count) &+ (finSent ? 1 : 0) }
 
-    init(peer: NetworkPeer, guestMAC: [UInt8], localPort: Int, guestPort: Int) {
+    /// By default the stream starts 4 KiB before the wrap, and crosses 2^32 after its
+    /// first round trips.
+    init(peer: NetworkPeer, guestMAC: [UInt8], localPort: Int, guestPort: Int,
+         initialSequence: UInt32 = 0xFFFF_F000) {
         self.peer = peer
         self.guestMAC = guestMAC
         self.localPort = localPort
         self.guestPort = guestPort
+        self.initialSequence = initialSequence
     }
 
     /// Sends one segment of this connection as given, however wrong.
@@ -128,6 +133,12 @@ final class PeerTCP {
             send(flags: 0x18, sequence: initialSequence &+ 1 &+ UInt32(start), acknowledgment: receiveNext,
                  payload: Array(stream[start..<end]))
         }
+    }
+
+    /// Sends our FIN after the whole stream (again, if called again).
+    func sendFin() {
+        finSent = true
+        send(flags: 0x11, sequence: sendNext &- 1, acknowledgment: receiveNext)
     }
 
     /// Counts `data` as sent without sending it (the test sends it itself, cut up
