@@ -5,8 +5,11 @@
 // and acknowledgments that do not match, options of impossible lengths, a SYN inside
 // the connection, a window shut for seconds. After each burst the echo must still
 // return the whole stream byte for byte: a forged byte taken, a byte delivered twice
-// or a connection dropped all show there, as a stream that differs from what was sent.
-// At the end the shell still answers and the console shows no kernel panic.
+// or a connection dropped all show there, as a stream that differs from what was sent;
+// and the shell must still answer, netstat listing the connection, with no kernel panic
+// on the console. Last, a second connection's window is shut while the network server
+// is killed: the restarted server must take it up from the client's SSR and hear the
+// window open.
 //
 // What the guest owes each forgery is RFC 9293 §3.10.7.4 with RFC 5961's hardening:
 // an unacceptable segment is answered with an acknowledgment and dropped; a reset or a
