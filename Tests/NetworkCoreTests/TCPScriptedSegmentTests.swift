@@ -359,4 +359,18 @@ final class ScriptedPeer {
         #expect(events.contains(.writable) && connection.sendWindow == 65535)
         #expect(wire.sent.reduce(0) { $0 + $1.payload.count } == 2000, "the send goes out at once")
     }
+
+    /// Acknowledgments overtaken by a newer one are not duplicates of it (RFC 5681
+    /// §2): three late copies of an older acknowledgment resend nothing.
+    @Test func lateOldAcknowledgmentsAreNotDuplicates() {
+        let peer = ScriptedPeer()
+        let data = (0..<4000).map { UInt8(truncatingIfNeeded: $0 &* 11) }
+        data.withUnsafeBytes { peer.connection.queueSend($0, now: peer.now, emit: peer.emit) }
+        peer.arrive(at: 0, [], acknowledged: 2920)
+        let mark = peer.wire.sent.count
+        for _ in 0..<3 { peer.arrive(at: 0, [], acknowledged: 1460) }
+        #expect(peer.dataSegments(from: mark).isEmpty, "\(peer.dataSegments(from: mark).map(\.header.sequence))")
+        peer.arrive(at: 0, [], acknowledged: 4000)
+        #expect(peer.connection.sendIsComplete)
+    }
 }

@@ -660,7 +660,8 @@ public final class TCPConnection {
             acknowledge(emit: emit)
             return nil
         }
-        // An acknowledgment older than one already taken says nothing of the window either.
+        // An acknowledgment older than one already taken says nothing of the window,
+        // nor is it a duplicate of the newer one.
         let isCurrent = isAtOrBefore(sendUnacknowledged, acknowledgment)
         if !isCurrent { acknowledgment = sendUnacknowledged }
         unansweredProbes = 0
@@ -676,7 +677,7 @@ public final class TCPConnection {
             growCongestionWindow(by: newlyAcknowledged)
             retransmitDeadline = sendUnacknowledged == sendMaximum ? nil : now &+ retransmissionTimeout
             if sendIsComplete { events.insert(.sendCompleted) }
-        } else if acknowledgment == sendUnacknowledged && sendUnacknowledged != sendMaximum
+        } else if isCurrent && acknowledgment == sendUnacknowledged && sendUnacknowledged != sendMaximum
                     && segment.dataLength == 0 && window == sendWindow
                     && window > 0  // a shut window's answer to a probe is no sign of loss
                     && !segment.flags.contains(.fin) {
