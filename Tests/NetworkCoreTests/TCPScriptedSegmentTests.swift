@@ -174,6 +174,70 @@ final class ScriptedPeer {
         }
     }
 
+    /// The other direction: the connection sends three 4 KiB sends while its segments
+    /// and the peer's acknowledgments are each lost, duplicated or delayed behind later
+    /// ones with probability 1/6 each; the peer takes bytes in order only. Every send
+    /// completes, the peer has every byte once, and the connection never gives up.
+    @Test func randomLossReorderingAndDuplicationBothWaysNeverCorruptASend() {
+        var generator: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func roll() -> Int {
+            generator ^= generator << 13
+            generator ^= generator >> 7
+            generator ^= generator << 17
+            return Int(generator % 6)
+        }
+        for seed in 0..<40 {
+            let peer = ScriptedPeer()
+            let data = (0..<(3 * 4096)).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ seed) }
+            var received: [UInt8] = []
+            var sends = 0
+            var seen = 0
+            // What is on the wire: a data segment to the peer, or an acknowledgment to the connection.
+            var inFlight: [(toPeer: Bool, offset: Int, payload: [UInt8])] = []
+            var delayed: [(toPeer: Bool, offset: Int, payload: [UInt8])] = []
+            func put(_ item: (toPeer: Bool, offset: Int, payload: [UInt8])) {
+                switch roll() {
+                case 0: break
+                case 1: inFlight += [item, item]
+                case 2: delayed.append(item)
+                default: inFlight.append(item)
+                }
+            }
+            for _ in 0..<5000 where sends < 3 || !peer.connection.sendIsComplete {
+                if sends == 0 || peer.connection.sendIsComplete {
+                    if sends > 0 { _ = peer.connection.finishSend() }
+                    data[(sends * 4096)..<((sends + 1) * 4096)].withUnsafeBytes {
+                        peer.connection.queueSend($0, now: peer.now, emit: peer.emit)
+                    }
+                    sends += 1
+                }
+                for segment in peer.wire.sent[seen...] where !segment.payload.isEmpty {
+                    put((true, Int(segment.header.sequence &- ScriptedPeer.localISS &- 1), segment.payload))
+                }
+                seen = peer.wire.sent.count
+                if inFlight.isEmpty {
+                    if !delayed.isEmpty {
+                        inFlight = delayed
+                        delayed = []
+                    } else {
+                        peer.fireTimer()
+                    }
+                    continue
+                }
+                let item = inFlight.removeFirst()
+                if item.toPeer {
+                    let overlap = received.count - item.offset
+                    if overlap >= 0 && overlap < item.payload.count { received += item.payload[overlap...] }
+                    put((false, received.count, []))
+                } else {
+                    peer.arrive(at: 0, [], acknowledged: item.offset)
+                }
+            }
+            #expect(received == data && peer.connection.sendIsComplete && peer.connection.state == .established,
+                    "seed \(seed): \(received.count) bytes, state \(peer.connection.state.rawValue)")
+        }
+    }
+
     /// The peer sends again from the connection's last acknowledgment, 100 bytes a
     /// segment, until everything is delivered.
     func retransmitUntilDelivered(_ peer: ScriptedPeer) {
