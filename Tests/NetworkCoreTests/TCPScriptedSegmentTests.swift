@@ -96,6 +96,21 @@ final class ScriptedPeer {
     }
 }
 
+/// Deterministic random numbers (xorshift) for the random schedules.
+struct Dice {
+    var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    /// 0 to `sides` - 1.
+    mutating func roll(_ sides: Int) -> Int {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        return Int(state % UInt64(sides))
+    }
+}
+
 @Suite struct TCPScriptedSegmentTests {
     static let stream = (0..<500).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ $0 >> 3) }
 
@@ -139,13 +154,8 @@ final class ScriptedPeer {
     /// segment lost, duplicated, or held back behind a later one with probability 1/5
     /// each; the client reads after some arrivals only.
     @Test func randomLossReorderingAndDuplicationNeverCorruptTheStream() {
-        var generator: UInt64 = 0x2545_F491_4F6C_DD1D
-        func roll() -> Int {
-            generator ^= generator << 13
-            generator ^= generator >> 7
-            generator ^= generator << 17
-            return Int(generator % 5)
-        }
+        var dice = Dice(seed: 0x2545_F491_4F6C_DD1D)
+        func roll() -> Int { dice.roll(5) }
         for seed in 0..<300 {
             let peer = ScriptedPeer()
             let size = 40 + seed % 90
@@ -179,13 +189,8 @@ final class ScriptedPeer {
     /// ones with probability 1/6 each; the peer takes bytes in order only. Every send
     /// completes, the peer has every byte once, and the connection never gives up.
     @Test func randomLossReorderingAndDuplicationBothWaysNeverCorruptASend() {
-        var generator: UInt64 = 0x9E37_79B9_7F4A_7C15
-        func roll() -> Int {
-            generator ^= generator << 13
-            generator ^= generator >> 7
-            generator ^= generator << 17
-            return Int(generator % 6)
-        }
+        var dice = Dice(seed: 0x9E37_79B9_7F4A_7C15)
+        func roll() -> Int { dice.roll(6) }
         for seed in 0..<40 {
             let peer = ScriptedPeer()
             let data = (0..<(3 * 4096)).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ seed) }
