@@ -153,12 +153,17 @@ final class NetworkPeer {
 
     static func be32(_ value: UInt32) -> [UInt8] { be16(Int(value >> 16)) + be16(Int(value & 0xFFFF)) }
 
-    /// A TCP segment (RFC 9293) from the peer to the guest; a SYN carries MSS 1460.
+    /// A TCP segment (RFC 9293) from the peer to the guest; a SYN carries MSS 1460
+    /// unless `options` says otherwise. `headerWords` overrides the data offset (to
+    /// forge one that disagrees with the options' length).
     static func tcpSegment(from sourcePort: Int, to destinationPort: Int, sequence: UInt32, acknowledgment: UInt32,
-                           flags: UInt8, payload: [UInt8] = []) -> [UInt8] {
-        let options: [UInt8] = flags & 0x02 != 0 ? [2, 4, 0x05, 0xB4] : []
+                           flags: UInt8, payload: [UInt8] = [], window: Int = 65535, options: [UInt8]? = nil,
+                           headerWords: Int? = nil) -> [UInt8] {
+        var options = options ?? (flags & 0x02 != 0 ? [2, 4, 0x05, 0xB4] : [])
+        while options.count % 4 != 0 { options.append(0) }
+        let offset = headerWords ?? (20 + options.count) / 4
         var segment = be16(sourcePort) + be16(destinationPort) + be32(sequence) + be32(acknowledgment)
-            + [UInt8((20 + options.count) / 4) << 4, flags] + be16(65535) + [0, 0, 0, 0] + options + payload
+            + [UInt8(offset & 0xF) << 4, flags] + be16(window) + [0, 0, 0, 0] + options + payload
         let pseudo = address + guestAddress + [0, 6] + be16(segment.count)
         let sum = checksum((pseudo + segment)[...])
         segment[16] = UInt8(sum >> 8)
@@ -173,6 +178,7 @@ final class NetworkPeer {
         var sequence: UInt32
         var acknowledgment: UInt32
         var flags: UInt8
+        var window: Int
         var payload: [UInt8]
     }
 
@@ -186,7 +192,8 @@ final class NetworkPeer {
         guard headerBytes >= 20, headerBytes <= body.count else { return nil }
         func word(_ offset: Int) -> UInt32 { body[offset..<offset + 4].reduce(0) { $0 << 8 | UInt32($1) } }
         return Segment(sourcePort: Int(body[0]) << 8 | Int(body[1]), destinationPort: Int(body[2]) << 8 | Int(body[3]),
-                       sequence: word(4), acknowledgment: word(8), flags: body[13], payload: Array(body[headerBytes...]))
+                       sequence: word(4), acknowledgment: word(8), flags: body[13], window: Int(body[14]) << 8 | Int(body[15]),
+                       payload: Array(body[headerBytes...]))
     }
 
     static func echoRequest(identifier: Int, sequence: Int, data: [UInt8]) -> [UInt8] {

@@ -62,7 +62,7 @@ private func problem(_ text: String) -> SystemDescriptionError? {
         #expect(storage.interrupts == Array(2...8))
         #expect(storage.devices == [DeviceRange(base: 0x1000_2000, size: 0x7000)])
         #expect(net.interrupts == [1] && net.devices == [DeviceRange(base: 0x1000_1000, size: 0x1000)])
-        #expect(net.restartable && net.ssrKiB == 8 && net.sends.isEmpty)
+        #expect(net.restartable && net.ssrKiB == 8 && net.sends == ["config", "console"])
         #expect(storage.restartable && fs.restartable && storage.ssrKiB == 4 && fs.ssrKiB == 4)
         // Storage answers within device time; fs may hold lock waits for ever.
         #expect(storage.replyLimitMilliseconds == 2000 && fs.replyLimitMilliseconds == 0)

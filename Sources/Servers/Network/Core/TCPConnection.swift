@@ -162,6 +162,10 @@ public final class TCPConnection {
     var sendMaximum: UInt32
     /// The peer's window, in bytes (scaled).
     public private(set) var sendWindow: UInt32
+    /// The largest window the peer ever offered (RFC 5961's MAX.SND.WND), at least
+    /// 64 KiB: how far behind the first unacknowledged byte an acknowledgment may be
+    /// and still be taken as a late one rather than a forged one.
+    var largestSendWindow: UInt32 = 65535
     var sendWindowUpdateSequence: UInt32 = 0
     var sendWindowUpdateAcknowledgment: UInt32 = 0
     /// The shift of the peer's windows, and of ours (0 unless both sides sent the option).
@@ -200,6 +204,8 @@ public final class TCPConnection {
     var retransmissions = 0
     var duplicateAcknowledgments = 0
     var persistDeadline: UInt64?
+    /// Zero-window probes sent since the peer last acknowledged anything.
+    var unansweredProbes = 0
     var timeWaitDeadline: UInt64?
     var congestionWindow: Int
     var slowStartThreshold = Int.max
@@ -296,6 +302,11 @@ public final class TCPConnection {
         connection.peerMaximumSegmentSize = Int(record.peerMaximumSegmentSize)
         connection.sendShift = record.sendShift
         connection.receiveShift = record.receiveShift
+        // Every segment the peer sends from here on is newer than the record's window.
+        // (Left at 0, the window-update marks would make every segment from half of
+        // sequence space look older than the last update, and its window ignored.)
+        connection.sendWindowUpdateSequence = record.receiveNext &- 1
+        connection.sendWindowUpdateAcknowledgment = record.sendNext
         connection.restored = true
         // Our FIN may have been sent (but not acknowledged) before the crash: the
         // client's held shutdown or close comes again and queues it again.
@@ -465,6 +476,7 @@ public final class TCPConnection {
             if persistDeadline == nil { persistDeadline = now &+ retransmissionTimeout }
         } else {
             persistDeadline = nil
+            unansweredProbes = 0
         }
     }
 
@@ -587,7 +599,8 @@ public final class TCPConnection {
             events.insert(.established)
             sendWindowUpdateSequence = segment.sequence &- 1
         }
-        events.formUnion(acknowledge(segment, now: now, emit: emit))
+        guard let acknowledged = acknowledge(segment, now: now, emit: emit) else { return events }
+        events.formUnion(acknowledged)
         if state == .closed { return events }
         // 5. Data, in order only.
         if data.count > 0 && (state == .established || state == .finWait1 || state == .finWait2) {
@@ -626,8 +639,12 @@ public final class TCPConnection {
         return events
     }
 
-    /// The acknowledgment field of a segment (RFC 9293 §3.10.7.4, fifth check).
-    func acknowledge(_ segment: TCPSegment, now: UInt64, emit: Emit) -> TCPEvents {
+    /// The acknowledgment field of a segment (RFC 9293 §3.10.7.4, fifth check); nil
+    /// if the segment must be dropped, data and all, because it acknowledges what we
+    /// never sent or what was acknowledged longer ago than a window (RFC 5961 §5.2: a
+    /// blind attacker must guess the acknowledgment number too, not just a sequence
+    /// number inside the window, to have forged data taken).
+    func acknowledge(_ segment: TCPSegment, now: UInt64, emit: Emit) -> TCPEvents? {
         var events: TCPEvents = []
         var acknowledgment = segment.acknowledgment
         // After a restart, the peer may already hold bytes of the send in progress that
@@ -637,12 +654,17 @@ public final class TCPConnection {
         if restored && isBefore(sendMaximum, acknowledgment) && isAtOrBefore(acknowledgment, limit) && sendCount > 0 {
             sendMaximum = acknowledgment
         }
-        if isBefore(sendMaximum, acknowledgment) {
-            // Something we never sent: answer with where we are, and take nothing.
+        if isBefore(sendMaximum, acknowledgment)
+            || isBefore(acknowledgment, sendUnacknowledged &- largestSendWindow) {
+            // Answer with where we are, and take nothing.
             acknowledge(emit: emit)
-            return []
+            return nil
         }
-        if isBefore(acknowledgment, sendUnacknowledged) { acknowledgment = sendUnacknowledged }
+        // An acknowledgment older than one already taken says nothing of the window,
+        // nor is it a duplicate of the newer one.
+        let isCurrent = isAtOrBefore(sendUnacknowledged, acknowledgment)
+        if !isCurrent { acknowledgment = sendUnacknowledged }
+        unansweredProbes = 0
         let window = UInt32(segment.window) << UInt32(sendShift)
         let newlyAcknowledged = Int(acknowledgment &- sendUnacknowledged)
         if newlyAcknowledged > 0 {
@@ -655,8 +677,10 @@ public final class TCPConnection {
             growCongestionWindow(by: newlyAcknowledged)
             retransmitDeadline = sendUnacknowledged == sendMaximum ? nil : now &+ retransmissionTimeout
             if sendIsComplete { events.insert(.sendCompleted) }
-        } else if acknowledgment == sendUnacknowledged && sendUnacknowledged != sendMaximum
-                    && segment.dataLength == 0 && window == sendWindow && !segment.flags.contains(.fin) {
+        } else if isCurrent && acknowledgment == sendUnacknowledged && sendUnacknowledged != sendMaximum
+                    && segment.dataLength == 0 && window == sendWindow
+                    && window > 0  // a shut window's answer to a probe is no sign of loss
+                    && !segment.flags.contains(.fin) {
             duplicateAcknowledgments += 1
             if duplicateAcknowledgments == 3 {
                 enterFastRecovery()
@@ -666,11 +690,12 @@ public final class TCPConnection {
             }
         }
         // The window, from the newest segment only (RFC 9293's SND.WL1/WL2 rule).
-        if isBefore(sendWindowUpdateSequence, segment.sequence)
+        if isCurrent && (isBefore(sendWindowUpdateSequence, segment.sequence)
             || (sendWindowUpdateSequence == segment.sequence
-                && isAtOrBefore(sendWindowUpdateAcknowledgment, acknowledgment)) {
+                && isAtOrBefore(sendWindowUpdateAcknowledgment, acknowledgment))) {
             let opened = sendWindow == 0 && window > 0
             sendWindow = window
+            largestSendWindow = max(largestSendWindow, window)
             sendWindowUpdateSequence = segment.sequence
             sendWindowUpdateAcknowledgment = acknowledgment
             if opened { events.insert(.writable) }
@@ -881,19 +906,29 @@ public final class TCPConnection {
                 sendNext = sendUnacknowledged
                 if let fin = finSequence, isAtOrBefore(sendUnacknowledged, fin) { finSequence = nil }
                 transmit(now: now, emit: emit)
-                armRetransmission(now: now)
+                // Into a shut window nothing went: the persist timer takes over.
+                if sendNext != sendUnacknowledged { armRetransmission(now: now) } else { retransmitDeadline = nil }
             }
         }
         if let deadline = persistDeadline, deadline <= now {
-            // A zero-window probe: one byte past the window (RFC 9293 §3.8.6.1).
-            let offset = Int(sendNext &- sendStart)
-            if isBefore(sendNext, sendEnd) {
-                emit(header(sequence: sendNext, flags: .ack), UnsafeRawBufferPointer(start: sendBuffer + offset, count: 1))
-                sendNext = sendNext &+ 1
-                if isBefore(sendMaximum, sendNext) { sendMaximum = sendNext }
-                if retransmitDeadline == nil { armRetransmission(now: now) }
-            }
             persistDeadline = nil
+            guard isBefore(sendNext, sendEnd) else { return [] }
+            // A zero-window probe: the first byte the window holds back, at growing
+            // intervals, for as long as the peer answers (RFC 9293 §3.8.6.1: a window
+            // may stay shut indefinitely). The byte is not counted as sent — the
+            // acknowledgment says whether the peer took it — and arms no
+            // retransmission timer, whose count would end the connection.
+            unansweredProbes += 1
+            if unansweredProbes > configuration.maximumRetransmissions {
+                error = .connectionTimedOut
+                abort(emit: emit)
+                return .closed
+            }
+            emit(header(sequence: sendNext, flags: .ack),
+                 UnsafeRawBufferPointer(start: sendBuffer + Int(sendNext &- sendStart), count: 1))
+            if isBefore(sendMaximum, sendNext &+ 1) { sendMaximum = sendNext &+ 1 }
+            retransmissionTimeout = min(retransmissionTimeout * 2, configuration.maximumRTO)
+            persistDeadline = now &+ retransmissionTimeout
         }
         return []
     }
