@@ -118,6 +118,8 @@ let package = Package(
                 path: "Sources/Programs/HTTPServer", swiftSettings: embeddedRestrictions),
         .target(name: "HTTPFetch", dependencies: ["CurioUser", "ConsoleAPI", "NetworkAPI", "FileSystemAPI", "HTTPCore"],
                 path: "Sources/Programs/HTTPFetch", swiftSettings: embeddedRestrictions),
+        .target(name: "NetTest", dependencies: ["CurioUser", "ConsoleAPI", "FileSystemAPI"],
+                path: "Sources/Programs/NetTest", swiftSettings: embeddedRestrictions),
 
         // The filesystem: shared vocabulary, wire protocol and per-client state (host-tested),
         // the ext2 engine (host-tested against mke2fs/e2fsck), client API and server.
