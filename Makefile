@@ -212,10 +212,10 @@ kernel-nossr: build
 	  $(foreach lib,$(KERNEL_LIBRARIES),$(RV_OUT)/$(lib).build/*.o) $(BUILD)/system-image-nossr.o
 	@echo "built $(BUILD)/kernel-nossr.elf (without SSRs: $(NO_SSR_SERVERS))"
 
-# The campaigns' baseline: the same binaries with fs, storage and timer keeping their
-# clients' state in their own memory, still restarted when they fail (as MINIX 3's
+# The campaigns' baseline: the same binaries with fs, storage, timer and net keeping
+# their clients' state in their own memory, still restarted when they fail (as MINIX 3's
 # reincarnation server restarts a driver), so a restart loses that state.
-BASELINE_SERVERS := fs,storage,timer
+BASELINE_SERVERS := fs,storage,timer,net
 kernel-baseline: build
 	@$$($(SWIFT) build --show-bin-path)/mkimage --system system.toml --elf-dir $(PACKED) \
 	  --out $(BUILD)/system-baseline.img --without-ssr $(BASELINE_SERVERS) --restart-without-ssr
