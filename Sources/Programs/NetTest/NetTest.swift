@@ -5,8 +5,8 @@
 //                                 writes /net-source (a known pattern), starts `httpd`
 //                                 on port 80 and CLIENTS downloading clients, and injects
 //                                 N faults into the network server as `fstest stress`
-//                                 injects them into fs (the same options, the same
-//                                 seeds); then the verdict:
+//                                 injects them into fs (FaultSchedule's options, the
+//                                 same seeds); then the verdict:
 //                                 "nettest stress ok clients=... ok=... failed=... error=..."
 //   nettest stream ID ROUNDS [UNTIL]
 //                                 one downloading client (below): ROUNDS rounds, and more
@@ -186,49 +186,12 @@ struct NetTest {
 
     static func stress(clients: Int, rounds: Int, options: [String]) -> Int32 {
         var faults = 0
-        var every: UInt64 = 200_000
-        // A campaign asks for one kind of fault with its own trigger; by default every
-        // kind in turn, each at the next request.
-        var onlyKind: FaultKind?
-        var trigger = FaultTrigger.nextRequest
-        var argument: UInt?
-        var aim: UInt = 0
-        var seed: UInt = 0
-        var persistent = false
-        for option in options {
-            if option == "persistent" {
-                persistent = true
-                continue
-            }
-            let parts = option.split(separator: "=").map(String.init)
-            guard parts.count == 2 else { usage() }
-            switch (parts[0], UInt64(parts[1])) {
-            case ("net", let value?): faults = Int(value)
-            case ("every", let value?): every = value
-            case ("arg", let value?): argument = UInt(value)
-            // The kernel takes 0 as "at random", N + 1 as register or byte N.
-            case ("aim", let value?): aim = UInt(value) + 1
-            case ("seed", let value?): seed = UInt(value)
-            case ("kind", nil):
-                guard let kind = FaultKind.allCases.first(where: { String($0.name) == parts[1] }) else { usage() }
-                onlyKind = kind
-            case ("trigger", nil):
-                switch parts[1] {
-                case "next": trigger = .nextRequest
-                case "after": trigger = .afterRequests
-                case "random": trigger = .randomTime
-                case "exec": trigger = .execution
-                default: usage()
-                }
-            default: usage()
-            }
+        var schedule = FaultSchedule()
+        for option in options where !schedule.take(option) {
+            guard option.hasPrefix("net="), let count = Int(option.dropFirst(4)) else { usage() }
+            faults = count
         }
-        let triggerArgument: UInt
-        switch trigger {
-        case .nextRequest, .afterRequests: triggerArgument = argument ?? 1
-        case .randomTime: triggerArgument = argument ?? UInt(every)
-        case .execution: triggerArgument = argument ?? UInt(System.ticksPerSecond / 100)
-        }
+        let every = schedule.every
         if let failure = writeSource() {
             print("nettest: " + sourcePath + ": " + String(failure.name))
             return 3
@@ -256,22 +219,12 @@ struct NetTest {
         var armed = 0
         for number in 0..<faults {
             sleep(ticks: every)
-            let kind = onlyKind ?? FaultKind.allCases[number % FaultKind.allCases.count]
-            // 0 means "no seed"; a run of seeds that wraps skips it.
-            let injectionSeed = seed == 0 ? 0 : (seed &+ UInt(number) == 0 ? 1 : seed &+ UInt(number))
-            let result: SyscallError? = withText("net") { name in
-                do throws(SyscallError) {
-                    try System.injectFault(into: name, kind: kind, persistent: persistent, trigger: trigger,
-                                           argument: triggerArgument, aim: aim, seed: injectionSeed)
-                    return nil
-                } catch {
-                    return error
-                }
-            }
-            if let result {
-                print("nettest: inject " + String(kind.name) + " into net: " + String(result.name))
-            } else {
+            let kind = schedule.kind(turn: number)
+            do throws(SyscallError) {
+                try schedule.arm(number, kind: kind, into: "net")
                 armed += 1
+            } catch {
+                print("nettest: inject " + String(kind.name) + " into net: " + String(error.name))
             }
         }
         var tally = (ok: 0, failed: 0, error: 0, crashed: 0)
