@@ -19,15 +19,17 @@
 // what a user of a network would: each round it removes its copy, runs `fetch
 // http://10.0.2.15/net-source /copy-ID`, and then
 //
-//   - fetch must succeed: a reset, a refused connection or lost socket state ends in
-//     fetch's own error line and exit status 1, and the client reports it as told
-//     (`stream ID ERROR round R`); a fetch that crashed is a client that crashed;
+//   - fetch must succeed: a reset, a refused connection, lost socket state or 20 s
+//     without a byte ends in fetch's own error line and exit status 1, and the client
+//     reports it as told (`stream ID ERROR round R`); a fetch that crashed is a client
+//     that crashed;
 //   - the copy must be the source, byte for byte and no longer: the pattern is a
 //     function of the offset, so a piece delivered twice, skipped or moved shows at
 //     its first byte (`stream ID FAIL round R: ...`), the silent failure a restart
 //     must never cause — fetch itself checks only the length the server announced;
-//   - the round's time is reported (`slowest=` in ms): a transfer that a restart
-//     stalled for good is a hang, which the campaign's deadline catches.
+//   - the slowest round's time is reported (`slowest=` in ms); a transfer stalled for
+//     good without fetch's bound ending it is a hang, which the campaign's deadline
+//     catches.
 //
 // A restart that loses the server's state (the baseline, without SSRs) ends httpd's
 // listener and every connection: the fetch in flight is told, and httpd, told too,
