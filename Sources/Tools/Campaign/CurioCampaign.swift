@@ -56,8 +56,8 @@ struct CurioCampaign: ParsableCommand {
             timertest's 4 timer clients; fs and storage: fstest's 4 streaming clients on a fresh \
             32 MiB ext2 image, checked with e2fsck -fn afterwards; net: nettest's httpd and 4 clients \
             downloading a file from it with fetch over the guest's own address, every copy checked \
-            byte for byte — and arms one fault with its own \
-            seed, from which the kernel draws the moment and the target. Runs = faults x triggers x \
+            byte for byte — and arms one fault with its own seed, from which the kernel draws the \
+            moment and the target. Runs = faults x triggers x \
             --runs, once per build (SSR, and the baseline when --baseline-kernel is given; the \
             baseline run of a place has the same seed and fault as the SSR run).
 

@@ -26,9 +26,9 @@
 //
 // The workload's verdict line says how each client fared (`timertest ok|FAIL ...`,
 // `fstest stress ok|FAIL ...`, `nettest stress ok|FAIL ...`); the clients' own lines
-// and the kernel's say why. A
-// kernel line can land in the middle of a client's line on the shared UART, so lines
-// are searched for their markers, not matched from their start. A run that never
+// and the kernel's say why. A kernel line can land in the middle of a client's line
+// on the shared UART, so lines are searched for their markers, not matched from
+// their start. A run that never
 // printed its verdict (a hang, a crash of everything) still shows which clients
 // finished well: their `timerclient ok` or `stream N ok` lines, and every other
 // client counts as failed — the measure of the comparison with the baseline, where a

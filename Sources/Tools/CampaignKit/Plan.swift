@@ -17,8 +17,8 @@
 // (which register, which bit, which byte) from it alone, so a record in the CSV can
 // be booted again and do the same thing — exactly for the timer, whose runs are
 // deterministic under `-icount sleep=off`; as closely as the disk allows for `fs`,
-// `storage` and `net`. Run seeds derive from the campaign's seed and the run's place in the
-// plan (server, fault, trigger, index), never from its build: the baseline run of a
+// `storage` and `net`. Run seeds derive from the campaign's seed and the run's place
+// in the plan (server, fault, trigger, index), never from its build: the baseline run of a
 // place gets the same seed and so the same fault at the same moment as the SSR run,
 // which is what makes the two columns of the report comparable. They stay below 2^53
 // so that a spreadsheet opening the CSV does not round them.
