@@ -28,7 +28,7 @@ RV_BUILD   := $(SWIFT) build -c release --triple $(TRIPLE) --toolset toolset-ris
 # Programs in the boot image: the SwiftPM module of each (system.toml names them).
 PROGRAMS   := ConsoleServer Shell Crashme PingServer Bench Binder RogueServer TimerServer TimerClient TimerTest \
               ConfigServer StorageServer FileSystemServer FileSystemTest FileSystemBench SyscallFuzzer DMAProbe \
-              NetworkServer UDPEcho TCPEcho HTTPServer HTTPFetch NetworkBench
+              NetworkServer UDPEcho TCPEcho HTTPServer HTTPFetch NetworkBench NetTest
 # Libraries linked into every program (--gc-sections drops what a program does not use).
 USER_LIBRARIES := UserArch Freestanding CurioUser CurioABI ConsoleCore ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore \
                   ConfigAPI Virtio StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI NetworkCore NetworkAPI HTTPCore
@@ -68,10 +68,10 @@ help:
 	@echo "make test                     host unit tests, embedded build of every module, QEMU integration tests"
 	@echo "make bench                    instruction counts: kernel paths, and fs/storage with vs without SSRs"
 	@echo "make profile CMDS='...' [DISK_SIZE=32M PHASE=3]  instructions per program and function while CMDS run"
-	@echo "make campaign [SERVER=timer|fs|storage FAULTS=a,b TRIGGERS=request,time,execution RUNS=20 JOBS=n SEED=s]"
+	@echo "make campaign [SERVER=timer|fs|storage|net FAULTS=a,b TRIGGERS=request,time,execution RUNS=20 JOBS=n SEED=s]"
 	@echo "                              fault-injection campaign, SSRs vs the baseline: build/campaign-SERVER.{csv,md,svg}"
 	@echo "make campaign-replay RUN=id [CSV=build/campaign-timer.csv]  boot one run of a campaign again, print its console"
-	@echo "make soak [SERVER=timer|fs|storage FAULTS=a,b BOOTS=1|HOURS=h INJECTIONS=100 EVERY=1100ms WINDOW=t JOBS=n SEED=s]"
+	@echo "make soak [SERVER=timer|fs|storage|net FAULTS=a,b BOOTS=1|HOURS=h INJECTIONS=100 EVERY=1100ms WINDOW=t JOBS=n SEED=s]"
 	@echo "                              faults injected continuously, one boot per fault kind: build/soak-SERVER.{csv,md}"
 	@echo "make soak-replay BOOT=id [SOAK_CSV=build/soak-timer.csv]  boot one boot of a soak again, print its console"
 	@echo "make fuzz [SECONDS=0 SEED=n CALLS=1000000]  syscall fuzzer: 4 processes at once while servers restart"
@@ -212,10 +212,10 @@ kernel-nossr: build
 	  $(foreach lib,$(KERNEL_LIBRARIES),$(RV_OUT)/$(lib).build/*.o) $(BUILD)/system-image-nossr.o
 	@echo "built $(BUILD)/kernel-nossr.elf (without SSRs: $(NO_SSR_SERVERS))"
 
-# The campaigns' baseline: the same binaries with fs, storage and timer keeping their
-# clients' state in their own memory, still restarted when they fail (as MINIX 3's
+# The campaigns' baseline: the same binaries with fs, storage, timer and net keeping
+# their clients' state in their own memory, still restarted when they fail (as MINIX 3's
 # reincarnation server restarts a driver), so a restart loses that state.
-BASELINE_SERVERS := fs,storage,timer
+BASELINE_SERVERS := fs,storage,timer,net
 kernel-baseline: build
 	@$$($(SWIFT) build --show-bin-path)/mkimage --system system.toml --elf-dir $(PACKED) \
 	  --out $(BUILD)/system-baseline.img --without-ssr $(BASELINE_SERVERS) --restart-without-ssr

@@ -120,6 +120,8 @@ let package = Package(
                 path: "Sources/Programs/NetworkBench", swiftSettings: embeddedRestrictions),
         .target(name: "HTTPFetch", dependencies: ["CurioUser", "ConsoleAPI", "NetworkAPI", "FileSystemAPI", "HTTPCore"],
                 path: "Sources/Programs/HTTPFetch", swiftSettings: embeddedRestrictions),
+        .target(name: "NetTest", dependencies: ["CurioUser", "ConsoleAPI", "FileSystemAPI"],
+                path: "Sources/Programs/NetTest", swiftSettings: embeddedRestrictions),
 
         // The filesystem: shared vocabulary, wire protocol and per-client state (host-tested),
         // the ext2 engine (host-tested against mke2fs/e2fsck), client API and server.

@@ -66,6 +66,11 @@ import Testing
         let time = storage.moment(for: .time, seed: 8)
         #expect(storage.command(fault: "wild-write", moment: time, seed: 8)
                 == "run fstest stress 4 3 storage=1 every=10000 kind=wild-write trigger=random arg=\(storage.timeWindow) seed=8")
+
+        let net = Workload.standard(for: .net)
+        #expect(net.usesDisk && net.usesNetwork && !storage.usesNetwork)
+        #expect(net.command(fault: "illegal", moment: net.moment(for: .execution, seed: 6), seed: 6)
+                == "run nettest stress 4 3 net=1 every=10000 kind=illegal trigger=exec arg=\(net.executionWindow) seed=6")
     }
 
     @Test func faultNamesAreTheKernelsAndCodeFaultsComePersistentToo() {
@@ -195,6 +200,42 @@ import Testing
         let told = ConsoleAnalysis.judge(console: errorConsole, server: .fs, clients: 4, finished: true)
         #expect(told.outcome == .clientTold && told.clientsFailed == 1)
         #expect(told.evidence.contains("stream 3 ERROR round 1: badHandle"))
+    }
+
+    /// Real consoles of the net workload (SSR and baseline kernels, the same fault).
+    @Test func netRestartsAreCountedAndTheBaselinesLostConnectionsAreClientTold() {
+        let recovered = Self.banner + """
+            [kernel] injected illegal into net
+            [kernel] net (pid 7, gen 0) stopped: illegal instruction at 0xffffffff, pc 0x4000a7c4 in specialized SSRFormat.commit(state:requestID:reply:) + 0x80
+            [kernel] restarted net (pid 7, gen 1, restart 1)
+            stream 0 ok rounds=3 bytes=294912 slowest=126
+            nettest stress ok clients=4 ok=4 failed=0 error=0 crashed=0 armed=1 restarts net=1
+
+            """
+        let verdict = ConsoleAnalysis.judge(console: recovered, server: .net, clients: 4, finished: true)
+        #expect(verdict.outcome == .recovered && verdict.restarts == 1 && verdict.clientsFailed == 0)
+        let lost = Self.banner + """
+            [kernel] injected illegal into net
+            [kernel] net (pid 7, gen 0) stopped: illegal instruction at 0xffffffff, pc 0x4000946a in specialized SSRServer.run() + 0xec
+            [kernel] restarted net (pid 7, gen 1, restart 1)
+            fetch: network error: bad socket
+            fetch: 98304 bytes to /copy-1
+            stream 0 ERROR round 0: fetch exited with status 1
+            nettest stress FAIL clients=4 ok=0 failed=0 error=4 crashed=0 armed=1 restarts net=1
+
+            """
+        let told = ConsoleAnalysis.judge(console: lost, server: .net, clients: 4, finished: true)
+        #expect(told.outcome == .clientTold && told.clientsFailed == 4)
+        #expect(told.evidence.contains("fetch: network error: bad socket"))
+        #expect(!told.evidence.contains("bytes to /copy-1"))
+        let wrong = Self.banner + """
+            [kernel] injected reg-flip into net
+            stream 2 FAIL round 1: byte 4096 of the copy differs
+            nettest stress FAIL clients=4 ok=3 failed=1 error=0 crashed=0 armed=1 restarts net=0
+
+            """
+        #expect(ConsoleAnalysis.judge(console: wrong, server: .net, clients: 4, finished: true).outcome
+                == .silentFailure)
     }
 
     @Test func unfinishedRunIsAHangAndCountsClientsThatDidNotFinish() {

@@ -242,6 +242,10 @@ enum SoakConsoles {
         #expect(storage.command(fault: "mutate+persistent", seed: 9)
                 == "run fstest stress 4 1 storage=5 every=20000000 kind=mutate trigger=exec arg=400 seed=9 persistent; audit")
         #expect(storage.usesDisk && !timer.usesDisk)
+        let net = SoakWorkload(server: .net, injections: 3)
+        #expect(net.usesDisk && net.silence == nil)
+        #expect(net.command(fault: "reg-flip", seed: 5)
+                == "run nettest stress 4 1 net=3 every=11000000 kind=reg-flip trigger=exec arg=1000000 seed=5; audit")
         // A hang costs the timeout: well beyond the boot's guest time, never below a minute.
         #expect(timerSoak(100).timeout > timerSoak(100).guestSeconds && timerSoak(1).timeout >= 60)
         #expect(timer.description.contains("one armed every 1.1 s of guest time, each striking within 5 ms"))
@@ -410,6 +414,29 @@ enum SoakConsoles {
         let asFileSystem = Self.count(SoakConsoles.ssrStorageRegisterFlip, SoakWorkload(server: .fs, injections: 3))
         #expect(asFileSystem.struck == 0 && asFileSystem.stops == 0 && asFileSystem.workloadRestarts == 0)
         #expect(asFileSystem.otherStops == 1 && asFileSystem.anomalies == ["1 stop(s) of another server"])
+    }
+
+    @Test func aCrashedFetchIsAClientsWrongAnswerNotAnotherServersStop() {
+        // A made-up net boot: the second fault made a fetch crash (its client reports
+        // it), which is neither a stop of net nor of another server.
+        let console = SoakConsoles.console("""
+            curio> run nettest stress 4 1 net=2 every=11000000 kind=reg-flip trigger=exec arg=1000000 seed=5
+            [kernel] injected reg-flip into net
+            [kernel] net (pid 7, gen 0) stopped: load page fault at 0x8, pc 0x40001308 in SocketRecord.isConsistent.getter + 0x2e
+            [kernel] restarted net (pid 7, gen 1, restart 1)
+            [kernel] injected reg-flip into net
+            [kernel] fetch (pid 14, gen 0) stopped: load page fault at 0x0, pc 0x40002000 in HTTPFetch.fetch(url:to:) + 0x10
+            stream 1 FAIL round 4: fetch crashed: load page fault
+            nettest stress FAIL clients=4 ok=3 failed=1 error=0 crashed=0 armed=2 restarts net=1
+            curio> audit
+            audit: clean (600 frames owned by processes)
+
+            """)
+        let counts = Self.count(console, SoakWorkload(server: .net, injections: 2))
+        #expect(counts.struck == 2 && counts.restarts == 1 && counts.workloadRestarts == 1 && counts.otherStops == 0)
+        #expect(counts.manifested == 2 && counts.recovered == 1 && counts.clientVisible == 1)
+        #expect(counts.clientsFailed == 1 && counts.wrongAnswers == 1 && counts.clientsTold == 0)
+        #expect(counts.silentFailures == ["1 client(s) got a wrong answer or crashed"])
     }
 
     @Test func aKernelLineInsideAClientLineIsTakenInItsPlace() {

@@ -17,6 +17,11 @@
 //
 // And the soak, the campaign's other mode: a few faults into one server in one boot,
 // counted from the console.
+//
+// And the network server as a campaign target: nettest's downloads over the guest's
+// own address, the fault at a random instruction of net's execution, SSRs beside the
+// baseline (net without SSRs too): a restart the SSRs hide must cost the baseline's
+// clients their connections.
 
 import CampaignKit
 import Foundation
@@ -175,6 +180,43 @@ import Testing
             // make the timer answer wrongly, or late, without stopping it).
             #expect(counts.struck >= 10 && counts.restarts >= 5, "\(context)")
         }
+    }
+
+    /// Two crashes of net (an illegal instruction at a random instruction of its
+    /// execution and at a request) and a register flip, each on both builds: every
+    /// download with SSRs must come through byte-exact after the restart; in the
+    /// baseline the crash costs httpd its listener and the clients their connections,
+    /// and they are told (fetch's error, and every later round refused).
+    @Test func aNetworkCampaignRecoversTransfersTheBaselineLoses() throws {
+        #expect(FileManager.default.fileExists(atPath: Self.baselineKernel), "make kernel-baseline")
+        #expect(DiskTools.available, "install e2fsprogs")
+        let folder = try DiskTools.temporaryDirectory("campaign-net")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let workload = Workload.standard(for: .net)
+        let crashes = CampaignPlan.runs(workload: workload, faults: ["illegal"], triggers: [.request, .execution],
+                                        runsPerCell: 1, builds: [.ssr, .baseline], campaignSeed: Self.campaignSeed)
+        let flips = CampaignPlan.runs(workload: workload, faults: ["reg-flip"], triggers: [.execution],
+                                      runsPerCell: 1, builds: [.ssr, .baseline], campaignSeed: Self.campaignSeed)
+        let machine = Machine(kernels: [.ssr: CurioMachine.kernel, .baseline: Self.baselineKernel], timeout: 60,
+                              scratch: folder)
+        let started = Date()
+        let records = try Campaign(plan: crashes + flips, campaignSeed: Self.campaignSeed, machine: machine, jobs: 2,
+                                   file: nil).run { _ in }
+        #expect(Date().timeIntervalSince(started) < 90)
+        #expect(records.count == 6)
+        for record in records {
+            let context = "\(record.runID) seed \(record.seed): \(record.outcome.rawValue) \(record.evidence)\n\(record.consoleTail)"
+            #expect(!record.outcome.isBad, "\(context)")
+            guard record.fault == "illegal", record.struck else { continue }
+            #expect(record.restarts > 0, "\(context)")
+            switch record.build {
+            case .ssr: #expect(record.outcome == .recovered && record.clientsFailed == 0, "\(context)")
+            case .baseline: #expect(record.outcome == .clientTold && record.clientsFailed > 0, "\(context)")
+            }
+        }
+        // Not vacuous: a crash struck on each build.
+        #expect(records.contains { $0.build == .ssr && $0.fault == "illegal" && $0.outcome == .recovered })
+        #expect(records.contains { $0.build == .baseline && $0.fault == "illegal" && $0.outcome == .clientTold })
     }
 
     @Test func theBaselineServesFilesFromServerMemory() throws {

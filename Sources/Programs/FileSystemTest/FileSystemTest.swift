@@ -13,6 +13,7 @@
 //                                 computes the resulting tree on the host and compares)
 //   fstest stress CLIENTS ROUNDS [fs=N] [storage=N] [every=TICKS] [kind=FAULT]
 //                 [trigger=next|after|random|exec] [arg=N] [aim=N] [seed=S] [persistent]
+//                                 (FaultSchedule's options)
 //                                 CLIENTS streaming clients while N faults of every kind in
 //                                 turn (or only FAULT, a FaultKind name) are injected into
 //                                 the filesystem server and N into the storage server, one
@@ -429,56 +430,20 @@ struct FileSystemTest {
 
     // MARK: stress
 
-    static let faultKinds = FaultKind.allCases
-
     static func stress(clients: Int, rounds: Int, options: [String]) -> Int32 {
         var faultsPerServer = (fs: 0, storage: 0)
-        var every: UInt64 = 200_000
         // A campaign asks for one kind of fault with its own trigger; by default every
         // kind in turn, each at the next request.
-        var onlyKind: FaultKind?
-        var trigger = FaultTrigger.nextRequest
-        var argument: UInt?
-        var aim: UInt = 0
-        var seed: UInt = 0
-        var persistent = false
-        for option in options {
-            if option == "persistent" {
-                persistent = true
-                continue
-            }
+        var schedule = FaultSchedule()
+        for option in options where !schedule.take(option) {
             let parts = option.split(separator: "=").map(String.init)
-            guard parts.count == 2 else { usage() }
-            switch (parts[0], UInt64(parts[1])) {
-            case ("fs", let value?): faultsPerServer.fs = Int(value)
-            case ("storage", let value?): faultsPerServer.storage = Int(value)
-            case ("every", let value?): every = value
-            case ("arg", let value?): argument = UInt(value)
-            // The kernel takes 0 as "at random", N + 1 as register or byte N.
-            case ("aim", let value?): aim = UInt(value) + 1
-            case ("seed", let value?): seed = UInt(value)
-            case ("kind", nil):
-                guard let kind = faultKinds.first(where: { String($0.name) == parts[1] }) else { usage() }
-                onlyKind = kind
-            case ("trigger", nil):
-                switch parts[1] {
-                case "next": trigger = .nextRequest
-                case "after": trigger = .afterRequests
-                case "random": trigger = .randomTime
-                case "exec": trigger = .execution
-                default: usage()
-                }
+            switch (parts.first, parts.count == 2 ? Int(parts[1]) : nil) {
+            case ("fs", let value?): faultsPerServer.fs = value
+            case ("storage", let value?): faultsPerServer.storage = value
             default: usage()
             }
         }
-        // after: the Nth request (default the next); random: a tick before the next
-        // injection is due (default); exec: within 10 ms of the server's execution.
-        let triggerArgument: UInt
-        switch trigger {
-        case .nextRequest, .afterRequests: triggerArgument = argument ?? 1
-        case .randomTime: triggerArgument = argument ?? UInt(every)
-        case .execution: triggerArgument = argument ?? UInt(System.ticksPerSecond / 100)
-        }
+        let every = schedule.every
         let restartsBefore = (fs: restarts(of: "fs"), storage: restarts(of: "storage"))
         var children = [TaskID]()
         // The clients keep going until the last fault has struck, and a little after.
@@ -499,23 +464,13 @@ struct FileSystemTest {
             // Alternate the servers; walk the fault kinds for each.
             let intoStorage = number % 2 == 1 && number / 2 < faultsPerServer.storage || number / 2 >= faultsPerServer.fs
             let target = intoStorage ? "storage" : "fs"
-            let kind = onlyKind ?? faultKinds[(number / 2) % faultKinds.count]
-            // 0 means "no seed"; a run of seeds that wraps skips it.
-            let injectionSeed = seed == 0 ? 0 : (seed &+ UInt(number) == 0 ? 1 : seed &+ UInt(number))
-            let result: SyscallError? = withPath(target) { name in
-                do throws(SyscallError) {
-                    try System.injectFault(into: name, kind: kind, persistent: persistent, trigger: trigger,
-                                           argument: triggerArgument, aim: aim, seed: injectionSeed)
-                    return nil
-                } catch {
-                    return error
-                }
-            }
-            if let result {
-                print("fstest: inject " + String(kind.name) + " into " + target + ": " + String(result.name))
-            } else {
+            let kind = schedule.kind(turn: number / 2)
+            do throws(SyscallError) {
+                try schedule.arm(number, kind: kind, into: target)
                 armed += 1
                 if kind == .ssrBitFlip && !intoStorage { flipsIntoFileSystemRegions += 1 }
+            } catch {
+                print("fstest: inject " + String(kind.name) + " into " + target + ": " + String(error.name))
             }
         }
         var tally = (ok: 0, failed: 0, lost: 0, error: 0, crashed: 0)

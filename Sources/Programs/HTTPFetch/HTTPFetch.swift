@@ -9,6 +9,11 @@
 // error, not a short file passed off as the whole. Bytes go to the file as they
 // arrive, 4 KiB at a time, so a file of any size needs no more memory than that.
 //
+// A server that sends nothing for 20 s has gone (`silenceMilliseconds`): without a
+// bound, a connection whose other end vanished without a reset — its program ended
+// while its network server was restarting — would be waited on for ever; so would a
+// server that accepted and then never answered.
+//
 // The file is created (or truncated) only once the server answered 200: a 404 must
 // not destroy what was at PATH. Every failure prints one line saying which party
 // failed (the URL, the network, the server, the filesystem) and exits with status 1,
@@ -55,6 +60,7 @@ struct HTTPFetch {
         case .network(.connectionRefused): "connection refused (nothing listens at that port)"
         case .network(.connectionReset): "connection reset by the server"
         case .network(.connectionTimedOut): "connection timed out (the server stopped answering)"
+        case .network(.timedOut): "the server sent nothing for \(silenceMilliseconds / 1000) s"
         case .network(.noDevice): "no network device"
         case .network(.badOperation): "the network server does not speak TCP yet"
         case .network(let other): "network error: " + other.explanation.description
@@ -65,6 +71,9 @@ struct HTTPFetch {
         case .file(let reason): path + ": " + reason.name.description
         }
     }
+
+    /// How long a receive waits for the server's next bytes (see the top of this file).
+    static let silenceMilliseconds: UInt32 = 20_000
 
     /// Downloads `url` into the file at `path`; returns the body's size.
     static func fetch(url text: [UInt8], to path: [UInt8]) throws(FetchError) -> UInt64 {
@@ -78,6 +87,7 @@ struct HTTPFetch {
         defer { try? Network.close(socket, abort: true) }
         _ = try network { () throws(NetworkError) in
             try Network.connect(socket, to: Endpoint(address: url.address, port: url.port))
+            try Network.setOption(socket, .receiveTimeout, milliseconds: silenceMilliseconds)
         }
         var request = [UInt8]()
         request.append(ascii: "GET ")

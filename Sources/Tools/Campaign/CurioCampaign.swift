@@ -54,8 +54,10 @@ struct CurioCampaign: ParsableCommand {
         discussion: """
             Every run boots Curio under QEMU (-icount) with the server's workload — timer: \
             timertest's 4 timer clients; fs and storage: fstest's 4 streaming clients on a fresh \
-            32 MiB ext2 image, checked with e2fsck -fn afterwards — and arms one fault with its own \
-            seed, from which the kernel draws the moment and the target. Runs = faults x triggers x \
+            32 MiB ext2 image, checked with e2fsck -fn afterwards; net: nettest's httpd and 4 clients \
+            downloading a file from it with fetch over the guest's own address, every copy checked \
+            byte for byte — and arms one fault with its own seed, from which the kernel draws the \
+            moment and the target. Runs = faults x triggers x \
             --runs, once per build (SSR, and the baseline when --baseline-kernel is given; the \
             baseline run of a place has the same seed and fault as the SSR run).
 
@@ -119,7 +121,7 @@ struct CurioCampaign: ParsableCommand {
     var kernel = "build/kernel.elf"
 
     @Option(help: """
-        The baseline kernel (make kernel-baseline: mkimage --without-ssr fs,storage,timer \
+        The baseline kernel (make kernel-baseline: mkimage --without-ssr fs,storage,timer,net \
         --restart-without-ssr, clients' state in the servers, lost on restart). Without it only \
         the SSR build runs.
         """)
@@ -134,18 +136,21 @@ struct CurioCampaign: ParsableCommand {
     @Option(help: "Write the chart (recovery rate and clients failed, SSR vs baseline) here.")
     var svg: String?
 
-    @Option(help: "Seconds before a run counts as a hang (default: timer 15, fs and storage 60).")
+    @Option(help: "Seconds before a run counts as a hang (default: timer 15, fs, storage and net 60).")
     var timeout: Double?
 
-    @Option(help: "request trigger: strike at request 1...N (default: timer 120, fs 400, storage 3000).")
+    @Option(help: "request trigger: strike at request 1...N (default: timer 120, fs 400, storage 3000, net 1000).")
     var requestWindow: UInt64?
 
-    @Option(help: "time trigger: strike within T clock ticks of 100 ns (default: timer 2.7M, fs and storage 4.5M).")
+    @Option(help: """
+        time trigger: strike within T clock ticks of 100 ns (default: timer 2.7M, fs and storage 4.5M, \
+        net 3.5M).
+        """)
     var timeWindow: UInt64?
 
     @Option(help: """
         execution trigger: strike within T ticks of the server's own execution, 100 instructions \
-        each (default: timer 25000, fs 600000, storage 8000000).
+        each (default: timer 25000, fs 600000, storage 8000000, net 800000).
         """)
     var execWindow: UInt64?
 

@@ -35,11 +35,12 @@ struct SoakCommand: ParsableCommand {
         discussion: """
             Every boot runs the server's workload under QEMU (-icount) — timer: timertest's 4 \
             timer clients; fs and storage: fstest stress's 4 streaming clients on a fresh 32 MiB \
-            ext2 image, checked with e2fsck -fn afterwards — which arms up to --injections faults of \
-            one kind, one every --every of guest time, each striking at a random instruction within \
-            --window of the server's own execution; then the shell runs the kernel's audit. An \
-            injection armed before the previous one struck replaces it: "struck" counts the kernel's \
-            "[kernel] injected" reports, "armed" the workload's count.
+            ext2 image, checked with e2fsck -fn afterwards; net: nettest stress's httpd and 4 \
+            clients downloading a file from it with fetch, every copy checked byte for byte — which \
+            arms up to --injections faults of one kind, one every --every of guest time, each striking \
+            at a random instruction within --window of the server's own execution; then the shell runs \
+            the kernel's audit. An injection armed before the previous one struck replaces it: \
+            "struck" counts the kernel's "[kernel] injected" reports, "armed" the workload's count.
 
             Per boot: struck, the server's stops, restarts and give-ups; per struck fault, whether it \
             manifested (the server stopped, or a client reported an effect before the next fault \
@@ -79,7 +80,7 @@ struct SoakCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("""
         Each injection strikes at a random instruction within this much of the server's own \
-        execution after it is armed (default: timer 5ms, fs and storage 100ms).
+        execution after it is armed (default: timer 5ms, fs, storage and net 100ms).
         """, valueName: "duration"))
     var window: TickCount?
 
@@ -112,7 +113,7 @@ struct SoakCommand: ParsableCommand {
 
     @Option(help: """
         Seconds before a boot counts as a hang (default: 120 + 3 x the boot's guest seconds for the \
-        timer, 120 + 6 x for fs and storage). A timer boot whose console is silent for a minute \
+        timer, 120 + 6 x for fs, storage and net). A timer boot whose console is silent for a minute \
         counts as hung sooner.
         """)
     var timeout: Double?

@@ -25,9 +25,10 @@
 // recovery rate (recovered transparently / manifested) that CuriOS reports.
 //
 // The workload's verdict line says how each client fared (`timertest ok|FAIL ...`,
-// `fstest stress ok|FAIL ...`); the clients' own lines and the kernel's say why. A
-// kernel line can land in the middle of a client's line on the shared UART, so lines
-// are searched for their markers, not matched from their start. A run that never
+// `fstest stress ok|FAIL ...`, `nettest stress ok|FAIL ...`); the clients' own lines
+// and the kernel's say why. A kernel line can land in the middle of a client's line
+// on the shared UART, so lines are searched for their markers, not matched from
+// their start. A run that never
 // printed its verdict (a hang, a crash of everything) still shows which clients
 // finished well: their `timerclient ok` or `stream N ok` lines, and every other
 // client counts as failed — the measure of the comparison with the baseline, where a
@@ -82,7 +83,7 @@ public enum ConsoleAnalysis {
         let restarts: Int
         switch (server, summary) {
         case (.timer, .some): restarts = fields["restarts"] ?? targetRestarts
-        case (.fs, .some), (.storage, .some): restarts = fields[server.rawValue] ?? targetRestarts
+        case (.fs, .some), (.storage, .some), (.net, .some): restarts = fields[server.rawValue] ?? targetRestarts
         case (_, .none): restarts = targetRestarts
         }
 
@@ -106,7 +107,7 @@ public enum ConsoleAnalysis {
         if !console.contains("Curio: ") || console.contains("PANIC") { return verdict(.systemFailure) }
         guard finished else { return verdict(.hang) }
         guard summary != nil else { return verdict(.systemFailure) }
-        // timertest says fail= and crashed=; fstest says failed= and crashed=.
+        // timertest says fail= and crashed=; fstest and nettest say failed= and crashed=.
         let wrong = fields["fail", default: 0] + fields["failed", default: 0] + fields["crashed", default: 0]
         let told = fields["lost", default: 0] + fields["error", default: 0]
         guard clientsPassed + wrong + told >= clients else { return verdict(.systemFailure) }
@@ -145,7 +146,8 @@ public enum ConsoleAnalysis {
 
     /// The workload's verdict, from its marker to the end of the line.
     static func verdictLine(in line: String) -> String? {
-        for marker in ["timertest ok ", "timertest FAIL ", "fstest stress ok ", "fstest stress FAIL "] {
+        for marker in ["timertest ok ", "timertest FAIL ", "fstest stress ok ", "fstest stress FAIL ",
+                       "nettest stress ok ", "nettest stress FAIL "] {
             if let found = line.range(of: marker) { return String(line[found.lowerBound...]) }
         }
         return nil
@@ -171,7 +173,13 @@ public enum ConsoleAnalysis {
     static func isEvidence(_ line: String) -> Bool {
         line.contains("[kernel]") || line.contains("timertest client ") || line.contains("timerclient FAIL")
             || line.contains(" FAIL round ") || line.contains(" ERROR round ") || line.contains(" lost its state")
-            || line.contains("fstest:") || line.contains("timertest:") || verdictLine(in: line) != nil
+            || line.contains("fstest:") || line.contains("timertest:") || line.contains("nettest:")
+            || isFetchFailure(line) || verdictLine(in: line) != nil
+    }
+
+    /// fetch's line for a failed download (its success line says "N bytes to PATH").
+    static func isFetchFailure(_ line: String) -> Bool {
+        line.contains("fetch: ") && !line.contains(" bytes to ")
     }
 
     static let evidenceLimit = 1_500

@@ -16,9 +16,9 @@
 // Every run gets a seed, and the kernel draws the moment and the target of the fault
 // (which register, which bit, which byte) from it alone, so a record in the CSV can
 // be booted again and do the same thing — exactly for the timer, whose runs are
-// deterministic under `-icount sleep=off`; as closely as the disk allows for `fs` and
-// `storage`. Run seeds derive from the campaign's seed and the run's place in the
-// plan (server, fault, trigger, index), never from its build: the baseline run of a
+// deterministic under `-icount sleep=off`; as closely as the disk allows for `fs`,
+// `storage` and `net`. Run seeds derive from the campaign's seed and the run's place
+// in the plan (server, fault, trigger, index), never from its build: the baseline run of a
 // place gets the same seed and so the same fault at the same moment as the SSR run,
 // which is what makes the two columns of the report comparable. They stay below 2^53
 // so that a spreadsheet opening the CSV does not round them.
@@ -32,14 +32,14 @@ import CurioABI
 
 /// The server a campaign injects faults into.
 public enum Server: String, CaseIterable, Sendable {
-    case timer, fs, storage
+    case timer, fs, storage, net
 }
 
 /// Which kernel a run boots.
 public enum Build: String, CaseIterable, Sendable {
     /// Clients' state in server state regions: restart and recovery as Curio does them.
     case ssr
-    /// The same binaries packed `--without-ssr fs,storage,timer --restart-without-ssr`:
+    /// The same binaries packed `--without-ssr fs,storage,timer,net --restart-without-ssr`:
     /// clients' state lives in the server, and a restart (MINIX 3's reincarnation
     /// server) loses it.
     case baseline
@@ -98,6 +98,9 @@ public struct Workload: Sendable {
     public var server: Server
     public var clients: Int
     public var usesDisk: Bool
+    /// A virtio-net device on QEMU's user networking, `restrict=on` and no forwards:
+    /// the net workload's traffic never leaves the guest.
+    public var usesNetwork = false
     /// `after N`: N is drawn from 1...requestWindow.
     public var requestWindow: UInt64
     /// `random T`: clock ticks (10 MHz).
@@ -117,7 +120,9 @@ public struct Workload: Sendable {
     /// storage requests over 4.9 M ticks, of which fs executes some 700 k. The kernel
     /// counts some 10 M ticks of storage's execution in the same run — more than the
     /// run lasts, so its count includes time storage does not run; the window follows
-    /// the count, so that its faults still land within the run.
+    /// the count, so that its faults still land within the run. nettest's 4 clients of
+    /// 3 rounds download 1.1 MiB through httpd in some 4 M ticks, with 1,000 to 1,500
+    /// requests to the network server, which executes some 1 M ticks of them.
     public static func standard(for server: Server) -> Workload {
         switch server {
         case .timer:
@@ -133,6 +138,12 @@ public struct Workload: Sendable {
             Workload(server: .storage, clients: 4, usesDisk: true, requestWindow: 3_000, timeWindow: 4_500_000,
                      executionWindow: 8_000_000, timeout: 60,
                      description: "fstest stress: 4 streaming clients, 3 rounds each, a fresh 32 MiB ext2 image per run")
+        case .net:
+            Workload(server: .net, clients: 4, usesDisk: true, usesNetwork: true, requestWindow: 1_000,
+                     timeWindow: 3_500_000, executionWindow: 800_000, timeout: 60,
+                     description: "nettest stress: httpd and 4 clients each downloading a 96 KiB file 3 times with "
+                        + "fetch over the guest's own address, every copy checked byte for byte, a fresh 32 MiB ext2 "
+                        + "image per run")
         }
     }
 
@@ -156,6 +167,9 @@ public struct Workload: Sendable {
                 + " seed=\(seed)" + lasting
         case .fs, .storage:
             return "run fstest stress \(clients) 3 \(server.rawValue)=1 every=10000 kind=\(kind)"
+                + " trigger=\(moment.trigger.workloadWord) arg=\(moment.argument) seed=\(seed)" + lasting
+        case .net:
+            return "run nettest stress \(clients) 3 net=1 every=10000 kind=\(kind)"
                 + " trigger=\(moment.trigger.workloadWord) arg=\(moment.argument) seed=\(seed)" + lasting
         }
     }

@@ -38,18 +38,26 @@ public struct Machine: Sendable {
     }
 
     /// QEMU's arguments for a run, without the disk.
-    public func qemuArguments(kernel: String, command: String, usesDisk: Bool) -> [String] {
+    public func qemuArguments(kernel: String, command: String, usesDisk: Bool, usesNetwork: Bool = false) -> [String] {
         ["-machine", "virt", "-m", "128M", "-smp", "1", "-nographic", "-bios", "default",
          "-icount", usesDisk ? "shift=0,sleep=on" : "shift=0,sleep=off",
          "-global", "virtio-mmio.force-legacy=false", "-kernel", kernel, "-append", command]
+            + (usesNetwork ? Self.networkArguments : [])
     }
+
+    /// The network server's device in virtio-mmio slot 0, on user networking that
+    /// reaches nothing outside the guest; no port is forwarded, so any number of runs
+    /// share the host.
+    static let networkArguments = ["-netdev", "user,id=n0,restrict=on",
+                                   "-device", "virtio-net-device,netdev=n0,bus=virtio-mmio-bus.0"]
 
     /// The shell command that boots a record's run again by hand.
     public func manualCommand(for record: RunRecord) -> String {
         let kernel = kernels[record.build] ?? "KERNEL"
-        let usesDisk = Workload.standard(for: record.server).usesDisk
-        var words = [qemu] + qemuArguments(kernel: kernel, command: record.command, usesDisk: usesDisk)
-        if usesDisk { words += ["-drive", "file=DISK,format=raw,if=none,id=disk0", "-device", "virtio-blk-device,drive=disk0"] }
+        let workload = Workload.standard(for: record.server)
+        var words = [qemu] + qemuArguments(kernel: kernel, command: record.command, usesDisk: workload.usesDisk,
+                                           usesNetwork: workload.usesNetwork)
+        if workload.usesDisk { words += ["-drive", "file=DISK,format=raw,if=none,id=disk0", "-device", "virtio-blk-device,drive=disk0"] }
         return words.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
     }
 
@@ -58,7 +66,8 @@ public struct Machine: Sendable {
     public func boot(command: String, build: Build, workload: Workload, silence: TimeInterval? = nil)
         throws(CampaignError) -> (console: String, finished: Bool, diskDamage: String?) {
         guard let kernel = kernels[build] else { throw .missingKernel(build: build) }
-        var arguments = qemuArguments(kernel: kernel, command: command, usesDisk: workload.usesDisk)
+        var arguments = qemuArguments(kernel: kernel, command: command, usesDisk: workload.usesDisk,
+                                      usesNetwork: workload.usesNetwork)
         let timeout = self.timeout ?? workload.timeout
         guard workload.usesDisk else {
             let run = execute(qemu, arguments, timeout: timeout, silence: silence)

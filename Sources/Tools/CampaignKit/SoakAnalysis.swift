@@ -216,9 +216,7 @@ public enum SoakAnalysis {
 
     /// A client's report of trouble made when it saw the trouble (see the top of this file).
     static func isPromptClientReport(_ piece: String, workload: SoakWorkload) -> Bool {
-        if piece.hasPrefix("[kernel] timerclient (pid ") || piece.hasPrefix("[kernel] fstest (pid ") {
-            return piece.contains(") stopped: ")
-        }
+        if isClientCrash(piece) { return true }
         if let found = piece.range(of: "timerclient FAIL ") {
             let waits = ConsoleAnalysis.fields(of: String(piece[found.upperBound...]))["waits"]
             return waits.map { $0 < workload.timerWaits } ?? true
@@ -229,7 +227,14 @@ public enum SoakAnalysis {
     }
 
     /// The programs whose stops are a client's crash, not a server's.
-    static let clientPrograms: Set<String> = ["timerclient", "timertest", "fstest"]
+    static let clientPrograms: Set<String> = ["timerclient", "timertest", "fstest", "nettest", "httpd", "fetch"]
+
+    /// The kernel's report that a workload's client crashed (timertest itself only
+    /// counts its clients: its own stop leaves the boot without a verdict).
+    static func isClientCrash(_ piece: String) -> Bool {
+        ["timerclient", "fstest", "nettest", "httpd", "fetch"].contains { piece.hasPrefix("[kernel] \($0) (pid ") }
+            && piece.contains(") stopped: ")
+    }
 
     /// The server a "[kernel] NAME (pid ...) stopped:" line names, unless it names a client.
     static func stoppedServer(in piece: String) -> String? {
@@ -241,9 +246,7 @@ public enum SoakAnalysis {
 
     /// A client's report of a wrong answer, or the kernel's of a client's crash.
     static func isWrongAnswerReport(_ piece: String, workload: SoakWorkload) -> Bool {
-        if piece.hasPrefix("[kernel] timerclient (pid ") || piece.hasPrefix("[kernel] fstest (pid ") {
-            return piece.contains(") stopped: ")
-        }
+        if isClientCrash(piece) { return true }
         if let found = piece.range(of: "timerclient FAIL ") {
             // Ended early: at a refused call it was told of; else wrong expirations.
             let waits = ConsoleAnalysis.fields(of: String(piece[found.upperBound...]))["waits"]

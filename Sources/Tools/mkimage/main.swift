@@ -8,7 +8,7 @@
 //       what is printed is what the kernel will see.
 //
 //   --without-ssr NAME,...  builds the named servers without server state regions
-//       (no `ssr`, not restartable, a heap 16 x ssr KiB larger): the same binaries
+//       (no `ssr`, not restartable, a heap 160 x ssr KiB larger): the same binaries
 //       then keep their clients' state in their own memory, the baseline the
 //       benchmarks compare SSRs to.
 //   --restart-without-ssr   with --without-ssr: the named servers stay restartable,
@@ -114,10 +114,12 @@ func build(systemPath: String, elfDirectory: String, outputPath: String, list: B
             fail("--without-ssr: no program '\(name)' in \(systemPath)")
         }
         // The SSRServer runtime then keeps a table of every client's state, an entry per
-        // task slot (320), in the server's heap: room for it, from the budget the
-        // regions no longer take from the clients. A state is at most half its region
-        // (SSRFormat commits it in two copies), so 320 half regions always hold the
-        // table (the network server's 2 KiB states need 645 KiB of it).
+        // task slot (320), in the server's heap: room for it, from the budget the regions
+        // no longer take from the clients. A state fits twice in its region (SSRFormat
+        // commits two copies), so an entry takes at most half the region and 160 x ssr
+        // KiB always suffice. (16 x ssr did for the timer, whose 320 entries need some 46
+        // KiB, but not for net: its 2 KiB states need 645 KiB, and the 128 KiB it was
+        // given left its connections 517 KiB short of the SSR build's heap.)
         let tableKiB = 160 * system.programs[index].ssrKiB
         system.programs[index].heapKiB += tableKiB
         system.programs[index].memoryKiB += tableKiB
