@@ -81,6 +81,13 @@ enum PLIC {
         let bit = UInt32(1) << (irq % 32)
         let bits = mmio_read32(word)
         mmio_write32(word, enabled ? bits | bit : bits & ~bit)
+        // QEMU's PLIC looks at its sources again on a claim, a completion, a line that
+        // changes, a priority or threshold write, but not on an enable write: a device
+        // that raised its line while its source was masked (a frame arriving while the
+        // network server handled the last one) stayed unheard until some other device
+        // interrupted, seconds later or never. Rewriting the threshold makes it look.
+        // On a hardware PLIC, which evaluates continuously, the write changes nothing.
+        mmio_write32(threshold, 0)
     }
 
     static func claim() -> UInt32? {
