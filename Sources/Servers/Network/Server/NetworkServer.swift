@@ -77,6 +77,10 @@ enum NetworkTiming {
     static let arpRetry = System.ticksPerSecond / 1000 * 300
     static let arpGiveUp = System.ticksPerSecond
     static let pingTimeout = System.ticksPerSecond
+    /// How long each promise to a held client runs (`promiseHeldRequests`), and how
+    /// often the promises are renewed.
+    static let promiseLease = 5 * System.ticksPerSecond
+    static let promiseRenewal = System.ticksPerSecond
 }
 
 /// A receive the server holds until a datagram comes, or its deadline.
@@ -154,6 +158,8 @@ struct NetworkService: SSRService {
     var portHint: UInt16 = 0
     /// The deadline handed to `setTimer` (0: none).
     var armed: UInt64 = 0
+    /// When every held request was last promised again (`promiseHeldRequests`).
+    var promisesRenewedAt: UInt64 = 0
 
     init() {
         let settings = Self.configuredSettings()
@@ -266,11 +272,18 @@ struct NetworkService: SSRService {
         } catch {
             return .reply(error.rawValue)
         }
+        let outcome: SSROutcome
         do throws(NetworkError) {
-            return try perform(request, payload: payload, client: client, state: &state)
+            outcome = try perform(request, payload: payload, client: client, state: &state)
         } catch {
             return .reply(error.rawValue)
         }
+        let now = System.clock()
+        if case .deferred = outcome {
+            try? System.promiseReply(to: client, by: now &+ NetworkTiming.promiseLease)
+        }
+        renewPromisesIfDue(now: now)
+        return outcome
     }
 
     mutating func perform(_ request: NetworkRequest, payload: SSRPayload, client: TaskID,
@@ -567,7 +580,38 @@ struct NetworkService: SSRService {
             runDHCP(now: now)
         }
         takeLoopedFrames()
+        renewPromisesIfDue(now: System.clock())
         arm()
+    }
+
+    // MARK: Promises
+
+    /// The server promises (system.toml) the reply to every request it holds. A
+    /// request may be held for as long as its client waits for a connection, a byte
+    /// or a datagram, so the promise is a lease: each deferred request is promised for
+    /// `promiseLease`, and every request the tables say is held is promised again each
+    /// `promiseRenewal`. A request that a fault made us lose from the tables, while the
+    /// server runs on, is no longer renewed: its promise runs out, the kernel restarts
+    /// us, and the restarted server, handed the request again, serves it. (A campaign
+    /// found such a run: one download stalled for good after a register flip.)
+    var heldRequestsExist: Bool {
+        !receives.isEmpty || !pings.isEmpty || !polls.isEmpty || listeners.contains { $0.acceptHeld }
+            || connections.contains { $0.held != nil && $0.owner != nil }
+    }
+
+    mutating func renewPromisesIfDue(now: UInt64) {
+        guard now &- promisesRenewedAt >= NetworkTiming.promiseRenewal else { return }
+        promisesRenewedAt = now
+        let until = now &+ NetworkTiming.promiseLease
+        for receive in receives { try? System.promiseReply(to: TaskID(rawValue: receive.owner.client), by: until) }
+        for ping in pings { try? System.promiseReply(to: ping.client, by: until) }
+        for poll in polls { try? System.promiseReply(to: poll.client, by: until) }
+        for listener in listeners where listener.acceptHeld {
+            try? System.promiseReply(to: TaskID(rawValue: listener.owner.client), by: until)
+        }
+        for entry in connections where entry.held != nil {
+            if let owner = entry.owner { try? System.promiseReply(to: TaskID(rawValue: owner.client), by: until) }
+        }
     }
 
     /// After a reply went out: acknowledge the TCP bytes it delivered to the peer, and
@@ -762,10 +806,15 @@ struct NetworkService: SSRService {
         }
     }
 
-    /// Asks the kernel to wake us at the next ping deadline or ARP retry.
+    /// Asks the kernel to wake us at the next ping deadline, ARP retry, TCP or DHCP
+    /// timer, or renewal of promises.
     mutating func arm() {
         var wake: UInt64 = tcpNextDeadline ?? 0
         if let deadline = dhcp?.deadline, wake == 0 || deadline < wake { wake = deadline }
+        if heldRequestsExist {
+            let renewal = promisesRenewedAt &+ NetworkTiming.promiseRenewal
+            if wake == 0 || renewal < wake { wake = renewal }
+        }
         for ping in pings where wake == 0 || ping.deadline < wake { wake = ping.deadline }
         for waiting in waitingFrames {
             let retry = waiting.lastAsked &+ NetworkTiming.arpRetry
