@@ -98,29 +98,6 @@ struct FileSystemTest {
         return String(repeating: "0", count: 8 - digits.count) + digits
     }
 
-    static func sleep(ticks: UInt64) {
-        guard ticks > 0 else { return }
-        let bit = KernelNotification.timerBit
-        try? System.setTimer(deadline: System.clock() + ticks, bits: bit)
-        _ = try? IPC.receive(into: UnsafeMutableRawBufferPointer(start: nil, count: 0), notificationMask: bit)
-    }
-
-    static func spawn(_ program: String, _ arguments: String) throws(SyscallError) -> TaskID {
-        let name = bytes(program)
-        let text = bytes(arguments)
-        defer {
-            name.deallocate()
-            text.deallocate()
-        }
-        return try System.spawn(UnsafeRawBufferPointer(name), arguments: UnsafeRawBufferPointer(text))
-    }
-
-    static func restarts(of program: String) -> Int {
-        let found: TaskID? = withPath(program) { name in try? System.lookup(name) }
-        guard let found, let info = try? System.taskInfo(slot: found.index) else { return 0 }
-        return Int(info.restarts)
-    }
-
     // MARK: ops
 
     /// The bytes of the `ops` files (the integration test computes the same).
@@ -444,13 +421,13 @@ struct FileSystemTest {
             }
         }
         let every = schedule.every
-        let restartsBefore = (fs: restarts(of: "fs"), storage: restarts(of: "storage"))
+        let restartsBefore = (fs: System.restarts(of: "fs"), storage: System.restarts(of: "storage"))
         var children = [TaskID]()
         // The clients keep going until the last fault has struck, and a little after.
         let until = System.clock() + UInt64(faultsPerServer.fs + faultsPerServer.storage + 2) * every
         for id in 0..<clients {
             do throws(SyscallError) {
-                children.append(try spawn("fstest", "stream \(id) \(rounds) \(until)"))
+                children.append(try System.spawn("fstest", arguments: "stream \(id) \(rounds) \(until)"))
             } catch {
                 print("fstest: cannot start a client: " + String(error.name))
                 return 3
@@ -460,7 +437,7 @@ struct FileSystemTest {
         var flipsIntoFileSystemRegions = 0
         let total = faultsPerServer.fs + faultsPerServer.storage
         for number in 0..<total {
-            sleep(ticks: every)
+            System.sleep(ticks: every)
             // Alternate the servers; walk the fault kinds for each.
             let intoStorage = number % 2 == 1 && number / 2 < faultsPerServer.storage || number / 2 >= faultsPerServer.fs
             let target = intoStorage ? "storage" : "fs"
@@ -483,7 +460,7 @@ struct FileSystemTest {
             default: tally.crashed += 1
             }
         }
-        let restarted = (fs: restarts(of: "fs") - restartsBefore.fs, storage: restarts(of: "storage") - restartsBefore.storage)
+        let restarted = (fs: System.restarts(of: "fs") - restartsBefore.fs, storage: System.restarts(of: "storage") - restartsBefore.storage)
         // A client may lose its state only to a bit flip in its own region (each flip
         // hits the region of the client being served, if any).
         let passed = tally.ok + tally.lost == clients && tally.lost <= flipsIntoFileSystemRegions
@@ -506,14 +483,14 @@ struct FileSystemTest {
         do throws(SyscallError) {
             // Margins in real time, generous for a busy host: the holder must have its
             // lock before the waiter asks, and still hold it when fs is crashed.
-            holder = try spawn("fstest", "lockhold " + path + " \(ticksPerSecond)")
-            sleep(ticks: ticksPerSecond / 4)
-            waiter = try spawn("fstest", "lockwait " + path)
+            holder = try System.spawn("fstest", arguments: "lockhold " + path + " \(ticksPerSecond)")
+            System.sleep(ticks: ticksPerSecond / 4)
+            waiter = try System.spawn("fstest", arguments: "lockwait " + path)
         } catch {
             print("fstest: cannot start the lock clients: " + String(error.name))
             return 3
         }
-        sleep(ticks: ticksPerSecond / 10)
+        System.sleep(ticks: ticksPerSecond / 10)
         let injected: SyscallError? = withPath("fs") { name in
             do throws(SyscallError) {
                 try System.injectFault(into: name, kind: .illegalInstruction, trigger: .nextRequest, argument: 0, aim: 0)
@@ -543,7 +520,7 @@ struct FileSystemTest {
         let holderStatus = try? System.wait(holder)
         let waiterStatus = try? System.wait(waiter)
         let passed = probe == .wouldBlock && holderStatus == .exited(code: 0) && waiterStatus == .exited(code: 0)
-            && restarts(of: "fs") > 0
+            && System.restarts(of: "fs") > 0
         print("fstest locks " + (passed ? "ok" : "FAIL"))
         return passed ? 0 : 1
     }
@@ -558,7 +535,7 @@ struct FileSystemTest {
             let first = try FileSystem.read(file, into: buffer)
             var before = CRC32()
             before.update(UnsafeRawBufferPointer(rebasing: buffer[0..<first]))
-            sleep(ticks: holdTicks)
+            System.sleep(ticks: holdTicks)
             // The server restarted meanwhile: the handle's offset must still be `first`.
             let second = try FileSystem.read(file, into: buffer)
             let position = try FileSystem.seek(file, to: 0, from: .current)

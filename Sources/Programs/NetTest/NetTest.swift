@@ -74,40 +74,6 @@ struct NetTest {
         UInt8(truncatingIfNeeded: (UInt64(offset) &* 0x9E37_79B1 ^ UInt64(offset) >> 12 &* 0x85EB_CA77) >> 11)
     }
 
-    // MARK: Helpers
-
-    /// A string's UTF-8 in a buffer of its own (deallocate it).
-    static func bytes(_ text: String) -> UnsafeMutableRawBufferPointer {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(text.utf8.count, 1), alignment: 1)
-        for (index, byte) in text.utf8.enumerated() { buffer[index] = byte }
-        return UnsafeMutableRawBufferPointer(rebasing: buffer[0..<text.utf8.count])
-    }
-
-    static func withText<R, E: Error>(_ text: String, _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
-        let buffer = bytes(text)
-        defer { buffer.deallocate() }
-        return try body(UnsafeRawBufferPointer(buffer))
-    }
-
-    static func sleep(ticks: UInt64) {
-        guard ticks > 0 else { return }
-        let bit = KernelNotification.timerBit
-        try? System.setTimer(deadline: System.clock() + ticks, bits: bit)
-        _ = try? IPC.receive(into: UnsafeMutableRawBufferPointer(start: nil, count: 0), notificationMask: bit)
-    }
-
-    static func spawn(_ program: String, _ arguments: String) throws(SyscallError) -> TaskID {
-        try withText(program) { name throws(SyscallError) in
-            try withText(arguments) { text throws(SyscallError) in try System.spawn(name, arguments: text) }
-        }
-    }
-
-    static func restarts(of program: String) -> Int {
-        let found: TaskID? = withText(program) { name in try? System.lookup(name) }
-        guard let found, let info = try? System.taskInfo(slot: found.index) else { return 0 }
-        return Int(info.restarts)
-    }
-
     // MARK: stream
 
     enum StreamFailure: Error {
@@ -145,14 +111,14 @@ struct NetTest {
     /// One round: a fresh copy by fetch, checked against the pattern.
     static func download(to copy: String, buffer: UnsafeMutableRawBufferPointer) throws(StreamFailure) {
         // An old copy must not pass for a new one.
-        let removed: FileSystemError? = withText(copy) { path in
+        let removed: FileSystemError? = withUTF8Bytes(copy) { path in
             do throws(FileSystemError) { try FileSystem.unlink(path) } catch { return error }
             return nil
         }
         if let removed, removed != .noSuchFile { throw .told(copy + ": " + String(removed.name)) }
         let fetch: TaskID
         do throws(SyscallError) {
-            fetch = try spawn("fetch", "http://10.0.2.15" + sourcePath + " " + copy)
+            fetch = try System.spawn("fetch", arguments: "http://10.0.2.15" + sourcePath + " " + copy)
         } catch {
             throw .told("cannot start fetch: " + String(error.name))
         }
@@ -164,7 +130,7 @@ struct NetTest {
         }
         let file: FileHandle
         do throws(FileSystemError) {
-            file = try withText(copy) { path throws(FileSystemError) in try FileSystem.open(path, .read) }
+            file = try withUTF8Bytes(copy) { path throws(FileSystemError) in try FileSystem.open(path, .read) }
         } catch {
             throw .told(copy + ": " + String(error.name))
         }
@@ -198,21 +164,21 @@ struct NetTest {
             print("nettest: " + sourcePath + ": " + String(failure.name))
             return 3
         }
-        let restartsBefore = restarts(of: "net")
+        let restartsBefore = System.restarts(of: "net")
         do throws(SyscallError) {
-            _ = try spawn("httpd", "80 quiet")
+            _ = try System.spawn("httpd", arguments: "80 quiet")
         } catch {
             print("nettest: cannot start httpd: " + String(error.name))
             return 3
         }
         // httpd listens before its first poll; a client's first connect must find it.
-        sleep(ticks: System.ticksPerSecond / 10)
+        System.sleep(ticks: System.ticksPerSecond / 10)
         var children = [TaskID]()
         // The clients keep going until the last fault has struck, and a little after.
         let until = System.clock() + UInt64(faults + 2) * every
         for id in 0..<clients {
             do throws(SyscallError) {
-                children.append(try spawn("nettest", "stream \(id) \(rounds) \(until)"))
+                children.append(try System.spawn("nettest", arguments: "stream \(id) \(rounds) \(until)"))
             } catch {
                 print("nettest: cannot start a client: " + String(error.name))
                 return 3
@@ -220,7 +186,7 @@ struct NetTest {
         }
         var armed = 0
         for number in 0..<faults {
-            sleep(ticks: every)
+            System.sleep(ticks: every)
             let kind = schedule.kind(turn: number)
             do throws(SyscallError) {
                 try schedule.arm(number, kind: kind, into: "net")
@@ -241,7 +207,7 @@ struct NetTest {
         let passed = tally.ok == clients
         print("nettest stress " + (passed ? "ok" : "FAIL") + " clients=\(clients) ok=\(tally.ok) failed=\(tally.failed)"
               + " error=\(tally.error) crashed=\(tally.crashed) armed=\(armed)"
-              + " restarts net=\(restarts(of: "net") - restartsBefore)")
+              + " restarts net=\(System.restarts(of: "net") - restartsBefore)")
         return passed ? 0 : 1
     }
 
@@ -250,7 +216,7 @@ struct NetTest {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: pieceBytes, alignment: 8)
         defer { buffer.deallocate() }
         do throws(FileSystemError) {
-            let file = try withText(sourcePath) { path throws(FileSystemError) in
+            let file = try withUTF8Bytes(sourcePath) { path throws(FileSystemError) in
                 try FileSystem.open(path, [.write, .create, .truncate])
             }
             defer { try? FileSystem.close(file) }

@@ -94,7 +94,7 @@ struct Shell {
     /// on port 80, which `make run` forwards from 127.0.0.1 (scripts start what they
     /// need themselves, and measure a machine without it).
     static func startServices() {
-        guard (try? spawn("httpd", arguments: "80 quiet")) != nil else { return }
+        guard (try? System.spawn("httpd", arguments: "80 quiet")) != nil else { return }
         print("httpd: serving the disk over HTTP on port 80")
     }
 
@@ -425,7 +425,7 @@ struct Shell {
         }
         let child: TaskID
         do throws(SyscallError) {
-            child = try spawn(program, arguments: rest.joined(separator: " "))
+            child = try System.spawn(program, arguments: rest.joined(separator: " "))
         } catch {
             complain("run " + program + ": " + describe(error))
             return 1
@@ -599,7 +599,7 @@ struct Shell {
         let before = System.memoryInfo().freePages
         for iteration in 0..<count {
             do throws(SyscallError) {
-                let child = try spawn(program, arguments: programArguments)
+                let child = try System.spawn(program, arguments: programArguments)
                 _ = try System.wait(child)
             } catch {
                 complain("spawntest: iteration \(iteration): \(describe(error))")
@@ -609,17 +609,6 @@ struct Shell {
         let after = System.memoryInfo().freePages
         print("spawntest: \(count) cycles, free pages before \(before), after \(after)")
         return before == after ? 0 : 1
-    }
-
-    static func spawn(_ program: String, arguments: String) throws(SyscallError) -> TaskID {
-        let name = Array(program.utf8)
-        let text = Array(arguments.utf8)
-        let result: Result<TaskID, SyscallError> = name.withUnsafeBytes { nameBytes in
-            text.withUnsafeBytes { argumentBytes in
-                Result { () throws(SyscallError) in try System.spawn(nameBytes, arguments: argumentBytes) }
-            }
-        }
-        return try result.get()
     }
 
     static func name(_ info: TaskInfo) -> String {

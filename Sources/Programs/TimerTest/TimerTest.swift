@@ -50,12 +50,12 @@ struct TimerTest {
                   + " [target=NAME] [aim=N] [seed=S] [persistent] [mixed]")
             System.exit(2)
         }
-        let restartsBefore = restarts(of: plan.target)
+        let restartsBefore = System.restarts(of: plan.target)
         var children: [TaskID] = []
         let arguments = "\(plan.period) \(plan.waits)" + (plan.mixed ? " 600000 mixed" : "")
         for _ in 0..<plan.clients {
             do throws(SyscallError) {
-                children.append(try spawn("timerclient", arguments: arguments))
+                children.append(try System.spawn("timerclient", arguments: arguments))
             } catch {
                 print("timertest: cannot start timerclient: " + String(error.name))
                 break
@@ -65,7 +65,7 @@ struct TimerTest {
         var injected = 0
         if let fault = plan.fault {
             for number in 0..<plan.faults {
-                if number > 0 { sleep(ticks: plan.every) }
+                if number > 0 { System.sleep(ticks: plan.every) }
                 do throws(SyscallError) {
                     try inject(plan.target, kind: fault, persistent: plan.persistent, trigger: plan.trigger,
                                argument: plan.argument, aim: plan.aim, seed: plan.seed(ofInjection: number))
@@ -104,7 +104,7 @@ struct TimerTest {
             }
             print("timertest client \(index) pid \(child.index): " + verdict)
         }
-        let restartCount = restarts(of: plan.target) - restartsBefore
+        let restartCount = System.restarts(of: plan.target) - restartsBefore
         let passed = tally.ok == plan.clients
         print("timertest " + (passed ? "ok" : "FAIL") + " clients=\(plan.clients) ok=\(tally.ok) fail=\(tally.fail) lost=\(tally.lost) error=\(tally.error) crashed=\(tally.crashed) armed=\(injected) restarts=\(restartCount)")
         System.exit(passed ? 0 : 1)
@@ -118,13 +118,6 @@ struct TimerTest {
         var crashed = 0
     }
 
-    /// The restart count of the running instance of `name` (0 if it is not running).
-    static func restarts(of name: String) -> Int {
-        let found: TaskID? = withBytes(name) { bytes in try? System.lookup(bytes) }
-        guard let found, let info = try? System.taskInfo(slot: found.index) else { return 0 }
-        return Int(info.restarts)
-    }
-
     static func inject(_ name: String, kind: FaultKind, persistent: Bool, trigger: FaultTrigger, argument: UInt,
                        aim: UInt, seed: UInt) throws(SyscallError) {
         let result: Result<Void, SyscallError> = withBytes(name) { bytes in
@@ -136,28 +129,11 @@ struct TimerTest {
         try result.get()
     }
 
-    static func spawn(_ program: String, arguments: String) throws(SyscallError) -> TaskID {
-        let result: Result<TaskID, SyscallError> = withBytes(program) { name in
-            withBytes(arguments) { text in
-                Result { () throws(SyscallError) in try System.spawn(name, arguments: text) }
-            }
-        }
-        return try result.get()
-    }
-
     static func withBytes<R>(_ text: String, _ body: (UnsafeRawBufferPointer) -> R) -> R {
         let bytes = Array(text.utf8)
         return bytes.withUnsafeBytes { body($0) }
     }
 
-    /// Blocks for `ticks` on the kernel's timer (not the timer server, which may be
-    /// the one being crashed).
-    static func sleep(ticks: UInt64) {
-        guard ticks > 0 else { return }
-        let bit = KernelNotification.timerBit
-        try? System.setTimer(deadline: System.clock() + ticks, bits: bit)
-        _ = try? IPC.receive(into: UnsafeMutableRawBufferPointer(start: nil, count: 0), notificationMask: bit)
-    }
 }
 
 struct Plan {

@@ -7,3 +7,39 @@ extension String {
                       as: UTF8.self)
     }
 }
+
+/// `text`'s UTF-8 as the raw bytes the system calls take (a name, a path, arguments),
+/// valid during `body`.
+public func withUTF8Bytes<R, E: Error>(_ text: String, _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+    let count = text.utf8.count
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 1)
+    defer { buffer.deallocate() }
+    for (index, byte) in text.utf8.enumerated() { buffer[index] = byte }
+    return try body(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+}
+
+// The system calls the test and workload programs make by name, with Strings.
+extension System {
+    /// Starts `program` with `arguments`.
+    public static func spawn(_ program: String, arguments: String) throws(SyscallError) -> TaskID {
+        try withUTF8Bytes(program) { name throws(SyscallError) in
+            try withUTF8Bytes(arguments) { text throws(SyscallError) in try spawn(name, arguments: text) }
+        }
+    }
+
+    /// The restart count of the running instance of `program` (0 if none runs).
+    public static func restarts(of program: String) -> Int {
+        let found: TaskID? = withUTF8Bytes(program) { name in try? lookup(name) }
+        guard let found, let info = try? taskInfo(slot: found.index) else { return 0 }
+        return Int(info.restarts)
+    }
+
+    /// Blocks for `ticks` on the kernel's timer (not the timer server, which may be the
+    /// server being faulted); a message that comes first ends the wait early.
+    public static func sleep(ticks: UInt64) {
+        guard ticks > 0 else { return }
+        let bit = KernelNotification.timerBit
+        try? setTimer(deadline: clock() + ticks, bits: bit)
+        _ = try? IPC.receive(into: UnsafeMutableRawBufferPointer(start: nil, count: 0), notificationMask: bit)
+    }
+}
