@@ -77,19 +77,19 @@ struct FileSystemBench {
         prepare()
         var samples = Samples()
         for _ in 0..<runs {
-            samples.write.append(perUnit(phase("write") { () throws(FileSystemError) in try writeSequential(piece) },
+            samples.write.append(BenchReport.perUnit(phase("write") { () throws(FileSystemError) in try writeSequential(piece) },
                                          units: sequentialPieces * pieceBytes / 1024))
-            samples.read.append(perUnit(phase("read") { () throws(FileSystemError) in try readSequential(piece) },
+            samples.read.append(BenchReport.perUnit(phase("read") { () throws(FileSystemError) in try readSequential(piece) },
                                         units: sequentialPieces * pieceBytes / 1024))
-            samples.create.append(perUnit(phase("create") { () throws(FileSystemError) in try createSmall(piece) },
+            samples.create.append(BenchReport.perUnit(phase("create") { () throws(FileSystemError) in try createSmall(piece) },
                                           units: smallFiles))
-            samples.delete.append(perUnit(phase("delete") { () throws(FileSystemError) in try deleteSmall() },
+            samples.delete.append(BenchReport.perUnit(phase("delete") { () throws(FileSystemError) in try deleteSmall() },
                                           units: smallFiles))
         }
-        report("fs-write", samples.write, unit: "KiB")
-        report("fs-read", samples.read, unit: "KiB")
-        report("fs-create", samples.create, unit: "file")
-        report("fs-delete", samples.delete, unit: "file")
+        print(BenchReport.line("fs-write", samples.write, unit: "KiB"))
+        print(BenchReport.line("fs-read", samples.read, unit: "KiB"))
+        print(BenchReport.line("fs-create", samples.create, unit: "file"))
+        print(BenchReport.line("fs-delete", samples.delete, unit: "file"))
         cleanUp()
     }
 
@@ -103,10 +103,6 @@ struct FileSystemBench {
             print("fsbench: \(String(name)): \(String(error.name))")
             System.exit(1)
         }
-    }
-
-    static func perUnit(_ instructions: UInt64, units: Int) -> UInt64 {
-        (instructions + UInt64(units) / 2) / UInt64(units)
     }
 
     /// Creates the file afresh (the previous run's copy is unlinked first, so every
@@ -187,15 +183,6 @@ struct FileSystemBench {
             print("fsbench: clean up: \(String(error.name))")
             System.exit(1)
         }
-    }
-
-    // MARK: Reporting
-
-    /// `bench NAME median=N p10=N p90=N min=N max=N iterations=N unit=U`, per unit.
-    static func report(_ name: StaticString, _ values: [UInt64], unit: StaticString) {
-        let sorted = values.sorted()
-        let count = sorted.count
-        print("bench \(String(name)) median=\(sorted[count / 2]) p10=\(sorted[count / 10]) p90=\(sorted[count * 9 / 10]) min=\(sorted[0]) max=\(sorted[count - 1]) iterations=\(count) unit=\(String(unit))")
     }
 }
 

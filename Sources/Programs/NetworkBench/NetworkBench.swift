@@ -89,22 +89,22 @@ struct NetworkBench {
         var hostSend: [UInt64] = [], hostConnect: [UInt64] = []
         for run in 0..<runs {
             if run > 0 { pause(pauseBetweenRuns) }
-            loopbackSend.append(perUnit(phase("net-loopback") { () throws(NetworkError) in
+            loopbackSend.append(BenchReport.perUnit(phase("net-loopback") { () throws(NetworkError) in
                 try send(pieces: transferPieces, to: loopback, piece) }, units: transferPieces * pieceBytes / 1024))
-            loopbackConnect.append(perUnit(phase("net-loopback-connect") { () throws(NetworkError) in
+            loopbackConnect.append(BenchReport.perUnit(phase("net-loopback-connect") { () throws(NetworkError) in
                 try connectAndClose(connections, to: loopback) }, units: connections))
             if let remote {
-                hostSend.append(perUnit(phase("net-host") { () throws(NetworkError) in
+                hostSend.append(BenchReport.perUnit(phase("net-host") { () throws(NetworkError) in
                     try send(pieces: transferPieces, to: remote, piece) }, units: transferPieces * pieceBytes / 1024))
-                hostConnect.append(perUnit(phase("net-host-connect") { () throws(NetworkError) in
+                hostConnect.append(BenchReport.perUnit(phase("net-host-connect") { () throws(NetworkError) in
                     try connectAndClose(connections, to: remote) }, units: connections))
             }
         }
-        report("net-loopback", loopbackSend, unit: "KiB")
-        report("net-loopback-connect", loopbackConnect, unit: "connection")
+        print(BenchReport.line("net-loopback", loopbackSend, unit: "KiB"))
+        print(BenchReport.line("net-loopback-connect", loopbackConnect, unit: "connection"))
         if remote != nil {
-            report("net-host", hostSend, unit: "KiB")
-            report("net-host-connect", hostConnect, unit: "connection")
+            print(BenchReport.line("net-host", hostSend, unit: "KiB"))
+            print(BenchReport.line("net-host-connect", hostConnect, unit: "connection"))
         }
         System.exit(0)
     }
@@ -166,10 +166,6 @@ struct NetworkBench {
         }
     }
 
-    static func perUnit(_ instructions: UInt64, units: Int) -> UInt64 {
-        (instructions + UInt64(units) / 2) / UInt64(units)
-    }
-
     /// Connects outside the bracket, brackets the sends, closes outside it.
     static func send(pieces: Int, to destination: Endpoint, _ piece: UnsafeMutableRawBufferPointer)
         throws(NetworkError) -> UInt64 {
@@ -212,14 +208,5 @@ struct NetworkBench {
     /// Waits `milliseconds`: a poll for no socket answers at its timeout.
     static func pause(_ milliseconds: UInt) {
         _ = try? Network.poll(PollInterest(), timeoutMilliseconds: milliseconds)
-    }
-
-    // MARK: Reporting
-
-    /// `bench NAME median=N p10=N p90=N min=N max=N iterations=N unit=U`, per unit.
-    static func report(_ name: StaticString, _ values: [UInt64], unit: StaticString) {
-        let sorted = values.sorted()
-        let count = sorted.count
-        print("bench \(String(name)) median=\(sorted[count / 2]) p10=\(sorted[count / 10]) p90=\(sorted[count * 9 / 10]) min=\(sorted[0]) max=\(sorted[count - 1]) iterations=\(count) unit=\(String(unit))")
     }
 }

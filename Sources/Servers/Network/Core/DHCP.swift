@@ -79,11 +79,11 @@ public enum DHCPMessage {
         buffer[0] = 1                                   // BOOTREQUEST
         buffer[1] = 1                                   // Ethernet
         buffer[2] = 6                                   // its address length
-        store32(transaction, in: buffer, at: 4)
-        store16(0x8000, in: buffer, at: 10)             // answer by broadcast
-        store32(client.rawValue, in: buffer, at: 12)
-        for index in 0..<6 { buffer[28 + index] = UInt8(truncatingIfNeeded: mac.rawValue >> UInt64(8 * (5 - index))) }
-        store32(magicCookie, in: buffer, at: fixedBytes)
+        buffer.setUInt32(transaction, at: 4)
+        buffer.setUInt16(0x8000, at: 10)                // answer by broadcast
+        buffer.setIPv4Address(client, at: 12)
+        buffer.setMACAddress(mac, at: 28)
+        buffer.setUInt32(magicCookie, at: fixedBytes)
         var position = fixedBytes + 4
         func option(_ code: UInt8, _ bytes: [UInt8]) {
             buffer[position] = code
@@ -91,13 +91,15 @@ public enum DHCPMessage {
             for (index, byte) in bytes.enumerated() { buffer[position + 2 + index] = byte }
             position += 2 + bytes.count
         }
-        func address(_ value: IPv4Address) -> [UInt8] {
-            [UInt8(value.rawValue >> 24), UInt8(value.rawValue >> 16 & 0xFF), UInt8(value.rawValue >> 8 & 0xFF),
-             UInt8(value.rawValue & 0xFF)]
+        func option(_ code: UInt8, _ address: IPv4Address) {
+            buffer[position] = code
+            buffer[position + 1] = 4
+            buffer.setIPv4Address(address, at: position + 2)
+            position += 6
         }
         option(53, [type.rawValue])
-        if let requested { option(50, address(requested)) }
-        if let server { option(54, address(server)) }
+        if let requested { option(50, requested) }
+        if let server { option(54, server) }
         option(55, [1, 3, 6, 51])                       // mask, router, DNS, lease time
         buffer[position] = 255
         return minimumBytes
@@ -107,10 +109,8 @@ public enum DHCPMessage {
     /// `mac` of a type a client acts on (OFFER, ACK, NAK), else nil.
     public static func parse(_ bytes: UnsafeRawBufferPointer, transaction: UInt32, mac: MACAddress) -> DHCPReply? {
         guard bytes.count >= fixedBytes + 4, bytes[0] == 2, bytes[1] == 1, bytes[2] == 6,
-              load32(bytes, at: 4) == transaction, load32(bytes, at: fixedBytes) == magicCookie else { return nil }
-        for index in 0..<6 where bytes[28 + index] != UInt8(truncatingIfNeeded: mac.rawValue >> UInt64(8 * (5 - index))) {
-            return nil
-        }
+              bytes.uint32(at: 4) == transaction, bytes.uint32(at: fixedBytes) == magicCookie,
+              bytes.macAddress(at: 28) == mac else { return nil }
         var type: DHCPMessageType?
         var mask: UInt32?, router: IPv4Address?, dns: IPv4Address?, server: IPv4Address?, seconds: UInt32?
         var position = fixedBytes + 4
@@ -129,18 +129,17 @@ public enum DHCPMessage {
                 type = value
             case 1:
                 guard length == 4 else { return nil }
-                mask = load32(bytes, at: data)
+                mask = bytes.uint32(at: data)
             case 3, 6:
                 // Lists of addresses: the first is the one used.
                 guard length >= 4, length % 4 == 0 else { return nil }
-                if code == 3 { router = IPv4Address(rawValue: load32(bytes, at: data)) }
-                else { dns = IPv4Address(rawValue: load32(bytes, at: data)) }
+                if code == 3 { router = bytes.ipv4Address(at: data) } else { dns = bytes.ipv4Address(at: data) }
             case 54:
                 guard length == 4 else { return nil }
-                server = IPv4Address(rawValue: load32(bytes, at: data))
+                server = bytes.ipv4Address(at: data)
             case 51:
                 guard length == 4 else { return nil }
-                seconds = load32(bytes, at: data)
+                seconds = bytes.uint32(at: data)
             default:
                 break
             }
@@ -151,7 +150,7 @@ public enum DHCPMessage {
         case .negativeAcknowledgment:
             return DHCPReply(type: type, lease: nil)
         case .offer, .acknowledgment:
-            let address = IPv4Address(rawValue: load32(bytes, at: 16))
+            let address = bytes.ipv4Address(at: 16)
             guard let mask, let prefixLength = prefixLength(ofMask: mask), let server else { return nil }
             let settings: InterfaceSettings
             do throws(InterfaceSettingsError) {
@@ -171,21 +170,6 @@ public enum DHCPMessage {
     static func prefixLength(ofMask mask: UInt32) -> Int? {
         let length = (~mask).leadingZeroBitCount
         return length < 32 && mask == UInt32.max << UInt32(32 - length) ? length : nil
-    }
-
-    static func store16(_ value: UInt16, in buffer: UnsafeMutableRawBufferPointer, at offset: Int) {
-        buffer[offset] = UInt8(value >> 8)
-        buffer[offset + 1] = UInt8(value & 0xFF)
-    }
-
-    static func store32(_ value: UInt32, in buffer: UnsafeMutableRawBufferPointer, at offset: Int) {
-        store16(UInt16(value >> 16), in: buffer, at: offset)
-        store16(UInt16(value & 0xFFFF), in: buffer, at: offset + 2)
-    }
-
-    static func load32(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt32 {
-        UInt32(bytes[offset]) << 24 | UInt32(bytes[offset + 1]) << 16 | UInt32(bytes[offset + 2]) << 8
-            | UInt32(bytes[offset + 3])
     }
 }
 

@@ -77,7 +77,7 @@ enum NetworkTiming {
     static let arpRetry = System.ticksPerSecond / 1000 * 300
     static let arpGiveUp = System.ticksPerSecond
     static let pingTimeout = System.ticksPerSecond
-    /// How long each promise to a held client runs (`promiseHeldRequests`), and how
+    /// How long each promise to a held client runs (`renewPromisesIfDue`), and how
     /// often the promises are renewed.
     static let promiseLease = 5 * System.ticksPerSecond
     static let promiseRenewal = System.ticksPerSecond
@@ -158,14 +158,13 @@ struct NetworkService: SSRService {
     var portHint: UInt16 = 0
     /// The deadline handed to `setTimer` (0: none).
     var armed: UInt64 = 0
-    /// When every held request was last promised again (`promiseHeldRequests`).
+    /// When every held request was last promised again (`renewPromisesIfDue`).
     var promisesRenewedAt: UInt64 = 0
 
     init() {
         let settings = Self.configuredSettings()
-        interface = Interface(mac: .zero, address: settings?.address ?? .any, prefixLength: settings?.prefixLength ?? 0,
-                              gateway: settings?.gateway ?? .any)
-        dnsServer = settings?.dnsServer ?? .any
+        interface = Interface(mac: .zero, address: .any, prefixLength: 0, gateway: .any)
+        dnsServer = .any
         portHint = UInt16(truncatingIfNeeded: System.clock())
         sequenceSecret = System.clock() &* 0x9E37_79B9_7F4A_7C15
         tcpConfiguration.ticksPerSecond = System.ticksPerSecond
@@ -174,6 +173,7 @@ struct NetworkService: SSRService {
         // Without a device every request that needs one is answered `noDevice`, which
         // ifconfig turns into the QEMU options that give one.
         if let driver { interface.mac = MACAddress(rawValue: driver.mac) }
+        configure(settings)
         if settings == nil && driver != nil {
             dhcp = DHCPClient(transaction: UInt32(truncatingIfNeeded: sequenceSecret >> 16), now: System.clock(),
                               ticksPerSecond: System.ticksPerSecond)
@@ -762,6 +762,15 @@ struct NetworkService: SSRService {
 
     // MARK: DHCP
 
+    /// Takes `settings` as the interface's addresses; nil: none (no lease yet, or
+    /// none any more).
+    mutating func configure(_ settings: InterfaceSettings?) {
+        interface.address = settings?.address ?? .any
+        interface.prefixLength = settings?.prefixLength ?? 0
+        interface.gateway = settings?.gateway ?? .any
+        dnsServer = settings?.dnsServer ?? .any
+    }
+
     /// A DHCP server's answer: taken in by the client, and a lease it grants becomes
     /// the interface's addresses.
     mutating func leaseArrived(_ payload: UnsafeRawBufferPointer, now: UInt64) {
@@ -772,10 +781,7 @@ struct NetworkService: SSRService {
         }
         let granted = dhcp!.received(reply, now: now)
         if let lease = granted {
-            interface.address = lease.settings.address
-            interface.prefixLength = lease.settings.prefixLength
-            interface.gateway = lease.settings.gateway
-            dnsServer = lease.settings.dnsServer
+            configure(lease.settings)
         }
         runDHCP(now: now)
     }
@@ -786,9 +792,7 @@ struct NetworkService: SSRService {
         let hadLease = dhcp!.lease != nil
         guard let message = dhcp!.timerFired(now: now) else { return }
         if hadLease && dhcp!.lease == nil {
-            interface.address = .any
-            interface.prefixLength = 0
-            interface.gateway = .any
+            configure(nil)
         }
         let mac = interface.mac
         let interface = interface
