@@ -70,9 +70,16 @@ public func fuzzSSRFormat(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 
     // Whatever the region holds now, a commit over a restored or fresh one must read back.
     if case .corrupt = format.check(lastCompleted: lastCompleted) { return 0 }
-    let state = State(words: (1, 2, 3, 4, 5, 6, 7, 8, lastCompleted))
+    // A hint of how much of the state can be non-zero, right or wrong: a commit
+    // stores the prefix, or everything when the hint is wrong, and reads back whole.
+    let hint = Int(input.integer(UInt8.self)) - 16
+    let used = Int(input.integer(UInt8.self)) % 10
+    var state = State(words: (0, 0, 0, 0, 0, 0, 0, 0, 0))
+    withUnsafeMutableBytes(of: &state.words) { words in
+        for index in 0..<used { words.storeBytes(of: UInt64(index) &+ lastCompleted | 1, toByteOffset: 8 * index, as: UInt64.self) }
+    }
     let reply = SSRReply(code: 3, word0: 4, word1: 5)
-    format.commit(state: state, requestID: lastCompleted &+ 1, reply: reply)
+    format.commit(state: state, significantBytes: hint, requestID: lastCompleted &+ 1, reply: reply)
     guard let committed = load(format) else { preconditionFailure("a commit that does not read back") }
     precondition(committed.state == state && committed.requestID == lastCompleted &+ 1 && committed.reply == reply,
                  "a commit reads back different")

@@ -190,6 +190,38 @@ import Testing
         #expect(MemoryLayout<SocketRecord>.offset(of: \.receiveTimeout) == 56)
         #expect(MemoryLayout<SocketRecord>.offset(of: \.sendTimeout) == 60)
         #expect(MemoryLayout<NetworkClientState>.size == 2056)
-        #expect(MemoryLayout<NetworkClientState>.offset(of: \.nextGeneration) == 2048)
+        #expect(MemoryLayout<NetworkClientState>.offset(of: \.nextGeneration) == 0)
+        #expect(MemoryLayout<NetworkClientState>.offset(of: \.sockets) == NetworkClientState.socketsOffset)
+    }
+
+    /// Only the sockets up to the last one in use are stored in the SSR; the rest of
+    /// the state is zero, which the format checks and which this relies on.
+    @Test func theSignificantBytesEndWithTheLastSocketInUse() throws {
+        var state = NetworkClientState.initial
+        #expect(withUnsafePointer(to: state) { NetworkClientState.significantBytes(of: $0) } == 8)
+        let first = try state.open(.udp)
+        let second = try state.open(.tcp)
+        #expect(withUnsafePointer(to: state) { NetworkClientState.significantBytes(of: $0) } == 8 + 2 * 64)
+        state.close(slot: first.slot)
+        #expect(withUnsafePointer(to: state) { NetworkClientState.significantBytes(of: $0) } == 8 + 2 * 64, "slot 1 is still in use")
+        state.close(slot: second.slot)
+        #expect(withUnsafePointer(to: state) { NetworkClientState.significantBytes(of: $0) } == 8)
+        for _ in 0..<NetworkLimits.socketsPerClient { _ = try state.open(.udp) }
+        #expect(withUnsafePointer(to: state) { NetworkClientState.significantBytes(of: $0) } == MemoryLayout<NetworkClientState>.size)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8192, alignment: 4096)
+        defer { buffer.deallocate() }
+        buffer.initializeMemory(as: UInt8.self, repeating: 0)
+        let format = SSRFormat<NetworkClientState, SSRMemory>(storage: SSRMemory(buffer), layoutVersion: 2, owner: 3)
+        var one = NetworkClientState.initial
+        _ = try one.open(.tcp)
+        format.commit(state: one, significantBytes: withUnsafePointer(to: one) { NetworkClientState.significantBytes(of: $0) }, requestID: 1,
+                      reply: SSRReply())
+        guard case .committed(let commit) = format.loadCommit() else {
+            Issue.record("the commit did not load")
+            return
+        }
+        #expect(commit.storedStateBytes == 72)
+        #expect(NetworkClientState.isConsistent(format.state(of: commit)))
+        #expect(format.state(of: commit).sockets[0] == one.sockets[0] && format.state(of: commit).nextGeneration == 2)
     }
 }

@@ -181,8 +181,8 @@ extension SSRRestorePoint {
 
     @Test func layoutIsCompactAndAligned() {
         #expect(MemoryLayout<Sample>.size == 26)
-        #expect(Format.copyStride == 48 + 32)
-        #expect(Format.requiredBytes == 32 + 2 * 80)
+        #expect(Format.copyStride == 56 + 32)
+        #expect(Format.requiredBytes == 32 + 2 * 88)
         #expect(SSRLayout.sequence(inSelector: 0) == nil)
         #expect(SSRLayout.sequence(inSelector: SSRLayout.selector(for: 5)) == 5)
         for bit in 0..<64 {
@@ -231,8 +231,8 @@ extension SSRRestorePoint {
         let before = base.snapshot()
         let oldID = UInt64(previousCommits)
         let newID = oldID + 1
-        let total = makeFormat(base).storesPerCommit
-        #expect(total == (previousCommits == 0 ? 3 : 0) + 5 + 4 + 2)
+        let total = makeFormat(base).storesPerCommit()
+        #expect(total == (previousCommits == 0 ? 3 : 0) + 6 + 4 + 2)
 
         for cut in 0...total {
             let storage = CrashingStorage()
@@ -439,6 +439,7 @@ extension SSRRestorePoint {
         hash.add(word: storage.bytes.load(fromByteOffset: 8, as: UInt64.self))
         hash.add(word: 1)
         storage.store(UInt64(sequence), at: copyBase + 8)
+        storage.store(UInt64(Format.paddedStateBytes), at: copyBase + SSRLayout.stateLengthField)
         hash.add(UnsafeRawBufferPointer(rebasing: storage.bytes[(copyBase + 8)..<(copyBase + Format.copyStride)]))
         storage.store(hash.value, at: copyBase)
         storage.store(SSRLayout.selector(for: sequence), at: SSRLayout.selectorOffset)
@@ -513,5 +514,120 @@ extension SSRRestorePoint {
             return
         }
         #expect(record.state == Sample(9) && record.requestID == 9)
+    }
+
+    // MARK: Storing only what can be non-zero
+
+    /// A table used from the front, as the network server's sockets are.
+    struct Table: BitwiseCopyable, Equatable {
+        var words: InlineArray<8, UInt64>
+
+        init(used: Int, seed: UInt64) {
+            words = InlineArray(repeating: 0)
+            for index in 0..<used { words[index] = seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index) | 1 }
+        }
+
+        var used: Int {
+            var count = 8
+            while count > 0 && words[count - 1] == 0 { count -= 1 }
+            return count
+        }
+
+        static func == (a: Table, b: Table) -> Bool { (0..<8).allSatisfy { a.words[$0] == b.words[$0] } }
+    }
+    typealias TableFormat = SSRFormat<Table, CrashingStorage>
+
+    @Test func aCommitStoresOnlyTheSignificantPrefix() {
+        let storage = CrashingStorage()
+        let format = TableFormat(storage: storage, layoutVersion: 1, owner: 4)
+        let two = Table(used: 2, seed: 1)
+        format.commit(state: two, significantBytes: 16, requestID: 1, reply: reply(for: 1))
+        #expect(storage.stores == 3 + 6 + 2 + 2, "the header, six words, two state words, checksum and selector")
+        guard case .committed(let commit) = format.loadCommit() else {
+            Issue.record("the commit did not load")
+            return
+        }
+        #expect(commit.storedStateBytes == 16)
+        #expect(format.state(of: commit) == two)
+        // A significant size inside a word stores that whole word.
+        format.commit(state: two, significantBytes: 9, requestID: 2, reply: reply(for: 2))
+        guard case .committed(let rounded) = format.loadCommit() else {
+            Issue.record("the second commit did not load")
+            return
+        }
+        #expect(rounded.storedStateBytes == 16 && format.state(of: rounded) == two)
+    }
+
+    /// The hint cannot lose data: a state that is not zero past it is stored whole.
+    @Test func aWrongHintStoresTheWholeState() {
+        let storage = CrashingStorage()
+        let format = TableFormat(storage: storage, layoutVersion: 1, owner: 4)
+        let five = Table(used: 5, seed: 3)
+        for hint in [-8, 0, 8, 32] {
+            format.commit(state: five, significantBytes: hint, requestID: UInt64(hint + 100), reply: reply(for: 1))
+            guard case .committed(let commit) = format.loadCommit() else {
+                Issue.record("hint \(hint): the commit did not load")
+                return
+            }
+            #expect(commit.storedStateBytes == 64, "hint \(hint)")
+            #expect(format.state(of: commit) == five, "hint \(hint)")
+        }
+        format.commit(state: five, significantBytes: Int.max, requestID: 200, reply: reply(for: 1))
+        guard case .committed(let commit) = format.loadCommit() else { return }
+        #expect(commit.storedStateBytes == 64 && format.state(of: commit) == five)
+    }
+
+    /// What an earlier, longer commit left in a copy past the stored prefix is never
+    /// read: both ways of loading give zero there.
+    @Test func bytesPastThePrefixLoadAsZero() {
+        let storage = CrashingStorage()
+        let format = TableFormat(storage: storage, layoutVersion: 1, owner: 4)
+        for (id, used) in [(1, 8), (2, 8), (3, 1), (4, 1), (5, 0), (6, 3)] {
+            let table = Table(used: used, seed: UInt64(id))
+            format.commit(state: table, significantBytes: 8 * table.used, requestID: UInt64(id), reply: reply(for: UInt64(id)))
+            guard case .committed(let commit) = format.loadCommit() else {
+                Issue.record("commit \(id) did not load")
+                return
+            }
+            #expect(commit.storedStateBytes == 8 * used)
+            #expect(format.state(of: commit) == table, "commit \(id)")
+            var loaded = Table(used: 8, seed: 99)
+            withUnsafeMutableBytes(of: &loaded) { format.loadState(of: commit, into: $0.baseAddress!) }
+            #expect(loaded == table, "commit \(id), loaded in place over another state")
+        }
+    }
+
+    /// Every store of a commit that stores less than before, or more, cut off: the
+    /// old commit or the new one, never a mix.
+    @Test(arguments: [(8, 1), (1, 8), (3, 0), (0, 3)])
+    func crashesWhilePrefixesChangeLengthLeaveOldOrNew(lengths: (Int, Int)) {
+        let (before, after) = lengths
+        let setUp = CrashingStorage()
+        let first = TableFormat(storage: setUp, layoutVersion: 1, owner: 4)
+        for id in 1...3 {
+            let table = Table(used: id == 3 ? before : 8, seed: UInt64(id))
+            first.commit(state: table, significantBytes: 8 * table.used, requestID: UInt64(id), reply: reply(for: UInt64(id)))
+        }
+        let clean = setUp.snapshot()
+        let old = Table(used: before, seed: 3)
+        let new = Table(used: after, seed: 4)
+        let total = first.storesPerCommit(storing: 8 * after)
+        for cut in 0...total {
+            let storage = CrashingStorage()
+            storage.restore(clean)
+            storage.limit = cut
+            let format = TableFormat(storage: storage, layoutVersion: 1, owner: 4)
+            format.commit(state: new, significantBytes: 8 * after, requestID: 4, reply: reply(for: 4))
+            #expect(storage.stores == total)
+            guard case .valid(let record) = format.check(lastCompleted: 3) else {
+                Issue.record("cut \(cut): not valid")
+                continue
+            }
+            if cut == total {
+                #expect(record.requestID == 4 && record.state == new, "cut \(cut)")
+            } else {
+                #expect(record.requestID == 3 && record.state == old, "cut \(cut)")
+            }
+        }
     }
 }

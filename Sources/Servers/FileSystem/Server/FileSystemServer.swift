@@ -117,7 +117,9 @@ struct FileSystemService: SSRService {
     static let heldForEver: UInt64 = 1 << 62
     static var initialState: FileSystemClientRecord { .initial }
     static var notificationMask: UInt32 { 0 }
-    static func check(_ state: FileSystemClientRecord) -> Bool { FileSystemClientState.isConsistent(state.files) }
+    static func check(_ state: UnsafePointer<FileSystemClientRecord>) -> Bool {
+        FileSystemClientState.isConsistent(state.pointee.files)
+    }
 
     var volume: Volume?
     /// Why the last mount failed (nil once one succeeds): what `mountStatus` reports.

@@ -38,8 +38,11 @@
 //   56      receiveTimeout the receive timeout in ms (0: none; SocketOption)
 //   60      sendTimeout    the send timeout in ms (0: none)
 //
-//   NetworkClientState: 32 SocketRecords (2 KiB), then nextGeneration (u32) and a
-//   reserved u32 (0).
+//   NetworkClientState: nextGeneration (u32) and a reserved u32 (0), then 32
+//   SocketRecords (2 KiB). Sockets are opened in the first free slot, so a client's
+//   sockets sit at the front, and its SSR stores only the slots up to the last one in
+//   use (`significantBytes`): a client with one connection commits 72 bytes of state
+//   per request, not 2 KiB.
 
 public struct SocketRecord: BitwiseCopyable, Sendable, Equatable {
     public var kind: UInt8
@@ -95,13 +98,17 @@ public struct SocketRecord: BitwiseCopyable, Sendable, Equatable {
     /// Eight word loads: the check runs over every slot twice a request, and comparing
     /// field by field with `.free` was a tenth of a loopback transfer's instructions.
     public var isZero: Bool {
-        withUnsafeBytes(of: self) { raw in
-            var bits: UInt64 = 0
-            for word in 0..<MemoryLayout<SocketRecord>.size / 8 {
-                bits |= raw.load(fromByteOffset: 8 * word, as: UInt64.self)
-            }
-            return bits == 0
+        withUnsafeBytes(of: self) { Self.isZero(at: $0.baseAddress!) }
+    }
+
+    /// Whether the record at `record` (8-byte aligned) is all zero.
+    @inline(__always)
+    public static func isZero(at record: UnsafeRawPointer) -> Bool {
+        var bits: UInt64 = 0
+        for word in 0..<MemoryLayout<SocketRecord>.size / 8 {
+            bits |= record.load(fromByteOffset: 8 * word, as: UInt64.self)
         }
+        return bits == 0
     }
     public var isBound: Bool { flags & Self.boundFlag != 0 }
     public var isListening: Bool { flags & Self.listeningFlag != 0 }
@@ -135,8 +142,9 @@ public struct SocketRecord: BitwiseCopyable, Sendable, Equatable {
     /// A record that can only have been written by the server: free and all zero, or a
     /// known kind whose fields agree with each other.
     public var isConsistent: Bool {
+        if kind == 0 { return isZero }
         guard isListening == (cookieKey != 0) else { return false }
-        guard let kind = socketKind else { return isZero }
+        guard let kind = socketKind else { return false }
         guard generation != 0, generation <= SocketHandle.maxGeneration, flags & ~3 == 0,
               isBound == (localPort != 0) else { return false }
         let connectionFieldsZero = tcpState == 0 && sendShift == 0 && receiveShift == 0 && backlog == 0
@@ -159,28 +167,53 @@ public struct SocketRecord: BitwiseCopyable, Sendable, Equatable {
 }
 
 public struct NetworkClientState: BitwiseCopyable, Sendable {
-    public var sockets: InlineArray<32, SocketRecord>
     /// The generation the next opened socket gets (1 ... SocketHandle.maxGeneration).
     public var nextGeneration: UInt32
     public var reserved: UInt32
+    public var sockets: InlineArray<32, SocketRecord>
 
     public static var initial: NetworkClientState {
-        NetworkClientState(sockets: InlineArray(repeating: .free), nextGeneration: 1, reserved: 0)
+        NetworkClientState(nextGeneration: 1, reserved: 0, sockets: InlineArray(repeating: .free))
     }
 
+    /// The bytes up to the end of the last socket in use: every byte after them is zero.
+    /// In place: a `NetworkClientState` passed by value is a 2 KiB copy, and its
+    /// `sockets` subscripted through a value copies them again, slot by slot.
+    public static func significantBytes(of state: UnsafePointer<NetworkClientState>) -> Int {
+        var used = NetworkLimits.socketsPerClient
+        while used > 0 && state.pointee.sockets[used - 1].isFree { used -= 1 }
+        return socketsOffset + used * MemoryLayout<SocketRecord>.stride
+    }
+
+    /// Where `sockets` starts (the layout above; a host test holds the compiler to it).
+    public static let socketsOffset = 8
+
     public static func isConsistent(_ state: NetworkClientState) -> Bool {
-        guard state.reserved == 0, state.nextGeneration != 0,
-              state.nextGeneration <= SocketHandle.maxGeneration else { return false }
-        let sockets = state.sockets.span
+        withUnsafePointer(to: state) { isConsistent($0) }
+    }
+
+    /// `isConsistent`, in place: the server's check of every request, read straight
+    /// from the state's bytes (through `sockets`' span the check was a quarter of
+    /// what an SSR cost a request). A free slot costs eight loads.
+    public static func isConsistent(_ state: UnsafePointer<NetworkClientState>) -> Bool {
+        guard state.pointee.reserved == 0, state.pointee.nextGeneration != 0,
+              state.pointee.nextGeneration <= SocketHandle.maxGeneration else { return false }
+        let records = UnsafeRawPointer(state) + socketsOffset
+        let stride = MemoryLayout<SocketRecord>.stride
         for index in 0..<NetworkLimits.socketsPerClient {
-            let socket = sockets[index]
+            let record = records + index * stride
+            if record.load(as: UInt8.self) == 0 {
+                guard SocketRecord.isZero(at: record) else { return false }
+                continue
+            }
+            let socket = record.load(as: SocketRecord.self)
             guard socket.isConsistent else { return false }
             guard socket.isBound, socket.kind == SocketKind.udp.rawValue else { continue }
             // One client never holds a UDP port twice (the server refuses it); TCP
             // connections accepted from one listener all share its port.
-            for other in 0..<index where sockets[other].isBound && sockets[other].kind == socket.kind
-                && sockets[other].localPort == socket.localPort {
-                return false
+            for otherIndex in 0..<index {
+                let other = (records + otherIndex * stride).load(as: SocketRecord.self)
+                if other.isBound && other.kind == socket.kind && other.localPort == socket.localPort { return false }
             }
         }
         return true

@@ -111,10 +111,13 @@ struct WaitingFrame {
 struct NetworkService: SSRService {
     typealias State = NetworkClientState
 
-    static let layoutVersion: UInt32 = 1
+    static let layoutVersion: UInt32 = 2
     static var initialState: NetworkClientState { .initial }
+    static func significantBytes(of state: UnsafePointer<NetworkClientState>) -> Int {
+        NetworkClientState.significantBytes(of: state)
+    }
     static var notificationMask: UInt32 { 1 | UInt32(truncatingIfNeeded: KernelNotification.timerBit) }
-    static func check(_ state: NetworkClientState) -> Bool { NetworkClientState.isConsistent(state) }
+    static func check(_ state: UnsafePointer<NetworkClientState>) -> Bool { NetworkClientState.isConsistent(state) }
     static func replyLimit(operation: UInt16, words: (UInt, UInt)) -> Int {
         NetworkOperation(rawValue: operation)?.replyLimit(words: words) ?? 0
     }

@@ -126,7 +126,7 @@ struct StorageService: SSRService {
     static var initialState: StorageClientState { .initial }
     /// Interrupt i of the server is slot i's (system.toml lists them in slot order).
     static var notificationMask: UInt32 { 0x7F }
-    static func check(_ state: StorageClientState) -> Bool { StorageClientState.isConsistent(state) }
+    static func check(_ state: UnsafePointer<StorageClientState>) -> Bool { StorageClientState.isConsistent(state.pointee) }
 
     var driver: BlockDriver?
     /// The slot of the driven device (its interrupt index).

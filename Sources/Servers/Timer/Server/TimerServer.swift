@@ -19,7 +19,7 @@ struct TimerService: SSRService {
     static let layoutVersion: UInt32 = 1
     static var initialState: TimerClientState { .initial }
     static var notificationMask: UInt32 { UInt32(truncatingIfNeeded: KernelNotification.timerBit) }
-    static func check(_ state: TimerClientState) -> Bool { TimerLogic.isConsistent(state) }
+    static func check(_ state: UnsafePointer<TimerClientState>) -> Bool { TimerLogic.isConsistent(state.pointee) }
 
     let queue = TimerQueue()
     /// The deadline handed to `setTimer` (0: none).

@@ -66,6 +66,19 @@
 // checksum was reading words with `loadUnaligned` (byte by byte on RISC-V) and
 // carrying the state through several by-value records.
 //
+// Storing only what can be non-zero. A service's state is often a table most of
+// whose slots are free (the network server's 32 sockets, of which a client uses one
+// or two), and hashing, writing and copying the free ones was most of what an SSR
+// cost a request: 2 KiB verified, copied and written again for a 100-byte change. So
+// a copy stores a prefix of the state: the service names how many leading bytes can
+// be non-zero (`SSRService.significantBytes`), the commit stores that many, rounded
+// up to a word, and records the length next to them under the checksum; a load reads
+// the rest as zero. Every stored word is still verified on every load, and the bytes
+// not stored are not read from the region at all, so nothing unverified reaches the
+// server. The hint cannot lose data: the commit checks that the state really is zero
+// past it, and stores the whole state if not (a wrong hint, say a fault in computing
+// it, costs time, never bytes).
+//
 // What it cannot do: a checksum catches corruption of bytes, not a wrong
 // computation committed with a good checksum; the service's own invariant check is
 // the second line, and the server runtime rolls back an unacknowledged commit made
@@ -86,7 +99,9 @@
 //             8   commit number (its parity is the copy's number; 0 is never used)
 //             16  request id
 //             24  reply code       32 reply word 0       40 reply word 1
-//             48  state, zero-padded to a multiple of 8
+//             48  n, the state bytes stored (a multiple of 8, at most the padded size)
+//             56  the state's first n bytes (its last word zero-padded); the rest
+//                 of the copy is not part of it (a load reads those bytes as zero)
 //
 // The owner word lets the server catch a request that names the wrong client (a
 // damaged sender register would otherwise send the reply astray and leave the real
@@ -126,6 +141,8 @@ public struct SSRCommit: Equatable, Sendable {
     /// The request this commit answered.
     public var requestID: UInt64
     public var reply: SSRReply
+    /// How many of the state's leading bytes the copy stores (the rest are zero).
+    public var storedStateBytes: Int
 }
 
 /// `SSRLoad` without the state (see `SSRFormat.loadCommit()`).
@@ -204,7 +221,8 @@ public enum SSRLayout {
     public static let codeField = 24
     public static let word0Field = 32
     public static let word1Field = 40
-    public static let stateField = 48
+    public static let stateLengthField = 48
+    public static let stateField = 56
 
     /// The selector word for commit number `sequence` (never 0).
     @inline(__always)
@@ -237,7 +255,7 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
     public let owner: UInt32
 
     public static var stateBytes: Int { MemoryLayout<State>.size }
-    static var paddedStateBytes: Int { (stateBytes + 7) & ~7 }
+    public static var paddedStateBytes: Int { (stateBytes + 7) & ~7 }
     /// Bytes per copy.
     public static var copyStride: Int { SSRLayout.stateField + paddedStateBytes }
     /// Bytes of the region the format uses (the rest of the region is never touched).
@@ -297,28 +315,97 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
 
     /// The commit in copy `index`, if its checksum verifies and its number fits the
     /// copy. Only the commit's words are read; its state stays in the region until
-    /// `state(of:)` copies it out.
+    /// `state(of:)` or `loadState(of:into:)` copies it out.
     public func commit(inCopy index: Int) -> SSRCommit? {
         let start = copyOffset(index)
+        // Read before it is verified, only to know how far the checksum goes: a
+        // damaged length hashes a different span, and the checksum does not match.
+        let stored = word(at: start + SSRLayout.stateLengthField)
+        guard stored <= UInt64(Self.paddedStateBytes), stored & 7 == 0 else { return nil }
         var hash = checksumSeed(copy: index)
-        hash.add(alignedWords: base + start + 8, count: Self.copyStride / 8 - 1)
+        // A whole state (what every service without a hint stores) is hashed by a
+        // loop of constant length, which the compiler unrolls for a small state.
+        if stored == UInt64(Self.paddedStateBytes) {
+            hash.add(alignedWords: base + start + 8, count: Self.copyStride / 8 - 1)
+        } else {
+            hash.add(alignedWords: base + start + 8, count: (SSRLayout.stateField + Int(stored)) / 8 - 1)
+        }
         guard hash.value == word(at: start + SSRLayout.checksumField) else { return nil }
         let number = word(at: start + SSRLayout.sequenceField)
         guard number >> 32 == 0, number != 0, Int(number & 1) == index else { return nil }
         return SSRCommit(
             sequence: UInt32(truncatingIfNeeded: number), requestID: word(at: start + SSRLayout.requestField),
             reply: SSRReply(code: word(at: start + SSRLayout.codeField), word0: word(at: start + SSRLayout.word0Field),
-                            word1: word(at: start + SSRLayout.word1Field)))
+                            word1: word(at: start + SSRLayout.word1Field)),
+            storedStateBytes: Int(stored))
     }
 
     /// The state committed with `commit` (one that `commit(inCopy:)` or `loadCommit()`
-    /// just verified): one copy, straight from the region into the caller's value.
-    @inline(__always)
+    /// just verified), as a value.
     public func state(of commit: SSRCommit) -> State {
         let offset = copyOffset(Int(commit.sequence & 1)) + SSRLayout.stateField
         // The state field is 8-byte aligned; only a State aligned more strictly needs the slow path.
-        if MemoryLayout<State>.alignment <= 8 { return base.load(fromByteOffset: offset, as: State.self) }
-        return base.loadUnaligned(fromByteOffset: offset, as: State.self)
+        var state = MemoryLayout<State>.alignment <= 8 ? base.load(fromByteOffset: offset, as: State.self)
+                                                       : base.loadUnaligned(fromByteOffset: offset, as: State.self)
+        withUnsafeMutableBytes(of: &state) { bytes in
+            Self.zero(bytes.baseAddress!, from: min(commit.storedStateBytes, Self.stateBytes))
+        }
+        return state
+    }
+
+    /// Writes the state committed with `commit` (verified just now) over the
+    /// `State` at `destination`: its stored bytes, one copy straight from the
+    /// region, and zero for the rest. The server's hot path: no value of the whole
+    /// state is made on the way.
+    @inline(__always)
+    public func loadState(of commit: SSRCommit, into destination: UnsafeMutableRawPointer) {
+        let stored = min(commit.storedStateBytes, Self.stateBytes)
+        destination.copyMemory(from: base + copyOffset(Int(commit.sequence & 1)) + SSRLayout.stateField,
+                               byteCount: stored)
+        if stored < Self.stateBytes { Self.zero(destination, from: stored) }
+    }
+
+    /// Zeroes the state at `state` from byte `start` (a multiple of 8) to its end.
+    static func zero(_ state: UnsafeMutableRawPointer, from start: Int) {
+        var offset = start
+        if UInt(bitPattern: state) & 7 == 0 {
+            // One `sd` per word (`storeBytes` may be split into bytes).
+            while offset + 8 <= stateBytes {
+                (state + offset).assumingMemoryBound(to: UInt64.self).pointee = 0
+                offset += 8
+            }
+        }
+        while offset < stateBytes {
+            state.storeBytes(of: 0, toByteOffset: offset, as: UInt8.self)
+            offset += 1
+        }
+    }
+
+    /// How many bytes of the state at `state` a commit stores: `significantBytes`
+    /// rounded up to a word, if every byte after that is zero; the whole (padded)
+    /// state if not.
+    static func storedLength(of state: UnsafeRawPointer, significantBytes: Int) -> Int {
+        let claimed = (min(max(significantBytes, 0), stateBytes) + 7) & ~7
+        var offset = claimed
+        var bits: UInt64 = 0
+        if UInt(bitPattern: state) & 7 == 0 {
+            while offset + 32 <= stateBytes {
+                bits |= state.load(fromByteOffset: offset, as: UInt64.self)
+                    | state.load(fromByteOffset: offset + 8, as: UInt64.self)
+                    | state.load(fromByteOffset: offset + 16, as: UInt64.self)
+                    | state.load(fromByteOffset: offset + 24, as: UInt64.self)
+                offset += 32
+            }
+            while offset + 8 <= stateBytes {
+                bits |= state.load(fromByteOffset: offset, as: UInt64.self)
+                offset += 8
+            }
+        }
+        while offset < stateBytes {
+            bits |= UInt64(state.load(fromByteOffset: offset, as: UInt8.self))
+            offset += 1
+        }
+        return bits == 0 ? claimed : paddedStateBytes
     }
 
     /// The commit in copy `index` with its state, if its checksum verifies and its
@@ -375,8 +462,20 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
     /// Commits `state` as the result of request `requestID`, answered by `reply`: writes
     /// the inactive copy completely, then switches the selector to it in one store.
     /// The region must be unformatted or hold a valid commit (load it, or repair it,
-    /// first): this is the only write of the region in normal operation.
-    public func commit(state: State, requestID: UInt64, reply: SSRReply) {
+    /// first): this is the only write of the region in normal operation. Only the
+    /// first `significantBytes` of the state are stored if the rest is zero (see
+    /// "Storing only what can be non-zero").
+    public func commit(state: State, significantBytes: Int = Self.stateBytes, requestID: UInt64, reply: SSRReply) {
+        withUnsafeBytes(of: state) { bytes in
+            commit(stateAt: bytes.baseAddress!, significantBytes: significantBytes, requestID: requestID, reply: reply)
+        }
+    }
+
+    /// `commit(state:significantBytes:requestID:reply:)` of the `State` at `state`
+    /// (aligned as a `State` is).
+    public func commit(stateAt state: UnsafeRawPointer, significantBytes: Int, requestID: UInt64, reply: SSRReply) {
+        let length = significantBytes >= Self.stateBytes ? Self.paddedStateBytes
+                                                         : Self.storedLength(of: state, significantBytes: significantBytes)
         var next = (activeSequence ?? 0) &+ 1
         if next == 0 { next = 2 }  // 0 means "never committed"; keep the parity
         let index = Int(next & 1)
@@ -393,30 +492,39 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
         put(reply.code, SSRLayout.codeField)
         put(reply.word0, SSRLayout.word0Field)
         put(reply.word1, SSRLayout.word1Field)
-        withUnsafeBytes(of: state) { bytes in
-            // A State aligned to 8 (every state with a 64-bit field) is read a word at a
-            // time; `loadUnaligned` would read it byte by byte on RISC-V.
-            let aligned = MemoryLayout<State>.alignment >= 8
+        put(UInt64(length), SSRLayout.stateLengthField)
+        // A state aligned to 8 (every state with a 64-bit field) is read a word at a
+        // time; `loadUnaligned` would read it byte by byte on RISC-V. Decided by the
+        // type, at compile time: with a run-time test of the address the compiler
+        // merged the two loads into the byte-wise one.
+        let aligned = MemoryLayout<State>.alignment >= 8
+        func putWords(upTo whole: Int) {
             var offset = 0
-            while offset + 8 <= Self.stateBytes {
-                let value = aligned ? bytes.load(fromByteOffset: offset, as: UInt64.self)
-                                    : bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            while offset < whole {
+                let value = aligned ? state.load(fromByteOffset: offset, as: UInt64.self)
+                                    : state.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
                 put(value, SSRLayout.stateField + offset)
                 offset += 8
             }
-            if offset < Self.stateBytes {
-                var value: UInt64 = 0
-                for byte in 0..<(Self.stateBytes - offset) { value |= UInt64(bytes[offset + byte]) << (8 * byte) }
-                put(value, SSRLayout.stateField + offset)
+        }
+        // A whole state gets a loop of constant length (as its hash on loading does).
+        if length == Self.paddedStateBytes { putWords(upTo: Self.stateBytes & ~7) } else { putWords(upTo: length) }
+        let offset = min(length, Self.stateBytes) & ~7
+        if offset < length {
+            var value: UInt64 = 0
+            for byte in 0..<(min(length, Self.stateBytes) - offset) {
+                value |= UInt64(state.load(fromByteOffset: offset + byte, as: UInt8.self)) << (8 * byte)
             }
+            put(value, SSRLayout.stateField + offset)
         }
         storage.store(hash.value, at: base + SSRLayout.checksumField)
         storage.publish(SSRLayout.selector(for: next), at: SSRLayout.selectorOffset)
     }
 
-    /// How many stores `commit` issues on this region as it is now (for tests).
-    public var storesPerCommit: Int {
-        (headerIsValid ? 0 : 3) + 5 + Self.paddedStateBytes / 8 + 2
+    /// How many stores `commit` issues on this region as it is now, storing
+    /// `stateBytes` of the state (for tests).
+    public func storesPerCommit(storing stateBytes: Int = Self.paddedStateBytes) -> Int {
+        (headerIsValid ? 0 : 3) + 6 + stateBytes / 8 + 2
     }
 
     // MARK: Recovery

@@ -36,8 +36,12 @@
 // exactly the baseline the benchmarks compare SSRs against (`mkimage --without-ssr`).
 //
 // The state is copied out of the window once, after its copy verified in full
-// (SSRFormat's "Verifying on every load"), changed by the service in place, and
-// written back by the commit; the window itself is only ever written by SSRFormat.
+// (SSRFormat's "Verifying on every load"), into the one `State` the server handles
+// requests in (`stateInHand`); the service changes it in place, and the commit writes
+// it back, only as much of it as can be non-zero (`significantBytes`). The window
+// itself is only ever written by SSRFormat. The state is passed around by address,
+// never by value: a by-value `State` of 2 KiB (the network server's) is a copy on
+// every call, and those copies were most of what an SSR cost a request.
 
 import CurioUser
 import SSRFormat
@@ -102,13 +106,20 @@ public protocol SSRService {
 
     /// Bump when `State`'s layout or meaning changes: older regions then fail to verify.
     static var layoutVersion: UInt32 { get }
+    /// How many leading bytes of `state` can be non-zero: a commit stores only those
+    /// (SSRFormat, "Storing only what can be non-zero"), so a state that is a table
+    /// used from the front costs what its used slots cost. A wrong answer costs time,
+    /// never data. The default: all of them.
+    static func significantBytes(of state: UnsafePointer<State>) -> Int
     /// The state of a client the server has never served.
     static var initialState: State { get }
     /// The notification bits `receive` should deliver to `notified(bits:)`.
     static var notificationMask: UInt32 { get }
     /// The service's own invariants over one client's state (the checksum only proves
-    /// the bytes are what was committed). Static: it must not depend on caches.
-    static func check(_ state: State) -> Bool
+    /// the bytes are what was committed). Static: it must not depend on caches. The
+    /// state is given in place, as `significantBytes`'s is: a `State` is often
+    /// kilobytes, and a by-value parameter is a copy of them on every request.
+    static func check(_ state: UnsafePointer<State>) -> Bool
 
     /// Recovery: `client`'s state was judged good; rebuild caches from it.
     mutating func rebuild(client: TaskID, state: State)
@@ -153,6 +164,7 @@ public protocol SSRService {
 }
 
 extension SSRService {
+    public static func significantBytes(of state: UnsafePointer<State>) -> Int { MemoryLayout<State>.size }
     public mutating func replayPayload(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
                                        state: State, reply: SSRReply) -> Int? { 0 }
     public mutating func followUp() {}
@@ -186,6 +198,14 @@ nonisolated(unsafe) private var completing: (client: TaskID, window: UInt)?
 nonisolated(unsafe) private var handledMessage: Received?
 /// Set by `requestFollowUp`: call the service's `followUp` after this reply.
 nonisolated(unsafe) private var followUpRequested = false
+/// The state of the request in hand (or of the `complete` body running), loaded from
+/// the SSR, changed in place by the service and committed from here: one `State`,
+/// allocated once, so that no request makes a value of the whole state on its way.
+/// Its address is kept twice, the second time complemented, for the reason
+/// `receiveMask` is compared: a flipped pointer that still lands in our memory would
+/// have every request write a client's state over something else.
+nonisolated(unsafe) private var stateInHandMemory: UnsafeMutableRawPointer?
+nonisolated(unsafe) private var stateInHandComplement: UInt = 0
 
 /// For a server configured without SSRs: the table of client states in its own
 /// memory, entries of `LocalClientState<State>` indexed by task slot.
@@ -232,6 +252,35 @@ public struct SSRServer<Service: SSRService> {
         precondition(Format.requiredBytes <= regionBytes, "the state does not fit in the SSR")
         self.service = service
         bufferBase = UnsafeMutableRawPointer.allocate(byteCount: SyscallLimits.maxMessageBytes, alignment: 16)
+        let state = UnsafeMutablePointer<State>.allocate(capacity: 1)
+        state.initialize(to: Service.initialState)
+        stateInHandMemory = UnsafeMutableRawPointer(state)
+        stateInHandComplement = ~UInt(bitPattern: state)
+    }
+
+    /// `Service.check` of a state held as a value (off the hot path).
+    static func checks(_ state: State) -> Bool { withUnsafePointer(to: state) { Service.check($0) } }
+
+    /// The one `State` requests are handled in (see `stateInHandMemory`).
+    @inline(__always)
+    static var stateInHand: UnsafeMutablePointer<State> {
+        guard let memory = stateInHandMemory, UInt(bitPattern: memory) == ~stateInHandComplement else {
+            System.reportFailure()
+        }
+        return memory.assumingMemoryBound(to: State.self)
+    }
+
+    /// Loads the state `commit` holds into `state` (`stateInHand`), and checks it.
+    static func load(_ state: UnsafeMutablePointer<State>, from format: Format, commit: SSRCommit) {
+        format.loadState(of: commit, into: UnsafeMutableRawPointer(state))
+        guard Service.check(state) else { System.reportFailure() }
+    }
+
+    /// Commits `state` (`stateInHand`) as the answer to `requestID`.
+    static func commit(_ state: UnsafeMutablePointer<State>, to format: Format, requestID: UInt64, reply: SealedReply) {
+        format.commit(stateAt: UnsafeRawPointer(state), significantBytes: Service.significantBytes(of: state),
+                      requestID: requestID,
+                      reply: SSRReply(code: UInt64(reply.code), word0: UInt64(reply.words.0), word1: UInt64(reply.words.1)))
     }
 
     /// Whether client state lives in SSRs (false: in this server's memory).
@@ -287,7 +336,7 @@ public struct SSRServer<Service: SSRService> {
         case .unformatted: return Service.initialState
         case .committed(let commit):
             let state = format.state(of: commit)
-            return Service.check(state) ? state : nil
+            return Self.checks(state) ? state : nil
         case .damaged: return nil
         }
     }
@@ -306,7 +355,9 @@ public struct SSRServer<Service: SSRService> {
             localState(current.client)?.pointee.state = state
             return
         }
-        windowFormat(owner: current.client).commit(state: state, requestID: current.committedID,
+        let significant = withUnsafePointer(to: state) { Service.significantBytes(of: $0) }
+        windowFormat(owner: current.client).commit(state: state, significantBytes: significant,
+                                                   requestID: current.committedID,
                                                    reply: current.committedReply)
     }
 
@@ -358,13 +409,13 @@ public struct SSRServer<Service: SSRService> {
             // Work a failing server committed for an unanswered request is redone by
             // us when we can get back to the state before it: always for a suspect
             // region, and whenever the commit breaks the service's invariants.
-            let trusted = kernelState != .suspect && Service.check(record.state)
+            let trusted = kernelState != .suspect && Self.checks(record.state)
             if !trusted, let point = format.rollbackPoint(lastCompleted: lastCompleted), let state = restore(point) {
                 format.repair(to: point)
                 recovery.rolledBack += 1
                 return (.repaired, state)
             }
-            if Service.check(record.state) {
+            if Self.checks(record.state) {
                 recovery.valid += 1
                 return (.valid, record.state)
             }
@@ -388,7 +439,7 @@ public struct SSRServer<Service: SSRService> {
     func restore(_ point: SSRRestorePoint<State>) -> State? {
         switch point {
         case .fresh: return Service.initialState
-        case .record(let record): return Service.check(record.state) ? record.state : nil
+        case .record(let record): return Self.checks(record.state) ? record.state : nil
         }
     }
 
@@ -450,7 +501,7 @@ public struct SSRServer<Service: SSRService> {
         switch format.loadCommit() {
         case .committed(let commit):
             let committed = format.state(of: commit)
-            state = Service.check(committed) ? committed : nil
+            state = Self.checks(committed) ? committed : nil
         case .unformatted: state = Service.initialState
         case .damaged: state = nil
         }
@@ -471,24 +522,23 @@ public struct SSRServer<Service: SSRService> {
         // who really called: replying to it would leave the real caller waiting for
         // ever) means a fault got here first: restart, and recovery sorts it out.
         let format = Self.windowFormat(owner: message.sender)
-        var state: State
+        let state = Self.stateInHand
         var committed = (id: UInt64(0), reply: SSRReply())
         let payload = SSRPayload(request: UnsafeRawBufferPointer(rebasing: buffer[0..<min(message.length, buffer.count)]),
                                  replyBuffer: buffer)
         switch format.loadCommit() {
         case .unformatted:
-            state = Service.initialState
+            state.pointee = Service.initialState
         case .committed(let commit):
             // Verified in full just now; copied out once, checked in place.
-            state = format.state(of: commit)
-            guard Service.check(state) else { System.reportFailure() }
+            Self.load(state, from: format, commit: commit)
             committed = (commit.requestID, commit.reply)
             if commit.requestID == message.requestID {
                 // Applied and committed before a crash; only the reply was lost.
                 windowInUse = true
                 let length = service.replayPayload(operation: UInt16(truncatingIfNeeded: message.operation),
                                                    words: message.words, payload: payload, client: message.sender,
-                                                   state: state, reply: commit.reply)
+                                                   state: state.pointee, reply: commit.reply)
                 windowInUse = false
                 if let length {
                     guard length <= Self.replyLimit(of: message) else { System.reportFailure() }
@@ -504,9 +554,9 @@ public struct SSRServer<Service: SSRService> {
         handledMessage = message
         windowInUse = true
         // A copy of the whole state: made only for a service that reads it back.
-        let old = Service.checksCommittedReplies ? state : nil
+        let old = Service.checksCommittedReplies ? state.pointee : nil
         let outcome = service.handle(operation: UInt16(truncatingIfNeeded: message.operation), words: message.words,
-                                     payload: payload, client: message.sender, state: &state)
+                                     payload: payload, client: message.sender, state: &state.pointee)
         windowInUse = false
         handling = nil
         handledMessage = nil
@@ -515,8 +565,7 @@ public struct SSRServer<Service: SSRService> {
             let reply = SealedReply(client: message.sender, code: code, words: words,
                                     length: min(max(length, 0), buffer.count), requestID: message.requestID)
             guard reply.isIntact, reply.length <= Self.replyLimit(of: message) else { System.reportFailure() }
-            format.commit(state: state, requestID: message.requestID,
-                          reply: SSRReply(code: UInt64(reply.code), word0: UInt64(reply.words.0), word1: UInt64(reply.words.1)))
+            Self.commit(state, to: format, requestID: message.requestID, reply: reply)
             Self.confirmCommit(format, reply: reply, to: (UInt16(truncatingIfNeeded: message.operation), message.words),
                                from: old)
             return reply
@@ -562,8 +611,9 @@ public struct SSRServer<Service: SSRService> {
     /// `payload[0..<length]`.
     public static func complete(_ client: TaskID, payload: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
                                 _ body: (inout State) -> SSROutcome) throws(SyscallError) -> Bool {
-        // Called from `handle` (or the flag is damaged): the window is someone else's.
-        guard !windowInUse else { System.reportFailure() }
+        // Called from `handle` (or the flag is damaged): the window is someone else's;
+        // from another `complete`'s body: so is the state in hand.
+        guard !windowInUse, completing == nil else { System.reportFailure() }
         if localStates != nil {
             guard let entry = localState(client) else { throw .badArgument }
             var state = entry.pointee.state
@@ -586,10 +636,10 @@ public struct SSRServer<Service: SSRService> {
         }
         let mapping = try System.ssrOpen(client)
         let format = format(at: mapping.window, owner: client)
-        var state: State
+        let state = stateInHand
         switch format.loadCommit() {
         case .unformatted:
-            state = Service.initialState
+            state.pointee = Service.initialState
         case .committed(let commit):
             if commit.requestID == mapping.requestID {
                 let cached = SealedReply(client: client, code: UInt32(truncatingIfNeeded: commit.reply.code),
@@ -598,23 +648,21 @@ public struct SSRServer<Service: SSRService> {
                 try sealedReply(cached, payload: UnsafeRawBufferPointer(start: nil, count: 0))
                 return true
             }
-            state = format.state(of: commit)
-            guard Service.check(state) else { System.reportFailure() }
+            load(state, from: format, commit: commit)
         case .damaged:
             System.reportFailure()
         }
         completing = (client, UInt(bitPattern: mapping.window))
         // A copy of the whole state: made only for a service that reads it back.
-        let old = Service.checksCommittedReplies ? state : nil
-        let outcome = body(&state)
+        let old = Service.checksCommittedReplies ? state.pointee : nil
+        let outcome = body(&state.pointee)
         completing = nil
         switch outcome {
         case .reply(let code, let words, let length):
             let reply = SealedReply(client: client, code: code, words: words,
                                     length: min(max(length, 0), payload.count), requestID: mapping.requestID)
             guard reply.isIntact else { System.reportFailure() }
-            format.commit(state: state, requestID: mapping.requestID,
-                          reply: SSRReply(code: UInt64(reply.code), word0: UInt64(reply.words.0), word1: UInt64(reply.words.1)))
+            commit(state, to: format, requestID: mapping.requestID, reply: reply)
             confirmCommit(format, reply: reply, to: nil, from: old)
             try sealedReply(reply, payload: payload)
             return true
