@@ -4,10 +4,12 @@
 // A peer written this way cannot share a bug with the connection it talks to, and an
 // arrival order that a simulated link would produce only by chance is here on purpose.
 //
-// The connection keeps only in-order data (out-of-order segments are dropped, and
-// answered with an acknowledgment of what it has, so that the peer retransmits), so
-// each script's promise is the same: after the peer's retransmissions (go-back-N from
-// the last acknowledgment, as any sender may) every byte is delivered, once, in order.
+// The connection keeps out-of-order data at its place until the gap before it fills
+// (up to four gaps; each such arrival is answered with an acknowledgment of what it
+// has, so that the peer retransmits the missing segment), so each script's promise
+// is the same: every byte is delivered once, in order, as soon as every byte before
+// it arrived; after the peer's retransmissions (go-back-N from the last
+// acknowledgment, as any sender may) the whole stream is.
 // Sequence numbers in the scripts are offsets into each side's stream; the peer's
 // initial sequence number sits just below 2^32 so the stream crosses the wrap.
 
@@ -129,18 +131,20 @@ struct Dice {
     ]
 
     /// Delivers every script, then the peer's go-back-N retransmissions: the stream
-    /// arrives once and in order, and every arrival that did not extend it was answered
-    /// at once with an acknowledgment of the delivered prefix (a duplicate ACK).
+    /// arrives once and in order, each byte as soon as every byte before it has
+    /// arrived (whatever came before, beyond a gap, was kept), and every arrival was
+    /// answered at once with an acknowledgment of the delivered prefix.
     @Test(arguments: 0..<scripts.count) func aScriptedArrivalOrderDeliversTheStreamExactlyOnce(index: Int) {
         let (name, ranges) = Self.scripts[index]
         let peer = ScriptedPeer()
+        var arrived = [Bool](repeating: false, count: Self.stream.count)
         var prefix = 0
         for range in ranges {
             let before = peer.wire.sent.count
             peer.arrive(at: range.lowerBound, Array(Self.stream[range]))
             peer.read()
-            let extended = range.lowerBound <= prefix && range.upperBound > prefix
-            if extended { prefix = range.upperBound }
+            for byte in range { arrived[byte] = true }
+            prefix = arrived.firstIndex(of: false) ?? arrived.count
             #expect(peer.delivered.count == prefix, "\(name): \(range) leaves \(prefix) delivered")
             #expect(peer.wire.sent.count > before && peer.acknowledgedOffset == prefix,
                     "\(name): \(range) answered with ack \(peer.acknowledgedOffset), not \(prefix)")
@@ -253,6 +257,71 @@ struct Dice {
                 peer.read()
             }
         }
+    }
+
+    /// Five segments beyond five gaps: four are held, the fifth (a fifth gap) is not.
+    /// Once the gaps fill, the held bytes are delivered without being sent again, and
+    /// only the fifth segment's bytes must come again.
+    @Test func fourGapsAreHeldAndAFifthSegmentBeyondOneIsDropped() {
+        let peer = ScriptedPeer()
+        for start in stride(from: 50, to: 500, by: 100) {
+            peer.arrive(at: start, Array(Self.stream[start..<(start + 50)]))
+        }
+        #expect(peer.connection.heldRanges.count == TCPConnection.maximumHeldRanges)
+        #expect(peer.delivered.isEmpty && peer.acknowledgedOffset == 0)
+        for start in stride(from: 0, to: 400, by: 100) {
+            peer.arrive(at: start, Array(Self.stream[start..<(start + 50)]))
+            peer.read()
+        }
+        #expect(peer.delivered == Array(Self.stream[0..<400]), "the four held segments joined the stream")
+        #expect(peer.acknowledgedOffset == 400 && peer.connection.heldRanges.isEmpty)
+        peer.arrive(at: 400, Array(Self.stream[400..<450]))
+        peer.read()
+        #expect(peer.delivered.count == 450, "the fifth was dropped: its bytes are still missing")
+        peer.arrive(at: 450, Array(Self.stream[450..<500]))
+        peer.read()
+        #expect(peer.delivered == Self.stream)
+    }
+
+    /// The segment before the peer's last one, which carries its FIN, is lost: the FIN
+    /// is held with the bytes, and the end of the stream is readable as soon as the
+    /// missing segment arrives, without the FIN being sent again.
+    @Test func aFinBeyondAGapIsTakenWhenTheGapFills() {
+        let peer = ScriptedPeer()
+        peer.arrive(at: 0, Array(Self.stream[0..<200]))
+        peer.arrive([.ack, .fin], at: 300, Array(Self.stream[300..<500]))
+        #expect(!peer.connection.finPending && peer.connection.heldRanges.count == 1)
+        peer.read()
+        let filled = peer.arrive(at: 200, Array(Self.stream[200..<300]))
+        #expect(filled.contains(.readable) && peer.connection.finPending)
+        peer.read()
+        #expect(peer.delivered == Self.stream)
+        #expect(peer.connection.consumeFin(now: peer.now) && peer.connection.state == .closeWait)
+        // Data claimed to lie past a FIN is not taken.
+        let other = ScriptedPeer()
+        other.arrive([.ack, .fin], at: 100, Array(Self.stream[100..<200]))
+        other.arrive(at: 300, Array(Self.stream[300..<400]))
+        #expect(other.connection.heldRanges.count == 1)
+        other.arrive(at: 0, Array(Self.stream[0..<100]))
+        other.read()
+        #expect(other.delivered == Array(Self.stream[0..<200]) && other.connection.finPending)
+    }
+
+    /// Held bytes stay inside the window: a segment past it is not kept, one across its
+    /// edge is kept up to the edge.
+    @Test func heldBytesStayInsideTheWindow() {
+        var configuration = TCPConfiguration()
+        configuration.receiveCapacity = 300
+        let peer = ScriptedPeer(configuration: configuration)
+        let stream = (0..<600).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+        peer.arrive(at: 300, Array(stream[300..<400]))
+        #expect(peer.connection.heldRanges.isEmpty, "past the window")
+        peer.arrive(at: 200, Array(stream[200..<400]))
+        #expect(peer.connection.heldRanges.count == 1
+                && peer.connection.heldRanges[0].end &- peer.connection.heldRanges[0].start == 100, "up to the edge")
+        peer.arrive(at: 0, Array(stream[0..<200]))
+        peer.read()
+        #expect(peer.delivered == Array(stream[0..<300]))
     }
 
     /// The connection sends 4000 bytes (three segments); the peer's acknowledgments

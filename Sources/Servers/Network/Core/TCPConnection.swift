@@ -27,8 +27,23 @@
 //
 // The price of that rule is visible, and documented: a sender's window is one send
 // (4 KiB) per round trip, and the window the peer sees reopens only as the client
-// reads. The peer's segments that arrive beyond the next expected byte (out of order)
-// are dropped, not kept: the peer sends them again.
+// reads.
+//
+// Out of order. A segment that arrives beyond a gap (one before it was lost, or is
+// late) is kept at its place in the receive buffer, and its range of sequence space
+// noted (`heldRanges`, at most four, in order and apart; a FIN after them is noted
+// too); each is answered with a duplicate acknowledgment, so that the peer's fast
+// retransmit sends the missing segment. When that arrives, everything held that now
+// follows on without a gap joins the bytes waiting for the client, and the next
+// acknowledgment covers them all, so the peer need not send them again. Held bytes
+// are no more acknowledged than the waiting ones, and a crash loses them the same
+// way. A fifth gap is not held: that segment is dropped, as a full queue drops.
+//
+//   receive buffer (a ring of receiveCapacity bytes from receiveHead):
+//
+//   receiveNext         receiveEnd            held range          held range
+//   |-- waiting (receivedCount) --|.. gap ..|=== bytes ===|.. gap ..|=== bytes ===|
+//   ^ the client reads from here                 window: receiveNext + receiveCapacity
 //
 // Sequence numbers are compared modulo 2^32 (`isBefore`). Times are clock ticks.
 
@@ -194,6 +209,12 @@ public final class TCPConnection {
     /// The peer's FIN follows the waiting bytes.
     public private(set) var finPending = false
     var finDelivered = false
+    /// Bytes that arrived beyond a gap, kept at their place in `receiveBuffer`: ranges
+    /// of sequence space after `receiveEnd`, in order and apart (see "Out of order").
+    public private(set) var heldRanges: [(start: UInt32, end: UInt32)] = []
+    public static let maximumHeldRanges = 4
+    /// Where the peer's FIN lies, if it arrived after held bytes, beyond a gap.
+    var heldFin: UInt32?
 
     // Timers and estimates.
     var retransmissionTimeout: UInt64
@@ -613,18 +634,34 @@ public final class TCPConnection {
                 sequence = receiveEnd
             }
             if sequence == receiveEnd && !payload.isEmpty && !finPending {
-                let room = configuration.receiveCapacity - receivedCount
+                var room = configuration.receiveCapacity - receivedCount
+                // Nothing the peer sends lies past its FIN.
+                if let fin = heldFin { room = min(room, Int(fin &- receiveEnd)) }
                 let taken = min(room, payload.count)
                 store(UnsafeRawBufferPointer(rebasing: payload[0..<taken]))
+                if absorbHeld() { events.insert(.readable) }
                 if taken > 0 { events.insert(.readable) }
                 if taken < payload.count { acknowledge(emit: emit) }
             } else {
-                // A duplicate, or a gap before it: tell the peer where we stand (three of
-                // these start its fast retransmission).
+                // A duplicate, or a gap before it (kept, if there is room to note it):
+                // tell the peer where we stand (three of these start its fast
+                // retransmission).
+                if !payload.isEmpty && !finPending && isBefore(receiveEnd, sequence) {
+                    let held = hold(payload, at: sequence)
+                    if held && flags.contains(.fin) { heldFin = sequence &+ UInt32(payload.count) }
+                }
                 acknowledge(emit: emit)
             }
         }
-        // 6. The peer's FIN, right after everything that arrived.
+        // 6. The peer's FIN, right after everything that arrived (or after held bytes
+        // that now follow on).
+        if let fin = heldFin, fin == receiveEnd {
+            heldFin = nil
+            if !finPending && (state == .established || state == .finWait1 || state == .finWait2) {
+                finPending = true
+                events.insert(.readable)
+            }
+        }
         if flags.contains(.fin) && state.isSynchronized {
             let finAt = segment.sequence &+ UInt32(data.count)
             if finAt == receiveEnd && !finPending && state != .closeWait && state != .closing
@@ -786,16 +823,76 @@ public final class TCPConnection {
     }
 
     func store(_ bytes: UnsafeRawBufferPointer) {
+        write(bytes, at: receivedCount)
+        receivedCount += bytes.count
+        bytesReceived &+= UInt64(bytes.count)
+    }
+
+    /// Copies `bytes` into the receive ring, `offset` bytes past `receiveNext`.
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) {
         let capacity = configuration.receiveCapacity
         var written = 0
         while written < bytes.count {
-            let position = (receiveHead + receivedCount) % capacity
+            let position = (receiveHead + offset + written) % capacity
             let run = min(bytes.count - written, capacity - position)
             (receiveBuffer + position).copyMemory(from: bytes.baseAddress! + written, byteCount: run)
             written += run
-            receivedCount += run
         }
-        bytesReceived &+= UInt64(bytes.count)
+    }
+
+    /// Keeps `payload`, which starts at `sequence`, beyond a gap after `receiveEnd`:
+    /// the part inside the window goes to its place in the buffer and its range into
+    /// `heldRanges`, merged with the ranges it touches. False if it was not kept (no
+    /// room in the window, or a fifth range).
+    func hold(_ payload: UnsafeRawBufferPointer, at sequence: UInt32) -> Bool {
+        let offset = Int(sequence &- receiveNext)
+        guard offset < configuration.receiveCapacity else { return false }
+        let taken = min(payload.count, configuration.receiveCapacity - offset)
+        // Nothing the peer sends lies past its FIN.
+        if let fin = heldFin, isBefore(fin, sequence &+ UInt32(taken)) { return false }
+        var start = sequence
+        var end = sequence &+ UInt32(taken)
+        // The ranges it touches or overlaps are merged into it; the rest stay.
+        var kept: [(start: UInt32, end: UInt32)] = []
+        var insertAt = 0
+        for range in heldRanges {
+            if isBefore(range.end, start) {
+                kept.append(range)
+                insertAt = kept.count
+            } else if isBefore(end, range.start) {
+                kept.append(range)
+            } else {
+                if isBefore(range.start, start) { start = range.start }
+                if isBefore(end, range.end) { end = range.end }
+            }
+        }
+        guard kept.count < Self.maximumHeldRanges else { return false }
+        kept.insert((start, end), at: insertAt)
+        write(UnsafeRawBufferPointer(rebasing: payload[0..<taken]), at: offset)
+        heldRanges = kept
+        return true
+    }
+
+    /// Joins the held ranges that now follow on from `receiveEnd` to the waiting bytes;
+    /// true if any did.
+    func absorbHeld() -> Bool {
+        var absorbed = false
+        while let first = heldRanges.first, isAtOrBefore(first.start, receiveEnd) {
+            if isBefore(receiveEnd, first.end) {
+                let joined = Int(first.end &- receiveEnd)
+                receivedCount += joined
+                bytesReceived &+= UInt64(joined)
+                absorbed = true
+            }
+            heldRanges.removeFirst()
+        }
+        return absorbed
+    }
+
+    /// Forgets what was held beyond a gap.
+    func forgetHeld() {
+        heldRanges.removeAll()
+        heldFin = nil
     }
 
     // MARK: Delivery to the client
@@ -856,6 +953,7 @@ public final class TCPConnection {
         receivedCount = 0
         receiveHead = 0
         finPending = false
+        forgetHeld()
         return true
     }
 
@@ -865,6 +963,7 @@ public final class TCPConnection {
         receiveNext = receiveNext &+ UInt32(receivedCount)
         receivedCount = 0
         receiveHead = 0
+        forgetHeld()
         _ = consumeFin(now: now)
     }
 
