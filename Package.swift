@@ -177,6 +177,7 @@ let package = Package(
         .testTarget(name: "CampaignTests", dependencies: ["CampaignKit"]),
         .testTarget(name: "ProfileKitTests", dependencies: ["ProfileKit"]),
         .testTarget(name: "SSRFormatTests", dependencies: ["SSRFormat"]),
+        .testTarget(name: "SSRServerTests", dependencies: ["SSRServer", "SSRFormat", "CurioUser"]),
         .testTarget(name: "TimerCoreTests", dependencies: ["TimerCore", "SSRFormat", "CurioABI"]),
         .testTarget(name: "StorageCoreTests", dependencies: ["StorageCore", "Virtio"]),
         .testTarget(name: "FileSystemCoreTests", dependencies: ["FileSystemCore", "SSRFormat"]),

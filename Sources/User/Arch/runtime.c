@@ -36,4 +36,11 @@ void arc4random_buf(void *buffer, size_t count) {
         bytes[i] = (uint8_t)random_state;
     }
 }
+#else
+#include "UserArch.h"
+
+// On the host, where the user library is linked into tests (SSRServerTests), a
+// process has no startup arguments.
+const uint8_t *curio_arguments(void) { return 0; }
+size_t curio_arguments_length(void) { return 0; }
 #endif

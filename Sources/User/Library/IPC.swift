@@ -37,6 +37,16 @@ public struct Received: Sendable {
 
     public var isNotification: Bool { sender == .kernel }
 
+    /// A message as a kernel other than the real one delivers it (SSRKernel's fakes).
+    public init(sender: TaskID, operation: UInt, words: (UInt, UInt), length: Int, requestID: UInt64, seal: UInt64) {
+        self.sender = sender
+        self.operation = operation
+        self.words = words
+        self.length = length
+        self.requestID = requestID
+        self.seal = seal
+    }
+
     init(_ result: curio_syscall_result) {
         sender = TaskID(rawValue: UInt32(truncatingIfNeeded: result.r1))
         operation = UInt(result.r2)

@@ -144,6 +144,12 @@ public enum System {
         public var requestID: UInt64
 
         public var window: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: address)! }
+
+        public init(address: UInt, size: Int, requestID: UInt64) {
+            self.address = address
+            self.size = size
+            self.requestID = requestID
+        }
     }
 
     /// Maps the SSR of `client`, whose request the caller holds (a deferred reply),
@@ -166,6 +172,14 @@ public enum System {
         public var address: UInt
 
         public var window: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: address)! }
+
+        public init(client: TaskID, state: SSRState, nextCursor: Int, lastCompletedRequest: UInt64, address: UInt) {
+            self.client = client
+            self.state = state
+            self.nextCursor = nextCursor
+            self.lastCompletedRequest = lastCompletedRequest
+            self.address = address
+        }
     }
 
     /// Recovery: maps the next SSR bound to the caller, starting at `cursor` (0 first);

@@ -42,6 +42,10 @@
 // itself is only ever written by SSRFormat. The state is passed around by address,
 // never by value: a by-value `State` of 2 KiB (the network server's) is a copy on
 // every call, and those copies were most of what an SSR cost a request.
+//
+// Every step that needs the kernel goes through `SSRKernel` (SSRKernel.swift): the
+// runtime is `SSRRuntime<Service, Kernel>`, servers use it on the real kernel as
+// `SSRServer<Service>`, and Tests/SSRServerTests runs it on a fake one.
 
 import CurioUser
 import SSRFormat
@@ -232,7 +236,11 @@ nonisolated(unsafe) private var receiveMask: UInt32 = 0
 /// a campaign found that one too (pointer-flip, seed 1804511879223743).
 nonisolated(unsafe) private var loopStackPointer: UInt = 0
 
-public struct SSRServer<Service: SSRService> {
+/// The runtime, over the kernel it runs on (`SSRKernel`); servers name it
+/// `SSRServer<Service>`, on the real kernel.
+public typealias SSRServer<Service: SSRService> = SSRRuntime<Service, SystemSSRKernel>
+
+public struct SSRRuntime<Service: SSRService, Kernel: SSRKernel> {
     public typealias State = Service.State
     typealias Format = SSRFormat<State, SSRMemory>
 
@@ -265,7 +273,7 @@ public struct SSRServer<Service: SSRService> {
     @inline(__always)
     static var stateInHand: UnsafeMutablePointer<State> {
         guard let memory = stateInHandMemory, UInt(bitPattern: memory) == ~stateInHandComplement else {
-            System.reportFailure()
+            Kernel.reportFailure()
         }
         return memory.assumingMemoryBound(to: State.self)
     }
@@ -273,7 +281,7 @@ public struct SSRServer<Service: SSRService> {
     /// Loads the state `commit` holds into `state` (`stateInHand`), and checks it.
     static func load(_ state: UnsafeMutablePointer<State>, from format: Format, commit: SSRCommit) {
         format.loadState(of: commit, into: UnsafeMutableRawPointer(state))
-        guard Service.check(state) else { System.reportFailure() }
+        guard Service.check(state) else { Kernel.reportFailure() }
     }
 
     /// Commits `state` (`stateInHand`) as the answer to `requestID`.
@@ -330,7 +338,7 @@ public struct SSRServer<Service: SSRService> {
         guard let owner = handling?.client ?? completing?.client else { return nil }
         if localStates != nil { return localState(owner)?.pointee.state }
         let window = completing.map { UnsafeMutableRawPointer(bitPattern: $0.window)! }
-            ?? UnsafeMutableRawPointer(bitPattern: SSRWindow.base)!
+            ?? Kernel.window
         let format = format(at: window, owner: owner)
         switch format.loadCommit() {
         case .unformatted: return Service.initialState
@@ -348,7 +356,7 @@ public struct SSRServer<Service: SSRService> {
     /// under the previous request's id and reply, so a re-delivery after a crash
     /// handles the request again from this state (see the essay). Only from `handle`.
     public static func checkpoint(_ state: State) {
-        guard let current = handling else { System.reportFailure() }
+        guard let current = handling else { Kernel.reportFailure() }
         // Without SSRs the progress goes to the client's entry in server memory, where a
         // later `complete` finds it (and a restart loses it, as the baseline should).
         guard localStates == nil else {
@@ -368,7 +376,7 @@ public struct SSRServer<Service: SSRService> {
 
     /// The SSR of `owner` in the window, as the kernel mapped it for a delivered message.
     static func windowFormat(owner: TaskID) -> Format {
-        format(at: UnsafeMutableRawPointer(bitPattern: SSRWindow.base)!, owner: owner)
+        format(at: Kernel.window, owner: owner)
     }
 
     // MARK: Recovery
@@ -381,7 +389,7 @@ public struct SSRServer<Service: SSRService> {
         while true {
             let found: System.RecoveredSSR?
             do throws(SyscallError) {
-                found = try System.ssrRecoverNext(cursor: cursor, verdictOnCurrent: verdictOnCurrent)
+                found = try Kernel.recoverNext(cursor: cursor, verdictOnCurrent: verdictOnCurrent)
             } catch {
                 // Refused at the very start: this server has no SSRs to recover.
                 if cursor == 0 && verdictOnCurrent == nil && error == .badArgument { Self.placeStatesInServerMemory() }
@@ -395,7 +403,7 @@ public struct SSRServer<Service: SSRService> {
             verdictOnCurrent = verdict
             if let state { service.rebuild(client: found.client, state: state) }
         }
-        try? System.recoveryComplete()
+        try? Kernel.recoveryComplete()
     }
 
     /// The verdict on one region, after repairing it if that is safe; and the state
@@ -453,17 +461,17 @@ public struct SSRServer<Service: SSRService> {
         loopStackPointer = UInt(curio_stack_pointer())
         while true {
             guard receiveMask == Service.notificationMask, UInt(curio_stack_pointer()) == loopStackPointer else {
-                System.reportFailure()
+                Kernel.reportFailure()
             }
             let message: Received
             do throws(SyscallError) {
                 if let reply = pending {
-                    guard reply.isIntact else { System.reportFailure() }
-                    message = try IPC.replyAndReceive(to: reply.client, code: reply.code, words: reply.words,
-                                                      replyLength: reply.length, buffer: buffer,
-                                                      notificationMask: receiveMask, seal: reply.seal)
+                    guard reply.isIntact else { Kernel.reportFailure() }
+                    message = try Kernel.replyAndReceive(to: reply.client, code: reply.code, words: reply.words,
+                                                         replyLength: reply.length, buffer: buffer,
+                                                         notificationMask: receiveMask, seal: reply.seal)
                 } else {
-                    message = try IPC.receive(into: buffer, notificationMask: UInt(receiveMask))
+                    message = try Kernel.receive(into: buffer, notificationMask: receiveMask)
                 }
             } catch {
                 // The kernel drops a reply to a client that ended, and ends the call of a
@@ -471,7 +479,7 @@ public struct SSRServer<Service: SSRService> {
                 // own state is wrong: a reply to someone not waiting for us (the real
                 // caller would wait for ever), or a damaged buffer. Restart now rather than
                 // spin until the watchdog notices; the kernel re-delivers what is in flight.
-                System.reportFailure()
+                Kernel.reportFailure()
             }
             pending = nil
             if message.isNotification {
@@ -485,9 +493,9 @@ public struct SSRServer<Service: SSRService> {
             if followUpRequested {
                 followUpRequested = false
                 if let reply = pending {
-                    guard reply.isIntact else { System.reportFailure() }
-                    try? IPC.reply(to: reply.client, code: UInt(reply.code), words: reply.words,
-                                   payload: UnsafeRawBufferPointer(rebasing: buffer[0..<reply.length]), seal: reply.seal)
+                    guard reply.isIntact else { Kernel.reportFailure() }
+                    try? Kernel.reply(to: reply.client, code: reply.code, words: reply.words,
+                                      payload: UnsafeRawBufferPointer(rebasing: buffer[0..<reply.length]), seal: reply.seal)
                     pending = nil
                 }
                 service.followUp()
@@ -517,7 +525,7 @@ public struct SSRServer<Service: SSRService> {
         // message, e.g. notifications as requests, leaving held clients waiting for
         // ever without a crash): restart. The same for a request whose registers no
         // longer match the kernel's seal: the client sent something else.
-        guard message.requestID != 0, message.isIntact else { System.reportFailure() }
+        guard message.requestID != 0, message.isIntact else { Kernel.reportFailure() }
         // A region that does not verify for this sender (damage, or a sender that is not
         // who really called: replying to it would leave the real caller waiting for
         // ever) means a fault got here first: restart, and recovery sorts it out.
@@ -541,14 +549,14 @@ public struct SSRServer<Service: SSRService> {
                                                    state: state.pointee, reply: commit.reply)
                 windowInUse = false
                 if let length {
-                    guard length <= Self.replyLimit(of: message) else { System.reportFailure() }
+                    guard length <= Self.replyLimit(of: message) else { Kernel.reportFailure() }
                     return SealedReply(client: message.sender, code: UInt32(truncatingIfNeeded: commit.reply.code),
                                        words: (UInt(commit.reply.word0), UInt(commit.reply.word1)),
                                        length: min(max(length, 0), buffer.count), requestID: message.requestID)
                 }
             }
         case .damaged:
-            System.reportFailure()
+            Kernel.reportFailure()
         }
         handling = (message.sender, message.requestID, committed.id, committed.reply)
         handledMessage = message
@@ -564,7 +572,7 @@ public struct SSRServer<Service: SSRService> {
         case .reply(let code, let words, let length):
             let reply = SealedReply(client: message.sender, code: code, words: words,
                                     length: min(max(length, 0), buffer.count), requestID: message.requestID)
-            guard reply.isIntact, reply.length <= Self.replyLimit(of: message) else { System.reportFailure() }
+            guard reply.isIntact, reply.length <= Self.replyLimit(of: message) else { Kernel.reportFailure() }
             Self.commit(state, to: format, requestID: message.requestID, reply: reply)
             Self.confirmCommit(format, reply: reply, to: (UInt16(truncatingIfNeeded: message.operation), message.words),
                                from: old)
@@ -581,7 +589,7 @@ public struct SSRServer<Service: SSRService> {
     /// `serve` for a server that keeps client state in its own memory.
     mutating func serveFromServerMemory(_ message: Received)
         -> SealedReply? {
-        guard let entry = Self.localState(message.sender) else { System.reportFailure() }
+        guard let entry = Self.localState(message.sender) else { Kernel.reportFailure() }
         var state = entry.pointee.state
         let payload = SSRPayload(request: UnsafeRawBufferPointer(rebasing: buffer[0..<min(message.length, buffer.count)]),
                                  replyBuffer: buffer)
@@ -613,7 +621,7 @@ public struct SSRServer<Service: SSRService> {
                                 _ body: (inout State) -> SSROutcome) throws(SyscallError) -> Bool {
         // Called from `handle` (or the flag is damaged): the window is someone else's;
         // from another `complete`'s body: so is the state in hand.
-        guard !windowInUse, completing == nil else { System.reportFailure() }
+        guard !windowInUse, completing == nil else { Kernel.reportFailure() }
         if localStates != nil {
             guard let entry = localState(client) else { throw .badArgument }
             var state = entry.pointee.state
@@ -623,8 +631,9 @@ public struct SSRServer<Service: SSRService> {
             switch outcome {
             case .reply(let code, let words, let length):
                 do throws(SyscallError) {
-                    try IPC.reply(to: client, code: UInt(code), words: words,
-                                  payload: UnsafeRawBufferPointer(rebasing: payload[0..<min(max(length, 0), payload.count)]))
+                    try Kernel.reply(to: client, code: code, words: words,
+                                     payload: UnsafeRawBufferPointer(rebasing: payload[0..<min(max(length, 0), payload.count)]),
+                                     seal: 0)
                 } catch .replyUndeliverable {
                     // The client's buffer could not take the reply; its call ended with that error.
                 }
@@ -634,7 +643,7 @@ public struct SSRServer<Service: SSRService> {
                 return false
             }
         }
-        let mapping = try System.ssrOpen(client)
+        let mapping = try Kernel.open(client)
         let format = format(at: mapping.window, owner: client)
         let state = stateInHand
         switch format.loadCommit() {
@@ -650,7 +659,7 @@ public struct SSRServer<Service: SSRService> {
             }
             load(state, from: format, commit: commit)
         case .damaged:
-            System.reportFailure()
+            Kernel.reportFailure()
         }
         completing = (client, UInt(bitPattern: mapping.window))
         // A copy of the whole state: made only for a service that reads it back.
@@ -661,7 +670,7 @@ public struct SSRServer<Service: SSRService> {
         case .reply(let code, let words, let length):
             let reply = SealedReply(client: client, code: code, words: words,
                                     length: min(max(length, 0), payload.count), requestID: mapping.requestID)
-            guard reply.isIntact else { System.reportFailure() }
+            guard reply.isIntact else { Kernel.reportFailure() }
             commit(state, to: format, requestID: mapping.requestID, reply: reply)
             confirmCommit(format, reply: reply, to: nil, from: old)
             try sealedReply(reply, payload: payload)
@@ -675,21 +684,21 @@ public struct SSRServer<Service: SSRService> {
     private static func confirmCommit(_ format: Format, reply: SealedReply,
                                       to request: (operation: UInt16, words: (UInt, UInt))?, from old: Service.State?) {
         guard Service.checksCommittedReplies else { return }
-        guard let old else { System.reportFailure() }
+        guard let old else { Kernel.reportFailure() }
         guard case .committed(let commit) = format.loadCommit(), commit.requestID == reply.requestID,
               Service.confirms(reply: reply.code, words: reply.words, to: request, from: old,
-                               to: format.state(of: commit)) else { System.reportFailure() }
+                               to: format.state(of: commit)) else { Kernel.reportFailure() }
     }
 
     /// Sends a sealed reply outside the server's loop; a reply the kernel finds broken
     /// restarts the server (the request comes again), any other refusal is the caller's.
     private static func sealedReply(_ reply: SealedReply, payload: UnsafeRawBufferPointer) throws(SyscallError) {
-        guard reply.isIntact else { System.reportFailure() }
+        guard reply.isIntact else { Kernel.reportFailure() }
         do throws(SyscallError) {
-            try IPC.reply(to: reply.client, code: UInt(reply.code), words: reply.words,
-                          payload: UnsafeRawBufferPointer(rebasing: payload[0..<reply.length]), seal: reply.seal)
+            try Kernel.reply(to: reply.client, code: reply.code, words: reply.words,
+                             payload: UnsafeRawBufferPointer(rebasing: payload[0..<reply.length]), seal: reply.seal)
         } catch .replySealBroken {
-            System.reportFailure()
+            Kernel.reportFailure()
         } catch .replyUndeliverable {
             // The client's buffer could not take the reply; its call ended with that error.
         }
