@@ -154,7 +154,9 @@ let package = Package(
 
         // Host tools: the system description and the boot-image packer.
         .target(name: "SystemImage", dependencies: ["KernelCore", "CurioABI"], path: "Sources/Tools/SystemImage"),
-        .executableTarget(name: "mkimage", dependencies: ["SystemImage"], path: "Sources/Tools/mkimage"),
+        .executableTarget(name: "mkimage",
+                          dependencies: ["SystemImage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Sources/Tools/mkimage"),
         .executableTarget(name: "curio-bench", path: "Sources/Tools/Bench"),
         // The fault-injection campaign: plan, judgement, CSV and report (host-tested), and
         // its command line.

@@ -1,41 +1,29 @@
-// mkimage: the command-line front of SystemImage.
+// mkimage: the command-line front of SystemImage (`mkimage --help`, and `--help` of
+// each subcommand, explain every option).
 //
-//   mkimage --system system.toml --elf-dir DIR --out FILE [--list]
-//           [--nm PATH] [--demangle PATH]
-//       Checks the system description, reads <module>.elf for every program
-//       from DIR with its symbols, and writes the boot image to FILE. --list
-//       then prints the program table as read back from the written image, so
-//       what is printed is what the kernel will see.
+//   mkimage [build] --system system.toml --elf-dir DIR --out FILE [--list]
+//           [--nm PATH] [--demangle PATH] [--without-ssr NAME,... [--restart-without-ssr]]
+//       Checks the system description, reads <module>.elf for every program from
+//       DIR with its symbols, and writes the boot image to FILE; --list then prints
+//       the program table as read back from the written image, so what is printed is
+//       what the kernel will see. --without-ssr builds servers without server state
+//       regions: the baseline the benchmarks and the campaigns compare SSRs to.
 //
-//   --without-ssr NAME,...  builds the named servers without server state regions
-//       (no `ssr`, not restartable, a heap 160 x ssr KiB larger): the same binaries
-//       then keep their clients' state in their own memory, the baseline the
-//       benchmarks compare SSRs to.
-//   --restart-without-ssr   with --without-ssr: the named servers stay restartable,
-//       so a fault restarts them from the pristine image as MINIX 3's reincarnation
-//       server restarts a driver — with every client's state gone, since it lived
-//       in the crashed process. The baseline the fault campaigns compare SSRs to.
+//   mkimage symbolize IMAGE PROGRAM ADDRESS
+//       Names the code at ADDRESS in PROGRAM of the boot image, the way the kernel
+//       does in a fault report.
 //
-//   mkimage --symbolize FILE PROGRAM ADDRESS
-//       Names the code at ADDRESS (decimal or 0x hex) in PROGRAM of image
-//       FILE, the way the kernel does in a fault report.
-//
-// Errors go to standard error with the file name and line where there is one,
-// and the exit status is 1 (2 for a usage error).
+// Errors go to standard error with the file name and line where there is one, and
+// the exit status is 1 (64 for a usage error, ArgumentParser's).
 
+import ArgumentParser
 import Foundation
 import KernelCore
 import SystemImage
 
-let usage = """
-    usage: mkimage --system FILE --elf-dir DIR --out FILE [--list] [--nm PATH] [--demangle PATH]
-                   [--without-ssr NAME,... [--restart-without-ssr]]
-           mkimage --symbolize IMAGE PROGRAM ADDRESS
-    """
-
-func fail(_ message: String, status: Int32 = 1) -> Never {
+func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("mkimage: \(message)\n".utf8))
-    exit(status)
+    exit(1)
 }
 
 func readFile(_ path: String) -> Data {
@@ -80,8 +68,7 @@ func programTable(_ image: BootImage, _ system: SystemDescription) -> String {
     }.joined(separator: "\n")
 }
 
-func symbolize(imagePath: String, program name: String, address text: String) {
-    guard let address = parseAddress(text) else { fail("bad address '\(text)'", status: 2) }
+func symbolize(imagePath: String, program name: String, address: UInt64) {
     let bytes = readFile(imagePath)
     bytes.withUnsafeBytes { buffer in
         let image: BootImage
@@ -147,33 +134,86 @@ func build(systemPath: String, elfDirectory: String, outputPath: String, list: B
     }
 }
 
-var arguments = Array(CommandLine.arguments.dropFirst())
-if arguments.first == "--symbolize" {
-    guard arguments.count == 4 else { fail(usage, status: 2) }
-    symbolize(imagePath: arguments[1], program: arguments[2], address: arguments[3])
-} else {
-    var options: [String: String] = [:]
+@main
+struct MakeImage: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mkimage",
+        abstract: "Pack Curio's programs into the boot image the kernel carries, or read one back.",
+        subcommands: [Build.self, Symbolize.self],
+        defaultSubcommand: Build.self)
+}
+
+struct Build: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a system description and write the boot image of its programs.",
+        discussion: """
+            Every program's ELF file is read with its symbols (for fault reports), checked \
+            as the kernel will load it, and packed with the program table the kernel enforces.
+            """)
+
+    @Option(help: "The system description (system.toml).")
+    var system: String
+
+    @Option(name: .customLong("elf-dir"), help: "The directory holding <module>.elf for every program.")
+    var elfDirectory: String
+
+    @Option(name: .customLong("out"), help: "Where the boot image is written.")
+    var output: String
+
+    @Flag(help: "Print the program table, as read back from the written image.")
     var list = false
+
+    @Option(help: "The nm that lists each ELF file's symbols.")
+    var nm = SymbolTools().nm
+
+    @Option(help: "The demangler the symbols' names go through.")
+    var demangle = SymbolTools().demangler
+
+    @Option(name: .customLong("without-ssr"), parsing: .next,
+            help: ArgumentHelp("""
+                Servers (comma-separated names) to build without server state regions: no `ssr`, \
+                not restartable, and a heap 160 x ssr KiB larger, in which the same binaries keep \
+                their clients' state instead. The baseline the benchmarks compare SSRs to.
+                """, valueName: "name,..."))
+    var withoutSSR: String?
+
+    @Flag(name: .customLong("restart-without-ssr"), help: """
+        With --without-ssr: the named servers stay restartable, so a fault restarts them from \
+        the pristine image as MINIX 3's reincarnation server restarts a driver, with every \
+        client's state gone. The baseline the fault campaigns compare SSRs to.
+        """)
     var restartWithoutSSR = false
-    while let option = arguments.first {
-        arguments.removeFirst()
-        if option == "--list" {
-            list = true
-        } else if option == "--restart-without-ssr" {
-            restartWithoutSSR = true
-        } else if ["--system", "--elf-dir", "--out", "--nm", "--demangle", "--without-ssr"].contains(option), let value = arguments.first {
-            arguments.removeFirst()
-            options[option] = value
-        } else {
-            fail("unexpected argument '\(option)'\n\(usage)", status: 2)
+
+    func validate() throws {
+        if restartWithoutSSR && withoutSSR == nil {
+            throw ValidationError("--restart-without-ssr needs --without-ssr")
         }
     }
-    guard let systemPath = options["--system"], let elfDirectory = options["--elf-dir"],
-          let outputPath = options["--out"]
-    else { fail(usage, status: 2) }
-    let defaults = SymbolTools()
-    build(systemPath: systemPath, elfDirectory: elfDirectory, outputPath: outputPath, list: list,
-          tools: SymbolTools(nm: options["--nm"] ?? defaults.nm, demangler: options["--demangle"] ?? defaults.demangler),
-          withoutSSR: options["--without-ssr"].map { $0.split(separator: ",").map(String.init) } ?? [],
-          restartWithoutSSR: restartWithoutSSR)
+
+    func run() {
+        build(systemPath: system, elfDirectory: elfDirectory, outputPath: output, list: list,
+              tools: SymbolTools(nm: nm, demangler: demangle),
+              withoutSSR: withoutSSR.map { $0.split(separator: ",").map(String.init) } ?? [],
+              restartWithoutSSR: restartWithoutSSR)
+    }
+}
+
+struct Symbolize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Name the code at an address of a program in a boot image, as a fault report does.")
+
+    @Argument(help: "The boot image.")
+    var image: String
+
+    @Argument(help: "The program's name in the system description.")
+    var program: String
+
+    @Argument(help: "The address, decimal or 0x hex.")
+    var address: String
+
+    func validate() throws {
+        guard parseAddress(address) != nil else { throw ValidationError("bad address '\(address)'") }
+    }
+
+    func run() { symbolize(imagePath: image, program: program, address: parseAddress(address)!) }
 }
