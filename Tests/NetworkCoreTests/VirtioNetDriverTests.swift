@@ -121,13 +121,13 @@ import Virtio
     @Test func failsAndSaysSoWhenNegotiationFails() throws {
         let everything = VirtioFeature.version1 | VirtioFeature.networkMAC | FakeNetDevice.checksumOffload
         let cases: [((FakeNetDevice) -> Void, NetworkDeviceError)] = [
-            ({ $0.offeredFeatures = everything & ~VirtioFeature.version1 }, .missingVersion1),
+            ({ $0.offeredFeatures = everything & ~VirtioFeature.version1 }, .setUp(.missingVersion1)),
             ({ $0.offeredFeatures = everything & ~VirtioFeature.networkMAC }, .missingMAC),
-            ({ $0.refusesFeatures = true }, .featuresRejected),
-            ({ $0.generationFlaps = 1000 }, .configUnstable),
-            ({ $0.queueNumMax = 0 }, .queueUnavailable),
-            ({ $0.queueNumMax = 1 }, .queueUnavailable),
-            ({ $0.setQueueNumMax(0, queue: FakeNetDevice.transmit) }, .queueUnavailable),
+            ({ $0.refusesFeatures = true }, .setUp(.featuresRejected)),
+            ({ $0.generationFlaps = 1000 }, .setUp(.configUnstable)),
+            ({ $0.queueNumMax = 0 }, .setUp(.queueUnavailable)),
+            ({ $0.queueNumMax = 1 }, .setUp(.queueUnavailable)),
+            ({ $0.setQueueNumMax(0, queue: FakeNetDevice.transmit) }, .setUp(.queueUnavailable)),
         ]
         for (configure, expected) in cases {
             let rig = try NetRig(configure: configure)
@@ -149,7 +149,7 @@ import Virtio
         let rig = try NetRig()
         try rig.driver.initialize()
         rig.device.queueReadySurvivesReset = true
-        #expect(throws: NetworkDeviceError.queueInUse) { try rig.driver.initialize() }
+        #expect(throws: NetworkDeviceError.setUp(.queueInUse)) { try rig.driver.initialize() }
         #expect(rig.driver.state == .failed)
         #expect(rig.device.status & VirtioStatus.failed != 0)
         #expect(rig.device.violations.isEmpty, "no queue register was written while the queue was live")

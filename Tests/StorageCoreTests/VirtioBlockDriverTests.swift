@@ -47,10 +47,10 @@ import Testing
 
     @Test func failsAndSaysSoWhenNegotiationFails() throws {
         let cases: [((FakeBlockDevice) -> Void, StorageDeviceError)] = [
-            ({ $0.offeredFeatures = VirtioFeature.blockFlush }, .missingVersion1),
-            ({ $0.refusesFeatures = true }, .featuresRejected),
-            ({ $0.queueNumMax = 0 }, .queueUnavailable),
-            ({ $0.generationFlaps = 1000 }, .configUnstable),
+            ({ $0.offeredFeatures = VirtioFeature.blockFlush }, .setUp(.missingVersion1)),
+            ({ $0.refusesFeatures = true }, .setUp(.featuresRejected)),
+            ({ $0.queueNumMax = 0 }, .setUp(.queueUnavailable)),
+            ({ $0.generationFlaps = 1000 }, .setUp(.configUnstable)),
         ]
         for (configure, expected) in cases {
             let rig = try Rig(configure: configure)

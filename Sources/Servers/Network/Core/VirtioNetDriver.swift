@@ -41,20 +41,10 @@ public enum NetworkDeviceError: Error, Equatable, Sendable {
     case legacyDevice
     /// A virtio device, but not a network device.
     case notNetworkDevice
-    /// The device does not offer VIRTIO_F_VERSION_1.
-    case missingVersion1
     /// The device has no MAC address to give (VIRTIO_NET_F_MAC not offered).
     case missingMAC
-    /// The device refused our feature set (FEATURES_OK did not stick).
-    case featuresRejected
-    /// The device did not read back status 0 after a reset.
-    case resetTimeout
-    /// A queue does not exist, or cannot have the size we need.
-    case queueUnavailable
-    /// A queue was already live when we came to set it up.
-    case queueInUse
-    /// The configuration kept changing while we read it.
-    case configUnstable
+    /// A step of setting the device up failed (VirtioDevice's own reasons).
+    case setUp(VirtioSetUpError)
     /// Too few ring or buffer pages for the queues.
     case dmaRegionTooSmall
     case dmaRegionMisaligned
@@ -67,23 +57,13 @@ public enum NetworkDeviceError: Error, Equatable, Sendable {
 }
 
 extension NetworkDeviceError {
-    init(_ error: VirtioSetUpError) {
-        switch error {
-        case .resetTimeout: self = .resetTimeout
-        case .missingVersion1: self = .missingVersion1
-        case .featuresRejected: self = .featuresRejected
-        case .configUnstable: self = .configUnstable
-        case .queueInUse: self = .queueInUse
-        case .queueUnavailable: self = .queueUnavailable
-        case .dmaAddressNotPermitted: self = .dmaAddressNotPermitted
-        }
-    }
+    init(_ error: VirtioSetUpError) { self = .setUp(error) }
 
     init(_ error: VirtqueueError) {
         switch error {
         case .regionTooSmall: self = .dmaRegionTooSmall
         case .regionMisaligned: self = .dmaRegionMisaligned
-        case .badSize: self = .queueUnavailable
+        case .badSize: self = .setUp(.queueUnavailable)
         case .full, .badUsedIndex, .badUsedID: self = .deviceMisbehaved
         }
     }

@@ -58,18 +58,8 @@ public enum StorageDeviceError: Error, Equatable, Sendable {
     case legacyDevice
     /// A virtio device, but not a block device.
     case notBlockDevice
-    /// The device does not offer VIRTIO_F_VERSION_1.
-    case missingVersion1
-    /// The device refused our feature set (FEATURES_OK did not stick).
-    case featuresRejected
-    /// The device did not read back status 0 after a reset.
-    case resetTimeout
-    /// Queue 0 does not exist, or cannot have the size we need.
-    case queueUnavailable
-    /// Queue 0 was already live when we came to set it up.
-    case queueInUse
-    /// The configuration kept changing while we read it.
-    case configUnstable
+    /// A step of setting the device up failed (VirtioDevice's own reasons).
+    case setUp(VirtioSetUpError)
     case dmaRegionTooSmall
     case dmaRegionMisaligned
     /// The driver was never initialized, or failed since.
@@ -93,25 +83,14 @@ public enum StorageDeviceError: Error, Equatable, Sendable {
 }
 
 extension StorageDeviceError {
-    /// A refusal while setting the device up, in the block driver's terms.
-    init(_ error: VirtioSetUpError) {
-        switch error {
-        case .resetTimeout: self = .resetTimeout
-        case .missingVersion1: self = .missingVersion1
-        case .featuresRejected: self = .featuresRejected
-        case .configUnstable: self = .configUnstable
-        case .queueInUse: self = .queueInUse
-        case .queueUnavailable: self = .queueUnavailable
-        case .dmaAddressNotPermitted: self = .dmaAddressNotPermitted
-        }
-    }
+    init(_ error: VirtioSetUpError) { self = .setUp(error) }
 
     /// The queue's own refusal, in the block driver's terms.
     init(_ error: VirtqueueError) {
         switch error {
         case .regionTooSmall: self = .dmaRegionTooSmall
         case .regionMisaligned: self = .dmaRegionMisaligned
-        case .badSize: self = .queueUnavailable
+        case .badSize: self = .setUp(.queueUnavailable)
         case .full: self = .queueFull
         case .badUsedIndex: self = .badUsedIndex
         case .badUsedID: self = .badUsedID
