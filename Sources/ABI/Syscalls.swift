@@ -4,7 +4,8 @@
 // arguments in a0...a6. The kernel answers in a0 (a `SyscallStatus`: zero for
 // success, otherwise a `SyscallError` code) and a1...a5 (results). Every argument
 // is decoded and validated before the kernel changes anything, so a rejected call
-// has no effect.
+// has no effect. The errors each call can return are listed with it
+// (`Syscall.possibleErrors`, below).
 //
 //   call        a0           a1          a2         a3        a4        a5        a6
 //   ---------   ----------   ---------   --------   -------   -------   -------   -------
@@ -18,7 +19,7 @@
 //   replyRecv   client       code|mask   word0      word1     bufPtr    replyLen  bufCapacity
 //               replies with buf[0..<replyLen], then receives into buf (as receive);
 //               mask = notification mask in the high 32 bits of a1
-public enum Syscall: UInt, Sendable {
+public enum Syscall: UInt, Sendable, CaseIterable {
     /// End the calling process: a0 = exit code.
     case exit = 0
     /// Give up the rest of the time slice.
@@ -115,7 +116,7 @@ public enum Syscall: UInt, Sendable {
 }
 
 /// a0 after a system call.
-public enum SyscallError: UInt, Error, Sendable {
+public enum SyscallError: UInt, Error, Sendable, CaseIterable {
     case unknownSyscall = 1
     /// An argument is out of range (bad length, bad flags, bad slot number).
     case badArgument = 2
@@ -193,4 +194,60 @@ public enum SyscallLimits {
     public static let maxNameBytes = 15
     /// The longest startup argument string.
     public static let maxArgumentBytes = 128
+}
+
+extension Syscall {
+    /// Every error this call can return in a0: its faults, as Hubris lists each
+    /// call's. Refusals of malformed arguments (`badArgument`, `badAddress`,
+    /// `messageTooLarge`) change nothing; the others say why a well-formed call could
+    /// not be done. (KernelCoreTests' `SyscallErrorsTests` makes every call with
+    /// random arguments and checks each error against this list.)
+    public var possibleErrors: [SyscallError] {
+        switch self {
+        case .exit, .yield, .memoryInfo, .clock, .whoAmI, .recoveryComplete:
+            []
+        case .send:
+            // deadEndpoint also when the server ends before replying; serverFailed when
+            // it stops for good; serverStateLost, requestFailed: see SyscallError.
+            [.badArgument, .badAddress, .messageTooLarge, .deadEndpoint, .notPermitted, .outOfMemory,
+             .serverFailed, .serverStateLost, .requestFailed, .replyUndeliverable]
+        case .receive:
+            [.badAddress, .messageTooLarge]
+        case .reply:
+            [.badArgument, .badAddress, .messageTooLarge, .deadEndpoint, .notWaitingForReply, .replySealBroken,
+             .replyUndeliverable]
+        case .replyAndReceive:
+            // A client that died, or whose buffer could not take the reply, does not
+            // stop the receive.
+            [.badArgument, .badAddress, .messageTooLarge, .notWaitingForReply, .replySealBroken]
+        case .lookup:
+            [.badAddress, .messageTooLarge, .notFound, .serverFailed]
+        case .spawn:
+            [.badAddress, .messageTooLarge, .notPermitted, .notFound, .noFreeSlot, .outOfMemory, .alreadyRunning]
+        case .kill:
+            [.badArgument, .notPermitted, .deadEndpoint]
+        case .wait:
+            [.badArgument, .notFound, .notChild]
+        case .taskInfo, .ssrInfo:
+            [.badArgument, .badAddress]
+        case .irqAcknowledge, .setTimer, .ssrRecoverNext:
+            [.badArgument]
+        case .powerOff:
+            [.badArgument, .notPermitted]
+        case .ssrOpen:
+            [.badArgument, .notWaitingForReply]
+        case .ssrVerdict:
+            [.badArgument, .notFound]
+        case .injectFault:
+            [.badArgument, .badAddress, .messageTooLarge, .notPermitted, .notFound]
+        case .reportFailure, .audit:
+            [.notPermitted]
+        case .physicalAddress:
+            [.badAddress, .notPermitted, .outOfMemory]
+        case .deviceWrite:
+            [.badArgument, .notPermitted, .dmaNotPermitted]
+        case .promiseReply:
+            [.badArgument, .notPermitted, .notWaitingForReply]
+        }
+    }
 }
