@@ -1,6 +1,6 @@
 // A hostile block driver: it tries to make a virtio disk read into the kernel's code.
 //
-// It runs in a system of its own (Tests/IntegrationTests/Systems/dma-probe.toml: the
+// It runs in a system of its own (dma-probe-system.toml, next to it: the
 // console and this driver, which owns the virtio-mmio slots), because device ranges
 // belong to one program and in Curio's system that is the storage server. It drives
 // the disk by hand, as a driver does, and at each step where a driver decides where

@@ -22,7 +22,7 @@
 //    48  80    blocks[20]              the reserved / released block numbers
 //
 // The engine only ever *adds* facts to an intent before a checkpoint and reads
-// them back on the re-run; see Ext2Volume.swift for the protocol.
+// them back on the re-run; see Operations.swift for the protocol.
 
 import FileSystemCore
 
