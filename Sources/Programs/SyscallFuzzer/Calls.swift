@@ -383,7 +383,7 @@ struct Planner {
             call.refuseIf(call.registers[2] < size, "a destination smaller than the record")
             call.refuseIf(pointer.mustRefuse(length: size, writable: true), "a write to a refused place")
             if number == Syscall.taskInfo.rawValue {
-                call.refuseIf(call.registers[0] >= 320, "a task slot past the table")
+                call.refuseIf(call.registers[0] >= UInt(TaskID.slotCount), "a task slot past the table")
             }
         case Syscall.irqAcknowledge.rawValue:
             call.refuseIf(true, "acknowledging an interrupt we do not own")

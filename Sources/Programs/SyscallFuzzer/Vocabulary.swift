@@ -136,7 +136,8 @@ struct Pointer {
 /// Values at and around every limit the kernel checks.
 enum Edges {
     static let words: [UInt] = [
-        0, 1, 2, 3, 7, 8, 15, 16, 0x7F, 0x80, 0xFF, 0x100, 319, 320, 321, 4095, 4096, 4097, 0xFFFF, 0x1_0000,
+        0, 1, 2, 3, 7, 8, 15, 16, 0x7F, 0x80, 0xFF, 0x100, UInt(TaskID.slotCount) - 1, UInt(TaskID.slotCount),
+        UInt(TaskID.slotCount) + 1, 4095, 4096, 4097, 0xFFFF, 0x1_0000,
         0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 0x1_0000_0000, 0xFFFF_FFFF_FFFF, 0x1_0000_0000_0000,
         UInt(Int.max), UInt(bitPattern: Int.min), UInt.max - 1, UInt.max,
     ]
@@ -198,8 +199,8 @@ struct Vocabulary {
         case 4: return UInt(known &- 0x1_0000)  // the one before
         case 5: return UInt(known & 0xFFFF)  // generation 0
         case 6: return UInt(known | 0xFFFF_0000)
-        case 7: return random.below(340) | random.below(4) << 16
-        case 8: return UInt(320 + random.below(0xFFFF - 320)) | random.below(0x1_0000) << 16
+        case 7: return random.below(UInt(TaskID.slotCount) + 20) | random.below(4) << 16
+        case 8: return UInt(TaskID.slotCount) + random.below(0xFFFF - UInt(TaskID.slotCount)) | random.below(0x1_0000) << 16
         case 9: return UInt(TaskID.kernel.rawValue)
         case 10: return random.word() | 1 << 32
         default: return random.word() & 0xFFFF_FFFF

@@ -214,7 +214,7 @@ nonisolated(unsafe) private var stateInHandComplement: UInt = 0
 /// For a server configured without SSRs: the table of client states in its own
 /// memory, entries of `LocalClientState<State>` indexed by task slot.
 nonisolated(unsafe) private var localStates: UnsafeMutableRawPointer?
-private let localSlots = 320
+private let localSlots = TaskID.slotCount
 
 struct LocalClientState<State> {
     var client: TaskID
