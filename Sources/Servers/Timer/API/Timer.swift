@@ -10,10 +10,7 @@
 // restart are delivered late, never dropped or doubled. A call made after a restart
 // finds the old endpoint dead and looks the server up again.
 //
-// Messages (operation, words -> code, words); all times in `System.clock()` ticks:
-//   start   period, repeating (0/1)  -> timer id, first deadline
-//   cancel  timer id                 -> -
-//   wait    -                        -> deadline, sequence (low 48 bits) | timer id << 48
+// The messages are TimerCore's (Sources/Servers/Timer/Core/TimerProtocol.swift).
 
 @_exported import TimerCore
 import CurioUser
