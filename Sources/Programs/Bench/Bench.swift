@@ -73,7 +73,7 @@ struct Bench {
         for clients in [1, 16, 64, 256] {
             while binders.count + 1 < clients { binders.append(start("binder")) }
             // Let the binders bind (they run at a lower priority than we do).
-            while System.ssrCount() < binders.count + 1 { System.sleepTicks(1_000) }
+            while System.ssrCount() < binders.count + 1 { System.sleep(ticks: 1_000) }
             var samples: [UInt64] = []
             for _ in 0..<9 {
                 let name: StaticString = "ssrping"
@@ -85,7 +85,7 @@ struct Bench {
                 let endpoint = (try? System.lookup("ssrping")) ?? server
                 _ = try? IPC.call(endpoint, operation: 1)
                 samples.append(curio_read_instret() &- start)
-                System.sleepTicks(Bench.apartFromBackoff)
+                System.sleep(ticks: Bench.apartFromBackoff)
             }
             samples.sort()
             print("bench restart-\(clients) median=\(samples[4]) p10=\(samples[0]) p90=\(samples[8]) min=\(samples[0]) max=\(samples[8]) iterations=\(samples.count)")
@@ -161,17 +161,6 @@ extension System {
             }
             guard found.status == 0, found.r1 == 1 else { return count }
             count += 1
-        }
-    }
-
-    /// Blocks for `ticks` of the clock.
-    fileprivate static func sleepTicks(_ ticks: UInt64) {
-        let bit = KernelNotification.timerBit
-        try? setTimer(deadline: clock() + ticks, bits: bit)
-        let nothing = UnsafeMutableRawBufferPointer(start: nil, count: 0)
-        while true {
-            guard let message = try? IPC.receive(into: nothing, notificationMask: bit) else { continue }
-            if message.isNotification { return }
         }
     }
 }

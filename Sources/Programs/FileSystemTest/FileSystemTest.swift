@@ -87,12 +87,6 @@ struct FileSystemTest {
         return UnsafeMutableRawBufferPointer(rebasing: buffer[0..<text.utf8.count])
     }
 
-    static func withPath<R, E: Error>(_ path: String, _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
-        let buffer = bytes(path)
-        defer { buffer.deallocate() }
-        return try body(UnsafeRawBufferPointer(buffer))
-    }
-
     static func hex(_ value: UInt32) -> String {
         let digits = String(value, radix: 16)
         return String(repeating: "0", count: 8 - digits.count) + digits
@@ -108,7 +102,7 @@ struct FileSystemTest {
     static func writeWhole(_ path: String, size: Int, seed: Int) throws(FileSystemError) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkBytes, alignment: 8)
         defer { buffer.deallocate() }
-        let file = try withPath(path) { bytes throws(FileSystemError) in
+        let file = try withUTF8Bytes(path) { bytes throws(FileSystemError) in
             try FileSystem.open(bytes, [.write, .create, .truncate])
         }
         var offset = 0
@@ -125,7 +119,7 @@ struct FileSystemTest {
 
     static func writeText(_ path: String, _ text: String, append: Bool = false) throws(FileSystemError) {
         let flags: OpenFlags = append ? [.write, .create, .append] : [.write, .create, .truncate]
-        let file = try withPath(path) { bytes throws(FileSystemError) in try FileSystem.open(bytes, flags) }
+        let file = try withUTF8Bytes(path) { bytes throws(FileSystemError) in try FileSystem.open(bytes, flags) }
         let data = bytes(text)
         defer { data.deallocate() }
         guard try FileSystem.write(file, from: UnsafeRawBufferPointer(data)) == data.count else { throw .noSpace }
@@ -138,7 +132,7 @@ struct FileSystemTest {
         do throws(FileSystemError) {
             for directory in ["/work", "/work/sub", "/gone", "/many"] {
                 step = "mkdir " + directory
-                try withPath(directory) { path throws(FileSystemError) in try FileSystem.mkdir(path) }
+                try withUTF8Bytes(directory) { path throws(FileSystemError) in try FileSystem.mkdir(path) }
             }
             step = "write /work/big"
             try writeWhole("/work/big", size: 300_000, seed: 1)
@@ -149,39 +143,47 @@ struct FileSystemTest {
             step = "append /work/small"
             try writeText("/work/small", "world\n", append: true)
             step = "truncate /work/big"
-            try withPath("/work/big") { path throws(FileSystemError) in try FileSystem.truncate(path, size: 100_000) }
+            try withUTF8Bytes("/work/big") { path throws(FileSystemError) in
+                try FileSystem.truncate(path, size: 100_000)
+            }
             step = "ftruncate /work/big"
-            let big = try withPath("/work/big") { path throws(FileSystemError) in try FileSystem.open(path, .write) }
+            let big = try withUTF8Bytes("/work/big") { path throws(FileSystemError) in
+                try FileSystem.open(path, .write)
+            }
             try FileSystem.ftruncate(big, size: 150_000)
             try FileSystem.close(big)
             step = "write /work/sub/target"
             try writeText("/work/sub/target", "old\n")
             step = "rename /work/mid"
-            try withPath("/work/mid") { from throws(FileSystemError) in
-                try withPath("/work/sub/moved") { to throws(FileSystemError) in try FileSystem.rename(from, to: to) }
+            try withUTF8Bytes("/work/mid") { from throws(FileSystemError) in
+                try withUTF8Bytes("/work/sub/moved") { to throws(FileSystemError) in
+                    try FileSystem.rename(from, to: to)
+                }
             }
             step = "rename /work/small over /work/sub/target"
-            try withPath("/work/small") { from throws(FileSystemError) in
-                try withPath("/work/sub/target") { to throws(FileSystemError) in try FileSystem.rename(from, to: to) }
+            try withUTF8Bytes("/work/small") { from throws(FileSystemError) in
+                try withUTF8Bytes("/work/sub/target") { to throws(FileSystemError) in
+                    try FileSystem.rename(from, to: to)
+                }
             }
             step = "rmdir /gone"
-            try withPath("/gone") { path throws(FileSystemError) in try FileSystem.rmdir(path) }
+            try withUTF8Bytes("/gone") { path throws(FileSystemError) in try FileSystem.rmdir(path) }
             step = "unlink /tmpfile"
             try writeText("/tmpfile", "x")
-            try withPath("/tmpfile") { path throws(FileSystemError) in try FileSystem.unlink(path) }
+            try withUTF8Bytes("/tmpfile") { path throws(FileSystemError) in try FileSystem.unlink(path) }
             for index in 0..<40 {
                 step = "create many \(index)"
                 try writeText("/many/file-with-a-longer-name-\(index)", "file \(index)\n")
             }
             for index in stride(from: 0, to: 40, by: 2) {
                 step = "unlink many \(index)"
-                try withPath("/many/file-with-a-longer-name-\(index)") { path throws(FileSystemError) in
+                try withUTF8Bytes("/many/file-with-a-longer-name-\(index)") { path throws(FileSystemError) in
                     try FileSystem.unlink(path)
                 }
             }
             step = "rename /many into /work"
-            try withPath("/many") { from throws(FileSystemError) in
-                try withPath("/work/many") { to throws(FileSystemError) in try FileSystem.rename(from, to: to) }
+            try withUTF8Bytes("/many") { from throws(FileSystemError) in
+                try withUTF8Bytes("/work/many") { to throws(FileSystemError) in try FileSystem.rename(from, to: to) }
             }
             step = "sync"
             try FileSystem.sync()
@@ -199,7 +201,7 @@ struct FileSystemTest {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 8)
         defer { buffer.deallocate() }
         do throws(StorageError) {
-            var disk = try withPath("storage") { name throws(StorageError) in try BlockStorage(server: name) }
+            var disk = try withUTF8Bytes("storage") { name throws(StorageError) in try BlockStorage(server: name) }
             let info = try disk.info()
             try disk.read(sector: 2, count: 2, into: buffer)
             let magic = buffer.load(fromByteOffset: 56, as: UInt16.self)
@@ -228,7 +230,7 @@ struct FileSystemTest {
             print("D " + directory)
             directories += 1
             var names = [(String, FileType)]()
-            let listed: FileSystemError? = withPath(directory) { path in
+            let listed: FileSystemError? = withUTF8Bytes(directory) { path in
                 do throws(FileSystemError) {
                     try FileSystem.readDirectory(path) { entry in
                         let name = entry.withName { String(decoding: $0, as: UTF8.self) }
@@ -253,7 +255,7 @@ struct FileSystemTest {
                 }
                 var checksum = CRC32()
                 var size = 0
-                let failed: FileSystemError? = withPath(path) { bytes in
+                let failed: FileSystemError? = withUTF8Bytes(path) { bytes in
                     do throws(FileSystemError) {
                         let file = try FileSystem.open(bytes, .read)
                         defer { try? FileSystem.close(file) }
@@ -343,7 +345,7 @@ struct FileSystemTest {
         throws(StreamFailure) -> Int {
         let size = streamChunks * chunkBytes
         let file = try io { () throws(FileSystemError) in
-            try withPath(path) { bytes throws(FileSystemError) in
+            try withUTF8Bytes(path) { bytes throws(FileSystemError) in
                 try FileSystem.open(bytes, [.readWrite, .create, .truncate])
             }
         }
@@ -372,7 +374,7 @@ struct FileSystemTest {
 
         // An O_APPEND record lands at the end, exactly once.
         let appender = try io { () throws(FileSystemError) in
-            try withPath(path) { bytes throws(FileSystemError) in try FileSystem.open(bytes, [.write, .append]) }
+            try withUTF8Bytes(path) { bytes throws(FileSystemError) in try FileSystem.open(bytes, [.write, .append]) }
         }
         for index in 0..<tailBytes { buffer[index] = UInt8(truncatingIfNeeded: id * 16 + round + index) }
         let appended = try io { () throws(FileSystemError) in
@@ -385,7 +387,7 @@ struct FileSystemTest {
 
         // The whole file once more, from a fresh handle.
         let reader = try io { () throws(FileSystemError) in
-            try withPath(path) { bytes throws(FileSystemError) in try FileSystem.open(bytes, .read) }
+            try withUTF8Bytes(path) { bytes throws(FileSystemError) in try FileSystem.open(bytes, .read) }
         }
         offset = 0
         while true {
@@ -491,7 +493,7 @@ struct FileSystemTest {
             return 3
         }
         System.sleep(ticks: ticksPerSecond / 10)
-        let injected: SyscallError? = withPath("fs") { name in
+        let injected: SyscallError? = withUTF8Bytes("fs") { name in
             do throws(SyscallError) {
                 try System.injectFault(into: name, kind: .illegalInstruction, trigger: .nextRequest, argument: 0, aim: 0)
                 return nil
@@ -501,7 +503,7 @@ struct FileSystemTest {
         }
         if let injected { print("fstest: inject: " + String(injected.name)) }
         // The next request the server takes crashes it: this client's own probe.
-        let probe: FileSystemError? = withPath(path) { bytes in
+        let probe: FileSystemError? = withUTF8Bytes(path) { bytes in
             do throws(FileSystemError) {
                 let file = try FileSystem.open(bytes, .readWrite)
                 defer { try? FileSystem.close(file) }
@@ -529,7 +531,9 @@ struct FileSystemTest {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1000, alignment: 8)
         defer { buffer.deallocate() }
         do throws(FileSystemError) {
-            let file = try withPath(path) { bytes throws(FileSystemError) in try FileSystem.open(bytes, .readWrite) }
+            let file = try withUTF8Bytes(path) { bytes throws(FileSystemError) in
+                try FileSystem.open(bytes, .readWrite)
+            }
             try FileSystem.lock(file, start: 0, length: 0, exclusive: true, wait: true)
             print("holder: locked")
             let first = try FileSystem.read(file, into: buffer)
@@ -554,7 +558,9 @@ struct FileSystemTest {
 
     static func lockWaiter(path: String) -> Int32 {
         do throws(FileSystemError) {
-            let file = try withPath(path) { bytes throws(FileSystemError) in try FileSystem.open(bytes, .readWrite) }
+            let file = try withUTF8Bytes(path) { bytes throws(FileSystemError) in
+                try FileSystem.open(bytes, .readWrite)
+            }
             print("waiter: waiting")
             try FileSystem.lock(file, start: 0, length: 0, exclusive: true, wait: true)
             print("waiter: locked")

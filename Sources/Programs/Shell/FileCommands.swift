@@ -31,10 +31,7 @@ extension Shell {
 
     /// Runs `body` with `path` as bytes, made absolute.
     static func withPath<R, E: Error>(_ path: String, _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
-        let absolute = path.hasPrefix("/") ? path : "/" + path
-        let bytes = copyBytes(absolute)
-        defer { bytes.deallocate() }
-        return try body(UnsafeRawBufferPointer(bytes))
+        try withUTF8Bytes(path.hasPrefix("/") ? path : "/" + path, body)
     }
 
     /// A string's UTF-8 in a buffer of its own (the typed-throws calls cannot run

@@ -120,20 +120,11 @@ struct TimerTest {
 
     static func inject(_ name: String, kind: FaultKind, persistent: Bool, trigger: FaultTrigger, argument: UInt,
                        aim: UInt, seed: UInt) throws(SyscallError) {
-        let result: Result<Void, SyscallError> = withBytes(name) { bytes in
-            Result { () throws(SyscallError) in
-                try System.injectFault(into: bytes, kind: kind, persistent: persistent, trigger: trigger,
-                                       argument: argument, aim: aim, seed: seed)
-            }
+        try withUTF8Bytes(name) { bytes throws(SyscallError) in
+            try System.injectFault(into: bytes, kind: kind, persistent: persistent, trigger: trigger,
+                                   argument: argument, aim: aim, seed: seed)
         }
-        try result.get()
     }
-
-    static func withBytes<R>(_ text: String, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-        let bytes = Array(text.utf8)
-        return bytes.withUnsafeBytes { body($0) }
-    }
-
 }
 
 struct Plan {

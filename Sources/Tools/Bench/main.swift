@@ -311,22 +311,22 @@ for row in rows { print("| \(row.0) | \(row.1) | \(row.2) | \(row.3) |") }
 
 guard noSSRKernel != nil, marksPlugin != nil else { exit(0) }
 
-func phaseMeasurements(_ label: String, ssr: Bool) -> [String: Measurement]? {
+func phaseMeasurements(_ label: String) -> [String: Measurement]? {
     switch phaseResults[label] {
     case .success(let measurements): return measurements
     case .failure(let failure):
         print("")
         print(failure.output)
-        print("curio-bench: \(ssr ? kernel : noSSRKernel ?? ""): \(failure.message)")
+        print("curio-bench: \(label.hasSuffix("-nossr") ? noSSRKernel ?? "" : kernel): \(failure.message)")
         return nil
     case nil: return nil
     }
 }
 
-let fileSystemWithSSRs = phaseMeasurements("fs-ssr", ssr: true)
-let fileSystemWithoutSSRs = phaseMeasurements("fs-nossr", ssr: false)
-let networkWithSSRs = phaseMeasurements("net-ssr", ssr: true)
-let networkWithoutSSRs = phaseMeasurements("net-nossr", ssr: false)
+let fileSystemWithSSRs = phaseMeasurements("fs-ssr")
+let fileSystemWithoutSSRs = phaseMeasurements("fs-nossr")
+let networkWithSSRs = phaseMeasurements("net-ssr")
+let networkWithoutSSRs = phaseMeasurements("net-nossr")
 
 /// Percent of `value` over `baseline`, one decimal, signed.
 func overhead(_ value: Int, over baseline: Int) -> String {

@@ -123,6 +123,19 @@ public enum System {
         _ = try call(.setTimer, UInt(deadline), bits)
     }
 
+    /// Blocks for `ticks` on the kernel's timer (not the timer server, which may be the
+    /// server being faulted or measured).
+    public static func sleep(ticks: UInt64) {
+        guard ticks > 0 else { return }
+        let bit = KernelNotification.timerBit
+        try? setTimer(deadline: clock() + ticks, bits: bit)
+        let nothing = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+        while true {
+            guard let message = try? IPC.receive(into: nothing, notificationMask: bit) else { continue }
+            if message.isNotification { return }
+        }
+    }
+
     public static func powerOff(code: Int) throws(SyscallError) -> Never {
         _ = try call(.powerOff, UInt(code))
         while true {}

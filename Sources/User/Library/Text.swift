@@ -33,13 +33,4 @@ extension System {
         guard let found, let info = try? taskInfo(slot: found.index) else { return 0 }
         return Int(info.restarts)
     }
-
-    /// Blocks for `ticks` on the kernel's timer (not the timer server, which may be the
-    /// server being faulted); a message that comes first ends the wait early.
-    public static func sleep(ticks: UInt64) {
-        guard ticks > 0 else { return }
-        let bit = KernelNotification.timerBit
-        try? setTimer(deadline: clock() + ticks, bits: bit)
-        _ = try? IPC.receive(into: UnsafeMutableRawBufferPointer(start: nil, count: 0), notificationMask: bit)
-    }
 }

@@ -42,18 +42,24 @@ public struct InternetChecksum {
         // word at a time, below; pairs lead up to the word boundary.
         if Int(bitPattern: next) & 1 == 0 {
             while Int(bitPattern: next) & 7 != 0 && end - next >= 2 {
-                sum &+= UInt64(next.load(as: UInt8.self)) << 8 | UInt64(next.load(fromByteOffset: 1, as: UInt8.self))
+                sum &+= Self.pair(at: next)
                 next += 2
             }
             next = addWords(from: next, to: end)
         }
         while end - next >= 2 {
-            sum &+= UInt64(next.load(as: UInt8.self)) << 8 | UInt64(next.load(fromByteOffset: 1, as: UInt8.self))
+            sum &+= Self.pair(at: next)
             next += 2
         }
         if next < end {
             heldByte = UInt64(next.load(as: UInt8.self)) << 8
         }
+    }
+
+    /// The two bytes at `bytes` as a big-endian 16-bit value (any alignment).
+    @inline(__always)
+    static func pair(at bytes: UnsafeRawPointer) -> UInt64 {
+        UInt64(bytes.load(as: UInt8.self)) << 8 | UInt64(bytes.load(fromByteOffset: 1, as: UInt8.self))
     }
 
     /// Sums the aligned 8-byte words from `start` (8-aligned, at an even position of

@@ -365,20 +365,9 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
         if stored < Self.stateBytes { Self.zero(destination, from: stored) }
     }
 
-    /// Zeroes the state at `state` from byte `start` (a multiple of 8) to its end.
+    /// Zeroes the state at `state` from byte `start` to its end (one `memset`).
     static func zero(_ state: UnsafeMutableRawPointer, from start: Int) {
-        var offset = start
-        if UInt(bitPattern: state) & 7 == 0 {
-            // One `sd` per word (`storeBytes` may be split into bytes).
-            while offset + 8 <= stateBytes {
-                (state + offset).assumingMemoryBound(to: UInt64.self).pointee = 0
-                offset += 8
-            }
-        }
-        while offset < stateBytes {
-            state.storeBytes(of: 0, toByteOffset: offset, as: UInt8.self)
-            offset += 1
-        }
+        (state + start).initializeMemory(as: UInt8.self, repeating: 0, count: stateBytes - start)
     }
 
     /// How many bytes of the state at `state` a commit stores: `significantBytes`
