@@ -79,6 +79,23 @@
 // past it, and stores the whole state if not (a wrong hint, say a fault in computing
 // it, costs time, never bytes).
 //
+// Migrating a region (live upgrade, paper §4). A new version of a server may lay
+// its state out differently; the header's layout word says which layout wrote a
+// region, and a region of another layout never verifies as this one (the checksums
+// are seeded with the layout word), so it is never misread. A version that knows the
+// layout of the one it replaced reads such a region in that layout and rewrites it in
+// its own (`migrate`), once, in place: the same commit (request id and reply) holding
+// the migrated state. (1) If the new copy it is about to write would share bytes with
+// the old layout's active copy (the copies sit at other offsets when the state's size
+// changed), it first commits the same record again in the old layout, which moves it
+// to the other old copy; (2) it writes the new copy completely; (3) it stores the new
+// layout word in the header; (4) it publishes the selector. A crash before (3) leaves
+// the old layout with its active copy untouched. A crash between (3) and (4) leaves a
+// header of the new layout whose selector still names the old copy, which does not
+// verify as the new layout: the damage repair above finds the other copy, the new
+// one, verified and answering L (the record migrated is an answered one), and loses
+// nothing. After (4) the region is simply in the new layout.
+//
 // What it cannot do: a checksum catches corruption of bytes, not a wrong
 // computation committed with a good checksum; the service's own invariant check is
 // the second line, and the server runtime rolls back an unacknowledged commit made
@@ -465,18 +482,33 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
     public func commit(stateAt state: UnsafeRawPointer, significantBytes: Int, requestID: UInt64, reply: SSRReply) {
         let length = significantBytes >= Self.stateBytes ? Self.paddedStateBytes
                                                          : Self.storedLength(of: state, significantBytes: significantBytes)
-        var next = (activeSequence ?? 0) &+ 1
-        if next == 0 { next = 2 }  // 0 means "never committed"; keep the parity
-        let index = Int(next & 1)
+        let next = Self.sequence(after: activeSequence ?? 0)
+        if !headerIsValid { writeHeader() }
+        writeCopy(Int(next & 1), sequence: next, stateAt: state, length: length, requestID: requestID, reply: reply)
+        storage.publish(SSRLayout.selector(for: next), at: SSRLayout.selectorOffset)
+    }
+
+    /// The commit number after `sequence`: 0 means "never committed", so it is
+    /// skipped, keeping the parity (the copy a number names).
+    @inline(__always)
+    static func sequence(after sequence: UInt32) -> UInt32 {
+        let next = sequence &+ 1
+        return next == 0 ? 2 : next
+    }
+
+    /// Writes copy `index` completely, as commit number `sequence`: every word of it,
+    /// then its checksum. The selector is the caller's to switch.
+    @inline(__always)
+    func writeCopy(_ index: Int, sequence: UInt32, stateAt state: UnsafeRawPointer, length: Int, requestID: UInt64,
+                   reply: SSRReply) {
         let base = copyOffset(index)
         let storage = self.storage
-        if !headerIsValid { writeHeader() }
         var hash = checksumSeed(copy: index)
         func put(_ value: UInt64, _ field: Int) {
             hash.add(word: value)
             storage.store(value, at: base + field)
         }
-        put(UInt64(next), SSRLayout.sequenceField)
+        put(UInt64(sequence), SSRLayout.sequenceField)
         put(requestID, SSRLayout.requestField)
         put(reply.code, SSRLayout.codeField)
         put(reply.word0, SSRLayout.word0Field)
@@ -507,7 +539,6 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
             put(value, SSRLayout.stateField + offset)
         }
         storage.store(hash.value, at: base + SSRLayout.checksumField)
-        storage.publish(SSRLayout.selector(for: next), at: SSRLayout.selectorOffset)
     }
 
     /// How many stores `commit` issues on this region as it is now, storing
@@ -576,6 +607,76 @@ public struct SSRFormat<State: BitwiseCopyable, Storage: SSRStorage> {
                 offset += 8
             }
         }
+    }
+}
+
+// MARK: Migration (live upgrade)
+
+extension SSRFormat {
+    /// Whether the region's header names this format's layout (magic, layout word and
+    /// owner): says who wrote the region, not that its commit verifies.
+    public var isWrittenInThisLayout: Bool { headerIsValid }
+
+    /// Rewrites a region committed in `previous`'s layout (the same region, read as
+    /// the version this server replaced wrote it) in this layout: the same commit,
+    /// with its request id and reply, holding `state`, the previous state migrated by
+    /// the service. See "Migrating a region" above for why a crash after any store
+    /// leaves the old record or the new one.
+    ///
+    /// `commit` must be `previous`'s active commit, verified just now, and answered:
+    /// its id the kernel's L (the runtime migrates only before it applies a new
+    /// request, when that holds); `previousState` its state as loaded.
+    public func migrate<Previous: BitwiseCopyable>(from previous: SSRFormat<Previous, Storage>, commit: SSRCommit,
+                                                   previousState: UnsafePointer<Previous>,
+                                                   state: UnsafePointer<State>, significantBytes: Int) {
+        var active = Int(commit.sequence & 1)
+        var sequence = commit.sequence
+        if Self.overlaps(copy: 1 - active, previousCopy: active, previousStride: SSRFormat<Previous, Storage>.copyStride) {
+            previous.commit(stateAt: UnsafeRawPointer(previousState), significantBytes: Int.max,
+                            requestID: commit.requestID, reply: commit.reply)
+            sequence = Self.sequence(after: sequence)
+            active = 1 - active
+        }
+        let next = Self.sequence(after: sequence)
+        let length = significantBytes >= Self.stateBytes
+            ? Self.paddedStateBytes : Self.storedLength(of: UnsafeRawPointer(state), significantBytes: significantBytes)
+        writeCopy(1 - active, sequence: next, stateAt: UnsafeRawPointer(state), length: length,
+                  requestID: commit.requestID, reply: commit.reply)
+        storage.store(layoutWord, at: SSRLayout.layoutOffset)
+        storage.publish(SSRLayout.selector(for: next), at: SSRLayout.selectorOffset)
+    }
+
+    /// Whether this layout's copy `index` shares a byte with the previous layout's
+    /// copy `previousIndex`, copies of that one being `previousStride` bytes apart.
+    static func overlaps(copy index: Int, previousCopy previousIndex: Int, previousStride: Int) -> Bool {
+        let start = SSRLayout.headerBytes + index * copyStride
+        let previousStart = SSRLayout.headerBytes + previousIndex * previousStride
+        return start < previousStart + previousStride && previousStart < start + copyStride
+    }
+
+    /// Whether the region holds a commit that verifies under a layout its header
+    /// names and this format does not know: a region another version of the server
+    /// wrote (a newer one, before a downgrade). That is not damage, and this format
+    /// cannot read it: a server finding one must not judge it lost (see SSRServer).
+    public var holdsCommitInAnotherLayout: Bool {
+        let header = word(at: SSRLayout.layoutOffset)
+        guard word(at: SSRLayout.magicOffset) == SSRLayout.magic, header != layoutWord,
+              word(at: SSRLayout.ownerOffset) == SSRLayout.ownerWord(for: owner),
+              let sequence = activeSequence else { return false }
+        let padded = (Int(header >> 32) + 7) & ~7
+        let stride = SSRLayout.stateField + padded
+        let index = Int(sequence & 1)
+        let start = SSRLayout.headerBytes + index * stride
+        guard SSRLayout.headerBytes + 2 * stride <= storage.bytes.count else { return false }
+        let stored = word(at: start + SSRLayout.stateLengthField)
+        guard stored <= UInt64(padded), stored & 7 == 0 else { return false }
+        var hash = RegionChecksum()
+        hash.add(word: SSRLayout.magic)
+        hash.add(word: header)
+        hash.add(word: UInt64(index))
+        hash.add(alignedWords: base + start + 8, count: (SSRLayout.stateField + Int(stored)) / 8 - 1)
+        return hash.value == word(at: start + SSRLayout.checksumField)
+            && word(at: start + SSRLayout.sequenceField) == UInt64(sequence)
     }
 }
 

@@ -110,6 +110,15 @@ public protocol SSRService {
 
     /// Bump when `State`'s layout or meaning changes: older regions then fail to verify.
     static var layoutVersion: UInt32 { get }
+    /// Live upgrade (paper §4): the state of the version of this server that this one
+    /// replaces, and its layout version. A region that version wrote is read in its
+    /// layout and migrated (`migrate`), never misread or judged lost for its layout.
+    /// The default: no previous version.
+    associatedtype PreviousState: BitwiseCopyable = State
+    static var previousLayoutVersion: UInt32? { get }
+    /// This version's state made from the previous version's; false if it cannot be
+    /// (the region is then judged lost).
+    static func migrate(_ previous: UnsafePointer<PreviousState>, to state: UnsafeMutablePointer<State>) -> Bool
     /// How many leading bytes of `state` can be non-zero: a commit stores only those
     /// (SSRFormat, "Storing only what can be non-zero"), so a state that is a table
     /// used from the front costs what its used slots cost. A wrong answer costs time,
@@ -169,6 +178,10 @@ public protocol SSRService {
 
 extension SSRService {
     public static func significantBytes(of state: UnsafePointer<State>) -> Int { MemoryLayout<State>.size }
+    public static var previousLayoutVersion: UInt32? { nil }
+    public static func migrate(_ previous: UnsafePointer<PreviousState>, to state: UnsafeMutablePointer<State>) -> Bool {
+        false
+    }
     public mutating func replayPayload(operation: UInt16, words: (UInt, UInt), payload: SSRPayload, client: TaskID,
                                        state: State, reply: SSRReply) -> Int? { 0 }
     public mutating func followUp() {}
@@ -243,6 +256,7 @@ public typealias SSRServer<Service: SSRService> = SSRRuntime<Service, SystemSSRK
 public struct SSRRuntime<Service: SSRService, Kernel: SSRKernel> {
     public typealias State = Service.State
     typealias Format = SSRFormat<State, SSRMemory>
+    typealias PreviousFormat = SSRFormat<Service.PreviousState, SSRMemory>
 
     public var service: Service
     public private(set) var recovery = SSRRecoveryReport()
@@ -345,8 +359,17 @@ public struct SSRRuntime<Service: SSRService, Kernel: SSRKernel> {
         case .committed(let commit):
             let state = format.state(of: commit)
             return Self.checks(state) ? state : nil
-        case .damaged: return nil
+        case .damaged: return previousState(format)
         }
+    }
+
+    /// The state of a region the previous version wrote, migrated (nil: not such a region).
+    static func previousState(_ format: Format) -> State? {
+        let migrated = UnsafeMutablePointer<State>.allocate(capacity: 1)
+        defer { migrated.deallocate() }
+        guard let previous = previousRegion(format, migratingInto: migrated) else { return nil }
+        previous.release()
+        return migrated.pointee
     }
 
     /// Asks for the service's `followUp` once the current reply has gone out.
@@ -379,6 +402,79 @@ public struct SSRRuntime<Service: SSRService, Kernel: SSRKernel> {
         format(at: Kernel.window, owner: owner)
     }
 
+    // MARK: Regions of the previous version (live upgrade)
+
+    /// A region the version this server replaced wrote, read in that version's layout:
+    /// its verified commit, and its state in the previous layout (for `migrate`).
+    struct PreviousRegion {
+        let format: PreviousFormat
+        let commit: SSRCommit
+        let state: UnsafeMutablePointer<Service.PreviousState>
+
+        /// Rewrites the region in this version's layout, holding `migrated` (SSRFormat,
+        /// "Migrating a region"). Only for a commit the client has its answer to: the
+        /// runtime migrates before it applies a request, never to replay one.
+        func migrate(into region: Format, migrated: UnsafeMutablePointer<State>) {
+            region.migrate(from: format, commit: commit, previousState: state, state: migrated,
+                           significantBytes: Service.significantBytes(of: migrated))
+        }
+
+        func release() { state.deallocate() }
+    }
+
+    /// The region at `format` read as the previous version wrote it, if the service
+    /// has one, the header names its layout, the commit verifies in it, and the state
+    /// migrates into `state` and passes `check`. Writes nothing to the region. The
+    /// caller `release`s the result.
+    static func previousRegion(_ format: Format, migratingInto state: UnsafeMutablePointer<State>) -> PreviousRegion? {
+        guard let version = Service.previousLayoutVersion else { return nil }
+        let previous = PreviousFormat(storage: format.storage, layoutVersion: version, owner: format.owner)
+        guard previous.isWrittenInThisLayout, case .committed(let commit) = previous.loadCommit() else { return nil }
+        let old = UnsafeMutablePointer<Service.PreviousState>.allocate(capacity: 1)
+        previous.loadState(of: commit, into: UnsafeMutableRawPointer(old))
+        guard Service.migrate(old, to: state), Service.check(state) else {
+            old.deallocate()
+            return nil
+        }
+        return PreviousRegion(format: previous, commit: commit, state: old)
+    }
+
+    /// `format.loadCommit()` for a request about to be handled (id `requestID`), with its
+    /// state loaded into `state`; a region of the previous version is migrated to this
+    /// layout first, unless `requestID` is the request its commit answered (a replay,
+    /// of a commit that may not be acknowledged: answered from the previous layout,
+    /// its state migrated in memory only). `.damaged` loads nothing.
+    static func loadForRequest(_ format: Format, into state: UnsafeMutablePointer<State>, requestID: UInt64)
+        -> SSRCommitLoad {
+        let loaded = format.loadCommit()
+        switch loaded {
+        case .unformatted:
+            state.pointee = Service.initialState
+        case .committed(let commit):
+            load(state, from: format, commit: commit)
+        case .damaged:
+            guard let previous = previousRegion(format, migratingInto: state) else { return loaded }
+            defer { previous.release() }
+            if previous.commit.requestID == requestID { return .committed(previous.commit) }
+            previous.migrate(into: format, migrated: state)
+            guard case .committed(let commit) = format.loadCommit() else { Kernel.reportFailure() }
+            return .committed(commit)
+        }
+        return loaded
+    }
+
+    /// A replay of a region still in the previous layout that must be handled again
+    /// (`replayPayload` returned nil): it is migrated first, so that the commit lands in
+    /// this layout.
+    static func migrateForReplay(_ format: Format, state: UnsafeMutablePointer<State>) {
+        guard !format.isWrittenInThisLayout else { return }
+        let migrated = UnsafeMutablePointer<State>.allocate(capacity: 1)
+        defer { migrated.deallocate() }
+        guard let previous = previousRegion(format, migratingInto: migrated) else { Kernel.reportFailure() }
+        defer { previous.release() }
+        previous.migrate(into: format, migrated: migrated)
+    }
+
     // MARK: Recovery
 
     /// Walks every SSR bound to this server, judges, repairs and rebuilds; then lets the
@@ -407,8 +503,43 @@ public struct SSRRuntime<Service: SSRService, Kernel: SSRKernel> {
     }
 
     /// The verdict on one region, after repairing it if that is safe; and the state
-    /// to rebuild from (nil for a fresh or lost client).
+    /// to rebuild from (nil for a fresh or lost client). A region the previous version
+    /// wrote is judged in its layout and repaired there if need be: it stays in that
+    /// layout until a request migrates it, so that an upgrade rolled back during this
+    /// recovery leaves the old version every region as it can read it. A region that
+    /// holds a commit of a layout this version does not know at all (an upgrade back to
+    /// an older version) cannot be judged here, and is not judged lost for its layout:
+    /// the server fails, and the kernel rolls back the upgrade that started it (or
+    /// after a second failure on it, judges it lost itself).
     mutating func judge(_ format: Format, kernelState: SSRState, lastCompleted: UInt64) -> (SSRVerdict, State?) {
+        if let version = Service.previousLayoutVersion {
+            let previous = PreviousFormat(storage: format.storage, layoutVersion: version, owner: format.owner)
+            if previous.isWrittenInThisLayout {
+                return judge(previous, kernelState: kernelState, lastCompleted: lastCompleted) { old in
+                    withUnsafePointer(to: old) { old in
+                        var migrated = Service.initialState
+                        return Service.migrate(old, to: &migrated) && Self.checks(migrated) ? migrated : nil
+                    }
+                }
+            }
+        }
+        // Asked before judging: with nothing acknowledged (L = 0) the judgement would
+        // clear the region as damage.
+        if format.holdsCommitInAnotherLayout { Kernel.reportFailure() }
+        return judge(format, kernelState: kernelState, lastCompleted: lastCompleted) { Self.checks($0) ? $0 : nil }
+    }
+
+    /// `judge` of a region read in the layout of `Stored`, whose states `usable` turns
+    /// into this version's (nil: not usable).
+    mutating func judge<Stored: BitwiseCopyable>(_ format: SSRFormat<Stored, SSRMemory>, kernelState: SSRState,
+                                                 lastCompleted: UInt64,
+                                                 usable: (Stored) -> State?) -> (SSRVerdict, State?) {
+        func restore(_ point: SSRRestorePoint<Stored>) -> State? {
+            switch point {
+            case .fresh: return Service.initialState
+            case .record(let record): return usable(record.state)
+            }
+        }
         switch format.check(lastCompleted: lastCompleted) {
         case .unformatted:
             recovery.fresh += 1
@@ -417,15 +548,16 @@ public struct SSRRuntime<Service: SSRService, Kernel: SSRKernel> {
             // Work a failing server committed for an unanswered request is redone by
             // us when we can get back to the state before it: always for a suspect
             // region, and whenever the commit breaks the service's invariants.
-            let trusted = kernelState != .suspect && Self.checks(record.state)
-            if !trusted, let point = format.rollbackPoint(lastCompleted: lastCompleted), let state = restore(point) {
+            let state = usable(record.state)
+            if kernelState == .suspect || state == nil, let point = format.rollbackPoint(lastCompleted: lastCompleted),
+               let restored = restore(point) {
                 format.repair(to: point)
                 recovery.rolledBack += 1
-                return (.repaired, state)
+                return (.repaired, restored)
             }
-            if Self.checks(record.state) {
+            if let state {
                 recovery.valid += 1
-                return (.valid, record.state)
+                return (.valid, state)
             }
             recovery.lost += 1
             return (.lost, nil)
@@ -440,14 +572,6 @@ public struct SSRRuntime<Service: SSRService, Kernel: SSRKernel> {
         case .corrupt:
             recovery.lost += 1
             return (.lost, nil)
-        }
-    }
-
-    /// The state at a restore point, if it passes the service's invariants.
-    func restore(_ point: SSRRestorePoint<State>) -> State? {
-        switch point {
-        case .fresh: return Service.initialState
-        case .record(let record): return Self.checks(record.state) ? record.state : nil
         }
     }
 
@@ -511,7 +635,7 @@ public struct SSRRuntime<Service: SSRService, Kernel: SSRKernel> {
             let committed = format.state(of: commit)
             state = Self.checks(committed) ? committed : nil
         case .unformatted: state = Service.initialState
-        case .damaged: state = nil
+        case .damaged: state = Self.previousState(format)
         }
         service.clientEnded(client: client, state: state)
     }
@@ -534,12 +658,11 @@ public struct SSRRuntime<Service: SSRService, Kernel: SSRKernel> {
         var committed = (id: UInt64(0), reply: SSRReply())
         let payload = SSRPayload(request: UnsafeRawBufferPointer(rebasing: buffer[0..<min(message.length, buffer.count)]),
                                  replyBuffer: buffer)
-        switch format.loadCommit() {
+        // Verified in full; the state copied out once into the state in hand, and checked.
+        switch Self.loadForRequest(format, into: state, requestID: message.requestID) {
         case .unformatted:
-            state.pointee = Service.initialState
+            break
         case .committed(let commit):
-            // Verified in full just now; copied out once, checked in place.
-            Self.load(state, from: format, commit: commit)
             committed = (commit.requestID, commit.reply)
             if commit.requestID == message.requestID {
                 // Applied and committed before a crash; only the reply was lost.
@@ -554,6 +677,7 @@ public struct SSRRuntime<Service: SSRService, Kernel: SSRKernel> {
                                        words: (UInt(commit.reply.word0), UInt(commit.reply.word1)),
                                        length: min(max(length, 0), buffer.count), requestID: message.requestID)
                 }
+                Self.migrateForReplay(format, state: state)
             }
         case .damaged:
             Kernel.reportFailure()
@@ -646,9 +770,9 @@ public struct SSRRuntime<Service: SSRService, Kernel: SSRKernel> {
         let mapping = try Kernel.open(client)
         let format = format(at: mapping.window, owner: client)
         let state = stateInHand
-        switch format.loadCommit() {
+        switch loadForRequest(format, into: state, requestID: mapping.requestID) {
         case .unformatted:
-            state.pointee = Service.initialState
+            break
         case .committed(let commit):
             if commit.requestID == mapping.requestID {
                 let cached = SealedReply(client: client, code: UInt32(truncatingIfNeeded: commit.reply.code),
@@ -657,7 +781,6 @@ public struct SSRRuntime<Service: SSRService, Kernel: SSRKernel> {
                 try sealedReply(cached, payload: UnsafeRawBufferPointer(start: nil, count: 0))
                 return true
             }
-            load(state, from: format, commit: commit)
         case .damaged:
             Kernel.reportFailure()
         }
