@@ -26,14 +26,16 @@ EMBEDDED_LIB := $(TOOLCHAIN)../lib/swift/embedded/$(TRIPLE)
 RV_BUILD   := $(SWIFT) build -c release --triple $(TRIPLE) --toolset toolset-riscv64.json --scratch-path $(RV_SCRATCH)
 
 # Programs in the boot image: the SwiftPM module of each (system.toml names them).
-PROGRAMS   := ConsoleServer Shell Crashme PingServer Bench Binder RogueServer TimerServer TimerClient TimerTest \
-              ConfigServer StorageServer FileSystemServer FileSystemTest FileSystemBench SyscallFuzzer DMAProbe \
+PROGRAMS   := ConsoleServer Shell Crashme PingServer Bench Binder RogueServer TimerServer TimerServerNext TimerClient \
+              TimerTest ConfigServer StorageServer FileSystemServer FileSystemTest FileSystemBench SyscallFuzzer DMAProbe \
               NetworkServer UDPEcho TCPEcho HTTPServer HTTPFetch NetworkBench NetTest
 # Libraries linked into every program (--gc-sections drops what a program does not use).
 USER_LIBRARIES := UserArch Freestanding CurioUser CurioABI ConsoleCore ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore \
+                  TimerService \
                   ConfigAPI Virtio StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI NetworkCore NetworkAPI HTTPCore
 # Every module cross-built for riscv64 (the embedded build of each is part of `make test`).
 EMBEDDED_MODULES := CurioABI KernelCore Kernel CurioUser ConsoleCore ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore \
+                    TimerService \
                     ConfigAPI Virtio StorageCore StorageAPI FileSystemCore Ext2 FileSystemAPI NetworkCore NetworkAPI HTTPCore \
                     $(PROGRAMS)
 KERNEL_LIBRARIES := KernelArch Freestanding Kernel KernelCore CurioABI

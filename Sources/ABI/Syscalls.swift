@@ -113,6 +113,12 @@ public enum Syscall: UInt, Sendable, CaseIterable {
     /// delivered again. A new delivery of the client's request clears the promise.
     /// `notWaitingForReply` if the client is not awaiting the caller's reply.
     case promiseReply = 27
+    /// Replace the running server program a0/a1 (name) with a2/a3 (name): a version
+    /// of it (system.toml `version_of`), or the program itself when it runs a version.
+    /// Done only between two requests (else `serverBusy`: try again); the version
+    /// starts in recovery, and if that fails the kernel rolls back to the code the
+    /// server ran before. Needs `manage`. (Kernel+Upgrade.swift)
+    case upgrade = 28
 }
 
 /// a0 after a system call.
@@ -159,6 +165,9 @@ public enum SyscallError: UInt, Error, Sendable, CaseIterable {
     /// (`messageTooLarge`, `badAddress`), so the reply is over: the client's doing,
     /// not the server's. `replyAndReceive` goes on to receive.
     case replyUndeliverable = 18
+    /// The server is handling a request or recovering: an upgrade waits for a request
+    /// boundary. Nothing was changed; try again.
+    case serverBusy = 19
 }
 
 extension SyscallError {
@@ -183,6 +192,7 @@ extension SyscallError {
         case .dmaNotPermitted: "DMA outside the driver's pages"
         case .replySealBroken: "reply does not match its seal"
         case .replyUndeliverable: "the client could not take the reply"
+        case .serverBusy: "server busy (between no two requests)"
         }
     }
 }
@@ -248,6 +258,9 @@ extension Syscall {
             [.badArgument, .notPermitted, .dmaNotPermitted]
         case .promiseReply:
             [.badArgument, .notPermitted, .notWaitingForReply]
+        case .upgrade:
+            // outOfMemory: the version could not be loaded (the server runs its old code).
+            [.badArgument, .badAddress, .messageTooLarge, .notPermitted, .notFound, .serverBusy, .outOfMemory]
         }
     }
 }

@@ -118,8 +118,10 @@ public enum TaskState: UInt8, Sendable {
 ///   8       4     pages in use
 ///   12      4     memory budget, pages
 ///   16      16    name, NUL-padded
+///   32      16    the name of the program whose code it runs: the same, or after a
+///                 live upgrade a version of it (Kernel+Upgrade.swift)
 public struct TaskInfo: Sendable {
-    public static let size = 32
+    public static let size = 48
     public var id: TaskID
     public var state: TaskState
     public var priority: UInt8
@@ -127,9 +129,10 @@ public struct TaskInfo: Sendable {
     public var pagesUsed: UInt32
     public var pageBudget: UInt32
     public var name: (UInt64, UInt64)
+    public var codeName: (UInt64, UInt64)
 
     public init(id: TaskID, state: TaskState, priority: UInt8, restarts: UInt16,
-                pagesUsed: UInt32, pageBudget: UInt32, name: (UInt64, UInt64)) {
+                pagesUsed: UInt32, pageBudget: UInt32, name: (UInt64, UInt64), codeName: (UInt64, UInt64) = (0, 0)) {
         self.id = id
         self.state = state
         self.priority = priority
@@ -137,6 +140,7 @@ public struct TaskInfo: Sendable {
         self.pagesUsed = pagesUsed
         self.pageBudget = pageBudget
         self.name = name
+        self.codeName = codeName
     }
 }
 

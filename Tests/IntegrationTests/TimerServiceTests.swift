@@ -65,6 +65,31 @@ struct TimerServiceTests {
         #expect(run.console.split(separator: "\n").filter { $0.hasPrefix("timerclient ok waits=90 ") }.count == 4)
     }
 
+    /// A live upgrade under load (paper §4): timer-next replaces timer while clients
+    /// stream waits, reads their timers in timer's layout and migrates each region at
+    /// its client's next request; every expiration arrives once, in order, on time.
+    /// An upgrade back to timer then fails its recovery (timer cannot read the new
+    /// layout of the regions already migrated, the shell's among them), and the
+    /// kernel rolls back to timer-next. The clients notice neither.
+    @Test func aLiveUpgradeAndARolledBackOneAreInvisibleToClients() throws {
+        let run = try CurioMachine.run(commands: "run timerclient 100000 60 mixed &; run timerclient 100000 60 mixed &; "
+                                           + "run timerclient 70000 80 &; sleep 100; upgrade timer timer-next; ps; "
+                                           + "sleep 100; upgrade timer timer; ps; wait",
+                                       extra: Self.icount)
+        let console = run.console
+        #expect(console.contains("upgrade: timer runs timer-next now, its clients' state recovered"), "\(console)")
+        #expect(console.contains("runs timer-next, recovered (upgraded from timer)"))
+        #expect(console.contains("failed in recovery: rolled back to timer-next"))
+        #expect(console.contains("upgrade: timer failed its recovery; timer runs timer-next again"))
+        let lines = console.split(separator: "\n")
+        #expect(lines.filter { $0.hasPrefix("timerclient ok waits=60 ") && $0.hasSuffix(" errors=0") }.count == 2,
+                "\(console)")
+        #expect(lines.filter { $0.hasPrefix("timerclient ok waits=80 ") && $0.hasSuffix(" errors=0") }.count == 1)
+        #expect(lines.filter { $0.contains(" timer ") && $0.hasSuffix("runs timer-next") }.count == 2,
+                "ps shows the version running in timer's place")
+        #expect(!console.contains("FAIL") && !console.contains("gave up") && !console.contains("PANIC"))
+    }
+
     /// Bit flips and wild pointers may be masked, crash the server, or be caught by its
     /// checks; a client may then be told (state lost, a rejected call) — but no client
     /// may ever get a wrong expiration, and nothing may hang.

@@ -196,6 +196,8 @@ struct KernelTestProgram: Sendable {
     var ssrPages: UInt8 = 0
     /// Entry bytes 113-114 (0: no reply limit).
     var replyLimitMilliseconds: UInt16 = 0
+    /// Entry byte 115: the program this one is a version of (a live upgrade's target).
+    var versionOf: String?
     var memoryPages: UInt32 = 32
     var stackPages: UInt32 = 2
     var heapPages: UInt32 = 2
@@ -275,6 +277,9 @@ enum KernelTestImage {
                 | (program.receivesBootArguments ? 4 : 0) | (program.restartable ? 8 : 0) | (program.promisesReplies ? 16 : 0)
             image[entry + Field.ssrPages] = program.ssrPages
             storeLittleEndian(program.replyLimitMilliseconds, in: &image, at: entry + Field.replyLimit)
+            if let target = program.versionOf {
+                image[entry + Field.versionOf] = UInt8(programs.firstIndex { $0.name == target }! + 1)
+            }
             image[entry + Field.interruptCount] = UInt8(program.interrupts.count)
             image[entry + Field.deviceCount] = UInt8(program.devices.count)
             storeLittleEndian(program.memoryPages, in: &image, at: entry + Field.memoryPages)

@@ -407,7 +407,7 @@ import Testing
         try harness.spawn(Program.server)  // 0
         let client = try harness.spawn(Program.client).index  // 1
         let destination = ProcessLayout.heap + 0x100
-        harness.syscall(client, .taskInfo, 0, UInt(destination), 32)
+        harness.syscall(client, .taskInfo, 0, UInt(destination), UInt(TaskInfo.size))
         #expect(harness.error(client) == nil)
         let bytes = try harness.read(32, at: destination, in: client)
         func field<T: FixedWidthInteger>(_: T.Type, _ offset: Int) -> T {
@@ -421,13 +421,15 @@ import Testing
         #expect(field(UInt32.self, 8) == UInt32(ProcessLayout.standardPages))
         #expect(field(UInt32.self, 12) == 32)
         #expect(Array(bytes[16..<32]) == Array("server".utf8) + [UInt8](repeating: 0, count: 10))
+        #expect(try harness.read(16, at: destination + 32, in: client) == Array(bytes[16..<32]),
+                "it runs its own program's code")
 
-        harness.syscall(client, .taskInfo, 40, UInt(destination), 32)
+        harness.syscall(client, .taskInfo, 40, UInt(destination), UInt(TaskInfo.size))
         #expect(harness.error(client) == nil)
         let free = try harness.read(32, at: destination, in: client)
         #expect(free[4] == TaskState.free.rawValue)
         #expect(free[16..<32].allSatisfy { $0 == 0 })
-        harness.syscall(client, .taskInfo, 319, UInt(destination), 32)
+        harness.syscall(client, .taskInfo, 319, UInt(destination), UInt(TaskInfo.size))
         #expect(harness.error(client) == nil, "the last of the 320 slots")
         #expect(try harness.read(32, at: destination, in: client)[4] == TaskState.free.rawValue)
         harness.syscall(client, .taskInfo, 320, UInt(destination), 32)

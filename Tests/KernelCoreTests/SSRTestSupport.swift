@@ -13,6 +13,8 @@
 //   aux1/2   more SSR servers, to fill a client's binding table
 //   limited  an SSR server with a reply limit (20 ms)
 //   urgent   an SSR server more urgent than fs
+//   promising  an SSR server that promises every reply it holds
+//   fs-next  a version of fs (`version_of`), for live upgrades
 import CurioABI
 import Testing
 @testable import KernelCore
@@ -30,6 +32,7 @@ enum SSRProgram {
     static let limited = 9
     static let urgent = 10
     static let promising = 11
+    static let fsNext = 12
 }
 
 extension KernelTestProgram {
@@ -47,6 +50,8 @@ extension KernelTestProgram {
         KernelTestProgram(name: "limited", priority: 3, restartable: true, ssrPages: 1, replyLimitMilliseconds: 20),
         KernelTestProgram(name: "urgent", priority: 2, restartable: true, ssrPages: 1),
         KernelTestProgram(name: "promising", priority: 3, restartable: true, promisesReplies: true, ssrPages: 1),
+        KernelTestProgram(name: "fs-next", priority: 3, restartable: true, ssrPages: 2, versionOf: "fs",
+                          sends: ["disk", "plain"]),
     ]
 }
 

@@ -58,10 +58,10 @@ import Testing
                                    arguments: buffer(ProcessLayout.heap + 16, 128))))
         #expect(decode(harness, .kill, 0x0001_0002) == .success(.kill(TaskID(index: 2, generation: 1))))
         #expect(decode(harness, .wait, 0x0001_0002) == .success(.wait(TaskID(index: 2, generation: 1))))
-        #expect(decode(harness, .taskInfo, 319, heap, 32)
-                == .success(.taskInfo(slot: 319, destination: buffer(ProcessLayout.heap, 32))))
+        #expect(decode(harness, .taskInfo, 319, heap, 48)
+                == .success(.taskInfo(slot: 319, destination: buffer(ProcessLayout.heap, 48))))
         #expect(decode(harness, .taskInfo, 0, heap, 1000)
-                == .success(.taskInfo(slot: 0, destination: buffer(ProcessLayout.heap, 32))))
+                == .success(.taskInfo(slot: 0, destination: buffer(ProcessLayout.heap, 48))))
         #expect(decode(harness, .memoryInfo) == .success(.memoryInfo))
         #expect(decode(harness, .irqAcknowledge, 3) == .success(.irqAcknowledge(index: 3)))
         #expect(decode(harness, .setTimer, 1234, 1) == .success(.setTimer(deadline: 1234, bits: 1)))
@@ -99,7 +99,7 @@ import Testing
         #expect(decode(harness, .reply, 0, 0, 0, 0, kernel, 8) == .failure(.badAddress))
         #expect(decode(harness, .lookup, kernel, 6) == .failure(.badAddress))
         #expect(decode(harness, .spawn, kernel, 6, 0, 0) == .failure(.badAddress))
-        #expect(decode(harness, .taskInfo, 0, kernel, 32) == .failure(.badAddress))
+        #expect(decode(harness, .taskInfo, 0, kernel, 48) == .failure(.badAddress))
         #expect(decode(harness, .receive, 0x1000_0000, 8, 0) == .failure(.badAddress), "the MMIO gigapage")
         #expect(decode(harness, .receive, 0x40_0000_0000 - 8, 8, 0) == .failure(.badAddress),
                 "past the low half of Sv39")
@@ -120,7 +120,7 @@ import Testing
         let call = EndpointCall(endpoint: TaskID(index: 1, generation: 0), operation: 0).rawValue
         #expect(decode(harness, .receive, text, 16, 0) == .failure(.badAddress))
         #expect(decode(harness, .send, call, 0, 0, 0, 0, text, 16) == .failure(.badAddress), "a reply buffer")
-        #expect(decode(harness, .taskInfo, 0, text + 64, 32) == .failure(.badAddress))
+        #expect(decode(harness, .taskInfo, 0, text + 64, 48) == .failure(.badAddress))
         #expect(decode(harness, .reply, 0, 0, 0, 0, text, 16) != .failure(.badAddress), "reading text is fine")
         #expect(decode(harness, .receive, UInt(ProcessLayout.data), 16, 0) != .failure(.badAddress),
                 "data is writable")
@@ -167,7 +167,7 @@ import Testing
         let heap = UInt(ProcessLayout.heap)
         #expect(decode(harness, .taskInfo, 320, heap, 32) == .failure(.badArgument))
         #expect(decode(harness, .taskInfo, UInt.max, heap, 32) == .failure(.badArgument))
-        #expect(decode(harness, .taskInfo, 0, heap, 31) == .failure(.badArgument), "room for a TaskInfo")
+        #expect(decode(harness, .taskInfo, 0, heap, 47) == .failure(.badArgument), "room for a TaskInfo")
         #expect(decode(harness, .send, 1 << 48, 0, 0, 0, 0, 0, 0) == .failure(.badArgument))
         #expect(decode(harness, .reply, 1 << 32, 0, 0, 0, 0, 0) == .failure(.badArgument))
         #expect(decode(harness, .kill, 1 << 32) == .failure(.badArgument))
@@ -261,9 +261,9 @@ import Testing
         try expectNoEffect(harness, slot: 0, UInt64(Syscall.reply.rawValue),
                            [UInt(harness.id(3).rawValue), 1, 2, 3, heap, 5000], fails: .messageTooLarge,
                            "reply payload")
-        try expectNoEffect(harness, slot: 1, UInt64(Syscall.taskInfo.rawValue), [320, heap, 32],
+        try expectNoEffect(harness, slot: 1, UInt64(Syscall.taskInfo.rawValue), [320, heap, 48],
                            fails: .badArgument, "task slot 320 (one past the table)")
-        try expectNoEffect(harness, slot: 1, UInt64(Syscall.taskInfo.rawValue), [0, text, 32],
+        try expectNoEffect(harness, slot: 1, UInt64(Syscall.taskInfo.rawValue), [0, text, 48],
                            fails: .badAddress, "task info into text")
         try expectNoEffect(harness, slot: 2, UInt64(Syscall.spawn.rawValue), [heap, 6, 0x8020_0000, 4],
                            fails: .badAddress, "spawn with arguments in kernel memory")

@@ -264,6 +264,7 @@ private func exerciseEverything(_ bytes: [UInt8]) {
             ("sends to program 3 of 3", { bytes, entry in put(UInt64(0b1001), in: &bytes, at: entry + Field.sendMask) }),
             ("sends to program 63", { bytes, entry in put(UInt64(1) << 63, in: &bytes, at: entry + Field.sendMask) }),
             ("reserved byte", { bytes, entry in bytes[entry + Field.reserved + Field.reservedSize - 1] = 1 }),
+            ("a version of program 3 of 3", { bytes, entry in bytes[entry + Field.versionOf] = 4 }),
             ("ELF inside the table", { bytes, entry in put(UInt32(40), in: &bytes, at: entry + Field.elfOffset) }),
             ("ELF past the end", { bytes, entry in put(UInt32.max, in: &bytes, at: entry + Field.elfSize) }),
             ("ELF offset past the end", { bytes, entry in put(UInt32.max, in: &bytes, at: entry + Field.elfOffset) }),

@@ -72,6 +72,34 @@ private func problem(_ text: String) -> SystemDescriptionError? {
         #expect(fs.sends == ["config", "storage"] && fs.devices.isEmpty)
     }
 
+    /// A version (`version_of`) has its server's authority, whatever it says itself.
+    @Test func aVersionTakesTheAuthorityOfItsServer() throws {
+        let server = "[program.timer]\n\(minimalProgram)\nstart = true\nrestartable = true\nssr = 4\npromises = true\n"
+            + "sends = [\"log\"]\ninterrupts = [9]\ndevices = [\"0x10000000+0x1000\"]\n"
+        let log = "[program.log]\n\(minimalProgram)\n"
+        let version = "[program.timer2]\nmodule = \"Next\"\nversion_of = \"timer\"\npriority = 2\nmemory = 128\n"
+            + "stack = 16\nheap = 16\n"
+        let system = try parse(log + server + version)
+        let original = system.programs[1], next = system.programs[2]
+        #expect(next.versionOf == "timer" && next.module == "Next" && next.memoryKiB == 128 && next.priority == 2)
+        #expect(next.restartable && next.ssrKiB == 4 && next.promisesReplies && next.sends == ["log"])
+        #expect(next.interrupts == [9] && next.devices == original.devices, "no second owner of its hardware")
+        #expect(!next.startsAtBoot && !next.mayManage)
+        #expect(system.sendMask(of: next) == system.sendMask(of: original))
+
+        // Authority of its own, an unknown or later program, a chain, a plain program.
+        #expect(problem(log + server + version + "ssr = 8") == SystemDescriptionError(line: 27, .badValue(
+            key: "ssr", reason: "a version has the authority of the program it is a version of")))
+        #expect(problem(version + server) == SystemDescriptionError(line: 3, .badValue(
+            key: "version_of", reason: "'timer' is not a program defined above")))
+        let chain = version.replacingOccurrences(of: "timer2", with: "timer3")
+            .replacingOccurrences(of: "\"timer\"", with: "\"timer2\"")
+        #expect(problem(log + server + version + chain) == SystemDescriptionError(line: 29, .badValue(
+            key: "version_of", reason: "'timer2' is itself a version of another program")))
+        #expect(problem(log + version.replacingOccurrences(of: "\"timer\"", with: "\"log\"")) == SystemDescriptionError(
+            line: 9, .badValue(key: "version_of", reason: "only a restartable server can be upgraded")))
+    }
+
     @Test func readsEveryFeatureOfTheSubset() throws {
         let system = try parse("""
             # leading comment

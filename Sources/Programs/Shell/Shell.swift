@@ -184,6 +184,7 @@ struct Shell {
         case "ssr": return serverStateRegions()
         case "audit": return audit()
         case "inject": return inject(arguments)
+        case "upgrade": return upgrade(arguments)
         case "poweroff":
             _ = try? System.powerOff(code: 0)
             return 1
@@ -221,6 +222,9 @@ struct Shell {
                                   (default), after (ARG requests, default 1), random (within ARG ticks,
                                   default 1 s) or exec (within ARG ticks of the server's own execution,
                                   default 10 ms); seed=S makes the moment and target repeatable
+        upgrade SERVER PROGRAM    replace a running server with a version of it (system.toml version_of),
+                                  or with its own program again, between two requests; clients carry on.
+                                  If the version fails its recovery, the kernel rolls back
         poweroff                  turn the machine off
         """
 
@@ -254,7 +258,8 @@ struct Shell {
             let memory = "\(Int(info.pagesUsed) * 4)/\(Int(info.pageBudget) * 4)"
             let columns = [pad("\(slot)", 5), pad("\(info.id.generation)", 5), pad(name(info), 16),
                            pad(String(info.state.name), 7), pad("\(info.priority)", 5), pad(memory, 23)]
-            print(columns.joined() + "\(info.restarts)")
+            let code = codeName(info) == name(info) ? "" : pad("", 9 - "\(info.restarts)".utf8.count) + "runs " + codeName(info)
+            print(columns.joined() + "\(info.restarts)" + code)
         }
         return 0
     }
@@ -282,6 +287,63 @@ struct Shell {
         }
         print("\(index) server state region" + (index == 1 ? "" : "s"))
         return 0
+    }
+
+    /// `upgrade SERVER PROGRAM`: a live upgrade. The kernel does it only between two of
+    /// the server's requests, so a busy server is asked again each millisecond, for up
+    /// to two seconds. Whether the version's recovery succeeds, the kernel reports.
+    static func upgrade(_ arguments: [String]) -> Int32 {
+        guard arguments.count == 2 else {
+            complain("usage: upgrade SERVER PROGRAM")
+            return 2
+        }
+        for _ in 0..<2_000 {
+            let outcome: SyscallError? = withUTF8Bytes(arguments[0]) { server in
+                withUTF8Bytes(arguments[1]) { version in
+                    do throws(SyscallError) {
+                        try System.upgrade(server, to: version)
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+            }
+            switch outcome {
+            case nil:
+                return awaitUpgrade(of: arguments[0], to: arguments[1])
+            case .serverBusy?:
+                System.sleep(ticks: Clock.ticksPerMillisecond)
+            case let error?:
+                complain("upgrade " + arguments[0] + " " + arguments[1] + ": " + describe(error))
+                return 1
+            }
+        }
+        complain("upgrade: " + arguments[0] + " was never between two requests")
+        return 1
+    }
+
+    /// Watches an upgraded server until its recovery is over: it is back in `receive`
+    /// running the version (the upgrade stands), or runs its old code again (the
+    /// kernel rolled back).
+    static func awaitUpgrade(of server: String, to version: String) -> Int32 {
+        for _ in 0..<2_000 {
+            for slot in 0..<maxProcesses {
+                guard let info = try? System.taskInfo(slot: slot), info.state != .free, info.state != .ended,
+                      name(info) == server else { continue }
+                if codeName(info) != version {
+                    complain("upgrade: " + version + " failed its recovery; " + server + " runs " + codeName(info)
+                             + " again")
+                    return 1
+                }
+                if info.state == .receiving {
+                    print("upgrade: \(server) runs \(version) now, its clients' state recovered")
+                    return 0
+                }
+            }
+            System.sleep(ticks: Clock.ticksPerMillisecond)
+        }
+        complain("upgrade: " + server + " is still recovering")
+        return 1
     }
 
     /// `inject SERVER FAULT [TRIGGER [ARG]] [aim=N] [seed=S]`: arms a fault in a running server.
@@ -611,9 +673,14 @@ struct Shell {
         return before == after ? 0 : 1
     }
 
-    static func name(_ info: TaskInfo) -> String {
-        var name = info.name
-        return withUnsafeBytes(of: &name) { bytes in
+    static func name(_ info: TaskInfo) -> String { text(of: info.name) }
+
+    /// The program whose code the process runs (a version of its program, after an upgrade).
+    static func codeName(_ info: TaskInfo) -> String { text(of: info.codeName) }
+
+    static func text(of field: (UInt64, UInt64)) -> String {
+        var field = field
+        return withUnsafeBytes(of: &field) { bytes in
             String(decoding: bytes.prefix(while: { $0 != 0 }), as: UTF8.self)
         }
     }

@@ -41,7 +41,7 @@
 //
 // The same rules apply to a forged endpoint that names a server's slot, whatever
 // its generation. A call that must fail — a privilege this program lacks (`manage`:
-// spawn, kill, powerOff, injectFault, audit; devices; being a server or a parent),
+// spawn, kill, powerOff, injectFault, audit, upgrade; devices; being a server or a parent),
 // a buffer in a refused place, a length past the limit, an unknown number — and
 // succeeds is a violation.
 
@@ -412,6 +412,10 @@ struct Planner {
                 call.registers[3] = random.below(4)
             }
             call.refuseIf(true, "injectFault without manage")
+        case Syscall.upgrade.rawValue:
+            nameOrBuffer(&call, 0, 1)
+            nameOrBuffer(&call, 2, 3)
+            call.refuseIf(true, "upgrade without manage")
         case Syscall.reportFailure.rawValue:
             call.refuseIf(true, "reportFailure from a program that is not restartable")
         case Syscall.audit.rawValue:

@@ -123,7 +123,8 @@ public enum ImageWriter {
             let regions = ProgramRegions(elfOffset: elfOffset, elfSize: binary.elf.count,
                                          symbolsOffset: symbolsOffset, symbolCount: symbols.count,
                                          stringsOffset: stringsOffset, stringsSize: stringsSize)
-            writeEntry(for: program, sendMask: system.sendMask(of: program), regions: regions, into: &image,
+            writeEntry(for: program, sendMask: system.sendMask(of: program),
+                       versionOf: program.versionOf.flatMap { system.index(of: $0) }, regions: regions, into: &image,
                        at: BootImageFormat.headerSize + index * BootImageFormat.programEntrySize)
         }
 
@@ -151,7 +152,8 @@ public enum ImageWriter {
         var elfOffset, elfSize, symbolsOffset, symbolCount, stringsOffset, stringsSize: Int
     }
 
-    private static func writeEntry(for program: ProgramDescription, sendMask: UInt64, regions: ProgramRegions,
+    private static func writeEntry(for program: ProgramDescription, sendMask: UInt64, versionOf: Int?,
+                                   regions: ProgramRegions,
                                    into image: inout [UInt8], at entry: Int) {
         typealias Field = BootImageFormat.ProgramField
         typealias Flag = BootImageFormat.ProgramFlag
@@ -165,6 +167,7 @@ public enum ImageWriter {
             | (program.promisesReplies ? Flag.promisesReplies : 0)
         image[entry + Field.ssrPages] = UInt8(program.ssrKiB / SystemDescription.kibibytesPerPage)
         store(UInt16(program.replyLimitMilliseconds), in: &image, at: entry + Field.replyLimit)
+        image[entry + Field.versionOf] = UInt8(versionOf.map { $0 + 1 } ?? 0)
         image[entry + Field.interruptCount] = UInt8(program.interrupts.count)
         image[entry + Field.deviceCount] = UInt8(program.devices.count)
         let kibibytesPerPage = SystemDescription.kibibytesPerPage

@@ -55,6 +55,13 @@
 //   sends           [string]           programs it may send to (default none)
 //   interrupts      [integer]          PLIC sources it owns, 1...1023, at most 8
 //   devices         [string]           "0xBASE+0xSIZE" MMIO ranges, page-aligned, at most 2
+//   version_of      string             the restartable server this program is another
+//                                      version of, defined above it: `upgrade` may replace
+//                                      the running server with it (Kernel+Upgrade.swift).
+//                                      A version has that server's authority: it may not
+//                                      set start, manage, boot_arguments, restartable,
+//                                      ssr, reply_limit, promises, sends, interrupts or
+//                                      devices, and is never started on its own
 //
 // Beyond each value's own rules, the description must be consistent as a
 // whole: stack + heap fit in the budget, `sends` names programs that exist (in
@@ -95,6 +102,8 @@ public struct ProgramDescription: Equatable, Sendable {
     public var sends: [String]
     public var interrupts: [UInt32]
     public var devices: [DeviceRange]
+    /// The program this one is a version of (`version_of`), whose authority it has.
+    public var versionOf: String?
 }
 
 public struct SystemDescription: Equatable, Sendable {
@@ -339,6 +348,11 @@ private struct ProgramDraft {
     var sends: [String] = []
     var interrupts: [UInt32] = []
     var devices: [DeviceRange] = []
+    var versionOf: String?
+
+    /// The keys that grant authority, which a version takes from its program instead.
+    static let authorityKeys = ["start", "manage", "boot_arguments", "restartable", "ssr", "reply_limit", "promises",
+                                "sends", "interrupts", "devices"]
 
     mutating func set(_ key: String, to value: Value, line: Int) throws(SystemDescriptionError) {
         guard keyLines[key] == nil else { throw SystemDescriptionError(line: line, .duplicateKey(key)) }
@@ -427,6 +441,10 @@ private struct ProgramDraft {
                 guard !devices.contains(where: device.overlaps) else { throw bad("'\(text)' overlaps another device") }
                 devices.append(device)
             }
+        case "version_of":
+            guard case .string(let target) = value else { throw bad("expected a program name, found \(value.typeName)") }
+            guard target != name else { throw bad("a program cannot be a version of itself") }
+            versionOf = target
         default:
             throw SystemDescriptionError(line: line, .unknownKey(key))
         }
@@ -459,6 +477,11 @@ private struct ProgramDraft {
         program.promisesReplies = promisesReplies
         program.ssrKiB = ssrKiB
         program.replyLimitMilliseconds = replyLimit
+        program.versionOf = versionOf
+        if versionOf != nil, let key = Self.authorityKeys.first(where: { keyLines[$0] != nil }) {
+            throw SystemDescriptionError(line: keyLines[key]!, .badValue(
+                key: key, reason: "a version has the authority of the program it is a version of"))
+        }
         return program
     }
 }
@@ -543,6 +566,8 @@ private struct DescriptionParser {
             for target in program.sends where !finished.contains(where: { $0.name == target }) {
                 throw SystemDescriptionError(line: keyLines[index]["sends"]!, .undefinedProgram(target))
             }
+            // A version runs only in its program's place: its hardware is that program's.
+            guard program.versionOf == nil else { continue }
             for source in program.interrupts {
                 if let owner = interruptOwners[source] {
                     throw SystemDescriptionError(line: keyLines[index]["interrupts"]!, .badValue(
@@ -575,7 +600,28 @@ private struct DescriptionParser {
 
     private mutating func closeProgram() throws(SystemDescriptionError) {
         guard let draft = current else { return }
-        finished.append(try draft.finished())
+        var program = try draft.finished()
+        if let target = program.versionOf {
+            func bad(_ reason: String) -> SystemDescriptionError {
+                SystemDescriptionError(line: draft.keyLines["version_of"]!, .badValue(key: "version_of", reason: reason))
+            }
+            guard let original = finished.first(where: { $0.name == target }) else {
+                throw bad("'\(target)' is not a program defined above")
+            }
+            guard original.versionOf == nil else { throw bad("'\(target)' is itself a version of another program") }
+            guard original.restartable else { throw bad("only a restartable server can be upgraded") }
+            program.startsAtBoot = false
+            program.mayManage = false
+            program.receivesBootArguments = false
+            program.restartable = true
+            program.ssrKiB = original.ssrKiB
+            program.replyLimitMilliseconds = original.replyLimitMilliseconds
+            program.promisesReplies = original.promisesReplies
+            program.sends = original.sends
+            program.interrupts = original.interrupts
+            program.devices = original.devices
+        }
+        finished.append(program)
         keyLines.append(draft.keyLines)
         current = nil
     }

@@ -260,6 +260,13 @@ public enum System {
                         kind: kind, trigger: trigger, argument: argument)
     }
 
+    /// Replaces the running server program named by `server`'s bytes with the one
+    /// named by `version`'s (a live upgrade; `Syscall.upgrade`).
+    public static func upgrade(_ server: UnsafeRawBufferPointer, to version: UnsafeRawBufferPointer)
+        throws(SyscallError) {
+        _ = try call(.upgrade, address(server), UInt(server.count), address(version), UInt(version.count))
+    }
+
     static func address(_ buffer: UnsafeRawBufferPointer) -> UInt {
         UInt(bitPattern: buffer.baseAddress)
     }

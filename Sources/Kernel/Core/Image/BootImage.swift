@@ -46,7 +46,10 @@
 //    112 ssrPages u8 (per client, <= SSRWindow.maxPages)
 //    113 replyLimit u16, milliseconds (0: none): a client waiting longer than this
 //        for the server's reply means the server forgot the request (see Kernel+Restart)
-//    115 reserved, 13 bytes of zero                                          -> 128 bytes
+//    115 versionOf u8: 0, or 1 + the index of the program this one is a version of:
+//        a live upgrade may replace a running instance of that one with this
+//        (Kernel+Upgrade.swift); mkimage gives it that program's authority
+//    116 reserved, 12 bytes of zero                                          -> 128 bytes
 //
 //   flags: bit 0 startsAtBoot, bit 1 mayManage, bit 2 receivesBootArguments,
 //          bit 3 restartable (restarted from its pristine image when it faults),
@@ -119,8 +122,9 @@ public enum BootImageFormat {
         public static let deviceSize = 16
         public static let ssrPages = 112
         public static let replyLimit = 113
-        public static let reserved = 115
-        public static let reservedSize = 13
+        public static let versionOf = 115
+        public static let reserved = 116
+        public static let reservedSize = 12
     }
 
     public enum ProgramFlag {
@@ -206,6 +210,8 @@ public struct ProgramDescriptor: Sendable {
     /// How long (ms) a client may wait for this server's reply before the server is
     /// deemed to have forgotten the request (0: no limit).
     public var replyLimitMilliseconds: Int
+    /// The program this one is a version of (a live upgrade's target), if any.
+    public var versionOf: Int?
     /// The budget for everything the process owns: image, stack, heap, page tables.
     public var memoryPages: Int
     public var stackPages: Int
@@ -237,7 +243,9 @@ public struct ProgramDescriptor: Sendable {
         let sendMask = entry.littleEndian(UInt64.self, at: Field.sendMask)
         let ssrPages = Int(entry.byte(at: Field.ssrPages))
         let replyLimit = Int(entry.byte(at: Field.replyLimit)) | Int(entry.byte(at: Field.replyLimit + 1)) << 8
+        let versionOf = Int(entry.byte(at: Field.versionOf))
         guard priority <= BootImageFormat.maxPriority,
+              versionOf <= programCount,
               ssrPages <= SSRWindow.maxPages,
               flags & ~BootImageFormat.ProgramFlag.all == 0,
               interruptCount <= BootImageFormat.maxInterrupts,
@@ -279,6 +287,7 @@ public struct ProgramDescriptor: Sendable {
         promisesReplies = flags & BootImageFormat.ProgramFlag.promisesReplies != 0
         self.ssrPages = ssrPages
         replyLimitMilliseconds = replyLimit
+        self.versionOf = versionOf == 0 ? nil : versionOf - 1
         self.memoryPages = Int(memoryPages)
         self.stackPages = Int(stackPages)
         self.heapPages = Int(heapPages)

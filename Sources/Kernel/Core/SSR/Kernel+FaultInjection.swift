@@ -307,7 +307,7 @@ extension Kernel {
                                     persistent: Bool) {
         guard pc % 2 == 0, pc % UInt64(pageSize) <= UInt64(pageSize - 4) else { return }
         var patch = CodePatch()
-        patch.program = tasks[slot].program
+        patch.program = Int(tasks[slot].codeProgram)
         patch.address = pc
         patch.word = instruction
         patch.length = length
@@ -338,14 +338,14 @@ extension Kernel {
         platform.write("[kernel] persistent patches full: this one lasts until the restart\n")
     }
 
-    /// Applies the persistent patches of a program to a fresh load of it.
+    /// Applies the persistent patches of the code a fresh process runs.
     mutating func applyPersistentPatches(to slot: Int) {
-        for index in 0..<Self.maxPersistentPatches where persistentPatches[index].program == tasks[slot].program {
+        for index in 0..<Self.maxPersistentPatches where persistentPatches[index].program == Int(tasks[slot].codeProgram) {
             apply(persistentPatches[index], to: slot)
         }
     }
 
-    /// A program given up or ended for good loses its persistent bugs.
+    /// Code whose process is given up or ended for good loses its persistent bugs.
     mutating func dropPersistentPatches(of program: Int) {
         for index in 0..<Self.maxPersistentPatches where persistentPatches[index].program == program {
             persistentPatches[index] = CodePatch()

@@ -25,6 +25,9 @@
 // of senders: the fresh process never made that call. Its own SSRs with other
 // servers become orphans of the old incarnation (Kernel+SSR.swift).
 //
+// An upgraded server (Kernel+Upgrade.swift) that fails before its first recovery is
+// done is restarted with the code it ran before the upgrade: a rollback.
+//
 // Poison requests: a request whose handling crashes the server every time would be
 // re-delivered after every restart until backoff gave the server up for everyone.
 // The kernel remembers what the server was doing for whom at each crash (the
@@ -76,24 +79,21 @@ extension Kernel {
     mutating func restart(_ slot: Int, cause: FaultCause) {
         let now = platform.now()
         let program = tasks[slot].program
+        // An upgraded server that fails before its recovery is done goes back to the
+        // code it ran before (Kernel+Upgrade.swift); the crash is the version's, and
+        // counts against neither that code nor a client's request.
+        let rollback = tasks[slot].recovering && tasks[slot].upgradedFrom >= 0
+        let code = rollback ? Int(tasks[slot].upgradedFrom) : Int(tasks[slot].codeProgram)
         let site = crashSite(of: slot)
-        let poisoned = site != nil && site == tasks[slot].lastCrash
+        let poisoned = !rollback && site != nil && site == tasks[slot].lastCrash
         if tasks[slot].windowClient >= 0 {
             let client = tasks[slot].windowClient
             let index = tasks[slot].windowBinding
             if tasks[client].bindings[index].state == .valid { tasks[client].bindings[index].state = .suspect }
         }
         markRecentWindowsSuspect(of: slot)
-        if tasks[slot].state == .sending { tasks[tasks[slot].partner].sendersWaiting.remove(slot) }
         let orphanInWindow = tasks[slot].windowOrphan
-        closeWindow(of: slot)
-        orphanBindings(of: slot)
-
-        var queued = tasks[slot].sendersWaiting
-        for other in 0..<Self.maxTasks where tasks[other].state == .awaitingReply && tasks[other].partner == slot {
-            tasks[other].state = .sending
-            queued.insert(other)
-        }
+        var queued = detachForReload(slot)
         if poisoned, let site { dropPoison(site, orphan: orphanInWindow, queued: &queued, server: slot) }
 
         // Two crashes on one poison request are that client's request failing, not the
@@ -106,8 +106,8 @@ extension Kernel {
         let quick = tasks[slot].lastRestart != 0 && now &- tasks[slot].lastRestart < Self.rapidRestartWindow
             && !tasks[slot].repliedSinceRestart
         let refunded = poisoned && tasks[slot].repliedSincePoison
-        let rapidRestarts = refunded ? max(tasks[slot].rapidRestarts - 1, 0)
-            : quick ? tasks[slot].rapidRestarts + 1 : 0
+        let rapidRestarts = rollback ? tasks[slot].rapidRestarts
+            : refunded ? max(tasks[slot].rapidRestarts - 1, 0) : quick ? tasks[slot].rapidRestarts + 1 : 0
         var kept = Task()
         kept.generation = tasks[slot].generation &+ 1
         kept.restarts = tasks[slot].restarts &+ 1
@@ -116,29 +116,22 @@ extension Kernel {
         kept.rapidRestarts = rapidRestarts
         kept.lastRestart = now
         kept.bindings = tasks[slot].bindings
-        kept.lastCrash = poisoned ? CrashSite() : site ?? CrashSite()
+        kept.lastCrash = poisoned || rollback ? CrashSite() : site ?? CrashSite()
         kept.repliedSincePoison = !poisoned && tasks[slot].repliedSincePoison
 
-        ready.remove(slot: slot, priority: tasks[slot].priority)
-        if current == slot { current = nil }
-        quiesceDevices(of: slot)
-        if let space = tasks[slot].addressSpace {
-            platform.flushAddressSpace(asid: asid(of: slot))
-            _ = space.destroy(allocator: &frames)
-        }
-        tasks[slot].addressSpace = nil
-        tasks[slot].pagesUsed = tasks[slot].bindingPages
+        discardAddressSpace(of: slot)
 
         do throws(SyscallError) {
             // A generation that would wrap would revive TaskIDs of long-gone incarnations.
             guard rapidRestarts < Self.restartsBeforeGivingUp, tasks[slot].generation < UInt16.max - 1 else {
                 throw .serverFailed
             }
-            try load(program, into: slot, as: kept, arguments: nil)
+            try load(program, code: code, into: slot, as: kept, arguments: nil)
         } catch {
-            giveUp(slot, program: program, cause: cause, queued: queued)
+            giveUp(slot, program: program, code: code, cause: cause, queued: queued)
             return
         }
+        if rollback { reportRollback(of: slot) }
         // A restarted server is watched from its first instruction: start-up and
         // recovery must reach `receive` as promptly as any request (a fault injected
         // while it waits to run would otherwise spin unseen).
@@ -160,6 +153,36 @@ extension Kernel {
         } else {
             makeRunnable(slot)
         }
+    }
+
+    /// Takes a server that is about to be loaded again out of every IPC relationship
+    /// of its incarnation: out of the queue it was sending in, its window closed, its
+    /// own SSRs with other servers orphaned; every client awaiting its reply queued
+    /// to send again. Returns the queued senders, for the next incarnation.
+    mutating func detachForReload(_ slot: Int) -> SlotSet {
+        if tasks[slot].state == .sending { tasks[tasks[slot].partner].sendersWaiting.remove(slot) }
+        closeWindow(of: slot)
+        orphanBindings(of: slot)
+        var queued = tasks[slot].sendersWaiting
+        for other in 0..<Self.maxTasks where tasks[other].state == .awaitingReply && tasks[other].partner == slot {
+            tasks[other].state = .sending
+            queued.insert(other)
+        }
+        return queued
+    }
+
+    /// Frees the address space of a server about to be loaded again, after stopping
+    /// the devices it drove (they may hold its DMA addresses). Its SSR pages stay.
+    mutating func discardAddressSpace(of slot: Int) {
+        ready.remove(slot: slot, priority: tasks[slot].priority)
+        if current == slot { current = nil }
+        quiesceDevices(of: slot)
+        if let space = tasks[slot].addressSpace {
+            platform.flushAddressSpace(asid: asid(of: slot))
+            _ = space.destroy(allocator: &frames)
+        }
+        tasks[slot].addressSpace = nil
+        tasks[slot].pagesUsed = tasks[slot].bindingPages
     }
 
     /// The SSRs of the server's latest requests may hold what a latent error wrote.
@@ -226,7 +249,7 @@ extension Kernel {
     /// A server restarted too often: its slot stays `failed` and every client
     /// waiting on it, now or later, gets `serverFailed`; a parent waiting for it gets
     /// its status. Orphans it left as a client stay for their servers' cleanup.
-    private mutating func giveUp(_ slot: Int, program: Int, cause: FaultCause, queued: SlotSet) {
+    mutating func giveUp(_ slot: Int, program: Int, code: Int, cause: FaultCause, queued: SlotSet) {
         var failed = Task()
         failed.generation = tasks[slot].generation == .max ? .max : tasks[slot].generation &+ 1
         failed.program = program
@@ -250,6 +273,7 @@ extension Kernel {
         }
         dropOrphans(of: program)
         dropPersistentPatches(of: program)
+        dropPersistentPatches(of: code)
         platform.write("[kernel] gave up on ")
         image.program(program).name.withBytes { platform.write(bytes: $0) }
         platform.write(": it kept failing\n")

@@ -259,6 +259,7 @@ extension Kernel {
     mutating func recoveryComplete(by server: Int) {
         closeWindow(of: server)
         tasks[server].recovering = false
+        confirmUpgrade(of: server)
     }
 
     /// Ends a client's blocked call to `server` with an error; false if it had none.

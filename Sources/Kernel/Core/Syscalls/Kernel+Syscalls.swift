@@ -209,6 +209,9 @@ extension Kernel {
             tasks[waiting].replyPromisedBy = deadline
             tasks[waiting].promiseOverdueTicks = 0
             tasks[waiting].promiseReceiveMark = tasks[slot].receiveCount
+        case .upgrade(let server, let version):
+            guard tasks[slot].mayManage else { throw .notPermitted }
+            try upgrade(try programIndex(named: server, in: slot), to: try programIndex(named: version, in: slot))
         }
     }
 
@@ -232,14 +235,18 @@ extension Kernel {
                             pagesUsed: 0, pageBudget: 0, name: (0, 0))
         }
         var name: (UInt64, UInt64) = (0, 0)
+        var codeName: (UInt64, UInt64) = (0, 0)
         if task.state != .free {
             image.program(task.program).name.withBytes { bytes in
                 withUnsafeMutableBytes(of: &name) { $0.copyMemory(from: bytes) }
             }
+            image.program(task.codeProgram >= 0 ? Int(task.codeProgram) : task.program).name.withBytes { bytes in
+                withUnsafeMutableBytes(of: &codeName) { $0.copyMemory(from: bytes) }
+            }
         }
         return TaskInfo(id: task.id(slot: slot), state: task.state, priority: task.priority,
                         restarts: task.restarts, pagesUsed: UInt32(task.pagesUsed),
-                        pageBudget: UInt32(task.pageBudget), name: name)
+                        pageBudget: UInt32(task.pageBudget), name: name, codeName: codeName)
     }
 
     func programIndex(named name: UserBuffer, in slot: Int) throws(SyscallError) -> Int {

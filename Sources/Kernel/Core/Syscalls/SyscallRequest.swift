@@ -46,6 +46,7 @@ public enum SyscallRequest: Equatable, Sendable {
     case audit
     case deviceWrite(window: Int, offset: UInt64, value: UInt32)
     case promiseReply(client: TaskID, deadline: UInt64)
+    case upgrade(server: UserBuffer, version: UserBuffer)
 }
 
 extension EndpointCall {
@@ -212,6 +213,9 @@ extension SyscallRequest {
             return .deviceWrite(window: Int(a(0)), offset: UInt64(a(1)), value: UInt32(a(2)))
         case .promiseReply:
             return .promiseReply(client: try taskID(a(0)), deadline: UInt64(a(1)))
+        case .upgrade:
+            return .upgrade(server: try buffer(a(0), a(1), limit: SyscallLimits.maxNameBytes, writable: false),
+                            version: try buffer(a(2), a(3), limit: SyscallLimits.maxNameBytes, writable: false))
         }
     }
 }

@@ -28,6 +28,8 @@ import CurioABI
 extension Kernel {
     @discardableResult
     public mutating func spawn(program: Int, arguments: UnsafeRawBufferPointer?, parent: TaskID?) throws(SyscallError) -> TaskID {
+        // A version of another program runs only in that program's place (`upgrade`).
+        guard image.program(program).versionOf == nil else { throw .notPermitted }
         if image.program(program).ssrPages > 0, firstLiveInstance(of: program) != nil { throw .alreadyRunning }
         guard let slot = freeSlot() else { throw .noFreeSlot }
         var task = Task()
@@ -40,13 +42,16 @@ extension Kernel {
 
     /// Builds a fresh process for `program` in `slot` from the record `task` (which
     /// carries what the slot keeps: generation, parent, restart history, queued
-    /// senders). On failure the slot is left free and nothing is leaked.
-    mutating func load(_ program: Int, into slot: Int, as task: Task,
+    /// senders), running the code of `code` (`program` itself, or a version of it
+    /// after a live upgrade, whose entry carries the same authority). On failure the
+    /// slot is left free and nothing is leaked.
+    mutating func load(_ program: Int, code: Int? = nil, into slot: Int, as task: Task,
                        arguments: UnsafeRawBufferPointer?) throws(SyscallError) {
-        let descriptor = image.program(program)
+        let code = code ?? program
+        let descriptor = image.program(code)
         let elf: ELFImage
         do {
-            elf = try ELFImage(image.elf(of: program), allowedRange: Self.programSpace)
+            elf = try ELFImage(image.elf(of: code), allowedRange: Self.programSpace)
         } catch {
             throw .badArgument
         }
@@ -56,6 +61,7 @@ extension Kernel {
         }
         var task = task
         task.program = program
+        task.codeProgram = Int16(code)
         task.priority = descriptor.priority
         task.addressSpace = space
         task.pagesUsed = 1 + task.bindingPages
@@ -74,7 +80,7 @@ extension Kernel {
         file.clear()
         do throws(SyscallError) {
             for index in 0..<elf.loadSegmentCount {
-                try loadSegment(elf.loadSegment(index), from: image.elf(of: program), into: slot)
+                try loadSegment(elf.loadSegment(index), from: image.elf(of: code), into: slot)
             }
             let pageMask = UInt64(pageSize - 1)
             let heapBase = VirtualAddress((elf.endAddress + pageMask) & ~pageMask).advanced(by: pageSize)
@@ -179,7 +185,7 @@ extension Kernel {
         if dying.ssrPages > 0 {
             dropOrphans(of: dying.program)
         }
-        dropPersistentPatches(of: dying.program)
+        dropPersistentPatches(of: Int(dying.codeProgram))
         quiesceDevices(of: slot)
         let parentSlot = dying.parent.flatMap { liveSlot($0) }
         release(slot, keepingStatus: parentSlot != nil ? status : nil)

@@ -11,7 +11,8 @@ import CurioABI
 public struct Task {
     public var generation: UInt16 = 0
     public var state: TaskState = .free
-    /// The boot-image program this process runs.
+    /// The boot-image program this process is: its name, its authority, the bit
+    /// clients send to, the SSRs bound to it.
     public var program: Int = -1
     public var priority: UInt8 = 7
     public var restarts: UInt16 = 0
@@ -133,12 +134,18 @@ public struct Task {
     /// This incarnation has answered a request: its restart is not "in quick
     /// succession" with the one before, however soon it comes.
     public var repliedSinceRestart = false
-    /// Keeps the record's size a multiple of 8 (840 bytes). At 834 bytes the compiler
+    /// The boot-image program whose code it runs: `program`, or after a live upgrade
+    /// a version of it (Kernel+Upgrade.swift).
+    public var codeProgram: Int16 = -1
+    /// An upgraded server still in its first recovery: the code it ran before, to go
+    /// back to if that recovery fails (-1: none).
+    public var upgradedFrom: Int16 = -1
+    /// Keep the record's size a multiple of 8 (848 bytes). At 834 bytes the compiler
     /// trusted no alignment in a record reached through the task table and loaded
     /// every field a byte at a time: eight loads and fourteen shifts and ors for each
-    /// word the IPC path reads (TaskLayoutTests checks the size).
+    /// word the IPC path reads (FastpathTests checks the size).
     private var padding16: UInt16 = 0
-    private var padding32: UInt32 = 0
+    private var padding64: UInt64 = 0
 
     public init() {}
 
