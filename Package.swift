@@ -71,7 +71,7 @@ let package = Package(
                 swiftSettings: embeddedRestrictions),
 
         // The timer service: its protocol and per-client logic (host-tested), client API, server.
-        .target(name: "TimerCore", dependencies: ["CurioABI"], path: "Sources/Servers/Timer/Core",
+        .target(name: "TimerCore", dependencies: ["CurioABI", "SSRFormat"], path: "Sources/Servers/Timer/Core",
                 swiftSettings: embeddedRestrictions),
         .target(name: "TimerAPI", dependencies: ["CurioUser", "TimerCore"], path: "Sources/Servers/Timer/API",
                 swiftSettings: embeddedRestrictions),
@@ -137,9 +137,14 @@ let package = Package(
         .target(name: "FileSystemAPI", dependencies: ["CurioUser", "FileSystemCore"], path: "Sources/Servers/FileSystem/API",
                 swiftSettings: embeddedRestrictions),
 
-        .target(name: "FileSystemServer",
+        .target(name: "FileSystemService",
                 dependencies: ["CurioUser", "FileSystemCore", "Ext2", "SSRServer", "SSRFormat", "StorageAPI", "ConfigAPI"],
+                path: "Sources/Servers/FileSystem/Service", swiftSettings: embeddedRestrictions),
+        .target(name: "FileSystemServer", dependencies: ["FileSystemService", "SSRServer"],
                 path: "Sources/Servers/FileSystem/Server", swiftSettings: embeddedRestrictions),
+        // The filesystem server's next version (a live upgrade's demonstration): another SSR layout.
+        .target(name: "FileSystemServerNext", dependencies: ["FileSystemService", "SSRServer"],
+                path: "Sources/Servers/FileSystem/Next", swiftSettings: embeddedRestrictions),
         .target(name: "FileSystemTest", dependencies: ["CurioUser", "ConsoleAPI", "FileSystemAPI", "StorageAPI"],
                 path: "Sources/Programs/FileSystemTest", swiftSettings: embeddedRestrictions),
 
@@ -185,6 +190,9 @@ let package = Package(
         .testTarget(name: "ProfileKitTests", dependencies: ["ProfileKit"]),
         .testTarget(name: "SSRFormatTests", dependencies: ["SSRFormat"]),
         .testTarget(name: "SSRServerTests", dependencies: ["SSRServer", "SSRFormat", "CurioUser"]),
+        // The SSR layouts of the servers' two versions (live upgrade).
+        .testTarget(name: "SSRLayoutTests", dependencies: ["SSRFormat", "TimerCore", "FileSystemService",
+                                                           "FileSystemCore", "Ext2"]),
         .testTarget(name: "TimerCoreTests", dependencies: ["TimerCore", "SSRFormat", "CurioABI"]),
         .testTarget(name: "StorageCoreTests", dependencies: ["StorageCore", "Virtio"]),
         .testTarget(name: "FileSystemCoreTests", dependencies: ["FileSystemCore", "SSRFormat"]),

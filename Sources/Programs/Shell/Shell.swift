@@ -336,7 +336,7 @@ struct Shell {
                     return 1
                 }
                 if info.state == .receiving {
-                    print("upgrade: \(server) runs \(version) now, its clients' state recovered")
+                    print("upgrade: \(server) runs \(version) now")
                     return 0
                 }
             }

@@ -97,9 +97,13 @@ func build(systemPath: String, elfDirectory: String, outputPath: String, list: B
         fail("\(systemPath):\(error.line): \(error.message)")
     }
     for name in withoutSSR {
-        guard let index = system.programs.firstIndex(where: { $0.name == name }) else {
+        guard system.programs.contains(where: { $0.name == name }) else {
             fail("--without-ssr: no program '\(name)' in \(systemPath)")
         }
+    }
+    // A version of a server has its authority: it goes without SSRs with it.
+    for index in system.programs.indices
+        where withoutSSR.contains(system.programs[index].name) || withoutSSR.contains(system.programs[index].versionOf ?? "") {
         // The SSRServer runtime then keeps a table of every client's state, an entry per
         // task slot (320), in the server's heap: room for it, from the budget the regions
         // no longer take from the clients. A state fits twice in its region (SSRFormat

@@ -75,9 +75,13 @@ extension Kernel {
             makeRunnable(slot)
             throw error
         }
-        if tasks[slot].recovering { tasks[slot].upgradedFrom = Int16(previous) }
         noteServing(slot)
         makeRunnable(slot)
+        guard tasks[slot].recovering else {
+            report(slot, "runs ", version, " now; without SSRs its clients' state is gone", -1, "")
+            return
+        }
+        tasks[slot].upgradedFrom = Int16(previous)
         report(slot, "runs ", version, " now, recovering; if that fails, ", previous, " again")
     }
 

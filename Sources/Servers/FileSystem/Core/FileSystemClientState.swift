@@ -104,6 +104,14 @@ public struct FileSystemClientState: BitwiseCopyable, Sendable {
     public var handleGeneration: UInt32
     public var reserved: UInt32
 
+    public init(handles: InlineArray<8, HandleSlot>, locks: InlineArray<8, LockSlot>, handleGeneration: UInt32,
+                reserved: UInt32) {
+        self.handles = handles
+        self.locks = locks
+        self.handleGeneration = handleGeneration
+        self.reserved = reserved
+    }
+
     public static var initial: FileSystemClientState {
         FileSystemClientState(handles: InlineArray(repeating: .free), locks: InlineArray(repeating: .free),
                               handleGeneration: 0, reserved: 0)

@@ -23,28 +23,13 @@
 // A layout converts to and from `TimerClientState` without loss; layout 2 migrates
 // layout 1 by moving the fields.
 
-/// A layout of one client's timer state in its SSR.
-public protocol TimerStateLayout: BitwiseCopyable {
-    /// The SSR layout version (`SSRService.layoutVersion`).
-    static var layoutVersion: UInt32 { get }
-    /// The layout of the version this one replaces, and its version (nil: none).
-    associatedtype Previous: BitwiseCopyable = Self
-    static var previousLayoutVersion: UInt32? { get }
-    init(_ state: TimerClientState)
-    var state: TimerClientState { get }
-    /// The state stored as the previous layout, in this one; nil if it cannot be.
-    static func migrating(_ previous: Previous) -> Self?
-    /// How many leading bytes can be non-zero (`SSRService.significantBytes`).
-    static func significantBytes(of layout: UnsafePointer<Self>) -> Int
-}
+import SSRFormat
 
-extension TimerStateLayout {
-    public static var previousLayoutVersion: UInt32? { nil }
-    public static func migrating(_ previous: Previous) -> Self? { nil }
-    public static func significantBytes(of layout: UnsafePointer<Self>) -> Int { MemoryLayout<Self>.size }
-}
+/// A layout of one client's timers in its SSR.
+public protocol TimerStateLayout: SSRStateLayout where Canonical == TimerClientState {}
 
 extension TimerClientState: TimerStateLayout {
+    public typealias Previous = TimerClientState
     public static var layoutVersion: UInt32 { 1 }
     public init(_ state: TimerClientState) { self = state }
     public var state: TimerClientState { self }

@@ -13,6 +13,7 @@
 // and reads layout 1 when it replaces `timer` in a live upgrade.
 
 import CurioUser
+import SSRFormat
 import SSRServer
 import TimerAPI
 import TimerCore
@@ -22,19 +23,9 @@ public struct TimerService<Layout: TimerStateLayout>: SSRService {
     public typealias PreviousState = Layout.Previous
     typealias Runtime = SSRServer<TimerService<Layout>>
 
-    public static var layoutVersion: UInt32 { Layout.layoutVersion }
-    public static var previousLayoutVersion: UInt32? { Layout.previousLayoutVersion }
     public static var initialState: Layout { Layout(.initial) }
     public static var notificationMask: UInt32 { UInt32(truncatingIfNeeded: KernelNotification.timerBit) }
     public static func check(_ state: UnsafePointer<Layout>) -> Bool { TimerLogic.isConsistent(state.pointee.state) }
-    public static func significantBytes(of state: UnsafePointer<Layout>) -> Int { Layout.significantBytes(of: state) }
-
-    public static func migrate(_ previous: UnsafePointer<Layout.Previous>, to state: UnsafeMutablePointer<Layout>)
-        -> Bool {
-        guard let migrated = Layout.migrating(previous.pointee) else { return false }
-        state.pointee = migrated
-        return true
-    }
 
     public init() {}
 

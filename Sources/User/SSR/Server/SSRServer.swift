@@ -193,6 +193,20 @@ extension SSRService {
 }
 
 
+/// A service whose state is a layout of what it computes with (SSRStateLayout, for
+/// a server with versions): the layout says its version, the version it replaces, how
+/// much of it a commit stores, and how to migrate the previous layout.
+extension SSRService where State: SSRStateLayout, PreviousState == State.Previous {
+    public static var layoutVersion: UInt32 { State.layoutVersion }
+    public static var previousLayoutVersion: UInt32? { State.previousLayoutVersion }
+    public static func significantBytes(of state: UnsafePointer<State>) -> Int { State.significantBytes(of: state) }
+    public static func migrate(_ previous: UnsafePointer<PreviousState>, to state: UnsafeMutablePointer<State>) -> Bool {
+        guard let migrated = State.migrating(previous.pointee) else { return false }
+        state.pointee = migrated
+        return true
+    }
+}
+
 /// How the last recovery went (for a service that wants to report it).
 public struct SSRRecoveryReport: Sendable {
     public var valid = 0
