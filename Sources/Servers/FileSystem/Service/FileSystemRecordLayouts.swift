@@ -22,6 +22,10 @@
 //     8    handles, 8 x 24       200  locks, 8 x 24
 //     392  append request        400  append position
 //     408  intent, 128 bytes                                              -> 536 bytes
+//
+// Measured with `curio-profile` over fsbench's sequential write (phase 3 of `run
+// fsbench 1`), fs ran 103.66 M instructions as `fs` and 103.22 M as `fs-next`
+// (-0.4 %; its commits 1.78 M and 1.09 M): a request's ext2 work dwarfs its commit.
 
 import Ext2
 import FileSystemCore

@@ -22,6 +22,13 @@
 //
 // A layout converts to and from `TimerClientState` without loss; layout 2 migrates
 // layout 1 by moving the fields.
+//
+// Fewer bytes stored is not fewer instructions here: the timer's state is small, a
+// whole state is hashed by an unrolled loop of constant length where a prefix takes
+// a loop of variable length, and the conversions cost a copy each. Measured with
+// `curio-profile` over `run timerclient 20000 300 mixed`, the server ran 10.10 M
+// instructions as `timer` and 10.35 M as `timer-next` (+2.4 %). Layout 2 is here to
+// show a live upgrade that changes a layout, not to make the timer faster.
 
 import SSRFormat
 
