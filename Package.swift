@@ -145,6 +145,8 @@ let package = Package(
         // The filesystem server's next version (a live upgrade's demonstration): another SSR layout.
         .target(name: "FileSystemServerNext", dependencies: ["FileSystemService", "SSRServer"],
                 path: "Sources/Servers/FileSystem/Next", swiftSettings: embeddedRestrictions),
+        .target(name: "FileCopy", dependencies: ["CurioUser", "ConsoleAPI", "FileSystemAPI", "UserArch"],
+                path: "Sources/Programs/FileCopy", swiftSettings: embeddedRestrictions),
         .target(name: "FileSystemTest", dependencies: ["CurioUser", "ConsoleAPI", "FileSystemAPI", "StorageAPI"],
                 path: "Sources/Programs/FileSystemTest", swiftSettings: embeddedRestrictions),
 

@@ -31,6 +31,7 @@ func describe(_ request: FileSystemRequest) -> String {
     case .statistics: return "statistics"
     case .sync: return "sync"
     case .mountStatus: return "mountStatus"
+    case .handles: return "handles"
     }
 }
 
@@ -125,6 +126,7 @@ func expectRefused(_ error: FileSystemError, _ operation: FileSystemOperation, _
         try roundTrip { _ throws(FileSystemError) in .statistics }
         try roundTrip { _ throws(FileSystemError) in .sync }
         try roundTrip { _ throws(FileSystemError) in .mountStatus }
+        try roundTrip { _ throws(FileSystemError) in .handles }
     }
 
     @Test func wordsFollowTheDocumentedTable() throws {
@@ -142,7 +144,7 @@ func expectRefused(_ error: FileSystemError, _ operation: FileSystemOperation, _
                 #expect(rename.operation.rawValue == 13 && rename.words == (2, 0) && Array(rename.payload) == bytes("/a/bc"))
             }
         }
-        #expect(FileSystemOperation.allCases.map(\.rawValue) == Array(1...18))
+        #expect(FileSystemOperation.allCases.map(\.rawValue) == Array(1...19))
     }
 
     /// The reply payload column of the table: what a correct reply carries at most,
@@ -160,7 +162,10 @@ func expectRefused(_ error: FileSystemError, _ operation: FileSystemOperation, _
         #expect(FileSystemOperation.statistics.replyLimit(words: (0, 0)) == statistics.encode(into: buffer))
         #expect(FileSystemOperation.readDirectory.replyLimit(words: (0, 0)) == FileSystemLimits.maxTransfer)
         #expect(FileSystemOperation.mountStatus.replyLimit(words: (0, 0)) == MountStatus.payloadBytes)
-        let withPayload: Set<FileSystemOperation> = [.read, .stat, .fstat, .readDirectory, .statistics, .mountStatus]
+        let handle = OpenHandle(handle: FileHandle(rawValue: 9), flags: .read, offset: 4096, inode: InodeNumber(12))
+        #expect(FileSystemOperation.handles.replyLimit(words: (0, 0)) == 8 * handle.encode(into: buffer))
+        let withPayload: Set<FileSystemOperation> = [.read, .stat, .fstat, .readDirectory, .statistics, .mountStatus,
+                                                     .handles]
         for operation in FileSystemOperation.allCases where !withPayload.contains(operation) {
             #expect(operation.replyLimit(words: (UInt.max, UInt.max)) == 0, "\(operation)")
         }
@@ -227,7 +232,7 @@ func expectRefused(_ error: FileSystemError, _ operation: FileSystemOperation, _
 
     @Test func unknownOperationsAndUnusedWordsAreRefused() {
         #expect(throws: FileSystemError.badOperation) { try decode(raw: 0, (0, 0)) }
-        #expect(throws: FileSystemError.badOperation) { try decode(raw: 19, (0, 0)) }
+        #expect(throws: FileSystemError.badOperation) { try decode(raw: 20, (0, 0)) }
         #expect(throws: FileSystemError.badOperation) { try decode(raw: UInt16.max, (0, 0)) }
         expectRefused(.invalidArgument, .close, (1, 1))
         expectRefused(.invalidArgument, .close, (1, 0), [1])
@@ -249,6 +254,8 @@ func expectRefused(_ error: FileSystemError, _ operation: FileSystemOperation, _
         expectRefused(.invalidArgument, .sync, (0, 0), [0])
         expectRefused(.invalidArgument, .mountStatus, (1, 0))
         expectRefused(.invalidArgument, .mountStatus, (0, 0), [0])
+        expectRefused(.invalidArgument, .handles, (0, 1))
+        expectRefused(.invalidArgument, .handles, (0, 0), [0])
         expectRefused(.invalidArgument, .seek, (1, 0), [0])
     }
 
@@ -387,6 +394,31 @@ func expectRefused(_ error: FileSystemError, _ operation: FileSystemOperation, _
         expectBad { $0[16] = 0xFF; $0[17] = 0xFF }  // free > total blocks
         expectBad { $0[26] = 0xFF }  // free > total inodes
         expectBad { $0[31] = 1 }
+    }
+
+    @Test func openHandlesRoundTripAndRejectDamage() throws {
+        let handle = OpenHandle(handle: FileHandle(rawValue: 0x0102_0304), flags: [.read, .write], offset: 0x1122_3344,
+                                inode: InodeNumber(12))
+        var record = [UInt8](repeating: 0xEE, count: 24)
+        #expect(record.withUnsafeMutableBytes { handle.encode(into: $0) } == 24)
+        #expect(Array(record[0..<4]) == [4, 3, 2, 1] && Array(record[6..<8]) == [0, 0])
+        #expect(Array(record[8..<16]) == [0x44, 0x33, 0x22, 0x11, 0, 0, 0, 0] && Array(record[20..<24]) == [0, 0, 0, 0])
+        let decoded = try record.withUnsafeBytes { buffer throws(FileSystemError) in try OpenHandle.decode(buffer) }
+        #expect(decoded == handle)
+        func expectBad(_ change: (inout [UInt8]) -> Void, sourceLocation: SourceLocation = #_sourceLocation) {
+            var bad = record
+            change(&bad)
+            #expect(throws: FileSystemError.ioError, sourceLocation: sourceLocation) {
+                try bad.withUnsafeBytes { buffer throws(FileSystemError) in try OpenHandle.decode(buffer) }
+            }
+        }
+        expectBad { $0.removeLast() }
+        expectBad { $0.replaceSubrange(0..<4, with: [0, 0, 0, 0]) }  // no handle
+        expectBad { $0[5] = 0xFF }  // unknown flags
+        expectBad { $0[6] = 1 }
+        expectBad { $0[15] = 0x80 }  // offset past Int64.max
+        expectBad { $0.replaceSubrange(16..<20, with: [0, 0, 0, 0]) }  // no inode
+        expectBad { $0[23] = 1 }
     }
 
     func entry(_ name: String, inode: UInt32 = 12, type: FileType = .regular) -> DirectoryEntry {

@@ -140,6 +140,40 @@ import Testing
 
 /// The servers under faults, and locks across a restart.
 @Suite(.serialized) struct FileSystemRecoveryTests {
+    /// A client that keeps its SSRs across its own crash (paper §4, "Robust client
+    /// applications"): fcopy crashes after 5 of its 25 chunks; the kernel restarts it
+    /// with its SSRs, fs still holds its two files at their offsets, and it finishes the
+    /// copy from there. The copy is the original byte for byte, the disk checks clean,
+    /// and its SSR and memory are released when it ends.
+    @Test func aCopyThatCrashesMidwayFinishesFromItsOpenFiles() throws {
+        guard FileSystemTests.requireTools() else { return }
+        let work = try DiskTools.temporaryDirectory("fcopy")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let tree = work.appendingPathComponent("tree")
+        try FileManager.default.createDirectory(at: tree, withIntermediateDirectories: true)
+        var generator = SystemRandomNumberGenerator()
+        let original = Data((0..<100_000).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        try original.write(to: tree.appendingPathComponent("big"))
+        let image = work.appendingPathComponent("disk.img")
+        try DiskTools.makeImage(at: image, from: tree, blockSize: 1024, megabytes: 16)
+
+        // A copy without a crash first, so that the memory servers keep for good is taken.
+        let run = try CurioMachine.run(commands: "run fcopy /big /warm; mem; run fcopy /big /copy crash=5; ssr; mem",
+                                       timeout: .seconds(120), extra: DiskTools.qemuArguments(image))
+        #expect(!run.timedOut)
+        let console = run.console
+        #expect(console.contains("fcopy: crashing after 5 chunks"), "\(console)")
+        #expect(console.contains("its SSRs kept"))
+        #expect(console.contains("fs still holds its files: source at byte 20480, destination at byte 20480"))
+        #expect(console.components(separatedBy: "fcopy: copied 100000 bytes").count == 3)
+        #expect(console.contains("1 server state region"), "only storage's (fs's own) is left")
+        let memory = console.split(separator: "\n").filter { $0.hasPrefix("total ") }
+        #expect(memory.count == 2 && memory[0] == memory[1], "memory came back:\n\(memory)")
+        #expect(try OutputRedirectionTests.file("/copy", of: image, in: work) == original, "the copy is the original")
+        let check = try DiskTools.check(image)
+        #expect(check.status == 0, "e2fsck -fn: \(check.output)")
+    }
+
     /// A live upgrade of fs under load (paper §4): fs-next replaces fs while four clients
     /// stream files, each checking every byte it reads back; fs-next migrates each
     /// client's open files, offsets and locks to its layout at the client's next

@@ -192,6 +192,8 @@ struct KernelTestProgram: Sendable {
     var restartable = false
     /// Holds requests only to a promised time (flag bit 4).
     var promisesReplies = false
+    /// A client restarted when it faults, keeping its SSRs (flag bit 5).
+    var keepsSSRs = false
     /// Pages of server state per client (entry byte 112; 0: not an SSR server).
     var ssrPages: UInt8 = 0
     /// Entry bytes 113-114 (0: no reply limit).
@@ -275,6 +277,7 @@ enum KernelTestImage {
             image[entry + Field.priority] = program.priority
             image[entry + Field.flags] = (program.startsAtBoot ? 1 : 0) | (program.mayManage ? 2 : 0)
                 | (program.receivesBootArguments ? 4 : 0) | (program.restartable ? 8 : 0) | (program.promisesReplies ? 16 : 0)
+                | (program.keepsSSRs ? 32 : 0)
             image[entry + Field.ssrPages] = program.ssrPages
             storeLittleEndian(program.replyLimitMilliseconds, in: &image, at: entry + Field.replyLimit)
             if let target = program.versionOf {

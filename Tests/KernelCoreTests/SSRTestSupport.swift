@@ -15,6 +15,7 @@
 //   urgent   an SSR server more urgent than fs
 //   promising  an SSR server that promises every reply it holds
 //   fs-next  a version of fs (`version_of`), for live upgrades
+//   keeper   a client that keeps its SSRs across its own crashes (`keep_ssrs`)
 import CurioABI
 import Testing
 @testable import KernelCore
@@ -33,6 +34,7 @@ enum SSRProgram {
     static let urgent = 10
     static let promising = 11
     static let fsNext = 12
+    static let keeper = 13
 }
 
 extension KernelTestProgram {
@@ -52,6 +54,7 @@ extension KernelTestProgram {
         KernelTestProgram(name: "promising", priority: 3, restartable: true, promisesReplies: true, ssrPages: 1),
         KernelTestProgram(name: "fs-next", priority: 3, restartable: true, ssrPages: 2, versionOf: "fs",
                           sends: ["disk", "plain"]),
+        KernelTestProgram(name: "keeper", priority: 4, keepsSSRs: true, sends: ["fs", "disk"]),
     ]
 }
 

@@ -252,7 +252,7 @@ private func exerciseEverything(_ bytes: [UInt8]) {
             ("a name used before", { bytes, entry in
                 bytes.replaceSubrange(entry..<entry + 8, with: Array("console\0".utf8)) }),
             ("priority 8", { bytes, entry in bytes[entry + Field.priority] = 8 }),
-            ("unknown flag", { bytes, entry in bytes[entry + Field.flags] |= 0x20 }),
+            ("unknown flag", { bytes, entry in bytes[entry + Field.flags] |= 0x40 }),
             ("SSR of 5 pages", { bytes, entry in bytes[entry + Field.ssrPages] = 5 }),
             ("9 interrupts", { bytes, entry in bytes[entry + Field.interruptCount] = 9 }),
             ("interrupt 0 in use", { bytes, entry in bytes[entry + Field.interruptCount] = 1 }),

@@ -100,6 +100,16 @@ private func problem(_ text: String) -> SystemDescriptionError? {
             line: 9, .badValue(key: "version_of", reason: "only a restartable server can be upgraded")))
     }
 
+    /// `keep_ssrs` marks a client the kernel restarts with its SSRs; a server keeps its
+    /// clients' SSRs by being restartable, and may not say it.
+    @Test func keepSSRsIsForClients() throws {
+        let client = try parse("[program.fcopy]\n\(minimalProgram)\nkeep_ssrs = true\n")
+        #expect(client.programs[0].keepsSSRs && !client.programs[0].restartable)
+        #expect(problem("[program.fs]\n\(minimalProgram)\nrestartable = true\nkeep_ssrs = true\n")
+            == SystemDescriptionError(line: 8, .badValue(
+                key: "keep_ssrs", reason: "a restartable server keeps its clients' SSRs anyway; this is for clients")))
+    }
+
     @Test func readsEveryFeatureOfTheSubset() throws {
         let system = try parse("""
             # leading comment

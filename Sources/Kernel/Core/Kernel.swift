@@ -56,6 +56,9 @@ public struct Kernel<P: Platform> {
     var executionTargets = SlotSet()
     /// Code faults applied to every load of their program (Kernel+FaultInjection.swift).
     var persistentPatches = InlineArray<8, CodePatch>(repeating: CodePatch())
+    /// The argument strings of clients that keep their SSRs, for their restarts
+    /// (Kernel+ClientRestart.swift).
+    var keptArguments = InlineArray<8, KeptArguments>(repeating: KeptArguments())
     /// The earliest `setTimer` deadline of any process (may be stale-early, never late).
     public internal(set) var nextTimerDeadline: UInt64? {
         get { earliestDeadline == .max ? nil : earliestDeadline }

@@ -165,6 +165,7 @@ public enum ImageWriter {
             | (program.receivesBootArguments ? Flag.receivesBootArguments : 0)
             | (program.restartable ? Flag.restartable : 0)
             | (program.promisesReplies ? Flag.promisesReplies : 0)
+            | (program.keepsSSRs ? Flag.keepsSSRs : 0)
         image[entry + Field.ssrPages] = UInt8(program.ssrKiB / SystemDescription.kibibytesPerPage)
         store(UInt16(program.replyLimitMilliseconds), in: &image, at: entry + Field.replyLimit)
         image[entry + Field.versionOf] = UInt8(versionOf.map { $0 + 1 } ?? 0)

@@ -52,6 +52,10 @@
 //                                      to a promised time (`promiseReply`); idle with a
 //                                      request held unpromised or past its promise, it
 //                                      forgot it and is restarted (needs restartable)
+//   keep_ssrs       boolean            a client restarted from its pristine image when it
+//                                      faults, keeping its SSRs: what servers hold for it
+//                                      (open files, timers) waits for its next incarnation
+//                                      (not with restartable)
 //   sends           [string]           programs it may send to (default none)
 //   interrupts      [integer]          PLIC sources it owns, 1...1023, at most 8
 //   devices         [string]           "0xBASE+0xSIZE" MMIO ranges, page-aligned, at most 2
@@ -99,6 +103,8 @@ public struct ProgramDescription: Equatable, Sendable {
     public var ssrKiB: Int = 0
     public var replyLimitMilliseconds: Int = 0
     public var promisesReplies: Bool = false
+    /// A client restarted when it faults, keeping its SSRs (`keep_ssrs`).
+    public var keepsSSRs: Bool = false
     public var sends: [String]
     public var interrupts: [UInt32]
     public var devices: [DeviceRange]
@@ -345,6 +351,7 @@ private struct ProgramDraft {
     var ssrKiB = 0
     var replyLimit = 0
     var promisesReplies = false
+    var keepsSSRs = false
     var sends: [String] = []
     var interrupts: [UInt32] = []
     var devices: [DeviceRange] = []
@@ -352,7 +359,7 @@ private struct ProgramDraft {
 
     /// The keys that grant authority, which a version takes from its program instead.
     static let authorityKeys = ["start", "manage", "boot_arguments", "restartable", "ssr", "reply_limit", "promises",
-                                "sends", "interrupts", "devices"]
+                                "keep_ssrs", "sends", "interrupts", "devices"]
 
     mutating func set(_ key: String, to value: Value, line: Int) throws(SystemDescriptionError) {
         guard keyLines[key] == nil else { throw SystemDescriptionError(line: line, .duplicateKey(key)) }
@@ -408,6 +415,8 @@ private struct ProgramDraft {
             ssrKiB = kibibytes
         case "promises":
             promisesReplies = try boolean()
+        case "keep_ssrs":
+            keepsSSRs = try boolean()
         case "reply_limit":
             guard case .integer(let milliseconds) = value else { throw bad("expected an integer, found \(value.typeName)") }
             guard milliseconds >= 1, milliseconds <= 65535 else { throw bad("\(milliseconds) ms is not in 1...65535") }
@@ -473,8 +482,13 @@ private struct ProgramDraft {
             throw SystemDescriptionError(line: keyLines["promises"] ?? line, .badValue(
                 key: "promises", reason: "only a restartable server can be restarted for a broken promise"))
         }
+        guard !keepsSSRs || !restartable else {
+            throw SystemDescriptionError(line: keyLines["keep_ssrs"] ?? line, .badValue(
+                key: "keep_ssrs", reason: "a restartable server keeps its clients' SSRs anyway; this is for clients"))
+        }
         program.restartable = restartable
         program.promisesReplies = promisesReplies
+        program.keepsSSRs = keepsSSRs
         program.ssrKiB = ssrKiB
         program.replyLimitMilliseconds = replyLimit
         program.versionOf = versionOf

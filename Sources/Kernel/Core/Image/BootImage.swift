@@ -53,7 +53,8 @@
 //
 //   flags: bit 0 startsAtBoot, bit 1 mayManage, bit 2 receivesBootArguments,
 //          bit 3 restartable (restarted from its pristine image when it faults),
-//          bit 4 promisesReplies (every request it holds, it holds to a promised time)
+//          bit 4 promisesReplies (every request it holds, it holds to a promised time),
+//          bit 5 keepsSSRs (a client restarted when it faults, keeping its SSRs)
 //
 //   Symbol record: 0 address u64 | 8 nameOffset u32 (into the program's strings) | 12 nameLength u32
 
@@ -133,7 +134,9 @@ public enum BootImageFormat {
         public static let receivesBootArguments: UInt8 = 1 << 2
         public static let restartable: UInt8 = 1 << 3
         public static let promisesReplies: UInt8 = 1 << 4
+        public static let keepsSSRs: UInt8 = 1 << 5
         static let all: UInt8 = startsAtBoot | mayManage | receivesBootArguments | restartable | promisesReplies
+            | keepsSSRs
     }
 
     public enum SymbolField {
@@ -205,6 +208,9 @@ public struct ProgramDescriptor: Sendable {
     public var restartable: Bool
     /// Holds no request without promising its reply by a time (`promiseReply`).
     public var promisesReplies: Bool
+    /// A client restarted from its pristine image when it faults, keeping its SSRs
+    /// (Kernel+ClientRestart.swift).
+    public var keepsSSRs: Bool
     /// Pages of server state each client gets (0: keeps no per-client state).
     public var ssrPages: Int
     /// How long (ms) a client may wait for this server's reply before the server is
@@ -285,6 +291,7 @@ public struct ProgramDescriptor: Sendable {
         receivesBootArguments = flags & BootImageFormat.ProgramFlag.receivesBootArguments != 0
         restartable = flags & BootImageFormat.ProgramFlag.restartable != 0
         promisesReplies = flags & BootImageFormat.ProgramFlag.promisesReplies != 0
+        keepsSSRs = flags & BootImageFormat.ProgramFlag.keepsSSRs != 0
         self.ssrPages = ssrPages
         replyLimitMilliseconds = replyLimit
         self.versionOf = versionOf == 0 ? nil : versionOf - 1

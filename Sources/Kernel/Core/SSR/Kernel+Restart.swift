@@ -70,6 +70,8 @@ extension Kernel {
         reportFault(slot, cause: cause, address: address)
         if tasks[slot].restartable {
             restart(slot, cause: cause)
+        } else if tasks[slot].keepsSSRs {
+            restartClient(slot, cause: cause)
         } else {
             end(slot, status: .faulted(cause))
         }

@@ -32,10 +32,15 @@ extension Kernel {
         guard image.program(program).versionOf == nil else { throw .notPermitted }
         if image.program(program).ssrPages > 0, firstLiveInstance(of: program) != nil { throw .alreadyRunning }
         guard let slot = freeSlot() else { throw .noFreeSlot }
+        let keepsSSRs = image.program(program).keepsSSRs && !image.program(program).restartable
+        guard !keepsSSRs || (0..<keptArguments.count).contains(where: { keptArguments[$0].slot < 0 }) else {
+            throw .noFreeSlot
+        }
         var task = Task()
         task.generation = tasks[slot].generation
         task.parent = parent
         try load(program, into: slot, as: task, arguments: arguments)
+        if keepsSSRs { _ = keepArguments(of: slot, arguments) }
         makeRunnable(slot)
         return id(of: slot)
     }
@@ -70,6 +75,7 @@ extension Kernel {
         task.mayManage = descriptor.mayManage
         task.restartable = descriptor.restartable
         task.promisesReplies = descriptor.promisesReplies && descriptor.restartable
+        task.keepsSSRs = descriptor.keepsSSRs && !descriptor.restartable
         task.replyLimit = UInt64(descriptor.replyLimitMilliseconds) * Self.ticksPerMillisecond
         task.ssrPages = descriptor.ssrPages
         task.hardware = descriptor.hardware
@@ -186,6 +192,7 @@ extension Kernel {
             dropOrphans(of: dying.program)
         }
         dropPersistentPatches(of: Int(dying.codeProgram))
+        if dying.keepsSSRs { forgetArguments(of: slot) }
         quiesceDevices(of: slot)
         let parentSlot = dying.parent.flatMap { liveSlot($0) }
         release(slot, keepingStatus: parentSlot != nil ? status : nil)

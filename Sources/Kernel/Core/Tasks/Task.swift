@@ -108,6 +108,8 @@ public struct Task {
     public var receiveCount: UInt32 = 0
     /// As a server: holds no request without a promise (system.toml `promises`).
     public var promisesReplies = false
+    /// As a client: restarted when it faults, keeping its SSRs (system.toml `keep_ssrs`).
+    public var keepsSSRs = false
     /// As a server: how long (clock ticks) a client may await its reply before this
     /// server is deemed to have forgotten the request (0: no limit).
     public var replyLimit: UInt64 = 0

@@ -282,6 +282,24 @@ public enum FileSystem {
         }
     }
 
+    /// The handles this client holds, with their offsets: what a client restarted with
+    /// its SSRs (system.toml `keep_ssrs`) finds still open.
+    public static func openHandles() throws(FileSystemError) -> [OpenHandle] {
+        let count = FileSystemClientState.handleCount * OpenHandle.encodedBytes
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 8)
+        defer { buffer.deallocate() }
+        let reply = try call(.handles, reply: buffer)
+        guard reply.words.0 <= UInt(FileSystemClientState.handleCount),
+              reply.length == Int(reply.words.0) * OpenHandle.encodedBytes else { throw .ioError }
+        var handles: [OpenHandle] = []
+        for index in 0..<Int(reply.words.0) {
+            let start = index * OpenHandle.encodedBytes
+            handles.append(try OpenHandle.decode(
+                UnsafeRawBufferPointer(rebasing: buffer[start..<start + OpenHandle.encodedBytes])))
+        }
+        return handles
+    }
+
     private static func bytes(of path: StaticString) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: path.utf8Start, count: path.utf8CodeUnitCount)
     }

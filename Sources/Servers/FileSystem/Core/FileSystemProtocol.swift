@@ -39,6 +39,7 @@
 //   16  statistics     0                             0               -                   -                    VolumeStatistics (32)
 //   17  sync           0                             0               -                   -                    -
 //   18  mountStatus    0                             0               -                   state|reason, detail MountStatus (12)
+//   19  handles        0                             0               -                   count, 0             count OpenHandle (24 each)
 //
 // Field rules: a handle is 32 bits (`FileHandle`); permissions are the low 12 mode
 // bits; sizes and offsets are at most Int64.max; whence is 0 set, 1 current,
@@ -59,7 +60,8 @@
 // is held until it can be granted (`deadlock` if waiting would close a cycle).
 // mountStatus tries to mount if nothing is mounted and says why it could not, or
 // why the volume is read-only (MountStatus.swift): a client that got `notMounted`
-// or `readOnly` asks it to tell a person what to do.
+// or `readOnly` asks it to tell a person what to do. handles lists the handles the
+// client holds, with their offsets: what a client restarted with its SSRs finds open.
 
 /// The operation numbers (they never change meaning).
 public enum FileSystemOperation: UInt16, Sendable, CaseIterable {
@@ -81,6 +83,7 @@ public enum FileSystemOperation: UInt16, Sendable, CaseIterable {
     case statistics = 16
     case sync = 17
     case mountStatus = 18
+    case handles = 19
 }
 
 extension FileSystemOperation {
@@ -95,6 +98,7 @@ extension FileSystemOperation {
         case .readDirectory: FileSystemLimits.maxTransfer
         case .statistics: VolumeStatistics.encodedBytes
         case .mountStatus: MountStatus.payloadBytes
+        case .handles: FileSystemClientState.handleCount * OpenHandle.encodedBytes
         case .open, .close, .write, .seek, .truncate, .ftruncate, .mkdir, .rmdir, .unlink, .rename, .lock, .sync: 0
         }
     }
@@ -276,6 +280,7 @@ public enum FileSystemRequest {
     case statistics
     case sync
     case mountStatus
+    case handles
 
     /// The scratch `encode` needs for any request: two paths, for rename.
     public static let scratchBytes = 2 * FileSystemLimits.maxPathBytes
@@ -356,6 +361,8 @@ public enum FileSystemRequest {
             return FileSystemMessage(operation: .sync, words: (0, 0), payload: none)
         case .mountStatus:
             return FileSystemMessage(operation: .mountStatus, words: (0, 0), payload: none)
+        case .handles:
+            return FileSystemMessage(operation: .handles, words: (0, 0), payload: none)
         }
     }
 
@@ -446,6 +453,9 @@ public enum FileSystemRequest {
         case .mountStatus:
             try expectEmpty(payload, word: words.0 | words.1)
             return .mountStatus
+        case .handles:
+            try expectEmpty(payload, word: words.0 | words.1)
+            return .handles
         }
     }
 

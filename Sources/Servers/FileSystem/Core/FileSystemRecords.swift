@@ -1,5 +1,5 @@
 // The records replies carry in their payloads: a file's status, the volume's
-// statistics and pages of directory entries.
+// statistics, pages of directory entries and the handles a client holds.
 //
 // Each has one fixed little-endian encoding, written field by field rather than by
 // copying the Swift struct, so its bytes do not depend on the compiler's layout
@@ -23,6 +23,14 @@
 //   36     4    changed               5      1    name length n (1...255)
 //   40     4    accessed              6      n    name (no NUL, no "/")
 //   44     4    reserved (0)
+//
+// OpenHandle (24 bytes):
+//   0      4    handle (not 0)
+//   4      2    open flags (OpenFlags, valid)
+//   6      2    reserved (0)
+//   8      8    offset (<= Int64.max)
+//   16     4    inode (not 0)
+//   20     4    reserved (0)
 
 extension FileStatus {
     public static let encodedBytes = 48
@@ -101,6 +109,36 @@ extension VolumeStatistics {
               freeInodes <= totalInodes, reserved == 0 else { throw .ioError }
         return VolumeStatistics(blockSize: blockSize, totalBlocks: totalBlocks, freeBlocks: freeBlocks,
                                 totalInodes: totalInodes, freeInodes: freeInodes)
+    }
+}
+
+extension OpenHandle {
+    public static let encodedBytes = 24
+
+    public func encode(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        precondition(buffer.count >= Self.encodedBytes)
+        var writer = RecordWriter(buffer)
+        writer.put(handle.rawValue)
+        writer.put(flags.rawValue)
+        writer.put(UInt16(0))
+        writer.put(offset)
+        writer.put(inode.rawValue)
+        writer.put(UInt32(0))
+        return writer.position
+    }
+
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws(FileSystemError) -> OpenHandle {
+        guard bytes.count == encodedBytes else { throw .ioError }
+        var reader = RecordReader(bytes)
+        let handle: UInt32 = reader.take()
+        let flags = OpenFlags(rawValue: reader.take())
+        let reserved0: UInt16 = reader.take()
+        let offset: UInt64 = reader.take()
+        let inode: UInt32 = reader.take()
+        let reserved1: UInt32 = reader.take()
+        guard handle != 0, inode != 0, flags.isValid, offset <= FileSystemLimits.maxOffset, reserved0 == 0,
+              reserved1 == 0 else { throw .ioError }
+        return OpenHandle(handle: FileHandle(rawValue: handle), flags: flags, offset: offset, inode: InodeNumber(inode))
     }
 }
 

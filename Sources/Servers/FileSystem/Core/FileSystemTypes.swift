@@ -137,6 +137,22 @@ public struct FileStatus: Sendable, BitwiseCopyable, Equatable {
     }
 }
 
+/// One handle a client holds, as `handles` reports it: what a client restarted with
+/// its SSRs (system.toml `keep_ssrs`) finds open for it.
+public struct OpenHandle: Sendable, BitwiseCopyable, Equatable {
+    public var handle: FileHandle
+    public var flags: OpenFlags
+    public var offset: UInt64
+    public var inode: InodeNumber
+
+    public init(handle: FileHandle, flags: OpenFlags, offset: UInt64, inode: InodeNumber) {
+        self.handle = handle
+        self.flags = flags
+        self.offset = offset
+        self.inode = inode
+    }
+}
+
 /// What `df` reports.
 public struct VolumeStatistics: Sendable, BitwiseCopyable, Equatable {
     public var blockSize: UInt32

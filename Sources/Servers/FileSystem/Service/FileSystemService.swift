@@ -329,6 +329,7 @@ public struct FileSystemService<Layout: FileSystemRecordLayout>: SSRService {
                           state: inout FileSystemClientRecord) -> SSROutcome {
         // Answered when nothing mounts too: saying why is what it is for.
         if case .mountStatus = request { return reportMountStatus(into: reply) }
+        if case .handles = request { return reportHandles(state.files, into: reply) }
         do throws(FileSystemError) {
             try mount()
             if readOnly && request.updates { throw .readOnly }
@@ -341,6 +342,21 @@ public struct FileSystemService<Layout: FileSystemRecordLayout>: SSRService {
         } catch {
             return .reply(error.rawValue)
         }
+    }
+
+    /// The handles the client holds: what a client restarted with its SSRs finds open.
+    /// No volume is needed: they are the client's state.
+    func reportHandles(_ files: FileSystemClientState, into reply: UnsafeMutableRawBufferPointer) -> SSROutcome {
+        var count = 0
+        for index in 0..<FileSystemClientState.handleCount where !files.handles[index].isFree {
+            let slot = files.handles[index]
+            let start = count * OpenHandle.encodedBytes
+            _ = OpenHandle(handle: slot.handle, flags: slot.openFlags, offset: slot.offset,
+                           inode: InodeNumber(slot.inode))
+                .encode(into: UnsafeMutableRawBufferPointer(rebasing: reply[start..<start + OpenHandle.encodedBytes]))
+            count += 1
+        }
+        return .reply(code: 0, words: (UInt(count), 0), length: count * OpenHandle.encodedBytes)
     }
 
     /// Mounts if it can, then says how the volume is mounted, or why it is not.
@@ -563,6 +579,9 @@ public struct FileSystemService<Layout: FileSystemRecordLayout>: SSRService {
 
         case .mountStatus:
             return reportMountStatus(into: reply)
+
+        case .handles:
+            return reportHandles(state.files, into: reply)
         }
     }
 
@@ -576,7 +595,7 @@ public struct FileSystemService<Layout: FileSystemRecordLayout>: SSRService {
         guard operation == FileSystemOperation.read.rawValue else {
             // Listings and status are computed again; updates carry no payload.
             switch FileSystemOperation(rawValue: operation) {
-            case .readDirectory?, .stat?, .fstat?, .statistics?, .mountStatus?: return nil
+            case .readDirectory?, .stat?, .fstat?, .statistics?, .mountStatus?, .handles?: return nil
             default: return 0
             }
         }
@@ -608,7 +627,8 @@ extension FileSystemRequest {
         switch self {
         case .open(_, let flags, _): flags.contains(.create) || flags.contains(.truncate)
         case .write, .truncate, .ftruncate, .mkdir, .rmdir, .unlink, .rename: true
-        case .close, .read, .seek, .stat, .fstat, .readDirectory, .lock, .statistics, .sync, .mountStatus: false
+        case .close, .read, .seek, .stat, .fstat, .readDirectory, .lock, .statistics, .sync, .mountStatus, .handles:
+            false
         }
     }
 }
