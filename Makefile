@@ -27,7 +27,7 @@ RV_BUILD   := $(SWIFT) build -c release --triple $(TRIPLE) --toolset toolset-ris
 
 # Programs in the boot image: the SwiftPM module of each (system.toml names them).
 PROGRAMS   := ConsoleServer Shell Crashme PingServer Bench Binder RogueServer TimerServer TimerServerNext TimerClient \
-              TimerTest ConfigServer StorageServer FileSystemServer FileSystemServerNext FileCopy FileSystemTest FileSystemBench SyscallFuzzer DMAProbe \
+              TimerTest ConfigServer StorageServer FileSystemServer FileSystemServerNext FileCopy TCPSave FileSystemTest FileSystemBench SyscallFuzzer DMAProbe \
               NetworkServer UDPEcho TCPEcho HTTPServer HTTPFetch NetworkBench NetTest
 # Libraries linked into every program (--gc-sections drops what a program does not use).
 USER_LIBRARIES := UserArch Freestanding CurioUser CurioABI ConsoleCore ConsoleAPI SSRFormat SSRServer TimerAPI TimerCore \

@@ -147,6 +147,8 @@ let package = Package(
                 path: "Sources/Servers/FileSystem/Next", swiftSettings: embeddedRestrictions),
         .target(name: "FileCopy", dependencies: ["CurioUser", "ConsoleAPI", "FileSystemAPI", "UserArch"],
                 path: "Sources/Programs/FileCopy", swiftSettings: embeddedRestrictions),
+        .target(name: "TCPSave", dependencies: ["CurioUser", "ConsoleAPI", "FileSystemAPI", "NetworkAPI", "UserArch"],
+                path: "Sources/Programs/TCPSave", swiftSettings: embeddedRestrictions),
         .target(name: "FileSystemTest", dependencies: ["CurioUser", "ConsoleAPI", "FileSystemAPI", "StorageAPI"],
                 path: "Sources/Programs/FileSystemTest", swiftSettings: embeddedRestrictions),
 

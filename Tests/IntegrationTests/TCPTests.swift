@@ -34,6 +34,46 @@ import Testing
         return (machine, port)
     }
 
+    /// A client that keeps its SSRs resumes its connection after its own crash (paper
+    /// §4): tcpsave saves a 200,000-byte stream from the host into a file and crashes
+    /// after 10 chunks; restarted, it finds its connection in the network server and its
+    /// file in fs and goes on. The host sees its whole stream taken and a clean end, no
+    /// reset; the file is the stream byte for byte, and the disk checks clean.
+    @Test func aClientCrashingMidStreamResumesOnItsConnection() throws {
+        guard FileSystemTests.requireTools() else { return }
+        let work = try DiskTools.temporaryDirectory("tcpsave")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let image = work.appendingPathComponent("disk.img")
+        try DiskTools.makeImage(at: image, from: nil, blockSize: 1024, megabytes: 16)
+        let port = HostTCP.freePort()
+        let machine = try InteractiveMachine(extra: Self.forwarding(port, to: 9000) + DiskTools.qemuArguments(image))
+        #expect(machine.waitFor("curio> "))
+        machine.type("run tcpsave 9000 /saved crash=10 &")
+        #expect(machine.waitFor("tcpsave listening on port 9000"), "\(machine.transcript)")
+        let peer = try HostTCP(port: port)
+        let stream = Self.bytes(200_000, seed: 5)
+        // Sent from a thread of its own: a guest that stopped reading would block it.
+        let sent = DispatchSemaphore(value: 0)
+        let sender = Thread {
+            try? peer.send(stream)
+            peer.shutdownSending()
+            sent.signal()
+        }
+        sender.start()
+        #expect(sent.wait(timeout: .now() + 120) == .success, "the stream was taken whole")
+        #expect(machine.waitFor("tcpsave: saved 200000 bytes", timeout: 120), "\(machine.transcript)")
+        #expect(try peer.receive(limit: 16, timeout: 30) == [], "a clean end of the stream, no reset")
+        let transcript = machine.transcript
+        #expect(transcript.contains("tcpsave: crashing after 10 chunks"))
+        #expect(transcript.contains("its SSRs kept") && transcript.contains("is still open"))
+        #expect(!transcript.contains("lost in the crash"))
+        machine.type("poweroff")
+        _ = machine.waitForExit(timeout: 30)
+        #expect(try OutputRedirectionTests.file("/saved", of: image, in: work) == Data(stream))
+        let check = try DiskTools.check(image)
+        #expect(check.status == 0, "e2fsck -fn: \(check.output)")
+    }
+
     /// Both ends on Curio (loopback), as `make bench` runs them: `netbench` closes
     /// each connection first and the sink closes its end after reading the end of the
     /// stream, so the closed side must still acknowledge the sink's FIN — it once did

@@ -28,6 +28,7 @@ enum RequestSummary: Equatable {
     case poll(UInt64, UInt)
     case socketInfo(Int)
     case setOption(UInt32, UInt8, UInt32)
+    case sockets
 
     init(_ request: NetworkRequest) {
         switch request {
@@ -49,6 +50,7 @@ enum RequestSummary: Equatable {
         case .setOption(let socket, let option, let value): self = .setOption(socket.rawValue, option.rawValue, value)
         case .ping(let address, let sequence, let data): self = .ping(address, sequence, Array(data))
         case .interface: self = .interface
+        case .sockets: self = .sockets
         }
     }
 }
@@ -97,6 +99,7 @@ enum RequestSummary: Equatable {
                 .poll(interest: PollInterest(rawValue: UInt64.max), timeoutMilliseconds: NetworkLimits.pollForever),
                 .socketInfo(index: 0),
                 .socketInfo(index: 1000),
+                .sockets,
                 .setOption(socket, .receiveTimeout, value: 0),
                 .setOption(top, .sendTimeout, value: UInt32.max),
             ]
@@ -147,7 +150,7 @@ enum RequestSummary: Equatable {
         }
     }
 
-    @Test(arguments: [UInt16(0), 17, 18, 100, UInt16.max])
+    @Test(arguments: [UInt16(0), 18, 19, 100, UInt16.max])
     func anUnknownOperationIsBadOperation(operation: UInt16) {
         #expect(throws: NetworkError.badOperation) { try decodeRequest(operation, 0, 0) }
         #expect(throws: NetworkError.badOperation) { try decodeRequest(operation, 1, 0, payloadBytes: 10) }
@@ -228,6 +231,10 @@ enum RequestSummary: Equatable {
         ("setOption option 3", 16, 3 << 32 | 9, 5, 0, .badRequest),
         ("setOption value > UInt32.max", 16, 1 << 32 | 9, 1 << 32, 0, .badRequest),
         ("setOption payload", 16, 1 << 32 | 9, 5, 1, .badRequest),
+        // sockets: nothing at all.
+        ("sockets word 0", 17, 1, 0, 0, .badRequest),
+        ("sockets word 1", 17, 0, 1, 0, .badRequest),
+        ("sockets payload", 17, 0, 0, 1, .badRequest),
     ]
 
     @Test(arguments: malformed)
@@ -298,16 +305,40 @@ enum RequestSummary: Equatable {
         }
     }
 
+    /// A socket as `sockets` and netstat describe it: the five words, the handle in
+    /// the last (0 in netstat's list), anything else there refused.
+    @Test func socketInfoRoundTripsWithItsHandle() {
+        var info = SocketInfo()
+        info.kind = SocketKind.tcp.rawValue
+        info.state = 4
+        info.localPort = 9000
+        info.owner = 0x0003_0008
+        info.remote = Endpoint(address: 0x0A00_0202, port: 40000)
+        info.bytesSent = 12
+        info.bytesReceived = 204_800
+        info.socket = SocketHandle(slot: 3, generation: 9)
+        var bytes = [UInt8](repeating: 0xEE, count: SocketInfo.encodedBytes)
+        #expect(bytes.withUnsafeMutableBytes { info.encode(into: $0) } == 40)
+        #expect(bytes.withUnsafeBytes { SocketInfo.decode($0) } == info)
+        #expect(Array(bytes[32..<40]) == [3 | 9 << 5, 1, 0, 0, 0, 0, 0, 0])
+        var listed = info
+        listed.socket = nil
+        #expect(bytes.withUnsafeMutableBytes { listed.encode(into: $0) } == 40)
+        #expect(bytes.withUnsafeBytes { SocketInfo.decode($0) }?.socket == nil)
+        bytes[36] = 1
+        #expect(bytes.withUnsafeBytes { SocketInfo.decode($0) } == nil, "the handle is 32 bits")
+    }
+
     @Test func replyLimits() {
         let expected: [NetworkOperation: Int] = [.open: 0, .bind: 0, .sendTo: 0, .receiveFrom: 1472, .close: 0,
                                                  .ping: 0, .interface: 72, .listen: 0, .accept: 0, .connect: 0,
-                                                 .send: 0, .receive: 100, .shutdown: 0, .poll: 0, .socketInfo: 32,
-                                                 .setOption: 0]
+                                                 .send: 0, .receive: 100, .shutdown: 0, .poll: 0, .socketInfo: 40,
+                                                 .setOption: 0, .sockets: 32 * 40]
         for operation in NetworkOperation.allCases {
             #expect(operation.replyLimit(words: (9, 100)) == expected[operation])
         }
         #expect(NetworkOperation.receive.replyLimit(words: (9, 5000 | 1 << 48)) == 4096)
-        #expect(NetworkOperation.allCases.map(\.rawValue) == Array(1...16))
+        #expect(NetworkOperation.allCases.map(\.rawValue) == Array(1...17))
     }
 
     @Test func errorCodesAreStable() {

@@ -205,6 +205,24 @@ public enum Network {
         _ = try call(.setOption(socket, option, value: milliseconds))
     }
 
+    /// This client's own sockets, each with its handle: what a client restarted with its
+    /// SSRs (system.toml `keep_ssrs`) finds still open, its connections included.
+    public static func sockets() throws(NetworkError) -> [SocketInfo] {
+        let limit = NetworkLimits.socketsPerClient * SocketInfo.encodedBytes
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: limit, alignment: 8)
+        defer { buffer.deallocate() }
+        let reply = try call(.sockets, reply: buffer)
+        guard reply.length == Int(reply.words.0) * SocketInfo.encodedBytes else { throw .protocolViolation }
+        var sockets: [SocketInfo] = []
+        for index in 0..<Int(reply.words.0) {
+            let start = index * SocketInfo.encodedBytes
+            guard let info = SocketInfo.decode(UnsafeRawBufferPointer(rebasing: buffer[start..<start + SocketInfo.encodedBytes])),
+                  info.socket != nil else { throw .protocolViolation }
+            sockets.append(info)
+        }
+        return sockets
+    }
+
     /// The server's sockets, every client's (netstat): the one at `index`, and the
     /// index of the next (nil after the last). Nil altogether past the end.
     public static func socketInfo(at index: Int) throws(NetworkError) -> (info: SocketInfo, next: Int?)? {

@@ -31,6 +31,7 @@
 //   14  poll         timeout (ms; max: none)    interest               -                ready, 0                  -
 //   15  socketInfo   index                      0                      -                next index (0: last), 0   SocketInfo
 //   16  setOption    s | option << 32           value                  -                -                         -
+//   17  sockets      0                          0                      -                count, 0                  count SocketInfo
 //
 // TCP. A TCP socket is opened, then either bound and made to listen (accept hands out
 // a new socket per connection, with its peer) or connected (which binds it to a free
@@ -43,6 +44,10 @@
 // "socket slot i readable" (data, the end, a connection to accept, an error) and bit
 // 32 + i for "writable" (connected, and the peer's window open); it is answered at once
 // if one is ready, else when one becomes ready or the timeout passes (ready 0).
+//
+// sockets lists the caller's own sockets, from its SSR, each with the handle it
+// names it by: what a client restarted with its SSRs (system.toml `keep_ssrs`) finds
+// still open — a connection goes on where it was, and its peer sees nothing.
 //
 // Options (`SocketOption`, kept in the socket's SSR record): a receive timeout (a
 // receive or receiveFrom waiting longer answers `timedOut`) and a send timeout (a TCP
@@ -84,6 +89,7 @@ public enum NetworkOperation: UInt16, Sendable, CaseIterable {
     case poll = 14
     case socketInfo = 15
     case setOption = 16
+    case sockets = 17
 }
 
 /// What `setOption` sets.
@@ -248,6 +254,7 @@ public enum NetworkRequest {
     case poll(interest: PollInterest, timeoutMilliseconds: UInt)
     case socketInfo(index: Int)
     case setOption(SocketHandle, SocketOption, value: UInt32)
+    case sockets
 
     public var operation: NetworkOperation {
         switch self {
@@ -267,6 +274,7 @@ public enum NetworkRequest {
         case .poll: .poll
         case .socketInfo: .socketInfo
         case .setOption: .setOption
+        case .sockets: .sockets
         }
     }
 
@@ -310,6 +318,8 @@ public enum NetworkRequest {
             message = (.socketInfo, (UInt(index), 0), none)
         case .setOption(let socket, let option, let value):
             message = (.setOption, (UInt(socket.rawValue) | UInt(option.rawValue) << 32, UInt(value)), none)
+        case .sockets:
+            message = (.sockets, (0, 0), none)
         }
         let decoded = try Self.decode(operation: message.0.rawValue, words: message.1, payload: message.2)
         guard decoded.operation == message.0 else { throw .badRequest }
@@ -393,6 +403,9 @@ public enum NetworkRequest {
             guard payload.isEmpty, words.0 >> 40 == 0, words.1 <= UInt(UInt32.max),
                   let option = SocketOption(rawValue: UInt8(words.0 >> 32)) else { throw .badRequest }
             return .setOption(try socket(words.0 & 0xFFFF_FFFF), option, value: UInt32(words.1))
+        case .sockets:
+            guard words == (0, 0), payload.isEmpty else { throw .badRequest }
+            return .sockets
         }
     }
 }
@@ -422,6 +435,7 @@ extension NetworkOperation {
         case .interface: InterfaceStatus.encodedBytes
         case .receive: Int(min(words.1 & 0xFFFF, UInt(NetworkLimits.maximumTransfer)))
         case .socketInfo: SocketInfo.encodedBytes
+        case .sockets: NetworkLimits.socketsPerClient * SocketInfo.encodedBytes
         case .open, .bind, .sendTo, .close, .ping, .listen, .accept, .connect, .send, .shutdown, .poll, .setOption: 0
         }
     }
@@ -429,9 +443,10 @@ extension NetworkOperation {
 
 /// One socket as netstat shows it (the server's view, of every client): little-endian
 /// words: kind | state << 8 | local port << 16 | owner (TaskID) << 32, remote endpoint,
-/// bytes sent, bytes received.
+/// bytes sent, bytes received, and the socket's handle (0 where netstat lists another
+/// client's socket, whose handle the server does not keep outside its SSR).
 public struct SocketInfo: Equatable, Sendable {
-    public static let encodedBytes = 32
+    public static let encodedBytes = 40
 
     public var kind: UInt8 = 0
     /// TCPState raw value (0 for UDP).
@@ -441,13 +456,16 @@ public struct SocketInfo: Equatable, Sendable {
     public var remote = Endpoint(address: 0, port: 0)
     public var bytesSent: UInt64 = 0
     public var bytesReceived: UInt64 = 0
+    /// The handle its owner names it by (`sockets`), nil in netstat's list.
+    public var socket: SocketHandle?
 
     public init() {}
 
     public func encode(into buffer: UnsafeMutableRawBufferPointer) -> Int {
         guard buffer.count >= Self.encodedBytes else { return 0 }
         let first = UInt64(kind) | UInt64(state) << 8 | UInt64(localPort) << 16 | UInt64(owner) << 32
-        let words: InlineArray<4, UInt64> = [first, UInt64(remote.word), bytesSent, bytesReceived]
+        let words: InlineArray<5, UInt64> = [first, UInt64(remote.word), bytesSent, bytesReceived,
+                                             UInt64(socket?.rawValue ?? 0)]
         for index in words.indices {
             buffer.storeBytes(of: words[index].littleEndian, toByteOffset: 8 * index, as: UInt64.self)
         }
@@ -466,6 +484,8 @@ public struct SocketInfo: Equatable, Sendable {
         info.remote = remote
         info.bytesSent = word(2)
         info.bytesReceived = word(3)
+        guard word(4) >> 32 == 0 else { return nil }
+        info.socket = word(4) == 0 ? nil : SocketHandle(rawValue: UInt32(word(4)))
         return info
     }
 }

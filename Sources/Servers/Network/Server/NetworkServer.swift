@@ -373,7 +373,30 @@ struct NetworkService: SSRService {
             return socketInfo(index, into: payload.replyBuffer)
         case .setOption(let socket, let option, let value):
             return try setOption(socket, option, value: value, state: &state)
+        case .sockets:
+            let length = Self.encodeSockets(of: state, client: client, into: payload.replyBuffer)
+            return .reply(code: 0, words: (UInt(length / SocketInfo.encodedBytes), 0), length: length)
         }
+    }
+
+    /// The client's own sockets, from its SSR, each with its handle (`sockets`).
+    static func encodeSockets(of state: NetworkClientState, client: TaskID,
+                              into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        var length = 0
+        for slot in 0..<NetworkLimits.socketsPerClient where !state.sockets[slot].isFree {
+            let record = state.sockets[slot]
+            var info = SocketInfo()
+            info.kind = record.kind
+            info.state = record.tcpState
+            info.localPort = record.localPort
+            info.owner = client.rawValue
+            info.remote = Endpoint(address: record.remoteAddress, port: record.remotePort)
+            info.bytesSent = record.sent
+            info.bytesReceived = record.received
+            info.socket = SocketHandle(slot: slot, generation: record.generation)
+            length += info.encode(into: UnsafeMutableRawBufferPointer(rebasing: buffer[length...]))
+        }
+        return length
     }
 
     /// A reply answered and committed before a crash came again: a receive is
@@ -388,6 +411,7 @@ struct NetworkService: SSRService {
         case .receive: return reply.code == 0 && reply.word0 > 0 ? nil : 0
         case .interface: return reply.code == 0 ? interfaceStatus().encode(into: payload.replyBuffer) : 0
         case .socketInfo: return reply.code == 0 ? socketInfoPayload(words: words, into: payload.replyBuffer) : 0
+        case .sockets: return reply.code == 0 ? Self.encodeSockets(of: state, client: client, into: payload.replyBuffer) : 0
         default: return 0
         }
     }
