@@ -90,6 +90,20 @@ struct TimerServiceTests {
         #expect(!console.contains("FAIL") && !console.contains("gave up") && !console.contains("PANIC"))
     }
 
+    /// Crashes before and after an upgrade: the old version restarts and recovers as
+    /// ever, and the version, restarted from its own image, recovers the regions it
+    /// migrated and those it has not yet, side by side.
+    @Test func crashesAroundAnUpgradeAreTransparent() throws {
+        let run = try CurioMachine.run(commands: "run timertest 4 100000 80 illegal after 30 faults=4 every=500000 mixed &; "
+                                           + "sleep 100; upgrade timer timer-next; wait",
+                                       extra: Self.icount)
+        let fields = try #require(Self.summary(run))
+        #expect(fields["ok"] == 4 && fields["restarts"] == 4, "\(run.console)")
+        #expect(run.console.contains("runs timer-next, recovered (upgraded from timer)"))
+        let after = run.console.components(separatedBy: "upgrade: timer runs timer-next now").last ?? ""
+        #expect(after.contains("[kernel] restarted timer"), "a fault struck the version too:\n\(run.console)")
+    }
+
     /// The same upgrade on the baseline, whose timer keeps its clients' timers in its
     /// own memory (as MINIX 3's servers do): the new version starts with none, and the
     /// client waiting on its timer is told "no timers". The paper's point, side by side.
