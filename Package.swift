@@ -171,7 +171,7 @@ let package = Package(
         .executableTarget(name: "mkimage",
                           dependencies: ["SystemImage", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/mkimage"),
-        .executableTarget(name: "curio-bench", path: "Sources/Tools/Bench"),
+        .executableTarget(name: "curio-bench", dependencies: ["ProfileKit"], path: "Sources/Tools/Bench"),
         // The fault-injection campaign: plan, judgement, CSV and report (host-tested), and
         // its command line.
         .target(name: "CampaignKit", dependencies: ["CurioABI"], path: "Sources/Tools/CampaignKit"),

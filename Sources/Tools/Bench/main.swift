@@ -31,6 +31,7 @@
 //        comparison)
 
 import Foundation
+import ProfileKit
 
 struct Measurement {
     var median: Int
@@ -60,11 +61,8 @@ let networkOperations: [(name: String, title: String, units: Int)] = [
     ("net-host-connect", "TCP connect + close to the host's sink, Curio's side (per connection)", 8),
 ]
 
-/// QEMU's network for netbench: user networking, nothing reachable but a guest forward
-/// of 10.0.2.100:9 to a discard sink on this host, a new `dd` per connection.
-let networkArguments = ["-global", "virtio-mmio.force-legacy=false",
-                        "-netdev", "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:9-cmd:dd of=/dev/null bs=65536 status=none",
-                        "-device", "virtio-net-device,netdev=n0,bus=virtio-mmio-bus.0"]
+/// QEMU's network for netbench (BenchmarkNetwork.swift).
+let networkArguments = BenchmarkNetwork.qemuArguments
 let networkCommands = "run netbench sink &; run netbench 5 10.0.2.100"
 
 enum Clock {

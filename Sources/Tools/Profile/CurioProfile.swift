@@ -80,9 +80,7 @@ struct CurioProfile: ParsableCommand {
                           "-device", "virtio-blk-device,drive=disk0"]
         }
         if network {
-            arguments += ["-global", "virtio-mmio.force-legacy=false", "-netdev",
-                          "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:9-cmd:dd of=/dev/null bs=65536 status=none",
-                          "-device", "virtio-net-device,netdev=n0,bus=virtio-mmio-bus.0"]
+            arguments += BenchmarkNetwork.qemuArguments
         }
         let console = runTool("/usr/bin/env", arguments, timeout: timeout)
         guard let text = try? String(contentsOfFile: outputPath, encoding: .utf8) else {
