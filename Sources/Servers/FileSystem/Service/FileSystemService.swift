@@ -433,20 +433,7 @@ public struct FileSystemService<Layout: FileSystemRecordLayout>: SSRService {
             return .reply(0)
 
         case .read(let handle, let count):
-            let record = state.files.handles[try state.files.slot(of: handle, allowing: .read)]
-            _ = try openFile(record)
-            let before = state.files
-            let requested = min(count, reply.count)
-            let read = try volume!.read(InodeNumber(record.inode), at: record.offset,
-                                        into: UnsafeMutableRawBufferPointer(rebasing: reply[0..<requested]))
-            try state.files.recordRead(handle, count: read)
-            let newOffset = UInt(record.offset) + UInt(read)
-            let size = try volume!.status(InodeNumber(record.inode)).size
-            guard FileSystemTransition.isValidRead(from: before, to: state.files, handle: handle, requested: requested,
-                                                   fileSize: size, count: read, replyOffset: UInt64(newOffset)) else {
-                System.reportFailure()
-            }
-            return .reply(code: 0, words: (UInt(read), newOffset), length: read)
+            return try read(handle, count: count, into: reply, files: &state.files)
 
         case .write(let handle, let data):
             let record = state.files.handles[try state.files.slot(of: handle, allowing: .write)]
@@ -529,46 +516,10 @@ public struct FileSystemService<Layout: FileSystemRecordLayout>: SSRService {
             return .reply(0)
 
         case .readDirectory(let path, let start):
-            let directory = try volume!.resolve(path)
-            var page = DirectoryPageWriter(reply)
-            var cursor = start
-            var entry = DirectoryEntry()
-            while true {
-                guard let next = try volume!.readDirectory(directory, cursor: cursor, into: &entry) else {
-                    cursor = 0
-                    break
-                }
-                guard try page.append(entry) else { break }  // starts the next page
-                cursor = next
-            }
-            return .reply(code: 0, words: (UInt(cursor), UInt(page.count)), length: page.length)
+            return try readDirectory(path, from: start, into: reply)
 
         case .lock(let handle, let range, let kind, let wait):
-            let file = try state.files.file(handle).file
-            if kind == .unlock {
-                var files = state.files
-                try files.applyLock(handle, range: range, kind: .unlock)
-                try locks.release(client: me, file: file, range: range)
-                state.files = files
-                Runtime.requestFollowUp()
-                return .reply(0)
-            }
-            if locks.conflictingHolder(client: me, file: file, range: range, kind: kind) != nil {
-                guard wait else { throw .wouldBlock }
-                let waiter = LockTable.Waiter(client: me, handle: handle, file: file, range: range, kind: kind)
-                guard !locks.wouldDeadlock(waiter) else { throw .deadlock }
-                try locks.enqueue(waiter)
-                // fs promises every request it holds (system.toml): a lock wait has no
-                // deadline, so it is promised for ever; only a request held unpromised
-                // (one a fault made us forget) gets us restarted.
-                try? System.promiseReply(to: client, by: Self.heldForEver)
-                return .deferred
-            }
-            var files = state.files
-            try files.applyLock(handle, range: range, kind: kind)
-            try locks.acquire(client: me, file: file, range: range, kind: kind)
-            state.files = files
-            return .reply(0)
+            return try lock(handle, range: range, kind: kind, wait: wait, client: client, files: &state.files)
 
         case .statistics:
             return .reply(code: 0, words: (0, 0), length: volume!.statistics.encode(into: reply))
@@ -583,6 +534,77 @@ public struct FileSystemService<Layout: FileSystemRecordLayout>: SSRService {
         case .handles:
             return reportHandles(state.files, into: reply)
         }
+    }
+
+    /// `read`: from the handle's offset, at most `count` bytes, into the reply; the
+    /// transition checked before it is answered.
+    mutating func read(_ handle: FileHandle, count: Int, into reply: UnsafeMutableRawBufferPointer,
+                       files: inout FileSystemClientState) throws(FileSystemError) -> SSROutcome {
+        let record = files.handles[try files.slot(of: handle, allowing: .read)]
+        _ = try openFile(record)
+        let before = files
+        let requested = min(count, reply.count)
+        let read = try volume!.read(InodeNumber(record.inode), at: record.offset,
+                                    into: UnsafeMutableRawBufferPointer(rebasing: reply[0..<requested]))
+        try files.recordRead(handle, count: read)
+        let newOffset = UInt(record.offset) + UInt(read)
+        let size = try volume!.status(InodeNumber(record.inode)).size
+        guard FileSystemTransition.isValidRead(from: before, to: files, handle: handle, requested: requested,
+                                               fileSize: size, count: read, replyOffset: UInt64(newOffset)) else {
+            System.reportFailure()
+        }
+        return .reply(code: 0, words: (UInt(read), newOffset), length: read)
+    }
+
+    /// `readDirectory`: as many whole entries from `start` as fit the reply, and where
+    /// the next page starts (0: the end).
+    mutating func readDirectory(_ path: UnsafeRawBufferPointer, from start: UInt64,
+                                into reply: UnsafeMutableRawBufferPointer) throws(FileSystemError) -> SSROutcome {
+        let directory = try volume!.resolve(path)
+        var page = DirectoryPageWriter(reply)
+        var cursor = start
+        var entry = DirectoryEntry()
+        while true {
+            guard let next = try volume!.readDirectory(directory, cursor: cursor, into: &entry) else {
+                cursor = 0
+                break
+            }
+            guard try page.append(entry) else { break }  // starts the next page
+            cursor = next
+        }
+        return .reply(code: 0, words: (UInt(cursor), UInt(page.count)), length: page.length)
+    }
+
+    /// `lock`: takes, or releases, a byte range of the handle's file; a conflicting one
+    /// is refused, or with `wait` held until it can be granted (`followUp`).
+    mutating func lock(_ handle: FileHandle, range: LockRange, kind: LockKind, wait: Bool, client: TaskID,
+                       files: inout FileSystemClientState) throws(FileSystemError) -> SSROutcome {
+        let me = ClientID(rawValue: client.rawValue)
+        let file = try files.file(handle).file
+        if kind == .unlock {
+            var changed = files
+            try changed.applyLock(handle, range: range, kind: .unlock)
+            try locks.release(client: me, file: file, range: range)
+            files = changed
+            Runtime.requestFollowUp()
+            return .reply(0)
+        }
+        if locks.conflictingHolder(client: me, file: file, range: range, kind: kind) != nil {
+            guard wait else { throw .wouldBlock }
+            let waiter = LockTable.Waiter(client: me, handle: handle, file: file, range: range, kind: kind)
+            guard !locks.wouldDeadlock(waiter) else { throw .deadlock }
+            try locks.enqueue(waiter)
+            // fs promises every request it holds (system.toml): a lock wait has no
+            // deadline, so it is promised for ever; only a request held unpromised
+            // (one a fault made us forget) gets us restarted.
+            try? System.promiseReply(to: client, by: Self.heldForEver)
+            return .deferred
+        }
+        var changed = files
+        try changed.applyLock(handle, range: range, kind: kind)
+        try locks.acquire(client: me, file: file, range: range, kind: kind)
+        files = changed
+        return .reply(0)
     }
 
     public static func replyLimit(operation: UInt16, words: (UInt, UInt)) -> Int {
