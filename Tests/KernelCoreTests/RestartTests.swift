@@ -412,6 +412,8 @@ import Testing
             try harness.call(1, harness.id(0))
             try harness.reply(from: 0, to: harness.id(1))
             #expect(harness.error(1) == nil, "fault \(fault)")
+            // Each strikes somewhere else, as a soak's faults do.
+            harness.registers(0)[.pc] = KernelTestELF.textAddress + 4 * UInt64(fault)
             harness.kernel.fault(0, cause: .storePageFault, address: 0)
             #expect(harness.state(0) == .runnable, "fault \(fault): not held, not given up")
             #expect(harness.task(0).rapidRestarts == 0)
@@ -422,6 +424,84 @@ import Testing
         // Answering nobody, the next restarts count again.
         for _ in 0..<TestKernel.restartsBeforeBackoff { harness.kernel.fault(0, cause: .storePageFault, address: 0) }
         #expect(harness.task(0).rapidRestarts == TestKernel.restartsBeforeBackoff)
+    }
+
+    /// A server that fails at the same instruction every time, answering one request
+    /// per incarnation (the one a fresh incarnation takes through `receive`) and dying
+    /// on the next, whichever client sent it, is failing at the step every request
+    /// takes: held back, then given up, as one that answers nobody is.
+    @Test func aServerDyingAtTheSameStepAfterOneAnswerIsGivenUp() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.client)  // 1
+        try harness.spawn(Program.client)  // 2
+        try harness.call(1, harness.id(0))
+        try harness.call(2, harness.id(0))
+        var faults = 0
+        var sites: [UInt] = []
+        while harness.state(0) != .failed && faults <= 4 * TestKernel.restartsBeforeGivingUp {
+            if harness.state(0) == .held { harness.tick(by: harness.task(0).heldUntil - harness.clock) }
+            harness.recover(0, pages: 2)
+            harness.receive(0)
+            harness.syscall(0, .replyAndReceive, harness.result(0, 1), 0, 0, 0, UInt(ProcessLayout.heap), 0, 0x1000)
+            sites.append(harness.result(0, 1))
+            for client in [1, 2] where harness.state(client) == .runnable { try harness.call(client, harness.id(0)) }
+            harness.registers(0)[.pc] = KernelTestELF.textAddress + 0x40
+            harness.kernel.fault(0, cause: .hang, address: 0)
+            faults += 1
+            harness.tick(by: 1_000)
+        }
+        #expect(Set(sites).count == 2, "the failure moves between the clients")
+        #expect(harness.state(0) == .failed, "given up after \(faults) restarts")
+        #expect(harness.error(1) == .serverFailed || harness.error(2) == .serverFailed, "its clients are told")
+    }
+
+    /// A client each of whose requests kills the server as soon as the server takes it
+    /// through `replyAndReceive` (the request before it answered, after each restart)
+    /// would be served one request per restart for ever: the third such failure in a
+    /// row fails its request alone, and the server goes on.
+    @Test func aClientWhoseRequestsKeepKillingTheServerFailsAlone() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.client)  // 1
+        try harness.call(1, harness.id(0))
+        for failure in 1...3 {
+            harness.recover(0, pages: 2)
+            harness.receive(0)
+            #expect(harness.result(0, 1) == UInt(harness.id(1).rawValue), "failure \(failure)")
+            // Answered; its next request comes through replyAndReceive and kills the server.
+            harness.syscall(0, .replyAndReceive, harness.result(0, 1), 0, 0, 0, UInt(ProcessLayout.heap), 0, 0x1000)
+            #expect(harness.error(1) == nil)
+            try harness.call(1, harness.id(0))
+            #expect(harness.task(0).windowClient == 1)
+            harness.kernel.fault(0, cause: .illegalInstruction, address: 0)
+            harness.tick(by: 1_000)
+        }
+        #expect(harness.error(1) == .requestFailed, "its third request fails alone")
+        #expect(harness.output.contains("crashed three times in a row on a request of one client"))
+        #expect(harness.state(0) == .runnable && harness.task(0).streak == 0, "the server goes on")
+    }
+
+    /// Failures on one client's requests with other work between them are not a
+    /// streak: a soak's faults land on whatever request is in hand.
+    @Test func failuresOnOneClientWithWorkBetweenAreNotAStreak() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.client)  // 1
+        for failure in 1...(2 * TestKernel.failuresBeforeClientFails) {
+            harness.recover(0, pages: 2)
+            for _ in 0..<3 {
+                harness.receive(0)
+                if harness.state(1) == .runnable { try harness.call(1, harness.id(0)) }
+                try harness.reply(from: 0, to: harness.id(1))
+                #expect(harness.error(1) == nil, "failure \(failure)")
+            }
+            harness.receive(0)
+            try harness.call(1, harness.id(0))
+            harness.kernel.fault(0, cause: .illegalInstruction, address: 0)
+            harness.tick(by: 1_000)
+        }
+        #expect(harness.task(0).streak == 1 && !harness.output.contains("three times in a row"))
     }
 
     @Test func aHeldServerKeepsItsClientsQueued() throws {

@@ -222,7 +222,8 @@ extension Kernel {
         tasks[server].servedTicks = 0
     }
 
-    private func deliverNotification(_ bits: UInt, to slot: Int) {
+    private mutating func deliverNotification(_ bits: UInt, to slot: Int) {
+        tasks[slot].notificationsDelivered &+= 1
         let file = registers(slot)
         file.setResult(0, 0)
         file.setResult(1, UInt(TaskID.kernel.rawValue))

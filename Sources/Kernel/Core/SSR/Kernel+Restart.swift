@@ -20,6 +20,13 @@
 //      and the server answered nobody in between: a server that serves between
 //      faults, however frequent, is making progress for its clients (and a soak
 //      may strike it every 100 ms); one that answers nobody is failing everyone.
+//      So is one that fails at the very instruction its previous incarnation failed
+//      at, having taken at most two messages, on another client's request (or a
+//      notification): it answers the one request a fresh incarnation takes through
+//      `receive` and dies on the next message, whoever sends it — a bug in the step
+//      every message takes, which would otherwise serve its clients one request per
+//      restart, in turn, for ever (campaign seed 5364254567356249). Failures on one
+//      client's requests alone are that client's (below).
 //
 // A server blocked in its own `send` when it is restarted leaves its partner's queue
 // of senders: the fresh process never made that call. Its own SSRs with other
@@ -37,6 +44,15 @@
 // recovery twice is judged lost (`serverStateLost`), an unbind that crashes twice is
 // freed without cleanup. The server carries on for everyone else (paper §3: an
 // error affects only the clients whose SSRs the server used).
+// A client whose requests kill the server one after another fails alone too: when
+// the server fails three times in a row on requests of one client, each time having
+// taken at most two messages since its restart, the third request fails
+// (`requestFailed`). That is a bug in the step every request takes after the first a
+// fresh incarnation gets through `receive`: the redelivered request is answered
+// there, the next one, through `replyAndReceive`, kills it again, and a client
+// would be served one request per restart for ever (campaign seeds
+// 5364254567356249, 8200062610915983); only that client's requests count, so it
+// can hurt no one but itself.
 // The new process starts in recovery (Kernel+SSR.swift) and takes no message until
 // it has judged every SSR.
 //
@@ -60,6 +76,9 @@ extension Kernel {
     public static var watchdogTicks: UInt64 { 50 * ticksPerMillisecond }
     /// Restarts closer together than this (a second) count as "quick succession".
     public static var rapidRestartWindow: UInt64 { Clock.ticksPerSecond }
+    /// Failures in a row on one client's requests, soon after each restart, before its
+    /// request fails alone.
+    public static var failuresBeforeClientFails: UInt32 { 3 }
     /// Restarts in quick succession before a server is held back, and given up.
     public static var restartsBeforeBackoff: Int { 3 }
     public static var restartsBeforeGivingUp: Int { 8 }
@@ -94,9 +113,20 @@ extension Kernel {
             if tasks[client].bindings[index].state == .valid { tasks[client].bindings[index].state = .suspect }
         }
         markRecentWindowsSuspect(of: slot)
+        // Failures in a row on one client's requests, each incarnation killed by its
+        // second message at most (see the essay).
+        let messages = tasks[slot].receiveCount &- tasks[slot].notificationsDelivered
+        var streak: UInt32 = 0
+        if let site, !rollback, !poisoned, !site.inRecovery {
+            streak = site.client == tasks[slot].streakClient && messages <= 2 ? tasks[slot].streak + 1 : 1
+        }
+        let overrun = streak >= Self.failuresBeforeClientFails
         let orphanInWindow = tasks[slot].windowOrphan
         var queued = detachForReload(slot)
         if poisoned, let site { dropPoison(site, orphan: orphanInWindow, queued: &queued, server: slot) }
+        if overrun, let site {
+            dropPoison(site, orphan: orphanInWindow, queued: &queued, server: slot, times: "three times in a row")
+        }
 
         // Two crashes on one poison request are that client's request failing, not the
         // server failing everyone — if the server answered someone since the last such
@@ -105,9 +135,12 @@ extension Kernel {
         // path deep enough to overflow fs's stack) cannot get it given up for all. A
         // server that answers nobody between poison requests (a bug every request
         // hits) is failing for everyone, and is given up as before.
+        let failurePC = registers(slot)[.pc]
+        let stuck = failurePC == tasks[slot].lastFailurePC && messages <= 2
+            && (site == nil || site?.client != tasks[slot].streakClient)
         let quick = tasks[slot].lastRestart != 0 && now &- tasks[slot].lastRestart < Self.rapidRestartWindow
-            && !tasks[slot].repliedSinceRestart
-        let refunded = poisoned && tasks[slot].repliedSincePoison
+            && (!tasks[slot].repliedSinceRestart || stuck)
+        let refunded = poisoned && tasks[slot].repliedSincePoison && !stuck
         let rapidRestarts = rollback ? tasks[slot].rapidRestarts
             : refunded ? max(tasks[slot].rapidRestarts - 1, 0) : quick ? tasks[slot].rapidRestarts + 1 : 0
         var kept = Task()
@@ -118,7 +151,10 @@ extension Kernel {
         kept.rapidRestarts = rapidRestarts
         kept.lastRestart = now
         kept.bindings = tasks[slot].bindings
-        kept.lastCrash = poisoned || rollback ? CrashSite() : site ?? CrashSite()
+        kept.lastCrash = poisoned || rollback || overrun ? CrashSite() : site ?? CrashSite()
+        kept.streakClient = overrun ? TaskID(rawValue: 0) : site?.client ?? TaskID(rawValue: 0)
+        kept.streak = overrun ? 0 : streak
+        kept.lastFailurePC = rollback ? 0 : failurePC
         kept.repliedSincePoison = !poisoned && tasks[slot].repliedSincePoison
 
         discardAddressSpace(of: slot)
@@ -214,11 +250,12 @@ extension Kernel {
     }
 
     /// The second crash on the same request, SSR or unbind: that one alone fails.
-    private mutating func dropPoison(_ site: CrashSite, orphan: Int, queued: inout SlotSet, server: Int) {
+    private mutating func dropPoison(_ site: CrashSite, orphan: Int, queued: inout SlotSet, server: Int,
+                                     times: StaticString = "twice") {
         if orphan >= 0 {
             let slot = orphan / SSRTable.bindingsPerTask
             freeOrphan(orphan % SSRTable.bindingsPerTask, of: slot)
-            reportPoison("an unbind", server: server)
+            reportPoison("an unbind", times: times, server: server)
             return
         }
         guard let client = liveSlot(site.client), let index = binding(of: client, to: tasks[server].program) else {
@@ -228,10 +265,10 @@ extension Kernel {
         if site.inRecovery {
             tasks[client].bindings[index].state = .lost
             error = .serverStateLost
-            reportPoison("recovering an SSR", server: server)
+            reportPoison("recovering an SSR", times: times, server: server)
         } else {
             error = .requestFailed
-            reportPoison("a request", server: server)
+            reportPoison("a request", times: times, server: server)
         }
         let waiting = tasks[client].state == .sending && tasks[client].partner == server
         guard waiting, site.inRecovery || tasks[client].bindings[index].lastIssuedRequest == site.request else { return }
@@ -240,10 +277,12 @@ extension Kernel {
         makeRunnable(client)
     }
 
-    private func reportPoison(_ what: StaticString, server: Int) {
+    private func reportPoison(_ what: StaticString, times: StaticString, server: Int) {
         platform.write("[kernel] ")
         image.program(tasks[server].program).name.withBytes { platform.write(bytes: $0) }
-        platform.write(" crashed twice on ")
+        platform.write(" crashed ")
+        platform.write(times)
+        platform.write(" on ")
         platform.write(what)
         platform.write(" of one client: that one alone fails\n")
     }

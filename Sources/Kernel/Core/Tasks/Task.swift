@@ -104,8 +104,10 @@ public struct Task {
     /// the promise is made).
     public var promiseOverdueTicks: UInt8 = 0
     public var promiseReceiveMark: UInt32 = 0
-    /// As a server: calls of `receive`, wrapping (for `superviseReplyPromises`).
+    /// As a server: calls of `receive`, wrapping (for `superviseReplyPromises`), and
+    /// the notifications they delivered (the rest delivered messages).
     public var receiveCount: UInt32 = 0
+    public var notificationsDelivered: UInt32 = 0
     /// As a server: holds no request without a promise (system.toml `promises`).
     public var promisesReplies = false
     /// As a client: restarted when it faults, keeping its SSRs (system.toml `keep_ssrs`).
@@ -136,6 +138,14 @@ public struct Task {
     /// This incarnation has answered a request: its restart is not "in quick
     /// succession" with the one before, however soon it comes.
     public var repliedSinceRestart = false
+    /// As a restartable server: the client whose requests its latest failures were
+    /// working on, and how many failures in a row, each soon after a restart, that
+    /// is (Kernel+Restart.swift, "a client whose requests kill the server").
+    public var streakClient = TaskID(rawValue: 0)
+    public var streak: UInt32 = 0
+    /// As a restartable server: the instruction its last incarnation failed at (0:
+    /// none), to recognise a server that fails at the same step every time.
+    public var lastFailurePC: UInt64 = 0
     /// The boot-image program whose code it runs: `program`, or after a live upgrade
     /// a version of it (Kernel+Upgrade.swift).
     public var codeProgram: Int16 = -1
