@@ -482,6 +482,34 @@ import Testing
         #expect(harness.state(0) == .runnable && harness.task(0).streak == 0, "the server goes on")
     }
 
+    /// One client whose every other request kills the server at the same step — an
+    /// answered request, then the killing one — cannot get it given up for the others,
+    /// however long it keeps at it: its own requests fail, and the server goes on.
+    @Test func oneClientsRequestsCannotGetTheServerGivenUp() throws {
+        let harness = try KernelHarness.ssr()
+        try harness.spawn(Program.fs)  // 0
+        try harness.spawn(Program.client)  // 1
+        try harness.call(1, harness.id(0))
+        var told = 0
+        for round in 1...(4 * TestKernel.restartsBeforeGivingUp) {
+            if harness.state(0) == .held { harness.tick(by: harness.task(0).heldUntil - harness.clock) }
+            harness.recover(0, pages: 2)
+            if harness.state(1) == .runnable {
+                if harness.error(1) == .requestFailed { told += 1 }
+                try harness.call(1, harness.id(0))
+            }
+            harness.receive(0)
+            harness.syscall(0, .replyAndReceive, harness.result(0, 1), 0, 0, 0, UInt(ProcessLayout.heap), 0, 0x1000)
+            if harness.state(1) == .runnable { try harness.call(1, harness.id(0)) }
+            harness.registers(0)[.pc] = KernelTestELF.textAddress + 0x40
+            harness.kernel.fault(0, cause: .illegalInstruction, address: 0)
+            #expect(harness.state(0) != .failed, "round \(round)")
+            harness.tick(by: 1_000)
+        }
+        #expect(harness.task(0).rapidRestarts < TestKernel.restartsBeforeBackoff, "never even held back")
+        #expect(told > 0, "its own requests failed")
+    }
+
     /// Failures on one client's requests with other work between them are not a
     /// streak: a soak's faults land on whatever request is in hand.
     @Test func failuresOnOneClientWithWorkBetweenAreNotAStreak() throws {
