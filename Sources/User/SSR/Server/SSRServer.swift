@@ -479,14 +479,12 @@ public struct SSRRuntime<Service: SSRService, Kernel: SSRKernel> {
 
     /// A replay of a region still in the previous layout that must be handled again
     /// (`replayPayload` returned nil): it is migrated first, so that the commit lands in
-    /// this layout.
+    /// this layout. `state` holds that region's state, migrated, already.
     static func migrateForReplay(_ format: Format, state: UnsafeMutablePointer<State>) {
         guard !format.isWrittenInThisLayout else { return }
-        let migrated = UnsafeMutablePointer<State>.allocate(capacity: 1)
-        defer { migrated.deallocate() }
-        guard let previous = previousRegion(format, migratingInto: migrated) else { Kernel.reportFailure() }
+        guard let previous = previousRegion(format, migratingInto: state) else { Kernel.reportFailure() }
         defer { previous.release() }
-        previous.migrate(into: format, migrated: migrated)
+        previous.migrate(into: format, migrated: state)
     }
 
     // MARK: Recovery
