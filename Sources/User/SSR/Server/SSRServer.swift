@@ -479,12 +479,14 @@ public struct SSRRuntime<Service: SSRService, Kernel: SSRKernel> {
 
     /// A replay of a region still in the previous layout that must be handled again
     /// (`replayPayload` returned nil): it is migrated first, so that the commit lands in
-    /// this layout. `state` holds that region's state, migrated, already.
+    /// this layout.
     static func migrateForReplay(_ format: Format, state: UnsafeMutablePointer<State>) {
         guard !format.isWrittenInThisLayout else { return }
-        guard let previous = previousRegion(format, migratingInto: state) else { Kernel.reportFailure() }
+        let migrated = UnsafeMutablePointer<State>.allocate(capacity: 1)
+        defer { migrated.deallocate() }
+        guard let previous = previousRegion(format, migratingInto: migrated) else { Kernel.reportFailure() }
         defer { previous.release() }
-        previous.migrate(into: format, migrated: state)
+        previous.migrate(into: format, migrated: migrated)
     }
 
     // MARK: Recovery
